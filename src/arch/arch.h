@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The hooks the portable core calls.  Every architecture implements each of
+ * them in the file named beside it, src/arch/<arch>/<file>:
+ *
+ *   poke.c        the protocol that applies a batch of instruction changes
+ *                 safely while other threads run, and its trap handling
+ *   jump_label.c  what a static-key site looks like and how it is flipped
+ *
+ * Preconditions common to all hooks: the caller holds the update lock and
+ * the library is initialised.
+ */
+#ifndef STITCH_ARCH_ARCH_H
+#define STITCH_ARCH_ARCH_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <ucontext.h>
+
+#include "core/internal.h"
+
+/* poke.c ---------------------------------------------------------------- */
+
+/* One-time set-up (x86: install the SIGTRAP handler). */
+int arch_poke_init(void);
+
+/*
+ * Apply a validated batch (every site was just compared with its old
+ * bytes): write the new bytes in the steps of the architecture's protocol,
+ * with the syncs the protocol requires.  Other threads may be running
+ * through or be stopped anywhere inside any site; each of them executes
+ * the old or the new instruction, never a mix.  A patch whose change the
+ * architecture cannot make live (e.g. AArch64 outside CMODX) is refused
+ * with an error before anything is written.
+ */
+int arch_batch_apply(const struct stitch_patch *patches, size_t count);
+
+/* Read and write the interrupted PC of a signal context. */
+uintptr_t arch_ucontext_pc(const ucontext_t *uc);
+void arch_ucontext_set_pc(ucontext_t *uc, uintptr_t pc);
+
+/* The backend self-test's probe: a function returning 1 whose result can be
+ * changed to 2 by writing `probe_new` over `probe_old` at `probe_addr`. */
+struct arch_probe {
+	uintptr_t addr;
+	uint8_t len;
+	uint8_t old_bytes[8];
+	uint8_t new_bytes[8];
+	int (*run)(void);
+};
+void arch_probe_describe(struct arch_probe *p);
+/* Whether /proc/self/mem writes are known to store an aligned instruction
+ * word in one single-copy-atomic access on this architecture. */
+bool arch_procmem_word_atomic(void);
+/* Local instruction-cache maintenance after writing [start, end). */
+void arch_flush_icache_range(uintptr_t start, uintptr_t end);
+/* Extra cross-thread sync the architecture offers besides membarrier
+ * (RISC-V: riscv_flush_icache for all threads); 0 if done, -1 if none. */
+int arch_sync_all_threads(void);
+
+/* jump_label.c ------------------------------------------------------------ */
+
+/*
+ * Describe the change that makes the site a jump (jump=true) or a NOP.
+ * Reads the site, checks it holds one of the two forms this architecture
+ * emits for a static-key site (with the entry's target), and fills *patch
+ * with the current bytes as `old` and the wanted bytes as `new_bytes`.
+ * Errors: -STITCH_EALIGN, -STITCH_EUNKNOWN (bytes are neither form),
+ * -STITCH_ERANGE.
+ */
+int arch_jump_label_patch(const struct stitch_jump_site *site, bool jump, struct stitch_patch *patch);
+
+#endif /* STITCH_ARCH_ARCH_H */

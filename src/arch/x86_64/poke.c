@@ -1,0 +1,338 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * x86-64: replacing an instruction that other threads may be executing.
+ *
+ * The rule (Intel SDM vol. 3, 8.1.3 "Handling Self- and Cross-Modifying
+ * Code"): another processor may fetch a multi-byte instruction while it is
+ * being written and see a mix of old and new bytes; a processor is only
+ * guaranteed to see the new code after it executes a serialising
+ * instruction.  A single byte store is never torn.  So we change byte 0 to
+ * int3 first, and only rewrite the other bytes while every thread that
+ * reaches the site traps instead of decoding them (the kernel's INT3
+ * protocol, text_poke_bp):
+ *
+ *      site, 5 bytes             old: 0f 1f 44 00 00   (nop)
+ *                                new: e9 xx xx xx xx   (jmp rel32)
+ *
+ *   step 1  byte 0 := cc          cc 1f 44 00 00       sync
+ *   step 2  bytes 1..n-1 := new   cc xx xx xx xx       sync
+ *   step 3  byte 0 := new         e9 xx xx xx xx       sync
+ *
+ * What a thread at the site executes:
+ *   before step 1's sync   old, or int3 (trap)
+ *   after step 1's sync    int3 (trap): bytes 1..n-1 are never decoded
+ *   after step 2's sync    int3 (trap), or after step 3's store: new
+ *   after step 3's sync    new
+ * A thread stopped *inside* the old instruction cannot exist: the site is
+ * one instruction and threads stop only at instruction boundaries, so its
+ * next fetch starts at byte 0.  (gcc's five one-byte NOPs are five
+ * instructions: such sites are refused here, see the tracing core.)
+ *
+ * The trap: our SIGTRAP handler finds the site in the published table and
+ * emulates the *new* instruction (either is correct while the update is in
+ * flight): nop -> skip, jmp -> go to target, call -> push and go.  If the
+ * site is no longer in the table but its byte 0 is no longer int3, the
+ * update finished between the trap and the handler: the handler rewinds
+ * the PC to re-execute the now complete instruction.  Any other SIGTRAP
+ * (a debugger's breakpoint, the program's own int3) goes to the handler
+ * that was installed before ours.
+ *
+ * Pairing of barriers:
+ *   writer                                   trapped thread
+ *   publish table (seq_cst)                  traps_running++ (seq_cst)
+ *   store cc, membarrier (step 1)            load table, look up site
+ *   ... step 3, membarrier                   traps_running--
+ *   unpublish table; wait traps_running==0   (or: byte 0 != cc -> rewind)
+ *   free table
+ * Model: models/x86_jump_label.model (and the mutant with a sync dropped).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ucontext.h>
+#include <sched.h>
+
+#include "arch/arch.h"
+#include "arch/x86_64/insn.h"
+
+struct trap_site {
+	uintptr_t addr;
+	struct x86_insn insn; /* the new instruction, emulated on a trap */
+};
+
+struct trap_table {
+	size_t count;
+	struct trap_site sites[];
+};
+
+static _Atomic(struct trap_table *) trap_table;
+static _Atomic int traps_running;
+static struct sigaction previous_sigtrap;
+
+uintptr_t arch_ucontext_pc(const ucontext_t *uc)
+{
+	return (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+}
+
+void arch_ucontext_set_pc(ucontext_t *uc, uintptr_t pc)
+{
+	uc->uc_mcontext.gregs[REG_RIP] = (greg_t)pc;
+}
+
+static const struct trap_site *find_trap_site(const struct trap_table *t, uintptr_t addr)
+{
+	size_t lo = 0, hi = t->count;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (t->sites[mid].addr == addr)
+			return &t->sites[mid];
+		if (t->sites[mid].addr < addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static void emulate(ucontext_t *uc, const struct trap_site *s)
+{
+	greg_t *regs = uc->uc_mcontext.gregs;
+	switch (s->insn.kind) {
+	case X86_INSN_NOP:
+		regs[REG_RIP] = (greg_t)(s->addr + s->insn.len);
+		break;
+	case X86_INSN_JMP_REL8:
+	case X86_INSN_JMP_REL32:
+		regs[REG_RIP] = (greg_t)s->insn.target;
+		break;
+	case X86_INSN_CALL_REL32:
+		regs[REG_RSP] -= 8;
+		*(uint64_t *)regs[REG_RSP] = s->addr + s->insn.len;
+		regs[REG_RIP] = (greg_t)s->insn.target;
+		break;
+	case X86_INSN_RET:
+		regs[REG_RIP] = (greg_t) * (uint64_t *)regs[REG_RSP];
+		regs[REG_RSP] += 8;
+		break;
+	case X86_INSN_INT3:
+		/* Never published: arch_batch_apply refuses int3 as a new instruction. */
+		break;
+	}
+}
+
+static void chain_sigtrap(int sig, siginfo_t *info, void *context)
+{
+	const struct sigaction *p = &previous_sigtrap;
+	if (p->sa_flags & SA_SIGINFO) {
+		if (p->sa_sigaction)
+			p->sa_sigaction(sig, info, context);
+		return;
+	}
+	if (p->sa_handler == SIG_IGN)
+		return;
+	if (p->sa_handler == SIG_DFL) {
+		/* What would have happened without us: die of SIGTRAP.  The signal
+		 * is blocked while we run, so it is delivered as we return. */
+		struct sigaction dfl;
+		memset(&dfl, 0, sizeof(dfl));
+		dfl.sa_handler = SIG_DFL;
+		sigaction(SIGTRAP, &dfl, NULL);
+		raise(SIGTRAP);
+		return;
+	}
+	p->sa_handler(sig);
+}
+
+static void sigtrap_handler(int sig, siginfo_t *info, void *context)
+{
+	ucontext_t *uc = context;
+	/* int3 is reported with si_code SI_KERNEL; single-step and hardware
+	 * breakpoints (TRAP_TRACE, TRAP_HWBKPT) and kill() are not ours. */
+	if (info->si_code == SI_KERNEL) {
+		uintptr_t site = arch_ucontext_pc(uc) - 1;
+		atomic_fetch_add(&traps_running, 1);
+		const struct trap_table *t = atomic_load(&trap_table);
+		const struct trap_site *s = t ? find_trap_site(t, site) : NULL;
+		if (s) {
+			emulate(uc, s);
+			atomic_fetch_sub(&traps_running, 1);
+			stitch_count(trap_hits, 1);
+			return;
+		}
+		atomic_fetch_sub(&traps_running, 1);
+		if (*(volatile const uint8_t *)site != X86_INT3) {
+			/* Our update completed after the trap: run the finished instruction. */
+			arch_ucontext_set_pc(uc, site);
+			stitch_count(trap_hits, 1);
+			return;
+		}
+	}
+	chain_sigtrap(sig, info, context);
+}
+
+/* Install our SIGTRAP handler in front of whatever the program has now. */
+static int ensure_sigtrap_handler(void)
+{
+	struct sigaction cur, sa;
+	if (sigaction(SIGTRAP, NULL, &cur) != 0)
+		return stitch_fail_errno(STITCH_ESYS, "sigaction(SIGTRAP)");
+	if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == sigtrap_handler)
+		return 0;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = sigtrap_handler;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	previous_sigtrap = cur;
+	if (sigaction(SIGTRAP, &sa, NULL) != 0)
+		return stitch_fail_errno(STITCH_ESYS, "sigaction(SIGTRAP)");
+	return 0;
+}
+
+int arch_poke_init(void)
+{
+	return ensure_sigtrap_handler();
+}
+
+static void unpublish_trap_table(struct trap_table *t)
+{
+	atomic_store(&trap_table, NULL);
+	while (atomic_load(&traps_running) != 0)
+		sched_yield();
+	free(t);
+}
+
+/* Store byte ranges [from, to) of every multi-byte patch (or, with
+ * only_single, every single-byte patch) from the given source. */
+static int store_bytes(const struct stitch_patch *p, size_t n, size_t from, bool use_new, bool int3_at_0)
+{
+	static const uint8_t int3 = X86_INT3;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i].len <= from)
+			continue;
+		const uint8_t *src = use_new ? p[i].new_bytes : p[i].old;
+		int err;
+		if (int3_at_0)
+			err = stitch_text_store(p[i].addr, &int3, 1);
+		else if (from == 0)
+			err = stitch_text_store(p[i].addr, src, 1);
+		else if (memcmp(p[i].old + 1, p[i].new_bytes + 1, p[i].len - 1u) == 0)
+			err = 0; /* tail unchanged */
+		else
+			err = stitch_text_store(p[i].addr + 1, src + 1, p[i].len - 1u);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* Undo after a failed step: every site back to its old bytes, still under int3. */
+static void roll_back(const struct stitch_patch *p, size_t n)
+{
+	if (store_bytes(p, n, 1, false, true) || stitch_text_sync(p, n) || store_bytes(p, n, 1, false, false) ||
+	    stitch_text_sync(p, n) || store_bytes(p, n, 0, false, false) || stitch_text_sync(p, n))
+		stitch_die("x86 int3 protocol: cannot restore code after a failed write");
+}
+
+int arch_batch_apply(const struct stitch_patch *p, size_t n)
+{
+	int err = ensure_sigtrap_handler();
+	if (err)
+		return err;
+	struct trap_table *t = malloc(sizeof(*t) + n * sizeof(t->sites[0]));
+	if (!t)
+		return stitch_fail(STITCH_ENOMEM, "out of memory for %zu trap sites", n);
+	t->count = n;
+	for (size_t i = 0; i < n; i++) {
+		struct x86_insn old_insn;
+		t->sites[i].addr = p[i].addr;
+		/* Both must be exactly one instruction filling the site: the trap
+		 * emulates the new one, and a thread can only be at byte 0 of the old. */
+		if (x86_decode(p[i].old, p[i].len, p[i].addr, &old_insn) != 0 || old_insn.len != p[i].len ||
+		    x86_decode(p[i].new_bytes, p[i].len, p[i].addr, &t->sites[i].insn) != 0 ||
+		    t->sites[i].insn.len != p[i].len || t->sites[i].insn.kind == X86_INSN_INT3) {
+			char a[3 * STITCH_MAX_INSN + 1], b[3 * STITCH_MAX_INSN + 1];
+			free(t);
+			return stitch_fail(STITCH_EUNKNOWN,
+					   "site %#lx: %s -> %s is not one known instruction replaced by another of "
+					   "the same length",
+					   (unsigned long)p[i].addr, stitch_hex(a, p[i].old, p[i].len),
+					   stitch_hex(b, p[i].new_bytes, p[i].len));
+		}
+	}
+	err = stitch_text_open(p, n);
+	if (err) {
+		free(t);
+		return err;
+	}
+	atomic_store(&trap_table, t); /* patches are sorted by address (batch.c) */
+
+	/* step 1: int3 over byte 0 of every site longer than one byte */
+	bool any_long = false;
+	for (size_t i = 0; i < n; i++)
+		any_long |= p[i].len > 1;
+	if (any_long) {
+		err = store_bytes(p, n, 1, true, true);
+		if (!err)
+			err = stitch_text_sync(p, n);
+		/* step 2: the tails, which no thread decodes while byte 0 is int3 */
+		if (!err)
+			err = store_bytes(p, n, 1, true, false);
+		if (!err)
+			err = stitch_text_sync(p, n);
+	}
+	/* step 3: the new byte 0 completes every site at once */
+	if (!err)
+		err = store_bytes(p, n, 0, true, false);
+	if (!err)
+		err = stitch_text_sync(p, n);
+	if (err) {
+		int saved = err;
+		roll_back(p, n);
+		err = saved;
+	}
+	int cerr = stitch_text_close();
+	unpublish_trap_table(t);
+	return err ? err : cerr;
+}
+
+/* ---- backend self-test probe -------------------------------------------- */
+
+int stitch_x86_probe(void);
+__asm__(".text\n"
+	".p2align 4\n"
+	".globl stitch_x86_probe\n"
+	".hidden stitch_x86_probe\n"
+	".type stitch_x86_probe, @function\n"
+	"stitch_x86_probe:\n"
+	"	movl $1, %eax\n" /* b8 01 00 00 00: the immediate's low byte is patched */
+	"	ret\n"
+	".size stitch_x86_probe, . - stitch_x86_probe\n");
+
+void arch_probe_describe(struct arch_probe *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->addr = (uintptr_t)stitch_x86_probe + 1;
+	p->len = 1;
+	p->old_bytes[0] = 1;
+	p->new_bytes[0] = 2;
+	p->run = stitch_x86_probe;
+}
+
+bool arch_procmem_word_atomic(void)
+{
+	/* Every store the x86 protocol relies on being atomic is one byte. */
+	return true;
+}
+
+void arch_flush_icache_range(uintptr_t start, uintptr_t end)
+{
+	/* Coherent instruction caches; the sync's serialisation is what matters. */
+	(void)start;
+	(void)end;
+}
+
+int arch_sync_all_threads(void)
+{
+	return -1; /* membarrier SYNC_CORE is the way on x86 */
+}

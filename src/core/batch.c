@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Patch batches: queue many instruction changes, check them all, then let
+ * the architecture's protocol apply them phase by phase with one sync per
+ * phase however many sites there are (the kernel's _queue/_apply split).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "arch/arch.h"
+#include "core/internal.h"
+
+void stitch_batch_init(struct stitch_batch *b)
+{
+	memset(b, 0, sizeof(*b));
+}
+
+void stitch_batch_free(struct stitch_batch *b)
+{
+	free(b->patches);
+	stitch_batch_init(b);
+}
+
+int stitch_batch_add(struct stitch_batch *b, uintptr_t addr, const uint8_t *old, const uint8_t *new_bytes,
+		     size_t len)
+{
+	if (len == 0 || len > STITCH_MAX_INSN)
+		return stitch_fail(STITCH_EINVAL, "patch of %zu bytes at %#lx: length must be 1..%d", len,
+				   (unsigned long)addr, STITCH_MAX_INSN);
+	if (b->count == b->capacity) {
+		size_t cap = b->capacity ? b->capacity * 2 : 64;
+		struct stitch_patch *v = realloc(b->patches, cap * sizeof(*v));
+		if (!v)
+			return stitch_fail(STITCH_ENOMEM, "out of memory queueing a patch");
+		b->patches = v;
+		b->capacity = cap;
+	}
+	struct stitch_patch *p = &b->patches[b->count++];
+	memset(p, 0, sizeof(*p));
+	p->addr = addr;
+	p->len = (uint8_t)len;
+	memcpy(p->old, old, len);
+	memcpy(p->new_bytes, new_bytes, len);
+	return 0;
+}
+
+static int cmp_patch(const void *a, const void *b)
+{
+	uintptr_t x = ((const struct stitch_patch *)a)->addr, y = ((const struct stitch_patch *)b)->addr;
+	return x < y ? -1 : x > y;
+}
+
+int stitch_batch_apply_locked(struct stitch_batch *b)
+{
+	/* Drop no-op patches; sort so that overlaps are adjacent and pages group. */
+	size_t n = 0;
+	for (size_t i = 0; i < b->count; i++)
+		if (memcmp(b->patches[i].old, b->patches[i].new_bytes, b->patches[i].len) != 0)
+			b->patches[n++] = b->patches[i];
+	b->count = n;
+	if (n == 0)
+		return 0;
+	qsort(b->patches, n, sizeof(*b->patches), cmp_patch);
+	char want[3 * STITCH_MAX_INSN + 1], found[3 * STITCH_MAX_INSN + 1];
+	for (size_t i = 0; i < n; i++) {
+		const struct stitch_patch *p = &b->patches[i];
+		if (i && b->patches[i - 1].addr + b->patches[i - 1].len > p->addr)
+			return stitch_fail(STITCH_EINVAL, "patches at %#lx and %#lx overlap",
+					   (unsigned long)b->patches[i - 1].addr, (unsigned long)p->addr);
+		/* Compare-and-patch: every site must hold exactly what the caller
+		 * planned from; otherwise someone else changed it, and we write nothing. */
+		if (memcmp((const void *)p->addr, p->old, p->len) != 0)
+			return stitch_fail(STITCH_EMISMATCH, "site %#lx: expected %s, found %s", (unsigned long)p->addr,
+					   stitch_hex(want, p->old, p->len),
+					   stitch_hex(found, (const uint8_t *)p->addr, p->len));
+	}
+	int err = arch_batch_apply(b->patches, n);
+	if (!err) {
+		stitch_count(batches, 1);
+		stitch_count(sites_written, n);
+	}
+	return err;
+}

@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Start-up: cross-thread sync, write backend, quiescence signal, the
+ * architecture's trap handler.  Done once, lazily or by stitch_init(); the
+ * first failure is sticky (and its message is kept) so that every later
+ * call reports the same reason instead of half-working.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "arch/arch.h"
+#include "core/internal.h"
+
+struct stitch_counters stitch_counters;
+
+static pthread_mutex_t update_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static int init_result;
+static char init_message[512];
+
+void stitch_update_lock(void)
+{
+	if (pthread_mutex_lock(&update_lock) != 0)
+		stitch_die("update lock is broken");
+}
+
+void stitch_update_unlock(void)
+{
+	if (pthread_mutex_unlock(&update_lock) != 0)
+		stitch_die("update lock released by a thread that does not hold it");
+}
+
+static void init_once_fn(void)
+{
+	int r = stitch_sync_init();
+	if (r == 0)
+		r = stitch_quiesce_init();
+	if (r == 0)
+		r = arch_poke_init();
+	if (r == 0)
+		r = stitch_text_init();
+	init_result = r;
+	if (r != 0)
+		snprintf(init_message, sizeof(init_message), "stitch initialisation failed: %s",
+			 stitch_last_error());
+}
+
+int stitch_ensure_init(void)
+{
+	pthread_once(&init_once, init_once_fn);
+	if (init_result != 0)
+		return stitch_fail(-init_result, "%s", init_message);
+	return 0;
+}
+
+int stitch_init(void)
+{
+	stitch_clear_error();
+	return stitch_ensure_init();
+}
+
+const char *stitch_backend_name(void)
+{
+	switch (stitch_text_backend()) {
+	case STITCH_BACKEND_PROCMEM: return "procmem";
+	case STITCH_BACKEND_MPROTECT: return "mprotect";
+	default: return "none";
+	}
+}
+
+void stitch_get_stats(struct stitch_stats *out)
+{
+	if (!out)
+		return;
+	out->batches = atomic_load(&stitch_counters.batches);
+	out->sites_written = atomic_load(&stitch_counters.sites_written);
+	out->syncs = atomic_load(&stitch_counters.syncs);
+	out->protect_calls = atomic_load(&stitch_counters.protect_calls);
+	out->trap_hits = atomic_load(&stitch_counters.trap_hits);
+	out->quiesce_rounds = atomic_load(&stitch_counters.quiesce_rounds);
+	out->quiesce_fixups = atomic_load(&stitch_counters.quiesce_fixups);
+}

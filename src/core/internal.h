@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internal interfaces of the portable core.  Nothing here builds an
+ * opcode: instruction knowledge lives in src/arch/<arch>/.
+ *
+ * Layers, bottom up:
+ *   text.c      the one place that writes code: write backends, syncs
+ *   batch.c     compare-and-patch queues, applied by the arch protocol
+ *   quiesce.c   where is every thread? (signal, read/rewrite PC)
+ *   jump_label.c static keys on top of batches
+ */
+#ifndef STITCH_CORE_INTERNAL_H
+#define STITCH_CORE_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "stitch/stitch.h"
+
+#define STITCH_MAX_INSN 16 /* longest byte sequence one patch may replace */
+
+/* ---- errors (error.c) ---------------------------------------------------- */
+
+/* Record a message for stitch_last_error() and return -err. */
+int stitch_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Like stitch_fail, adding ": strerror(errno)" for the errno at call time. */
+int stitch_fail_errno(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Clear the calling thread's last error (at the start of public calls). */
+void stitch_clear_error(void);
+/* Format len bytes as "0f 1f 44 00 00" into buf (at least 3*len+1 bytes). */
+char *stitch_hex(char *buf, const uint8_t *bytes, size_t len);
+/* A state that cannot happen: report where and abort. */
+__attribute__((noreturn)) void stitch_die_at(const char *file, int line, const char *msg);
+#define stitch_die(msg) stitch_die_at(__FILE__, __LINE__, (msg))
+
+/* ---- library state (init.c) ---------------------------------------------- */
+
+struct stitch_counters {
+	atomic_uint_fast64_t batches, sites_written, syncs, protect_calls;
+	atomic_uint_fast64_t trap_hits, quiesce_rounds, quiesce_fixups;
+};
+extern struct stitch_counters stitch_counters;
+#define stitch_count(field, n) atomic_fetch_add_explicit(&stitch_counters.field, (n), memory_order_relaxed)
+
+/*
+ * The update lock: serialises every code modification and every change to
+ * the site tables.  Held across a whole operation (all phases of a batch).
+ * Not async-signal-safe; never taken in a signal handler.
+ */
+void stitch_update_lock(void);
+void stitch_update_unlock(void);
+
+/* Initialise once; returns 0 or the (sticky) error of the first attempt. */
+int stitch_ensure_init(void);
+
+/* ---- writing code (text.c) ------------------------------------------------ */
+
+enum stitch_backend_kind { STITCH_BACKEND_NONE, STITCH_BACKEND_PROCMEM, STITCH_BACKEND_MPROTECT };
+
+/* Pick and self-test a backend (called once from init). */
+int stitch_text_init(void);
+enum stitch_backend_kind stitch_text_backend(void);
+
+struct stitch_patch;
+/*
+ * A write session: make every page touched by the patches writable (mprotect
+ * backend; /proc/self/mem needs nothing), store, close.  Opening fails
+ * before anything is changed; closing restores each page's original
+ * protection as read from /proc/self/maps.  One session per batch, so a
+ * page shared by many sites is opened once.
+ */
+int stitch_text_open(const struct stitch_patch *patches, size_t count);
+/*
+ * One store into code, inside a session.  A store of 1, 2, 4 or 8
+ * naturally aligned bytes is a single-copy-atomic store; longer or
+ * unaligned stores are plain copies that the caller's protocol must keep
+ * away from any instruction fetch.  Does not sync instruction fetch.
+ */
+int stitch_text_store(uintptr_t addr, const uint8_t *bytes, size_t len);
+int stitch_text_close(void);
+/*
+ * Make every store so far visible to instruction fetch on every thread of
+ * the process: local cache maintenance over the patched ranges and one
+ * cross-thread core sync (membarrier SYNC_CORE, or the architecture's own
+ * call).  Counts one sync.
+ */
+int stitch_text_sync(const struct stitch_patch *patches, size_t count);
+int stitch_sync_init(void);
+
+/* ---- patch batches (batch.c) ---------------------------------------------- */
+
+/* Replace len bytes at addr: they must currently be `old`; become `new_bytes`. */
+struct stitch_patch {
+	uintptr_t addr;
+	uint8_t len;
+	uint8_t old[STITCH_MAX_INSN];
+	uint8_t new_bytes[STITCH_MAX_INSN];
+};
+
+struct stitch_batch {
+	struct stitch_patch *patches;
+	size_t count, capacity;
+};
+
+void stitch_batch_init(struct stitch_batch *b);
+void stitch_batch_free(struct stitch_batch *b);
+int stitch_batch_add(struct stitch_batch *b, uintptr_t addr, const uint8_t *old, const uint8_t *new_bytes,
+		     size_t len);
+/*
+ * Compare every site with its `old` bytes (all of them, before any write),
+ * then hand the batch to the architecture's protocol (arch_batch_apply).
+ * On error nothing has been written.  Caller holds the update lock.
+ */
+int stitch_batch_apply_locked(struct stitch_batch *b);
+
+/* ---- quiescence (quiesce.c) ------------------------------------------------ */
+
+struct stitch_range {
+	uintptr_t start, end; /* [start, end) */
+};
+
+/*
+ * Called in the signal handler of each interrupted thread with its PC; may
+ * rewrite *pc (seed 004's "replay": a thread at +4 moved back to +0).
+ * Must be async-signal-safe.  Returns true if it changed *pc.
+ */
+typedef bool (*stitch_pc_fixup_fn)(uintptr_t *pc, void *arg);
+
+int stitch_quiesce_init(void);
+/*
+ * Make sure no thread of the process is inside any of the ranges.  Every
+ * other thread is signalled and reports its PC (after the fixup, if any);
+ * threads found inside a range are asked again until they have left.
+ * Threads that exit meanwhile count as outside; threads created after the
+ * call starts are not waited for (they start outside every range, and run
+ * code synced before the call).  A thread that blocks the signal makes the
+ * call fail with -STITCH_EQUIESCE once the timeout passes, naming it.
+ * With nranges == 0 it waits until every thread has passed one instruction
+ * boundary after the call began (a grace period).
+ */
+int stitch_quiesce(const struct stitch_range *ranges, size_t nranges, stitch_pc_fixup_fn fixup, void *arg);
+
+/* ---- static keys (jump_label.c) -------------------------------------------- */
+
+struct stitch_jump_site {
+	uintptr_t code;   /* the patchable instruction */
+	uintptr_t target; /* where it jumps when it is a jump */
+};
+
+#endif /* STITCH_CORE_INTERNAL_H */

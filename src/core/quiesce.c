@@ -1,0 +1,344 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Quiescence: where is every other thread of the process right now?
+ *
+ * User space has no synchronize_rcu_tasks().  We ask each thread instead:
+ * tgkill() it with a dedicated signal; its handler reads the interrupted PC
+ * from the ucontext, lets the caller's fixup rewrite it (seed 004's "replay"),
+ * and reports it.  A thread that ran the handler was stopped at an
+ * instruction boundary, so its report is an exact position at an instant
+ * after the call began.  A thread reported inside one of the ranges is asked
+ * again until it has left them.
+ *
+ * Edge cases, and what we do:
+ *  - a thread exits before answering: tgkill(tid, 0) says ESRCH; it counts
+ *    as outside (it will never execute anything again);
+ *  - a thread is created after we listed /proc/self/task: it starts in the
+ *    thread library, outside any site, and sees code synced before the call;
+ *  - a thread blocks the signal: if /proc/self/task/TID/syscall shows it
+ *    sleeping in a system call, its PC is at a system call instruction, which
+ *    no patch site contains, so it counts as outside; otherwise we wait until
+ *    STITCH_QUIESCE_TIMEOUT_MS and fail with -STITCH_EQUIESCE naming it.
+ *    (This is also what makes helper threads of qemu-user, which block every
+ *    signal and sleep in futex(), harmless.)
+ *  - the handler is installed with SA_RESTART, so an interrupted system call
+ *    restarts where the kernel allows; calls that never restart (see
+ *    signal(7): nanosleep, epoll_wait, ...) return EINTR as with any signal.
+ *
+ * Handler and writer share `request` (published with release/acquire) and
+ * `handlers_running`: the writer unpublishes the request and then waits for
+ * the count to drop to zero before freeing it, so a late handler never
+ * touches freed memory.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "arch/arch.h"
+#include "core/internal.h"
+
+enum slot_state { SLOT_PENDING, SLOT_REPORTED, SLOT_DONE };
+
+struct slot {
+	pid_t tid;
+	_Atomic int state;
+	uintptr_t pc;
+	const char *how; /* for messages: how the thread was found outside */
+};
+
+struct request {
+	struct slot *slots;
+	size_t count;
+	stitch_pc_fixup_fn fixup;
+	void *arg;
+};
+
+static int quiesce_signal;
+static long timeout_ms = 2000;
+static _Atomic(struct request *) published;
+static _Atomic int handlers_running;
+static _Atomic int reports; /* futex word: bumped by every report */
+
+static pid_t gettid_raw(void)
+{
+	return (pid_t)syscall(SYS_gettid);
+}
+
+static void quiesce_handler(int sig, siginfo_t *info, void *context)
+{
+	(void)sig;
+	(void)info;
+	int saved_errno = errno;
+	atomic_fetch_add(&handlers_running, 1);
+	struct request *req = atomic_load(&published);
+	if (req) {
+		pid_t self = gettid_raw();
+		for (size_t i = 0; i < req->count; i++) {
+			struct slot *s = &req->slots[i];
+			if (s->tid != self || atomic_load_explicit(&s->state, memory_order_acquire) != SLOT_PENDING)
+				continue;
+			ucontext_t *uc = context;
+			uintptr_t pc = arch_ucontext_pc(uc);
+			if (req->fixup && req->fixup(&pc, req->arg)) {
+				arch_ucontext_set_pc(uc, pc);
+				stitch_count(quiesce_fixups, 1);
+			}
+			s->pc = pc;
+			atomic_store_explicit(&s->state, SLOT_REPORTED, memory_order_release);
+			atomic_fetch_add(&reports, 1);
+			syscall(SYS_futex, &reports, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+			break;
+		}
+	}
+	atomic_fetch_sub(&handlers_running, 1);
+	errno = saved_errno;
+}
+
+int stitch_quiesce_init(void)
+{
+	quiesce_signal = SIGRTMIN + 5;
+	const char *env = getenv("STITCH_QUIESCE_SIGNAL");
+	if (env && *env) {
+		char *end;
+		long v = strtol(env, &end, 10);
+		if (*end || v < 1 || v > SIGRTMAX || v == SIGKILL || v == SIGSTOP)
+			return stitch_fail(STITCH_EINVAL, "STITCH_QUIESCE_SIGNAL=%s is not a usable signal number",
+					   env);
+		quiesce_signal = (int)v;
+	}
+	env = getenv("STITCH_QUIESCE_TIMEOUT_MS");
+	if (env && *env) {
+		char *end;
+		long v = strtol(env, &end, 10);
+		if (*end || v < 1)
+			return stitch_fail(STITCH_EINVAL, "STITCH_QUIESCE_TIMEOUT_MS=%s is not a positive number", env);
+		timeout_ms = v;
+	}
+	struct sigaction old, sa;
+	if (sigaction(quiesce_signal, NULL, &old) != 0)
+		return stitch_fail_errno(STITCH_ESYS, "sigaction(%d)", quiesce_signal);
+	if ((old.sa_flags & SA_SIGINFO) ? old.sa_sigaction != NULL
+					: (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN))
+		return stitch_fail(STITCH_EINVAL,
+				   "signal %d already has a handler; choose another with STITCH_QUIESCE_SIGNAL",
+				   quiesce_signal);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = quiesce_handler;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(quiesce_signal, &sa, NULL) != 0)
+		return stitch_fail_errno(STITCH_ESYS, "sigaction(%d)", quiesce_signal);
+	return 0;
+}
+
+static bool in_ranges(uintptr_t pc, const struct stitch_range *r, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (pc >= r[i].start && pc < r[i].end)
+			return true;
+	return false;
+}
+
+/* All thread ids of the process except the caller's. */
+static int list_threads(struct slot **out, size_t *count)
+{
+	DIR *d = opendir("/proc/self/task");
+	if (!d)
+		return stitch_fail_errno(STITCH_ESYS, "cannot list /proc/self/task");
+	pid_t self = gettid_raw();
+	struct slot *v = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		char *end;
+		long tid = strtol(e->d_name, &end, 10);
+		if (*end || tid <= 0 || tid == self)
+			continue;
+		if (n == cap) {
+			cap = cap ? 2 * cap : 16;
+			struct slot *nv = realloc(v, cap * sizeof(*v));
+			if (!nv) {
+				free(v);
+				closedir(d);
+				return stitch_fail(STITCH_ENOMEM, "out of memory listing threads");
+			}
+			v = nv;
+		}
+		v[n].tid = (pid_t)tid;
+		atomic_init(&v[n].state, SLOT_PENDING);
+		v[n].pc = 0;
+		v[n].how = NULL;
+		n++;
+	}
+	closedir(d);
+	*out = v;
+	*count = n;
+	return 0;
+}
+
+static int read_small_file(const char *path, char *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, size - 1);
+	close(fd);
+	if (n < 0)
+		return -1;
+	buf[n] = '\0';
+	return 0;
+}
+
+/* Does the thread block our signal? */
+static bool blocks_signal(pid_t tid)
+{
+	char path[64], buf[2048];
+	snprintf(path, sizeof(path), "/proc/self/task/%d/status", (int)tid);
+	if (read_small_file(path, buf, sizeof(buf)) != 0)
+		return false;
+	const char *p = strstr(buf, "SigBlk:");
+	if (!p)
+		return false;
+	unsigned long long mask = strtoull(p + 7, NULL, 16);
+	return (mask >> (quiesce_signal - 1)) & 1;
+}
+
+/* Is the thread asleep in a system call (so its PC is at a syscall instruction)? */
+static bool sleeping_in_syscall(pid_t tid)
+{
+	char path[64], buf[256];
+	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
+	if (read_small_file(path, buf, sizeof(buf)) != 0)
+		return false;
+	/* "running" or "-1 sp pc" (not in a syscall) versus "nr args... sp pc". */
+	return buf[0] >= '0' && buf[0] <= '9';
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void ask(struct slot *s)
+{
+	atomic_store_explicit(&s->state, SLOT_PENDING, memory_order_release);
+	if (syscall(SYS_tgkill, getpid(), s->tid, quiesce_signal) != 0 && errno == ESRCH) {
+		s->how = "exited";
+		atomic_store(&s->state, SLOT_DONE);
+	}
+}
+
+static void unpublish(void)
+{
+	atomic_store(&published, NULL);
+	/* A handler that loaded the request before it was unpublished has
+	 * already incremented the count (it increments before it loads). */
+	while (atomic_load(&handlers_running) != 0)
+		sched_yield();
+}
+
+int stitch_quiesce(const struct stitch_range *ranges, size_t nranges, stitch_pc_fixup_fn fixup, void *arg)
+{
+	int err = stitch_ensure_init();
+	if (err)
+		return err;
+	struct sigaction current;
+	if (sigaction(quiesce_signal, NULL, &current) != 0 || !(current.sa_flags & SA_SIGINFO) ||
+	    current.sa_sigaction != quiesce_handler)
+		return stitch_fail(STITCH_EQUIESCE,
+				   "the program replaced stitch's handler for signal %d; set STITCH_QUIESCE_SIGNAL to "
+				   "a signal it does not use",
+				   quiesce_signal);
+
+	struct request req = { .fixup = fixup, .arg = arg };
+	err = list_threads(&req.slots, &req.count);
+	if (err)
+		return err;
+	atomic_store(&published, &req);
+	stitch_count(quiesce_rounds, 1);
+	for (size_t i = 0; i < req.count; i++)
+		ask(&req.slots[i]);
+
+	const int64_t deadline = now_ms() + timeout_ms;
+	for (;;) {
+		int seen = atomic_load(&reports);
+		size_t pending = 0;
+		bool asked_again = false;
+		for (size_t i = 0; i < req.count; i++) {
+			struct slot *s = &req.slots[i];
+			int st = atomic_load_explicit(&s->state, memory_order_acquire);
+			if (st == SLOT_REPORTED) {
+				if (in_ranges(s->pc, ranges, nranges)) {
+					ask(s); /* still inside: look again once it has moved on */
+					asked_again = true;
+				} else {
+					s->how = "reported";
+					atomic_store(&s->state, SLOT_DONE);
+				}
+			}
+			if (atomic_load(&s->state) != SLOT_DONE)
+				pending++;
+		}
+		if (pending == 0)
+			break;
+		if (now_ms() > deadline) {
+			/* Someone keeps answering from inside a range (or stays silent:
+			 * handled below, where blocked signals are told apart). */
+			for (size_t i = 0; i < req.count; i++) {
+				struct slot *s = &req.slots[i];
+				if (atomic_load(&s->state) == SLOT_PENDING && s->pc && in_ranges(s->pc, ranges, nranges)) {
+					unpublish();
+					err = stitch_fail(STITCH_EQUIESCE,
+							  "thread %d was still inside a patched range (pc %#lx) after %ld ms",
+							  (int)s->tid, (unsigned long)s->pc, timeout_ms);
+					free(req.slots);
+					return err;
+				}
+			}
+		}
+		if (asked_again)
+			stitch_count(quiesce_rounds, 1);
+		struct timespec wait = { 0, 10 * 1000 * 1000 };
+		long r = syscall(SYS_futex, &reports, FUTEX_WAIT_PRIVATE, seen, &wait, NULL, 0);
+		if (r == 0 || errno != ETIMEDOUT)
+			continue;
+		/* Quiet for 10 ms: look at the threads that have not answered. */
+		bool late = now_ms() > deadline;
+		for (size_t i = 0; i < req.count; i++) {
+			struct slot *s = &req.slots[i];
+			if (atomic_load(&s->state) != SLOT_PENDING)
+				continue;
+			if (syscall(SYS_tgkill, getpid(), s->tid, 0) != 0 && errno == ESRCH) {
+				s->how = "exited";
+				atomic_store(&s->state, SLOT_DONE);
+			} else if (blocks_signal(s->tid) && sleeping_in_syscall(s->tid)) {
+				s->how = "asleep in a system call with the signal blocked";
+				atomic_store(&s->state, SLOT_DONE);
+			} else if (late) {
+				bool blocked = blocks_signal(s->tid);
+				unpublish();
+				err = stitch_fail(STITCH_EQUIESCE,
+						  blocked ? "thread %d blocks signal %d and is not asleep in a system call; "
+							    "its position is unknown after %ld ms"
+							  : "thread %d did not answer signal %d within %ld ms",
+						  (int)s->tid, quiesce_signal, timeout_ms);
+				free(req.slots);
+				return err;
+			}
+		}
+	}
+	unpublish();
+	free(req.slots);
+	return 0;
+}

@@ -1,0 +1,395 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The one place that writes code.
+ *
+ * Two backends, chosen at start-up by a self-test (or forced with
+ * STITCH_WRITE_BACKEND=procmem|mprotect):
+ *
+ *  procmem   pwrite() to /proc/self/mem.  The kernel writes through its own
+ *            mapping of the page, so our text is never writable.  Under
+ *            qemu-user such writes are not seen by code that already ran (the
+ *            translator keeps its old translation), hence the self-test.
+ *            Used only where the kernel's copy stores an aligned instruction
+ *            word in one access (arch_procmem_word_atomic()).
+ *  mprotect  make the pages writable (keeping their other rights), store with
+ *            single-copy-atomic stores, restore the exact original
+ *            protection read from /proc/self/maps.  Breaks W^X for the
+ *            duration of one batch; qemu-user drops stale translations of a
+ *            page made writable, so it works there.
+ *
+ * The self-test runs the probe function (so that it has been executed, and
+ * translated under qemu), rewrites its return value, runs it again and
+ * checks the new value, then restores it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/membarrier.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "arch/arch.h"
+#include "core/internal.h"
+
+static enum stitch_backend_kind backend = STITCH_BACKEND_NONE;
+static int procmem_fd = -1;
+static bool membarrier_registered;
+static bool arch_sync_available;
+static uintptr_t page_size;
+
+enum stitch_backend_kind stitch_text_backend(void)
+{
+	return backend;
+}
+
+/* ---- cross-thread sync ----------------------------------------------------- */
+
+static long membarrier(int cmd, unsigned int flags)
+{
+	return syscall(__NR_membarrier, cmd, flags, 0);
+}
+
+int stitch_sync_init(void)
+{
+	long cmds = membarrier(MEMBARRIER_CMD_QUERY, 0);
+	if (cmds >= 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE) &&
+	    membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0) == 0)
+		membarrier_registered = true;
+	arch_sync_available = arch_sync_all_threads() == 0;
+	if (!membarrier_registered && !arch_sync_available)
+		return stitch_fail(STITCH_ENOSYNC,
+				   "membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE) is not available "
+				   "(kernel too old or membarrier disabled) and the architecture has no other "
+				   "way to synchronise other threads' instruction fetch");
+	return 0;
+}
+
+int stitch_text_sync(const struct stitch_patch *patches, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		arch_flush_icache_range(patches[i].addr, patches[i].addr + patches[i].len);
+	/* The architecture's own all-threads flush first (RISC-V fence.i on every
+	 * hart running us), then membarrier, which also orders our stores before
+	 * every other thread's next instruction fetch. */
+	if (arch_sync_available && arch_sync_all_threads() != 0)
+		return stitch_fail_errno(STITCH_ESYS, "instruction cache flush for all threads failed");
+	if (membarrier_registered && membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0) != 0)
+		return stitch_fail_errno(STITCH_ESYS, "membarrier(PRIVATE_EXPEDITED_SYNC_CORE) failed");
+	stitch_count(syncs, 1);
+	return 0;
+}
+
+/* ---- /proc/self/maps --------------------------------------------------------- */
+
+struct mapping {
+	uintptr_t start, end;
+	int prot;
+};
+
+/* Read the mappings overlapping [lo, hi).  Returns the count or a negative error. */
+static int read_mappings(uintptr_t lo, uintptr_t hi, struct mapping **out)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	if (!f)
+		return stitch_fail_errno(STITCH_EPROTECT, "cannot open /proc/self/maps");
+	struct mapping *v = NULL;
+	size_t n = 0, cap = 0;
+	char line[512];
+	int err = 0;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long s, e;
+		char perms[8];
+		if (sscanf(line, "%lx-%lx %7s", &s, &e, perms) != 3)
+			continue;
+		size_t len = strlen(line);
+		/* Skip the rest of an over-long line (a long path name). */
+		while (len && line[len - 1] != '\n' && fgets(line, sizeof(line), f))
+			len = strlen(line);
+		if (e <= lo || s >= hi)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			struct mapping *nv = realloc(v, cap * sizeof(*v));
+			if (!nv) {
+				err = stitch_fail(STITCH_ENOMEM, "out of memory reading /proc/self/maps");
+				break;
+			}
+			v = nv;
+		}
+		v[n].start = s;
+		v[n].end = e;
+		v[n].prot = (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) |
+			    (perms[2] == 'x' ? PROT_EXEC : 0);
+		n++;
+	}
+	fclose(f);
+	if (err) {
+		free(v);
+		return err;
+	}
+	*out = v;
+	return (int)n;
+}
+
+/* ---- write sessions ---------------------------------------------------------- */
+
+/* Page ranges made writable by the open session, with their original rights. */
+static struct mapping *opened;
+static size_t opened_count;
+
+static int cmp_uintptr(const void *a, const void *b)
+{
+	uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int restore_opened(void)
+{
+	int err = 0;
+	for (size_t i = 0; i < opened_count; i++) {
+		stitch_count(protect_calls, 1);
+		if (mprotect((void *)opened[i].start, opened[i].end - opened[i].start, opened[i].prot) != 0 &&
+		    !err)
+			err = stitch_fail_errno(STITCH_EPROTECT,
+						"code was written but the protection of %#lx-%#lx could not be "
+						"restored",
+						(unsigned long)opened[i].start, (unsigned long)opened[i].end);
+	}
+	free(opened);
+	opened = NULL;
+	opened_count = 0;
+	return err;
+}
+
+/* Add [start, end) with rights prot to the opened list, merging with the last entry. */
+static int note_opened(uintptr_t start, uintptr_t end, int prot)
+{
+	if (opened_count && opened[opened_count - 1].end == start && opened[opened_count - 1].prot == prot) {
+		opened[opened_count - 1].end = end;
+		return 0;
+	}
+	struct mapping *nv = realloc(opened, (opened_count + 1) * sizeof(*opened));
+	if (!nv)
+		return stitch_fail(STITCH_ENOMEM, "out of memory opening code for writing");
+	opened = nv;
+	opened[opened_count++] = (struct mapping){ start, end, prot };
+	return 0;
+}
+
+static int open_mprotect(const struct stitch_patch *patches, size_t count)
+{
+	/* Collect every page touched (a patch may straddle two), sorted, unique. */
+	uintptr_t *pages = malloc(2 * count * sizeof(*pages));
+	if (!pages)
+		return stitch_fail(STITCH_ENOMEM, "out of memory opening code for writing");
+	size_t np = 0;
+	for (size_t i = 0; i < count; i++) {
+		uintptr_t first = patches[i].addr & ~(page_size - 1);
+		uintptr_t last = (patches[i].addr + patches[i].len - 1) & ~(page_size - 1);
+		pages[np++] = first;
+		if (last != first)
+			pages[np++] = last;
+	}
+	qsort(pages, np, sizeof(*pages), cmp_uintptr);
+	size_t unique = 0;
+	for (size_t i = 0; i < np; i++)
+		if (!unique || pages[unique - 1] != pages[i])
+			pages[unique++] = pages[i];
+	np = unique;
+
+	struct mapping *maps = NULL;
+	int nmaps = read_mappings(pages[0], pages[np - 1] + page_size, &maps);
+	if (nmaps < 0) {
+		free(pages);
+		return nmaps;
+	}
+	int err = 0;
+	for (size_t i = 0; i < np && !err; i++) {
+		int m = 0;
+		while (m < nmaps && maps[m].end <= pages[i])
+			m++;
+		if (m == nmaps || maps[m].start > pages[i]) {
+			err = stitch_fail(STITCH_EPROTECT, "address %#lx is not mapped", (unsigned long)pages[i]);
+			break;
+		}
+		if (!(maps[m].prot & PROT_EXEC)) {
+			err = stitch_fail(STITCH_EPROTECT, "page %#lx is not executable code",
+					  (unsigned long)pages[i]);
+			break;
+		}
+		err = note_opened(pages[i], pages[i] + page_size, maps[m].prot);
+	}
+	free(maps);
+	free(pages);
+	/* Now change the rights, one call per merged run. */
+	for (size_t i = 0; i < opened_count && !err; i++) {
+		stitch_count(protect_calls, 1);
+		if (mprotect((void *)opened[i].start, opened[i].end - opened[i].start,
+			     opened[i].prot | PROT_WRITE) != 0) {
+			err = stitch_fail_errno(STITCH_EPROTECT, "mprotect(%#lx, %lu, +PROT_WRITE) failed",
+						(unsigned long)opened[i].start,
+						(unsigned long)(opened[i].end - opened[i].start));
+			opened_count = i; /* restore only those already changed */
+		}
+	}
+	if (err)
+		restore_opened();
+	return err;
+}
+
+int stitch_text_open(const struct stitch_patch *patches, size_t count)
+{
+	if (count == 0)
+		return 0;
+	if (backend == STITCH_BACKEND_MPROTECT)
+		return open_mprotect(patches, count);
+	return 0;
+}
+
+int stitch_text_close(void)
+{
+	return backend == STITCH_BACKEND_MPROTECT ? restore_opened() : 0;
+}
+
+/* A store the architecture sees as one access where size and alignment allow. */
+static void store_atomic(uintptr_t addr, const uint8_t *bytes, size_t len)
+{
+	if (len == 1) {
+		__atomic_store_n((uint8_t *)addr, bytes[0], __ATOMIC_RELAXED);
+	} else if (len == 2 && addr % 2 == 0) {
+		uint16_t v;
+		memcpy(&v, bytes, 2);
+		__atomic_store_n((uint16_t *)addr, v, __ATOMIC_RELAXED);
+	} else if (len == 4 && addr % 4 == 0) {
+		uint32_t v;
+		memcpy(&v, bytes, 4);
+		__atomic_store_n((uint32_t *)addr, v, __ATOMIC_RELAXED);
+	} else if (len == 8 && addr % 8 == 0) {
+		uint64_t v;
+		memcpy(&v, bytes, 8);
+		__atomic_store_n((uint64_t *)addr, v, __ATOMIC_RELAXED);
+	} else {
+		memcpy((void *)addr, bytes, len);
+	}
+}
+
+int stitch_text_store(uintptr_t addr, const uint8_t *bytes, size_t len)
+{
+	if (backend == STITCH_BACKEND_PROCMEM) {
+		ssize_t w = pwrite(procmem_fd, bytes, len, (off_t)addr);
+		if (w != (ssize_t)len)
+			return stitch_fail_errno(STITCH_EPROTECT, "write of %zu bytes at %#lx through /proc/self/mem failed",
+						 len, (unsigned long)addr);
+		return 0;
+	}
+	if (backend == STITCH_BACKEND_MPROTECT) {
+		store_atomic(addr, bytes, len);
+		return 0;
+	}
+	return stitch_fail(STITCH_EBACKEND, "no write backend");
+}
+
+/* ---- backend selection --------------------------------------------------------- */
+
+static int probe_write(const struct arch_probe *p, const uint8_t *bytes)
+{
+	struct stitch_patch patch = { .addr = p->addr, .len = p->len };
+	memcpy(patch.new_bytes, bytes, p->len);
+	int err = stitch_text_open(&patch, 1);
+	if (err)
+		return err;
+	err = stitch_text_store(p->addr, bytes, p->len);
+	int cerr = stitch_text_close();
+	if (!err)
+		err = cerr;
+	if (!err)
+		err = stitch_text_sync(&patch, 1);
+	return err;
+}
+
+/* 0 if the backend really changes code that already ran; an error otherwise. */
+static int self_test(enum stitch_backend_kind kind)
+{
+	backend = kind;
+	if (kind == STITCH_BACKEND_PROCMEM && procmem_fd < 0) {
+		procmem_fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+		if (procmem_fd < 0)
+			return stitch_fail_errno(STITCH_EBACKEND, "cannot open /proc/self/mem for writing");
+	}
+	struct arch_probe p;
+	arch_probe_describe(&p);
+	if (p.run() != 1 || memcmp((void *)p.addr, p.old_bytes, p.len) != 0)
+		stitch_die("backend probe function is not in its original state");
+	int err = probe_write(&p, p.new_bytes);
+	if (err)
+		return err;
+	int seen = p.run();
+	err = probe_write(&p, p.old_bytes);
+	if (err || p.run() != 1)
+		stitch_die("backend probe function could not be restored");
+	if (seen != 2)
+		return stitch_fail(STITCH_EBACKEND,
+				   "backend %s wrote the probe function but the change was not executed "
+				   "(stale translation, as under qemu-user)",
+				   kind == STITCH_BACKEND_PROCMEM ? "procmem" : "mprotect");
+	return 0;
+}
+
+static void drop_backend(void)
+{
+	if (procmem_fd >= 0 && backend != STITCH_BACKEND_PROCMEM) {
+		close(procmem_fd);
+		procmem_fd = -1;
+	}
+}
+
+int stitch_text_init(void)
+{
+	page_size = (uintptr_t)sysconf(_SC_PAGESIZE);
+	const char *forced = getenv("STITCH_WRITE_BACKEND");
+	if (forced && *forced) {
+		enum stitch_backend_kind kind;
+		if (!strcmp(forced, "procmem"))
+			kind = STITCH_BACKEND_PROCMEM;
+		else if (!strcmp(forced, "mprotect"))
+			kind = STITCH_BACKEND_MPROTECT;
+		else
+			return stitch_fail(STITCH_EINVAL, "STITCH_WRITE_BACKEND=%s: expected procmem or mprotect",
+					   forced);
+		if (kind == STITCH_BACKEND_PROCMEM && !arch_procmem_word_atomic())
+			return stitch_fail(STITCH_EINVAL,
+					   "STITCH_WRITE_BACKEND=procmem: on this architecture the kernel may copy "
+					   "an instruction word through /proc/self/mem in pieces, which another "
+					   "thread could fetch torn");
+		int err = self_test(kind);
+		if (err) {
+			backend = STITCH_BACKEND_NONE;
+			return stitch_fail(STITCH_EBACKEND, "forced write backend %s failed its self-test: %s",
+					   forced, stitch_last_error());
+		}
+		drop_backend();
+		return 0;
+	}
+	char why[2][300] = { "not tried", "not tried" };
+	if (arch_procmem_word_atomic()) {
+		if (self_test(STITCH_BACKEND_PROCMEM) == 0) {
+			drop_backend();
+			return 0;
+		}
+		snprintf(why[0], sizeof(why[0]), "%s", stitch_last_error());
+	} else {
+		snprintf(why[0], sizeof(why[0]), "not word-atomic on this architecture");
+	}
+	if (self_test(STITCH_BACKEND_MPROTECT) == 0) {
+		drop_backend();
+		return 0;
+	}
+	snprintf(why[1], sizeof(why[1]), "%s", stitch_last_error());
+	backend = STITCH_BACKEND_NONE;
+	drop_backend();
+	return stitch_fail(STITCH_EBACKEND, "no code-writing backend works: procmem: %s; mprotect: %s", why[0],
+			   why[1]);
+}
