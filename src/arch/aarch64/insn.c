@@ -252,7 +252,8 @@ int a64_decode(uint32_t insn, uint64_t pc, struct a64_insn *out)
 		r.kind = A64_INSN_ADD_IMM;
 		r.rd = insn & 31;
 		r.rn = insn >> 5 & 31;
-		r.imm = (int64_t)((insn >> 10 & 0xfff) << (insn >> 22 & 1 ? 12 : 0));
+		r.rm = insn >> 22 & 1 ? 12 : 0;
+		r.imm = (int64_t)((insn >> 10 & 0xfff) << r.rm);
 	} else if ((insn & A64_LDR_LIT_MASK) == A64_LDR_LIT_OP) {
 		r.kind = A64_INSN_LDR_LIT;
 		r.rd = insn & 31;
@@ -425,11 +426,11 @@ int a64_disasm(char *buf, size_t n, const struct a64_insn *d)
 	case A64_INSN_ADRP:
 		return snprintf(buf, n, "adrp %s, 0x%llx", a64_xreg(a, d->rd, false), t);
 	case A64_INSN_ADD_IMM:
-		/* ADD Xd, Xn, #0 with SP on either side is shown as MOV (to/from SP). */
-		if (d->imm == 0 && (d->rd == 31 || d->rn == 31))
+		/* ADD Xd, Xn, #0 (unshifted) with SP on either side is shown as MOV (to/from SP). */
+		if (d->imm == 0 && d->rm == 0 && (d->rd == 31 || d->rn == 31))
 			return snprintf(buf, n, "mov %s, %s", a64_xreg(a, d->rd, true),
 					a64_xreg(b, d->rn, true));
-		if (d->imm > 0xfff)
+		if (d->rm == 12)
 			return snprintf(buf, n, "add %s, %s, #0x%llx, lsl #12", a64_xreg(a, d->rd, true),
 					a64_xreg(b, d->rn, true), (unsigned long long)d->imm >> 12);
 		return snprintf(buf, n, "add %s, %s, #0x%llx", a64_xreg(a, d->rd, true),

@@ -80,8 +80,8 @@ enum a64_insn_kind {
  *   RET, BR        rn
  *   ADRP           rd, imm = page offset in bytes (multiple of 4096),
  *                  target = (pc & ~0xfff) + imm
- *   ADD_IMM        rd, rn (31 = SP), imm = immediate after the shift
- *                  (imm12 or imm12 << 12); 64-bit ADD only
+ *   ADD_IMM        rd, rn (31 = SP), rm = shift (0 or 12), imm = immediate
+ *                  after the shift (imm12 or imm12 << 12); 64-bit ADD only
  *   LDR_LIT        rd = Rt, imm = byte offset, target = pc + imm (64-bit load only)
  *   LDR_IMM        rd = Rt, rn = base (31 = SP), imm = byte offset (64-bit load,
  *                  unsigned offset form only)

@@ -117,7 +117,8 @@ const char *rv_insn_name(enum rv_insn_kind kind);
 /*
  * Render like `objdump -M no-aliases` with ABI register names, e.g.
  * "jal ra,0x10100", "jalr t0,16(t0)", "auipc t0,0x12", "ld t1,-8(t0)",
- * "addi zero,zero,0" for NOP, "c.nop", "ebreak", "c.ebreak".
+ * "addi zero,zero,0" for NOP, "ebreak", "c.ebreak"; C.NOP is shown as
+ * "c.nop" (objdump -M no-aliases says "c.addi zero,0").
  * snprintf rules for buf/n and the return value.
  */
 int rv_disasm(char *buf, size_t n, const struct rv_insn *insn);
