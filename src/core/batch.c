@@ -61,6 +61,9 @@ int stitch_batch_apply_locked(struct stitch_batch *b)
 	if (n == 0)
 		return 0;
 	qsort(b->patches, n, sizeof(*b->patches), cmp_patch);
+	int err = stitch_text_check(b->patches, n);
+	if (err)
+		return err;
 	char want[3 * STITCH_MAX_INSN + 1], found[3 * STITCH_MAX_INSN + 1];
 	for (size_t i = 0; i < n; i++) {
 		const struct stitch_patch *p = &b->patches[i];
@@ -74,7 +77,7 @@ int stitch_batch_apply_locked(struct stitch_batch *b)
 					   stitch_hex(want, p->old, p->len),
 					   stitch_hex(found, (const uint8_t *)p->addr, p->len));
 	}
-	int err = arch_batch_apply(b->patches, n);
+	err = arch_batch_apply(b->patches, n);
 	if (!err) {
 		stitch_count(batches, 1);
 		stitch_count(sites_written, n);

@@ -72,6 +72,8 @@ struct stitch_patch;
  * page shared by many sites is opened once.
  */
 int stitch_text_open(const struct stitch_patch *patches, size_t count);
+/* Refuse (-STITCH_EPROTECT) a patch outside executable mappings; reads nothing there. */
+int stitch_text_check(const struct stitch_patch *patches, size_t count);
 /*
  * One store into code, inside a session.  A store of 1, 2, 4 or 8
  * naturally aligned bytes is a single-copy-atomic store; longer or

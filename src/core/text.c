@@ -134,6 +134,44 @@ static int read_mappings(uintptr_t lo, uintptr_t hi, struct mapping **out)
 	return (int)n;
 }
 
+/*
+ * Every patch must lie inside executable mappings: we never write data, and
+ * a patch at an unmapped address must be refused before anyone reads it.
+ */
+int stitch_text_check(const struct stitch_patch *patches, size_t count)
+{
+	if (count == 0)
+		return 0;
+	uintptr_t lo = UINTPTR_MAX, hi = 0;
+	for (size_t i = 0; i < count; i++) {
+		if (patches[i].addr < lo)
+			lo = patches[i].addr;
+		if (patches[i].addr + patches[i].len > hi)
+			hi = patches[i].addr + patches[i].len;
+	}
+	struct mapping *maps = NULL;
+	int nmaps = read_mappings(lo, hi, &maps);
+	if (nmaps < 0)
+		return nmaps;
+	int err = 0;
+	for (size_t i = 0; i < count && !err; i++) {
+		/* The mappings are sorted; a patch may span two adjacent ones. */
+		uintptr_t at = patches[i].addr, end = patches[i].addr + patches[i].len;
+		for (int m = 0; m < nmaps && at < end; m++) {
+			if (maps[m].end <= at || maps[m].start > at)
+				continue;
+			if (!(maps[m].prot & PROT_EXEC))
+				break;
+			at = maps[m].end;
+		}
+		if (at < end)
+			err = stitch_fail(STITCH_EPROTECT, "site %#lx: %#lx is not mapped executable code",
+					  (unsigned long)patches[i].addr, (unsigned long)at);
+	}
+	free(maps);
+	return err;
+}
+
 /* ---- write sessions ---------------------------------------------------------- */
 
 /* Page ranges made writable by the open session, with their original rights. */
@@ -240,13 +278,40 @@ static int open_mprotect(const struct stitch_patch *patches, size_t count)
 	return err;
 }
 
+/*
+ * /proc/self/mem needs no opening, but a page it cannot write (a read-only
+ * shared file mapping, say) must be found before the first real store: so
+ * each touched page gets one store of the byte it already holds, which
+ * changes nothing that any thread could observe.
+ */
+static int open_procmem(const struct stitch_patch *patches, size_t count)
+{
+	uintptr_t last_page = 0;
+	for (size_t i = 0; i < count; i++) {
+		uintptr_t ends[2] = { patches[i].addr, patches[i].addr + patches[i].len - 1 };
+		for (int k = 0; k < 2; k++) {
+			uintptr_t page = ends[k] & ~(page_size - 1);
+			if (page == last_page)
+				continue;
+			last_page = page;
+			uint8_t same = *(const volatile uint8_t *)ends[k];
+			if (pwrite(procmem_fd, &same, 1, (off_t)ends[k]) != 1)
+				return stitch_fail_errno(STITCH_EPROTECT, "cannot write code at %#lx through /proc/self/mem",
+							 (unsigned long)ends[k]);
+		}
+	}
+	return 0;
+}
+
 int stitch_text_open(const struct stitch_patch *patches, size_t count)
 {
 	if (count == 0)
 		return 0;
 	if (backend == STITCH_BACKEND_MPROTECT)
 		return open_mprotect(patches, count);
-	return 0;
+	if (backend == STITCH_BACKEND_PROCMEM)
+		return open_procmem(patches, count);
+	return stitch_fail(STITCH_EBACKEND, "no write backend");
 }
 
 int stitch_text_close(void)

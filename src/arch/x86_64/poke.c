@@ -226,11 +226,30 @@ static int store_bytes(const struct stitch_patch *p, size_t n, size_t from, bool
 	return 0;
 }
 
-/* Undo after a failed step: every site back to its old bytes, still under int3. */
+/*
+ * Undo after a failed step (only reachable if a store fails after the
+ * session opened, i.e. practically never): every site that differs from its
+ * old bytes goes back through the same three steps, in reverse.
+ */
 static void roll_back(const struct stitch_patch *p, size_t n)
 {
-	if (store_bytes(p, n, 1, false, true) || stitch_text_sync(p, n) || store_bytes(p, n, 1, false, false) ||
-	    stitch_text_sync(p, n) || store_bytes(p, n, 0, false, false) || stitch_text_sync(p, n))
+	static const uint8_t int3 = X86_INT3;
+	int err = 0;
+	for (int step = 1; step <= 3 && !err; step++) {
+		for (size_t i = 0; i < n && !err; i++) {
+			if (memcmp((const void *)p[i].addr, p[i].old, p[i].len) == 0)
+				continue;
+			if (step == 1 && p[i].len > 1)
+				err = stitch_text_store(p[i].addr, &int3, 1);
+			else if (step == 2 && p[i].len > 1)
+				err = stitch_text_store(p[i].addr + 1, p[i].old + 1, p[i].len - 1u);
+			else if (step == 3)
+				err = stitch_text_store(p[i].addr, p[i].old, 1);
+		}
+		if (!err)
+			err = stitch_text_sync(p, n);
+	}
+	if (err)
 		stitch_die("x86 int3 protocol: cannot restore code after a failed write");
 }
 
