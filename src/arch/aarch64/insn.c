@@ -317,7 +317,11 @@ int a64_decode(uint32_t insn, uint64_t pc, struct a64_insn *out)
  * B, BL, B.cond, CBZ, CBNZ, TBZ, TBNZ, NOP, BRK, ISB, SVC, HVC, SMC;
  * that PE then executes the old or the new one.  Anything else
  * (ADRP, ADD, LDR, BR, MOV, BTI, RET...) is CONSTRAINED UNPREDICTABLE
- * when changed under a running PE.
+ * when changed under a running PE.  The conditional forms (B.cond,
+ * CBZ/CBNZ, TBZ/TBNZ) were added to the list in later revisions of the
+ * Arm ARM; whether that revision adds conditions on which fields may
+ * change was not checked against the primary text here -- check the
+ * revision you cite before swapping a conditional branch for another.
  */
 bool a64_insn_cmodx_safe(uint32_t insn)
 {
