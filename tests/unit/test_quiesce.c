@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Quiescence: every thread reports where it is; a PC fixup moves a thread
+ * out of a range (seed 004's replay, here: out of an endless loop); a
+ * thread that blocks the signal while running is reported by name, one
+ * that blocks it while asleep in a system call is known to be outside.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/check.h"
+#include "core/internal.h"
+
+/* spin_loop: an endless loop at [spin_loop, spin_escape); spin_escape returns. */
+void spin_loop(void);
+extern const char spin_escape[];
+#if defined(__x86_64__)
+__asm__(".text\n.globl spin_loop\n.globl spin_escape\n.type spin_loop, @function\n"
+	"spin_loop:\n1: pause\n jmp 1b\nspin_escape:\n ret\n.size spin_loop, . - spin_loop\n");
+#elif defined(__aarch64__)
+__asm__(".text\n.globl spin_loop\n.globl spin_escape\n.type spin_loop, %function\n"
+	"spin_loop:\n1: yield\n b 1b\nspin_escape:\n ret\n.size spin_loop, . - spin_loop\n");
+#elif defined(__riscv)
+__asm__(".text\n.globl spin_loop\n.globl spin_escape\n.type spin_loop, @function\n"
+	"spin_loop:\n1: nop\n j 1b\nspin_escape:\n ret\n.size spin_loop, . - spin_loop\n");
+#endif
+
+static atomic_int spinner_started, spinner_returned;
+
+static void *spinner(void *arg)
+{
+	(void)arg;
+	atomic_store(&spinner_started, 1);
+	spin_loop();
+	atomic_store(&spinner_returned, 1);
+	return NULL;
+}
+
+static bool escape_fixup(uintptr_t *pc, void *arg)
+{
+	(void)arg;
+	if (*pc >= (uintptr_t)spin_loop && *pc < (uintptr_t)spin_escape) {
+		*pc = (uintptr_t)spin_escape;
+		return true;
+	}
+	return false;
+}
+
+static atomic_int stop_workers;
+
+static void *busy_worker(void *arg)
+{
+	(void)arg;
+	volatile unsigned long n = 0;
+	while (!atomic_load(&stop_workers))
+		n++;
+	return NULL;
+}
+
+static atomic_int blocker_ready;
+
+static void *blocking_worker(void *arg)
+{
+	/* Block every signal, then either sleep in read() or run.  (A thread
+	 * that has not reached read() yet is seen running and looked at again
+	 * every 10 ms, so the flag only needs to follow the sigmask.) */
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	atomic_store(&blocker_ready, 1);
+	int *fd = arg;
+	if (fd) {
+		char c;
+		(void)!read(*fd, &c, 1);
+	} else {
+		volatile unsigned long n = 0;
+		while (!atomic_load(&stop_workers))
+			n++;
+	}
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	bool emulated = argc > 1 && !strcmp(argv[1], "--emulated");
+	setenv("STITCH_QUIESCE_TIMEOUT_MS", "400", 1);
+	CHECK(stitch_init() == 0, "init: %s", stitch_last_error());
+
+	/* 1. Grace period with busy threads: everyone answers. */
+	pthread_t w[3];
+	for (int i = 0; i < 3; i++)
+		pthread_create(&w[i], NULL, busy_worker, NULL);
+	struct stitch_stats s0, s1;
+	stitch_get_stats(&s0);
+	CHECK_EQ(stitch_quiesce(NULL, 0, NULL, NULL), 0);
+	stitch_get_stats(&s1);
+	CHECK(s1.quiesce_rounds > s0.quiesce_rounds, "a round was counted");
+
+	/* 2. A fixup that moves a thread out of an endless loop. */
+	pthread_t sp;
+	pthread_create(&sp, NULL, spinner, NULL);
+	while (!atomic_load(&spinner_started))
+		sched_yield();
+	struct stitch_range loop = { (uintptr_t)spin_loop, (uintptr_t)spin_escape };
+	int rounds = 0;
+	while (!atomic_load(&spinner_returned) && rounds < 10000) {
+		int err = stitch_quiesce(&loop, 1, escape_fixup, NULL);
+		CHECK(err == 0, "quiesce with fixup: %s", stitch_last_error());
+		if (err)
+			break;
+		rounds++;
+		/* After a successful quiesce, no thread is inside the loop: either
+		 * the spinner was moved out, or it had not entered yet. */
+		if (!atomic_load(&spinner_returned))
+			sched_yield();
+	}
+	pthread_join(sp, NULL);
+	CHECK(atomic_load(&spinner_returned), "spinner escaped after %d quiesce calls", rounds);
+	struct stitch_stats s2;
+	stitch_get_stats(&s2);
+	CHECK(s2.quiesce_fixups > s1.quiesce_fixups, "the fixup ran");
+
+	/* 3. Without a fixup, a thread that never leaves the range is named. */
+	atomic_store(&spinner_returned, 0);
+	pthread_create(&sp, NULL, spinner, NULL);
+	int err = 0;
+	for (int i = 0; i < 100 && err == 0; i++)
+		err = stitch_quiesce(&loop, 1, NULL, NULL); /* succeeds until it is inside */
+	CHECK_EQ(err, -STITCH_EQUIESCE);
+	CHECK(strstr(stitch_last_error(), "inside") != NULL, "message: %s", stitch_last_error());
+	printf("stuck thread: %s\n", stitch_last_error());
+	while (!atomic_load(&spinner_returned))
+		stitch_quiesce(&loop, 1, escape_fixup, NULL);
+	pthread_join(sp, NULL);
+
+	/* 4. A running thread that blocks the signal: a clear error. */
+	pthread_t blk;
+	pthread_create(&blk, NULL, blocking_worker, NULL);
+	while (!atomic_load(&blocker_ready))
+		sched_yield();
+	err = stitch_quiesce(NULL, 0, NULL, NULL);
+	if (emulated) {
+		/* qemu-user may deliver host signals to a guest thread that blocks
+		 * them (it queues them for later); either outcome is acceptable. */
+		CHECK(err == 0 || err == -STITCH_EQUIESCE, "err %d", err);
+	} else {
+		CHECK_EQ(err, -STITCH_EQUIESCE);
+		CHECK(strstr(stitch_last_error(), "blocks signal") != NULL, "message: %s", stitch_last_error());
+	}
+	printf("blocking thread: %s\n", err ? stitch_last_error() : "(answered)");
+	atomic_store(&stop_workers, 1);
+	pthread_join(blk, NULL);
+	for (int i = 0; i < 3; i++)
+		pthread_join(w[i], NULL);
+
+	/* 5. A thread asleep in read() with every signal blocked counts as outside. */
+	if (!emulated) {
+		int pipefd[2];
+		CHECK(pipe(pipefd) == 0, "pipe");
+		atomic_store(&blocker_ready, 0);
+		pthread_create(&blk, NULL, blocking_worker, &pipefd[0]);
+		while (!atomic_load(&blocker_ready))
+			sched_yield();
+		err = stitch_quiesce(NULL, 0, NULL, NULL);
+		CHECK(err == 0, "sleeping blocked thread: %s", stitch_last_error());
+		(void)!write(pipefd[1], "x", 1);
+		pthread_join(blk, NULL);
+	}
+	return check_summary("test_quiesce");
+}
