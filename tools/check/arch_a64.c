@@ -203,6 +203,8 @@ static int64_t sext(uint64_t v, int bits)
 
 void a64_dec(uint32_t w, uint64_t pc, struct insn *o)
 {
+	memset(o, 0, sizeof *o);
+	o->rd = o->rn = o->link = -1;
 	int rd = (int)(w & 31), rn = (int)((w >> 5) & 31);
 
 	o->len = 4;

@@ -210,6 +210,8 @@ int rv_asm(struct asm_ctx *c, const char *mn, const char *ops, uint8_t *out, siz
 
 void rv_dec(const uint8_t *b, size_t avail, uint64_t pc, struct insn *o)
 {
+	memset(o, 0, sizeof *o);
+	o->rd = o->rn = o->link = -1;
 	o->kind = IK_UNDEF;
 	o->len = 2;
 	snprintf(o->text, sizeof o->text, "(truncated)");

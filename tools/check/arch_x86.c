@@ -90,6 +90,8 @@ int x86_asm(struct asm_ctx *c, const char *mn, const char *ops, uint8_t *out, si
 
 void x86_dec(const uint8_t *b, size_t avail, uint64_t pc, struct insn *o)
 {
+	memset(o, 0, sizeof *o);
+	o->rd = o->rn = o->link = -1;
 	o->kind = IK_UNDEF;
 	o->len = 1;
 	snprintf(o->text, sizeof o->text, "(bad) %02x", avail ? b[0] : 0);

@@ -163,21 +163,25 @@ static int fetch(const struct model *m, int wpc, uint64_t pc, struct fchoice *ou
 		int k = window_values(m, from, wpc, f, 4, v);
 		if (k > 1) {
 			/* concurrent modification: allowed only between CMODX-listed instructions */
+			char vers[256] = "";
+			const char *bad = NULL;
+			struct insn in[MAX_STEPS + 1];
 			for (int i = 0; i < k; i++) {
-				struct insn in;
 				a64_dec((uint32_t)v[i][0] | (uint32_t)v[i][1] << 8 | (uint32_t)v[i][2] << 16 |
 						(uint32_t)v[i][3] << 24,
-					pc, &in);
-				if (!in.cmodx_ok) {
-					struct insn cur;
-					decode_insn(m->arch, m->snap[wpc] + f, 4, pc, &cur);
-					snprintf(why, whyn,
-						 "CMODX violation: %s is fetched while being changed (%d versions since the "
-						 "last sync, e.g. '%s' -> '%s'); '%s' is not one of B, BL, B.cond, CBZ, CBNZ, "
-						 "TBZ, TBNZ, NOP, BRK, ISB, SVC, HVC, SMC",
-						 sym(m, pc), k, in.text, cur.text, in.text);
-					return -1;
-				}
+					pc, &in[i]);
+				snprintf(vers + strlen(vers), sizeof vers - strlen(vers), "%s'%s'", i ? ", " : "",
+					 in[i].text);
+				if (!in[i].cmodx_ok && !bad)
+					bad = in[i].text;
+			}
+			if (bad) {
+				snprintf(why, whyn,
+					 "CMODX violation: %s is fetched while being changed without a sync in between "
+					 "(versions %s); '%s' is not one of B, BL, B.cond, CBZ, CBNZ, TBZ, TBNZ, NOP, BRK, "
+					 "ISB, SVC, HVC, SMC",
+					 sym(m, pc), vers, bad);
+				return -1;
 			}
 		}
 		for (int i = 0; i < k; i++) {
@@ -500,9 +504,15 @@ static void execute(struct model *m, struct ctx_out *o, const struct gst *s, int
 		return;
 	}
 	if (code_flat(m, next) < 0) {
-		snprintf(why, sizeof why, "reader %s %s 0x%llx, which is neither code nor a declared function", rd->name,
-			 transfer ? "transfers control to" : "runs off the end of its code into",
-			 (unsigned long long)next);
+		if ((next & 0xffff0000ffffffffULL) == POISON)
+			snprintf(why, sizeof why,
+				 "reader %s jumps through %s, which it never set on this path (it skipped the instruction "
+				 "that loads it)",
+				 rd->name, reg_name(m->arch, (int)((next >> 32) & 0xffff)));
+		else
+			snprintf(why, sizeof why, "reader %s %s 0x%llx, which is neither code nor a declared function",
+				 rd->name, transfer ? "transfers control to" : "runs off the end of its code into",
+				 (unsigned long long)next);
 		o->cb(o->ctx, &ev, &n, why, desc);
 		return;
 	}

@@ -1,0 +1,82 @@
+#!/bin/sh
+# Driver for the stitch-check tests registered in tests/check/CMakeLists.txt.
+# usage: run-check.sh cli|malformed|enumerate|budget STITCH_CHECK MODELS_DIR TEST_DIR
+set -u
+what=$1 sc=$2 models=$3 here=$4
+tmp=${TMPDIR:-/tmp}/stitch-check-test.$$
+mkdir -p "$tmp"
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+case $what in
+cli)
+	# exit 0: only SAFE models
+	"$sc" "$models/x86-int3-call.model" "$models/aarch64-static-key.model" >/dev/null
+	[ $? -eq 0 ] || fail "SAFE models must exit 0"
+	# exit 1: one UNSAFE model among SAFE ones, with a counterexample
+	"$sc" "$models/x86-int3-call.model" "$models/x86-int3-call-nosync2.model" >"$tmp/out"
+	[ $? -eq 1 ] || fail "an UNSAFE model must exit 1"
+	grep -q "shortest counterexample" "$tmp/out" || fail "UNSAFE without counterexample"
+	grep -q "torn fetch" "$tmp/out" || fail "nosync2 should be a torn fetch"
+	# exit 2 beats 1
+	"$sc" "$models/x86-int3-call-nosync2.model" "$here/malformed/no-arch.model" >/dev/null 2>&1
+	[ $? -eq 2 ] || fail "a malformed model must exit 2"
+	# every UNSAFE model yields a non-empty counterexample in JSON
+	for m in "$models"/*.model; do
+		grep -q '^# expect: UNSAFE' "$m" || continue
+		"$sc" --json "$m" >"$tmp/j"
+		grep -q '"verdict":"UNSAFE"' "$tmp/j" || fail "$m: not UNSAFE"
+		grep -q '"counterexample":\["' "$tmp/j" || fail "$m: no counterexample"
+	done
+	# mutation: removing the quiescence wait from a SAFE model flips it
+	sed '/^  quiesce /d' "$models/x86-five-nops-quiesce.model" >"$tmp/mut.model"
+	"$sc" "$tmp/mut.model" >/dev/null
+	[ $? -eq 1 ] || fail "x86-five-nops-quiesce without quiesce must be UNSAFE"
+	# mutation: making the riscv jump label straddle flips it
+	sed '/^        \.align 4$/d' "$models/riscv-static-key.model" >"$tmp/mut2.model"
+	"$sc" "$tmp/mut2.model" >/dev/null
+	[ $? -eq 1 ] || fail "riscv static key without .align 4 must be UNSAFE"
+	# --expect reports a mismatch with status 1
+	sed 's/^# expect: SAFE/# expect: UNSAFE/' "$models/aarch64-static-key.model" >"$tmp/wrong.model"
+	"$sc" --expect "$tmp/wrong.model" >"$tmp/out"
+	[ $? -eq 1 ] || fail "--expect must fail on a wrong expectation"
+	grep -q MISMATCH "$tmp/out" || fail "--expect must say MISMATCH"
+	;;
+malformed)
+	for m in "$here"/malformed/*.model; do
+		line=$(sed -n 's/^# error-line: *\([0-9]*\).*/\1/p' "$m")
+		"$sc" "$m" >/dev/null 2>"$tmp/err"
+		rc=$?
+		[ $rc -eq 2 ] || fail "$m: exit $rc, expected 2"
+		grep -q "^$m:$line: error: " "$tmp/err" || fail "$m: expected '$m:$line: error:', got: $(cat "$tmp/err")"
+	done
+	;;
+enumerate)
+	# seed 004's table, with the replay rewind delivered by every sync
+	"$sc" --enumerate "$models/riscv-retarget-rewind.model" >"$tmp/t"
+	[ $? -eq 0 ] || fail "the rewind model must have no unsafe execution"
+	for row in "fff04        -- updated" "ff0f4        -- impossible" "ff04f        -- updated" \
+		   "0fff4        -- impossible" "04fff        -- old"; do
+		grep -q -- "$row" "$tmp/t" || fail "enumeration lacks '$row'"
+	done
+	grep -q "would be ff0f04 (updated)" "$tmp/t" || fail "ff0f4 must resolve to ff0f04"
+	# without the rewind, "0fff4" (AUIPC, then JALR' after three syncs) is unsafe
+	"$sc" --enumerate "$models/riscv-retarget-norewind.model" >"$tmp/t"
+	[ $? -eq 1 ] || fail "the no-rewind enumeration must report unsafe executions"
+	grep -q -- "0fff4        -- UNSAFE" "$tmp/t" || fail "0fff4 must be UNSAFE without rewind"
+	"$sc" --enumerate --json "$models/riscv-retarget-rewind.model" | grep -q '"schedule":"fff04"' ||
+		fail "--enumerate --json"
+	;;
+budget)
+	# every shipped model checks in under one second
+	for m in "$models"/*.model; do
+		"$sc" --json "$m" >"$tmp/j"
+		s=$(sed -n 's/.*"seconds":\([0-9.]*\).*/\1/p' "$tmp/j")
+		awk -v s="$s" 'BEGIN { exit !(s < 1.0) }' || fail "$m took $s s"
+	done
+	;;
+*)
+	fail "unknown test $what"
+	;;
+esac
+exit 0
