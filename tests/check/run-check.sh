@@ -1,6 +1,6 @@
 #!/bin/sh
 # Driver for the stitch-check tests registered in tests/check/CMakeLists.txt.
-# usage: run-check.sh cli|malformed|enumerate|budget STITCH_CHECK MODELS_DIR TEST_DIR
+# usage: run-check.sh cli|malformed|enumerate|budget|spin STITCH_CHECK MODELS_DIR TEST_DIR
 set -u
 what=$1 sc=$2 models=$3 here=$4
 tmp=${TMPDIR:-/tmp}/stitch-check-test.$$
@@ -74,6 +74,31 @@ budget)
 		s=$(sed -n 's/.*"seconds":\([0-9.]*\).*/\1/p' "$tmp/j")
 		awk -v s="$s" 'BEGIN { exit !(s < 1.0) }' || fail "$m took $s s"
 	done
+	;;
+spin)
+	# Independent cross-check: translate every register-free model to
+	# Promela, verify it with spin, and require the same verdict.
+	command -v spin >/dev/null 2>&1 || { echo "spin not installed: skipped"; exit 77; }
+	n=0
+	cd "$tmp" || fail "cd $tmp"
+	for m in "$models"/*.model; do
+		"$sc" --promela "$m" >model.pml 2>/dev/null || continue
+		rm -f pan pan.* model.pml.trail
+		spin -a model.pml >/dev/null || fail "$m: spin -a failed"
+		${CC:-cc} -O1 -w -DSAFETY -o pan pan.c || fail "$m: cannot compile pan.c"
+		./pan -m1000000 >pan.out 2>&1
+		errors=$(sed -n 's/.*errors: \([0-9]*\).*/\1/p' pan.out)
+		[ -n "$errors" ] || fail "$m: pan produced no verdict"
+		grep -q "max search depth too small" pan.out && fail "$m: pan search depth too small"
+		"$sc" "$m" >/dev/null
+		rc=$?
+		if [ "$errors" -eq 0 ]; then spin_v=SAFE; else spin_v=UNSAFE; fi
+		if [ $rc -eq 0 ]; then sc_v=SAFE; else sc_v=UNSAFE; fi
+		[ "$spin_v" = "$sc_v" ] || fail "$m: stitch-check says $sc_v, spin says $spin_v"
+		echo "$(basename "$m"): $sc_v (spin agrees)"
+		n=$((n + 1))
+	done
+	[ $n -ge 3 ] || fail "only $n models were cross-checked with spin"
 	;;
 *)
 	fail "unknown test $what"

@@ -3,6 +3,8 @@
 #ifndef STITCH_CHECK_EXPLORE_H
 #define STITCH_CHECK_EXPLORE_H
 
+#include <stdio.h>
+
 #include "model.h"
 
 enum rstatus { RS_IDLE, RS_RUN, RS_PREEMPTED, RS_DONE };
@@ -71,5 +73,8 @@ void result_free(struct result *res);
 
 /* enumerate.c */
 int enumerate_model(struct model *m, bool json);
+
+/* promela.c */
+int promela_emit(struct model *m, FILE *out);
 
 #endif

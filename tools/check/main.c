@@ -13,10 +13,11 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: stitch-check [--json] [--stats] [--enumerate] [--expect] MODEL…\n"
+	fprintf(f, "usage: stitch-check [--json] [--stats] [--enumerate] [--promela] [--expect] MODEL…\n"
 		   "  --json       machine-readable results (one JSON object per line)\n"
 		   "  --stats      states explored, transitions and states/second\n"
 		   "  --enumerate  classify every reader schedule (one-reader models), like seed 004's table\n"
+		   "  --promela    print a Promela translation (register-free models) for spin instead of checking\n"
 		   "  --expect     compare each verdict with the model's `# expect:` line; exit 0 iff all match\n"
 		   "exit status: 0 all SAFE (or all as expected), 1 an UNSAFE model (or a mismatch), 2 malformed\n");
 }
@@ -39,14 +40,14 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"json", no_argument, NULL, 'j'},    {"stats", no_argument, NULL, 's'},
-		{"enumerate", no_argument, NULL, 'e'},
+		{"enumerate", no_argument, NULL, 'e'}, {"promela", no_argument, NULL, 'p'},
 		{"expect", no_argument, NULL, 'x'},  {"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	bool json = false, stats = false, enumerate = false, expect = false;
+	bool json = false, stats = false, enumerate = false, promela = false, expect = false;
 	int c, worst = 0;
 
-	while ((c = getopt_long(argc, argv, "jsexh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "jsepxh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			json = true;
@@ -56,6 +57,9 @@ int main(int argc, char **argv)
 			break;
 		case 'e':
 			enumerate = true;
+			break;
+		case 'p':
+			promela = true;
 			break;
 		case 'x':
 			expect = true;
@@ -82,6 +86,14 @@ int main(int argc, char **argv)
 				printf(",\"verdict\":\"MALFORMED\"}\n");
 			}
 			worst = 2;
+			model_free(m);
+			free(m);
+			continue;
+		}
+		if (promela) {
+			rc = promela_emit(m, stdout);
+			if (rc > worst)
+				worst = rc;
 			model_free(m);
 			free(m);
 			continue;
