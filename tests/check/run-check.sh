@@ -1,6 +1,6 @@
 #!/bin/sh
 # Driver for the stitch-check tests registered in tests/check/CMakeLists.txt.
-# usage: run-check.sh cli|malformed|enumerate|budget|spin STITCH_CHECK MODELS_DIR TEST_DIR
+# usage: run-check.sh cli|malformed|enumerate|budget|spin|patchlog STITCH_CHECK MODELS_DIR TEST_DIR [PROG]
 set -u
 what=$1 sc=$2 models=$3 here=$4
 tmp=${TMPDIR:-/tmp}/stitch-check-test.$$
@@ -99,6 +99,19 @@ spin)
 		n=$((n + 1))
 	done
 	[ $n -ge 3 ] || fail "only $n models were cross-checked with spin"
+	;;
+patchlog)
+	prog=$5
+	"$prog" "$tmp/log" || fail "patch_log_test failed"
+	n=$(ls "$tmp/log"/*.model 2>/dev/null | wc -l)
+	[ "$n" -eq 2 ] || fail "expected 2 recorded operations, found $n"
+	first=$(ls "$tmp/log"/*.model | sort | head -1)
+	second=$(ls "$tmp/log"/*.model | sort | tail -1)
+	grep -q "int3" "$first" || fail "operations recorded out of order"
+	"$sc" "$first" >"$tmp/out" || { cat "$tmp/out"; fail "recorded int3 protocol must be SAFE"; }
+	"$sc" "$second" >"$tmp/out"
+	[ $? -eq 1 ] || fail "recorded plain 5-byte store must be UNSAFE"
+	grep -q "torn fetch" "$tmp/out" || fail "plain store should tear"
 	;;
 *)
 	fail "unknown test $what"

@@ -142,3 +142,96 @@ void mem_prepare(struct model *m)
 	for (int p = 0; p <= n; p++)
 		sweep(m, m->snap[p], m->bound[p]);
 }
+
+/* Where control goes after the instruction at pc in version q: 0 = returns, else the address. */
+static int behaviour(const struct model *m, int q, uint64_t pc, uint64_t *to)
+{
+	int f = model_flat(m, pc);
+	struct insn in;
+
+	decode_insn(m->arch, m->snap[q] + f, m->memsize - (uint32_t)f, pc, &in);
+	switch (in.kind) {
+	case IK_FALL:
+		*to = pc + in.len;
+		return 1;
+	case IK_JUMP:
+		*to = in.target;
+		return 1;
+	case IK_RET:
+		return 0;
+	default:
+		fprintf(stderr, "%s: error: cannot derive the behaviour of '%s' at 0x%llx (version %d) for old-or-new\n",
+			m->file, in.text, (unsigned long long)pc, q);
+		return -1;
+	}
+}
+
+static int add_outcome_rule(struct model *m, struct reader *r, const char *cls, int kind, uint64_t to)
+{
+	struct accept *a = &r->acc[r->nacc++];
+	snprintf(a->cls, sizeof a->cls, "%s", cls);
+	a->kind = kind ? OUT_REACH : OUT_RET;
+	a->line = r->line;
+	if (!kind)
+		return 0;
+	for (int i = 0; i < m->nsyms; i++)
+		if (m->syms[i].addr == to) {
+			a->sym = i;
+			return 0;
+		}
+	if (m->nsyms == MAX_SYMS)
+		return -1;
+	struct sym *s = &m->syms[m->nsyms];
+	snprintf(s->name, sizeof s->name, "%s.%s", r->name, cls);
+	s->addr = to;
+	s->is_func = model_flat(m, to) < 0;
+	s->line = r->line;
+	a->sym = m->nsyms++;
+	return 0;
+}
+
+/*
+ * Patch-log support (docs/patch-log.md).  `site LOC`: on x86 the library's
+ * SIGTRAP handler emulates the site's final instruction while the
+ * operation is in progress.  `old-or-new` readers accept exactly the
+ * behaviour of the instruction at their entry before the operation and
+ * after it, and must see the latter once the operation is over.
+ */
+int mem_derive_sites(struct model *m)
+{
+	int n = m->nsteps;
+
+	for (int s = 0; s < m->nsites && m->arch == ARCH_X86_64; s++) {
+		int f = model_flat(m, m->sites[s]);
+		struct insn in;
+		decode_insn(m->arch, m->snap[n] + f, m->memsize - (uint32_t)f, m->sites[s], &in);
+		for (int p = 0; p < n; p++) {
+			if (m->ntraps[p] == MAX_TRAPS)
+				continue;
+			struct trap *t = &m->traps[p][m->ntraps[p]++];
+			t->addr = m->sites[s];
+			t->len = in.len;
+			memcpy(t->bytes, m->snap[n] + f, in.len);
+		}
+	}
+	for (int i = 0; i < m->nreaders; i++) {
+		struct reader *r = &m->readers[i];
+		uint64_t old_to = 0, new_to = 0;
+		if (!r->old_or_new)
+			continue;
+		int ko = behaviour(m, 0, r->entry, &old_to), kn = behaviour(m, n, r->entry, &new_to);
+		if (ko < 0 || kn < 0 || r->nacc + 2 > MAX_ACCEPT || r->nreq == MAX_REQUIRE)
+			return 2;
+		if (add_outcome_rule(m, r, "old", ko, old_to) || add_outcome_rule(m, r, "new", kn, new_to))
+			return 2;
+		struct require *q = &r->req[r->nreq++];
+		q->label_pos = n;
+		snprintf(q->label, sizeof q->label, "(end of operation)");
+		q->line = r->line;
+		q->ncls = 0;
+		snprintf(q->cls[q->ncls++], 32, "new");
+		if (ko == kn && old_to == new_to)
+			snprintf(q->cls[q->ncls++], 32, "old"); /* same behaviour: the first rule matches */
+	}
+	return 0;
+}

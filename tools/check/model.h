@@ -109,6 +109,7 @@ struct reader {
 	char name[32];
 	uint64_t entry;
 	bool preempt;
+	bool old_or_new; /* accept rules derived from the site's first and last versions (patch logs) */
 	int line;
 	int nacc;
 	struct accept acc[MAX_ACCEPT];
@@ -149,6 +150,9 @@ struct model {
 	struct reader readers[MAX_READERS];
 	int nrewind;
 	struct rewind rewinds[MAX_REWIND];
+	/* `site LOC`: a patch site whose int3 (x86) is handled by the library, emulating its final instruction */
+	int nsites;
+	uint64_t sites[MAX_TRAPS];
 
 	/* Derived by mem_prepare(), indexed by writer position 0..nsteps. */
 	uint8_t **snap;      /* memory after p steps */
@@ -172,6 +176,12 @@ const char *model_symname(const struct model *m, uint64_t addr, char *buf, size_
 
 /* mem.c */
 void mem_prepare(struct model *m);
+int mem_derive_sites(struct model *m); /* after mem_prepare: site traps, old-or-new rules */
+
+#ifdef STITCH_CHECK_LIBDECODE
+/* libdec.c: cross-decode every instruction with the library's decoders */
+int libdec_verify(const struct model *m);
+#endif
 
 /* arch_*.c: assembler and decoder per architecture. */
 struct asm_ctx {

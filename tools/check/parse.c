@@ -41,6 +41,11 @@ struct pending_rewind {
 	char from[128], to[128];
 };
 
+struct pending_site {
+	char loc[128];
+	int line;
+};
+
 struct parser {
 	struct model *m;
 	struct item *items;
@@ -48,6 +53,7 @@ struct parser {
 	struct pending_step ps[MAX_STEPS];
 	struct pending_reader pr[MAX_READERS];
 	struct pending_rewind pw[MAX_REWIND];
+	struct pending_site psite[MAX_TRAPS];
 	char labels[MAX_STEPS][64];
 	int label_pos[MAX_STEPS];
 	int label_line[MAX_STEPS];
@@ -342,11 +348,26 @@ static int parse_lines(struct parser *p, FILE *f)
 			while ((kw = word(&rest))) {
 				if (!strcmp(kw, "preempt"))
 					r->preempt = true;
+				else if (!strcmp(kw, "old-or-new"))
+					r->old_or_new = true;
 				else
-					return fail(m, line, "unknown reader option '%s' (expected `preempt`)", kw);
+					return fail(m, line, "unknown reader option '%s' (expected `preempt` or `old-or-new`)",
+						    kw);
 			}
 			m->nreaders++;
 			sec = SEC_READER;
+			continue;
+		}
+		if (!strcmp(lower, "site")) {
+			word(&rest);
+			char *loc = word(&rest);
+			if (!loc || word(&rest))
+				return fail(m, line, "expected `site LOCATION`");
+			if (m->nsites == MAX_TRAPS)
+				return fail(m, line, "too many sites (max %d)", MAX_TRAPS);
+			snprintf(p->psite[m->nsites].loc, sizeof p->psite[0].loc, "%s", loc);
+			p->psite[m->nsites++].line = line;
+			sec = SEC_TOP;
 			continue;
 		}
 		if (!strcmp(lower, "rewind")) {
@@ -692,7 +713,7 @@ static int resolve(struct parser *p)
 		if (f < 0 || !m->is_code[f])
 			return fail(m, r->line, "reader entry 0x%llx is not in a code region",
 				    (unsigned long long)r->entry);
-		if (!r->nacc)
+		if (!r->nacc && !r->old_or_new)
 			return fail(m, r->line, "reader '%s' has no `accept` rule: every outcome would be a violation",
 				    r->name);
 		for (int k = 0; k < r->nacc; k++) {
@@ -726,6 +747,13 @@ static int resolve(struct parser *p)
 		if (model_flat(m, w->from) < 0 || model_flat(m, w->to) < 0)
 			return fail(m, w->line, "rewind addresses must be inside a code region");
 	}
+	for (int i = 0; i < m->nsites; i++) {
+		if (!eval(m, p->psite[i].loc, p->psite[i].line, &m->sites[i], err, sizeof err))
+			return fail(m, p->psite[i].line, "%s", err);
+		int f = model_flat(m, m->sites[i]);
+		if (f < 0 || !m->is_code[f])
+			return fail(m, p->psite[i].line, "site is not in a code region");
+	}
 	memset(m->regmap, -1, sizeof m->regmap);
 	return 0;
 }
@@ -753,8 +781,14 @@ int model_parse(const char *path, struct model *m)
 	fclose(f);
 	if (!rc)
 		rc = resolve(p);
-	if (!rc)
+	if (!rc) {
 		mem_prepare(m);
+		rc = mem_derive_sites(m);
+	}
+#ifdef STITCH_CHECK_LIBDECODE
+	if (!rc)
+		rc = libdec_verify(m);
+#endif
 	for (int i = 0; i < p->nitems; i++)
 		free(p->items[i].text);
 	free(p->items);

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Patch log: record every patch operation as a stitch-check model
+ * (docs/patch-log.md), so the bytes the library really writes, with its
+ * syncs and quiescence waits, are verified by tools/check.
+ *
+ * Enabled by STITCH_PATCH_LOG=DIR (read at the first operation): each
+ * operation becomes DIR/<pid>-<seq>.model.  Without it every call is a
+ * no-op costing one branch.
+ *
+ * Call order for one operation, with the library's update lock held
+ * (the log has no lock of its own):
+ *   stitch_patch_log_begin("static_key enable");
+ *   stitch_patch_log_site(addr, bytes, len);    each site, bytes BEFORE the operation
+ *   stitch_patch_log_store(addr, bytes, len);   each store, BEFORE performing it, in order
+ *   stitch_patch_log_sync();                    each membarrier / icache sync, in order
+ *   stitch_patch_log_quiesce();                 each wait for threads to leave patched code
+ *   stitch_patch_log_end(result);               0 or a negative STITCH_E* code
+ * A store outside every logged site is still recorded: the log reads the
+ * bytes there when the store is announced, so call it before the write.
+ */
+#ifndef STITCH_CORE_PATCH_LOG_H
+#define STITCH_CORE_PATCH_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+void stitch_patch_log_begin(const char *operation);
+void stitch_patch_log_site(uintptr_t addr, const uint8_t *bytes, size_t len);
+void stitch_patch_log_store(uintptr_t addr, const uint8_t *bytes, size_t len);
+void stitch_patch_log_sync(void);
+void stitch_patch_log_quiesce(void);
+void stitch_patch_log_end(int result);
+
+#endif
