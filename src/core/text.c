@@ -184,12 +184,32 @@ static int cmp_uintptr(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/*
+ * Under a translating emulator (qemu-user, detected by the self-test), a
+ * thread may translate a page between our "make writable" (which drops the
+ * page's old translations) and our store, and keep running that stale
+ * translation after we return.  qemu translates under its mmap lock and
+ * drops a page's translations whenever the page becomes writable again, so
+ * one more writable/restore round after the stores, before the sync, drops
+ * any translation made from the old bytes.  Natively this is never needed.
+ */
+static bool emulator_caches_translations;
+
 static int restore_opened(void)
 {
 	int err = 0;
 	for (size_t i = 0; i < opened_count; i++) {
+		void *start = (void *)opened[i].start;
+		size_t len = opened[i].end - opened[i].start;
+		if (emulator_caches_translations) {
+			stitch_count(protect_calls, 2);
+			if ((mprotect(start, len, opened[i].prot) != 0 || mprotect(start, len, opened[i].prot | PROT_WRITE) != 0) &&
+			    !err)
+				err = stitch_fail_errno(STITCH_EPROTECT, "mprotect(%#lx) to drop stale translations failed",
+							(unsigned long)opened[i].start);
+		}
 		stitch_count(protect_calls, 1);
-		if (mprotect((void *)opened[i].start, opened[i].end - opened[i].start, opened[i].prot) != 0 &&
+		if (mprotect(start, len, opened[i].prot) != 0 &&
 		    !err)
 			err = stitch_fail_errno(STITCH_EPROTECT,
 						"code was written but the protection of %#lx-%#lx could not be "
@@ -375,6 +395,9 @@ static int probe_write(const struct arch_probe *p, const uint8_t *bytes)
 	return err;
 }
 
+/* Set when a backend wrote the probe but the old code kept running. */
+static bool probe_change_not_executed;
+
 /* 0 if the backend really changes code that already ran; an error otherwise. */
 static int self_test(enum stitch_backend_kind kind)
 {
@@ -395,11 +418,13 @@ static int self_test(enum stitch_backend_kind kind)
 	err = probe_write(&p, p.old_bytes);
 	if (err || p.run() != 1)
 		stitch_die("backend probe function could not be restored");
-	if (seen != 2)
+	if (seen != 2) {
+		probe_change_not_executed = true;
 		return stitch_fail(STITCH_EBACKEND,
 				   "backend %s wrote the probe function but the change was not executed "
 				   "(stale translation, as under qemu-user)",
 				   kind == STITCH_BACKEND_PROCMEM ? "procmem" : "mprotect");
+	}
 	return 0;
 }
 
@@ -414,6 +439,15 @@ static void drop_backend(void)
 int stitch_text_init(void)
 {
 	page_size = (uintptr_t)sysconf(_SC_PAGESIZE);
+	/*
+	 * Write the probe through procmem first, whatever backend is chosen
+	 * (nothing else runs the probe): a write the kernel made but the code
+	 * does not see means an emulator caches translations (restore_opened).
+	 * Where procmem works and stores words atomically it is also the
+	 * backend of choice.
+	 */
+	int perr = self_test(STITCH_BACKEND_PROCMEM);
+	emulator_caches_translations = probe_change_not_executed;
 	const char *forced = getenv("STITCH_WRITE_BACKEND");
 	if (forced && *forced) {
 		enum stitch_backend_kind kind;
@@ -439,15 +473,12 @@ int stitch_text_init(void)
 		return 0;
 	}
 	char why[2][300] = { "not tried", "not tried" };
-	if (arch_procmem_word_atomic()) {
-		if (self_test(STITCH_BACKEND_PROCMEM) == 0) {
-			drop_backend();
-			return 0;
-		}
-		snprintf(why[0], sizeof(why[0]), "%s", stitch_last_error());
-	} else {
-		snprintf(why[0], sizeof(why[0]), "not word-atomic on this architecture");
+	if (perr == 0 && arch_procmem_word_atomic()) {
+		drop_backend();
+		return 0;
 	}
+	snprintf(why[0], sizeof(why[0]), "%s",
+		 perr ? stitch_last_error() : "works, but is not word-atomic on this architecture");
 	if (self_test(STITCH_BACKEND_MPROTECT) == 0) {
 		drop_backend();
 		return 0;

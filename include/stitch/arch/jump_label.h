@@ -56,24 +56,27 @@
 #error "stitch: static keys are implemented for x86-64, AArch64 and RISC-V 64 only"
 #endif
 
-static inline __attribute__((always_inline)) _Bool
-stitch_arch_static_branch(struct stitch_static_key *key, _Bool branch)
-{
-	__asm__ goto(STITCH__SITE_NOP STITCH__JUMP_TABLE_ENTRY(STITCH__KEY_OPERAND)
-		     : : STITCH__KEY_CONSTRAINT(&((char *)key)[branch]) : : l_yes);
-	return 0;
-l_yes:
-	return 1;
-}
+/*
+ * Macros rather than inline functions: the key's address must reach the asm
+ * as a link-time constant even at -O0, where an inline function's argument
+ * is not one.  __label__ makes the labels local to each expansion.
+ */
+#define STITCH__STATIC_BRANCH(site, key, branch)                                              \
+	__extension__({                                                                       \
+		__label__ l_yes, l_done;                                                      \
+		_Bool stitch__taken;                                                          \
+		__asm__ goto(site STITCH__JUMP_TABLE_ENTRY(STITCH__KEY_OPERAND)               \
+			     : : STITCH__KEY_CONSTRAINT(&((char *)(key))[(branch) ? 1 : 0])   \
+			     : : l_yes);                                                      \
+		stitch__taken = 0;                                                            \
+		goto l_done;                                                                  \
+	l_yes:                                                                                \
+		stitch__taken = 1;                                                            \
+	l_done:                                                                               \
+		stitch__taken;                                                                \
+	})
 
-static inline __attribute__((always_inline)) _Bool
-stitch_arch_static_branch_jump(struct stitch_static_key *key, _Bool branch)
-{
-	__asm__ goto(STITCH__SITE_JMP STITCH__JUMP_TABLE_ENTRY(STITCH__KEY_OPERAND)
-		     : : STITCH__KEY_CONSTRAINT(&((char *)key)[branch]) : : l_yes);
-	return 0;
-l_yes:
-	return 1;
-}
+#define stitch_arch_static_branch(key, branch) STITCH__STATIC_BRANCH(STITCH__SITE_NOP, key, branch)
+#define stitch_arch_static_branch_jump(key, branch) STITCH__STATIC_BRANCH(STITCH__SITE_JMP, key, branch)
 
 #endif /* STITCH_ARCH_JUMP_LABEL_H */

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Configure and build one configuration into build/<name>.
+#   scripts/build.sh NAME            NAME: x86_64-gcc x86_64-clang aarch64 riscv64
+#                                          x86_64-asan x86_64-tsan
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+name=$1
+args=(-G Ninja -DBUILD_TESTING=ON)
+case "$name" in
+  x86_64-gcc)   args+=(-DCMAKE_C_COMPILER=gcc) ;;
+  x86_64-clang) args+=(-DCMAKE_C_COMPILER=clang) ;;
+  aarch64)      args+=(-DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchain-aarch64.cmake") ;;
+  riscv64)      args+=(-DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchain-riscv64.cmake") ;;
+  # -O0: also proves the static-branch macros build without optimisation.
+  x86_64-asan)  args+=(-DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=Debug -DSTITCH_SANITIZE=address,undefined) ;;
+  x86_64-tsan)  args+=(-DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTITCH_SANITIZE=thread) ;;
+  *) echo "build.sh: unknown configuration '$name'" >&2; exit 2 ;;
+esac
+cmake -S "$root" -B "$root/build/$name" "${args[@]}" >/dev/null
+cmake --build "$root/build/$name"
