@@ -9,8 +9,11 @@ args=(-G Ninja -DBUILD_TESTING=ON)
 case "$name" in
   x86_64-gcc)   args+=(-DCMAKE_C_COMPILER=gcc) ;;
   x86_64-clang) args+=(-DCMAKE_C_COMPILER=clang) ;;
-  aarch64)      args+=(-DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchain-aarch64.cmake") ;;
-  riscv64)      args+=(-DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchain-riscv64.cmake") ;;
+  aarch64|riscv64)
+    args+=(-DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchain-$name.cmake")
+    # Recorded patch logs are verified by the host's stitch-check.
+    host_check="$root/build/x86_64-gcc/tools/check/stitch-check"
+    [ -x "$host_check" ] && args+=(-DSTITCH_HOST_CHECK="$host_check") ;;
   # -O0: also proves the static-branch macros build without optimisation.
   x86_64-asan)  args+=(-DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=Debug -DSTITCH_SANITIZE=address,undefined) ;;
   x86_64-tsan)  args+=(-DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTITCH_SANITIZE=thread) ;;

@@ -9,6 +9,7 @@
 
 #include "arch/arch.h"
 #include "core/internal.h"
+#include "core/patch_log.h"
 
 void stitch_batch_init(struct stitch_batch *b)
 {
@@ -77,7 +78,11 @@ int stitch_batch_apply_locked(struct stitch_batch *b)
 					   stitch_hex(want, p->old, p->len),
 					   stitch_hex(found, (const uint8_t *)p->addr, p->len));
 	}
+	stitch_patch_log_begin(b->operation ? b->operation : "patch batch");
+	for (size_t i = 0; i < n; i++)
+		stitch_patch_log_site(b->patches[i].addr, b->patches[i].old, b->patches[i].len);
 	err = arch_batch_apply(b->patches, n);
+	stitch_patch_log_end(err);
 	if (!err) {
 		stitch_count(batches, 1);
 		stitch_count(sites_written, n);

@@ -104,6 +104,7 @@ struct stitch_patch {
 struct stitch_batch {
 	struct stitch_patch *patches;
 	size_t count, capacity;
+	const char *operation; /* what the batch does, for the patch log */
 };
 
 void stitch_batch_init(struct stitch_batch *b);

@@ -156,6 +156,7 @@ int stitch__jump_module_register(const void *dso, struct stitch_jump_entry *star
 	 */
 	struct stitch_batch b;
 	stitch_batch_init(&b);
+	b.operation = "static_key module load";
 	err = queue_sites(&b, m->sites, m->nsites, false, true);
 	bool needs_write = false;
 	for (size_t i = 0; !err && i < b.count; i++)
@@ -221,6 +222,7 @@ static int key_set_locked(struct stitch_static_key *key, int count)
 				return err;
 			struct stitch_batch b;
 			stitch_batch_init(&b);
+			b.operation = count > 0 ? "static_key enable" : "static_key disable";
 			err = queue_sites(&b, g->sites, g->count, count > 0, false);
 			if (!err)
 				err = stitch_batch_apply_locked(&b);

@@ -17,11 +17,16 @@
 
 #include "core/patch_log.h"
 
-#define LOG_MAX_SITES 16 /* regions per operation; more are dropped (and the model says so) */
-#define LOG_MAX_STEPS 256
+/*
+ * stitch-check explores at most four readers, and every site deserves one:
+ * an operation with more sites is written as several models of at most
+ * LOG_SITES_PER_MODEL sites each, every model with all of the operation's
+ * syncs and quiescence waits and the stores that fall into its sites.
+ * Sites are independent (no instruction spans two of them), so the models
+ * together check the whole operation.
+ */
+#define LOG_SITES_PER_MODEL 4
 #define LOG_MAX_BYTES 64
-#define LOG_MAX_READERS 4 /* stitch-check explores at most four readers */
-
 #if defined(__x86_64__)
 #define LOG_ARCH "x86_64"
 #elif defined(__aarch64__)
@@ -41,23 +46,39 @@ struct log_region {
 	bool site; /* announced as a site (gets a reader), or only covers a store */
 };
 
+struct log_step_rec {
+	enum log_step kind;
+	uintptr_t addr;
+	size_t len;
+	uint8_t bytes[LOG_MAX_BYTES];
+};
+
 static struct {
 	int state; /* 0 = not yet looked at the environment, 1 = off, 2 = on */
 	char dir[4096];
 	unsigned long seq;
-	bool active; /* between begin and end */
-	bool overflow;
+	bool active;   /* between begin and end */
+	bool overflow; /* out of memory or an over-long store: the log is no proof */
 	char op[128];
-	int nregions;
-	struct log_region regions[LOG_MAX_SITES];
-	int nsteps;
-	struct {
-		enum log_step kind;
-		uintptr_t addr;
-		size_t len;
-		uint8_t bytes[LOG_MAX_BYTES];
-	} steps[LOG_MAX_STEPS];
+	struct log_region *regions;
+	size_t nregions, cap_regions;
+	struct log_step_rec *steps;
+	size_t nsteps, cap_steps;
 } plog;
+
+/* Grow *v (elements of size sz) to hold one more; false when out of memory. */
+static bool grow(void **v, size_t *cap, size_t n, size_t sz)
+{
+	if (n < *cap)
+		return true;
+	size_t ncap = *cap ? *cap * 2 : 64;
+	void *nv = realloc(*v, ncap * sz);
+	if (!nv)
+		return false;
+	*v = nv;
+	*cap = ncap;
+	return true;
+}
 
 static bool log_on(void)
 {
@@ -76,24 +97,51 @@ static bool log_on(void)
 	return plog.state == 2;
 }
 
-static bool covered(uintptr_t addr, size_t len)
+/*
+ * Region holding [addr, addr + len), or -1.  Sites arrive sorted by address
+ * (batches are sorted), so the sorted prefix is searched by bisection and
+ * only the few regions added out of order are scanned.
+ */
+static size_t sorted_regions;
+
+static long find_region(uintptr_t addr, size_t len)
 {
-	for (int i = 0; i < plog.nregions; i++) {
+	size_t lo = 0, hi = sorted_regions;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const struct log_region *r = &plog.regions[mid];
+		if (addr >= r->addr + r->len)
+			lo = mid + 1;
+		else if (addr < r->addr)
+			hi = mid;
+		else
+			return addr + len <= r->addr + r->len ? (long)mid : -1;
+	}
+	for (size_t i = sorted_regions; i < plog.nregions; i++) {
 		const struct log_region *r = &plog.regions[i];
 		if (addr >= r->addr && addr + len <= r->addr + r->len)
-			return true;
+			return (long)i;
 	}
-	return false;
+	return -1;
+}
+
+static bool covered(uintptr_t addr, size_t len)
+{
+	return find_region(addr, len) >= 0;
 }
 
 static void add_region(uintptr_t addr, const uint8_t *bytes, size_t len, bool site)
 {
 	if (covered(addr, len))
 		return;
-	if (plog.nregions == LOG_MAX_SITES || len > LOG_MAX_BYTES) {
+	if (len > LOG_MAX_BYTES ||
+	    !grow((void **)&plog.regions, &plog.cap_regions, plog.nregions, sizeof(*plog.regions))) {
 		plog.overflow = true;
 		return;
 	}
+	if (sorted_regions == plog.nregions &&
+	    (plog.nregions == 0 || plog.regions[plog.nregions - 1].addr + plog.regions[plog.nregions - 1].len <= addr))
+		sorted_regions++;
 	struct log_region *r = &plog.regions[plog.nregions++];
 	r->addr = addr;
 	r->len = len;
@@ -108,6 +156,7 @@ void stitch_patch_log_begin(const char *operation)
 	plog.active = true;
 	plog.overflow = false;
 	plog.nregions = 0;
+	sorted_regions = 0;
 	plog.nsteps = 0;
 	snprintf(plog.op, sizeof plog.op, "%s", operation ? operation : "operation");
 }
@@ -120,16 +169,16 @@ void stitch_patch_log_site(uintptr_t addr, const uint8_t *bytes, size_t len)
 
 static void add_step(enum log_step kind, uintptr_t addr, const uint8_t *bytes, size_t len)
 {
-	if (plog.nsteps == LOG_MAX_STEPS || len > LOG_MAX_BYTES) {
+	if (len > LOG_MAX_BYTES || !grow((void **)&plog.steps, &plog.cap_steps, plog.nsteps, sizeof(*plog.steps))) {
 		plog.overflow = true;
 		return;
 	}
-	plog.steps[plog.nsteps].kind = kind;
-	plog.steps[plog.nsteps].addr = addr;
-	plog.steps[plog.nsteps].len = len;
+	struct log_step_rec *st = &plog.steps[plog.nsteps++];
+	st->kind = kind;
+	st->addr = addr;
+	st->len = len;
 	if (len)
-		memcpy(plog.steps[plog.nsteps].bytes, bytes, len);
-	plog.nsteps++;
+		memcpy(st->bytes, bytes, len);
 }
 
 void stitch_patch_log_store(uintptr_t addr, const uint8_t *bytes, size_t len)
@@ -161,41 +210,53 @@ static void put_bytes(FILE *f, const uint8_t *b, size_t n)
 		fprintf(f, " %02x", b[i]);
 }
 
-void stitch_patch_log_end(int result)
+/* Whether the store falls into a region of this model (stores outside every region: all models). */
+static bool store_in_model(const struct log_step_rec *st, const bool *member)
+{
+	long i = find_region(st->addr, st->len);
+	return i < 0 || member[i];
+}
+
+/* Model `part` holds the sites numbered [part * N, part * N + N) and every non-site region. */
+static void write_model(int result, unsigned part, unsigned parts, bool *member)
 {
 	char path[4200];
-	FILE *f;
-	int readers = 0;
-
-	if (!plog.active)
-		return;
-	plog.active = false;
-	snprintf(path, sizeof path, "%s/%ld-%06lu.model", plog.dir, (long)getpid(), plog.seq++);
-	f = fopen(path, "w");
+	size_t site_no = 0, first = (size_t)part * LOG_SITES_PER_MODEL;
+	for (size_t i = 0; i < plog.nregions; i++) {
+		member[i] = !plog.regions[i].site || (site_no >= first && site_no < first + LOG_SITES_PER_MODEL);
+		site_no += plog.regions[i].site;
+	}
+	snprintf(path, sizeof path, "%s/%ld-%06lu-%03u.model", plog.dir, (long)getpid(), plog.seq, part);
+	FILE *f = fopen(path, "w");
 	if (!f) {
 		fprintf(stderr, "stitch: patch log %s: %s\n", path, strerror(errno));
 		return;
 	}
-	fprintf(f, "# stitch patch log: %s, result %d%s\n", plog.op, result,
-		plog.overflow ? " (TRUNCATED: too many sites or steps)" : "");
-	/* a protocol the library ran must be safe; a truncated log is not a proof */
+	fprintf(f, "# stitch patch log: %s, result %d, part %u of %u%s\n", plog.op, result, part + 1, parts,
+		plog.overflow ? " (INCOMPLETE: out of memory or an over-long store)" : "");
+	/* a protocol the library ran must be safe; an incomplete log is not a proof */
 	fprintf(f, "# expect: %s\n", plog.overflow ? "UNSAFE" : "SAFE");
 	fprintf(f, "model %s\narch %s\n\n", plog.op, LOG_ARCH);
-	for (int i = 0; i < plog.nregions; i++) {
+	for (size_t i = 0; i < plog.nregions; i++) {
+		if (!member[i])
+			continue;
 		const struct log_region *r = &plog.regions[i];
-		fprintf(f, "code 0x%llx\ns%d: ", (unsigned long long)r->addr, i);
+		fprintf(f, "code 0x%llx\ns%zu: ", (unsigned long long)r->addr, i);
 		put_bytes(f, r->bytes, r->len);
 		fprintf(f, "\n");
 		if (r->site)
-			fprintf(f, "site s%d\n", i);
+			fprintf(f, "site s%zu\n", i);
 		fprintf(f, "\n");
 	}
 	fprintf(f, "writer\n");
-	for (int i = 0; i < plog.nsteps; i++) {
-		switch (plog.steps[i].kind) {
+	for (size_t i = 0; i < plog.nsteps; i++) {
+		const struct log_step_rec *st = &plog.steps[i];
+		switch (st->kind) {
 		case LOG_STORE:
-			fprintf(f, "  store 0x%llx ", (unsigned long long)plog.steps[i].addr);
-			put_bytes(f, plog.steps[i].bytes, plog.steps[i].len);
+			if (!store_in_model(st, member))
+				break;
+			fprintf(f, "  store 0x%llx ", (unsigned long long)st->addr);
+			put_bytes(f, st->bytes, st->len);
 			fprintf(f, "\n");
 			break;
 		case LOG_SYNC:
@@ -207,9 +268,30 @@ void stitch_patch_log_end(int result)
 		}
 	}
 	fprintf(f, "\n");
-	for (int i = 0; i < plog.nregions && readers < LOG_MAX_READERS; i++)
-		if (plog.regions[i].site)
-			fprintf(f, "reader r%d entry s%d old-or-new\n", readers++, i);
+	int readers = 0;
+	for (size_t i = 0; i < plog.nregions; i++)
+		if (member[i] && plog.regions[i].site)
+			fprintf(f, "reader r%d entry s%zu old-or-new\n", readers++, i);
 	if (fclose(f))
 		fprintf(stderr, "stitch: patch log %s: %s\n", path, strerror(errno));
+}
+
+void stitch_patch_log_end(int result)
+{
+	if (!plog.active)
+		return;
+	plog.active = false;
+	size_t sites = 0;
+	for (size_t i = 0; i < plog.nregions; i++)
+		sites += plog.regions[i].site;
+	unsigned parts = sites ? (unsigned)((sites + LOG_SITES_PER_MODEL - 1) / LOG_SITES_PER_MODEL) : 1;
+	bool *member = calloc(plog.nregions ? plog.nregions : 1, sizeof(*member));
+	if (!member) {
+		fprintf(stderr, "stitch: patch log: out of memory\n");
+		return;
+	}
+	for (unsigned part = 0; part < parts; part++)
+		write_model(result, part, parts, member);
+	free(member);
+	plog.seq++;
 }

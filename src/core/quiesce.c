@@ -45,6 +45,7 @@
 
 #include "arch/arch.h"
 #include "core/internal.h"
+#include "core/patch_log.h"
 
 enum slot_state { SLOT_PENDING, SLOT_REPORTED, SLOT_DONE };
 
@@ -340,5 +341,6 @@ int stitch_quiesce(const struct stitch_range *ranges, size_t nranges, stitch_pc_
 	}
 	unpublish();
 	free(req.slots);
+	stitch_patch_log_quiesce();
 	return 0;
 }

@@ -33,6 +33,7 @@
 
 #include "arch/arch.h"
 #include "core/internal.h"
+#include "core/patch_log.h"
 
 static enum stitch_backend_kind backend = STITCH_BACKEND_NONE;
 static int procmem_fd = -1;
@@ -79,6 +80,7 @@ int stitch_text_sync(const struct stitch_patch *patches, size_t count)
 	if (membarrier_registered && membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0) != 0)
 		return stitch_fail_errno(STITCH_ESYS, "membarrier(PRIVATE_EXPEDITED_SYNC_CORE) failed");
 	stitch_count(syncs, 1);
+	stitch_patch_log_sync();
 	return 0;
 }
 
@@ -363,6 +365,7 @@ static void store_atomic(uintptr_t addr, const uint8_t *bytes, size_t len)
 
 int stitch_text_store(uintptr_t addr, const uint8_t *bytes, size_t len)
 {
+	stitch_patch_log_store(addr, bytes, len); /* announced before the write */
 	if (backend == STITCH_BACKEND_PROCMEM) {
 		ssize_t w = pwrite(procmem_fd, bytes, len, (off_t)addr);
 		if (w != (ssize_t)len)

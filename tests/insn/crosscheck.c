@@ -766,8 +766,8 @@ static void check_rv(const struct item *it, const struct line *l, const struct l
 		EXPECT(it, l, rv_mem_is(l->ops[1], it->imm, it->rn));
 		if (it->flag) {
 			/* second half of a pair: objdump's AUIPC immediate plus this one */
-			uint64_t hi;
-			int64_t lo;
+			uint64_t hi = 0;
+			int64_t lo = 0;
 
 			EXPECT(it, l, prev && strcmp(prev->mn, "auipc") == 0 && parse_hex(prev->ops[1], &hi));
 			EXPECT(it, l, parse_dec(strtok(strcpy(text, l->ops[1]), "("), &lo));
