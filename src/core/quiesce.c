@@ -53,7 +53,6 @@ struct slot {
 	pid_t tid;
 	_Atomic int state;
 	uintptr_t pc;
-	const char *how; /* for messages: how the thread was found outside */
 };
 
 struct request {
@@ -177,7 +176,6 @@ static int list_threads(struct slot **out, size_t *count)
 		v[n].tid = (pid_t)tid;
 		atomic_init(&v[n].state, SLOT_PENDING);
 		v[n].pc = 0;
-		v[n].how = NULL;
 		n++;
 	}
 	closedir(d);
@@ -235,7 +233,6 @@ static void ask(struct slot *s)
 {
 	atomic_store_explicit(&s->state, SLOT_PENDING, memory_order_release);
 	if (syscall(SYS_tgkill, getpid(), s->tid, quiesce_signal) != 0 && errno == ESRCH) {
-		s->how = "exited";
 		atomic_store(&s->state, SLOT_DONE);
 	}
 }
@@ -247,6 +244,27 @@ static void unpublish(void)
 	 * already incremented the count (it increments before it loads). */
 	while (atomic_load(&handlers_running) != 0)
 		sched_yield();
+}
+
+/* The deadline passed with thread s unaccounted for: end the request, say why. */
+static int give_up(struct request *req, const struct slot *s, const struct stitch_range *ranges, size_t nranges)
+{
+	bool blocked = blocks_signal(s->tid);
+	int err;
+	unpublish();
+	if (s->pc && in_ranges(s->pc, ranges, nranges))
+		err = stitch_fail(STITCH_EQUIESCE, "thread %d was still inside a patched range (pc %#lx) after %ld ms",
+				  (int)s->tid, (unsigned long)s->pc, timeout_ms);
+	else if (blocked)
+		err = stitch_fail(STITCH_EQUIESCE,
+				  "thread %d blocks signal %d and is not asleep in a system call; its position is "
+				  "unknown after %ld ms",
+				  (int)s->tid, quiesce_signal, timeout_ms);
+	else
+		err = stitch_fail(STITCH_EQUIESCE, "thread %d did not answer signal %d within %ld ms", (int)s->tid,
+				  quiesce_signal, timeout_ms);
+	free(req->slots);
+	return err;
 }
 
 int stitch_quiesce(const struct stitch_range *ranges, size_t nranges, stitch_pc_fixup_fn fixup, void *arg)
@@ -284,7 +302,6 @@ int stitch_quiesce(const struct stitch_range *ranges, size_t nranges, stitch_pc_
 					ask(s); /* still inside: look again once it has moved on */
 					asked_again = true;
 				} else {
-					s->how = "reported";
 					atomic_store(&s->state, SLOT_DONE);
 				}
 			}
@@ -294,19 +311,12 @@ int stitch_quiesce(const struct stitch_range *ranges, size_t nranges, stitch_pc_
 		if (pending == 0)
 			break;
 		if (now_ms() > deadline) {
-			/* Someone keeps answering from inside a range (or stays silent:
-			 * handled below, where blocked signals are told apart). */
-			for (size_t i = 0; i < req.count; i++) {
-				struct slot *s = &req.slots[i];
-				if (atomic_load(&s->state) == SLOT_PENDING && s->pc && in_ranges(s->pc, ranges, nranges)) {
-					unpublish();
-					err = stitch_fail(STITCH_EQUIESCE,
-							  "thread %d was still inside a patched range (pc %#lx) after %ld ms",
-							  (int)s->tid, (unsigned long)s->pc, timeout_ms);
-					free(req.slots);
-					return err;
-				}
-			}
+			/* Someone keeps answering from inside a range (silent threads are
+			 * looked at below, where blocked signals are told apart). */
+			for (size_t i = 0; i < req.count; i++)
+				if (atomic_load(&req.slots[i].state) == SLOT_PENDING && req.slots[i].pc &&
+				    in_ranges(req.slots[i].pc, ranges, nranges))
+					return give_up(&req, &req.slots[i], ranges, nranges);
 		}
 		if (asked_again)
 			stitch_count(quiesce_rounds, 1);
@@ -321,21 +331,11 @@ int stitch_quiesce(const struct stitch_range *ranges, size_t nranges, stitch_pc_
 			if (atomic_load(&s->state) != SLOT_PENDING)
 				continue;
 			if (syscall(SYS_tgkill, getpid(), s->tid, 0) != 0 && errno == ESRCH) {
-				s->how = "exited";
 				atomic_store(&s->state, SLOT_DONE);
 			} else if (blocks_signal(s->tid) && sleeping_in_syscall(s->tid)) {
-				s->how = "asleep in a system call with the signal blocked";
 				atomic_store(&s->state, SLOT_DONE);
 			} else if (late) {
-				bool blocked = blocks_signal(s->tid);
-				unpublish();
-				err = stitch_fail(STITCH_EQUIESCE,
-						  blocked ? "thread %d blocks signal %d and is not asleep in a system call; "
-							    "its position is unknown after %ld ms"
-							  : "thread %d did not answer signal %d within %ld ms",
-						  (int)s->tid, quiesce_signal, timeout_ms);
-				free(req.slots);
-				return err;
+				return give_up(&req, s, ranges, nranges);
 			}
 		}
 	}
