@@ -145,6 +145,22 @@ int stitch_quiesce_init(void);
  */
 int stitch_quiesce(const struct stitch_range *ranges, size_t nranges, stitch_pc_fixup_fn fixup, void *arg);
 
+/*
+ * Stop the world (the kernel's stop_machine): park every other thread of
+ * the process at an instruction boundary, inside the quiescence signal
+ * handler, until stitch_resume_world().  While the world is stopped the
+ * caller may rewrite any instruction (the CMODX list does not matter: no
+ * thread executes), then it must stitch_text_sync() before resuming.  The
+ * fixup runs for each parked thread when it parks (e.g. to move a thread
+ * out of a sequence being rewritten), and may be NULL.  Threads created
+ * while stopping are parked too (the thread list is re-read until no new
+ * thread appears).  A thread that blocks the signal cannot be parked: the
+ * call fails with -STITCH_EQUIESCE after the timeout and nothing stays
+ * stopped.  Caller holds the update lock; calls do not nest.
+ */
+int stitch_stop_world(stitch_pc_fixup_fn fixup, void *arg);
+int stitch_resume_world(void);
+
 /* ---- static keys (jump_label.c) -------------------------------------------- */
 
 struct stitch_jump_site {
