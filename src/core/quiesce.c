@@ -25,6 +25,15 @@
  *    restarts where the kernel allows; calls that never restart (see
  *    signal(7): nanosleep, epoll_wait, ...) return EINTR as with any signal.
  *
+ * Stop the world (stitch_stop_world) is the same request with `park` set:
+ * each handler reports and then waits on `world_epoch` until resume, so
+ * every other thread sits at an instruction boundary inside our handler
+ * while the caller rewrites code that must not be executed concurrently
+ * (seed 000's non-branch writes).  The thread list is read again until it
+ * brings no new thread.  A thread that blocks the signal and sleeps in a
+ * system call cannot be parked; it is accepted, and resume reports an error
+ * if its context-switch count shows it ran while the world was stopped.
+ *
  * Handler and writer share `request` (published with release/acquire) and
  * `handlers_running`: the writer unpublishes the request and then waits for
  * the count to drop to zero before freeing it, so a late handler never
@@ -33,6 +42,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/futex.h>
 #include <sched.h>
 #include <signal.h>
@@ -60,6 +70,7 @@ struct request {
 	size_t count;
 	stitch_pc_fixup_fn fixup;
 	void *arg;
+	bool park; /* stop the world: stay in the handler until the epoch moves on */
 };
 
 static int quiesce_signal;
@@ -67,6 +78,8 @@ static long timeout_ms = 2000;
 static _Atomic(struct request *) published;
 static _Atomic int handlers_running;
 static _Atomic int reports; /* futex word: bumped by every report */
+/* Stop-the-world epoch, a futex word: odd while the world is stopped. */
+static _Atomic int world_epoch;
 
 static pid_t gettid_raw(void)
 {
@@ -78,6 +91,7 @@ static void quiesce_handler(int sig, siginfo_t *info, void *context)
 	(void)sig;
 	(void)info;
 	int saved_errno = errno;
+	bool park = false;
 	atomic_fetch_add(&handlers_running, 1);
 	struct request *req = atomic_load(&published);
 	if (req) {
@@ -92,6 +106,7 @@ static void quiesce_handler(int sig, siginfo_t *info, void *context)
 				arch_ucontext_set_pc(uc, pc);
 				stitch_count(quiesce_fixups, 1);
 			}
+			park = req->park;
 			s->pc = pc;
 			atomic_store_explicit(&s->state, SLOT_REPORTED, memory_order_release);
 			atomic_fetch_add(&reports, 1);
@@ -99,7 +114,12 @@ static void quiesce_handler(int sig, siginfo_t *info, void *context)
 			break;
 		}
 	}
+	/* The request may be freed once we stop counting as running; a parked
+	 * thread only needs the epoch, which is static. */
+	int epoch = atomic_load(&world_epoch);
 	atomic_fetch_sub(&handlers_running, 1);
+	while (park && (epoch & 1) && atomic_load(&world_epoch) == epoch)
+		syscall(SYS_futex, &world_epoch, FUTEX_WAIT_PRIVATE, epoch, NULL, NULL, 0);
 	errno = saved_errno;
 }
 
@@ -148,8 +168,16 @@ static bool in_ranges(uintptr_t pc, const struct stitch_range *r, size_t n)
 	return false;
 }
 
-/* All thread ids of the process except the caller's. */
-static int list_threads(struct slot **out, size_t *count)
+static bool contains(const pid_t *v, size_t n, pid_t tid)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i] == tid)
+			return true;
+	return false;
+}
+
+/* All thread ids of the process except the caller's and those in `skip`. */
+static int list_threads(struct slot **out, size_t *count, const pid_t *skip, size_t nskip)
 {
 	DIR *d = opendir("/proc/self/task");
 	if (!d)
@@ -161,7 +189,7 @@ static int list_threads(struct slot **out, size_t *count)
 	while ((e = readdir(d))) {
 		char *end;
 		long tid = strtol(e->d_name, &end, 10);
-		if (*end || tid <= 0 || tid == self)
+		if (*end || tid <= 0 || tid == self || contains(skip, nskip, (pid_t)tid))
 			continue;
 		if (n == cap) {
 			cap = cap ? 2 * cap : 16;
@@ -246,32 +274,9 @@ static void unpublish(void)
 		sched_yield();
 }
 
-/* The deadline passed with thread s unaccounted for: end the request, say why. */
-static int give_up(struct request *req, const struct slot *s, const struct stitch_range *ranges, size_t nranges)
+/* Our handler must still be the one installed for the signal. */
+static int check_handler(void)
 {
-	bool blocked = blocks_signal(s->tid);
-	int err;
-	unpublish();
-	if (s->pc && in_ranges(s->pc, ranges, nranges))
-		err = stitch_fail(STITCH_EQUIESCE, "thread %d was still inside a patched range (pc %#lx) after %ld ms",
-				  (int)s->tid, (unsigned long)s->pc, timeout_ms);
-	else if (blocked)
-		err = stitch_fail(STITCH_EQUIESCE,
-				  "thread %d blocks signal %d and is not asleep in a system call; its position is "
-				  "unknown after %ld ms",
-				  (int)s->tid, quiesce_signal, timeout_ms);
-	else
-		err = stitch_fail(STITCH_EQUIESCE, "thread %d did not answer signal %d within %ld ms", (int)s->tid,
-				  quiesce_signal, timeout_ms);
-	free(req->slots);
-	return err;
-}
-
-int stitch_quiesce(const struct stitch_range *ranges, size_t nranges, stitch_pc_fixup_fn fixup, void *arg)
-{
-	int err = stitch_ensure_init();
-	if (err)
-		return err;
 	struct sigaction current;
 	if (sigaction(quiesce_signal, NULL, &current) != 0 || !(current.sa_flags & SA_SIGINFO) ||
 	    current.sa_sigaction != quiesce_handler)
@@ -279,23 +284,86 @@ int stitch_quiesce(const struct stitch_range *ranges, size_t nranges, stitch_pc_
 				   "the program replaced stitch's handler for signal %d; set STITCH_QUIESCE_SIGNAL to "
 				   "a signal it does not use",
 				   quiesce_signal);
+	return 0;
+}
 
-	struct request req = { .fixup = fixup, .arg = arg };
-	err = list_threads(&req.slots, &req.count);
-	if (err)
-		return err;
-	atomic_store(&published, &req);
+/* The deadline passed with thread s unaccounted for: end the request, say why. */
+static int give_up(const struct slot *s, const struct stitch_range *ranges, size_t nranges)
+{
+	bool blocked = blocks_signal(s->tid);
+	unpublish();
+	if (s->pc && in_ranges(s->pc, ranges, nranges))
+		return stitch_fail(STITCH_EQUIESCE, "thread %d was still inside a patched range (pc %#lx) after %ld ms",
+				   (int)s->tid, (unsigned long)s->pc, timeout_ms);
+	if (blocked)
+		return stitch_fail(STITCH_EQUIESCE,
+				   "thread %d blocks signal %d and is not asleep in a system call; its position is "
+				   "unknown after %ld ms",
+				   (int)s->tid, quiesce_signal, timeout_ms);
+	return stitch_fail(STITCH_EQUIESCE, "thread %d did not answer signal %d within %ld ms", (int)s->tid,
+			   quiesce_signal, timeout_ms);
+}
+
+/* Threads that could not be signalled but were asleep in a system call. */
+struct sleepers {
+	pid_t *tid;
+	unsigned long long *switches; /* context switches when first seen asleep */
+	size_t count;
+};
+
+/* Voluntary + involuntary context switches of a thread, or ULLONG_MAX if gone. */
+static unsigned long long context_switches(pid_t tid)
+{
+	char path[64], buf[2048];
+	snprintf(path, sizeof(path), "/proc/self/task/%d/status", (int)tid);
+	if (read_small_file(path, buf, sizeof(buf)) != 0)
+		return ULLONG_MAX;
+	unsigned long long total = 0;
+	const char *p = strstr(buf, "voluntary_ctxt_switches:");
+	if (p)
+		total += strtoull(p + 24, NULL, 10);
+	p = strstr(buf, "nonvoluntary_ctxt_switches:");
+	if (p)
+		total += strtoull(p + 27, NULL, 10);
+	return total;
+}
+
+static int note_sleeper(struct sleepers *sl, pid_t tid)
+{
+	pid_t *t = realloc(sl->tid, (sl->count + 1) * sizeof(*t));
+	if (t)
+		sl->tid = t;
+	unsigned long long *c = realloc(sl->switches, (sl->count + 1) * sizeof(*c));
+	if (c)
+		sl->switches = c;
+	if (!t || !c)
+		return stitch_fail(STITCH_ENOMEM, "out of memory");
+	sl->tid[sl->count] = tid;
+	sl->switches[sl->count++] = context_switches(tid);
+	return 0;
+}
+
+/*
+ * Publish the request, signal its threads, and wait until every one has
+ * reported a PC outside the ranges (asking again those found inside), has
+ * exited, or sleeps in a system call with the signal blocked (recorded in
+ * `sleepers`).  Unpublishes before returning; the caller frees the slots.
+ */
+static int run_request(struct request *req, const struct stitch_range *ranges, size_t nranges,
+		       struct sleepers *sleepers)
+{
+	atomic_store(&published, req);
 	stitch_count(quiesce_rounds, 1);
-	for (size_t i = 0; i < req.count; i++)
-		ask(&req.slots[i]);
+	for (size_t i = 0; i < req->count; i++)
+		ask(&req->slots[i]);
 
 	const int64_t deadline = now_ms() + timeout_ms;
 	for (;;) {
 		int seen = atomic_load(&reports);
 		size_t pending = 0;
 		bool asked_again = false;
-		for (size_t i = 0; i < req.count; i++) {
-			struct slot *s = &req.slots[i];
+		for (size_t i = 0; i < req->count; i++) {
+			struct slot *s = &req->slots[i];
 			int st = atomic_load_explicit(&s->state, memory_order_acquire);
 			if (st == SLOT_REPORTED) {
 				if (in_ranges(s->pc, ranges, nranges)) {
@@ -313,10 +381,10 @@ int stitch_quiesce(const struct stitch_range *ranges, size_t nranges, stitch_pc_
 		if (now_ms() > deadline) {
 			/* Someone keeps answering from inside a range (silent threads are
 			 * looked at below, where blocked signals are told apart). */
-			for (size_t i = 0; i < req.count; i++)
-				if (atomic_load(&req.slots[i].state) == SLOT_PENDING && req.slots[i].pc &&
-				    in_ranges(req.slots[i].pc, ranges, nranges))
-					return give_up(&req, &req.slots[i], ranges, nranges);
+			for (size_t i = 0; i < req->count; i++)
+				if (atomic_load(&req->slots[i].state) == SLOT_PENDING && req->slots[i].pc &&
+				    in_ranges(req->slots[i].pc, ranges, nranges))
+					return give_up(&req->slots[i], ranges, nranges);
 		}
 		if (asked_again)
 			stitch_count(quiesce_rounds, 1);
@@ -326,21 +394,126 @@ int stitch_quiesce(const struct stitch_range *ranges, size_t nranges, stitch_pc_
 			continue;
 		/* Quiet for 10 ms: look at the threads that have not answered. */
 		bool late = now_ms() > deadline;
-		for (size_t i = 0; i < req.count; i++) {
-			struct slot *s = &req.slots[i];
+		for (size_t i = 0; i < req->count; i++) {
+			struct slot *s = &req->slots[i];
 			if (atomic_load(&s->state) != SLOT_PENDING)
 				continue;
 			if (syscall(SYS_tgkill, getpid(), s->tid, 0) != 0 && errno == ESRCH) {
-				atomic_store(&s->state, SLOT_DONE);
+				atomic_store(&s->state, SLOT_DONE); /* exited */
 			} else if (blocks_signal(s->tid) && sleeping_in_syscall(s->tid)) {
+				int err = sleepers ? note_sleeper(sleepers, s->tid) : 0;
+				if (err) {
+					unpublish();
+					return err;
+				}
 				atomic_store(&s->state, SLOT_DONE);
 			} else if (late) {
-				return give_up(&req, s, ranges, nranges);
+				return give_up(s, ranges, nranges);
 			}
 		}
 	}
 	unpublish();
-	free(req.slots);
-	stitch_patch_log_quiesce();
 	return 0;
+}
+
+int stitch_quiesce(const struct stitch_range *ranges, size_t nranges, stitch_pc_fixup_fn fixup, void *arg)
+{
+	int err = stitch_ensure_init();
+	if (err)
+		return err;
+	err = check_handler();
+	if (err)
+		return err;
+	struct request req = { .fixup = fixup, .arg = arg };
+	err = list_threads(&req.slots, &req.count, NULL, 0);
+	if (!err)
+		err = run_request(&req, ranges, nranges, NULL);
+	free(req.slots);
+	if (!err)
+		stitch_patch_log_quiesce();
+	return err;
+}
+
+/* ---- stop the world ------------------------------------------------------ */
+
+static struct {
+	bool stopped;
+	pid_t *parked; /* threads parked (or found asleep with the signal blocked) */
+	size_t nparked;
+	struct sleepers sleepers;
+} world;
+
+static void release_world(void)
+{
+	atomic_fetch_add(&world_epoch, 1); /* even: running */
+	syscall(SYS_futex, &world_epoch, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+	free(world.parked);
+	free(world.sleepers.tid);
+	free(world.sleepers.switches);
+	memset(&world, 0, sizeof(world));
+}
+
+int stitch_stop_world(stitch_pc_fixup_fn fixup, void *arg)
+{
+	int err = stitch_ensure_init();
+	if (err)
+		return err;
+	if (world.stopped)
+		stitch_die("stitch_stop_world() while the world is already stopped");
+	err = check_handler();
+	if (err)
+		return err;
+	atomic_fetch_add(&world_epoch, 1); /* odd: parked threads stay parked */
+	world.stopped = true;
+	/*
+	 * Park every thread we can see; a thread we had not seen yet may have
+	 * been created by one not yet parked, so look again until a listing
+	 * brings no new thread (parked threads create none).
+	 */
+	for (;;) {
+		struct request req = { .fixup = fixup, .arg = arg, .park = true };
+		err = list_threads(&req.slots, &req.count, world.parked, world.nparked);
+		if (err || req.count == 0) {
+			free(req.slots);
+			break;
+		}
+		err = run_request(&req, NULL, 0, &world.sleepers);
+		if (!err) {
+			pid_t *v = realloc(world.parked, (world.nparked + req.count) * sizeof(*v));
+			if (!v)
+				err = stitch_fail(STITCH_ENOMEM, "out of memory stopping threads");
+			else
+				world.parked = v;
+		}
+		for (size_t i = 0; !err && i < req.count; i++)
+			world.parked[world.nparked++] = req.slots[i].tid;
+		free(req.slots);
+		if (err)
+			break;
+	}
+	if (err) {
+		release_world();
+		return err;
+	}
+	return 0;
+}
+
+int stitch_resume_world(void)
+{
+	if (!world.stopped)
+		stitch_die("stitch_resume_world() without stitch_stop_world()");
+	/* A thread that could not be parked because it blocks the signal was
+	 * asleep in a system call; if it has run since, it may have executed
+	 * code while it was being rewritten.  Say so: nobody else can. */
+	int err = 0;
+	for (size_t i = 0; i < world.sleepers.count && !err; i++) {
+		unsigned long long now = context_switches(world.sleepers.tid[i]);
+		if (now != ULLONG_MAX && now != world.sleepers.switches[i])
+			err = stitch_fail(STITCH_EQUIESCE,
+					  "thread %d blocks signal %d and woke up while the world was stopped; it may "
+					  "have run code that was being rewritten",
+					  (int)world.sleepers.tid[i], quiesce_signal);
+	}
+	release_world();
+	return err;
 }
