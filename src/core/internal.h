@@ -89,6 +89,15 @@ int stitch_text_close(void);
  * call).  Counts one sync.
  */
 int stitch_text_sync(const struct stitch_patch *patches, size_t count);
+/*
+ * The one-step protocol: store every patch's new bytes (one single-copy-
+ * atomic store each) in one session, then one sync.  For changes each of
+ * which may be observed half-way by no thread (an aligned instruction word
+ * swapped for one a concurrent thread may execute instead).  Even after a
+ * failed store the sync publishes what was written: each site then holds
+ * its old or its new bytes.
+ */
+int stitch_text_store_all_and_sync(const struct stitch_patch *patches, size_t count);
 int stitch_sync_init(void);
 
 /* ---- patch batches (batch.c) ---------------------------------------------- */

@@ -389,6 +389,18 @@ int stitch_text_store(uintptr_t addr, const uint8_t *bytes, size_t len)
 	return stitch_fail(STITCH_EBACKEND, "no write backend");
 }
 
+int stitch_text_store_all_and_sync(const struct stitch_patch *p, size_t n)
+{
+	int err = stitch_text_open(p, n);
+	if (err)
+		return err;
+	for (size_t i = 0; i < n && !err; i++)
+		err = stitch_text_store(p[i].addr, p[i].new_bytes, p[i].len);
+	int cerr = stitch_text_close();
+	int serr = stitch_text_sync(p, n);
+	return err ? err : cerr ? cerr : serr;
+}
+
 /* ---- backend selection --------------------------------------------------------- */
 
 static int probe_write(const struct arch_probe *p, const uint8_t *bytes)

@@ -13,21 +13,8 @@
 #include <unistd.h>
 
 #include "common/check.h"
+#include "common/spin_loop.h"
 #include "core/internal.h"
-
-/* spin_loop: an endless loop at [spin_loop, spin_escape); spin_escape returns. */
-void spin_loop(void);
-extern const char spin_escape[];
-#if defined(__x86_64__)
-__asm__(".text\n.globl spin_loop\n.globl spin_escape\n.type spin_loop, @function\n"
-	"spin_loop:\n1: pause\n jmp 1b\nspin_escape:\n ret\n.size spin_loop, . - spin_loop\n");
-#elif defined(__aarch64__)
-__asm__(".text\n.globl spin_loop\n.globl spin_escape\n.type spin_loop, %function\n"
-	"spin_loop:\n1: yield\n b 1b\nspin_escape:\n ret\n.size spin_loop, . - spin_loop\n");
-#elif defined(__riscv)
-__asm__(".text\n.globl spin_loop\n.globl spin_escape\n.type spin_loop, @function\n"
-	"spin_loop:\n1: nop\n j 1b\nspin_escape:\n ret\n.size spin_loop, . - spin_loop\n");
-#endif
 
 static atomic_int spinner_started, spinner_returned;
 
@@ -38,16 +25,6 @@ static void *spinner(void *arg)
 	spin_loop();
 	atomic_store(&spinner_returned, 1);
 	return NULL;
-}
-
-static bool escape_fixup(uintptr_t *pc, void *arg)
-{
-	(void)arg;
-	if (*pc >= (uintptr_t)spin_loop && *pc < (uintptr_t)spin_escape) {
-		*pc = (uintptr_t)spin_escape;
-		return true;
-	}
-	return false;
 }
 
 static atomic_int stop_workers;

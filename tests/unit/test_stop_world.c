@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "common/check.h"
+#include "common/spin_loop.h"
 #include "core/internal.h"
 
 /* victim() returns 1; its immediate is rewritten to 2 while the world is stopped. */
@@ -34,17 +35,6 @@ __asm__(".text\n.p2align 2\n.globl victim\n.type victim, @function\nvictim:\n.op
 #define VICTIM_OFFSET 0
 #define VICTIM_LEN 4
 static const uint8_t victim_new[] = { 0x13, 0x05, 0x20, 0x00 }; /* addi a0, zero, 2 */
-#endif
-
-/* spin_here: an endless loop; spin_out returns. */
-void spin_here(void);
-extern const char spin_out[];
-#if defined(__x86_64__)
-__asm__(".text\n.globl spin_here\n.globl spin_out\nspin_here:\n1: pause\n jmp 1b\nspin_out:\n ret\n");
-#elif defined(__aarch64__)
-__asm__(".text\n.globl spin_here\n.globl spin_out\nspin_here:\n1: yield\n b 1b\nspin_out:\n ret\n");
-#else
-__asm__(".text\n.globl spin_here\n.globl spin_out\nspin_here:\n1: nop\n j 1b\nspin_out:\n ret\n");
 #endif
 
 #define NWORKERS 3
@@ -91,19 +81,9 @@ static atomic_int spinner_out;
 static void *spinner(void *arg)
 {
 	(void)arg;
-	spin_here();
+	spin_loop();
 	atomic_store(&spinner_out, 1);
 	return NULL;
-}
-
-static bool out_of_spin(uintptr_t *pc, void *arg)
-{
-	(void)arg;
-	if (*pc >= (uintptr_t)spin_here && *pc < (uintptr_t)spin_out) {
-		*pc = (uintptr_t)spin_out;
-		return true;
-	}
-	return false;
 }
 
 static unsigned long total_progress(void)
@@ -128,7 +108,7 @@ int main(void)
 			sched_yield();
 
 	stitch_update_lock();
-	int err = stitch_stop_world(out_of_spin, NULL);
+	int err = stitch_stop_world(escape_fixup, NULL);
 	CHECK(err == 0, "stop: %s", stitch_last_error());
 	/* Nobody moves while stopped. */
 	unsigned long before = total_progress();

@@ -62,17 +62,8 @@ int arch_batch_apply(const struct stitch_patch *p, size_t n)
 					   "SVC, HVC or SMC)",
 					   (unsigned long)p[i].addr, old_insn, new_insn);
 	}
-	int err = stitch_text_open(p, n);
-	if (err)
-		return err;
-	/* step 1 */
-	for (size_t i = 0; i < n && !err; i++)
-		err = stitch_text_store(p[i].addr, p[i].new_bytes, 4);
-	int cerr = stitch_text_close();
-	/* step 2: even after a failed store, publish what was written (each
-	 * site holds its old or its new instruction, both valid) */
-	int serr = stitch_text_sync(p, n);
-	return err ? err : cerr ? cerr : serr;
+	/* steps 1 and 2 */
+	return stitch_text_store_all_and_sync(p, n);
 }
 
 /* ---- backend self-test probe -------------------------------------------- */

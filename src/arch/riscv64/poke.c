@@ -61,16 +61,8 @@ int arch_batch_apply(const struct stitch_patch *p, size_t n)
 					   "site %#lx: a live RISC-V patch must be one 4-byte instruction on a 4-byte "
 					   "boundary (a straddling instruction can be fetched torn)",
 					   (unsigned long)p[i].addr);
-	int err = stitch_text_open(p, n);
-	if (err)
-		return err;
-	/* step 1 */
-	for (size_t i = 0; i < n && !err; i++)
-		err = stitch_text_store(p[i].addr, p[i].new_bytes, 4);
-	int cerr = stitch_text_close();
-	/* step 2: publish whatever was written; each word is old or new */
-	int serr = stitch_text_sync(p, n);
-	return err ? err : cerr ? cerr : serr;
+	/* steps 1 and 2 */
+	return stitch_text_store_all_and_sync(p, n);
 }
 
 /* ---- backend self-test probe -------------------------------------------- */
