@@ -23,7 +23,9 @@
  * Changes outside the CMODX list are refused here, before any write; the
  * protocols that need them (static calls' far targets) stop or quiesce
  * threads first and do not come through this path.
- * Model: models/a64_jump_label.model.
+ * Models: models/aarch64-static-key.model (SAFE), models/peer-xray-arm64-sled.model
+ * (a non-CMODX rewrite by plain stores: UNSAFE).  Every operation the library
+ * performs can also be recorded and checked: docs/patch-log.md.
  */
 #include <string.h>
 #include <ucontext.h>

@@ -21,7 +21,8 @@
  * What a thread at the site executes: before step 2 completes, old or new;
  * after it, new.  Which *pairs* of instructions may be changed this way is
  * the caller's protocol (static keys: one instruction, trivially safe).
- * Model: models/rv_jump_label.model (and the straddling mutant).
+ * Models: models/riscv-static-key.model (SAFE), models/riscv-static-key-straddle.model
+ * (the same site not 4-byte aligned: UNSAFE); recorded operations: docs/patch-log.md.
  *
  * The write itself: /proc/self/mem is not used (arch_procmem_word_atomic),
  * since the kernel's copy may store the word byte by byte.

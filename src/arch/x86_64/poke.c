@@ -44,7 +44,9 @@
  *   ... step 3, membarrier                   traps_running--
  *   unpublish table; wait traps_running==0   (or: byte 0 != cc -> rewind)
  *   free table
- * Model: models/x86_jump_label.model (and the mutant with a sync dropped).
+ * Models: models/x86-static-key-jmp32.model, x86-static-key-jmp8.model and
+ * x86-int3-call.model (SAFE); x86-int3-call-nosync{1,2,3}.model (each sync dropped
+ * in turn: UNSAFE); x86-static-key-plain-store.model (no int3: UNSAFE).
  */
 #include <errno.h>
 #include <signal.h>
