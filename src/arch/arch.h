@@ -71,4 +71,23 @@ int arch_sync_all_threads(void);
  */
 int arch_jump_label_patch(const struct stitch_jump_site *site, bool jump, struct stitch_patch *patch);
 
+/* static_call.c ----------------------------------------------------------- */
+
+struct stitch_static_call;
+/*
+ * Check that the trampoline holds exactly what the DEFINE macro emits for
+ * this architecture and layout, and set the descriptor's private state to
+ * it.  Writes nothing.  -STITCH_EUNKNOWN (with the bytes) otherwise.
+ */
+int arch_static_call_register(struct stitch_static_call *sc);
+/* -STITCH_EALIGN if `target` cannot be the target of a call here. */
+int arch_static_call_check_target(uintptr_t target);
+/*
+ * Retarget the trampoline to `func` (NULL: return without calling) with
+ * the architecture's protocol, after checking that its bytes are those of
+ * its recorded state (-STITCH_EMISMATCH, nothing written).  Sets sc->lit.
+ * On error nothing was written.
+ */
+int arch_static_call_update(struct stitch_static_call *sc, void *func);
+
 #endif /* STITCH_ARCH_ARCH_H */

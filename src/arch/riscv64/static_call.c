@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * RISC-V 64 static-call trampolines.
+ *
+ * The trampoline (20 bytes, 16-aligned, .option norvc/norelax, emitted by
+ * include/stitch/arch/static_call.h), called directly (`call` = auipc ra +
+ * jalr ra, or jal ra) by the program:
+ *
+ *            NEAR               NULL               FAR
+ *   0x00  jal zero, target   jal zero, 0x10     nop
+ *   0x04  auipc t1, %pcrel_hi(lit)
+ *   0x08  ld    t1, %pcrel_lo(lit)(t1)
+ *   0x0c  jr    t1
+ *   0x10  ret
+ *
+ * The principle is the one of poke.c: the only instruction ever rewritten
+ * is the word at 0x00, naturally aligned, replaced by one aligned 32-bit
+ * store, so with Ziccif every hart fetches the old or the new word, never
+ * a mix.  The auipc/ld pair is written once by the assembler and never
+ * changes: far targets only change the 64-bit literal, which is data (an
+ * aligned 8-byte store is single-copy atomic), so seed 004's torn
+ * "AUIPC', JALR" pairs cannot arise.  t1 is a temporary the callee may
+ * clobber anyway, and ra is untouched, so the target returns to the
+ * caller.  NULL is `j 0x10` (always in range) rather than the literal
+ * path: two instructions instead of four.
+ *
+ * An update to target T (lit := T, or the RET at 0x10 for NULL):
+ *   step 1  lit := T (seq_cst store)
+ *   step 2  word 0 := nop | jal T | j 0x10, one aligned store (poke.c), sync
+ * A thread stopped at 0x04..0x0c took the literal path when word 0 was a
+ * nop (FAR); it loads the old or the new literal, both current at some
+ * moment of the update; one at 0x10 returns, which it was doing already.
+ * The literal is never NULL (NULL is the RET at 0x10), so a stale
+ * literal path can never jump to 0.  Near = jal range (+-1 MiB) from 0x00.
+ * Inline `jal` call sites are not implemented (a compiler-emitted call
+ * cannot be found without relocations; see docs/static-calls.md).
+ * Model: models/static-call-riscv.model (+ mutant with the literal stored
+ * after the word).
+ */
+#include <string.h>
+
+#include "arch/arch.h"
+#include "arch/riscv64/insn.h"
+#include "stitch/static_call.h"
+
+#define TRAMP_LEN 20
+#define RV_RET 0x00008067u   /* jalr zero, 0(ra) */
+#define RV_JR_T1 0x00030067u /* jalr zero, 0(t1) */
+
+enum { ST_FAR = 0, ST_NEAR = 1, ST_NULL = 2 };
+
+static int image(const struct stitch_static_call *sc, uint32_t state, uint64_t near, uint8_t out[TRAMP_LEN])
+{
+	uintptr_t t = (uintptr_t)sc->tramp;
+	uint32_t w[5];
+	int32_t hi, lo;
+	int err = rv_split_pcrel((int64_t)((uintptr_t)&sc->lit - (t + 4)), &hi, &lo);
+	if (err)
+		return err;
+	w[0] = RV_NOP;
+	if (state == ST_NEAR)
+		err = rv_encode_jal(&w[0], RV_REG_ZERO, t, near);
+	else if (state == ST_NULL)
+		err = rv_encode_jal(&w[0], RV_REG_ZERO, t, t + 0x10);
+	if (!err)
+		err = rv_encode_auipc(&w[1], RV_REG_T1, hi);
+	if (!err)
+		err = rv_encode_ld(&w[2], RV_REG_T1, RV_REG_T1, lo);
+	w[3] = RV_JR_T1;
+	w[4] = RV_RET;
+	for (int i = 0; i < 5; i++)
+		rv_put32(out + 4 * i, w[i]);
+	return err;
+}
+
+static int check_image(const struct stitch_static_call *sc, const uint8_t want[TRAMP_LEN], const char *what)
+{
+	if (memcmp(sc->tramp, want, TRAMP_LEN) == 0)
+		return 0;
+	char a[3 * TRAMP_LEN + 1], b[3 * TRAMP_LEN + 1];
+	return stitch_fail(what ? STITCH_EUNKNOWN : STITCH_EMISMATCH,
+			   "static call %s: trampoline %p %s: expected %s, found %s", sc->name, sc->tramp,
+			   what ? what : "was changed behind stitch's back", stitch_hex(a, want, TRAMP_LEN),
+			   stitch_hex(b, (const uint8_t *)sc->tramp, TRAMP_LEN));
+}
+
+int arch_static_call_register(struct stitch_static_call *sc)
+{
+	uint8_t want[TRAMP_LEN];
+	if (sc->layout != STITCH_SC_RV || (uintptr_t)sc->tramp % 16 != 0)
+		return stitch_fail(STITCH_EUNKNOWN, "static call %s: layout %u at %p is not RISC-V's", sc->name,
+				   sc->layout, sc->tramp);
+	if (image(sc, ST_FAR, 0, want) != 0)
+		return stitch_fail(STITCH_ERANGE, "static call %s: descriptor out of auipc range", sc->name);
+	int err = check_image(sc, want, "is not what STITCH_DEFINE_STATIC_CALL emits");
+	if (err)
+		return err;
+	sc->state = ST_FAR;
+	sc->priv[0] = 0;
+	return 0;
+}
+
+int arch_static_call_check_target(uintptr_t target)
+{
+#if defined(__riscv_compressed)
+	const uintptr_t align = 2;
+#else
+	const uintptr_t align = 4;
+#endif
+	if (target % align != 0)
+		return stitch_fail(STITCH_EALIGN, "static call target %#lx is not %lu-byte aligned", (unsigned long)target,
+				   (unsigned long)align);
+	return 0;
+}
+
+int arch_static_call_update(struct stitch_static_call *sc, void *func)
+{
+	uintptr_t t = (uintptr_t)sc->tramp, target = (uintptr_t)func;
+	uint8_t cur[TRAMP_LEN], next[TRAMP_LEN];
+	if (image(sc, sc->state, sc->priv[0], cur) != 0)
+		return stitch_fail(STITCH_EUNKNOWN, "static call %s: bad recorded state", sc->name);
+	int err = check_image(sc, cur, NULL);
+	if (err)
+		return err;
+	uint32_t jal, state = ST_FAR;
+	if (!func)
+		state = ST_NULL;
+	else if (rv_encode_jal(&jal, RV_REG_ZERO, t, target) == 0)
+		state = ST_NEAR;
+	if (image(sc, state, target, next) != 0)
+		return stitch_fail(STITCH_EUNKNOWN, "static call %s: cannot encode the trampoline", sc->name);
+	/* step 1 */
+	void *old_lit = __atomic_load_n(&sc->lit, __ATOMIC_RELAXED);
+	__atomic_store_n(&sc->lit, func ? func : (void *)(t + 0x10), __ATOMIC_SEQ_CST);
+	/* step 2 */
+	if (memcmp(cur, next, 4) != 0) {
+		struct stitch_batch b;
+		stitch_batch_init(&b);
+		b.operation = "static_call update";
+		err = stitch_batch_add(&b, t, cur, next, 4);
+		if (!err)
+			err = stitch_batch_apply_locked(&b);
+		stitch_batch_free(&b);
+		if (err) {
+			__atomic_store_n(&sc->lit, old_lit, __ATOMIC_SEQ_CST);
+			return err;
+		}
+	}
+	sc->state = state;
+	sc->priv[0] = state == ST_NEAR ? target : 0;
+	return 0;
+}

@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * x86-64 static-call trampolines.
+ *
+ * The trampoline (16 bytes, 16-aligned, emitted by
+ * include/stitch/arch/static_call.h), called directly by the program:
+ *
+ *            NEAR               NULL               FAR
+ *   +0   e9 rel32 target    0f 1f 44 00 00     e9 03 00 00 00  (jmp +8)
+ *   +5   c3  ret            c3                 c3
+ *   +6   cc cc
+ *   +8   ff 25 rel32        jmp *lit(%rip)     (lit = descriptor's first field)
+ *   +14  cc cc
+ *
+ * Only the 5 bytes at +0 are ever rewritten, always as one instruction by
+ * another of the same length (jmp rel32 / nop5 / jmp rel32), which is
+ * exactly what the int3 protocol of poke.c applies (steps 1-3 there, three
+ * syncs, the SIGTRAP handler emulates the new jmp or nop).  NULL is `nop5`
+ * falling into the `ret` at +5: the kernel writes `ret` over the jmp, but
+ * a 1-byte instruction replacing a 5-byte one is not one instruction
+ * replaced by another of the same length, and the nop costs nothing next
+ * to the call.
+ *
+ * Far targets (more than +-2 GiB from +5): a jmp rel32 cannot reach them,
+ * so +0 becomes `jmp +8`, and +8 jumps through the 64-bit literal.  We
+ * chose a literal over a per-target near thunk because a thunk would have
+ * to be allocated within 2 GiB of the trampoline, written, and freed only
+ * after a grace period; the literal is one aligned 8-byte data store
+ * (single-copy atomic), and lives in the descriptor (.data), so the
+ * emitted code needs no text relocation in PIE or shared objects.
+ *
+ * An update to target T (lit := T, or the RET at +5 for NULL):
+ *   step 1  lit := T (release store; +0 unchanged)
+ *   step 2  +0 := the form for T, by the int3 protocol (if it changes)
+ * Threads during the update: a thread that already took +0's old form
+ * is either in the old target (fine) or at +8 about to load lit: it loads
+ * the old or the new literal, both current at some moment of the update
+ * (the old one until step 1, the new one after).  A thread entering at +0
+ * executes old +0, int3 (emulated as new +0), or new +0.  A thread at +8
+ * never finds lit NULL: NULL is the `ret` at +5.  After step 2's last sync
+ * every call that starts runs new +0 and (far) the new literal.
+ * Model: models/static-call-x86.model (+ mutant static-call-x86-lit-after).
+ */
+#include <string.h>
+
+#include "arch/arch.h"
+#include "arch/x86_64/insn.h"
+#include "stitch/static_call.h"
+
+#define TRAMP_LEN 16
+#define FAR_PATH 8
+
+enum { ST_FAR = 0, ST_NEAR = 1, ST_NULL = 2 };
+
+static void image(const struct stitch_static_call *sc, uint32_t state, uint64_t near, uint8_t out[TRAMP_LEN])
+{
+	uintptr_t t = (uintptr_t)sc->tramp;
+	memset(out, 0xcc, TRAMP_LEN);
+	if (state == ST_NEAR)
+		x86_encode_jmp_rel32(out, t, near);
+	else if (state == ST_NULL)
+		x86_encode_nop(out, 5);
+	else
+		x86_encode_jmp_rel32(out, t, t + FAR_PATH);
+	out[5] = X86_RET;
+	out[8] = 0xff;
+	out[9] = 0x25;
+	int32_t rel = (int32_t)((intptr_t)&sc->lit - (intptr_t)(t + 14));
+	memcpy(out + 10, &rel, 4);
+}
+
+/* Compare the trampoline with the image of its recorded state. */
+static int check_image(const struct stitch_static_call *sc, const uint8_t want[TRAMP_LEN], const char *what)
+{
+	if (memcmp(sc->tramp, want, TRAMP_LEN) == 0)
+		return 0;
+	char a[3 * TRAMP_LEN + 1], b[3 * TRAMP_LEN + 1];
+	return stitch_fail(what ? STITCH_EUNKNOWN : STITCH_EMISMATCH,
+			   "static call %s: trampoline %p %s: expected %s, found %s", sc->name, sc->tramp,
+			   what ? what : "was changed behind stitch's back", stitch_hex(a, want, TRAMP_LEN),
+			   stitch_hex(b, (const uint8_t *)sc->tramp, TRAMP_LEN));
+}
+
+int arch_static_call_register(struct stitch_static_call *sc)
+{
+	uint8_t want[TRAMP_LEN];
+	if (sc->layout != STITCH_SC_X86 || (uintptr_t)sc->tramp % 16 != 0)
+		return stitch_fail(STITCH_EUNKNOWN, "static call %s: layout %u at %p is not x86-64's", sc->name,
+				   sc->layout, sc->tramp);
+	image(sc, ST_FAR, 0, want);
+	int err = check_image(sc, want, "is not what STITCH_DEFINE_STATIC_CALL emits");
+	if (err)
+		return err;
+	sc->state = ST_FAR;
+	sc->priv[0] = 0;
+	return 0;
+}
+
+int arch_static_call_check_target(uintptr_t target)
+{
+	(void)target; /* any byte address can start an instruction */
+	return 0;
+}
+
+int arch_static_call_update(struct stitch_static_call *sc, void *func)
+{
+	uintptr_t t = (uintptr_t)sc->tramp, target = (uintptr_t)func;
+	uint8_t cur[TRAMP_LEN], next[TRAMP_LEN];
+	image(sc, sc->state, sc->priv[0], cur);
+	int err = check_image(sc, cur, NULL);
+	if (err)
+		return err;
+	uint32_t state;
+	if (!func)
+		state = ST_NULL;
+	else if (x86_encode_jmp_rel32(next, t, target) == 0)
+		state = ST_NEAR;
+	else
+		state = ST_FAR;
+	image(sc, state, target, next);
+	/* step 1 */
+	void *old_lit = __atomic_load_n(&sc->lit, __ATOMIC_RELAXED);
+	void *lit = func ? func : (void *)(t + 5);
+	__atomic_store_n(&sc->lit, lit, __ATOMIC_SEQ_CST);
+	/* step 2 */
+	if (memcmp(cur, next, 5) != 0) {
+		struct stitch_batch b;
+		stitch_batch_init(&b);
+		b.operation = "static_call update";
+		err = stitch_batch_add(&b, t, cur, next, 5);
+		if (!err)
+			err = stitch_batch_apply_locked(&b);
+		stitch_batch_free(&b);
+		if (err) {
+			/* No code was changed (the batch rolls back); put the
+			 * literal back too. */
+			__atomic_store_n(&sc->lit, old_lit, __ATOMIC_SEQ_CST);
+			return err;
+		}
+	}
+	sc->state = state;
+	sc->priv[0] = state == ST_NEAR ? target : 0;
+	return 0;
+}
