@@ -90,4 +90,57 @@ int arch_static_call_check_target(uintptr_t target);
  */
 int arch_static_call_update(struct stitch_static_call *sc, void *func);
 
+/* ftrace.c ---------------------------------------------------------------- */
+
+/*
+ * One function-entry site (the core's record embeds it).  The core fills
+ * `record` (the __patchable_function_entries entry, relocated) and `func`
+ * (the symbol's address, 0 if unknown); arch_ftrace_site_init() fills the
+ * rest from the bytes it finds.
+ */
+struct arch_ftrace_site {
+	uintptr_t record;
+	uintptr_t func;
+	uintptr_t patch;  /* the instruction toggled between its original form and the call */
+	uint8_t len;      /* its length in bytes */
+	uint8_t form;     /* arch private: which compiler layout was found */
+	uint8_t orig[8];  /* the compiler's bytes at `patch`, restored when disabled */
+	uintptr_t stub;   /* what the enabled call targets (set by arch_ftrace_region_fill) */
+	uintptr_t cookie; /* handed to the dispatcher (set by arch_ftrace_region_fill) */
+};
+
+/* Largest distance between a site and the module's trampoline region. */
+uintptr_t arch_ftrace_reach(void);
+/* Bytes of trampoline region a module of n sites needs. */
+size_t arch_ftrace_region_size(size_t nsites);
+/*
+ * Read the site at `s->record`, check its bytes are one of the layouts the
+ * architecture supports, fill patch/len/form/orig.  Writes nothing.
+ * -STITCH_EUNKNOWN / -STITCH_EALIGN with a message naming the bytes.
+ */
+int arch_ftrace_site_init(struct arch_ftrace_site *s);
+/*
+ * Build the module's trampoline region into `buf` (the bytes that will be
+ * mapped executable at `addr`, not yet live): what every site's enabled
+ * call reaches, which calls stitch__ftrace_dispatch(cookies[i], ...).
+ * Sets each site's stub and cookie.
+ */
+int arch_ftrace_region_fill(uint8_t *buf, uintptr_t addr, struct arch_ftrace_site *const *sites,
+			    const uintptr_t *cookies, size_t n);
+/*
+ * Switch sites: enable[i] true makes site i call its stub, false puts the
+ * original bytes back, with the architecture's protocol.  Every site is
+ * checked against the bytes of its current state first: a site changed
+ * behind our back fails the whole call with -STITCH_EMISMATCH and nothing
+ * is written.  `enabled[i]` is the state the caller believes site i is in;
+ * on return it is the state the site is in (enable[i] after success; on
+ * error, unchanged unless the bytes were written before a late failure,
+ * such as a thread that woke while the world was stopped).
+ */
+int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, const bool *enable, size_t n);
+
+/* The portable dispatcher the trampolines call (src/core/ftrace.c). */
+struct stitch_ftrace_regs;
+void stitch__ftrace_dispatch(uintptr_t cookie, uintptr_t parent_ip, struct stitch_ftrace_regs *regs);
+
 #endif /* STITCH_ARCH_ARCH_H */

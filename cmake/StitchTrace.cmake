@@ -1,0 +1,38 @@
+# StitchTrace.cmake: compile code so that stitch can trace its functions
+# (include/stitch/ftrace.h).  The same flags as
+# `pkg-config --variable=trace_cflags stitch`.
+#
+#   include(StitchTrace)
+#   stitch_trace_target(my_program)          # every C source of the target
+#   stitch_trace_sources(a.c b.c)            # or only these files
+#   stitch_trace_cflags(var)                 # or just get the flags
+#
+# Per architecture (what gcc 12 and clang 14 emit is in docs/ftrace.md):
+#   x86-64   -fpatchable-function-entry=5
+#            gcc: five 1-byte NOPs, clang: one 5-byte NOP; both are handled.
+#   AArch64  -fpatchable-function-entry=4,2 -falign-functions=8
+#            two NOPs before the function hold the call_ops literal (8-byte
+#            aligned, so a single-copy-atomic store), two at its entry.
+#   RISC-V   -fpatchable-function-entry=8,4 -falign-functions=8 (not traced yet)
+function(stitch_trace_cflags out)
+  if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
+    set(f -fpatchable-function-entry=5)
+  elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64)$")
+    set(f -fpatchable-function-entry=4,2 -falign-functions=8)
+  elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^riscv64$")
+    set(f -fpatchable-function-entry=8,4 -falign-functions=8)
+  else()
+    message(FATAL_ERROR "stitch: no tracing flags for ${CMAKE_SYSTEM_PROCESSOR}")
+  endif()
+  set(${out} ${f} PARENT_SCOPE)
+endfunction()
+
+function(stitch_trace_target target)
+  stitch_trace_cflags(f)
+  target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:C,CXX>:${f}>)
+endfunction()
+
+function(stitch_trace_sources)
+  stitch_trace_cflags(f)
+  set_property(SOURCE ${ARGN} APPEND PROPERTY COMPILE_OPTIONS ${f})
+endfunction()

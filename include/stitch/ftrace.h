@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Function tracing: call a function of yours at the entry of any function
+ * of the running program, switched on and off while threads run through it.
+ *
+ * Usage:
+ *
+ *     #include <stitch/ftrace.h>
+ *
+ *     static void on_entry(uintptr_t ip, uintptr_t parent_ip, struct stitch_ftrace_ops *ops,
+ *                          struct stitch_ftrace_regs *regs)
+ *     {
+ *             ...   // ip: the traced function's site; parent_ip: where it returns to
+ *     }
+ *     static struct stitch_ftrace_ops my_ops = { .func = on_entry };
+ *
+ *     stitch_ftrace_register(&my_ops, "parse_* !parse_fast");   // from any thread, any time
+ *     ...
+ *     stitch_ftrace_set_filter(&my_ops, "*");                    // change what is traced
+ *     stitch_ftrace_unregister(&my_ops);                         // on_entry no longer runs
+ *
+ * Sites: the functions of the executable and of every loaded library built
+ * with the flags of `pkg-config --variable=trace_cflags stitch` (or the
+ * CMake helper cmake/StitchTrace.cmake):
+ *     x86-64   -fpatchable-function-entry=5      (gcc: five 1-byte NOPs; clang: one 5-byte NOP)
+ *     AArch64  -fpatchable-function-entry=4,2 -falign-functions=8
+ * Sites are read from each module's __patchable_function_entries section
+ * and named from its ELF symbol table (static functions included) when it
+ * is first seen; modules loaded by dlopen() are picked up by the next call
+ * here, modules unloaded by dlclose() are forgotten.  The layouts and the
+ * protocols that switch them: src/arch/<arch>/ftrace.c and docs/ftrace.md.
+ *
+ * Guarantees once a call returns 0:
+ *  - register / set_filter: every selected site calls the ops on every
+ *    thread's next pass (the change ends with a cross-thread sync);
+ *  - unregister: the ops' func is not running on any thread and will not
+ *    be called again (a grace period waited for every thread that might
+ *    be inside it); the ops may be freed;
+ *  - a site none of the registered ops selects again holds exactly the
+ *    bytes the compiler emitted;
+ *  - a thread running through a site while it changes executes the old or
+ *    the new form, never anything else.
+ * On error nothing changed: no byte of code, no ops, no filter.
+ *
+ * Callbacks run on the traced thread, with the traced function's argument
+ * registers saved (read them with stitch_ftrace_regs_arg()).  A callback
+ * that calls traced code does not recurse into callbacks: tracing is off
+ * for the thread while it runs one.  Callbacks run inside an RCU read-side
+ * section (liburcu urcu-memb where available, see docs/ftrace.md): they
+ * must not call the update functions below.  x86-64: callbacks may use
+ * general and SSE registers (xmm0-7 are saved), not AVX upper halves of
+ * argument registers.
+ *
+ * Updates take the library-wide update lock; none is async-signal-safe.
+ */
+#ifndef STITCH_FTRACE_H
+#define STITCH_FTRACE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stitch/stitch.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The traced function's argument registers as saved at its entry. */
+struct stitch_ftrace_regs;
+
+struct stitch_ftrace_ops;
+typedef void (*stitch_ftrace_func_t)(uintptr_t ip, uintptr_t parent_ip, struct stitch_ftrace_ops *ops,
+				     struct stitch_ftrace_regs *regs);
+
+struct stitch_ftrace_ops {
+	stitch_ftrace_func_t func; /* required */
+	void *data;                /* yours */
+	unsigned flags;            /* none defined yet: must be 0 */
+	void *priv_;               /* the library's; zero before registering */
+};
+
+/* Integer argument n (0-based, n < 6 on x86-64, < 8 on AArch64/RISC-V) of
+ * the traced function; 0 if n is out of range. */
+STITCH_API uintptr_t stitch_ftrace_regs_arg(const struct stitch_ftrace_regs *regs, unsigned n);
+
+/*
+ * Filters: whitespace-separated fnmatch() globs on symbol names, each
+ * optionally prefixed with '!' to exclude (a notrace list); a site is
+ * selected if it matches some positive glob (or there is none, i.e. the
+ * filter is only exclusions) and no exclusion.  NULL or "" or "*": every
+ * site.  "0x..." entries select the site at that address (the function's
+ * address, or the site's own).  A filter that selects nothing fails with
+ * -STITCH_ENOTFOUND naming it; one that names a function that is not
+ * instrumented says which flags to build with.
+ */
+
+/* Start calling ops->func at every site the filter selects. */
+STITCH_API int stitch_ftrace_register(struct stitch_ftrace_ops *ops, const char *filter);
+/* The same for an explicit list of functions (addresses of functions or sites). */
+STITCH_API int stitch_ftrace_register_ips(struct stitch_ftrace_ops *ops, const uintptr_t *ips, size_t n);
+/* Change a registered ops' selection in one step (sites leave and join atomically per site). */
+STITCH_API int stitch_ftrace_set_filter(struct stitch_ftrace_ops *ops, const char *filter);
+/* Stop; on return ops->func is running nowhere and will not be called again. */
+STITCH_API int stitch_ftrace_unregister(struct stitch_ftrace_ops *ops);
+
+/* Number of sites the ops currently traces; -STITCH_EINVAL if not registered. */
+STITCH_API int stitch_ftrace_ops_site_count(const struct stitch_ftrace_ops *ops);
+
+/*
+ * Discovery.  stitch_ftrace_site_count() rescans the loaded modules and
+ * returns how many sites there are (0 if none is instrumented).
+ * stitch_ftrace_site_info() gives site i's function address and name
+ * (valid until the module is unloaded).  stitch_ftrace_lookup() finds the
+ * site of a function by name; -STITCH_ENOTFOUND if there is none.
+ */
+struct stitch_ftrace_site_info {
+	uintptr_t func;   /* the function's address (its symbol) */
+	uintptr_t site;   /* the patched instruction's address */
+	const char *name; /* symbol name, "" if the module has no symbol for it */
+	const char *module;
+	int enabled;      /* currently calling a tracer */
+};
+STITCH_API int stitch_ftrace_site_count(void);
+STITCH_API int stitch_ftrace_site_info(size_t i, struct stitch_ftrace_site_info *out);
+STITCH_API int stitch_ftrace_lookup(const char *name, struct stitch_ftrace_site_info *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* STITCH_FTRACE_H */

@@ -1,0 +1,348 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * x86-64 function-entry sites: a 5-byte NOP <-> `call rel32` to a per-site
+ * stub in a trampoline region mapped within +-2 GiB of the module's text.
+ *
+ *   The site, as the compilers emit it for -fpatchable-function-entry=5
+ *   (checked with gcc 12.2 and clang 14.0.6; with -fcf-protection an
+ *   endbr64 comes first and the record points after it):
+ *
+ *     gcc    func: 90 90 90 90 90        five 1-byte NOPs     FORM_5NOPS
+ *     clang  func: 0f 1f 44 00 08        nopl 0x8(%rax,%rax)   FORM_NOP5_DISP
+ *     -pg -mfentry -mnop-mcount:
+ *            func: 0f 1f 44 00 00        nopl 0x0(%rax,%rax)   FORM_NOP5
+ *   enabled:
+ *            func: e8 <stub - (func+5)>  call stub
+ *
+ *   The module's region (not live until every byte is written, then RX):
+ *     +0       .quad stitch__ftrace_tramp_x86      (the common trampoline, anywhere)
+ *     +16+16i  49 bb <cookie_i>        movabs $cookie_i, %r11
+ *              ff 25 <-(16+16i+16)>    jmp *region+0(%rip)
+ *   r11 is free at a function's entry (SysV ABI: scratch, never an
+ *   argument); r10 (static chain) and rax (vararg count) are preserved.
+ *   The trampoline saves rdi rsi rdx rcx r8 r9 rax r10 and xmm0-7, calls
+ *   stitch__ftrace_dispatch(cookie, parent_ip, regs), restores, returns to
+ *   func+5: the function runs as if the site were a NOP.
+ *
+ * Protocols (what a thread at the site may execute):
+ *   A. old and new are each ONE instruction of 5 bytes that x86_decode
+ *      knows (canonical NOP5 <-> call): the int3 batch of poke.c (steps
+ *      1-3 there); a thread runs the NOP or the call, or traps and the
+ *      handler emulates the call.  Patch-logged and checked like every
+ *      batch; models/x86-int3-call.model.
+ *   B. anything else (gcc's five NOPs, clang's NOP with a displacement
+ *      byte poke.c's decoder does not accept): stop the world.  Every
+ *      other thread is parked in the quiescence handler at an instruction
+ *      boundary.  A thread parked at offsets 1-4 of five 1-byte NOPs is
+ *      moved to offset 5 by the fixup (skipping NOPs changes nothing);
+ *      then no thread is inside any site, none executes, the 5 bytes are
+ *      stored, synced (membarrier SYNC_CORE), and the world resumes:
+ *      every thread's next fetch at the site sees all five new bytes.
+ *      models/ftrace-x86-five-nops-stop.model (SAFE) and its mutant
+ *      without the fixup (UNSAFE).  The int3 + quiesce alternative,
+ *      models/x86-five-nops-quiesce.model, needs poke.c's trap table to
+ *      accept a multi-instruction old form; it does not yet.
+ *   Either way every site is first compared with the bytes of the state
+ *   the core believes it is in; one mismatch and nothing is written.
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arch/arch.h"
+#include "arch/x86_64/insn.h"
+#include "stitch/ftrace.h"
+
+enum { FORM_NOP5, FORM_NOP5_DISP, FORM_5NOPS };
+
+#define SITE_LEN 5
+#define STUB_SIZE 16
+#define REGION_HEAD 16
+
+/* What the trampoline saves, in this order (offsets used by the asm below). */
+struct stitch_ftrace_regs {
+	uint64_t rdi, rsi, rdx, rcx, r8, r9, rax, r10, r11, pad;
+	uint8_t xmm[8][16];
+};
+
+uintptr_t stitch_ftrace_regs_arg(const struct stitch_ftrace_regs *regs, unsigned n)
+{
+	if (!regs)
+		return 0;
+	switch (n) {
+	case 0: return regs->rdi;
+	case 1: return regs->rsi;
+	case 2: return regs->rdx;
+	case 3: return regs->rcx;
+	case 4: return regs->r8;
+	case 5: return regs->r9;
+	default: return 0;
+	}
+}
+
+void stitch__ftrace_tramp_x86(void);
+__asm__(".text\n"
+	".p2align 4\n"
+	".globl stitch__ftrace_tramp_x86\n"
+	".hidden stitch__ftrace_tramp_x86\n"
+	".type stitch__ftrace_tramp_x86, @function\n"
+	"stitch__ftrace_tramp_x86:\n"
+	"	.cfi_startproc\n"
+	"	endbr64\n"
+	/* [rsp] = func+5 (return into the traced function), [rsp+8] = its caller's return */
+	"	pushq %rbp\n"
+	"	.cfi_def_cfa_offset 16\n"
+	"	.cfi_offset %rbp, -16\n"
+	"	movq %rsp, %rbp\n"
+	"	.cfi_def_cfa_register %rbp\n"
+	"	subq $208, %rsp\n"
+	"	andq $-16, %rsp\n"
+	"	movq %rdi, 0(%rsp)\n"
+	"	movq %rsi, 8(%rsp)\n"
+	"	movq %rdx, 16(%rsp)\n"
+	"	movq %rcx, 24(%rsp)\n"
+	"	movq %r8, 32(%rsp)\n"
+	"	movq %r9, 40(%rsp)\n"
+	"	movq %rax, 48(%rsp)\n"
+	"	movq %r10, 56(%rsp)\n"
+	"	movq %r11, 64(%rsp)\n"
+	"	movaps %xmm0, 80(%rsp)\n"
+	"	movaps %xmm1, 96(%rsp)\n"
+	"	movaps %xmm2, 112(%rsp)\n"
+	"	movaps %xmm3, 128(%rsp)\n"
+	"	movaps %xmm4, 144(%rsp)\n"
+	"	movaps %xmm5, 160(%rsp)\n"
+	"	movaps %xmm6, 176(%rsp)\n"
+	"	movaps %xmm7, 192(%rsp)\n"
+	"	movq %r11, %rdi\n"      /* cookie */
+	"	movq 16(%rbp), %rsi\n"  /* parent ip */
+	"	movq %rsp, %rdx\n"      /* regs */
+	"	call stitch__ftrace_dispatch\n"
+	"	movq 0(%rsp), %rdi\n"
+	"	movq 8(%rsp), %rsi\n"
+	"	movq 16(%rsp), %rdx\n"
+	"	movq 24(%rsp), %rcx\n"
+	"	movq 32(%rsp), %r8\n"
+	"	movq 40(%rsp), %r9\n"
+	"	movq 48(%rsp), %rax\n"
+	"	movq 56(%rsp), %r10\n"
+	"	movaps 80(%rsp), %xmm0\n"
+	"	movaps 96(%rsp), %xmm1\n"
+	"	movaps 112(%rsp), %xmm2\n"
+	"	movaps 128(%rsp), %xmm3\n"
+	"	movaps 144(%rsp), %xmm4\n"
+	"	movaps 160(%rsp), %xmm5\n"
+	"	movaps 176(%rsp), %xmm6\n"
+	"	movaps 192(%rsp), %xmm7\n"
+	"	movq %rbp, %rsp\n"
+	"	popq %rbp\n"
+	"	.cfi_def_cfa %rsp, 8\n"
+	"	ret\n"
+	"	.cfi_endproc\n"
+	".size stitch__ftrace_tramp_x86, . - stitch__ftrace_tramp_x86\n");
+
+uintptr_t arch_ftrace_reach(void)
+{
+	return 0x7fff0000u; /* call rel32, with a margin for the region's own size */
+}
+
+size_t arch_ftrace_region_size(size_t nsites)
+{
+	return REGION_HEAD + STUB_SIZE * nsites;
+}
+
+static const uint8_t nop5[SITE_LEN] = { 0x0f, 0x1f, 0x44, 0x00, 0x00 };
+static const uint8_t five_nops[SITE_LEN] = { 0x90, 0x90, 0x90, 0x90, 0x90 };
+
+int arch_ftrace_site_init(struct arch_ftrace_site *s)
+{
+	const uint8_t *b = (const uint8_t *)s->record;
+	s->patch = s->record;
+	s->len = SITE_LEN;
+	memcpy(s->orig, b, SITE_LEN);
+	if (memcmp(b, nop5, SITE_LEN) == 0)
+		s->form = FORM_NOP5;
+	else if (memcmp(b, nop5, 4) == 0)
+		s->form = FORM_NOP5_DISP; /* nopl disp8(%rax,%rax,1): clang writes disp8 = 8 */
+	else if (memcmp(b, five_nops, SITE_LEN) == 0)
+		s->form = FORM_5NOPS;
+	else {
+		char h[3 * SITE_LEN + 1];
+		return stitch_fail(STITCH_EUNKNOWN,
+				   "site %#lx: expected a patchable entry (0f 1f 44 00 xx or 90 90 90 90 90), found %s",
+				   (unsigned long)s->record, stitch_hex(h, b, SITE_LEN));
+	}
+	return 0;
+}
+
+int arch_ftrace_region_fill(uint8_t *buf, uintptr_t addr, struct arch_ftrace_site *const *sites,
+			    const uintptr_t *cookies, size_t n)
+{
+	uint64_t tramp = (uint64_t)(uintptr_t)stitch__ftrace_tramp_x86;
+	memset(buf, X86_INT3, arch_ftrace_region_size(n));
+	memcpy(buf, &tramp, 8);
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *st = buf + REGION_HEAD + STUB_SIZE * i;
+		uint64_t cookie = cookies[i];
+		int32_t disp = -(int32_t)(REGION_HEAD + STUB_SIZE * i + 16);
+		st[0] = 0x49;
+		st[1] = 0xbb; /* movabs $cookie, %r11 */
+		memcpy(st + 2, &cookie, 8);
+		st[10] = 0xff;
+		st[11] = 0x25; /* jmp *disp32(%rip) */
+		memcpy(st + 12, &disp, 4);
+		sites[i]->stub = addr + REGION_HEAD + STUB_SIZE * i;
+		sites[i]->cookie = cookies[i];
+	}
+	return 0;
+}
+
+/* ---- applying --------------------------------------------------------------- */
+
+static int call_bytes(const struct arch_ftrace_site *s, uint8_t out[SITE_LEN])
+{
+	int err = x86_encode_call_rel32(out, s->patch, s->stub);
+	if (err)
+		return stitch_fail(STITCH_ERANGE, "site %#lx: trampoline %#lx is out of call rel32 range",
+				   (unsigned long)s->patch, (unsigned long)s->stub);
+	return 0;
+}
+
+/* Whether the int3 protocol can make this change: one known instruction each. */
+static bool one_insn_each(const struct stitch_patch *p)
+{
+	struct x86_insn a, b;
+	return x86_decode(p->old, p->len, p->addr, &a) == 0 && a.len == p->len &&
+	       x86_decode(p->new_bytes, p->len, p->addr, &b) == 0 && b.len == p->len;
+}
+
+/* Sites whose current bytes are five 1-byte NOPs, sorted, for the fixup. */
+struct nops_fixup {
+	const uintptr_t *start;
+	size_t count;
+};
+
+/* Async-signal-safe: a thread parked at offsets 1..4 of five NOPs goes to offset 5. */
+static bool skip_nops(uintptr_t *pc, void *arg)
+{
+	const struct nops_fixup *f = arg;
+	size_t lo = 0, hi = f->count;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (f->start[mid] + SITE_LEN <= *pc)
+			lo = mid + 1;
+		else if (f->start[mid] >= *pc)
+			hi = mid;
+		else {
+			*pc = f->start[mid] + SITE_LEN;
+			return true;
+		}
+	}
+	return false;
+}
+
+static int cmp_uintptr(const void *a, const void *b)
+{
+	uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int cmp_patch_addr(const void *a, const void *b)
+{
+	return cmp_uintptr(&((const struct stitch_patch *)a)->addr, &((const struct stitch_patch *)b)->addr);
+}
+
+/* Protocol B: every patch written while the world is stopped. */
+static int apply_stopped(struct stitch_patch *p, size_t n, const struct nops_fixup *fix, bool *written)
+{
+	*written = false;
+	qsort(p, n, sizeof(*p), cmp_patch_addr);
+	int err = stitch_text_check(p, n);
+	if (err)
+		return err;
+	err = stitch_stop_world(skip_nops, (void *)fix);
+	if (err)
+		return err;
+	char want[3 * SITE_LEN + 1], found[3 * SITE_LEN + 1];
+	for (size_t i = 0; i < n && !err; i++)
+		if (memcmp((const void *)p[i].addr, p[i].old, p[i].len) != 0)
+			err = stitch_fail(STITCH_EMISMATCH, "site %#lx: expected %s, found %s; nothing written",
+					  (unsigned long)p[i].addr, stitch_hex(want, p[i].old, p[i].len),
+					  stitch_hex(found, (const uint8_t *)p[i].addr, p[i].len));
+	bool opened = false;
+	if (!err) {
+		err = stitch_text_open(p, n);
+		opened = !err;
+	}
+	size_t stored = 0;
+	for (; !err && stored < n; stored++)
+		err = stitch_text_store(p[stored].addr, p[stored].new_bytes, p[stored].len);
+	if (err && stored) {
+		/* A store failed part-way (practically never): put back what we wrote. */
+		int saved = err;
+		for (size_t i = 0; i < stored; i++)
+			if (stitch_text_store(p[i].addr, p[i].old, p[i].len) != 0)
+				stitch_die("x86 ftrace: cannot restore code after a failed write");
+		err = saved;
+	}
+	if (opened) {
+		int serr = stitch_text_sync(p, n);
+		int cerr = stitch_text_close();
+		if (!err)
+			err = serr ? serr : cerr;
+	}
+	*written = !err;
+	int rerr = stitch_resume_world();
+	/* A thread that slept with the signal blocked and woke meanwhile may
+	 * have run a site being written: report it, the bytes are new. */
+	return err ? err : rerr;
+}
+
+int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, const bool *enable, size_t n)
+{
+	struct stitch_patch *p = calloc(n ? n : 1, sizeof(*p));
+	uintptr_t *nops = calloc(n ? n : 1, sizeof(*nops));
+	struct nops_fixup fix = { nops, 0 };
+	size_t np = 0;
+	bool all_one_insn = true, written = false;
+	int err = (!p || !nops) ? stitch_fail(STITCH_ENOMEM, "out of memory switching %zu sites", n) : 0;
+	for (size_t i = 0; i < n && !err; i++) {
+		const struct arch_ftrace_site *s = sites[i];
+		uint8_t call[SITE_LEN];
+		if (enabled[i] == enable[i])
+			continue;
+		err = call_bytes(s, call);
+		if (err)
+			break;
+		struct stitch_patch *q = &p[np++];
+		q->addr = s->patch;
+		q->len = SITE_LEN;
+		memcpy(q->old, enabled[i] ? call : s->orig, SITE_LEN);
+		memcpy(q->new_bytes, enable[i] ? call : s->orig, SITE_LEN);
+		all_one_insn &= one_insn_each(q);
+		if (!enabled[i] && s->form == FORM_5NOPS)
+			nops[fix.count++] = s->patch;
+	}
+	if (!err && np) {
+		if (all_one_insn) {
+			/* Protocol A: poke.c's int3 batch (compares every site first). */
+			struct stitch_batch b;
+			stitch_batch_init(&b);
+			b.operation = "ftrace switch";
+			for (size_t i = 0; i < np && !err; i++)
+				err = stitch_batch_add(&b, p[i].addr, p[i].old, p[i].new_bytes, p[i].len);
+			if (!err)
+				err = stitch_batch_apply_locked(&b);
+			written = !err; /* a failed batch leaves every site as it was */
+			stitch_batch_free(&b);
+		} else {
+			qsort(nops, fix.count, sizeof(*nops), cmp_uintptr);
+			err = apply_stopped(p, np, &fix, &written);
+		}
+	}
+	for (size_t i = 0; written && i < n; i++)
+		enabled[i] = enable[i];
+	free(p);
+	free(nops);
+	return err;
+}

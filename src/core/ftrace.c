@@ -1,0 +1,919 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Function tracing core: site records per loaded module, tracer ops and
+ * their filters, the per-site set of ops (RCU), and the dispatcher every
+ * trampoline calls.  No opcode here: src/arch/<arch>/ftrace.c draws each
+ * site and switches it.
+ *
+ * Records.  Every loaded module (dl_iterate_phdr) with a
+ * __patchable_function_entries section gets an array of records, never
+ * moved or freed while the module is loaded, and a trampoline region
+ * within reach of its text holding what each enabled site calls
+ * (ftrace_sites.c places it; the arch fills it).  The trampoline passes
+ * the record's address ("cookie") to stitch__ftrace_dispatch(), so the
+ * dispatcher finds the site's ops in O(1) without a search (the
+ * call_ops idea, with the record as the literal).
+ *
+ * Ops sets.  A record points (RCU) at an immutable array of the ops that
+ * trace it, NULL when none does.  An update builds the new arrays, then:
+ *   1. publishes the arrays of sites that stay or become traced,
+ *   2. switches the code of sites that become traced or untraced (one
+ *      batch, arch protocol, constant number of syncs),
+ *   3. unpublishes the arrays of sites that became untraced,
+ *   4. waits for a grace period, and frees the old arrays.
+ * A thread that entered a trampoline before step 2's last sync and reads
+ * the set after step 3 finds NULL and calls nothing; one that read the old
+ * set is waited for by step 4, so after unregister returns, no thread runs
+ * the ops' func.  On error after step 1, the old arrays are put back.
+ *
+ * RCU: liburcu's urcu-memb where the build found it (readers register
+ * lazily, at their first traced call, and unregister at thread exit);
+ * otherwise the small fallback below (cross builds: Debian has no riscv64
+ * liburcu), a per-thread sequence counter with a full fence on the read
+ * side.
+ */
+#include <dlfcn.h>
+#include <fnmatch.h>
+#include <link.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "arch/arch.h"
+#include "core/ftrace_internal.h"
+#include "core/internal.h"
+#include "stitch/ftrace.h"
+
+#if defined(__x86_64__)
+#define FT_CFLAGS "-fpatchable-function-entry=5"
+#elif defined(__aarch64__)
+#define FT_CFLAGS "-fpatchable-function-entry=4,2 -falign-functions=8"
+#else
+#define FT_CFLAGS "-fpatchable-function-entry=8,4 -falign-functions=8"
+#endif
+#define FT_HINT "build with " FT_CFLAGS " (pkg-config --variable=trace_cflags stitch)"
+
+#define FT_TLS __thread __attribute__((tls_model("initial-exec")))
+
+/* ---- RCU ------------------------------------------------------------------ */
+
+static pthread_key_t rcu_key;
+static pthread_once_t rcu_once = PTHREAD_ONCE_INIT;
+
+#ifdef STITCH_HAVE_URCU
+#define _LGPL_SOURCE
+#include <urcu/urcu-memb.h>
+
+static FT_TLS bool rcu_registered;
+
+static void rcu_thread_exit(void *arg)
+{
+	(void)arg;
+	urcu_memb_unregister_thread();
+}
+
+static void rcu_key_init(void)
+{
+	if (pthread_key_create(&rcu_key, rcu_thread_exit) != 0)
+		stitch_die("ftrace: pthread_key_create");
+}
+
+static inline void ft_read_lock(void)
+{
+	if (__builtin_expect(!rcu_registered, 0)) {
+		pthread_once(&rcu_once, rcu_key_init);
+		urcu_memb_register_thread();
+		pthread_setspecific(rcu_key, (void *)1);
+		rcu_registered = true;
+	}
+	urcu_memb_read_lock();
+}
+
+static inline void ft_read_unlock(void)
+{
+	urcu_memb_read_unlock();
+}
+
+static void ft_synchronize(void)
+{
+	urcu_memb_synchronize_rcu();
+}
+#else
+/* Fallback: each reader's counter is odd while it is inside a read section. */
+struct ft_reader {
+	_Atomic unsigned long seq;
+	_Atomic int used;
+	struct ft_reader *next;
+};
+static _Atomic(struct ft_reader *) readers;
+static FT_TLS struct ft_reader *me;
+
+static void rcu_thread_exit(void *arg)
+{
+	struct ft_reader *r = arg;
+	atomic_store_explicit(&r->used, 0, memory_order_release);
+}
+
+static void rcu_key_init(void)
+{
+	if (pthread_key_create(&rcu_key, rcu_thread_exit) != 0)
+		stitch_die("ftrace: pthread_key_create");
+}
+
+static struct ft_reader *reader_get(void)
+{
+	pthread_once(&rcu_once, rcu_key_init);
+	for (struct ft_reader *r = atomic_load(&readers); r; r = r->next) {
+		int zero = 0;
+		if (atomic_compare_exchange_strong(&r->used, &zero, 1))
+			return r;
+	}
+	struct ft_reader *r = calloc(1, sizeof(*r));
+	if (!r)
+		stitch_die("ftrace: out of memory registering a reader thread");
+	r->used = 1;
+	r->next = atomic_load(&readers);
+	while (!atomic_compare_exchange_weak(&readers, &r->next, r))
+		;
+	return r;
+}
+
+static inline void ft_read_lock(void)
+{
+	if (__builtin_expect(!me, 0)) {
+		me = reader_get();
+		pthread_setspecific(rcu_key, me);
+	}
+	unsigned long s = atomic_load_explicit(&me->seq, memory_order_relaxed);
+	atomic_store_explicit(&me->seq, s + 1, memory_order_relaxed);
+	/* seq odd before any load of a set; pairs with ft_synchronize's fence */
+	atomic_thread_fence(memory_order_seq_cst);
+}
+
+static inline void ft_read_unlock(void)
+{
+	unsigned long s = atomic_load_explicit(&me->seq, memory_order_relaxed);
+	atomic_store_explicit(&me->seq, s + 1, memory_order_release);
+}
+
+static void ft_synchronize(void)
+{
+	/* the sets were unpublished before this fence; readers that were
+	 * inside (odd) when we look are waited for until they leave */
+	atomic_thread_fence(memory_order_seq_cst);
+	for (struct ft_reader *r = atomic_load(&readers); r; r = r->next) {
+		unsigned long s = atomic_load_explicit(&r->seq, memory_order_acquire);
+		if (!(s & 1))
+			continue;
+		while (atomic_load_explicit(&r->seq, memory_order_acquire) == s)
+			sched_yield();
+	}
+}
+#endif
+
+/* ---- records and modules ---------------------------------------------------- */
+
+struct ft_set {
+	size_t n;
+	struct stitch_ftrace_ops *ops[];
+};
+
+struct ft_module;
+
+struct ft_rec {
+	struct arch_ftrace_site a;
+	const char *name;
+	struct ft_module *mod;
+	_Atomic(struct ft_set *) set;
+	bool enabled;  /* the code calls the trampoline */
+	int bad;       /* 0, or why the site is refused (a STITCH_E* code) */
+	char *why;
+};
+
+struct ft_module {
+	char *path;
+	uintptr_t base;
+	const void *phdr;
+	struct ft_elf elf;
+	struct ft_rec *recs;
+	size_t nrecs;
+	uintptr_t region;
+	size_t region_size;
+	bool present;
+	struct ft_module *next;
+};
+
+/* Everything below is guarded by the update lock. */
+static struct ft_module *modules;
+static unsigned long long seen_adds, seen_subs;
+static bool scanned_once;
+
+struct ft_ops_priv {
+	struct ft_rec **sel; /* sorted by address of the record */
+	size_t nsel;
+};
+
+static struct stitch_ftrace_ops **ops_list;
+static size_t ops_count;
+
+static FT_TLS int in_callback;
+
+void stitch__ftrace_dispatch(uintptr_t cookie, uintptr_t parent_ip, struct stitch_ftrace_regs *regs)
+{
+	if (in_callback)
+		return; /* a callback called traced code */
+	in_callback = 1;
+	struct ft_rec *r = (struct ft_rec *)cookie;
+	uintptr_t ip = r->a.func;
+	ft_read_lock();
+	struct ft_set *s = atomic_load_explicit(&r->set, memory_order_consume);
+	if (s)
+		for (size_t i = 0; i < s->n; i++)
+			s->ops[i]->func(ip, parent_ip, s->ops[i], regs);
+	ft_read_unlock();
+	in_callback = 0;
+}
+
+static int cmp_rec_ptr(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t) * (struct ft_rec *const *)a, y = (uintptr_t) * (struct ft_rec *const *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int cmp_addr(const void *a, const void *b)
+{
+	uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int module_init_sites(struct ft_module *m)
+{
+	qsort(m->elf.records, m->elf.nrecords, sizeof(uintptr_t), cmp_addr);
+	m->recs = calloc(m->elf.nrecords, sizeof(*m->recs));
+	if (!m->recs)
+		return stitch_fail(STITCH_ENOMEM, "%s: out of memory for %zu sites", m->path, m->elf.nrecords);
+	for (size_t i = 0; i < m->elf.nrecords; i++) {
+		if (i && m->elf.records[i] == m->elf.records[i - 1])
+			continue;
+		struct ft_rec *r = &m->recs[m->nrecs++];
+		r->mod = m;
+		r->a.record = m->elf.records[i];
+		const struct ft_sym *sym = ft_elf_sym_at(&m->elf, r->a.record);
+		r->name = sym ? sym->name : "";
+		r->a.func = sym ? sym->addr : r->a.record;
+		int err = arch_ftrace_site_init(&r->a);
+		if (!err && strncmp(r->name, "stitch_", 7) == 0)
+			err = stitch_fail(STITCH_EINVAL, "%s is part of stitch and cannot be traced", r->name);
+		if (err) {
+			r->bad = -err;
+			r->why = strdup(stitch_last_error());
+		}
+	}
+	if (!m->nrecs)
+		return 0;
+	uintptr_t lo = m->recs[0].a.patch, hi = m->recs[m->nrecs - 1].a.patch + 16;
+	m->region_size = arch_ftrace_region_size(m->nrecs);
+	m->region = ft_map_near(lo, hi, m->region_size, arch_ftrace_reach());
+	if (!m->region)
+		return -STITCH_ERANGE;
+	struct arch_ftrace_site **sites = calloc(m->nrecs, sizeof(*sites));
+	uintptr_t *cookies = calloc(m->nrecs, sizeof(*cookies));
+	int err = 0;
+	if (!sites || !cookies)
+		err = stitch_fail(STITCH_ENOMEM, "out of memory building trampolines");
+	for (size_t i = 0; !err && i < m->nrecs; i++) {
+		sites[i] = &m->recs[i].a;
+		cookies[i] = (uintptr_t)&m->recs[i];
+	}
+	/* The region is ours and not live yet: fill, then make it RX. */
+	if (!err)
+		err = arch_ftrace_region_fill((uint8_t *)m->region, m->region, sites, cookies, m->nrecs);
+	if (!err) {
+		arch_flush_icache_range(m->region, m->region + m->region_size);
+		if (mprotect((void *)m->region, m->region_size, PROT_READ | PROT_EXEC) != 0)
+			err = stitch_fail_errno(STITCH_ESYS, "mprotect trampoline region");
+	}
+	free(sites);
+	free(cookies);
+	return err;
+}
+
+static void module_free(struct ft_module *m)
+{
+	for (size_t i = 0; i < m->nrecs; i++) {
+		free(atomic_load(&m->recs[i].set));
+		free(m->recs[i].why);
+	}
+	if (m->region)
+		munmap((void *)m->region, m->region_size);
+	free(m->recs);
+	ft_elf_free(&m->elf);
+	free(m->path);
+	free(m);
+}
+
+struct dl_entry {
+	char *path;
+	uintptr_t base;
+	const void *phdr;
+	int phnum;
+};
+
+struct dl_list {
+	struct dl_entry *v;
+	size_t n, cap;
+	bool first_done;
+	unsigned long long adds, subs;
+	bool oom;
+};
+
+static int collect_module(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	struct dl_list *l = arg;
+	bool main_prog = !l->first_done;
+	l->first_done = true;
+	if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof(info->dlpi_subs)) {
+		l->adds = info->dlpi_adds;
+		l->subs = info->dlpi_subs;
+	}
+	const char *name = info->dlpi_name;
+	if (!main_prog && (!name || !*name))
+		return 0; /* the vDSO */
+	if (!main_prog && strstr(name, "linux-vdso"))
+		return 0;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		struct dl_entry *v = realloc(l->v, cap * sizeof(*v));
+		if (!v) {
+			l->oom = true;
+			return 1;
+		}
+		l->v = v;
+		l->cap = cap;
+	}
+	char *path = strdup(main_prog ? "/proc/self/exe" : name);
+	if (!path) {
+		l->oom = true;
+		return 1;
+	}
+	l->v[l->n++] = (struct dl_entry){ path, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum };
+	return 0;
+}
+
+static void ops_forget_module(struct ft_module *m);
+
+/* Bring the module list up to date with what is loaded.  Update lock held. */
+static int rescan(void)
+{
+	struct dl_list l = { 0 };
+	dl_iterate_phdr(collect_module, &l);
+	int err = 0;
+	if (l.oom)
+		err = stitch_fail(STITCH_ENOMEM, "out of memory listing loaded modules");
+	if (!err && scanned_once && l.adds == seen_adds && l.subs == seen_subs)
+		goto out;
+	for (struct ft_module *m = modules; m; m = m->next)
+		m->present = false;
+	for (size_t i = 0; !err && i < l.n; i++) {
+		struct ft_module *m;
+		for (m = modules; m; m = m->next)
+			if (m->base == l.v[i].base && m->phdr == l.v[i].phdr)
+				break;
+		if (m) {
+			m->present = true;
+			continue;
+		}
+		m = calloc(1, sizeof(*m));
+		if (!m) {
+			err = stitch_fail(STITCH_ENOMEM, "out of memory");
+			break;
+		}
+		m->path = l.v[i].path;
+		l.v[i].path = NULL;
+		m->base = l.v[i].base;
+		m->phdr = l.v[i].phdr;
+		m->present = true;
+		int e = ft_elf_read(m->path, m->base, m->phdr, l.v[i].phnum, &m->elf);
+		if (!e && m->elf.nrecords)
+			e = module_init_sites(m);
+		if (e && m->elf.nrecords) {
+			/* Keep the module, with every site refused and the reason. */
+			for (size_t k = 0; k < m->nrecs; k++)
+				if (!m->recs[k].bad) {
+					m->recs[k].bad = -e;
+					m->recs[k].why = strdup(stitch_last_error());
+				}
+		}
+		/* A module we cannot read has no sites for us (libraries of the
+		 * system are usually not instrumented anyway). */
+		m->next = modules;
+		modules = m;
+	}
+	if (!err) {
+		/* Forget modules that were unloaded: their code is gone. */
+		bool any_gone = false;
+		for (struct ft_module **pp = &modules; *pp;) {
+			struct ft_module *m = *pp;
+			if (m->present) {
+				pp = &m->next;
+				continue;
+			}
+			*pp = m->next;
+			ops_forget_module(m);
+			any_gone = true;
+			m->next = NULL;
+			/* Sets may still be read by a thread that was in the module's trampoline. */
+			ft_synchronize();
+			module_free(m);
+		}
+		(void)any_gone;
+		seen_adds = l.adds;
+		seen_subs = l.subs;
+		scanned_once = true;
+	}
+out:
+	for (size_t i = 0; i < l.n; i++)
+		free(l.v[i].path);
+	free(l.v);
+	return err;
+}
+
+static size_t total_sites(void)
+{
+	size_t n = 0;
+	for (struct ft_module *m = modules; m; m = m->next)
+		n += m->nrecs;
+	return n;
+}
+
+/* ---- filters ------------------------------------------------------------------ */
+
+struct sel_list {
+	struct ft_rec **v;
+	size_t n, cap;
+};
+
+static int sel_add(struct sel_list *s, struct ft_rec *r)
+{
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? 2 * s->cap : 64;
+		struct ft_rec **v = realloc(s->v, cap * sizeof(*v));
+		if (!v)
+			return stitch_fail(STITCH_ENOMEM, "out of memory selecting sites");
+		s->v = v;
+		s->cap = cap;
+	}
+	s->v[s->n++] = r;
+	return 0;
+}
+
+static struct ft_rec *rec_at(uintptr_t addr)
+{
+	for (struct ft_module *m = modules; m; m = m->next)
+		for (size_t i = 0; i < m->nrecs; i++) {
+			struct ft_rec *r = &m->recs[i];
+			if (r->a.func == addr || r->a.patch == addr || r->a.record == addr)
+				return r;
+		}
+	return NULL;
+}
+
+static int no_site_error(const char *what)
+{
+	if (total_sites() == 0)
+		return stitch_fail(STITCH_ENOTFOUND,
+				   "%s: no function of this program or of its loaded libraries is instrumented "
+				   "for tracing; " FT_HINT,
+				   what);
+	return stitch_fail(STITCH_ENOTFOUND, "%s: matches no instrumented function", what);
+}
+
+static int refuse_bad(const struct ft_rec *r)
+{
+	return stitch_fail(r->bad, "cannot trace %s (%#lx in %s): %s", *r->name ? r->name : "?",
+			   (unsigned long)r->a.func, r->mod->path, r->why ? r->why : "site refused");
+}
+
+/* Select the sites of a filter string (see ftrace.h).  Sorted, no duplicates. */
+static int select_filter(const char *filter, struct sel_list *out)
+{
+	memset(out, 0, sizeof(*out));
+	char *copy = strdup(filter ? filter : "");
+	if (!copy)
+		return stitch_fail(STITCH_ENOMEM, "out of memory");
+	char *tok[256];
+	size_t ntok = 0, npos = 0;
+	char *save = NULL;
+	for (char *t = strtok_r(copy, " \t\n,", &save); t; t = strtok_r(NULL, " \t\n,", &save)) {
+		if (ntok == 256) {
+			free(copy);
+			return stitch_fail(STITCH_EINVAL, "filter has more than 256 patterns");
+		}
+		tok[ntok++] = t;
+		npos += t[0] != '!';
+	}
+	int err = 0;
+	if (total_sites() == 0)
+		err = no_site_error(filter && *filter ? filter : "*");
+	/* every positive pattern must match something */
+	for (size_t k = 0; !err && k < ntok; k++) {
+		if (tok[k][0] == '!')
+			continue;
+		bool hit = false;
+		if (strncmp(tok[k], "0x", 2) == 0) {
+			hit = rec_at((uintptr_t)strtoull(tok[k], NULL, 16)) != NULL;
+		} else {
+			for (struct ft_module *m = modules; m && !hit; m = m->next)
+				for (size_t i = 0; i < m->nrecs && !hit; i++)
+					hit = fnmatch(tok[k], m->recs[i].name, 0) == 0;
+		}
+		if (!hit) {
+			void *sym = strchr(tok[k], '*') || strchr(tok[k], '?') || strchr(tok[k], '[') || tok[k][0] == '0'
+					    ? NULL
+					    : dlsym(RTLD_DEFAULT, tok[k]);
+			if (sym)
+				err = stitch_fail(STITCH_ENOTFOUND, "function %s is not instrumented for tracing; " FT_HINT,
+						  tok[k]);
+			else
+				err = stitch_fail(STITCH_ENOTFOUND, "filter pattern '%s' matches no instrumented function",
+						  tok[k]);
+		}
+	}
+	for (struct ft_module *m = modules; !err && m; m = m->next)
+		for (size_t i = 0; !err && i < m->nrecs; i++) {
+			struct ft_rec *r = &m->recs[i];
+			bool pos = npos == 0, neg = false;
+			for (size_t k = 0; k < ntok; k++) {
+				const char *p = tok[k][0] == '!' ? tok[k] + 1 : tok[k];
+				bool match = strncmp(p, "0x", 2) == 0
+						     ? rec_at((uintptr_t)strtoull(p, NULL, 16)) == r
+						     : fnmatch(p, r->name, 0) == 0;
+				if (match && tok[k][0] == '!')
+					neg = true;
+				else if (match)
+					pos = true;
+			}
+			if (!pos || neg)
+				continue;
+			if (r->bad)
+				err = refuse_bad(r);
+			else
+				err = sel_add(out, r);
+		}
+	free(copy);
+	if (!err && out->n == 0)
+		err = no_site_error(filter && *filter ? filter : "*");
+	if (err) {
+		free(out->v);
+		memset(out, 0, sizeof(*out));
+		return err;
+	}
+	qsort(out->v, out->n, sizeof(*out->v), cmp_rec_ptr);
+	return 0;
+}
+
+static int select_ips(const uintptr_t *ips, size_t n, struct sel_list *out)
+{
+	memset(out, 0, sizeof(*out));
+	int err = n == 0 ? stitch_fail(STITCH_EINVAL, "empty list of functions") : 0;
+	for (size_t i = 0; !err && i < n; i++) {
+		struct ft_rec *r = rec_at(ips[i]);
+		if (!r) {
+			Dl_info info;
+			const char *name = dladdr((void *)ips[i], &info) && info.dli_sname ? info.dli_sname : "?";
+			err = total_sites() == 0 ? no_site_error("function list")
+						 : stitch_fail(STITCH_ENOTFOUND,
+							       "%#lx (%s) is not an instrumented function; " FT_HINT,
+							       (unsigned long)ips[i], name);
+		} else if (r->bad)
+			err = refuse_bad(r);
+		else
+			err = sel_add(out, r);
+	}
+	if (err) {
+		free(out->v);
+		memset(out, 0, sizeof(*out));
+		return err;
+	}
+	qsort(out->v, out->n, sizeof(*out->v), cmp_rec_ptr);
+	size_t k = 0;
+	for (size_t i = 0; i < out->n; i++)
+		if (!k || out->v[k - 1] != out->v[i])
+			out->v[k++] = out->v[i];
+	out->n = k;
+	return 0;
+}
+
+/* ---- committing a selection ------------------------------------------------------ */
+
+/* The set of r with ops removed (add=false) or added; *out NULL if empty. */
+static int set_with(const struct ft_set *cur, struct stitch_ftrace_ops *ops, bool add, struct ft_set **out)
+{
+	size_t n = cur ? cur->n : 0, k = 0;
+	*out = NULL;
+	if (!add && n <= 1)
+		return 0;
+	struct ft_set *s = malloc(sizeof(*s) + (n + 1) * sizeof(s->ops[0]));
+	if (!s)
+		return stitch_fail(STITCH_ENOMEM, "out of memory for tracer sets");
+	for (size_t i = 0; i < n; i++)
+		if (cur->ops[i] != ops)
+			s->ops[k++] = cur->ops[i];
+	if (add)
+		s->ops[k++] = ops;
+	s->n = k;
+	*out = s;
+	return 0;
+}
+
+/*
+ * Make `ops` trace exactly the records of `sel` (sorted; NULL/0 for none).
+ * Update lock held.  On error nothing changed.
+ */
+static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nsel)
+{
+	struct ft_ops_priv *priv = ops->priv_;
+	struct ft_rec **old = priv ? priv->sel : NULL;
+	size_t nold = priv ? priv->nsel : 0;
+	/* affected records: the union of old and new */
+	size_t cap = nold + nsel, na = 0, i = 0, j = 0;
+	struct ft_rec **aff = calloc(cap ? cap : 1, sizeof(*aff));
+	struct ft_set **nset = calloc(cap ? cap : 1, sizeof(*nset));
+	struct ft_set **oset = calloc(cap ? cap : 1, sizeof(*oset));
+	struct arch_ftrace_site **sites = calloc(cap ? cap : 1, sizeof(*sites));
+	bool *was = calloc(cap ? cap : 1, sizeof(*was)), *want = calloc(cap ? cap : 1, sizeof(*want));
+	size_t *sw_idx = calloc(cap ? cap : 1, sizeof(*sw_idx));
+	int err = 0;
+	if (!aff || !nset || !oset || !sites || !was || !want || !sw_idx)
+		err = stitch_fail(STITCH_ENOMEM, "out of memory switching %zu sites", cap);
+	while (!err && (i < nold || j < nsel)) {
+		struct ft_rec *r;
+		bool in_new;
+		if (j >= nsel || (i < nold && (uintptr_t)old[i] < (uintptr_t)sel[j])) {
+			r = old[i++];
+			in_new = false;
+		} else if (i >= nold || (uintptr_t)sel[j] < (uintptr_t)old[i]) {
+			r = sel[j++];
+			in_new = true;
+		} else {
+			r = old[i++];
+			j++;
+			continue; /* in both: unchanged for this ops */
+		}
+		aff[na] = r;
+		oset[na] = atomic_load(&r->set);
+		err = set_with(oset[na], ops, in_new, &nset[na]);
+		na++;
+	}
+	size_t nsw = 0;
+	for (size_t k = 0; !err && k < na; k++)
+		if ((nset[k] != NULL) != aff[k]->enabled) {
+			sites[nsw] = &aff[k]->a;
+			was[nsw] = aff[k]->enabled;
+			want[nsw] = nset[k] != NULL;
+			sw_idx[nsw++] = k;
+		}
+	if (!err && nsw) {
+		err = stitch_ensure_init();
+		if (err)
+			goto fail;
+	}
+	if (!err) {
+		/* 1. sets of sites that stay or become traced */
+		for (size_t k = 0; k < na; k++)
+			if (nset[k])
+				atomic_store_explicit(&aff[k]->set, nset[k], memory_order_release);
+		/* 2. switch the code */
+		if (nsw)
+			err = arch_ftrace_apply(sites, was, want, nsw);
+		if (err) {
+			for (size_t k = 0; k < na; k++)
+				atomic_store_explicit(&aff[k]->set, oset[k], memory_order_release);
+			/* what is in memory now (a late failure may leave new bytes) */
+			for (size_t s = 0; s < nsw; s++)
+				aff[sw_idx[s]]->enabled = was[s];
+			ft_synchronize();
+			goto fail;
+		}
+		for (size_t s = 0; s < nsw; s++)
+			aff[sw_idx[s]]->enabled = was[s];
+		/* 3. sets of sites that became untraced */
+		for (size_t k = 0; k < na; k++)
+			if (!nset[k])
+				atomic_store_explicit(&aff[k]->set, NULL, memory_order_release);
+		/* 4. grace period, then the old sets go */
+		if (na)
+			ft_synchronize();
+		for (size_t k = 0; k < na; k++)
+			free(oset[k]);
+	}
+fail:
+	if (err)
+		for (size_t k = 0; k < na; k++)
+			free(nset[k]);
+	free(aff);
+	free(nset);
+	free(oset);
+	free(sites);
+	free(was);
+	free(want);
+	free(sw_idx);
+	return err;
+}
+
+/* A module went away: drop its records from every ops' selection. */
+static void ops_forget_module(struct ft_module *m)
+{
+	for (size_t o = 0; o < ops_count; o++) {
+		struct ft_ops_priv *p = ops_list[o]->priv_;
+		size_t k = 0;
+		for (size_t i = 0; i < p->nsel; i++)
+			if (p->sel[i]->mod != m)
+				p->sel[k++] = p->sel[i];
+		p->nsel = k;
+	}
+	for (size_t i = 0; i < m->nrecs; i++)
+		atomic_store(&m->recs[i].set, atomic_load(&m->recs[i].set)); /* freed with the module */
+}
+
+static bool is_registered(const struct stitch_ftrace_ops *ops)
+{
+	for (size_t i = 0; i < ops_count; i++)
+		if (ops_list[i] == ops)
+			return true;
+	return false;
+}
+
+/* Common path of register / register_ips / set_filter.  Takes the lock. */
+static int ops_update(struct stitch_ftrace_ops *ops, const char *filter, const uintptr_t *ips, size_t nips,
+		      bool must_be_registered)
+{
+	stitch_clear_error();
+	if (!ops || !ops->func)
+		return stitch_fail(STITCH_EINVAL, "ftrace ops %s", ops ? "has no func" : "is NULL");
+	if (ops->flags)
+		return stitch_fail(STITCH_EINVAL, "ftrace ops flags %#x: no flag is defined", ops->flags);
+	stitch_update_lock();
+	int err = 0;
+	bool reg = is_registered(ops);
+	if (must_be_registered && !reg)
+		err = stitch_fail(STITCH_EINVAL, "ftrace ops %p is not registered", (void *)ops);
+	else if (!must_be_registered && reg)
+		err = stitch_fail(STITCH_EINVAL, "ftrace ops %p is already registered", (void *)ops);
+	if (!err)
+		err = rescan();
+	struct sel_list sel = { 0 };
+	if (!err)
+		err = ips ? select_ips(ips, nips, &sel) : select_filter(filter, &sel);
+	struct ft_ops_priv *priv = NULL;
+	struct stitch_ftrace_ops **nl = NULL;
+	if (!err && !reg) {
+		priv = calloc(1, sizeof(*priv));
+		nl = realloc(ops_list, (ops_count + 1) * sizeof(*nl));
+		if (nl)
+			ops_list = nl;
+		if (!priv || !nl)
+			err = stitch_fail(STITCH_ENOMEM, "out of memory registering ftrace ops");
+		else
+			ops->priv_ = priv;
+	}
+	if (!err)
+		err = commit(ops, sel.v, sel.n);
+	if (!err) {
+		priv = ops->priv_;
+		free(priv->sel);
+		priv->sel = sel.v;
+		priv->nsel = sel.n;
+		if (!reg)
+			ops_list[ops_count++] = ops;
+	} else {
+		free(sel.v);
+		if (!reg && priv) {
+			ops->priv_ = NULL;
+			free(priv);
+		}
+	}
+	stitch_update_unlock();
+	return err;
+}
+
+int stitch_ftrace_register(struct stitch_ftrace_ops *ops, const char *filter)
+{
+	return ops_update(ops, filter, NULL, 0, false);
+}
+
+int stitch_ftrace_register_ips(struct stitch_ftrace_ops *ops, const uintptr_t *ips, size_t n)
+{
+	if (!ips) {
+		stitch_clear_error();
+		return stitch_fail(STITCH_EINVAL, "function list is NULL");
+	}
+	return ops_update(ops, NULL, ips, n, false);
+}
+
+int stitch_ftrace_set_filter(struct stitch_ftrace_ops *ops, const char *filter)
+{
+	return ops_update(ops, filter, NULL, 0, true);
+}
+
+int stitch_ftrace_unregister(struct stitch_ftrace_ops *ops)
+{
+	stitch_clear_error();
+	if (!ops)
+		return stitch_fail(STITCH_EINVAL, "ftrace ops is NULL");
+	stitch_update_lock();
+	int err = 0;
+	if (!is_registered(ops))
+		err = stitch_fail(STITCH_EINVAL, "ftrace ops %p is not registered", (void *)ops);
+	if (!err)
+		err = rescan();
+	if (!err)
+		err = commit(ops, NULL, 0);
+	if (!err) {
+		struct ft_ops_priv *priv = ops->priv_;
+		size_t k = 0;
+		for (size_t i = 0; i < ops_count; i++)
+			if (ops_list[i] != ops)
+				ops_list[k++] = ops_list[i];
+		ops_count = k;
+		free(priv->sel);
+		free(priv);
+		ops->priv_ = NULL;
+	}
+	stitch_update_unlock();
+	return err;
+}
+
+int stitch_ftrace_ops_site_count(const struct stitch_ftrace_ops *ops)
+{
+	stitch_clear_error();
+	if (!ops)
+		return stitch_fail(STITCH_EINVAL, "ftrace ops is NULL");
+	stitch_update_lock();
+	int n = is_registered(ops) ? (int)((struct ft_ops_priv *)ops->priv_)->nsel
+				   : stitch_fail(STITCH_EINVAL, "ftrace ops %p is not registered", (const void *)ops);
+	stitch_update_unlock();
+	return n;
+}
+
+int stitch_ftrace_site_count(void)
+{
+	stitch_clear_error();
+	stitch_update_lock();
+	int err = rescan();
+	int n = err ? err : (int)total_sites();
+	stitch_update_unlock();
+	return n;
+}
+
+static void fill_info(const struct ft_rec *r, struct stitch_ftrace_site_info *out)
+{
+	out->func = r->a.func;
+	out->site = r->a.patch;
+	out->name = r->name;
+	out->module = r->mod->path;
+	out->enabled = r->enabled;
+}
+
+int stitch_ftrace_site_info(size_t idx, struct stitch_ftrace_site_info *out)
+{
+	stitch_clear_error();
+	if (!out)
+		return stitch_fail(STITCH_EINVAL, "out is NULL");
+	stitch_update_lock();
+	int err = -STITCH_ENOTFOUND;
+	for (struct ft_module *m = modules; m; m = m->next) {
+		if (idx < m->nrecs) {
+			fill_info(&m->recs[idx], out);
+			err = 0;
+			break;
+		}
+		idx -= m->nrecs;
+	}
+	stitch_update_unlock();
+	return err ? stitch_fail(STITCH_ENOTFOUND, "no site %zu", idx) : 0;
+}
+
+int stitch_ftrace_lookup(const char *name, struct stitch_ftrace_site_info *out)
+{
+	stitch_clear_error();
+	if (!name || !out)
+		return stitch_fail(STITCH_EINVAL, "name or out is NULL");
+	stitch_update_lock();
+	int err = rescan();
+	bool found = false;
+	for (struct ft_module *m = modules; !err && m && !found; m = m->next)
+		for (size_t i = 0; i < m->nrecs && !found; i++)
+			if (strcmp(m->recs[i].name, name) == 0) {
+				fill_info(&m->recs[i], out);
+				found = true;
+			}
+	if (!err && !found)
+		err = total_sites() ? stitch_fail(STITCH_ENOTFOUND, "no instrumented function named %s", name)
+				    : no_site_error(name);
+	stitch_update_unlock();
+	return err;
+}

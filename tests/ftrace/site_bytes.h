@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: MIT */
+/* What the tests compare and tamper with at a site, per architecture. */
+#ifndef STITCH_TEST_FTRACE_SITE_BYTES_H
+#define STITCH_TEST_FTRACE_SITE_BYTES_H
+
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#if defined(__x86_64__)
+#define SITE_LEN 5 /* the NOP(s) <-> call */
+#else
+#define SITE_LEN 4 /* the NOP <-> BL / JALR */
+#endif
+
+/* Change a site behind the library's back to another harmless form; returns 0 on success. */
+static inline int tamper_site(uintptr_t site, uint8_t saved[SITE_LEN])
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	uintptr_t page = site & ~(uintptr_t)(pg - 1);
+	memcpy(saved, (const void *)site, SITE_LEN);
+	if (mprotect((void *)page, 2 * (size_t)pg, PROT_READ | PROT_WRITE | PROT_EXEC) != 0)
+		return -1;
+#if defined(__x86_64__)
+	if (saved[0] == 0x90)
+		((volatile uint8_t *)site)[0] = 0x66; /* 66 90: xchg %ax,%ax, then three nops */
+	else
+		((volatile uint8_t *)site)[4] ^= 0x10; /* another nopl displacement */
+#else
+	uint32_t yield = 0xd503203f; /* AArch64 YIELD (a hint, like NOP) */
+	memcpy((void *)site, &yield, 4);
+#endif
+	__builtin___clear_cache((char *)site, (char *)site + SITE_LEN);
+	return mprotect((void *)page, 2 * (size_t)pg, PROT_READ | PROT_EXEC);
+}
+
+static inline int untamper_site(uintptr_t site, const uint8_t saved[SITE_LEN])
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	uintptr_t page = site & ~(uintptr_t)(pg - 1);
+	if (mprotect((void *)page, 2 * (size_t)pg, PROT_READ | PROT_WRITE | PROT_EXEC) != 0)
+		return -1;
+	memcpy((void *)site, saved, SITE_LEN);
+	__builtin___clear_cache((char *)site, (char *)site + SITE_LEN);
+	return mprotect((void *)page, 2 * (size_t)pg, PROT_READ | PROT_EXEC);
+}
+
+#endif

@@ -1,0 +1,295 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Function tracing on a program with 1000+ generated traced functions:
+ * enable all / a glob / none, counts equal calls, arguments reach the
+ * callback, disabling restores the exact bytes, error paths change nothing.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <stitch/ftrace.h>
+
+#include "common/check.h"
+#include "funcs.h"
+#include "site_bytes.h"
+
+struct fn {
+	uintptr_t addr;
+	int idx;
+};
+static struct fn fns[TF_COUNT];
+static _Atomic unsigned long counts[TF_COUNT], others, total;
+
+static int cmp_fn(const void *a, const void *b)
+{
+	uintptr_t x = ((const struct fn *)a)->addr, y = ((const struct fn *)b)->addr;
+	return x < y ? -1 : x > y;
+}
+
+static int fn_index(uintptr_t ip)
+{
+	size_t lo = 0, hi = TF_COUNT;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (fns[mid].addr == ip)
+			return fns[mid].idx;
+		if (fns[mid].addr < ip)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+static void count_cb(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops, struct stitch_ftrace_regs *regs)
+{
+	(void)parent, (void)regs;
+	int k = fn_index(ip);
+	atomic_fetch_add(&total, 1);
+	if (k >= 0)
+		atomic_fetch_add(&counts[k], 1);
+	else
+		atomic_fetch_add(&others, 1);
+	(void)ops;
+}
+
+static void reset_counts(void)
+{
+	for (int i = 0; i < TF_COUNT; i++)
+		counts[i] = 0;
+	others = total = 0;
+}
+
+static void call_all(int times)
+{
+	for (int t = 0; t < times; t++)
+		for (int i = 0; i < TF_COUNT; i++)
+			if (tf_table[i](i) != i * 3 + i)
+				CHECK(0, "tf %d returned a wrong value", i);
+}
+
+/* ---- bytes ---------------------------------------------------------------- */
+
+static size_t nsites;
+static struct stitch_ftrace_site_info *info;
+static uint8_t (*orig)[SITE_LEN];
+
+static void snapshot(void)
+{
+	int n = stitch_ftrace_site_count();
+	CHECK(n >= TF_COUNT + 9, "site count %d", n);
+	nsites = n > 0 ? (size_t)n : 0;
+	info = calloc(nsites, sizeof(*info));
+	orig = calloc(nsites, sizeof(*orig));
+	for (size_t i = 0; i < nsites; i++) {
+		CHECK_EQ(stitch_ftrace_site_info(i, &info[i]), 0);
+		memcpy(orig[i], (const void *)info[i].site, SITE_LEN);
+	}
+}
+
+/* Sites whose bytes differ from the compiler's; `except` is skipped. */
+static size_t changed_sites(uintptr_t except)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < nsites; i++)
+		if (info[i].site != except && memcmp(orig[i], (const void *)info[i].site, SITE_LEN) != 0)
+			n++;
+	return n;
+}
+
+static size_t enabled_sites(void)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < nsites; i++) {
+		struct stitch_ftrace_site_info s;
+		if (stitch_ftrace_site_info(i, &s) == 0 && s.enabled)
+			n++;
+	}
+	return n;
+}
+
+/* ---- argument and recursion callbacks --------------------------------------- */
+
+static uintptr_t seen_args[6];
+static _Atomic int arg_calls;
+static void args_cb(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops, struct stitch_ftrace_regs *regs)
+{
+	(void)ip, (void)parent, (void)ops;
+	for (unsigned i = 0; i < 6; i++)
+		seen_args[i] = stitch_ftrace_regs_arg(regs, i);
+	/* use FP registers: the trampoline must keep the traced function's */
+	volatile double d = 3.25;
+	d = d * d + (double)seen_args[0];
+	atomic_fetch_add(&arg_calls, 1);
+}
+
+static _Atomic int recursing_calls;
+static void recursing_cb(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops, struct stitch_ftrace_regs *regs)
+{
+	(void)ip, (void)parent, (void)ops, (void)regs;
+	atomic_fetch_add(&recursing_calls, 1);
+	(void)parse_two(1); /* traced: must not re-enter callbacks */
+}
+
+static double ms_since(const struct timespec *t0)
+{
+	struct timespec t1;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+int main(void)
+{
+	for (int i = 0; i < TF_COUNT; i++)
+		fns[i] = (struct fn){ (uintptr_t)tf_table[i], i };
+	qsort(fns, TF_COUNT, sizeof(fns[0]), cmp_fn);
+	CHECK_EQ(stitch_init(), 0);
+	snapshot();
+
+	/* names: globals and statics */
+	struct stitch_ftrace_site_info s;
+	CHECK_EQ(stitch_ftrace_lookup("tf_a0000", &s), 0);
+	CHECK(s.func == (uintptr_t)tf_table[0], "tf_a0000 at %#lx, expected %p", (unsigned long)s.func,
+	      (void *)tf_table[0]);
+	CHECK_EQ(stitch_ftrace_lookup("st_2", &s), 0);
+	CHECK(s.func == (uintptr_t)st_table[2], "static st_2 at %#lx, expected %p", (unsigned long)s.func,
+	      (void *)st_table[2]);
+	CHECK_EQ(stitch_ftrace_lookup("no_such_fn", &s), -STITCH_ENOTFOUND);
+
+	/* enable all */
+	struct stitch_ftrace_ops ops = { .func = count_cb };
+	struct stitch_stats st0, st1;
+	stitch_get_stats(&st0);
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int err = stitch_ftrace_register(&ops, "*");
+	double en_ms = ms_since(&t0);
+	stitch_get_stats(&st1);
+	CHECK(err == 0, "register *: %s", stitch_last_error());
+	printf("enable %zu sites: %.2f ms, %llu syncs, %llu quiesce rounds\n", nsites, en_ms,
+	       (unsigned long long)(st1.syncs - st0.syncs), (unsigned long long)(st1.quiesce_rounds - st0.quiesce_rounds));
+	CHECK_EQ(stitch_ftrace_ops_site_count(&ops), (long long)nsites);
+	CHECK_EQ(enabled_sites(), nsites);
+	reset_counts();
+	call_all(3);
+	int bad = 0;
+	for (int i = 0; i < TF_COUNT; i++)
+		bad += counts[i] != 3;
+	CHECK(bad == 0, "%d functions were not counted exactly 3 times", bad);
+	CHECK_EQ(others, 0);
+	CHECK_EQ(total, 3 * TF_COUNT);
+	for (int i = 0; i < 4; i++)
+		CHECK_EQ(st_table[i](1), 1 + 100 * (i + 1));
+	CHECK_EQ(others, 4);
+
+	/* a glob, then a glob with an exclusion */
+	CHECK(stitch_ftrace_set_filter(&ops, "tf_a00*") == 0, "set_filter: %s", stitch_last_error());
+	CHECK_EQ(stitch_ftrace_ops_site_count(&ops), 16);
+	CHECK_EQ(changed_sites(0), 16);
+	reset_counts();
+	call_all(2);
+	CHECK_EQ(total, 32);
+	CHECK_EQ(counts[0], 2);
+	CHECK_EQ(counts[15], 2);
+	CHECK_EQ(counts[16], 0);
+	CHECK(stitch_ftrace_set_filter(&ops, "tf_a* !tf_a1*") == 0, "set_filter: %s", stitch_last_error());
+	CHECK_EQ(stitch_ftrace_ops_site_count(&ops), 192);
+	reset_counts();
+	call_all(1);
+	CHECK_EQ(total, 192);
+
+	/* a second ops on overlapping sites, arguments, FP registers */
+	struct stitch_ftrace_ops ops2 = { .func = args_cb };
+	CHECK(stitch_ftrace_set_filter(&ops, "parse_one six_args fp_args") == 0, "%s", stitch_last_error());
+	CHECK(stitch_ftrace_register(&ops2, "six_args parse_*") == 0, "%s", stitch_last_error());
+	reset_counts();
+	CHECK_EQ(six_args(1, 2, 3, 4, 5, 6), 654321);
+	for (unsigned i = 0; i < 6; i++)
+		CHECK_EQ(seen_args[i], i + 1);
+	CHECK_EQ(parse_one(1), 2);
+	CHECK_EQ(parse_two(1), 3);
+	CHECK_EQ(arg_calls, 3);
+	CHECK_EQ(others, 2); /* ops: six_args, parse_one */
+	CHECK(fp_args(1.5, 2.0) == 3.5, "fp_args lost its FP arguments");
+	CHECK_EQ(others, 3);
+
+	/* explicit addresses */
+	struct stitch_ftrace_ops ops3 = { .func = count_cb };
+	uintptr_t ips[2] = { (uintptr_t)tf_table[100], (uintptr_t)tf_table[200] };
+	CHECK(stitch_ftrace_register_ips(&ops3, ips, 2) == 0, "%s", stitch_last_error());
+	reset_counts();
+	call_all(1);
+	CHECK_EQ(counts[100], 1);
+	CHECK_EQ(counts[200], 1);
+	CHECK_EQ(total, 2);
+	CHECK_EQ(stitch_ftrace_unregister(&ops3), 0);
+
+	/* a callback calling traced code does not recurse */
+	struct stitch_ftrace_ops ops4 = { .func = recursing_cb };
+	CHECK(stitch_ftrace_register(&ops4, "parse_two recurse") == 0, "%s", stitch_last_error());
+	CHECK_EQ(recurse(10), 10);
+	CHECK_EQ(recursing_calls, 11);
+	CHECK_EQ(stitch_ftrace_unregister(&ops4), 0);
+
+	/* disable everything: the compiler's bytes again */
+	stitch_get_stats(&st0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	CHECK_EQ(stitch_ftrace_set_filter(&ops, "*"), 0);
+	CHECK_EQ(stitch_ftrace_unregister(&ops2), 0);
+	stitch_get_stats(&st1);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	CHECK_EQ(stitch_ftrace_unregister(&ops), 0);
+	double dis_ms = ms_since(&t0);
+	struct stitch_stats st2;
+	stitch_get_stats(&st2);
+	printf("disable %zu sites: %.2f ms, %llu syncs\n", nsites, dis_ms,
+	       (unsigned long long)(st2.syncs - st1.syncs));
+	CHECK_EQ(changed_sites(0), 0);
+	CHECK_EQ(enabled_sites(), 0);
+	reset_counts();
+	call_all(1);
+	CHECK_EQ(total, 0);
+
+	/* bad input: nothing is written */
+	CHECK_EQ(stitch_ftrace_register(&ops, "no_such_function"), -STITCH_ENOTFOUND);
+	CHECK(strstr(stitch_last_error(), "no_such_function") != NULL, "message: %s", stitch_last_error());
+	CHECK_EQ(stitch_ftrace_register(&ops, "puts"), -STITCH_ENOTFOUND);
+	CHECK(strstr(stitch_last_error(), "-fpatchable-function-entry") != NULL, "message: %s", stitch_last_error());
+	uintptr_t not_traced = (uintptr_t)&main;
+	CHECK_EQ(stitch_ftrace_register_ips(&ops, &not_traced, 1), -STITCH_ENOTFOUND);
+	CHECK(strstr(stitch_last_error(), "not an instrumented function") != NULL, "message: %s",
+	      stitch_last_error());
+	CHECK_EQ(stitch_ftrace_register(NULL, "*"), -STITCH_EINVAL);
+	struct stitch_ftrace_ops nofunc = { 0 };
+	CHECK_EQ(stitch_ftrace_register(&nofunc, "*"), -STITCH_EINVAL);
+	CHECK_EQ(stitch_ftrace_set_filter(&ops, "*"), -STITCH_EINVAL);
+	CHECK_EQ(stitch_ftrace_unregister(&ops), -STITCH_EINVAL);
+	CHECK_EQ(changed_sites(0), 0);
+
+	/* a site changed behind our back: refused, nothing written anywhere */
+	uintptr_t victim = (uintptr_t)0;
+	CHECK_EQ(stitch_ftrace_lookup("tf_b0000", &s), 0);
+	victim = s.site;
+	uint8_t saved[SITE_LEN];
+	CHECK_EQ(tamper_site(victim, saved), 0);
+	err = stitch_ftrace_register(&ops, "*");
+	CHECK_EQ(err, -STITCH_EMISMATCH);
+	printf("tampered site: %s\n", stitch_last_error());
+	CHECK_EQ(changed_sites(victim), 0);
+	CHECK_EQ(enabled_sites(), 0);
+	CHECK_EQ(stitch_ftrace_register(&ops, "tf_c*"), 0); /* others still work */
+	CHECK_EQ(stitch_ftrace_set_filter(&ops, "tf_b000*"), -STITCH_EMISMATCH);
+	CHECK_EQ(stitch_ftrace_ops_site_count(&ops), 256);
+	CHECK_EQ(stitch_ftrace_unregister(&ops), 0);
+	CHECK_EQ(untamper_site(victim, saved), 0);
+	CHECK_EQ(stitch_ftrace_register(&ops, "*"), 0);
+	CHECK_EQ(stitch_ftrace_unregister(&ops), 0);
+	CHECK_EQ(changed_sites(0), 0);
+
+	free(info);
+	free(orig);
+	return check_summary("test_ftrace");
+}
