@@ -94,9 +94,10 @@ int arch_static_call_update(struct stitch_static_call *sc, void *func);
 
 /*
  * One function-entry site (the core's record embeds it).  The core fills
- * `record` (the __patchable_function_entries entry, relocated) and `func`
- * (the symbol's address, 0 if unknown); arch_ftrace_site_init() fills the
- * rest from the bytes it finds.
+ * `record` (the __patchable_function_entries entry, relocated);
+ * arch_ftrace_site_init() fills patch/len/form/orig from the bytes it
+ * finds; then the core sets `func` to the address of the symbol that
+ * contains `patch`.
  */
 struct arch_ftrace_site {
 	uintptr_t record;

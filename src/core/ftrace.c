@@ -261,10 +261,13 @@ static int module_init_sites(struct ft_module *m)
 		struct ft_rec *r = &m->recs[m->nrecs++];
 		r->mod = m;
 		r->a.record = m->elf.records[i];
-		const struct ft_sym *sym = ft_elf_sym_at(&m->elf, r->a.record);
-		r->name = sym ? sym->name : "";
-		r->a.func = sym ? sym->addr : r->a.record;
 		int err = arch_ftrace_site_init(&r->a);
+		/* the toggled instruction is inside the function (the record may
+		 * point before it: AArch64 and RISC-V literals) */
+		uintptr_t inside = r->a.patch ? r->a.patch : r->a.record;
+		const struct ft_sym *sym = ft_elf_sym_at(&m->elf, inside);
+		r->name = sym ? sym->name : "";
+		r->a.func = sym ? sym->addr : inside;
 		if (!err && strncmp(r->name, "stitch_", 7) == 0)
 			err = stitch_fail(STITCH_EINVAL, "%s is part of stitch and cannot be traced", r->name);
 		if (err) {

@@ -29,7 +29,7 @@ struct tracer {
 };
 static struct tracer tracers[NOPS];
 static _Atomic unsigned long phantom, foreign;
-static _Atomic int stop_workers, workers_go;
+static _Atomic int stop_workers, workers_go, workers_waiting;
 static _Atomic unsigned long worker_calls[WORKERS];
 static _Atomic long budget; /* phase 2: calls left to make */
 
@@ -65,6 +65,7 @@ static void *worker(void *arg)
 		worker_calls[id]++;
 	}
 	/* phase 2: a fixed number of calls with a stable tracer */
+	atomic_fetch_add(&workers_waiting, 1);
 	while (!atomic_load(&workers_go))
 		;
 	while (atomic_fetch_sub(&budget, 1) > 0) {
@@ -121,7 +122,9 @@ int main(int argc, char **argv)
 			unreg(&tracers[i]);
 	atomic_store(&stop_workers, 1);
 
-	/* phase 2: exactly counted */
+	/* phase 2: exactly counted, once no worker is still in a phase-1 call */
+	while (atomic_load(&workers_waiting) < WORKERS)
+		;
 	const long calls = 40000;
 	reg(&tracers[0], "tf_*");
 	atomic_store(&tracers[0].calls, 0);
