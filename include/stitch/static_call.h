@@ -151,6 +151,12 @@ struct stitch_static_call {
 
 STITCH_API int stitch_static_call_update_desc(struct stitch_static_call *sc, void *func);
 STITCH_API void *stitch_static_call_query_desc(const struct stitch_static_call *sc);
+/*
+ * Number of inline call sites found for the static call (x86-64, modules
+ * linked with -Wl,--emit-relocs; 0 otherwise): calls that are rewritten to
+ * call the target directly, so that they cost exactly a direct call.
+ */
+STITCH_API int stitch_static_call_site_count(const struct stitch_static_call *sc);
 
 /*
  * Module registration, called by the constructor/destructor this header

@@ -83,12 +83,31 @@ int arch_static_call_register(struct stitch_static_call *sc);
 /* -STITCH_EALIGN if `target` cannot be the target of a call here. */
 int arch_static_call_check_target(uintptr_t target);
 /*
- * Retarget the trampoline to `func` (NULL: return without calling) with
- * the architecture's protocol, after checking that its bytes are those of
- * its recorded state (-STITCH_EMISMATCH, nothing written).  Sets sc->lit.
- * On error nothing was written.
+ * Inline call sites: a direct call (or tail jump) of a trampoline found in
+ * the module's relocations (src/core/static_call.c), rewritten to call the
+ * target directly while it is in range, and back to the trampoline.
+ * `target` is what the site calls now (the trampoline initially).
  */
-int arch_static_call_update(struct stitch_static_call *sc, void *func);
+struct stitch_sc_site {
+	uintptr_t addr;
+	uintptr_t target;
+};
+/*
+ * Is a relocation of type `type` at address `where` (r_offset + load bias)
+ * against a trampoline symbol a call site this architecture rewrites?  If
+ * so set *site to the instruction's address.  Reads nothing.
+ */
+bool arch_static_call_reloc_site(uint32_t type, int64_t addend, uintptr_t where, uintptr_t *site);
+/* Check that the bytes at `site` are a direct call/jump of sc's trampoline. */
+int arch_static_call_site_check(const struct stitch_static_call *sc, uintptr_t site);
+/*
+ * Retarget the trampoline (and its inline sites, in the same batch) to
+ * `func` (NULL: return without calling) with the architecture's protocol,
+ * after checking that their bytes are those of their recorded state
+ * (-STITCH_EMISMATCH, nothing written).  Sets sc->lit and, on success,
+ * sites[i].target.  On error nothing was written.
+ */
+int arch_static_call_update(struct stitch_static_call *sc, void *func, struct stitch_sc_site *sites, size_t nsites);
 
 /* ftrace.c ---------------------------------------------------------------- */
 

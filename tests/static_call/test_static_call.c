@@ -46,6 +46,17 @@ typedef void vfn(int *);
 
 STITCH_DEFINE_STATIC_CALL(ev, v_near);
 
+/* Inline sites: where did the call come from, and what does it call? */
+static void *volatile probe_ra;
+__attribute__((noinline)) static void probe_a(void) { probe_ra = __builtin_return_address(0); }
+__attribute__((noinline)) static void probe_b(void) { probe_ra = __builtin_return_address(0); }
+STITCH_DEFINE_STATIC_CALL(probe, probe_a);
+__attribute__((noinline)) static void call_probe(void)
+{
+	stitch_static_call(probe)();
+	__asm__ volatile("" ::: "memory"); /* not a tail call: keep the return address here */
+}
+
 /* 64 static calls starting in (A) and 64 starting in (B) */
 #define DEF_A(x, i) STITCH_DEFINE_STATIC_CALL(seqA##i, v_near);
 #define DEF_B(x, i) STITCH_DEFINE_STATIC_CALL_NULL(seqB##i, vfn);
@@ -60,7 +71,7 @@ struct seq_call {
 static const struct seq_call seq_a[64] = { REPEAT_64(ENT_A, x, ) };
 static const struct seq_call seq_b[64] = { REPEAT_64(ENT_B, x, ) };
 
-static void *mid_c, *mid_d, *mid_e, *far_v, *far_op;
+static void *mid_c, *mid_d, *mid_e, *far_v, *far_op, *far_probe;
 
 static int make_targets(void)
 {
@@ -76,6 +87,7 @@ static int make_targets(void)
 	mid_d = far_stub(p2, 0, (void *)v_mid_d);
 	far_v = far_stub(pf, 0, (void *)v_far);
 	far_op = far_stub(pf, 0x40, (void *)f_far);
+	far_probe = far_stub(pf, 0x80, (void *)probe_b);
 	return far_seal(p1) || far_seal(p2) || far_seal(pf) ? -1 : 0;
 }
 
@@ -260,6 +272,41 @@ static void test_sequences(const struct seq_call *calls, const char *start)
 	}
 }
 
+/* ---- inline sites (x86-64 with -Wl,--emit-relocs) ------------------------- */
+
+static void test_inline(void)
+{
+	struct stitch_static_call *sc = stitch_static_call_desc(probe);
+	int n = stitch_static_call_site_count(sc);
+	printf("inline sites: probe %d, op %d, ev %d\n", n, stitch_static_call_site_count(stitch_static_call_desc(op)),
+	       stitch_static_call_site_count(stitch_static_call_desc(ev)));
+#if defined(STITCH_TEST_INLINE) && defined(__x86_64__)
+	CHECK(n >= 1, "the call in call_probe() was found (linked with --emit-relocs)");
+	void *targets[4] = { (void *)probe_b, far_probe, NULL, (void *)probe_a };
+	for (int i = 0; i < 4; i++) {
+		CHECK_EQ(stitch_static_call_update_desc(sc, targets[i]), 0);
+		probe_ra = NULL;
+		call_probe();
+		if (!targets[i]) {
+			CHECK(probe_ra == NULL, "NULL: nothing called");
+			continue;
+		}
+		const uint8_t *ra = probe_ra;
+		struct x86_insn insn;
+		CHECK(ra && x86_decode(ra - 5, 5, (uintptr_t)(ra - 5), &insn) == 0 && insn.kind == X86_INSN_CALL_REL32,
+		      "target %d: return address follows a call rel32", i);
+		uintptr_t want = targets[i] == far_probe ? (uintptr_t)sc->tramp : (uintptr_t)targets[i];
+		CHECK(ra && insn.target == want, "target %d: the site calls %#lx, want %#lx (%s)", i,
+		      (unsigned long)insn.target, (unsigned long)want,
+		      want == (uintptr_t)sc->tramp ? "far: through the trampoline" : "near: directly");
+	}
+#else
+	CHECK_EQ(stitch_static_call_update(probe, probe_b), 0);
+	call_probe();
+	CHECK(probe_ra != NULL, "probe called");
+#endif
+}
+
 /* ---- errors: nothing written ---------------------------------------------------- */
 
 #define SNAP 48
@@ -338,6 +385,7 @@ int main(void)
 	test_sequences(seq_a, "(A)");
 	test_sequences(seq_b, "(B)");
 	test_errors();
+	test_inline();
 	struct stitch_stats st;
 	stitch_get_stats(&st);
 	printf("batches %lu, syncs %lu, quiesce rounds %lu\n", (unsigned long)st.batches, (unsigned long)st.syncs,

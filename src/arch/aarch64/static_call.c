@@ -450,8 +450,21 @@ static int seed_update(struct stitch_static_call *sc, void *func)
 	return 0;
 }
 
-int arch_static_call_update(struct stitch_static_call *sc, void *func)
+bool arch_static_call_reloc_site(uint32_t type, int64_t addend, uintptr_t where, uintptr_t *site)
 {
+	(void)type, (void)addend, (void)where, (void)site;
+	return false; /* inline sites: x86-64 only for now (docs/static-calls.md) */
+}
+
+int arch_static_call_site_check(const struct stitch_static_call *sc, uintptr_t site)
+{
+	(void)sc, (void)site;
+	return -STITCH_EUNKNOWN;
+}
+
+int arch_static_call_update(struct stitch_static_call *sc, void *func, struct stitch_sc_site *sites, size_t nsites)
+{
+	(void)sites, (void)nsites;
 	switch (sc->layout) {
 	case STITCH_SC_A64_LITERAL: {
 		uint32_t w[5];

@@ -113,8 +113,21 @@ int arch_static_call_check_target(uintptr_t target)
 	return 0;
 }
 
-int arch_static_call_update(struct stitch_static_call *sc, void *func)
+bool arch_static_call_reloc_site(uint32_t type, int64_t addend, uintptr_t where, uintptr_t *site)
 {
+	(void)type, (void)addend, (void)where, (void)site;
+	return false; /* inline sites: x86-64 only for now (docs/static-calls.md) */
+}
+
+int arch_static_call_site_check(const struct stitch_static_call *sc, uintptr_t site)
+{
+	(void)sc, (void)site;
+	return -STITCH_EUNKNOWN;
+}
+
+int arch_static_call_update(struct stitch_static_call *sc, void *func, struct stitch_sc_site *sites, size_t nsites)
+{
+	(void)sites, (void)nsites;
 	uintptr_t t = (uintptr_t)sc->tramp, target = (uintptr_t)func;
 	uint8_t cur[TRAMP_LEN], next[TRAMP_LEN];
 	if (image(sc, sc->state, sc->priv[0], cur) != 0)

@@ -39,7 +39,18 @@
  * executes old +0, int3 (emulated as new +0), or new +0.  A thread at +8
  * never finds lit NULL: NULL is the `ret` at +5.  After step 2's last sync
  * every call that starts runs new +0 and (far) the new literal.
- * Model: models/static-call-x86.model (+ mutant static-call-x86-lit-after).
+ *
+ * Inline call sites (found by src/core/static_call.c in the module's
+ * relocations): `call tramp` (e8 rel32; or a tail `jmp tramp`) becomes
+ * `call target` while the target is within rel32 of the site, and goes
+ * back to `call tramp` for NULL and far targets (the trampoline handles
+ * them).  Each site is one 5-byte instruction replaced by another of the
+ * same length, so the sites join the trampoline's +0 in the same batch:
+ * one run of the int3 protocol (3 syncs) for the trampoline and all its
+ * sites; the SIGTRAP handler emulates the new call (push, go).  A thread
+ * that already executed the old call is in the old target or the
+ * trampoline, both current until step 2's last sync.
+ * Model: models/static-call-x86.model (+ mutant static-call-x86-nosync1).
  */
 #include <string.h>
 
@@ -102,7 +113,37 @@ int arch_static_call_check_target(uintptr_t target)
 	return 0;
 }
 
-int arch_static_call_update(struct stitch_static_call *sc, void *func)
+/* ---- inline call sites ---------------------------------------------------- */
+
+bool arch_static_call_reloc_site(uint32_t type, int64_t addend, uintptr_t where, uintptr_t *site)
+{
+	/* R_X86_64_PC32 (2) / R_X86_64_PLT32 (4) on the rel32 of a call or jmp:
+	 * the opcode byte precedes it (checked by arch_static_call_site_check). */
+	if ((type != 2 && type != 4) || addend != -4)
+		return false;
+	*site = where - 1;
+	return true;
+}
+
+int arch_static_call_site_check(const struct stitch_static_call *sc, uintptr_t site)
+{
+	struct x86_insn i;
+	const uint8_t *p = (const uint8_t *)site;
+	if ((p[0] != X86_CALL_REL32 && p[0] != X86_JMP_REL32) || x86_decode(p, 5, site, &i) != 0 ||
+	    i.target != (uintptr_t)sc->tramp)
+		return stitch_fail(STITCH_EUNKNOWN, "static call %s: %#lx is not a call or jmp of its trampoline",
+				   sc->name, (unsigned long)site);
+	return 0;
+}
+
+/* The bytes of a site calling (or tail-jumping to) `target`. */
+static int site_bytes(uintptr_t site, uint8_t opcode, uintptr_t target, uint8_t out[5])
+{
+	return opcode == X86_CALL_REL32 ? x86_encode_call_rel32(out, site, target)
+					: x86_encode_jmp_rel32(out, site, target);
+}
+
+int arch_static_call_update(struct stitch_static_call *sc, void *func, struct stitch_sc_site *sites, size_t nsites)
 {
 	uintptr_t t = (uintptr_t)sc->tramp, target = (uintptr_t)func;
 	uint8_t cur[TRAMP_LEN], next[TRAMP_LEN];
@@ -118,25 +159,41 @@ int arch_static_call_update(struct stitch_static_call *sc, void *func)
 	else
 		state = ST_FAR;
 	image(sc, state, target, next);
+	struct stitch_batch b;
+	stitch_batch_init(&b);
+	b.operation = "static_call update";
+	if (memcmp(cur, next, 5) != 0)
+		err = stitch_batch_add(&b, t, cur, next, 5);
+	/* Inline sites: call the target directly when it is in rel32 range,
+	 * the trampoline otherwise (far and NULL). */
+	for (size_t i = 0; i < nsites && !err; i++) {
+		uint8_t op = *(const uint8_t *)sites[i].addr, o[5], n[5];
+		uintptr_t want = func && site_bytes(sites[i].addr, op, target, n) == 0 ? target : t;
+		if (site_bytes(sites[i].addr, op, sites[i].target, o) != 0 || site_bytes(sites[i].addr, op, want, n) != 0)
+			err = stitch_fail(STITCH_EUNKNOWN, "static call %s: bad site %#lx", sc->name,
+					  (unsigned long)sites[i].addr);
+		else if (memcmp(o, n, 5) != 0)
+			err = stitch_batch_add(&b, sites[i].addr, o, n, 5);
+	}
 	/* step 1 */
 	void *old_lit = __atomic_load_n(&sc->lit, __ATOMIC_RELAXED);
-	void *lit = func ? func : (void *)(t + 5);
-	__atomic_store_n(&sc->lit, lit, __ATOMIC_SEQ_CST);
-	/* step 2 */
-	if (memcmp(cur, next, 5) != 0) {
-		struct stitch_batch b;
-		stitch_batch_init(&b);
-		b.operation = "static_call update";
-		err = stitch_batch_add(&b, t, cur, next, 5);
-		if (!err)
-			err = stitch_batch_apply_locked(&b);
-		stitch_batch_free(&b);
-		if (err) {
-			/* No code was changed (the batch rolls back); put the
-			 * literal back too. */
-			__atomic_store_n(&sc->lit, old_lit, __ATOMIC_SEQ_CST);
-			return err;
-		}
+	if (!err)
+		__atomic_store_n(&sc->lit, func ? func : (void *)(t + 5), __ATOMIC_SEQ_CST);
+	/* step 2: trampoline and sites in one batch, one int3 protocol (3 syncs) */
+	if (!err && b.count)
+		err = stitch_batch_apply_locked(&b);
+	stitch_batch_free(&b);
+	if (err) {
+		/* No code was changed (the batch checks every site first and rolls
+		 * back a failed write); put the literal back too. */
+		__atomic_store_n(&sc->lit, old_lit, __ATOMIC_SEQ_CST);
+		return err;
+	}
+	for (size_t i = 0; i < nsites; i++) {
+		uint8_t n[5];
+		sites[i].target = func && site_bytes(sites[i].addr, *(const uint8_t *)sites[i].addr, target, n) == 0
+					  ? target
+					  : t;
 	}
 	sc->state = state;
 	sc->priv[0] = state == ST_NEAR ? target : 0;
