@@ -11,6 +11,23 @@
 #include "core/internal.h"
 #include "core/patch_log.h"
 
+void (*stitch_batch_step_hook)(unsigned step);
+static unsigned batch_syncs; /* syncs of the batch being applied (update lock) */
+static bool batch_running;
+
+void stitch_batch_step(unsigned step)
+{
+	if (stitch_batch_step_hook)
+		stitch_batch_step_hook(step);
+}
+
+/* Called by stitch_text_sync(): number the protocol's steps for the hook. */
+void stitch_batch_synced(void)
+{
+	if (batch_running)
+		stitch_batch_step(++batch_syncs);
+}
+
 void stitch_batch_init(struct stitch_batch *b)
 {
 	memset(b, 0, sizeof(*b));
@@ -81,7 +98,11 @@ int stitch_batch_apply_locked(struct stitch_batch *b)
 	stitch_patch_log_begin(b->operation ? b->operation : "patch batch");
 	for (size_t i = 0; i < n; i++)
 		stitch_patch_log_site(b->patches[i].addr, b->patches[i].old, b->patches[i].len);
+	batch_syncs = 0;
+	batch_running = true;
+	stitch_batch_step(0);
 	err = arch_batch_apply(b->patches, n);
+	batch_running = false;
 	stitch_patch_log_end(err);
 	if (!err) {
 		stitch_count(batches, 1);

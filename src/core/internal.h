@@ -100,6 +100,15 @@ int stitch_text_sync(const struct stitch_patch *patches, size_t count);
 int stitch_text_store_all_and_sync(const struct stitch_patch *patches, size_t count);
 int stitch_sync_init(void);
 
+/*
+ * Test instrumentation (tests/stress/preempt_keys.c): when set, called with 0
+ * just before a batch's protocol starts writing, and with 1, 2, ... after
+ * each sync of that batch, with the update lock held.  NULL in production.
+ */
+extern void (*stitch_batch_step_hook)(unsigned step);
+void stitch_batch_step(unsigned step);
+void stitch_batch_synced(void);
+
 /* ---- patch batches (batch.c) ---------------------------------------------- */
 
 /* Replace len bytes at addr: they must currently be `old`; become `new_bytes`. */

@@ -81,6 +81,7 @@ int stitch_text_sync(const struct stitch_patch *patches, size_t count)
 		return stitch_fail_errno(STITCH_ESYS, "membarrier(PRIVATE_EXPEDITED_SYNC_CORE) failed");
 	stitch_count(syncs, 1);
 	stitch_patch_log_sync();
+	stitch_batch_synced();
 	return 0;
 }
 

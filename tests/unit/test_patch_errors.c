@@ -15,6 +15,7 @@
 #include "arch/arch.h"
 #include "common/arch_bytes.h"
 #include "common/check.h"
+#include "common/key_sites.h"
 #include "core/internal.h"
 
 STITCH_DEFINE_STATIC_KEY_FALSE(key_a);
@@ -23,25 +24,15 @@ STITCH_DEFINE_STATIC_KEY_FALSE(key_a);
 static NOINLINE int site_a1(void) { return stitch_static_branch_unlikely(&key_a) ? 1 : 0; }
 static NOINLINE int site_a2(void) { return stitch_static_branch_likely(&key_a) ? 1 : 0; }
 
-/* Find the registered sites of key_a through the key's own table. */
-struct group_view {
-	struct {
-		struct stitch_jump_site where;
-		struct stitch_static_key *key;
-		bool branch;
-	} *sites;
-	size_t count;
-};
-
 static uint8_t snapshot[2][SITE_LEN];
 
-static void take_snapshot(const struct group_view *g)
+static void take_snapshot(const struct test_key_group *g)
 {
 	for (size_t i = 0; i < g->count; i++)
 		memcpy(snapshot[i], (const void *)g->sites[i].where.code, SITE_LEN);
 }
 
-static int unchanged(const struct group_view *g)
+static int unchanged(const struct test_key_group *g)
 {
 	for (size_t i = 0; i < g->count; i++)
 		if (memcmp(snapshot[i], (const void *)g->sites[i].where.code, SITE_LEN) != 0)
@@ -82,8 +73,8 @@ int main(void)
 {
 	CHECK(stitch_init() == 0, "init: %s", stitch_last_error());
 	printf("write backend: %s\n", stitch_backend_name());
-	struct group_view g;
-	g = *(struct group_view *)key_a.key.sites; /* key->sites points at its group of sites */
+	struct test_key_group g;
+	g = test_key_group(&key_a.key);
 	CHECK_EQ(g.count, 2);
 	CHECK_EQ(site_a1() + site_a2(), 0);
 	take_snapshot(&g);
