@@ -45,7 +45,7 @@ TARGET(4)
 STITCH_DEFINE_STATIC_CALL(hit, t0);
 
 static void *targets[NT]; /* what update() is given for target k */
-static signed char *history;
+static _Atomic signed char *history; /* relaxed: ordered by `version` except the in-flight entry */
 static atomic_long version;
 static atomic_bool stop;
 static long nupdates;
@@ -72,7 +72,7 @@ static void *reader_main(void *arg)
 		long hi = v1 + 1 < nupdates ? v1 + 1 : nupdates;
 		bool ok = false;
 		for (long v = v0; v <= hi && !ok; v++)
-			ok = history[v] == r;
+			ok = atomic_load_explicit(&history[v], memory_order_relaxed) == r;
 		if (!ok && rd->bad++ < 5)
 			fprintf(stderr, "call between versions %ld and %ld ran target %d\n", v0, v1, r);
 		rd->tally[r + 1]++;
@@ -103,8 +103,8 @@ int main(int argc, char **argv)
 	if (far_seal(pm) || far_seal(pf))
 		return fprintf(stderr, "mprotect far pages failed\n"), 1;
 
-	history = calloc((size_t)nupdates + 1, 1);
-	history[0] = 0;
+	history = calloc((size_t)nupdates + 1, sizeof(*history));
+	atomic_store_explicit(&history[0], 0, memory_order_relaxed);
 	struct reader *rd = calloc((size_t)nreaders, sizeof(*rd));
 	for (int i = 0; i < nreaders; i++)
 		pthread_create(&rd[i].thread, NULL, reader_main, &rd[i]);
@@ -114,7 +114,7 @@ int main(int argc, char **argv)
 	int failed_updates = 0;
 	for (long v = 1; v <= nupdates; v++) {
 		int k = (int)(rand_r(&seed) % (NT + 1)) - 1; /* -1..4 */
-		history[v] = (signed char)k;
+		atomic_store_explicit(&history[v], (signed char)k, memory_order_relaxed);
 		int err = stitch_static_call_update_desc(stitch_static_call_desc(hit), k < 0 ? NULL : targets[k]);
 		if (err && failed_updates++ < 5)
 			fprintf(stderr, "update %ld: %s\n", v, stitch_last_error());
@@ -130,6 +130,8 @@ int main(int argc, char **argv)
 		for (int k = 0; k <= NT; k++)
 			tally[k] += rd[i].tally[k];
 	}
+	free(rd);
+	free((void *)history);
 	CHECK_EQ(failed_updates, 0);
 	CHECK(calls > 0, "readers made no calls");
 	CHECK(bad == 0, "%lu of %lu calls ran a target that was not current during the call", bad, calls);
