@@ -13,7 +13,9 @@
 #   AArch64  -fpatchable-function-entry=4,2 -falign-functions=8
 #            two NOPs before the function hold the call_ops literal (8-byte
 #            aligned, so a single-copy-atomic store), two at its entry.
-#   RISC-V   -fpatchable-function-entry=8,4 -falign-functions=8 (not traced yet)
+#   RISC-V   -fpatchable-function-entry=8,4 -falign-functions=8
+#            with RVC: eight c.nops, four before the function (the literal),
+#            four at its entry (AUIPC t0 + NOP/JALR t0); 8-aligned.
 function(stitch_trace_cflags out)
   if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
     set(f -fpatchable-function-entry=5)

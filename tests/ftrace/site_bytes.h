@@ -27,9 +27,12 @@ static inline int tamper_site(uintptr_t site, uint8_t saved[SITE_LEN])
 		((volatile uint8_t *)site)[0] = 0x66; /* 66 90: xchg %ax,%ax, then three nops */
 	else
 		((volatile uint8_t *)site)[4] ^= 0x10; /* another nopl displacement */
-#else
+#elif defined(__aarch64__)
 	uint32_t yield = 0xd503203f; /* AArch64 YIELD (a hint, like NOP) */
 	memcpy((void *)site, &yield, 4);
+#else
+	uint32_t hint = 0x00100013; /* RISC-V addi x0, x0, 1 (a HINT, like NOP) */
+	memcpy((void *)site, &hint, 4);
 #endif
 	__builtin___clear_cache((char *)site, (char *)site + SITE_LEN);
 	return mprotect((void *)page, 2 * (size_t)pg, PROT_READ | PROT_EXEC);

@@ -1,0 +1,341 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * RISC-V 64 function-entry sites: call_ops, as Linux 6.16 does it.
+ *
+ *   -fpatchable-function-entry=8,4 -falign-functions=8 with RVC (gcc 12:
+ *   2-byte c.nops), or =4,2 without RVC (4-byte nops); checked in linked
+ *   binaries: the area and the symbol are 8-aligned.  The record points at
+ *   func-8.
+ *
+ *                 compiler          prepared, off            prepared, on
+ *     func-8:     c.nop x4          .quad record             .quad record     (literal: data)
+ *     func+0:     c.nop c.nop       auipc t0, hi(region)     auipc t0, ...    (written once)
+ *     func+4:     c.nop c.nop       nop                      jalr t0, lo(region)(t0)  (toggled)
+ *     func+8:     ...body
+ *
+ *   region (within +-2 GiB of the module's text, RX before use):
+ *     +0  auipc t1, 0 ; ld t1, 16(t1) ; jr t1 ; nop ; .quad stitch__ftrace_tramp_rv
+ *   JALR links t0 = func+8 (ra, the function's return address, is left
+ *   alone); the trampoline finds the record in the literal at t0-16, saves
+ *   a0-a7, fa0-fa7, ra, t0, calls stitch__ftrace_dispatch(record, ra,
+ *   regs), restores, and jumps to t0.  t0/t1 are temporaries at a
+ *   function's entry (psABI), which is why the compiler's NOPs may become
+ *   AUIPC t0 / JALR t0 (the kernel's choice too; `jalr t0, ...(t0)` is a
+ *   pattern compilers never emit).
+ *
+ * Protocols:
+ *   A. Prepared sites: NOP <-> JALR is one naturally aligned 4-byte word
+ *      (func is 8-aligned, so func+4 is 4-aligned; checked at discovery):
+ *      with Ziccif an aligned 4-byte fetch is atomic against an aligned
+ *      4-byte store, so poke.c stores it and syncs (riscv_flush_icache /
+ *      membarrier), patch-logged; models/riscv-ftrace-toggle.model.  The
+ *      AUIPC before it never changes, so a thread sees AUIPC then the old
+ *      or the new word, never a torn pair (seed 004's concern is a pair
+ *      whose two halves both change).
+ *   B. First enable: the literal, AUIPC and the NOP4/JALR replace c.nops,
+ *      which a thread may be between, and AUIPC must have run before the
+ *      JALR: stop the world; the park handler moves a thread found at
+ *      func+2..func+6 back to func+0 (replay: re-running NOPs is harmless,
+ *      and it then runs the AUIPC); store; sync; resume.
+ *      models/ftrace-rv-call-ops-prepare.model (and -noreplay, UNSAFE).
+ *   Disabling only puts the NOP back at func+4: the AUIPC and the literal
+ *   stay, and the c.nops are not restored (a thread could be between them
+ *   again).  A site that is not laid out as above (misaligned, a 4-byte
+ *   instruction straddling a 4-byte boundary) is refused at discovery.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "arch/arch.h"
+#include "arch/riscv64/insn.h"
+#include "stitch/ftrace.h"
+
+#define FORM_RVC 1   /* c.nop x 8 */
+#define FORM_NORVC 2 /* nop x 4 */
+#define PREPARED 0x80
+
+struct stitch_ftrace_regs {
+	uint64_t a[8];
+	uint64_t t0, ra;
+	uint64_t fa[8];
+	uint64_t pad[2];
+};
+
+uintptr_t stitch_ftrace_regs_arg(const struct stitch_ftrace_regs *regs, unsigned n)
+{
+	return regs && n < 8 ? regs->a[n] : 0;
+}
+
+void stitch__ftrace_tramp_rv(void);
+__asm__(".text\n"
+	".p2align 3\n"
+	".globl stitch__ftrace_tramp_rv\n"
+	".hidden stitch__ftrace_tramp_rv\n"
+	".type stitch__ftrace_tramp_rv, @function\n"
+	"stitch__ftrace_tramp_rv:\n"
+	"	addi sp, sp, -160\n"
+	"	sd a0, 0(sp)\n"
+	"	sd a1, 8(sp)\n"
+	"	sd a2, 16(sp)\n"
+	"	sd a3, 24(sp)\n"
+	"	sd a4, 32(sp)\n"
+	"	sd a5, 40(sp)\n"
+	"	sd a6, 48(sp)\n"
+	"	sd a7, 56(sp)\n"
+	"	sd t0, 64(sp)\n"
+	"	sd ra, 72(sp)\n"
+	"	fsd fa0, 80(sp)\n"
+	"	fsd fa1, 88(sp)\n"
+	"	fsd fa2, 96(sp)\n"
+	"	fsd fa3, 104(sp)\n"
+	"	fsd fa4, 112(sp)\n"
+	"	fsd fa5, 120(sp)\n"
+	"	fsd fa6, 128(sp)\n"
+	"	fsd fa7, 136(sp)\n"
+	"	ld a0, -16(t0)\n" /* the record, from the literal at func-8 */
+	"	mv a1, ra\n"      /* parent ip */
+	"	mv a2, sp\n"      /* regs */
+	"	call stitch__ftrace_dispatch\n"
+	"	ld a0, 0(sp)\n"
+	"	ld a1, 8(sp)\n"
+	"	ld a2, 16(sp)\n"
+	"	ld a3, 24(sp)\n"
+	"	ld a4, 32(sp)\n"
+	"	ld a5, 40(sp)\n"
+	"	ld a6, 48(sp)\n"
+	"	ld a7, 56(sp)\n"
+	"	ld t0, 64(sp)\n"
+	"	ld ra, 72(sp)\n"
+	"	fld fa0, 80(sp)\n"
+	"	fld fa1, 88(sp)\n"
+	"	fld fa2, 96(sp)\n"
+	"	fld fa3, 104(sp)\n"
+	"	fld fa4, 112(sp)\n"
+	"	fld fa5, 120(sp)\n"
+	"	fld fa6, 128(sp)\n"
+	"	fld fa7, 136(sp)\n"
+	"	addi sp, sp, 160\n"
+	"	jr t0\n"
+	".size stitch__ftrace_tramp_rv, . - stitch__ftrace_tramp_rv\n");
+
+uintptr_t arch_ftrace_reach(void)
+{
+	return 0x7fff0000u; /* AUIPC + JALR, with a margin */
+}
+
+size_t arch_ftrace_region_size(size_t nsites)
+{
+	(void)nsites;
+	return 24;
+}
+
+int arch_ftrace_site_init(struct arch_ftrace_site *s)
+{
+	uintptr_t r = s->record;
+	uint16_t h[8];
+	memcpy(h, (const void *)r, sizeof(h));
+	s->patch = r + 12;
+	s->len = 4;
+	memcpy(s->orig, (const void *)s->patch, 4);
+	bool rvc = true, norvc = true;
+	for (int i = 0; i < 8; i++) {
+		rvc &= h[i] == RV_C_NOP;
+		norvc &= h[i] == (i % 2 ? RV_NOP >> 16 : (RV_NOP & 0xffff));
+	}
+	if (!rvc && !norvc) {
+		char hex[3 * 16 + 1];
+		return stitch_fail(STITCH_EUNKNOWN,
+				   "site %#lx: expected 8 c.nops (-fpatchable-function-entry=8,4) or 4 nops (=4,2 "
+				   "without RVC), found %s",
+				   (unsigned long)r, stitch_hex(hex, (const uint8_t *)r, 16));
+	}
+	if (r % 8 != 0)
+		return stitch_fail(STITCH_EALIGN,
+				   "site %#lx: the patch area is not 8-byte aligned, so its literal cannot be stored "
+				   "atomically and its instructions could straddle a 4-byte boundary (build with "
+				   "-falign-functions=8)",
+				   (unsigned long)r);
+	s->form = rvc ? FORM_RVC : FORM_NORVC;
+	return 0;
+}
+
+int arch_ftrace_region_fill(uint8_t *buf, uintptr_t addr, struct arch_ftrace_site *const *sites,
+			    const uintptr_t *cookies, size_t n)
+{
+	uint32_t w[4];
+	uint64_t tramp = (uint64_t)(uintptr_t)stitch__ftrace_tramp_rv;
+	if (rv_encode_auipc(&w[0], RV_REG_T1, 0) || rv_encode_ld(&w[1], RV_REG_T1, RV_REG_T1, 16) ||
+	    rv_encode_jalr(&w[2], RV_REG_ZERO, RV_REG_T1, 0))
+		return stitch_fail(STITCH_EINVAL, "cannot encode the trampoline veneer");
+	w[3] = RV_NOP;
+	memcpy(buf, w, 16);
+	memcpy(buf + 16, &tramp, 8);
+	for (size_t i = 0; i < n; i++) {
+		sites[i]->stub = addr;
+		sites[i]->cookie = cookies[i];
+	}
+	return 0;
+}
+
+/* ---- applying --------------------------------------------------------------- */
+
+struct replay {
+	const uintptr_t *func; /* func of the sites being prepared, sorted */
+	size_t count;
+};
+
+/* Async-signal-safe: a thread inside (func, func+8) of a site being prepared goes back to func. */
+static bool replay_entry(uintptr_t *pc, void *arg)
+{
+	const struct replay *r = arg;
+	size_t lo = 0, hi = r->count;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (r->func[mid] + 8 <= *pc)
+			lo = mid + 1;
+		else if (r->func[mid] >= *pc)
+			hi = mid;
+		else {
+			*pc = r->func[mid];
+			return true;
+		}
+	}
+	return false;
+}
+
+static int cmp_uintptr(const void *a, const void *b)
+{
+	uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int cmp_patch_addr(const void *a, const void *b)
+{
+	return cmp_uintptr(&((const struct stitch_patch *)a)->addr, &((const struct stitch_patch *)b)->addr);
+}
+
+static void put_patch(struct stitch_patch *p, uintptr_t addr, const void *old, const void *new_bytes, uint8_t len)
+{
+	memset(p, 0, sizeof(*p));
+	p->addr = addr;
+	p->len = len;
+	memcpy(p->old, old, len);
+	memcpy(p->new_bytes, new_bytes, len);
+}
+
+/* Protocol B.  *written tells whether the stores happened. */
+static int apply_stopped(struct stitch_patch *p, size_t n, const struct replay *rp, bool *written)
+{
+	*written = false;
+	qsort(p, n, sizeof(*p), cmp_patch_addr);
+	int err = stitch_text_check(p, n);
+	if (err)
+		return err;
+	err = stitch_stop_world(replay_entry, (void *)rp);
+	if (err)
+		return err;
+	for (size_t i = 0; i < n && !err; i++)
+		if (memcmp((const void *)p[i].addr, p[i].old, p[i].len) != 0) {
+			char want[3 * 8 + 1], found[3 * 8 + 1];
+			err = stitch_fail(STITCH_EMISMATCH, "site %#lx: expected %s, found %s; nothing written",
+					  (unsigned long)p[i].addr, stitch_hex(want, p[i].old, p[i].len),
+					  stitch_hex(found, (const uint8_t *)p[i].addr, p[i].len));
+		}
+	bool opened = false;
+	if (!err) {
+		err = stitch_text_open(p, n);
+		opened = !err;
+	}
+	size_t stored = 0;
+	for (; !err && stored < n; stored++)
+		err = stitch_text_store(p[stored].addr, p[stored].new_bytes, p[stored].len);
+	if (err && stored) {
+		int saved = err;
+		for (size_t i = 0; i < stored; i++)
+			if (stitch_text_store(p[i].addr, p[i].old, p[i].len) != 0)
+				stitch_die("riscv64 ftrace: cannot restore code after a failed write");
+		err = saved;
+	}
+	if (opened) {
+		int serr = stitch_text_sync(p, n);
+		int cerr = stitch_text_close();
+		if (!err)
+			err = serr ? serr : cerr;
+	}
+	*written = !err;
+	int rerr = stitch_resume_world();
+	return err ? err : rerr;
+}
+
+int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, const bool *enable, size_t n)
+{
+	const uint32_t nop = RV_NOP;
+	size_t cap = 3 * (n ? n : 1);
+	struct stitch_patch *p = calloc(cap, sizeof(*p));
+	uintptr_t *prep = calloc(n ? n : 1, sizeof(*prep));
+	bool *prepping = calloc(n ? n : 1, sizeof(*prepping));
+	struct replay rp = { prep, 0 };
+	size_t np = 0;
+	int err = (!p || !prep || !prepping) ? stitch_fail(STITCH_ENOMEM, "out of memory switching %zu sites", n) : 0;
+	for (size_t i = 0; i < n && !err; i++) {
+		const struct arch_ftrace_site *s = sites[i];
+		uintptr_t func = s->record + 8;
+		int32_t hi, lo;
+		uint32_t auipc, jalr;
+		if (enabled[i] == enable[i])
+			continue;
+		if (rv_split_pcrel((int64_t)(s->stub - func), &hi, &lo) != 0 || rv_encode_auipc(&auipc, RV_REG_T0, hi) ||
+		    rv_encode_jalr(&jalr, RV_REG_T0, RV_REG_T0, lo)) {
+			err = stitch_fail(STITCH_ERANGE, "site %#lx: trampoline %#lx is out of AUIPC+JALR range",
+					  (unsigned long)s->patch, (unsigned long)s->stub);
+			break;
+		}
+		if (!(s->form & PREPARED)) {
+			/* only reached when enabling a never prepared site: the compiler's bytes */
+			uint8_t area[16];
+			uint64_t lit = s->cookie;
+			if ((s->form & ~PREPARED) == FORM_RVC)
+				for (int k = 0; k < 8; k++) {
+					uint16_t cn = RV_C_NOP;
+					memcpy(area + 2 * k, &cn, 2);
+				}
+			else
+				for (int k = 0; k < 4; k++)
+					memcpy(area + 4 * k, &nop, 4);
+			put_patch(&p[np++], s->record, area, &lit, 8);
+			put_patch(&p[np++], func, area + 8, &auipc, 4);
+			put_patch(&p[np++], s->patch, area + 12, enable[i] ? &jalr : &nop, 4);
+			prep[rp.count++] = func;
+			prepping[i] = true;
+			continue;
+		}
+		put_patch(&p[np++], s->patch, enabled[i] ? &jalr : &nop, enable[i] ? &jalr : &nop, 4);
+	}
+	bool written = false;
+	if (!err && np) {
+		if (rp.count == 0) {
+			/* Protocol A: aligned 4-byte words through poke.c (compares every site first). */
+			struct stitch_batch b;
+			stitch_batch_init(&b);
+			b.operation = "ftrace switch";
+			for (size_t i = 0; i < np && !err; i++)
+				err = stitch_batch_add(&b, p[i].addr, p[i].old, p[i].new_bytes, p[i].len);
+			if (!err)
+				err = stitch_batch_apply_locked(&b);
+			written = !err;
+			stitch_batch_free(&b);
+		} else {
+			qsort(prep, rp.count, sizeof(*prep), cmp_uintptr);
+			err = apply_stopped(p, np, &rp, &written);
+		}
+	}
+	for (size_t i = 0; written && i < n; i++) {
+		if (prepping[i])
+			sites[i]->form |= PREPARED;
+		enabled[i] = enable[i];
+	}
+	free(p);
+	free(prep);
+	free(prepping);
+	return err;
+}
