@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Sites of a library loaded with dlopen() are found by the next ftrace
+ * call and forgotten after dlclose(), also while an ops traces them.
+ *   dl_ftrace LIBRARY
+ */
+#include <dlfcn.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <stitch/ftrace.h>
+
+#include "common/check.h"
+
+static _Atomic int calls;
+static void cb(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops, struct stitch_ftrace_regs *regs)
+{
+	(void)ip, (void)parent, (void)ops, (void)regs;
+	atomic_fetch_add(&calls, 1);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: dl_ftrace LIBRARY\n");
+		return 2;
+	}
+	struct stitch_ftrace_ops ops = { .func = cb };
+	CHECK_EQ(stitch_ftrace_site_count(), 0);
+	CHECK_EQ(stitch_ftrace_register(&ops, "lib_*"), -STITCH_ENOTFOUND);
+
+	for (int round = 0; round < 3; round++) {
+		void *h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+		CHECK(h != NULL, "dlopen: %s", dlerror());
+		if (!h)
+			break;
+		int (*call_all)(void) = (int (*)(void))dlsym(h, "lib_call_all");
+		CHECK(call_all != NULL, "dlsym lib_call_all");
+		CHECK_EQ(stitch_ftrace_site_count(), 65);
+		struct stitch_ftrace_site_info info;
+		CHECK_EQ(stitch_ftrace_lookup("lib_fn_000", &info), 0);
+		CHECK(strstr(info.module, "dl_ftrace_lib") != NULL, "module %s", info.module);
+		CHECK(stitch_ftrace_register(&ops, "lib_fn_*") == 0, "register: %s", stitch_last_error());
+		CHECK_EQ(stitch_ftrace_ops_site_count(&ops), 64);
+		calls = 0;
+		CHECK_EQ(call_all(), 64 * 63 / 2);
+		CHECK_EQ(calls, 64);
+		if (round == 1) {
+			/* unregister first: the library's code is back to its NOPs */
+			CHECK_EQ(stitch_ftrace_unregister(&ops), 0);
+			dlclose(h);
+			CHECK_EQ(stitch_ftrace_site_count(), 0);
+		} else {
+			/* dlclose while traced: the next call forgets its sites */
+			dlclose(h);
+			CHECK_EQ(stitch_ftrace_site_count(), 0);
+			CHECK_EQ(stitch_ftrace_ops_site_count(&ops), 0);
+			CHECK_EQ(stitch_ftrace_unregister(&ops), 0);
+		}
+	}
+	return check_summary("dl_ftrace");
+}
