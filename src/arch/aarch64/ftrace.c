@@ -190,6 +190,16 @@ static int cmp_patch_addr(const void *a, const void *b)
 	return cmp_uintptr(&((const struct stitch_patch *)a)->addr, &((const struct stitch_patch *)b)->addr);
 }
 
+/* qsort, skipped when already in order (sites usually come in address order) */
+static void sort_if_needed(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *))
+{
+	for (size_t i = 1; i < n; i++)
+		if (cmp((char *)base + (i - 1) * size, (char *)base + i * size) > 0) {
+			qsort(base, n, size, cmp);
+			return;
+		}
+}
+
 static void put_patch(struct stitch_patch *p, uintptr_t addr, const void *old, const void *new_bytes, uint8_t len)
 {
 	memset(p, 0, sizeof(*p));
@@ -203,7 +213,7 @@ static void put_patch(struct stitch_patch *p, uintptr_t addr, const void *old, c
 static int apply_stopped(struct stitch_patch *p, size_t n, const struct replay *rp, bool *written)
 {
 	*written = false;
-	qsort(p, n, sizeof(*p), cmp_patch_addr);
+	sort_if_needed(p, n, sizeof(*p), cmp_patch_addr);
 	int err = stitch_text_check(p, n);
 	if (err)
 		return err;
@@ -290,7 +300,7 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 			written = !err;
 			stitch_batch_free(&b);
 		} else {
-			qsort(prep, rp.count, sizeof(*prep), cmp_uintptr);
+			sort_if_needed(prep, rp.count, sizeof(*prep), cmp_uintptr);
 			err = apply_stopped(p, np, &rp, &written);
 		}
 	}
