@@ -159,6 +159,13 @@ int arch_ftrace_region_fill(uint8_t *buf, uintptr_t addr, struct arch_ftrace_sit
  */
 int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, const bool *enable, size_t n);
 
+/*
+ * Whether what we wrote at the site is gone (the site's module was
+ * unloaded and loaded again at the same address: its code is the
+ * compiler's again).  `enabled` is the state the core believes.  Reads only.
+ */
+bool arch_ftrace_site_lost(const struct arch_ftrace_site *s, bool enabled);
+
 /* The portable dispatcher the trampolines call (src/core/ftrace.c). */
 struct stitch_ftrace_regs;
 void stitch__ftrace_dispatch(uintptr_t cookie, uintptr_t parent_ip, struct stitch_ftrace_regs *regs);

@@ -329,6 +329,15 @@ static void module_free(struct ft_module *m)
 	free(m);
 }
 
+/* Something was unloaded: is this module a new copy at the old one's place? */
+static bool module_reloaded(const struct ft_module *m)
+{
+	for (size_t i = 0; i < m->nrecs; i++)
+		if (!m->recs[i].bad && arch_ftrace_site_lost(&m->recs[i].a, m->recs[i].enabled))
+			return true;
+	return false;
+}
+
 struct dl_entry {
 	char *path;
 	uintptr_t base;
@@ -394,8 +403,10 @@ static int rescan(void)
 	for (size_t i = 0; !err && i < l.n; i++) {
 		struct ft_module *m;
 		for (m = modules; m; m = m->next)
-			if (m->base == l.v[i].base && m->phdr == l.v[i].phdr)
+			if (m->base == l.v[i].base && m->phdr == l.v[i].phdr && strcmp(m->path, l.v[i].path) == 0)
 				break;
+		if (m && scanned_once && l.subs != seen_subs && module_reloaded(m))
+			m = NULL; /* a fresh copy at the same place: the old one is forgotten below */
 		if (m) {
 			m->present = true;
 			continue;

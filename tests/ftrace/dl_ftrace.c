@@ -59,5 +59,37 @@ int main(int argc, char **argv)
 			CHECK_EQ(stitch_ftrace_unregister(&ops), 0);
 		}
 	}
+	/*
+	 * Unloaded and loaded again with no ftrace call in between (likely at
+	 * the same address): the fresh copy holds the compiler's bytes, not
+	 * what was written into the old one.  The old sites must be forgotten,
+	 * not switched as if they were still ours.
+	 */
+	void *h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+	CHECK(h != NULL, "dlopen: %s", dlerror());
+	if (h) {
+		void *before = dlsym(h, "lib_call_all");
+		CHECK(stitch_ftrace_register(&ops, "lib_fn_*") == 0, "register: %s", stitch_last_error());
+		dlclose(h);
+		h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+		CHECK(h != NULL, "dlopen again: %s", dlerror());
+		printf("reloaded at %s address\n", h && dlsym(h, "lib_call_all") == before ? "the same" : "another");
+	}
+	if (h) {
+		int (*call_all)(void) = (int (*)(void))dlsym(h, "lib_call_all");
+		CHECK_EQ(stitch_ftrace_ops_site_count(&ops), 64); /* no rescan yet: as it was */
+		CHECK_EQ(stitch_ftrace_site_count(), 65);         /* rescan */
+		CHECK_EQ(stitch_ftrace_ops_site_count(&ops), 0);
+		CHECK(stitch_ftrace_unregister(&ops) == 0, "unregister: %s", stitch_last_error());
+		CHECK(stitch_ftrace_register(&ops, "lib_fn_*") == 0, "register: %s", stitch_last_error());
+		calls = 0;
+		CHECK_EQ(call_all(), 64 * 63 / 2);
+		CHECK_EQ(calls, 64);
+		CHECK_EQ(stitch_ftrace_unregister(&ops), 0);
+		calls = 0;
+		CHECK_EQ(call_all(), 64 * 63 / 2);
+		CHECK_EQ(calls, 0);
+		dlclose(h);
+	}
 	return check_summary("dl_ftrace");
 }

@@ -153,6 +153,14 @@ int arch_ftrace_region_fill(uint8_t *buf, uintptr_t addr, struct arch_ftrace_sit
 	return 0;
 }
 
+bool arch_ftrace_site_lost(const struct arch_ftrace_site *s, bool enabled)
+{
+	uint64_t lit;
+	(void)enabled;
+	memcpy(&lit, (const void *)s->record, 8);
+	return (s->form & PREPARED) && lit != s->cookie;
+}
+
 /* ---- applying --------------------------------------------------------------- */
 
 struct replay {
@@ -273,6 +281,14 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 		if (a64_encode_bl(&bl, s->patch, s->stub) != 0) {
 			err = stitch_fail(STITCH_ERANGE, "site %#lx: trampoline %#lx is out of BL range",
 					  (unsigned long)s->patch, (unsigned long)s->stub);
+			break;
+		}
+		if ((s->form & PREPARED) && (arch_ftrace_site_lost(s, enabled[i]) ||
+					     memcmp((const void *)(s->record + 8), &mov, 4) != 0)) {
+			err = stitch_fail(STITCH_EMISMATCH,
+					  "site %#lx: the literal or MOV X9, X30 written at its first enable is gone; "
+					  "nothing written",
+					  (unsigned long)s->record);
 			break;
 		}
 		if (!(s->form & PREPARED)) {

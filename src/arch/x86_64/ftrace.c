@@ -197,6 +197,11 @@ int arch_ftrace_region_fill(uint8_t *buf, uintptr_t addr, struct arch_ftrace_sit
 	return 0;
 }
 
+bool arch_ftrace_site_lost(const struct arch_ftrace_site *s, bool enabled)
+{
+	return enabled && memcmp((const void *)s->patch, s->orig, SITE_LEN) == 0;
+}
+
 /* ---- applying --------------------------------------------------------------- */
 
 static int call_bytes(const struct arch_ftrace_site *s, uint8_t out[SITE_LEN])
