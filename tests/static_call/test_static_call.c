@@ -280,7 +280,7 @@ static void test_inline(void)
 	int n = stitch_static_call_site_count(sc);
 	printf("inline sites: probe %d, op %d, ev %d\n", n, stitch_static_call_site_count(stitch_static_call_desc(op)),
 	       stitch_static_call_site_count(stitch_static_call_desc(ev)));
-#if defined(STITCH_TEST_INLINE) && defined(__x86_64__)
+#if defined(STITCH_TEST_INLINE) && (defined(__x86_64__) || defined(__aarch64__))
 	CHECK(n >= 1, "the call in call_probe() was found (linked with --emit-relocs)");
 	void *targets[4] = { (void *)probe_b, far_probe, NULL, (void *)probe_a };
 	for (int i = 0; i < 4; i++) {
@@ -292,13 +292,22 @@ static void test_inline(void)
 			continue;
 		}
 		const uint8_t *ra = probe_ra;
+		bool is_call = false;
+		uintptr_t called = 0;
+#if defined(__x86_64__)
 		struct x86_insn insn;
-		CHECK(ra && x86_decode(ra - 5, 5, (uintptr_t)(ra - 5), &insn) == 0 && insn.kind == X86_INSN_CALL_REL32,
-		      "target %d: return address follows a call rel32", i);
+		is_call = ra && x86_decode(ra - 5, 5, (uintptr_t)(ra - 5), &insn) == 0 && insn.kind == X86_INSN_CALL_REL32;
+		called = is_call ? insn.target : 0;
+#else
+		struct a64_insn insn;
+		is_call = ra && a64_decode(*(const uint32_t *)(const void *)(ra - 4), (uintptr_t)(ra - 4), &insn) == 0 &&
+			  insn.kind == A64_INSN_BL;
+		called = is_call ? insn.target : 0;
+#endif
+		CHECK(is_call, "target %d: return address follows a direct call", i);
 		uintptr_t want = targets[i] == far_probe ? (uintptr_t)sc->tramp : (uintptr_t)targets[i];
-		CHECK(ra && insn.target == want, "target %d: the site calls %#lx, want %#lx (%s)", i,
-		      (unsigned long)insn.target, (unsigned long)want,
-		      want == (uintptr_t)sc->tramp ? "far: through the trampoline" : "near: directly");
+		CHECK(called == want, "target %d: the site calls %#lx, want %#lx (%s)", i, (unsigned long)called,
+		      (unsigned long)want, want == (uintptr_t)sc->tramp ? "far: through the trampoline" : "near: directly");
 	}
 #else
 	CHECK_EQ(stitch_static_call_update(probe, probe_b), 0);

@@ -72,8 +72,23 @@
  *           synchronize_rcu_tasks(); afterwards it is free for step 2.  If
  *           this fails the update still happened; the next update repeats
  *           the wait at its step 1.
- * Model: models/seed000-two-slot-flip.model (and -noquiesce, UNSAFE).
+ * Model: models/static-call-a64-slots.model (and -noquiesce, UNSAFE),
+ * models/seed000-two-slot-flip.model.
+ *
+ * ---- inline call sites (any strategy) ---------------------------------------
+ * With the module linked with -Wl,--emit-relocs, every `BL tramp` (or tail
+ * `B tramp`) the compiler emitted is found (src/core/static_call.c) and
+ * becomes `BL target` while the target is within 128 MiB, `BL tramp`
+ * otherwise.  B/BL <-> B/BL is on the CMODX list: one batch of single-word
+ * swaps and one sync, done after the trampoline reached its new state (a
+ * call through the old site reaches the old target or the trampoline, both
+ * current until the sites' sync).  Sites are checked before the trampoline
+ * is touched, so a site changed behind our back fails with nothing written.
+ * With the sites pointing at the target, the SLOTS strategy's second
+ * variant (call sites patched, not the entry) comes for free: calls from
+ * sites bypass the slots.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "arch/aarch64/insn.h"
@@ -450,21 +465,91 @@ static int seed_update(struct stitch_static_call *sc, void *func)
 	return 0;
 }
 
+/* ---- inline call sites ---------------------------------------------------- */
+
 bool arch_static_call_reloc_site(uint32_t type, int64_t addend, uintptr_t where, uintptr_t *site)
 {
-	(void)type, (void)addend, (void)where, (void)site;
-	return false; /* inline sites: x86-64 only for now (docs/static-calls.md) */
+	/* R_AARCH64_JUMP26 (282) / R_AARCH64_CALL26 (283): the B / BL itself */
+	if ((type != 282 && type != 283) || addend != 0)
+		return false;
+	*site = where;
+	return true;
 }
 
 int arch_static_call_site_check(const struct stitch_static_call *sc, uintptr_t site)
 {
-	(void)sc, (void)site;
-	return -STITCH_EUNKNOWN;
+	struct a64_insn i;
+	if (site % 4 != 0 || a64_decode(*(const uint32_t *)site, site, &i) != 0 ||
+	    (i.kind != A64_INSN_BL && i.kind != A64_INSN_B) || i.target != (uintptr_t)sc->tramp)
+		return stitch_fail(STITCH_EUNKNOWN, "static call %s: %#lx is not a B/BL of its trampoline (a veneer?)",
+				   sc->name, (unsigned long)site);
+	return 0;
 }
+
+/* The site's B or BL (same kind as now) to `target`; -STITCH_ERANGE if out of reach. */
+static int site_word(uintptr_t site, uint32_t now, uintptr_t target, uint32_t *out)
+{
+	bool bl = (now & 0xfc000000u) == 0x94000000u;
+	return bl ? a64_encode_bl(out, site, target) : a64_encode_b(out, site, target);
+}
+
+/*
+ * Sites: BL tramp <-> BL target (both on the CMODX list: one single-word
+ * swap each, one batch, one sync), after the trampoline itself is in its
+ * new state, so a call through either path goes to the old or the new
+ * target.  Far and NULL targets: back to BL tramp.
+ */
+static int sites_check(const struct stitch_static_call *sc, const struct stitch_sc_site *sites, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint32_t now = *(const uint32_t *)sites[i].addr, want;
+		if (site_word(sites[i].addr, now, sites[i].target, &want) != 0 || want != now)
+			return stitch_fail(STITCH_EMISMATCH, "static call %s: site %#lx: expected %08x, found %08x",
+					   sc->name, (unsigned long)sites[i].addr, want, now);
+	}
+	return 0;
+}
+
+static int sites_apply(struct stitch_static_call *sc, void *func, struct stitch_sc_site *sites, size_t n)
+{
+	struct stitch_batch b;
+	stitch_batch_init(&b);
+	b.operation = "static_call sites";
+	int err = 0;
+	uintptr_t *next = calloc(n ? n : 1, sizeof(*next));
+	if (!next)
+		return stitch_fail(STITCH_ENOMEM, "out of memory");
+	for (size_t i = 0; i < n && !err; i++) {
+		uint32_t now = *(const uint32_t *)sites[i].addr, w;
+		next[i] = func && site_word(sites[i].addr, now, (uintptr_t)func, &w) == 0 ? (uintptr_t)func
+											: (uintptr_t)sc->tramp;
+		err = site_word(sites[i].addr, now, next[i], &w);
+		if (!err && w != now)
+			err = stitch_batch_add(&b, sites[i].addr, (const uint8_t *)&now, (const uint8_t *)&w, 4);
+	}
+	if (!err && b.count)
+		err = stitch_batch_apply_locked(&b);
+	stitch_batch_free(&b);
+	for (size_t i = 0; i < n && !err; i++)
+		sites[i].target = next[i];
+	free(next);
+	return err;
+}
+
+static int tramp_update(struct stitch_static_call *sc, void *func);
 
 int arch_static_call_update(struct stitch_static_call *sc, void *func, struct stitch_sc_site *sites, size_t nsites)
 {
-	(void)sites, (void)nsites;
+	int err = sites_check(sc, sites, nsites); /* before anything is written */
+	if (!err)
+		err = tramp_update(sc, func);
+	if (!err && nsites)
+		err = sites_apply(sc, func, sites, nsites);
+	return err;
+}
+
+static int tramp_update(struct stitch_static_call *sc, void *func)
+{
 	switch (sc->layout) {
 	case STITCH_SC_A64_LITERAL: {
 		uint32_t w[5];
