@@ -230,7 +230,9 @@ void stitch__ftrace_dispatch(uintptr_t cookie, uintptr_t parent_ip, struct stitc
 	uintptr_t ip = r->a.func;
 	ft_read_lock();
 	struct ft_set *s = atomic_load_explicit(&r->set, memory_order_consume);
-	if (s)
+	if (__builtin_expect(s && s->n == 1, 1)) /* one tracer: call it, no loop */
+		s->ops[0]->func(ip, parent_ip, s->ops[0], regs);
+	else if (s)
 		for (size_t i = 0; i < s->n; i++)
 			s->ops[i]->func(ip, parent_ip, s->ops[i], regs);
 	ft_read_unlock();
