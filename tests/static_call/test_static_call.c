@@ -280,7 +280,7 @@ static void test_inline(void)
 	int n = stitch_static_call_site_count(sc);
 	printf("inline sites: probe %d, op %d, ev %d\n", n, stitch_static_call_site_count(stitch_static_call_desc(op)),
 	       stitch_static_call_site_count(stitch_static_call_desc(ev)));
-#if defined(STITCH_TEST_INLINE) && (defined(__x86_64__) || defined(__aarch64__))
+#if defined(STITCH_TEST_INLINE)
 	CHECK(n >= 1, "the call in call_probe() was found (linked with --emit-relocs)");
 	void *targets[4] = { (void *)probe_b, far_probe, NULL, (void *)probe_a };
 	for (int i = 0; i < 4; i++) {
@@ -298,10 +298,15 @@ static void test_inline(void)
 		struct x86_insn insn;
 		is_call = ra && x86_decode(ra - 5, 5, (uintptr_t)(ra - 5), &insn) == 0 && insn.kind == X86_INSN_CALL_REL32;
 		called = is_call ? insn.target : 0;
-#else
+#elif defined(__aarch64__)
 		struct a64_insn insn;
 		is_call = ra && a64_decode(*(const uint32_t *)(const void *)(ra - 4), (uintptr_t)(ra - 4), &insn) == 0 &&
 			  insn.kind == A64_INSN_BL;
+		called = is_call ? insn.target : 0;
+#else
+		struct rv_insn insn;
+		is_call = ra && rv_decode(ra - 4, 4, (uintptr_t)(ra - 4), &insn) == 0 && insn.kind == RV_INSN_JAL &&
+			  insn.rd == RV_REG_RA;
 		called = is_call ? insn.target : 0;
 #endif
 		CHECK(is_call, "target %d: return address follows a direct call", i);

@@ -32,8 +32,7 @@
  * moment of the update; one at 0x10 returns, which it was doing already.
  * The literal is never NULL (NULL is the RET at 0x10), so a stale
  * literal path can never jump to 0.  Near = jal range (+-1 MiB) from 0x00.
- * Inline `jal` call sites are not implemented (a compiler-emitted call
- * cannot be found without relocations; see docs/static-calls.md).
+ * Inline `jal ra` call sites: see "inline call sites" below.
  * Model: models/static-call-riscv.model (+ mutant with the literal stored
  * after the word).
  */
@@ -113,21 +112,94 @@ int arch_static_call_check_target(uintptr_t target)
 	return 0;
 }
 
+/* ---- inline call sites ---------------------------------------------------- */
+
+/*
+ * With -Wl,--emit-relocs and linker relaxation, a `call tramp` within
+ * 1 MiB was relaxed to `jal ra, tramp` (R_RISCV_JAL); an unrelaxed
+ * `auipc ra; jalr ra` pair (R_RISCV_CALL_PLT) is two instructions and is
+ * left alone, as is a `jal` at 2 mod 4 (it could be fetched torn).  A site
+ * is one aligned word, `jal ra, tramp` <-> `jal ra, target`, stored in one
+ * batch after the trampoline reached its new state, like the static-key
+ * sites of jump_label.c; sites are checked before anything is written.
+ */
 bool arch_static_call_reloc_site(uint32_t type, int64_t addend, uintptr_t where, uintptr_t *site)
 {
-	(void)type, (void)addend, (void)where, (void)site;
-	return false; /* inline sites: x86-64 only for now (docs/static-calls.md) */
+	if (type != 17 /* R_RISCV_JAL */ || addend != 0)
+		return false;
+	*site = where;
+	return true;
 }
 
 int arch_static_call_site_check(const struct stitch_static_call *sc, uintptr_t site)
 {
-	(void)sc, (void)site;
-	return -STITCH_EUNKNOWN;
+	struct rv_insn i;
+	if (site % 4 != 0 || rv_decode((const uint8_t *)site, 4, site, &i) != 0 || i.kind != RV_INSN_JAL ||
+	    (i.rd != RV_REG_RA && i.rd != RV_REG_ZERO) || i.target != (uintptr_t)sc->tramp)
+		return stitch_fail(STITCH_EUNKNOWN, "static call %s: %#lx is not an aligned jal of its trampoline",
+				   sc->name, (unsigned long)site);
+	return 0;
 }
+
+static int site_word(uintptr_t site, uint32_t now, uintptr_t target, uint32_t *out)
+{
+	return rv_encode_jal(out, (now >> 7) & 31, site, target);
+}
+
+static int sites_check(const struct stitch_static_call *sc, const struct stitch_sc_site *sites, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint32_t now, want;
+		memcpy(&now, (const void *)sites[i].addr, 4);
+		if (site_word(sites[i].addr, now, sites[i].target, &want) != 0 || want != now)
+			return stitch_fail(STITCH_EMISMATCH, "static call %s: site %#lx: expected %08x, found %08x",
+					   sc->name, (unsigned long)sites[i].addr, want, now);
+	}
+	return 0;
+}
+
+static int sites_apply(struct stitch_static_call *sc, void *func, struct stitch_sc_site *sites, size_t n)
+{
+	struct stitch_batch b;
+	stitch_batch_init(&b);
+	b.operation = "static_call sites";
+	int err = 0;
+	for (size_t i = 0; i < n && !err; i++) {
+		uint32_t now, w;
+		memcpy(&now, (const void *)sites[i].addr, 4);
+		uintptr_t next = func && site_word(sites[i].addr, now, (uintptr_t)func, &w) == 0 ? (uintptr_t)func
+											 : (uintptr_t)sc->tramp;
+		err = site_word(sites[i].addr, now, next, &w);
+		if (!err && w != now)
+			err = stitch_batch_add(&b, sites[i].addr, (const uint8_t *)&now, (const uint8_t *)&w, 4);
+	}
+	if (!err && b.count)
+		err = stitch_batch_apply_locked(&b);
+	for (size_t i = 0; i < n && !err; i++) {
+		uint32_t now;
+		memcpy(&now, (const void *)sites[i].addr, 4);
+		struct rv_insn d;
+		if (rv_decode((const uint8_t *)&now, 4, sites[i].addr, &d) == 0)
+			sites[i].target = d.target;
+	}
+	stitch_batch_free(&b);
+	return err;
+}
+
+static int tramp_update(struct stitch_static_call *sc, void *func);
 
 int arch_static_call_update(struct stitch_static_call *sc, void *func, struct stitch_sc_site *sites, size_t nsites)
 {
-	(void)sites, (void)nsites;
+	int err = sites_check(sc, sites, nsites); /* before anything is written */
+	if (!err)
+		err = tramp_update(sc, func);
+	if (!err && nsites)
+		err = sites_apply(sc, func, sites, nsites);
+	return err;
+}
+
+static int tramp_update(struct stitch_static_call *sc, void *func)
+{
 	uintptr_t t = (uintptr_t)sc->tramp, target = (uintptr_t)func;
 	uint8_t cur[TRAMP_LEN], next[TRAMP_LEN];
 	if (image(sc, sc->state, sc->priv[0], cur) != 0)
