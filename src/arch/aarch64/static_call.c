@@ -54,7 +54,8 @@
  *         expected UNSAFE).  In (E) 0x10 is a NOP: it discards X16 and
  *         falls into the literal path;
  *   0x14..0x1c  the literal path, written once, then constant.
- * Model: models/seed000-*.model (each transition) and
+ * Model: models/seed000-*.model (each transition), static-call-a64-seed-
+ * D-to-E, -E-to-D, and
  * models/static-call-a64-seed-D-to-C.model (the refused one).
  *
  * ---- SLOTS: two slots + flip (the reply in seed 000) -----------------------
@@ -431,18 +432,15 @@ static int seed_update(struct stitch_static_call *sc, void *func)
 		/* Non-branch words: only with every other thread parked. */
 		err = stitch_stop_world(NULL, NULL);
 		if (!err) {
-			err = write_words(sc, cur, next, 2, SEED_WORDS);
+			err = write_words(sc, cur, next, 2, SEED_WORDS); /* puts the old words back on failure */
 			int rerr = stitch_resume_world();
 			if (!err && rerr) {
-				/* written and synced, but a thread may have run meanwhile:
-				 * record the new tail, report the problem */
-				err = rerr;
-			}
-			if (err && err == rerr) {
-				uint32_t mid = (ns & ~SEED_W4_B) | (sc->state & SEED_W4_B);
-				sc->state = mid;
+				/* Written and synced, but a thread that blocks the quiescence
+				 * signal woke up meanwhile: record the new tail (it is in the
+				 * code), report the problem. */
+				sc->state = (ns & ~SEED_W4_B) | (sc->state & SEED_W4_B);
 				sc->priv[1] = far;
-				return err;
+				return rerr;
 			}
 		}
 		if (err) {

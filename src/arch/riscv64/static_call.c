@@ -33,8 +33,8 @@
  * The literal is never NULL (NULL is the RET at 0x10), so a stale
  * literal path can never jump to 0.  Near = jal range (+-1 MiB) from 0x00.
  * Inline `jal ra` call sites: see "inline call sites" below.
- * Model: models/static-call-riscv.model (+ mutant with the literal stored
- * after the word).
+ * Model: models/static-call-riscv.model (+ mutant static-call-riscv-null-
+ * literal: NULL as a literal of 0 sends a thread on the literal path to 0).
  */
 #include <string.h>
 
