@@ -154,18 +154,23 @@ static int read_records(const struct elf_file *f, uintptr_t base, const Elf64_Ph
 {
 	for (unsigned i = 0; i < f->eh->e_shnum; i++) {
 		const Elf64_Shdr *s = &f->sh[i];
-		if (strcmp(sec_name(f, s), "__patchable_function_entries") != 0)
+		const char *name = sec_name(f, s);
+		/* __mcount_loc: gcc -pg -mfentry -mnop-mcount -mrecord-mcount (non-PIE only);
+		 * same format, but gcc leaves the section byte-aligned */
+		if (strcmp(name, "__patchable_function_entries") != 0 && strcmp(name, "__mcount_loc") != 0)
 			continue;
-		if (!(s->sh_flags & SHF_ALLOC) || s->sh_size % 8 != 0 || s->sh_addr % 8 != 0)
-			return stitch_fail(STITCH_EUNKNOWN, "%s: unexpected __patchable_function_entries section", path);
+		if (!(s->sh_flags & SHF_ALLOC) || s->sh_size % 8 != 0)
+			return stitch_fail(STITCH_EUNKNOWN, "%s: unexpected %s section", path, name);
 		size_t n = s->sh_size / 8;
 		uintptr_t *v = realloc(out->records, (out->nrecords + n) * sizeof(*v) + 1);
 		if (!v)
 			return stitch_fail(STITCH_ENOMEM, "%s: out of memory reading %zu sites", path, n);
 		out->records = v;
-		const uint64_t *mem = (const uint64_t *)(base + s->sh_addr);
+		const uint8_t *mem = (const uint8_t *)(base + s->sh_addr);
 		for (size_t k = 0; k < n; k++) {
-			uintptr_t r = (uintptr_t)mem[k];
+			uint64_t val;
+			memcpy(&val, mem + 8 * k, 8);
+			uintptr_t r = (uintptr_t)val;
 			/* Records of functions the linker discarded are 0 (or base). */
 			if (in_text(ph, phnum, base, r, 1))
 				out->records[out->nrecords++] = r;
