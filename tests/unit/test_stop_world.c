@@ -86,6 +86,8 @@ static void *spinner(void *arg)
 	return NULL;
 }
 
+static unsigned long long st_fixups_during_stop;
+
 static unsigned long total_progress(void)
 {
 	unsigned long t = atomic_load(&children_run);
@@ -102,6 +104,10 @@ int main(void)
 		pthread_create(&w[i], NULL, worker, &progress[i]);
 	pthread_create(&sp, NULL, spawner, NULL);
 	pthread_create(&spin, NULL, spinner, NULL);
+	/* The spinner must be inside its loop, so that the stop's fixup has
+	 * something to move; and every worker must have run once. */
+	while (spin_count == 0)
+		sched_yield();
 	/* Let every worker run at least once (progress, not time). */
 	for (int i = 0; i < NWORKERS; i++)
 		while (atomic_load(&progress[i]) == 0)
@@ -128,6 +134,9 @@ int main(void)
 		err = stitch_text_sync(&p, 1);
 	CHECK(err == 0, "write: %s", stitch_last_error());
 	CHECK_EQ(total_progress(), before);
+	struct stitch_stats during;
+	stitch_get_stats(&during);
+	st_fixups_during_stop = during.quiesce_fixups;
 	err = stitch_resume_world();
 	CHECK(err == 0, "resume: %s", stitch_last_error());
 	atomic_store(&phase, 2);
@@ -141,6 +150,7 @@ int main(void)
 	}
 	pthread_join(spin, NULL);
 	CHECK(atomic_load(&spinner_out), "the fixup moved the parked spinner out of its loop");
+	CHECK(st_fixups_during_stop > 0, "the stop's fixup ran");
 	atomic_store(&stop_all, 1);
 	for (int i = 0; i < NWORKERS; i++)
 		pthread_join(w[i], NULL);
