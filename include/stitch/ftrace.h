@@ -72,10 +72,34 @@ typedef void (*stitch_ftrace_func_t)(uintptr_t ip, uintptr_t parent_ip, struct s
 				     struct stitch_ftrace_regs *regs);
 
 struct stitch_ftrace_ops {
-	stitch_ftrace_func_t func; /* required */
+	stitch_ftrace_func_t func; /* the callback; NULL for a direct call */
 	void *data;                /* yours */
 	unsigned flags;            /* none defined yet: must be 0 */
 	void *priv_;               /* the library's; zero before registering */
+	/*
+	 * Direct call (instead of func): the selected sites enter this code
+	 * of yours, in place of the library's trampoline and dispatcher.  A
+	 * site with a direct call has no other ops (registering another one
+	 * on it fails with -STITCH_EINVAL, and the other way round).  It is
+	 * entered exactly like the library's trampoline:
+	 *   x86-64   by `call` at the function's entry: [rsp] = where to
+	 *            return (func+5), [rsp+8] = the caller's return address;
+	 *            preserve rdi rsi rdx rcx r8 r9 rax r10 and xmm0-7; `ret`.
+	 *   AArch64  by `BL` at func+4: x30 = func+8, x9 = the caller's
+	 *            return address; preserve x0-x8 and q0-q7; x10-x17 are
+	 *            free; return with `mov x16, x30; mov x30, x9; ret x16`.
+	 *            Reached by `BR X17`: begin with `BTI C` where BTI is on.
+	 *   RISC-V   by `JALR t0` at func+4: t0 = func+8, ra = the caller's
+	 *            return address; preserve a0-a7, fa0-fa7, ra; t1-t6 are
+	 *            free; return with `jr t0`.
+	 * [direct, direct + direct_size) must be all of its code: after
+	 * unregister (or a filter change that drops sites) the library waits
+	 * until no thread's PC is in that range or in the library's
+	 * trampolines.  A direct trampoline that calls other code is not
+	 * covered while a thread is inside the callee.
+	 */
+	void *direct;
+	size_t direct_size;
 };
 
 /* Integer argument n (0-based, n < 6 on x86-64, < 8 on AArch64/RISC-V) of

@@ -166,6 +166,16 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
  */
 bool arch_ftrace_site_lost(const struct arch_ftrace_site *s, bool enabled);
 
+/*
+ * Direct calls: every cookie points at a uintptr_t (the record's first
+ * word) holding 0 or the address of a direct trampoline.  The common
+ * trampoline reads it first and, if non-zero, jumps there with the
+ * registers and stack exactly as the site's call left them (ftrace.h
+ * describes the entry state per architecture).  [start, end) of the
+ * common trampoline's code, for the grace period of a direct call.
+ */
+void arch_ftrace_tramp_range(uintptr_t *start, uintptr_t *end);
+
 /* The portable dispatcher the trampolines call (src/core/ftrace.c). */
 struct stitch_ftrace_regs;
 void stitch__ftrace_dispatch(uintptr_t cookie, uintptr_t parent_ip, struct stitch_ftrace_regs *regs);

@@ -184,6 +184,7 @@ struct ft_set {
 struct ft_module;
 
 struct ft_rec {
+	_Atomic uintptr_t direct; /* first: the trampolines read it (arch.h, direct calls) */
 	struct arch_ftrace_site a;
 	const char *name;
 	struct ft_module *mod;
@@ -230,11 +231,12 @@ void stitch__ftrace_dispatch(uintptr_t cookie, uintptr_t parent_ip, struct stitc
 	uintptr_t ip = r->a.func;
 	ft_read_lock();
 	struct ft_set *s = atomic_load_explicit(&r->set, memory_order_consume);
-	if (__builtin_expect(s && s->n == 1, 1)) /* one tracer: call it, no loop */
+	if (__builtin_expect(s && s->n == 1 && s->ops[0]->func, 1)) /* one tracer: call it, no loop */
 		s->ops[0]->func(ip, parent_ip, s->ops[0], regs);
 	else if (s)
 		for (size_t i = 0; i < s->n; i++)
-			s->ops[i]->func(ip, parent_ip, s->ops[i], regs);
+			if (s->ops[i]->func) /* not a direct call caught in its switch */
+				s->ops[i]->func(ip, parent_ip, s->ops[i], regs);
 	ft_read_unlock();
 	in_callback = 0;
 }
@@ -636,6 +638,8 @@ static int select_ips(const uintptr_t *ips, size_t n, struct sel_list *out)
 
 /* ---- committing a selection ------------------------------------------------------ */
 
+static int direct_grace(struct ft_set *const *old, size_t n);
+
 /* The set of r with ops removed (add=false) or added; *out NULL if empty. */
 static int set_with(const struct ft_set *cur, struct stitch_ftrace_ops *ops, bool add, struct ft_set **out)
 {
@@ -658,10 +662,12 @@ static int set_with(const struct ft_set *cur, struct stitch_ftrace_ops *ops, boo
 
 /*
  * Make `ops` trace exactly the records of `sel` (sorted; NULL/0 for none).
- * Update lock held.  On error nothing changed.
+ * Update lock held.  On error nothing changed.  *late: an error found after
+ * the change was made (a direct call's grace period could not be completed).
  */
-static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nsel)
+static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nsel, int *late)
 {
+	*late = 0;
 	struct ft_ops_priv *priv = ops->priv_;
 	struct ft_rec **old = priv ? priv->sel : NULL;
 	size_t nold = priv ? priv->nsel : 0;
@@ -695,6 +701,15 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 		err = set_with(oset[na], ops, in_new, &nset[na]);
 		na++;
 	}
+	/* a direct call owns its site */
+	for (size_t k = 0; !err && k < na; k++)
+		if (nset[k] && nset[k]->n > 1)
+			for (size_t o = 0; o < nset[k]->n && !err; o++)
+				if (nset[k]->ops[o]->direct)
+					err = stitch_fail(STITCH_EINVAL,
+							  "cannot trace %s (%#lx): a direct call cannot share its site with "
+							  "another ops",
+							  *aff[k]->name ? aff[k]->name : "?", (unsigned long)aff[k]->a.func);
 	size_t nsw = 0;
 	for (size_t k = 0; !err && k < na; k++)
 		if ((nset[k] != NULL) != aff[k]->enabled) {
@@ -709,16 +724,25 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 			goto fail;
 	}
 	if (!err) {
-		/* 1. sets of sites that stay or become traced */
+		/* 1. sets of sites that stay or become traced, and direct calls */
 		for (size_t k = 0; k < na; k++)
-			if (nset[k])
+			if (nset[k]) {
 				atomic_store_explicit(&aff[k]->set, nset[k], memory_order_release);
+				if (nset[k]->ops[0]->direct)
+					atomic_store_explicit(&aff[k]->direct, (uintptr_t)nset[k]->ops[0]->direct,
+							      memory_order_release);
+			}
 		/* 2. switch the code */
 		if (nsw)
 			err = arch_ftrace_apply(sites, was, want, nsw);
 		if (err) {
-			for (size_t k = 0; k < na; k++)
+			for (size_t k = 0; k < na; k++) {
 				atomic_store_explicit(&aff[k]->set, oset[k], memory_order_release);
+				atomic_store_explicit(&aff[k]->direct,
+						      oset[k] && oset[k]->ops[0]->direct ? (uintptr_t)oset[k]->ops[0]->direct
+											 : 0,
+						      memory_order_release);
+			}
 			/* what is in memory now (a late failure may leave new bytes) */
 			for (size_t s = 0; s < nsw; s++)
 				aff[sw_idx[s]]->enabled = was[s];
@@ -727,13 +751,21 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 		}
 		for (size_t s = 0; s < nsw; s++)
 			aff[sw_idx[s]]->enabled = was[s];
-		/* 3. sets of sites that became untraced */
-		for (size_t k = 0; k < na; k++)
+		/* 3. sets of sites that became untraced; direct calls that went */
+		bool direct_gone = false;
+		for (size_t k = 0; k < na; k++) {
 			if (!nset[k])
 				atomic_store_explicit(&aff[k]->set, NULL, memory_order_release);
+			if (!(nset[k] && nset[k]->ops[0]->direct) && atomic_load(&aff[k]->direct)) {
+				atomic_store_explicit(&aff[k]->direct, 0, memory_order_release);
+				direct_gone = true;
+			}
+		}
 		/* 4. grace period, then the old sets go */
 		if (na)
 			ft_synchronize();
+		if (direct_gone)
+			*late = direct_grace(oset, na); /* done either way: tables stay consistent */
 		for (size_t k = 0; k < na; k++)
 			free(oset[k]);
 	}
@@ -749,6 +781,42 @@ fail:
 	free(want);
 	free(sw_idx);
 	return err;
+}
+
+/*
+ * A direct call was removed from some sites: wait until no thread is in
+ * a direct trampoline that went, in the library's trampoline, or in a
+ * module's trampoline region (a thread there may still be on its way to
+ * the old target).  The switch is done either way; an error means the
+ * caller must not free the trampoline.
+ */
+static int direct_grace(struct ft_set *const *old, size_t n)
+{
+	size_t nr = 0, cap = 1;
+	for (struct ft_module *m = modules; m; m = m->next)
+		cap++;
+	for (size_t k = 0; k < n; k++)
+		cap += old[k] && old[k]->ops[0]->direct;
+	struct stitch_range *r = calloc(cap, sizeof(*r));
+	if (!r)
+		return stitch_fail(STITCH_ENOMEM, "out of memory waiting for direct calls to finish");
+	arch_ftrace_tramp_range(&r[0].start, &r[0].end);
+	nr = 1;
+	for (struct ft_module *m = modules; m; m = m->next)
+		if (m->region)
+			r[nr++] = (struct stitch_range){ m->region, m->region + m->region_size };
+	for (size_t k = 0; k < n; k++)
+		if (old[k] && old[k]->ops[0]->direct) {
+			uintptr_t d = (uintptr_t)old[k]->ops[0]->direct;
+			r[nr++] = (struct stitch_range){ d, d + old[k]->ops[0]->direct_size };
+		}
+	int err = stitch_quiesce(r, nr, NULL, NULL);
+	free(r);
+	if (err)
+		return stitch_fail(-err, "direct calls were switched off, but a thread may still be in the direct "
+					 "trampoline (do not free it): %s",
+				   stitch_last_error());
+	return 0;
 }
 
 /* A module went away: drop its records from every ops' selection. */
@@ -779,8 +847,13 @@ static int ops_update(struct stitch_ftrace_ops *ops, const char *filter, const u
 		      bool must_be_registered)
 {
 	stitch_clear_error();
-	if (!ops || !ops->func)
-		return stitch_fail(STITCH_EINVAL, "ftrace ops %s", ops ? "has no func" : "is NULL");
+	if (!ops)
+		return stitch_fail(STITCH_EINVAL, "ftrace ops is NULL");
+	if (!ops->func == !ops->direct)
+		return stitch_fail(STITCH_EINVAL, "ftrace ops must have either func or direct, not %s",
+				   ops->func ? "both" : "neither");
+	if (ops->direct && ops->direct_size == 0)
+		return stitch_fail(STITCH_EINVAL, "ftrace ops: direct_size must cover the direct trampoline");
 	if (ops->flags)
 		return stitch_fail(STITCH_EINVAL, "ftrace ops flags %#x: no flag is defined", ops->flags);
 	stitch_update_lock();
@@ -807,8 +880,9 @@ static int ops_update(struct stitch_ftrace_ops *ops, const char *filter, const u
 		else
 			ops->priv_ = priv;
 	}
+	int late = 0;
 	if (!err)
-		err = commit(ops, sel.v, sel.n);
+		err = commit(ops, sel.v, sel.n, &late);
 	if (!err) {
 		priv = ops->priv_;
 		free(priv->sel);
@@ -824,7 +898,7 @@ static int ops_update(struct stitch_ftrace_ops *ops, const char *filter, const u
 		}
 	}
 	stitch_update_unlock();
-	return err;
+	return err ? err : late;
 }
 
 int stitch_ftrace_register(struct stitch_ftrace_ops *ops, const char *filter)
@@ -857,8 +931,9 @@ int stitch_ftrace_unregister(struct stitch_ftrace_ops *ops)
 		err = stitch_fail(STITCH_EINVAL, "ftrace ops %p is not registered", (void *)ops);
 	if (!err)
 		err = rescan();
+	int late = 0;
 	if (!err)
-		err = commit(ops, NULL, 0);
+		err = commit(ops, NULL, 0, &late);
 	if (!err) {
 		struct ft_ops_priv *priv = ops->priv_;
 		size_t k = 0;
@@ -871,7 +946,7 @@ int stitch_ftrace_unregister(struct stitch_ftrace_ops *ops)
 		ops->priv_ = NULL;
 	}
 	stitch_update_unlock();
-	return err;
+	return err ? err : late;
 }
 
 int stitch_ftrace_ops_site_count(const struct stitch_ftrace_ops *ops)

@@ -71,6 +71,9 @@ __asm__(".text\n"
 	".type stitch__ftrace_tramp_a64, %function\n"
 	"stitch__ftrace_tramp_a64:\n"
 	"	hint #34\n" /* BTI C: reached by BR X16 */
+	"	ldur x16, [x30, #-16]\n" /* the record */
+	"	ldr x17, [x16]\n"        /* its direct call (stitch/ftrace.h, ops->direct) */
+	"	cbnz x17, 1f\n"
 	"	sub sp, sp, #224\n"
 	"	stp x0, x1, [sp, #0]\n"
 	"	stp x2, x3, [sp, #16]\n"
@@ -83,7 +86,7 @@ __asm__(".text\n"
 	"	stp q4, q5, [sp, #160]\n"
 	"	stp q6, q7, [sp, #192]\n"
 	"	add x29, sp, #80\n"
-	"	ldur x0, [x30, #-16]\n" /* the record, from the literal at func-8 */
+	"	mov x0, x16\n" /* the record, from the literal at func-8 */
 	"	mov x1, x9\n"           /* parent ip */
 	"	mov x2, sp\n"           /* regs */
 	"	bl stitch__ftrace_dispatch\n"
@@ -101,7 +104,18 @@ __asm__(".text\n"
 	"	mov x16, x30\n" /* func+8 */
 	"	mov x30, x9\n"  /* the function's own return address */
 	"	ret x16\n"
-	".size stitch__ftrace_tramp_a64, . - stitch__ftrace_tramp_a64\n");
+	"1:	br x17\n"
+	".size stitch__ftrace_tramp_a64, . - stitch__ftrace_tramp_a64\n"
+	".globl stitch__ftrace_tramp_a64_end\n"
+	".hidden stitch__ftrace_tramp_a64_end\n"
+	"stitch__ftrace_tramp_a64_end:\n");
+
+void arch_ftrace_tramp_range(uintptr_t *start, uintptr_t *end)
+{
+	extern const char stitch__ftrace_tramp_a64_end[];
+	*start = (uintptr_t)stitch__ftrace_tramp_a64;
+	*end = (uintptr_t)stitch__ftrace_tramp_a64_end;
+}
 
 uintptr_t arch_ftrace_reach(void)
 {

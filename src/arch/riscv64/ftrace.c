@@ -73,6 +73,9 @@ __asm__(".text\n"
 	".hidden stitch__ftrace_tramp_rv\n"
 	".type stitch__ftrace_tramp_rv, @function\n"
 	"stitch__ftrace_tramp_rv:\n"
+	"	ld t1, -16(t0)\n" /* the record */
+	"	ld t1, 0(t1)\n"   /* its direct call (stitch/ftrace.h, ops->direct) */
+	"	bnez t1, 1f\n"
 	"	addi sp, sp, -160\n"
 	"	sd a0, 0(sp)\n"
 	"	sd a1, 8(sp)\n"
@@ -116,7 +119,18 @@ __asm__(".text\n"
 	"	fld fa7, 136(sp)\n"
 	"	addi sp, sp, 160\n"
 	"	jr t0\n"
-	".size stitch__ftrace_tramp_rv, . - stitch__ftrace_tramp_rv\n");
+	"1:	jr t1\n"
+	".size stitch__ftrace_tramp_rv, . - stitch__ftrace_tramp_rv\n"
+	".globl stitch__ftrace_tramp_rv_end\n"
+	".hidden stitch__ftrace_tramp_rv_end\n"
+	"stitch__ftrace_tramp_rv_end:\n");
+
+void arch_ftrace_tramp_range(uintptr_t *start, uintptr_t *end)
+{
+	extern const char stitch__ftrace_tramp_rv_end[];
+	*start = (uintptr_t)stitch__ftrace_tramp_rv;
+	*end = (uintptr_t)stitch__ftrace_tramp_rv_end;
+}
 
 uintptr_t arch_ftrace_reach(void)
 {

@@ -89,6 +89,9 @@ __asm__(".text\n"
 	"stitch__ftrace_tramp_x86:\n"
 	"	.cfi_startproc\n"
 	"	endbr64\n"
+	/* a direct call: the record's first word (stitch/ftrace.h, ops->direct) */
+	"	cmpq $0, (%r11)\n"
+	"	jne 1f\n"
 	/* [rsp] = func+5 (return into the traced function), [rsp+8] = its caller's return */
 	"	pushq %rbp\n"
 	"	.cfi_def_cfa_offset 16\n"
@@ -138,8 +141,19 @@ __asm__(".text\n"
 	"	popq %rbp\n"
 	"	.cfi_def_cfa %rsp, 8\n"
 	"	ret\n"
+	"1:	jmp *(%r11)\n"
 	"	.cfi_endproc\n"
-	".size stitch__ftrace_tramp_x86, . - stitch__ftrace_tramp_x86\n");
+	".size stitch__ftrace_tramp_x86, . - stitch__ftrace_tramp_x86\n"
+	".globl stitch__ftrace_tramp_x86_end\n"
+	".hidden stitch__ftrace_tramp_x86_end\n"
+	"stitch__ftrace_tramp_x86_end:\n");
+
+void arch_ftrace_tramp_range(uintptr_t *start, uintptr_t *end)
+{
+	extern const char stitch__ftrace_tramp_x86_end[];
+	*start = (uintptr_t)stitch__ftrace_tramp_x86;
+	*end = (uintptr_t)stitch__ftrace_tramp_x86_end;
+}
 
 uintptr_t arch_ftrace_reach(void)
 {

@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Direct calls: sites enter a trampoline of the test's own (a few
+ * instructions of assembly per architecture that count and return as
+ * stitch/ftrace.h prescribes) instead of the dispatcher.  Checks counts,
+ * that a direct call owns its sites, retargeting by filter, and switching
+ * while threads run through the sites.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <stitch/ftrace.h>
+
+#include "common/check.h"
+#include "funcs.h"
+#include "site_bytes.h"
+
+long direct_hits; /* incremented atomically by direct_tramp */
+extern char direct_tramp[], direct_tramp_end[];
+
+#if defined(__x86_64__)
+__asm__(".text\n"
+	".globl direct_tramp\n"
+	"direct_tramp:\n"
+	"	lock incq direct_hits(%rip)\n"
+	"	ret\n"
+	".globl direct_tramp_end\n"
+	"direct_tramp_end:\n");
+#elif defined(__aarch64__)
+__asm__(".text\n"
+	".p2align 2\n"
+	".globl direct_tramp\n"
+	"direct_tramp:\n"
+	"	hint #34\n" /* BTI C */
+	"	adrp x16, direct_hits\n"
+	"	add x16, x16, :lo12:direct_hits\n"
+	"1:	ldaxr x17, [x16]\n"
+	"	add x17, x17, #1\n"
+	"	stlxr w15, x17, [x16]\n"
+	"	cbnz w15, 1b\n"
+	"	mov x16, x30\n"
+	"	mov x30, x9\n"
+	"	ret x16\n"
+	".globl direct_tramp_end\n"
+	"direct_tramp_end:\n");
+#else
+__asm__(".text\n"
+	".p2align 2\n"
+	".globl direct_tramp\n"
+	"direct_tramp:\n"
+	"	lla t1, direct_hits\n"
+	"	li t2, 1\n"
+	"	amoadd.d zero, t2, (t1)\n"
+	"	jr t0\n"
+	".globl direct_tramp_end\n"
+	"direct_tramp_end:\n");
+#endif
+
+static long hits(void)
+{
+	return __atomic_load_n(&direct_hits, __ATOMIC_SEQ_CST);
+}
+
+static _Atomic long cb_calls;
+static void cb(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops, struct stitch_ftrace_regs *regs)
+{
+	(void)ip, (void)parent, (void)ops, (void)regs;
+	atomic_fetch_add(&cb_calls, 1);
+}
+
+/* Calls functions [from, to) of tf_table once; counts wrong results. */
+static int call_range(int from, int to)
+{
+	int wrong = 0;
+	for (int i = from; i < to; i++)
+		wrong += tf_table[i](i) != 4 * i;
+	return wrong;
+}
+
+static _Atomic int stop;
+static _Atomic long worker_wrong;
+static void *worker(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&stop))
+		atomic_fetch_add(&worker_wrong, call_range(512, 768));
+	return NULL;
+}
+
+int main(void)
+{
+	CHECK_EQ(stitch_init(), 0);
+	int n = stitch_ftrace_site_count();
+	CHECK(n > TF_COUNT, "site count %d", n);
+	struct stitch_ftrace_ops d = { .direct = direct_tramp, .direct_size = (size_t)(direct_tramp_end - direct_tramp) };
+	struct stitch_ftrace_ops t = { .func = cb };
+
+	/* tf_a* (0..255) enter the direct trampoline */
+	CHECK(stitch_ftrace_register(&d, "tf_a*") == 0, "register direct: %s", stitch_last_error());
+	CHECK_EQ(stitch_ftrace_ops_site_count(&d), 256);
+	direct_hits = 0;
+	CHECK_EQ(call_range(0, TF_COUNT), 0);
+	CHECK_EQ(hits(), 256);
+
+	/* a direct call owns its sites: nothing changes */
+	CHECK_EQ(stitch_ftrace_register(&t, "tf_a00*"), -STITCH_EINVAL);
+	printf("shared site: %s\n", stitch_last_error());
+	CHECK(stitch_ftrace_register(&t, "tf_b*") == 0, "register tracer: %s", stitch_last_error());
+	CHECK_EQ(stitch_ftrace_set_filter(&t, "tf_b* tf_a1*"), -STITCH_EINVAL);
+	CHECK_EQ(stitch_ftrace_ops_site_count(&t), 256);
+	direct_hits = 0;
+	cb_calls = 0;
+	CHECK_EQ(call_range(0, TF_COUNT), 0);
+	CHECK_EQ(hits(), 256);
+	CHECK_EQ(cb_calls, 256);
+
+	/* move the direct call to tf_c* (512..767) */
+	CHECK(stitch_ftrace_set_filter(&d, "tf_c*") == 0, "set_filter direct: %s", stitch_last_error());
+	direct_hits = 0;
+	CHECK_EQ(call_range(0, 512), 0);
+	CHECK_EQ(hits(), 0);
+	CHECK_EQ(call_range(512, 768), 0);
+	CHECK_EQ(hits(), 256);
+
+	/* switch on and off while two threads run through the sites */
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++)
+		pthread_create(&th[i], NULL, worker, NULL);
+	for (int r = 0; r < 20; r++) {
+		CHECK(stitch_ftrace_unregister(&d) == 0, "unregister: %s", stitch_last_error());
+		long h = hits();
+		CHECK_EQ(call_range(512, 768), 0);
+		CHECK_EQ(hits(), h); /* after unregister returned: no thread enters it */
+		CHECK(stitch_ftrace_register(&d, r % 2 ? "tf_c*" : "tf_c0* tf_c1*") == 0, "register: %s",
+		      stitch_last_error());
+	}
+	atomic_store(&stop, 1);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	CHECK_EQ(worker_wrong, 0);
+
+	/* bad input */
+	struct stitch_ftrace_ops both = { .func = cb, .direct = direct_tramp, .direct_size = 1 };
+	struct stitch_ftrace_ops nosize = { .direct = direct_tramp };
+	CHECK_EQ(stitch_ftrace_register(&both, "tf_d*"), -STITCH_EINVAL);
+	CHECK_EQ(stitch_ftrace_register(&nosize, "tf_d*"), -STITCH_EINVAL);
+
+	CHECK_EQ(stitch_ftrace_unregister(&d), 0);
+	CHECK_EQ(stitch_ftrace_unregister(&t), 0);
+	direct_hits = 0;
+	cb_calls = 0;
+	CHECK_EQ(call_range(0, TF_COUNT), 0);
+	CHECK_EQ(hits(), 0);
+	CHECK_EQ(cb_calls, 0);
+	return check_summary("test_ftrace_direct");
+}
