@@ -110,3 +110,71 @@ int stitch_batch_apply_locked(struct stitch_batch *b)
 	}
 	return err;
 }
+
+void stitch_patch_init(struct stitch_patch *p, uintptr_t addr, const void *old, const void *new_bytes, size_t len)
+{
+	memset(p, 0, sizeof(*p));
+	p->addr = addr;
+	p->len = (uint8_t)len;
+	memcpy(p->old, old, len);
+	memcpy(p->new_bytes, new_bytes, len);
+}
+
+int stitch_cmp_uintptr(const void *a, const void *b)
+{
+	uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+void stitch_sort_if_needed(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *))
+{
+	for (size_t i = 1; i < n; i++)
+		if (cmp((char *)base + (i - 1) * size, (char *)base + i * size) > 0) {
+			qsort(base, n, size, cmp);
+			return;
+		}
+}
+
+int stitch_apply_stopped(struct stitch_patch *p, size_t n, stitch_pc_fixup_fn fixup, void *arg, bool *written)
+{
+	*written = false;
+	stitch_sort_if_needed(p, n, sizeof(*p), cmp_patch); /* step 0 */
+	int err = stitch_text_check(p, n);
+	if (err)
+		return err;
+	err = stitch_stop_world(fixup, arg); /* step 1 */
+	if (err)
+		return err;
+	char want[3 * STITCH_MAX_INSN + 1], found[3 * STITCH_MAX_INSN + 1];
+	for (size_t i = 0; i < n && !err; i++) /* step 2 */
+		if (memcmp((const void *)p[i].addr, p[i].old, p[i].len) != 0)
+			err = stitch_fail(STITCH_EMISMATCH, "site %#lx: expected %s, found %s; nothing written",
+					  (unsigned long)p[i].addr, stitch_hex(want, p[i].old, p[i].len),
+					  stitch_hex(found, (const uint8_t *)p[i].addr, p[i].len));
+	bool opened = false;
+	if (!err) {
+		err = stitch_text_open(p, n);
+		opened = !err;
+	}
+	size_t stored = 0;
+	for (; !err && stored < n; stored++) /* step 3 */
+		err = stitch_text_store(p[stored].addr, p[stored].new_bytes, p[stored].len);
+	if (err && stored) {
+		/* A store failed part-way (practically never): put back what we wrote;
+		 * nobody ran meanwhile, so plain stores suffice. */
+		int saved = err;
+		for (size_t i = 0; i < stored; i++)
+			if (stitch_text_store(p[i].addr, p[i].old, p[i].len) != 0)
+				stitch_die("stopped-world patch: cannot restore code after a failed write");
+		err = saved;
+	}
+	if (opened) {
+		int serr = stitch_text_sync(p, n);
+		int cerr = stitch_text_close();
+		if (!err)
+			err = serr ? serr : cerr;
+	}
+	*written = !err;
+	int rerr = stitch_resume_world(); /* step 4 */
+	return err ? err : rerr;
+}

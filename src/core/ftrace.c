@@ -247,16 +247,6 @@ static int cmp_rec_ptr(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* qsort, skipped when the array is already in order (the common case:
- * records are selected module by module, in address order). */
-static void sort_if_needed(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *))
-{
-	for (size_t i = 1; i < n; i++)
-		if (cmp((char *)base + (i - 1) * size, (char *)base + i * size) > 0) {
-			qsort(base, n, size, cmp);
-			return;
-		}
-}
 
 static int cmp_addr(const void *a, const void *b)
 {
@@ -266,7 +256,7 @@ static int cmp_addr(const void *a, const void *b)
 
 static int module_init_sites(struct ft_module *m)
 {
-	sort_if_needed(m->elf.records, m->elf.nrecords, sizeof(uintptr_t), cmp_addr);
+	stitch_sort_if_needed(m->elf.records, m->elf.nrecords, sizeof(uintptr_t), cmp_addr);
 	m->recs = calloc(m->elf.nrecords, sizeof(*m->recs));
 	if (!m->recs)
 		return stitch_fail(STITCH_ENOMEM, "%s: out of memory for %zu sites", m->path, m->elf.nrecords);
@@ -600,7 +590,7 @@ static int select_filter(const char *filter, struct sel_list *out)
 		memset(out, 0, sizeof(*out));
 		return err;
 	}
-	sort_if_needed(out->v, out->n, sizeof(*out->v), cmp_rec_ptr);
+	stitch_sort_if_needed(out->v, out->n, sizeof(*out->v), cmp_rec_ptr);
 	return 0;
 }
 
@@ -627,7 +617,7 @@ static int select_ips(const uintptr_t *ips, size_t n, struct sel_list *out)
 		memset(out, 0, sizeof(*out));
 		return err;
 	}
-	sort_if_needed(out->v, out->n, sizeof(*out->v), cmp_rec_ptr);
+	stitch_sort_if_needed(out->v, out->n, sizeof(*out->v), cmp_rec_ptr);
 	size_t k = 0;
 	for (size_t i = 0; i < out->n; i++)
 		if (!k || out->v[k - 1] != out->v[i])

@@ -136,6 +136,13 @@ int stitch_batch_add(struct stitch_batch *b, uintptr_t addr, const uint8_t *old,
  */
 int stitch_batch_apply_locked(struct stitch_batch *b);
 
+/* Fill *p: replace len bytes at addr, `old` now, `new_bytes` after. */
+void stitch_patch_init(struct stitch_patch *p, uintptr_t addr, const void *old, const void *new_bytes, size_t len);
+/* qsort, skipped when the array is already in order (sites usually come sorted). */
+void stitch_sort_if_needed(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *));
+/* Comparison of two uintptr_t, for qsort and stitch_sort_if_needed. */
+int stitch_cmp_uintptr(const void *a, const void *b);
+
 /* ---- quiescence (quiesce.c) ------------------------------------------------ */
 
 struct stitch_range {
@@ -178,6 +185,20 @@ int stitch_quiesce(const struct stitch_range *ranges, size_t nranges, stitch_pc_
  */
 int stitch_stop_world(stitch_pc_fixup_fn fixup, void *arg);
 int stitch_resume_world(void);
+
+/*
+ * The stopped-world protocol, for changes no thread may observe half done
+ * (instructions outside the CMODX list, multi-instruction sequences):
+ *   0  sort, refuse patches outside executable code
+ *   1  stop the world (the fixup moves parked threads to a safe PC)
+ *   2  compare every site with its old bytes (mismatch: nothing written)
+ *   3  store every patch, sync
+ *   4  resume
+ * *written tells whether step 3 happened: stitch_resume_world() may still
+ * report a signal-blocking sleeper that woke up meanwhile.  A store that
+ * fails part-way is undone before resuming.  Caller holds the update lock.
+ */
+int stitch_apply_stopped(struct stitch_patch *p, size_t n, stitch_pc_fixup_fn fixup, void *arg, bool *written);
 
 /* ---- static keys (jump_label.c) -------------------------------------------- */
 

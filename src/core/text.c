@@ -181,11 +181,6 @@ int stitch_text_check(const struct stitch_patch *patches, size_t count)
 static struct mapping *opened;
 static size_t opened_count;
 
-static int cmp_uintptr(const void *a, const void *b)
-{
-	uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
-	return x < y ? -1 : x > y;
-}
 
 /*
  * Under a translating emulator (qemu-user, detected by the self-test), a
@@ -254,7 +249,7 @@ static int open_mprotect(const struct stitch_patch *patches, size_t count)
 		if (last != first)
 			pages[np++] = last;
 	}
-	qsort(pages, np, sizeof(*pages), cmp_uintptr);
+	qsort(pages, np, sizeof(*pages), stitch_cmp_uintptr);
 	size_t unique = 0;
 	for (size_t i = 0; i < np; i++)
 		if (!unique || pages[unique - 1] != pages[i])

@@ -201,79 +201,10 @@ static bool replay_mov(uintptr_t *pc, void *arg)
 	return false;
 }
 
-static int cmp_uintptr(const void *a, const void *b)
-{
-	uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
-	return x < y ? -1 : x > y;
-}
 
-static int cmp_patch_addr(const void *a, const void *b)
-{
-	return cmp_uintptr(&((const struct stitch_patch *)a)->addr, &((const struct stitch_patch *)b)->addr);
-}
 
-/* qsort, skipped when already in order (sites usually come in address order) */
-static void sort_if_needed(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *))
-{
-	for (size_t i = 1; i < n; i++)
-		if (cmp((char *)base + (i - 1) * size, (char *)base + i * size) > 0) {
-			qsort(base, n, size, cmp);
-			return;
-		}
-}
 
-static void put_patch(struct stitch_patch *p, uintptr_t addr, const void *old, const void *new_bytes, uint8_t len)
-{
-	memset(p, 0, sizeof(*p));
-	p->addr = addr;
-	p->len = len;
-	memcpy(p->old, old, len);
-	memcpy(p->new_bytes, new_bytes, len);
-}
 
-/* Protocol B, steps 1-3.  *written tells whether the stores happened. */
-static int apply_stopped(struct stitch_patch *p, size_t n, const struct replay *rp, bool *written)
-{
-	*written = false;
-	sort_if_needed(p, n, sizeof(*p), cmp_patch_addr);
-	int err = stitch_text_check(p, n);
-	if (err)
-		return err;
-	err = stitch_stop_world(replay_mov, (void *)rp); /* step 1 */
-	if (err)
-		return err;
-	for (size_t i = 0; i < n && !err; i++)
-		if (memcmp((const void *)p[i].addr, p[i].old, p[i].len) != 0) {
-			char want[3 * 8 + 1], found[3 * 8 + 1];
-			err = stitch_fail(STITCH_EMISMATCH, "site %#lx: expected %s, found %s; nothing written",
-					  (unsigned long)p[i].addr, stitch_hex(want, p[i].old, p[i].len),
-					  stitch_hex(found, (const uint8_t *)p[i].addr, p[i].len));
-		}
-	bool opened = false;
-	if (!err) {
-		err = stitch_text_open(p, n);
-		opened = !err;
-	}
-	size_t stored = 0;
-	for (; !err && stored < n; stored++) /* step 2 */
-		err = stitch_text_store(p[stored].addr, p[stored].new_bytes, p[stored].len);
-	if (err && stored) {
-		int saved = err;
-		for (size_t i = 0; i < stored; i++)
-			if (stitch_text_store(p[i].addr, p[i].old, p[i].len) != 0)
-				stitch_die("aarch64 ftrace: cannot restore code after a failed write");
-		err = saved;
-	}
-	if (opened) {
-		int serr = stitch_text_sync(p, n); /* step 3 */
-		int cerr = stitch_text_close();
-		if (!err)
-			err = serr ? serr : cerr;
-	}
-	*written = !err;
-	int rerr = stitch_resume_world();
-	return err ? err : rerr;
-}
 
 int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, const bool *enable, size_t n)
 {
@@ -308,12 +239,12 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 		if (!(s->form & PREPARED)) {
 			/* only reached when enabling: a disabled, never prepared site */
 			uint64_t lit = s->cookie, nops = ((uint64_t)A64_NOP << 32) | A64_NOP;
-			put_patch(&p[np++], s->record, &nops, &lit, 8);
-			put_patch(&p[np++], s->record + 8, &nop, &mov, 4);
+			stitch_patch_init(&p[np++], s->record, &nops, &lit, 8);
+			stitch_patch_init(&p[np++], s->record + 8, &nop, &mov, 4);
 			prep[rp.count++] = s->patch;
 			prepping[i] = true;
 		}
-		put_patch(&p[np++], s->patch, enabled[i] ? (const void *)&bl : (const void *)&nop,
+		stitch_patch_init(&p[np++], s->patch, enabled[i] ? (const void *)&bl : (const void *)&nop,
 			  enable[i] ? (const void *)&bl : (const void *)&nop, 4);
 	}
 	bool written = false;
@@ -330,8 +261,8 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 			written = !err;
 			stitch_batch_free(&b);
 		} else {
-			sort_if_needed(prep, rp.count, sizeof(*prep), cmp_uintptr);
-			err = apply_stopped(p, np, &rp, &written);
+			stitch_sort_if_needed(prep, rp.count, sizeof(*prep), stitch_cmp_uintptr);
+			err = stitch_apply_stopped(p, np, replay_mov, (void *)&rp, &written);
 		}
 	}
 	for (size_t i = 0; written && i < n; i++) {

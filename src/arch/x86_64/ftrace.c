@@ -260,72 +260,9 @@ static bool skip_nops(uintptr_t *pc, void *arg)
 	return false;
 }
 
-static int cmp_uintptr(const void *a, const void *b)
-{
-	uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
-	return x < y ? -1 : x > y;
-}
 
-static int cmp_patch_addr(const void *a, const void *b)
-{
-	return cmp_uintptr(&((const struct stitch_patch *)a)->addr, &((const struct stitch_patch *)b)->addr);
-}
 
-/* qsort, skipped when already in order (sites usually come in address order) */
-static void sort_if_needed(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *))
-{
-	for (size_t i = 1; i < n; i++)
-		if (cmp((char *)base + (i - 1) * size, (char *)base + i * size) > 0) {
-			qsort(base, n, size, cmp);
-			return;
-		}
-}
 
-/* Protocol B: every patch written while the world is stopped. */
-static int apply_stopped(struct stitch_patch *p, size_t n, const struct nops_fixup *fix, bool *written)
-{
-	*written = false;
-	sort_if_needed(p, n, sizeof(*p), cmp_patch_addr);
-	int err = stitch_text_check(p, n);
-	if (err)
-		return err;
-	err = stitch_stop_world(skip_nops, (void *)fix);
-	if (err)
-		return err;
-	char want[3 * SITE_LEN + 1], found[3 * SITE_LEN + 1];
-	for (size_t i = 0; i < n && !err; i++)
-		if (memcmp((const void *)p[i].addr, p[i].old, p[i].len) != 0)
-			err = stitch_fail(STITCH_EMISMATCH, "site %#lx: expected %s, found %s; nothing written",
-					  (unsigned long)p[i].addr, stitch_hex(want, p[i].old, p[i].len),
-					  stitch_hex(found, (const uint8_t *)p[i].addr, p[i].len));
-	bool opened = false;
-	if (!err) {
-		err = stitch_text_open(p, n);
-		opened = !err;
-	}
-	size_t stored = 0;
-	for (; !err && stored < n; stored++)
-		err = stitch_text_store(p[stored].addr, p[stored].new_bytes, p[stored].len);
-	if (err && stored) {
-		/* A store failed part-way (practically never): put back what we wrote. */
-		int saved = err;
-		for (size_t i = 0; i < stored; i++)
-			if (stitch_text_store(p[i].addr, p[i].old, p[i].len) != 0)
-				stitch_die("x86 ftrace: cannot restore code after a failed write");
-		err = saved;
-	}
-	if (opened) {
-		int serr = stitch_text_sync(p, n);
-		int cerr = stitch_text_close();
-		if (!err)
-			err = serr ? serr : cerr;
-	}
-	*written = !err;
-	int rerr = stitch_resume_world();
-	/* A thread that slept with the signal blocked and woke meanwhile may
-	 * have run a site being written: report it, the bytes are new. */
-	return err ? err : rerr;
-}
 
 int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, const bool *enable, size_t n)
 {
@@ -365,8 +302,8 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 			written = !err; /* a failed batch leaves every site as it was */
 			stitch_batch_free(&b);
 		} else {
-			sort_if_needed(nops, fix.count, sizeof(*nops), cmp_uintptr);
-			err = apply_stopped(p, np, &fix, &written);
+			stitch_sort_if_needed(nops, fix.count, sizeof(*nops), stitch_cmp_uintptr);
+			err = stitch_apply_stopped(p, np, skip_nops, &fix, &written);
 		}
 	}
 	for (size_t i = 0; written && i < n; i++)
