@@ -111,6 +111,20 @@ int stitch_batch_apply_locked(struct stitch_batch *b)
 	return err;
 }
 
+int stitch_apply_patches_locked(const struct stitch_patch *p, size_t n, const char *operation)
+{
+	struct stitch_batch b;
+	stitch_batch_init(&b);
+	b.operation = operation;
+	int err = 0;
+	for (size_t i = 0; i < n && !err; i++)
+		err = stitch_batch_add(&b, p[i].addr, p[i].old, p[i].new_bytes, p[i].len);
+	if (!err)
+		err = stitch_batch_apply_locked(&b);
+	stitch_batch_free(&b);
+	return err;
+}
+
 void stitch_patch_init(struct stitch_patch *p, uintptr_t addr, const void *old, const void *new_bytes, size_t len)
 {
 	memset(p, 0, sizeof(*p));

@@ -201,11 +201,6 @@ static bool replay_mov(uintptr_t *pc, void *arg)
 	return false;
 }
 
-
-
-
-
-
 int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, const bool *enable, size_t n)
 {
 	const uint32_t nop = A64_NOP;
@@ -251,15 +246,8 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 	if (!err && np) {
 		if (rp.count == 0) {
 			/* Protocol A: CMODX words through poke.c (compares every site first). */
-			struct stitch_batch b;
-			stitch_batch_init(&b);
-			b.operation = "ftrace switch";
-			for (size_t i = 0; i < np && !err; i++)
-				err = stitch_batch_add(&b, p[i].addr, p[i].old, p[i].new_bytes, p[i].len);
-			if (!err)
-				err = stitch_batch_apply_locked(&b);
+			err = stitch_apply_patches_locked(p, np, "ftrace switch");
 			written = !err;
-			stitch_batch_free(&b);
 		} else {
 			stitch_sort_if_needed(prep, rp.count, sizeof(*prep), stitch_cmp_uintptr);
 			err = stitch_apply_stopped(p, np, replay_mov, (void *)&rp, &written);

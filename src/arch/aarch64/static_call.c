@@ -144,14 +144,9 @@ static int swap_word(struct stitch_static_call *sc, unsigned off, uint32_t old_w
 {
 	if (old_w == new_w)
 		return 0;
-	struct stitch_batch b;
-	stitch_batch_init(&b);
-	b.operation = op;
-	int err = stitch_batch_add(&b, (uintptr_t)sc->tramp + off, (const uint8_t *)&old_w, (const uint8_t *)&new_w, 4);
-	if (!err)
-		err = stitch_batch_apply_locked(&b);
-	stitch_batch_free(&b);
-	return err;
+	struct stitch_patch p;
+	stitch_patch_init(&p, (uintptr_t)sc->tramp + off, &old_w, &new_w, 4);
+	return stitch_apply_patches_locked(&p, 1, op);
 }
 
 /* Plain stores of the words that differ in [from, to) (caller made sure

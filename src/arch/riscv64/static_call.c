@@ -219,13 +219,9 @@ static int tramp_update(struct stitch_static_call *sc, void *func)
 	__atomic_store_n(&sc->lit, func ? func : (void *)(t + 0x10), __ATOMIC_SEQ_CST);
 	/* step 2 */
 	if (memcmp(cur, next, 4) != 0) {
-		struct stitch_batch b;
-		stitch_batch_init(&b);
-		b.operation = "static_call update";
-		err = stitch_batch_add(&b, t, cur, next, 4);
-		if (!err)
-			err = stitch_batch_apply_locked(&b);
-		stitch_batch_free(&b);
+		struct stitch_patch p;
+		stitch_patch_init(&p, t, cur, next, 4);
+		err = stitch_apply_patches_locked(&p, 1, "static_call update");
 		if (err) {
 			__atomic_store_n(&sc->lit, old_lit, __ATOMIC_SEQ_CST);
 			return err;

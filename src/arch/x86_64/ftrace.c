@@ -260,10 +260,6 @@ static bool skip_nops(uintptr_t *pc, void *arg)
 	return false;
 }
 
-
-
-
-
 int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, const bool *enable, size_t n)
 {
 	struct stitch_patch *p = calloc(n ? n : 1, sizeof(*p));
@@ -292,15 +288,8 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 	if (!err && np) {
 		if (all_one_insn) {
 			/* Protocol A: poke.c's int3 batch (compares every site first). */
-			struct stitch_batch b;
-			stitch_batch_init(&b);
-			b.operation = "ftrace switch";
-			for (size_t i = 0; i < np && !err; i++)
-				err = stitch_batch_add(&b, p[i].addr, p[i].old, p[i].new_bytes, p[i].len);
-			if (!err)
-				err = stitch_batch_apply_locked(&b);
+			err = stitch_apply_patches_locked(p, np, "ftrace switch");
 			written = !err; /* a failed batch leaves every site as it was */
-			stitch_batch_free(&b);
 		} else {
 			stitch_sort_if_needed(nops, fix.count, sizeof(*nops), stitch_cmp_uintptr);
 			err = stitch_apply_stopped(p, np, skip_nops, &fix, &written);
