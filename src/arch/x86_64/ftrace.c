@@ -89,9 +89,15 @@ __asm__(".text\n"
 	"stitch__ftrace_tramp_x86:\n"
 	"	.cfi_startproc\n"
 	"	endbr64\n"
-	/* a direct call: the record's first word (stitch/ftrace.h, ops->direct) */
-	"	cmpq $0, (%r11)\n"
-	"	jne 1f\n"
+	/* a direct call: the record's first word (stitch/ftrace.h, ops->direct),
+	 * read ONCE: unregister clears it while threads are here, and a test
+	 * followed by a second load could jump to the 0 it read the second
+	 * time.  rax is borrowed (pushed), r11 is free on the direct path. */
+	"	pushq %rax\n"
+	"	movq (%r11), %rax\n"
+	"	testq %rax, %rax\n"
+	"	jnz 1f\n"
+	"	popq %rax\n"
 	/* [rsp] = func+5 (return into the traced function), [rsp+8] = its caller's return */
 	"	pushq %rbp\n"
 	"	.cfi_def_cfa_offset 16\n"
@@ -141,7 +147,9 @@ __asm__(".text\n"
 	"	popq %rbp\n"
 	"	.cfi_def_cfa %rsp, 8\n"
 	"	ret\n"
-	"1:	jmp *(%r11)\n"
+	"1:	movq %rax, %r11\n"
+	"	popq %rax\n"
+	"	jmp *%r11\n"
 	"	.cfi_endproc\n"
 	".size stitch__ftrace_tramp_x86, . - stitch__ftrace_tramp_x86\n"
 	".globl stitch__ftrace_tramp_x86_end\n"
