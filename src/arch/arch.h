@@ -127,6 +127,7 @@ struct arch_ftrace_site {
 	uint8_t orig[8];  /* the compiler's bytes at `patch`, restored when disabled */
 	uintptr_t stub;   /* what the enabled call targets (set by arch_ftrace_region_fill) */
 	uintptr_t cookie; /* handed to the dispatcher (set by arch_ftrace_region_fill) */
+	uintptr_t target; /* arch private: where the enabled call goes (RISC-V retarget / table modes) */
 };
 
 /* Largest distance between a site and the module's trampoline region. */
@@ -175,6 +176,22 @@ bool arch_ftrace_site_lost(const struct arch_ftrace_site *s, bool enabled);
  * common trampoline's code, for the grace period of a direct call.
  */
 void arch_ftrace_tramp_range(uintptr_t *start, uintptr_t *end);
+
+/*
+ * The region's bytes were written, flushed and made RX; the architecture
+ * may change the protection of parts it owns (RISC-V's table mode keeps
+ * its destination table writable).  Error: the region is not used.
+ */
+int arch_ftrace_region_ready(uintptr_t region, size_t size);
+
+/*
+ * stitch_ftrace_modify_direct(): sites[0..n) are enabled with a direct
+ * call whose trampoline moves from `from` to `to`; their records' direct
+ * words already say `to`.  Rewrite whatever code reaches `from` without
+ * reading that word (nothing on x86-64 and AArch64, which always read
+ * it).  On error nothing is written.
+ */
+int arch_ftrace_retarget(struct arch_ftrace_site *const *sites, size_t n, uintptr_t from, uintptr_t to);
 
 /* The portable dispatcher the trampolines call (src/core/ftrace.c). */
 struct stitch_ftrace_regs;

@@ -494,6 +494,8 @@ static int module_init_sites(struct ft_module *m)
 		arch_flush_icache_range(m->region, m->region + m->region_size);
 		if (mprotect((void *)m->region, m->region_size, PROT_READ | PROT_EXEC) != 0)
 			err = stitch_fail_errno(STITCH_ESYS, "mprotect trampoline region");
+		else
+			err = arch_ftrace_region_ready(m->region, m->region_size);
 	}
 	free(sites);
 	free(cookies);
@@ -974,13 +976,11 @@ fail:
  * the old target).  The switch is done either way; an error means the
  * caller must not free the trampoline.
  */
-static int direct_grace(struct ft_set *const *old, size_t n)
+static int direct_grace_ranges(const struct stitch_range *gone, size_t ngone)
 {
-	size_t nr = 0, cap = 1;
+	size_t nr = 0, cap = 1 + ngone;
 	for (struct ft_module *m = modules; m; m = m->next)
 		cap++;
-	for (size_t k = 0; k < n; k++)
-		cap += old[k] && old[k]->ops[0]->direct;
 	struct stitch_range *r = calloc(cap, sizeof(*r));
 	if (!r)
 		return stitch_fail(STITCH_ENOMEM, "out of memory waiting for direct calls to finish");
@@ -989,18 +989,33 @@ static int direct_grace(struct ft_set *const *old, size_t n)
 	for (struct ft_module *m = modules; m; m = m->next)
 		if (m->region)
 			r[nr++] = (struct stitch_range){ m->region, m->region + m->region_size };
-	for (size_t k = 0; k < n; k++)
-		if (old[k] && old[k]->ops[0]->direct) {
-			uintptr_t d = (uintptr_t)old[k]->ops[0]->direct;
-			r[nr++] = (struct stitch_range){ d, d + old[k]->ops[0]->direct_size };
-		}
+	for (size_t k = 0; k < ngone; k++)
+		r[nr++] = gone[k];
 	int err = stitch_quiesce(r, nr, NULL, NULL);
 	free(r);
 	if (err)
 		return stitch_fail(-err, "direct calls were switched off, but a thread may still be in the direct "
-					 "trampoline (do not free it): %s",
+				   "trampoline (%s): do not free it",
 				   stitch_last_error());
 	return 0;
+}
+
+static int direct_grace(struct ft_set *const *old, size_t n)
+{
+	size_t cap = 1, ng = 0;
+	for (size_t k = 0; k < n; k++)
+		cap += old[k] && old[k]->ops[0]->direct;
+	struct stitch_range *gone = calloc(cap, sizeof(*gone));
+	if (!gone)
+		return stitch_fail(STITCH_ENOMEM, "out of memory waiting for direct calls to finish");
+	for (size_t k = 0; k < n; k++)
+		if (old[k] && old[k]->ops[0]->direct) {
+			uintptr_t d = (uintptr_t)old[k]->ops[0]->direct;
+			gone[ng++] = (struct stitch_range){ d, d + old[k]->ops[0]->direct_size };
+		}
+	int err = direct_grace_ranges(gone, ng);
+	free(gone);
+	return err;
 }
 
 /* A module went away: drop its records from every ops' selection. */
@@ -1130,6 +1145,60 @@ int stitch_ftrace_unregister(struct stitch_ftrace_ops *ops)
 		free(priv);
 		ops->priv_ = NULL;
 	}
+	stitch_update_unlock();
+	return err ? err : late;
+}
+
+/*
+ * Retarget a registered direct call (the kernel's modify_ftrace_direct):
+ *   1. every selected record's direct word := the new trampoline (the
+ *      library's trampoline reads it: call_ops paths go there from now on);
+ *   2. the architecture rewrites code that reaches the old trampoline
+ *      without that word (RISC-V's retarget and table modes);
+ *   3. grace period: no thread is left in the old trampoline, the
+ *      library's, or a region (one on its way to the old one).
+ * On an error of step 2 the words are put back and nothing changed; an
+ * error of step 3 means the switch happened but the old trampoline must
+ * not be freed.
+ */
+int stitch_ftrace_modify_direct(struct stitch_ftrace_ops *ops, void *direct, size_t direct_size)
+{
+	stitch_clear_error();
+	if (!ops || !direct || !direct_size)
+		return stitch_fail(STITCH_EINVAL, "modify_direct: ops, trampoline and its size must be given");
+	stitch_update_lock();
+	int err = 0;
+	if (!is_registered(ops) || !ops->direct)
+		err = stitch_fail(STITCH_EINVAL, "ftrace ops %p is not a registered direct call", (void *)ops);
+	if (!err)
+		err = rescan();
+	struct ft_ops_priv *priv = err ? NULL : ops->priv_;
+	size_t n = priv ? priv->nsel : 0;
+	struct arch_ftrace_site **sites = err ? NULL : calloc(n ? n : 1, sizeof(*sites));
+	if (!err && !sites)
+		err = stitch_fail(STITCH_ENOMEM, "out of memory retargeting %zu sites", n);
+	uintptr_t from = (uintptr_t)ops->direct, to = (uintptr_t)direct;
+	size_t from_size = ops->direct_size;
+	int late = 0;
+	if (!err && from != to) {
+		for (size_t i = 0; i < n; i++) {
+			sites[i] = &priv->sel[i]->a;
+			atomic_store_explicit(&priv->sel[i]->direct, to, memory_order_release);
+		}
+		err = arch_ftrace_retarget(sites, n, from, to);
+		if (err) {
+			for (size_t i = 0; i < n; i++)
+				atomic_store_explicit(&priv->sel[i]->direct, from, memory_order_release);
+		} else {
+			ops->direct = direct;
+			ops->direct_size = direct_size;
+			struct stitch_range gone = { from, from + from_size };
+			late = direct_grace_ranges(&gone, 1);
+		}
+	} else if (!err) {
+		ops->direct_size = direct_size;
+	}
+	free(sites);
 	stitch_update_unlock();
 	return err ? err : late;
 }
