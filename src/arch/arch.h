@@ -202,14 +202,14 @@ void stitch__ftrace_dispatch(uintptr_t cookie, uintptr_t parent_ip, struct stitc
  * keeps the traced function's return address, which it restores before
  * the function runs (storing there makes the function return elsewhere),
  * and in *key the stack pointer the function will have when it returns.
- * arch_ftrace_return_tramp(): where a hooked function returns to; it saves
+ * stitch__ftrace_return: where a hooked function returns to; it saves
  * the return-value registers, calls stitch__ftrace_graph_return(key =
  * its stack pointer, the saved registers), restores them and jumps to the
  * address that returns, with the stack pointer the function returned with.
  */
 struct stitch_ftrace_ret_regs;
 uintptr_t *arch_ftrace_parent_slot(struct stitch_ftrace_regs *regs, uintptr_t *key);
-uintptr_t arch_ftrace_return_tramp(void);
+void stitch__ftrace_return(void);
 uintptr_t stitch__ftrace_graph_return(uintptr_t key, struct stitch_ftrace_ret_regs *rregs);
 
 #endif /* STITCH_ARCH_ARCH_H */

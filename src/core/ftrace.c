@@ -227,7 +227,7 @@ static FT_TLS int in_callback;
 /* ---- function_graph: hooking returns ----------------------------------------
  *
  * A site whose set has ops with a ret_func makes the traced function return
- * into arch_ftrace_return_tramp(): the dispatcher saves the function's
+ * into stitch__ftrace_return (arch): the dispatcher saves the function's
  * return address on the thread's shadow stack and overwrites the copy the
  * entry trampoline restores (arch_ftrace_parent_slot).  The return
  * trampoline saves the return registers and asks stitch__ftrace_graph_return()
@@ -252,6 +252,7 @@ static FT_TLS int in_callback;
  * hooked call (mmap: async-signal-safe) and unmapped at the thread's exit.
  */
 #define FT_STACK_WINDOW ((uintptr_t)64 << 20)
+#define RETURN_TRAMP ((uintptr_t)stitch__ftrace_return)
 
 struct ft_shadow {
 	uintptr_t orig; /* where the function really returns */
@@ -305,7 +306,7 @@ static bool set_has_ops(const struct ft_set *s, const struct stitch_ftrace_ops *
  * entries that tail calls chained through the return trampoline. */
 static uintptr_t real_parent(const struct ft_shadow_stack *st, size_t below, uintptr_t ra)
 {
-	uintptr_t tramp = arch_ftrace_return_tramp();
+	uintptr_t tramp = RETURN_TRAMP;
 	while (ra == tramp && below)
 		ra = st->e[--below].orig;
 	return ra;
@@ -349,7 +350,7 @@ static struct ft_shadow_stack *graph_prune(uintptr_t *slot, uintptr_t key)
 		return NULL;
 	/* Entries this call's frame is at or above are gone, except the one a
 	 * tail call chains to (same key, returning into the trampoline). */
-	bool tail = *slot == arch_ftrace_return_tramp();
+	bool tail = *slot == RETURN_TRAMP;
 	size_t keep = st->depth;
 	while (keep && key - st->e[keep - 1].key < FT_STACK_WINDOW &&
 	       (st->e[keep - 1].key < key || (st->e[keep - 1].key == key && !tail)))
@@ -367,7 +368,7 @@ static void graph_push(struct ft_shadow_stack *st, struct ft_rec *r, struct stit
 		return;
 	}
 	st->e[st->depth++] = (struct ft_shadow){ *slot, key, r, ops };
-	*slot = arch_ftrace_return_tramp();
+	*slot = RETURN_TRAMP;
 }
 
 uintptr_t stitch__ftrace_graph_return(uintptr_t key, struct stitch_ftrace_ret_regs *rregs)
@@ -406,7 +407,7 @@ void stitch__ftrace_dispatch(uintptr_t cookie, uintptr_t parent_ip, struct stitc
 	uintptr_t ip = r->a.func;
 	ft_read_lock();
 	struct ft_set *s = atomic_load_explicit(&r->set, memory_order_consume);
-	if (__builtin_expect(parent_ip == arch_ftrace_return_tramp(), 0) && shadow) /* a tail call of a hooked function */
+	if (__builtin_expect(parent_ip == RETURN_TRAMP, 0) && shadow) /* a tail call of a hooked function */
 		parent_ip = real_parent(shadow, shadow->depth, parent_ip);
 	if (__builtin_expect(s && s->n == 1 && !s->ngraph, 1)) { /* one tracer: call it, no loop */
 		if (s->ops[0]->func)

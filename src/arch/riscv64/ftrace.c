@@ -192,13 +192,12 @@ uintptr_t *arch_ftrace_parent_slot(struct stitch_ftrace_regs *regs, uintptr_t *k
 	return (uintptr_t *)&regs->ra;
 }
 
-void stitch__ftrace_return_rv(void);
 __asm__(".text\n"
 	".p2align 2\n"
-	".globl stitch__ftrace_return_rv\n"
-	".hidden stitch__ftrace_return_rv\n"
-	".type stitch__ftrace_return_rv, @function\n"
-	"stitch__ftrace_return_rv:\n"
+	".globl stitch__ftrace_return\n"
+	".hidden stitch__ftrace_return\n"
+	".type stitch__ftrace_return, @function\n"
+	"stitch__ftrace_return:\n"
 	"	addi sp, sp, -48\n"
 	"	sd a0, 0(sp)\n"
 	"	sd a1, 8(sp)\n"
@@ -216,12 +215,8 @@ __asm__(".text\n"
 	"	addi sp, sp, 48\n"
 	"	mv ra, t0\n"
 	"	jr t0\n"
-	".size stitch__ftrace_return_rv, . - stitch__ftrace_return_rv\n");
+	".size stitch__ftrace_return, . - stitch__ftrace_return\n");
 
-uintptr_t arch_ftrace_return_tramp(void)
-{
-	return (uintptr_t)stitch__ftrace_return_rv;
-}
 
 void arch_ftrace_tramp_range(uintptr_t *start, uintptr_t *end)
 {
