@@ -98,10 +98,12 @@
  * before the update); calls through O or a site's old word run the old
  * target, calls through N or a new word the new one; both are acceptable
  * from step 3 until the update returns.
- *   - in N: impossible before step 4's sync (nothing led there since the
- *     previous update's step 5, or step 1 made sure of it), so step 2's
- *     plain stores are never fetched half-done; from step 2's sync on, N
- *     is complete and constant for the rest of this update.
+ *   - in N: impossible before step 4 stores the flip or a site word
+ *     (nothing led there since the previous update's step 5, or step 1
+ *     made sure of it), so step 2's plain stores are never fetched
+ *     half-done; they were synced before step 4, so whoever gets there
+ *     fetches N complete, and N stays constant for the rest of this
+ *     update.
  *   - in O: O is not written by this update at all.  A thread in it runs
  *     the old target (its ADRP/ADD pair or B or RET is consistent: it was
  *     written whole before anything led there; a literal slot loads the
