@@ -212,7 +212,7 @@ int main(int argc, char **argv)
 	 * the other users of this machine hits every mode alike.  The switch
 	 * between modes (register, patch) is outside the timed region.
 	 */
-	const long calls = quick ? 5000000 : 20000000;
+	const long calls = quick ? 5000000 : 10000000;
 	const int reps = quick ? 5 : MAX_REPS;
 	double ns[NMODES][MAX_REPS];
 	for (int i = 0; i < NMODES; i++) { /* warm up: page in, first register */

@@ -21,7 +21,7 @@
  *                      with nothing patching, then while the main thread
  *                      enables and disables every site, back to back.  TSV:
  *                      stall <idle|patching> <iterations> <median ns> <p99 ns>
- *                            <p99.9 ns> <max ns> <switches>
+ *                            <p99.9 ns> <max ns> <switches> <stalls >= 1 ms> <ms in them>
  *
  * Numbers only: nothing here passes or fails on a timing.
  */
@@ -213,13 +213,13 @@ static void bench_patch(int quick)
 			/*
 			 * stitch_ftrace_register_ips() looks each address up with a
 			 * linear scan of the sites (ftrace.c rec_at), so 100 000
-			 * addresses take seconds: measured twice in full mode, not in
+			 * addresses take seconds: measured once in full mode, not in
 			 * --quick, where it would take a third of the budget.
 			 */
 			if (!strcmp(methods[m], "ips") && n >= 100000) {
 				if (quick)
 					continue;
-				reps = 2;
+				reps = 1;
 			}
 			uint64_t en_syncs = 0, dis_syncs = 0;
 			for (int r = 0; r < reps; r++) {
@@ -248,9 +248,17 @@ static void bench_patch(int quick)
 enum { PHASE_WARM, PHASE_IDLE, PHASE_PATCHING, PHASE_STOP };
 static int phase;
 
+/*
+ * Stalls of 1 ms or more, counted apart: there are few of them (one per
+ * stopped world, say), too few to move even the 99.9th percentile, and
+ * they are what a latency-sensitive thread minds.
+ */
+#define LONG_STALL_NS 1000000
+
 struct worker {
 	pthread_t thread;
 	struct bench_hist hist[2]; /* PHASE_IDLE, PHASE_PATCHING */
+	uint64_t long_stalls[2], long_stall_ns[2];
 	long sink;
 };
 
@@ -269,17 +277,24 @@ static void *worker_main(void *arg)
 		for (int k = 0; k < WORKER_CALLS; k++)
 			w->sink += fns[k](k);
 		double dt = bench_now_ns() - t0;
-		if (p != PHASE_WARM)
+		if (p != PHASE_WARM) {
 			bench_hist_add(&w->hist[p - PHASE_IDLE], (uint64_t)dt);
+			if (dt >= LONG_STALL_NS) {
+				w->long_stalls[p - PHASE_IDLE]++;
+				w->long_stall_ns[p - PHASE_IDLE] += (uint64_t)dt;
+			}
+		}
 	}
 	return NULL;
 }
 
-static void print_stall(const char *name, const struct bench_hist *h, long switches)
+static void print_stall(const char *name, const struct bench_hist *h, uint64_t nlong, uint64_t long_ns,
+			long switches)
 {
-	printf("stall\t%s\t%llu\t%llu\t%llu\t%llu\t%llu\t%ld\n", name, (unsigned long long)h->n,
+	printf("stall\t%s\t%llu\t%llu\t%llu\t%llu\t%llu\t%ld\t%llu\t%.1f\n", name, (unsigned long long)h->n,
 	       (unsigned long long)bench_hist_quantile(h, 0.5), (unsigned long long)bench_hist_quantile(h, 0.99),
-	       (unsigned long long)bench_hist_quantile(h, 0.999), (unsigned long long)h->max, switches);
+	       (unsigned long long)bench_hist_quantile(h, 0.999), (unsigned long long)h->max, switches,
+	       (unsigned long long)nlong, (double)long_ns / 1e6);
 }
 
 static void bench_disturb(double seconds)
@@ -309,16 +324,20 @@ static void bench_disturb(double seconds)
 	__atomic_store_n(&phase, PHASE_STOP, __ATOMIC_RELAXED);
 
 	struct bench_hist *all = calloc(2, sizeof(*all));
+	uint64_t nlong[2] = { 0, 0 }, long_ns[2] = { 0, 0 };
 	if (!all)
 		fail("calloc", "out of memory");
 	for (long i = 0; i < ncpu; i++) {
 		pthread_join(w[i].thread, NULL);
-		bench_hist_merge(&all[0], &w[i].hist[0]);
-		bench_hist_merge(&all[1], &w[i].hist[1]);
+		for (int p = 0; p < 2; p++) {
+			bench_hist_merge(&all[p], &w[i].hist[p]);
+			nlong[p] += w[i].long_stalls[p];
+			long_ns[p] += w[i].long_stall_ns[p];
+		}
 	}
 	printf("workers\t%ld\t%d\n", ncpu, WORKER_CALLS);
-	print_stall("idle", &all[0], 0);
-	print_stall("patching", &all[1], switches);
+	print_stall("idle", &all[0], nlong[0], long_ns[0], 0);
+	print_stall("patching", &all[1], nlong[1], long_ns[1], switches);
 	free(all);
 	free(w);
 }
