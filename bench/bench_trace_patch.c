@@ -7,7 +7,9 @@
  * keeps 100 000 of them quick to compile).  Built twice from this source:
  *
  *   bench_trace_patch       BENCH_STITCH: stitch_ftrace_register() of a glob
- *                           selecting the first n functions, and _unregister()
+ *                           selecting the first n functions, or
+ *                           stitch_ftrace_register_ips() of their addresses;
+ *                           stitch_ftrace_unregister()
  *   bench_trace_xray_patch  BENCH_XRAY (clang): __xray_patch_function() for
  *                           each of the first n, or __xray_patch() when n is
  *                           all of them (and the unpatch counterparts)

@@ -18,6 +18,9 @@ import matplotlib
 matplotlib.use("Agg")  # no display here; Agg writes SVG (and PNG) files without one
 import matplotlib.pyplot as plt  # noqa: E402
 
+# Text as text, not as glyph outlines: a tenth of the size, and greppable.
+matplotlib.rcParams["svg.fonttype"] = "none"
+
 
 def read(path):
     calls, patch, stall = [], {}, []
