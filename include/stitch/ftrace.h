@@ -68,11 +68,16 @@ extern "C" {
 struct stitch_ftrace_regs;
 
 struct stitch_ftrace_ops;
+/* The traced function's return-value registers as saved at its return. */
+struct stitch_ftrace_ret_regs;
 typedef void (*stitch_ftrace_func_t)(uintptr_t ip, uintptr_t parent_ip, struct stitch_ftrace_ops *ops,
 				     struct stitch_ftrace_regs *regs);
 
+typedef void (*stitch_ftrace_ret_func_t)(uintptr_t ip, uintptr_t parent_ip, struct stitch_ftrace_ops *ops,
+					 struct stitch_ftrace_ret_regs *rregs);
+
 struct stitch_ftrace_ops {
-	stitch_ftrace_func_t func; /* the callback; NULL for a direct call */
+	stitch_ftrace_func_t func; /* the entry callback; NULL for a direct call or a ret_func alone */
 	void *data;                /* yours */
 	unsigned flags;            /* none defined yet: must be 0 */
 	void *priv_;               /* the library's; zero before registering */
@@ -100,7 +105,31 @@ struct stitch_ftrace_ops {
 	 */
 	void *direct;
 	size_t direct_size;
+	/*
+	 * function_graph: called when the traced function returns, on the
+	 * same thread, once for every call in which the site ran this ops
+	 * (func, which may then be NULL, is called at the entry as usual).
+	 * `rregs` holds the return-value registers (stitch_ftrace_ret_value);
+	 * it is NULL when the frame was found abandoned (longjmp() past it):
+	 * such returns are reported late, when detected, innermost first.
+	 * The return is hooked by replacing the function's return address
+	 * with a library trampoline, kept on a per-thread shadow stack of
+	 * STITCH_FTRACE_GRAPH_DEPTH entries; a call deeper than that runs
+	 * func but gets no ret_func (counted in stitch_stats.graph_overflows).
+	 * Not supported: C++ exceptions or stack switching (swapcontext)
+	 * through a hooked frame - the unwinder cannot see through the
+	 * replaced return address; a return that matches no shadow entry
+	 * aborts the process with a message rather than jump anywhere.
+	 * With several graph ops on one site, each one's ret_func is called
+	 * if it is still registered on the site when the function returns.
+	 */
+	stitch_ftrace_ret_func_t ret_func;
 };
+
+#define STITCH_FTRACE_GRAPH_DEPTH 1024
+
+/* The traced function's return value (integer register), for ret_func. */
+STITCH_API uintptr_t stitch_ftrace_ret_value(const struct stitch_ftrace_ret_regs *rregs);
 
 /* Integer argument n (0-based, n < 6 on x86-64, < 8 on AArch64/RISC-V) of
  * the traced function; 0 if n is out of range. */

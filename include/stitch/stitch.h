@@ -83,6 +83,7 @@ struct stitch_stats {
 	uint64_t trap_hits;      /* threads that ran into a transient trap (x86 int3) */
 	uint64_t quiesce_rounds; /* quiescence rounds (all threads signalled once) */
 	uint64_t quiesce_fixups; /* thread PCs rewritten by a quiescence fixup */
+	uint64_t graph_overflows; /* traced calls whose return was not hooked: shadow stack full */
 };
 
 /* A snapshot of the library's counters since start-up. */

@@ -180,4 +180,19 @@ void arch_ftrace_tramp_range(uintptr_t *start, uintptr_t *end);
 struct stitch_ftrace_regs;
 void stitch__ftrace_dispatch(uintptr_t cookie, uintptr_t parent_ip, struct stitch_ftrace_regs *regs);
 
+/*
+ * function_graph.  arch_ftrace_parent_slot(): where the entry trampoline
+ * keeps the traced function's return address, which it restores before
+ * the function runs (storing there makes the function return elsewhere),
+ * and in *key the stack pointer the function will have when it returns.
+ * arch_ftrace_return_tramp(): where a hooked function returns to; it saves
+ * the return-value registers, calls stitch__ftrace_graph_return(key =
+ * its stack pointer, the saved registers), restores them and jumps to the
+ * address that returns, with the stack pointer the function returned with.
+ */
+struct stitch_ftrace_ret_regs;
+uintptr_t *arch_ftrace_parent_slot(struct stitch_ftrace_regs *regs, uintptr_t *key);
+uintptr_t arch_ftrace_return_tramp(void);
+uintptr_t stitch__ftrace_graph_return(uintptr_t key, struct stitch_ftrace_ret_regs *rregs);
+
 #endif /* STITCH_ARCH_ARCH_H */

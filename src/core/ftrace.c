@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "arch/arch.h"
 #include "core/ftrace_internal.h"
@@ -178,6 +179,7 @@ static void ft_synchronize(void)
 
 struct ft_set {
 	size_t n;
+	size_t ngraph; /* how many of the ops have a ret_func */
 	struct stitch_ftrace_ops *ops[];
 };
 
@@ -222,6 +224,179 @@ static size_t ops_count;
 
 static FT_TLS int in_callback;
 
+/* ---- function_graph: hooking returns ----------------------------------------
+ *
+ * A site whose set has ops with a ret_func makes the traced function return
+ * into arch_ftrace_return_tramp(): the dispatcher saves the function's
+ * return address on the thread's shadow stack and overwrites the copy the
+ * entry trampoline restores (arch_ftrace_parent_slot).  The return
+ * trampoline saves the return registers and asks stitch__ftrace_graph_return()
+ * where to go.  Each entry is keyed by the stack pointer the function
+ * returns with, which is what the return trampoline sees:
+ *  - a normal return matches the top entry;
+ *  - a tail call (f jumps to g) gives g the same key and, as its return
+ *    address, the return trampoline itself: g's entry is pushed above f's
+ *    with that as its "original" address, so g returns into the trampoline
+ *    again, which then pops f - both calls see their return, in order;
+ *  - longjmp() abandons entries: a return whose key is above theirs, or a
+ *    new entry whose key is above or equal (and that is not a tail call),
+ *    proves their frames are gone (the stack grows down), so they are
+ *    popped and reported with NULL registers.  At an entry only
+ *    keys within FT_STACK_WINDOW below are taken as abandoned, so that a
+ *    signal handler running on a sigaltstack at a higher address does not
+ *    discard the interrupted code's live entries;
+ *  - a signal handler's traced calls nest above the interrupted ones.
+ * The shadow stack is touched only with in_callback set, so a signal
+ * handler's traced code, which returns at once from the dispatcher while
+ * it is set, never sees it half-updated.  It is mapped at a thread's first
+ * hooked call (mmap: async-signal-safe) and unmapped at the thread's exit.
+ */
+#define FT_STACK_WINDOW ((uintptr_t)64 << 20)
+
+struct ft_shadow {
+	uintptr_t orig; /* where the function really returns */
+	uintptr_t key;  /* its stack pointer after returning */
+	struct ft_rec *rec;
+	struct stitch_ftrace_ops *ops; /* the one graph ops armed at entry; NULL: every graph ops of the set */
+};
+struct ft_shadow_stack {
+	size_t depth;
+	struct ft_shadow e[STITCH_FTRACE_GRAPH_DEPTH];
+};
+static FT_TLS struct ft_shadow_stack *shadow;
+static pthread_key_t shadow_key;
+static pthread_once_t shadow_once = PTHREAD_ONCE_INIT;
+
+static void shadow_thread_exit(void *p)
+{
+	/* The thread is exiting: any hooked frames left will never return. */
+	shadow = NULL;
+	munmap(p, sizeof(struct ft_shadow_stack));
+}
+
+static void shadow_key_init(void)
+{
+	if (pthread_key_create(&shadow_key, shadow_thread_exit) != 0)
+		stitch_die("ftrace: pthread_key_create");
+}
+
+static struct ft_shadow_stack *shadow_get(void)
+{
+	if (__builtin_expect(shadow != NULL, 1))
+		return shadow;
+	pthread_once(&shadow_once, shadow_key_init);
+	void *p = mmap(NULL, sizeof(struct ft_shadow_stack), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	shadow = p;
+	pthread_setspecific(shadow_key, p);
+	return shadow;
+}
+
+static bool set_has_ops(const struct ft_set *s, const struct stitch_ftrace_ops *ops)
+{
+	for (size_t i = 0; s && i < s->n; i++)
+		if (s->ops[i] == ops)
+			return true;
+	return false;
+}
+
+/* Where a call whose return address is `ra` really returns: past the
+ * entries that tail calls chained through the return trampoline. */
+static uintptr_t real_parent(const struct ft_shadow_stack *st, size_t below, uintptr_t ra)
+{
+	uintptr_t tramp = arch_ftrace_return_tramp();
+	while (ra == tramp && below)
+		ra = st->e[--below].orig;
+	return ra;
+}
+
+/* Call the ret_funcs of e, st->e[idx] before it was popped (read lock held, in_callback set). */
+static void graph_report(const struct ft_shadow_stack *st, size_t idx, const struct ft_shadow *e,
+			 struct stitch_ftrace_ret_regs *rregs)
+{
+	struct ft_set *s = atomic_load_explicit(&e->rec->set, memory_order_consume);
+	uintptr_t parent = real_parent(st, idx, e->orig);
+	if (e->ops) {
+		if (set_has_ops(s, e->ops)) /* not if it was unregistered meanwhile */
+			e->ops->ret_func(e->rec->a.func, parent, e->ops, rregs);
+		return;
+	}
+	for (size_t i = 0; s && i < s->n; i++)
+		if (s->ops[i]->ret_func)
+			s->ops[i]->ret_func(e->rec->a.func, parent, s->ops[i], rregs);
+}
+
+/* Pop and report the entries above depth `keep`, innermost first. */
+static void graph_abandon(struct ft_shadow_stack *st, size_t keep)
+{
+	while (st->depth > keep) {
+		struct ft_shadow e = st->e[--st->depth];
+		graph_report(st, st->depth, &e, NULL);
+	}
+}
+
+/*
+ * At an entry of a site with graph ops (read lock held, in_callback set),
+ * before any callback: report the entries this call proves abandoned, so
+ * that a tracer sees their returns before this call's entry.  Returns the
+ * thread's shadow stack, NULL if it has none (mapping failed).
+ */
+static struct ft_shadow_stack *graph_prune(uintptr_t *slot, uintptr_t key)
+{
+	struct ft_shadow_stack *st = shadow_get();
+	if (!st)
+		return NULL;
+	/* Entries this call's frame is at or above are gone, except the one a
+	 * tail call chains to (same key, returning into the trampoline). */
+	bool tail = *slot == arch_ftrace_return_tramp();
+	size_t keep = st->depth;
+	while (keep && key - st->e[keep - 1].key < FT_STACK_WINDOW &&
+	       (st->e[keep - 1].key < key || (st->e[keep - 1].key == key && !tail)))
+		keep--;
+	graph_abandon(st, keep);
+	return st;
+}
+
+/* After the entry callbacks: hook the return. */
+static void graph_push(struct ft_shadow_stack *st, struct ft_rec *r, struct stitch_ftrace_ops *ops, uintptr_t *slot,
+		       uintptr_t key)
+{
+	if (!st || st->depth == STITCH_FTRACE_GRAPH_DEPTH) {
+		stitch_count(graph_overflows, 1);
+		return;
+	}
+	st->e[st->depth++] = (struct ft_shadow){ *slot, key, r, ops };
+	*slot = arch_ftrace_return_tramp();
+}
+
+uintptr_t stitch__ftrace_graph_return(uintptr_t key, struct stitch_ftrace_ret_regs *rregs)
+{
+	struct ft_shadow_stack *st = shadow;
+	size_t i = st ? st->depth : 0;
+	while (i && st->e[i - 1].key != key)
+		i--;
+	if (!i) {
+		/* Nowhere correct to go: say so rather than jump anywhere. */
+		static const char msg[] = "stitch: function_graph: a hooked function returned with a stack that "
+					  "matches no shadow entry (stack switched by swapcontext, or unwound "
+					  "by an exception?); aborting\n";
+		if (write(2, msg, sizeof(msg) - 1) < 0) {
+			/* nothing more to do */
+		}
+		abort();
+	}
+	int was_in = in_callback;
+	in_callback = 1;
+	ft_read_lock();
+	graph_abandon(st, i);
+	struct ft_shadow e = st->e[--st->depth];
+	graph_report(st, st->depth, &e, rregs);
+	ft_read_unlock();
+	in_callback = was_in;
+	return e.orig;
+}
+
 void stitch__ftrace_dispatch(uintptr_t cookie, uintptr_t parent_ip, struct stitch_ftrace_regs *regs)
 {
 	if (in_callback)
@@ -231,12 +406,28 @@ void stitch__ftrace_dispatch(uintptr_t cookie, uintptr_t parent_ip, struct stitc
 	uintptr_t ip = r->a.func;
 	ft_read_lock();
 	struct ft_set *s = atomic_load_explicit(&r->set, memory_order_consume);
-	if (__builtin_expect(s && s->n == 1 && s->ops[0]->func, 1)) /* one tracer: call it, no loop */
-		s->ops[0]->func(ip, parent_ip, s->ops[0], regs);
-	else if (s)
-		for (size_t i = 0; i < s->n; i++)
+	if (__builtin_expect(parent_ip == arch_ftrace_return_tramp(), 0) && shadow) /* a tail call of a hooked function */
+		parent_ip = real_parent(shadow, shadow->depth, parent_ip);
+	if (__builtin_expect(s && s->n == 1 && !s->ngraph, 1)) { /* one tracer: call it, no loop */
+		if (s->ops[0]->func)
+			s->ops[0]->func(ip, parent_ip, s->ops[0], regs);
+	} else if (s) {
+		struct stitch_ftrace_ops *graph_ops = NULL;
+		struct ft_shadow_stack *st = NULL;
+		uintptr_t key = 0, *slot = NULL;
+		if (s->ngraph) {
+			slot = arch_ftrace_parent_slot(regs, &key);
+			st = graph_prune(slot, key);
+		}
+		for (size_t i = 0; i < s->n; i++) {
 			if (s->ops[i]->func) /* not a direct call caught in its switch */
 				s->ops[i]->func(ip, parent_ip, s->ops[i], regs);
+			if (s->ops[i]->ret_func)
+				graph_ops = s->ops[i];
+		}
+		if (s->ngraph)
+			graph_push(st, r, s->ngraph == 1 ? graph_ops : NULL, slot, key);
+	}
 	ft_read_unlock();
 	in_callback = 0;
 }
@@ -646,6 +837,9 @@ static int set_with(const struct ft_set *cur, struct stitch_ftrace_ops *ops, boo
 	if (add)
 		s->ops[k++] = ops;
 	s->n = k;
+	s->ngraph = 0;
+	for (size_t i = 0; i < k; i++)
+		s->ngraph += s->ops[i]->ret_func != NULL;
 	*out = s;
 	return 0;
 }
@@ -839,9 +1033,10 @@ static int ops_update(struct stitch_ftrace_ops *ops, const char *filter, const u
 	stitch_clear_error();
 	if (!ops)
 		return stitch_fail(STITCH_EINVAL, "ftrace ops is NULL");
-	if (!ops->func == !ops->direct)
-		return stitch_fail(STITCH_EINVAL, "ftrace ops must have either func or direct, not %s",
-				   ops->func ? "both" : "neither");
+	if (ops->direct && (ops->func || ops->ret_func))
+		return stitch_fail(STITCH_EINVAL, "ftrace ops must have either a direct call or callbacks, not both");
+	if (!ops->direct && !ops->func && !ops->ret_func)
+		return stitch_fail(STITCH_EINVAL, "ftrace ops has no func, ret_func or direct call");
 	if (ops->direct && ops->direct_size == 0)
 		return stitch_fail(STITCH_EINVAL, "ftrace ops: direct_size must cover the direct trampoline");
 	if (ops->flags)

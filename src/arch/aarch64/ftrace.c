@@ -110,6 +110,69 @@ __asm__(".text\n"
 	".hidden stitch__ftrace_tramp_a64_end\n"
 	"stitch__ftrace_tramp_a64_end:\n");
 
+/*
+ * function_graph (src/core/ftrace.c): the function's return address is x9
+ * in the entry trampoline, saved at regs->x[9] and restored into x30 on
+ * the way back into the function; the function returns with the stack
+ * pointer it was entered with, the trampoline's before its 224 bytes.  The
+ * return trampoline is entered by the function's RET (not a BTI target);
+ * it keeps x0-x7 and q0-q3 (AAPCS64 result registers: integers and
+ * composites in x0-x7, HFA/HVA in v0-v3) and returns through x16, which
+ * is scratch at a return.
+ */
+struct stitch_ftrace_ret_regs {
+	uint64_t x[8];
+	uint8_t q[4][16];
+};
+
+uintptr_t stitch_ftrace_ret_value(const struct stitch_ftrace_ret_regs *rregs)
+{
+	return rregs ? rregs->x[0] : 0;
+}
+
+uintptr_t *arch_ftrace_parent_slot(struct stitch_ftrace_regs *regs, uintptr_t *key)
+{
+	*key = (uintptr_t)regs + 224;
+	return (uintptr_t *)&regs->x[9];
+}
+
+void stitch__ftrace_return_a64(void);
+__asm__(".text\n"
+	".p2align 3\n"
+	".globl stitch__ftrace_return_a64\n"
+	".hidden stitch__ftrace_return_a64\n"
+	".type stitch__ftrace_return_a64, %function\n"
+	"stitch__ftrace_return_a64:\n"
+	"	sub sp, sp, #144\n"
+	"	stp x0, x1, [sp, #0]\n"
+	"	stp x2, x3, [sp, #16]\n"
+	"	stp x4, x5, [sp, #32]\n"
+	"	stp x6, x7, [sp, #48]\n"
+	"	stp q0, q1, [sp, #64]\n"
+	"	stp q2, q3, [sp, #96]\n"
+	"	stp x29, x30, [sp, #128]\n"
+	"	add x29, sp, #128\n"
+	"	add x0, sp, #144\n" /* key: the stack pointer the function returned with */
+	"	mov x1, sp\n"       /* ret regs */
+	"	bl stitch__ftrace_graph_return\n"
+	"	mov x16, x0\n"
+	"	ldp x0, x1, [sp, #0]\n"
+	"	ldp x2, x3, [sp, #16]\n"
+	"	ldp x4, x5, [sp, #32]\n"
+	"	ldp x6, x7, [sp, #48]\n"
+	"	ldp q0, q1, [sp, #64]\n"
+	"	ldp q2, q3, [sp, #96]\n"
+	"	ldp x29, x30, [sp, #128]\n"
+	"	add sp, sp, #144\n"
+	"	mov x30, x16\n"
+	"	ret x16\n"
+	".size stitch__ftrace_return_a64, . - stitch__ftrace_return_a64\n");
+
+uintptr_t arch_ftrace_return_tramp(void)
+{
+	return (uintptr_t)stitch__ftrace_return_a64;
+}
+
 void arch_ftrace_tramp_range(uintptr_t *start, uintptr_t *end)
 {
 	extern const char stitch__ftrace_tramp_a64_end[];

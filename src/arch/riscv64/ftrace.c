@@ -125,6 +125,61 @@ __asm__(".text\n"
 	".hidden stitch__ftrace_tramp_rv_end\n"
 	"stitch__ftrace_tramp_rv_end:\n");
 
+/*
+ * function_graph (src/core/ftrace.c): the function's return address is ra,
+ * saved at regs->ra by the entry trampoline and restored before it jumps
+ * back into the function; the function returns with the stack pointer it
+ * was entered with, the trampoline's before its 160 bytes.  The return
+ * trampoline keeps a0, a1, fa0, fa1 (the psABI's return registers) and
+ * jumps to the real return address through t0, a temporary at a return.
+ */
+struct stitch_ftrace_ret_regs {
+	uint64_t a[2];
+	uint64_t fa[2];
+};
+
+uintptr_t stitch_ftrace_ret_value(const struct stitch_ftrace_ret_regs *rregs)
+{
+	return rregs ? rregs->a[0] : 0;
+}
+
+uintptr_t *arch_ftrace_parent_slot(struct stitch_ftrace_regs *regs, uintptr_t *key)
+{
+	*key = (uintptr_t)regs + 160;
+	return (uintptr_t *)&regs->ra;
+}
+
+void stitch__ftrace_return_rv(void);
+__asm__(".text\n"
+	".p2align 2\n"
+	".globl stitch__ftrace_return_rv\n"
+	".hidden stitch__ftrace_return_rv\n"
+	".type stitch__ftrace_return_rv, @function\n"
+	"stitch__ftrace_return_rv:\n"
+	"	addi sp, sp, -48\n"
+	"	sd a0, 0(sp)\n"
+	"	sd a1, 8(sp)\n"
+	"	fsd fa0, 16(sp)\n"
+	"	fsd fa1, 24(sp)\n"
+	"	sd ra, 32(sp)\n"
+	"	addi a0, sp, 48\n" /* key: the stack pointer the function returned with */
+	"	mv a1, sp\n"       /* ret regs */
+	"	call stitch__ftrace_graph_return\n"
+	"	mv t0, a0\n"
+	"	ld a0, 0(sp)\n"
+	"	ld a1, 8(sp)\n"
+	"	fld fa0, 16(sp)\n"
+	"	fld fa1, 24(sp)\n"
+	"	addi sp, sp, 48\n"
+	"	mv ra, t0\n"
+	"	jr t0\n"
+	".size stitch__ftrace_return_rv, . - stitch__ftrace_return_rv\n");
+
+uintptr_t arch_ftrace_return_tramp(void)
+{
+	return (uintptr_t)stitch__ftrace_return_rv;
+}
+
 void arch_ftrace_tramp_range(uintptr_t *start, uintptr_t *end)
 {
 	extern const char stitch__ftrace_tramp_rv_end[];

@@ -61,7 +61,8 @@ enum { FORM_NOP5, FORM_NOP5_DISP, FORM_5NOPS };
 
 /* What the trampoline saves, in this order (offsets used by the asm below). */
 struct stitch_ftrace_regs {
-	uint64_t rdi, rsi, rdx, rcx, r8, r9, rax, r10, r11, pad;
+	uint64_t rdi, rsi, rdx, rcx, r8, r9, rax, r10, r11;
+	uint64_t *parent_slot; /* the caller's return address, on the stack */
 	uint8_t xmm[8][16];
 };
 
@@ -124,6 +125,8 @@ __asm__(".text\n"
 	"	movaps %xmm6, 176(%rsp)\n"
 	"	movaps %xmm7, 192(%rsp)\n"
 	"	movq %r11, %rdi\n"      /* cookie */
+	"	leaq 16(%rbp), %r11\n"
+	"	movq %r11, 72(%rsp)\n"  /* parent_slot */
 	"	movq 16(%rbp), %rsi\n"  /* parent ip */
 	"	movq %rsp, %rdx\n"      /* regs */
 	"	call stitch__ftrace_dispatch\n"
@@ -155,6 +158,64 @@ __asm__(".text\n"
 	".globl stitch__ftrace_tramp_x86_end\n"
 	".hidden stitch__ftrace_tramp_x86_end\n"
 	"stitch__ftrace_tramp_x86_end:\n");
+
+/*
+ * function_graph (src/core/ftrace.c): the caller's return address is the
+ * stack word above the call's, 16(%rbp) in the trampoline; the function
+ * returns with %rsp just above it.  The return trampoline is entered by
+ * the function's `ret`; it keeps rax, rdx, xmm0 and xmm1 (every SysV
+ * return register but the x87 stack, which C code here does not touch)
+ * and jumps to the real return address through r11, a scratch register
+ * at a return as at an entry.
+ */
+struct stitch_ftrace_ret_regs {
+	uint64_t rax, rdx;
+	uint8_t xmm[2][16];
+};
+
+uintptr_t stitch_ftrace_ret_value(const struct stitch_ftrace_ret_regs *rregs)
+{
+	return rregs ? rregs->rax : 0;
+}
+
+uintptr_t *arch_ftrace_parent_slot(struct stitch_ftrace_regs *regs, uintptr_t *key)
+{
+	*key = (uintptr_t)(regs->parent_slot + 1);
+	return (uintptr_t *)regs->parent_slot;
+}
+
+void stitch__ftrace_return_x86(void);
+__asm__(".text\n"
+	".p2align 4\n"
+	".globl stitch__ftrace_return_x86\n"
+	".hidden stitch__ftrace_return_x86\n"
+	".type stitch__ftrace_return_x86, @function\n"
+	"stitch__ftrace_return_x86:\n"
+	"	pushq %rbp\n"
+	"	movq %rsp, %rbp\n"
+	"	subq $48, %rsp\n"
+	"	andq $-16, %rsp\n"      /* whatever the function left, the C call is aligned */
+	"	movq %rax, 0(%rsp)\n"
+	"	movq %rdx, 8(%rsp)\n"
+	"	movaps %xmm0, 16(%rsp)\n"
+	"	movaps %xmm1, 32(%rsp)\n"
+	"	leaq 8(%rbp), %rdi\n"   /* key: the stack pointer the function returned with */
+	"	movq %rsp, %rsi\n"      /* ret regs */
+	"	call stitch__ftrace_graph_return\n"
+	"	movq %rax, %r11\n"      /* r11: scratch at a return, as at an entry */
+	"	movq 0(%rsp), %rax\n"
+	"	movq 8(%rsp), %rdx\n"
+	"	movaps 16(%rsp), %xmm0\n"
+	"	movaps 32(%rsp), %xmm1\n"
+	"	movq %rbp, %rsp\n"
+	"	popq %rbp\n"
+	"	jmp *%r11\n"
+	".size stitch__ftrace_return_x86, . - stitch__ftrace_return_x86\n");
+
+uintptr_t arch_ftrace_return_tramp(void)
+{
+	return (uintptr_t)stitch__ftrace_return_x86;
+}
 
 void arch_ftrace_tramp_range(uintptr_t *start, uintptr_t *end)
 {

@@ -1,0 +1,324 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * function_graph (ret_func in struct stitch_ftrace_ops): every traced call
+ * gets its return reported once, in order, with the function's real return
+ * value, and the function itself returns what it computed to where it was
+ * called from - through chains, recursion, tail calls, longjmp, a signal
+ * handler, floating-point and two-register returns, a shadow stack that
+ * overflows, and threads running while graph ops come and go.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "common/check.h"
+#include "graph_funcs.h"
+#include "stitch/ftrace.h"
+
+/* ---- per-thread event log ------------------------------------------------- */
+
+#define LOG_MAX 64
+struct ev {
+	char kind; /* 'E' entry, 'R' return, 'A' abandoned */
+	uintptr_t ip, parent, value;
+};
+static __thread struct ev ev_log[LOG_MAX];
+static __thread int ev_n, ev_lost;
+static __thread int logging;
+
+static const struct {
+	const char *name;
+	uintptr_t addr;
+} names[] = {
+#define N(f) { #f, (uintptr_t)f }
+	N(g_chain_a), N(g_chain_b), N(g_chain_c), N(g_fact), N(g_even), N(g_odd), N(g_tail_f), N(g_tail_g),
+	N(g_twice), N(g_pair_of), N(g_depth), N(g_lj_outer), N(g_lj_mid), N(g_lj_inner), N(g_raise),
+#undef N
+};
+
+static const char *name_of(uintptr_t ip)
+{
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (names[i].addr == ip)
+			return names[i].name + 2; /* without "g_" */
+	return "?";
+}
+
+static void add_ev(char kind, uintptr_t ip, uintptr_t parent, uintptr_t value)
+{
+	if (!logging)
+		return;
+	if (ev_n == LOG_MAX) {
+		ev_lost++;
+		return;
+	}
+	ev_log[ev_n++] = (struct ev){ kind, ip, parent, value };
+}
+
+static void on_entry(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops, struct stitch_ftrace_regs *regs)
+{
+	(void)ops;
+	(void)regs;
+	add_ev('E', ip, parent, 0);
+}
+
+static void on_return(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops,
+		      struct stitch_ftrace_ret_regs *rregs)
+{
+	(void)ops;
+	add_ev(rregs ? 'R' : 'A', ip, parent, rregs ? stitch_ftrace_ret_value(rregs) : 0);
+}
+
+static struct stitch_ftrace_ops graph = { .func = on_entry, .ret_func = on_return };
+
+/* "E:chain_a E:chain_b R:chain_b=5 ..." */
+static const char *render(void)
+{
+	static char buf[4096];
+	size_t o = 0;
+	buf[0] = 0;
+	for (int i = 0; i < ev_n && o < sizeof(buf) - 64; i++) {
+		const struct ev *e = &ev_log[i];
+		if (e->kind == 'R')
+			o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%sR:%s=%ld", o ? " " : "", name_of(e->ip),
+					      (long)e->value);
+		else
+			o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%s%c:%s", o ? " " : "", e->kind,
+					      name_of(e->ip));
+	}
+	return buf;
+}
+
+#define EXPECT_LOG(want)                                                                             \
+	do {                                                                                         \
+		const char *got_ = render();                                                         \
+		CHECK(strcmp(got_, want) == 0, "\n  want %s\n  got  %s", want, got_);                \
+	} while (0)
+
+static void start(void)
+{
+	ev_n = ev_lost = 0;
+	logging = 1;
+}
+
+static void stop(void)
+{
+	logging = 0;
+}
+
+/* Entry and return of the same call see the same parent (where it returns). */
+static void check_parents(void)
+{
+	int stack[LOG_MAX], sp = 0;
+	for (int i = 0; i < ev_n; i++) {
+		if (ev_log[i].kind == 'E')
+			stack[sp++] = i;
+		else if (sp > 0) {
+			const struct ev *e = &ev_log[stack[--sp]];
+			CHECK(e->ip == ev_log[i].ip && e->parent == ev_log[i].parent,
+			      "event %d: return of %s to %#lx does not match entry of %s from %#lx", i,
+			      name_of(ev_log[i].ip), (unsigned long)ev_log[i].parent, name_of(e->ip),
+			      (unsigned long)e->parent);
+		}
+	}
+}
+
+/* ---- single-threaded cases ------------------------------------------------ */
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	CHECK_EQ(g_chain_c(5), 8);
+}
+
+static void run_cases(void)
+{
+	start();
+	CHECK_EQ(g_chain_a(1), 2 * ((2 * 2 + 3) + 1));
+	stop();
+	EXPECT_LOG("E:chain_a E:chain_b E:chain_c R:chain_c=7 R:chain_b=8 R:chain_a=16");
+	check_parents();
+
+	start();
+	CHECK_EQ(g_fact(4), 24);
+	stop();
+	EXPECT_LOG("E:fact E:fact E:fact E:fact R:fact=1 R:fact=2 R:fact=6 R:fact=24");
+	check_parents();
+
+	start();
+	CHECK_EQ(g_even(3), 0);
+	stop();
+	EXPECT_LOG("E:even E:odd E:even E:odd R:odd=0 R:even=0 R:odd=0 R:even=0");
+
+	/* g_tail_f's call of g_tail_g is a jump at -O2: g returns straight to
+	 * f's caller, through the trampoline twice; both returns are seen,
+	 * innermost first, with the value the caller gets. */
+	start();
+	CHECK_EQ(g_tail_f(2), 21);
+	stop();
+	EXPECT_LOG("E:tail_f E:tail_g R:tail_g=21 R:tail_f=21");
+	check_parents();
+
+	start();
+	double d = g_twice(1.25);
+	struct g_pair p = g_pair_of(40);
+	stop();
+	CHECK(d == 2.5, "g_twice(1.25) = %g", d);
+	CHECK(p.a == 40 && p.b == -40, "g_pair_of(40) = {%ld, %ld}", p.a, p.b);
+	CHECK_EQ(ev_n, 4);
+
+	/* longjmp past two hooked frames: their returns are reported (as
+	 * abandoned) when the frame that called setjmp returns. */
+	start();
+	CHECK_EQ(g_lj_outer(4), 50);
+	stop();
+	EXPECT_LOG("E:lj_outer E:lj_mid E:lj_inner A:lj_inner A:lj_mid R:lj_outer=50");
+
+	/* ... and from untraced code, again and again: the next entry at the
+	 * same depth finds the abandoned ones; the shadow stack does not fill. */
+	struct stitch_stats s0, s1;
+	stitch_get_stats(&s0);
+	jmp_buf env;
+	for (volatile int i = 0; i < 3000; i++)
+		if (setjmp(env) == 0)
+			g_lj_mid(&env, i);
+	start();
+	CHECK_EQ(g_chain_c(0), 3);
+	stop();
+	EXPECT_LOG("A:lj_inner A:lj_mid E:chain_c R:chain_c=3");
+	stitch_get_stats(&s1);
+	CHECK_EQ(s1.graph_overflows - s0.graph_overflows, 0);
+
+	/* a signal handler's traced call nests inside the interrupted one */
+	signal(SIGUSR1, on_usr1);
+	start();
+	CHECK_EQ(g_raise(SIGUSR1), SIGUSR1);
+	stop();
+	EXPECT_LOG("E:raise E:chain_c R:chain_c=8 R:raise=10");
+	signal(SIGUSR1, SIG_DFL);
+
+	/* deeper than the shadow stack: every call runs and returns right;
+	 * the calls beyond the depth get no return hook and are counted */
+	stitch_get_stats(&s0);
+	int deep = STITCH_FTRACE_GRAPH_DEPTH + 300;
+	CHECK_EQ(g_depth(deep), deep);
+	stitch_get_stats(&s1);
+	CHECK_EQ(s1.graph_overflows - s0.graph_overflows, deep + 1 - STITCH_FTRACE_GRAPH_DEPTH); /* g_depth(n): n + 1 calls */
+	CHECK_EQ(g_chain_a(1), 16); /* and the stack is usable again */
+}
+
+/* ---- threads while graph ops come and go ------------------------------- */
+
+#define THREADS 4
+static atomic_int running;
+static atomic_long wrong, unmatched, returns;
+
+static void thread_return(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops,
+			  struct stitch_ftrace_ret_regs *rregs);
+static struct stitch_ftrace_ops graph2 = { .func = on_entry, .ret_func = thread_return };
+
+/* A thread's open entries; a return must match one of them (entries whose
+ * returns were lost because the ops left meanwhile are skipped). */
+static __thread uintptr_t open_ip[256];
+static __thread int open_n;
+
+static void thread_entry(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops,
+			 struct stitch_ftrace_regs *regs)
+{
+	(void)parent, (void)ops, (void)regs;
+	if (open_n < 256)
+		open_ip[open_n++] = ip;
+}
+
+static void thread_return(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops,
+			  struct stitch_ftrace_ret_regs *rregs)
+{
+	(void)parent, (void)ops, (void)rregs;
+	int i = open_n;
+	while (i > 0 && open_ip[i - 1] != ip)
+		i--;
+	if (i == 0)
+		atomic_fetch_add(&unmatched, 1);
+	else
+		open_n = i - 1;
+	atomic_fetch_add(&returns, 1);
+}
+
+static void *worker(void *arg)
+{
+	long calls = 0;
+	(void)arg;
+	while (atomic_load(&running)) {
+		for (int v = 0; v < 50; v++) {
+			if (g_chain_a(v) != 2 * ((2 * (v + 1) + 3) + 1) || g_fact(5) != 120 || g_tail_f(v) != 7 * (v + 1) ||
+			    g_twice(v) != 2.0 * v)
+				atomic_fetch_add(&wrong, 1);
+			calls += 4;
+		}
+		open_n = 0; /* between calls: nothing may be open */
+	}
+	return (void *)calls;
+}
+
+static void run_threads(void)
+{
+	graph2.func = thread_entry;
+	pthread_t t[THREADS];
+	atomic_store(&running, 1);
+	for (int i = 0; i < THREADS; i++)
+		pthread_create(&t[i], NULL, worker, NULL);
+	static const char *const filters[] = { "g_chain_* g_fact", "g_tail_* g_twice", "g_*" };
+	int rounds = 60, errors = 0;
+	for (int r = 0; r < rounds; r++) {
+		errors += stitch_ftrace_register(&graph2, filters[r % 3]) != 0;
+		errors += stitch_ftrace_set_filter(&graph2, filters[(r + 1) % 3]) != 0;
+		errors += stitch_ftrace_unregister(&graph2) != 0;
+	}
+	atomic_store(&running, 0);
+	long calls = 0;
+	for (int i = 0; i < THREADS; i++) {
+		void *c;
+		pthread_join(t[i], &c);
+		calls += (long)c;
+	}
+	printf("threads: %ld calls, %ld returns hooked, %d register/filter/unregister rounds\n", calls,
+	       atomic_load(&returns), rounds);
+	CHECK_EQ(errors, 0);
+	CHECK_EQ(atomic_load(&wrong), 0);
+	CHECK_EQ(atomic_load(&unmatched), 0);
+	CHECK(calls > 0, "workers made no calls");
+}
+
+int main(void)
+{
+	/* bad ops */
+	struct stitch_ftrace_ops both = { .ret_func = on_return, .direct = (void *)on_entry, .direct_size = 4 };
+	CHECK_EQ(stitch_ftrace_register(&both, "g_*"), -STITCH_EINVAL);
+
+	int err = stitch_ftrace_register(&graph, "g_*");
+	CHECK(err == 0, "register: %s", stitch_last_error());
+	if (err == 0) {
+		run_cases();
+		CHECK_EQ(stitch_ftrace_unregister(&graph), 0);
+	}
+	/* unregistered: nothing is reported, and calls still return right */
+	start();
+	CHECK_EQ(g_chain_a(1), 16);
+	stop();
+	CHECK_EQ(ev_n, 0);
+
+	/* only a ret_func */
+	struct stitch_ftrace_ops ret_only = { .ret_func = on_return };
+	CHECK_EQ(stitch_ftrace_register(&ret_only, "g_chain_*"), 0);
+	start();
+	CHECK_EQ(g_chain_a(1), 16);
+	stop();
+	EXPECT_LOG("R:chain_c=7 R:chain_b=8 R:chain_a=16");
+	CHECK_EQ(stitch_ftrace_unregister(&ret_only), 0);
+
+	run_threads();
+	return check_summary("test_ftrace_graph");
+}
