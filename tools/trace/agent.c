@@ -608,6 +608,10 @@ static int edit_globs(char **out, size_t *nout, const char *glob, int enable)
 
 int agent_control(const struct ctl_request *req, char *reply, size_t size)
 {
+	if (ag.forked && req->cmd != CTL_STATUS) {
+		snprintf(reply, size, "refused: a fork child cannot change its tracing (the library would patch the parent's code)");
+		return -1;
+	}
 	pthread_mutex_lock(&ctl_lock);
 	int ret = 0, err = 0;
 	char *saved[MAX_GLOBS];
@@ -756,9 +760,9 @@ AGENT_EXPORT void *dlopen(const char *file, int mode)
 		unsigned long long adds = module_adds();
 		if (adds != dl_adds_seen) {
 			dl_adds_seen = adds;
-			if (ag.registered && apply_registration(ag.graph) != 0)
+			if (ag.registered && !ag.forked && apply_registration(ag.graph) != 0)
 				agent_say("after dlopen(%s): %s", file ? file : "NULL", stitch_last_error());
-			else if (!ag.registered) {
+			else if (!ag.registered || ag.forked) {
 				pthread_mutex_lock(&file_lock);
 				write_symbols();
 				pthread_mutex_unlock(&file_lock);
@@ -891,8 +895,7 @@ static void after_fork_child(void)
 		atomic_store(&recording, 0);
 		return;
 	}
-	if (ag.control)
-		agent_ctl_start();
+	/* No control socket: see agent_control() on fork children. */
 }
 
 static uint64_t env_u64(const char *name, uint64_t dflt)
@@ -976,8 +979,11 @@ __attribute__((destructor)) static void agent_stop(void)
 	agent_ctl_stop();
 	pthread_mutex_lock(&ctl_lock);
 	/* After unregister no callback runs anywhere (grace period), so the
-	 * final drain below sees every event. */
-	if (ag.registered && stitch_ftrace_unregister(&ops) == 0)
+	 * final drain below sees every event.  Not in a fork child: the
+	 * library's /proc/self/mem descriptor was opened by the parent and
+	 * still writes into the parent's code (docs/stitch-trace.md, Limits);
+	 * the child has one thread here anyway, unless it made more. */
+	if (ag.registered && !ag.forked && stitch_ftrace_unregister(&ops) == 0)
 		ag.registered = 0;
 	atomic_store(&recording, 0);
 	pthread_mutex_unlock(&ctl_lock);
