@@ -6,7 +6,7 @@
  *
  * Configuration (set by the CLI; docs/stitch-trace.md):
  *   STITCH_TRACE_DIR      output directory (required; no tracing without it)
- *   STITCH_TRACE_FILTER   stitch filter: globs, "!glob" excludes
+ *   STITCH_TRACE_FILTER   globs to trace; "!glob": never trace these
  *   STITCH_TRACE_GRAPH    1: record returns too
  *   STITCH_TRACE_DEPTH    record calls up to this nesting depth (graph only)
  *   STITCH_TRACE_FORK     "follow" (default): a fork child traces into its
@@ -28,6 +28,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <link.h>
 #include <poll.h>
 #include <pthread.h>
@@ -86,15 +87,27 @@ static pthread_t writer_thread;
 static int writer_running;
 static int wake_pipe[2] = { -1, -1 };
 
-/* Filter state (ctl_lock): positive globs, then "!glob" exclusions. */
-#define MAX_GLOBS 256
-static char *globs[MAX_GLOBS];
-static size_t nglobs;
+/* What is traced (ctl_lock): see rules_text(). */
+#define MAX_RULES 64
+static struct rule {
+	char glob[CTL_MAX_ARG + 1];
+	int enable;
+} rules[MAX_RULES];
+static size_t nrules;
 static int paused;
 static unsigned long dl_adds_seen;
 static uint64_t ctl_changes;
 
-static struct stitch_ftrace_ops ops;
+static void on_entry(uintptr_t ip, uintptr_t parent_ip, struct stitch_ftrace_ops *o, struct stitch_ftrace_regs *regs);
+#ifdef STITCH_TRACE_HAVE_GRAPH
+static void on_return(uintptr_t ip, uintptr_t parent_ip, struct stitch_ftrace_ops *o,
+		      struct stitch_ftrace_ret_regs *rregs);
+static struct stitch_ftrace_ops ops_graph = { .func = on_entry, .ret_func = on_return };
+#else
+static struct stitch_ftrace_ops ops_graph = { .func = on_entry };
+#endif
+static struct stitch_ftrace_ops ops_flat = { .func = on_entry };
+static struct stitch_ftrace_ops *cur_ops = &ops_flat; /* registered if ag.registered */
 
 void agent_say(const char *fmt, ...)
 {
@@ -382,7 +395,8 @@ void agent_block_signals(void)
 	sigset_t set;
 	sigfillset(&set);
 	sigdelset(&set, quiesce);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	/* SETMASK: the thread was created with everything blocked */
+	pthread_sigmask(SIG_SETMASK, &set, NULL);
 }
 
 static void *writer_main(void *arg)
@@ -485,12 +499,24 @@ static void stop_writer(void)
 
 /* ---- filter and registration (ctl_lock) ------------------------------ */
 
-static size_t filter_text(char *buf, size_t size)
+/*
+ * What is traced: an ordered list of rules, "+glob" (enable) and "-glob"
+ * (disable); for each function the last rule whose glob matches its name
+ * decides, and none means not traced.  record's -F globs become the first
+ * rules, its -N globs follow them (so notrace wins); live enable/disable
+ * append one (dropping an earlier rule with the same glob).
+ *
+ * The library's filter language has no order ("globs !globs": some
+ * positive and no negative matches), so a rule list of that shape is
+ * passed as globs; any other is evaluated here and passed as the list of
+ * selected functions' addresses ("0x..." entries).
+ */
+static size_t rules_text(char *buf, size_t size)
 {
 	size_t n = 0;
 	buf[0] = '\0';
-	for (size_t i = 0; i < nglobs; i++) {
-		int w = snprintf(buf + n, size - n, "%s%s", n ? " " : "", globs[i]);
+	for (size_t i = 0; i < nrules; i++) {
+		int w = snprintf(buf + n, size - n, "%s%c%s", n ? " " : "", rules[i].enable ? '+' : '-', rules[i].glob);
 		if (w < 0 || (size_t)w >= size - n)
 			return (size_t)-1;
 		n += (size_t)w;
@@ -498,111 +524,185 @@ static size_t filter_text(char *buf, size_t size)
 	return n;
 }
 
-static int has_positive(void)
+static int rules_select(const char *name)
 {
-	for (size_t i = 0; i < nglobs; i++)
-		if (globs[i][0] != '!')
-			return 1;
+	for (size_t i = nrules; i-- > 0;)
+		if (fnmatch(rules[i].glob, name, 0) == 0)
+			return rules[i].enable;
 	return 0;
 }
 
-/* Make the registration match globs/paused/graph.  Returns 0 or a stitch
+/* Are the rules "+a +b ... -c -d ..." (the library's own semantics)? */
+static int rules_native(void)
+{
+	size_t i = 0;
+	while (i < nrules && rules[i].enable)
+		i++;
+	while (i < nrules && !rules[i].enable)
+		i++;
+	return i == nrules;
+}
+
+struct text {
+	char *s;
+	size_t n, cap;
+};
+
+static int text_add(struct text *t, const char *piece)
+{
+	size_t k = strlen(piece);
+	if (t->n + k + 2 > t->cap) {
+		size_t cap = 2 * (t->cap + k + 64);
+		char *p = realloc(t->s, cap);
+		if (!p)
+			return -1;
+		t->s = p, t->cap = cap;
+	}
+	if (t->n)
+		t->s[t->n++] = ' ';
+	memcpy(t->s + t->n, piece, k + 1);
+	t->n += k;
+	return 0;
+}
+
+/* The library filter for the rules, and how many sites it selects. */
+static int rules_filter(struct text *out, int *selected)
+{
+	int n = stitch_ftrace_site_count();
+	*selected = 0;
+	for (int i = 0; i < n; i++) {
+		struct stitch_ftrace_site_info si;
+		if (stitch_ftrace_site_info((size_t)i, &si) == 0 && si.name[0] && rules_select(si.name))
+			++*selected;
+	}
+	out->n = 0;
+	if (out->s)
+		out->s[0] = '\0';
+	if (rules_native()) {
+		char piece[sizeof rules[0].glob + 1];
+		for (size_t i = 0; i < nrules; i++) {
+			size_t k = strlen(rules[i].glob), neg = !rules[i].enable;
+			piece[0] = '!';
+			memcpy(piece + neg, rules[i].glob, k + 1);
+			if (text_add(out, piece) != 0)
+				return -1;
+		}
+		return 0;
+	}
+	for (int i = 0; i < n; i++) {
+		struct stitch_ftrace_site_info si;
+		char piece[32];
+		if (stitch_ftrace_site_info((size_t)i, &si) != 0 || !si.name[0] || !rules_select(si.name))
+			continue;
+		snprintf(piece, sizeof piece, "0x%lx", (unsigned long)si.func);
+		if (text_add(out, piece) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Sites whose name the glob matches. */
+static int glob_sites(const char *glob)
+{
+	int n = stitch_ftrace_site_count(), k = 0;
+	for (int i = 0; i < n; i++) {
+		struct stitch_ftrace_site_info si;
+		if (stitch_ftrace_site_info((size_t)i, &si) == 0 && si.name[0] && fnmatch(glob, si.name, 0) == 0)
+			k++;
+	}
+	return k;
+}
+
+/* Make the registration match rules/paused/graph.  Returns 0 or a stitch
  * error; on error the registration is as it was (the library changes
  * nothing on error), and the message is in stitch_last_error(). */
 static int apply_registration(int want_graph)
 {
-	char filter[8192];
-	if (filter_text(filter, sizeof filter) == (size_t)-1)
-		return -STITCH_EINVAL;
 	/* Sites of modules loaded since the last scan get their names first. */
 	pthread_mutex_lock(&file_lock);
 	write_symbols();
 	pthread_mutex_unlock(&file_lock);
-	int want = !paused && has_positive();
+	struct text filter = { 0 };
+	int selected;
+	if (rules_filter(&filter, &selected) != 0) {
+		free(filter.s);
+		return -STITCH_ENOMEM;
+	}
+	int want = !paused && selected > 0;
 	int err = 0;
 	if (ag.registered && want && want_graph == ag.graph) {
-		err = stitch_ftrace_set_filter(&ops, filter);
+		err = stitch_ftrace_set_filter(cur_ops, filter.s);
 	} else {
 		if (ag.registered) {
-			err = stitch_ftrace_unregister(&ops);
-			if (err)
+			err = stitch_ftrace_unregister(cur_ops);
+			if (err) {
+				free(filter.s);
 				return err;
+			}
 			ag.registered = 0;
 		}
 		int old_graph = ag.graph;
 		ag.graph = want_graph;
-#ifdef STITCH_TRACE_HAVE_GRAPH
-		ops.ret_func = want_graph ? on_return : NULL;
-#endif
+		/*
+		 * One ops per mode, never a ret_func changed under an ops: returns
+		 * hooked under an earlier registration may come back after it was
+		 * registered again, and are handed to the ops' ret_func then.
+		 */
+		struct stitch_ftrace_ops *next = want_graph ? &ops_graph : &ops_flat;
 		if (want) {
-			ops.priv_ = NULL;
-			err = stitch_ftrace_register(&ops, filter);
-			if (err == 0)
+			err = stitch_ftrace_register(next, filter.s);
+			if (err == 0) {
 				ag.registered = 1;
-			else
+				cur_ops = next;
+			} else {
 				ag.graph = old_graph;
+			}
 		}
 	}
+	free(filter.s);
 	return err;
 }
 
-static void free_globs(void)
+static int add_rule(const char *glob, int enable)
 {
-	for (size_t i = 0; i < nglobs; i++)
-		free(globs[i]);
-	nglobs = 0;
-}
-
-static int parse_filter(const char *text)
-{
-	free_globs();
-	const char *p = text ? text : "";
-	while (*p) {
-		while (*p == ' ' || *p == '\t' || *p == '\n')
-			p++;
-		size_t n = strcspn(p, " \t\n");
-		if (!n)
-			break;
-		if (nglobs == MAX_GLOBS)
-			return -1;
-		globs[nglobs] = strndup(p, n);
-		if (!globs[nglobs])
-			return -1;
-		nglobs++;
-		p += n;
-	}
-	if (!has_positive() && nglobs < MAX_GLOBS)
-		globs[nglobs++] = strdup("*"); /* only exclusions: everything else */
+	size_t w = 0;
+	for (size_t i = 0; i < nrules; i++)
+		if (strcmp(rules[i].glob, glob) != 0)
+			rules[w++] = rules[i];
+	nrules = w;
+	if (nrules == MAX_RULES || strlen(glob) > CTL_MAX_ARG)
+		return -1;
+	strcpy(rules[nrules].glob, glob);
+	rules[nrules++].enable = enable;
 	return 0;
 }
 
-/*
- * The globs after enabling or disabling one glob (into out, pointing at
- * the current strings plus at most one new heap copy).
- *   enable G:  drop "!G"; add G unless present.
- *   disable G: drop G; add "!G" if another positive glob remains (it may
- *              still select G's functions, "*" for instance).
- */
-static int edit_globs(char **out, size_t *nout, const char *glob, int enable)
+/* STITCH_TRACE_FILTER as the CLI writes it: "glob ... !glob ...". */
+static int parse_filter(const char *text)
 {
-	char neg[CTL_MAX_ARG + 2];
-	snprintf(neg, sizeof neg, "!%s", glob);
-	const char *drop = enable ? neg : glob, *add = enable ? glob : neg;
-	size_t n = 0;
-	int present = 0, positives = 0;
-	for (size_t i = 0; i < nglobs; i++) {
-		if (strcmp(globs[i], drop) == 0)
-			continue;
-		present |= strcmp(globs[i], add) == 0;
-		positives += globs[i][0] != '!';
-		out[n++] = globs[i];
-	}
-	if (!present && (enable || positives)) {
-		if (n == MAX_GLOBS || !(out[n] = strdup(add)))
+	nrules = 0;
+	char glob[CTL_MAX_ARG + 1];
+	for (int pass = 0; pass < 2; pass++) { /* enables first, then disables */
+		const char *p = text ? text : "";
+		for (;;) {
+			p += strspn(p, " \t\n");
+			size_t n = strcspn(p, " \t\n");
+			if (!n)
+				break;
+			int negative = p[0] == '!';
+			if (negative == pass) {
+				if (n - (size_t)negative > CTL_MAX_ARG)
+					return -1;
+				memcpy(glob, p + negative, n - (size_t)negative);
+				glob[n - (size_t)negative] = '\0';
+				if (add_rule(glob, !negative) != 0)
+					return -1;
+			}
+			p += n;
+		}
+		if (pass == 0 && nrules == 0 && add_rule("*", 1) != 0)
 			return -1;
-		n++;
 	}
-	*nout = n;
 	return 0;
 }
 
@@ -613,50 +713,49 @@ int agent_control(const struct ctl_request *req, char *reply, size_t size)
 		return -1;
 	}
 	pthread_mutex_lock(&ctl_lock);
-	int ret = 0, err = 0;
-	char *saved[MAX_GLOBS];
-	size_t nsaved = nglobs;
-	memcpy(saved, globs, nglobs * sizeof *globs);
+	char text[2048];
+	struct rule saved[MAX_RULES];
+	size_t nsaved = nrules;
+	memcpy(saved, rules, nrules * sizeof *rules);
 	int saved_paused = paused, saved_graph = ag.graph, want_graph = ag.graph;
-	uint64_t t0 = now_ns();
-	uint32_t gen0 = atomic_load(&filter_gen);
 
 	switch (req->cmd) {
 	case CTL_STATUS: {
 		int sites = stitch_ftrace_site_count();
-		int enabled = ag.registered ? stitch_ftrace_ops_site_count(&ops) : 0;
+		int enabled = ag.registered ? stitch_ftrace_ops_site_count(cur_ops) : 0;
 		pthread_mutex_lock(&file_lock);
 		struct st_end e;
 		totals(&e);
 		pthread_mutex_unlock(&file_lock);
-		char filter[2048];
-		if (filter_text(filter, sizeof filter) == (size_t)-1)
-			strcpy(filter, "(long)");
+		if (rules_text(text, sizeof text) == (size_t)-1)
+			strcpy(text, "(long)");
 		snprintf(reply, size,
-			 "pid %d: sites %d, enabled %d, %s, graph %s, events %llu, lost %llu, noret %llu, filter \"%s\", file %s",
+			 "pid %d: sites %d, enabled %d, %s, graph %s, events %llu, lost %llu, noret %llu, rules \"%s\", file %s",
 			 (int)getpid(), sites < 0 ? 0 : sites, enabled < 0 ? 0 : enabled,
 			 paused ? "paused" : "running", ag.graph ? "on" : "off", (unsigned long long)e.events,
-			 (unsigned long long)e.lost, (unsigned long long)e.noret, filter, ag.path);
+			 (unsigned long long)e.lost, (unsigned long long)e.noret, text, ag.path);
 		pthread_mutex_unlock(&ctl_lock);
 		return 0;
 	}
 	case CTL_ENABLE:
-	case CTL_DISABLE: {
-		char *next[MAX_GLOBS];
-		size_t nnext;
-		if (edit_globs(next, &nnext, req->arg, req->cmd == CTL_ENABLE) != 0) {
-			snprintf(reply, size, "too many globs");
+	case CTL_DISABLE:
+		if (glob_sites(req->arg) == 0) {
+			snprintf(reply, size, "refused: '%s' matches no instrumented function", req->arg);
 			pthread_mutex_unlock(&ctl_lock);
 			return -1;
 		}
-		memcpy(globs, next, nnext * sizeof *next);
-		nglobs = nnext;
+		if (add_rule(req->arg, req->cmd == CTL_ENABLE) != 0) {
+			memcpy(rules, saved, nsaved * sizeof *rules);
+			nrules = nsaved;
+			snprintf(reply, size, "refused: too many rules (at most %d)", MAX_RULES);
+			pthread_mutex_unlock(&ctl_lock);
+			return -1;
+		}
 		break;
-	}
 	case CTL_GRAPH:
 #ifndef STITCH_TRACE_HAVE_GRAPH
 		if (req->on) {
-			snprintf(reply, size, "graph: this build of stitch has no function_graph");
+			snprintf(reply, size, "refused: this build of stitch has no function_graph");
 			pthread_mutex_unlock(&ctl_lock);
 			return -1;
 		}
@@ -670,55 +769,48 @@ int agent_control(const struct ctl_request *req, char *reply, size_t size)
 		paused = 0;
 		break;
 	}
-	/* Filter generation: odd while the switch runs.  An event read gen
-	 * after the dispatcher read its site's ops set: gen0 means the set was
-	 * read before the switch began, gen0+2 after it ended (the library's
-	 * grace period waited for every callback that read an older set). */
+	/*
+	 * Filter generation: odd while the switch runs.  An event reads gen
+	 * after the dispatcher read its site's ops set (an acquire load), so
+	 * gen0 means the set was read before the switch began, gen0+2 after it
+	 * ended: the library's grace period waited for every callback that
+	 * read an older set, and sites join only after this store.
+	 */
+	uint64_t t0 = now_ns();
+	uint32_t gen0 = atomic_load(&filter_gen);
 	atomic_store(&filter_gen, gen0 + 1);
-	err = apply_registration(want_graph);
+	int err = apply_registration(want_graph);
 	uint32_t gen1 = gen0 + 2;
 	atomic_store(&filter_gen, gen1);
 	uint64_t t1 = now_ns();
+	int ret = 0;
 	if (err) {
 		/* nothing changed in the library; put our state back */
-		for (size_t i = 0; i < nglobs; i++) {
-			int old = 0;
-			for (size_t j = 0; j < nsaved; j++)
-				old |= globs[i] == saved[j];
-			if (!old)
-				free(globs[i]);
-		}
-		memcpy(globs, saved, nsaved * sizeof *saved);
-		nglobs = nsaved;
+		memcpy(rules, saved, nsaved * sizeof *rules);
+		nrules = nsaved;
 		paused = saved_paused;
 		ag.graph = saved_graph;
 		snprintf(reply, size, "refused: %s", stitch_last_error());
 		ret = -1;
 	} else {
-		for (size_t j = 0; j < nsaved; j++) {
-			int kept = 0;
-			for (size_t i = 0; i < nglobs; i++)
-				kept |= globs[i] == saved[j];
-			if (!kept)
-				free(saved[j]);
-		}
 		ctl_changes++;
-		char filter[2048];
-		if (filter_text(filter, sizeof filter) == (size_t)-1)
-			strcpy(filter, "(long)");
-		snprintf(reply, size, "ok: %s, graph %s, filter \"%s\", %d sites enabled", paused ? "paused" : "running",
-			 ag.graph ? "on" : "off", filter, ag.registered ? stitch_ftrace_ops_site_count(&ops) : 0);
+		if (rules_text(text, sizeof text) == (size_t)-1)
+			strcpy(text, "(long)");
+		snprintf(reply, size, "ok: %s, graph %s, rules \"%s\", %d sites enabled", paused ? "paused" : "running",
+			 ag.graph ? "on" : "off", text, ag.registered ? stitch_ftrace_ops_site_count(cur_ops) : 0);
 	}
-	char filter[8192];
-	if (filter_text(filter, sizeof filter) == (size_t)-1)
-		filter[0] = '\0';
-	if (paused)
-		strcpy(filter, "");
-	struct st_mark m = { .ts_begin = t0, .ts_end = t1, .gen_before = gen0, .gen_after = gen1, .ok = !err,
-			     .graph = (uint32_t)ag.graph };
-	pthread_mutex_lock(&file_lock);
-	put_record(ST_REC_MARK, &m, sizeof m, filter, strlen(filter) + 1);
-	pthread_mutex_unlock(&file_lock);
+	/* The mark carries the rules in force from gen1 on ("" when paused). */
+	char *mtext = malloc(MAX_RULES * (CTL_MAX_ARG + 2) + 1);
+	if (mtext) {
+		if (paused || rules_text(mtext, MAX_RULES * (CTL_MAX_ARG + 2) + 1) == (size_t)-1)
+			mtext[0] = '\0';
+		struct st_mark m = { .ts_begin = t0, .ts_end = t1, .gen_before = gen0, .gen_after = gen1, .ok = !err,
+				     .graph = (uint32_t)ag.graph };
+		pthread_mutex_lock(&file_lock);
+		put_record(ST_REC_MARK, &m, sizeof m, mtext, strlen(mtext) + 1);
+		pthread_mutex_unlock(&file_lock);
+		free(mtext);
+	}
 	pthread_mutex_unlock(&ctl_lock);
 	return ret;
 }
@@ -941,14 +1033,13 @@ __attribute__((constructor)) static void agent_start(void)
 		ag.ring_events = DEFAULT_RING_EVENTS;
 	}
 	if (parse_filter(getenv("STITCH_TRACE_FILTER")) != 0) {
-		agent_say("STITCH_TRACE_FILTER: too many globs");
+		agent_say("STITCH_TRACE_FILTER: too many or too long globs");
 		return;
 	}
 	ag.fd = open_trace_file();
 	if (ag.fd < 0)
 		return;
 	ag.active = 1;
-	ops.func = on_entry;
 	write_header((uint32_t)getppid());
 	dl_adds_seen = module_adds();
 	pthread_atfork(before_fork, after_fork_parent, after_fork_child);
@@ -956,12 +1047,13 @@ __attribute__((constructor)) static void agent_start(void)
 	int sites = stitch_ftrace_site_count();
 	if (sites > 0) {
 		int err = apply_registration(ag.graph);
-		if (err) {
-			char filter[2048];
-			if (filter_text(filter, sizeof filter) == (size_t)-1)
-				filter[0] = '\0';
-			agent_say("nothing traced (filter \"%s\"): %s", filter, stitch_last_error());
-		}
+		char text[2048];
+		if (rules_text(text, sizeof text) == (size_t)-1)
+			text[0] = '\0';
+		if (err)
+			agent_say("nothing traced (rules \"%s\"): %s", text, stitch_last_error());
+		else if (!ag.registered)
+			agent_say("nothing traced: the rules \"%s\" select none of %d functions", text, sites);
 	}
 	/* sites == 0: the CLI names the flags; this process may be a helper
 	 * (a shell) exec'ed on the way and must run undisturbed. */
@@ -983,7 +1075,7 @@ __attribute__((destructor)) static void agent_stop(void)
 	 * library's /proc/self/mem descriptor was opened by the parent and
 	 * still writes into the parent's code (docs/stitch-trace.md, Limits);
 	 * the child has one thread here anyway, unless it made more. */
-	if (ag.registered && !ag.forked && stitch_ftrace_unregister(&ops) == 0)
+	if (ag.registered && !ag.forked && stitch_ftrace_unregister(cur_ops) == 0)
 		ag.registered = 0;
 	atomic_store(&recording, 0);
 	pthread_mutex_unlock(&ctl_lock);

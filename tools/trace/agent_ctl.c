@@ -124,6 +124,19 @@ static void *ctl_main(void *arg)
 		if (fd < 0)
 			continue;
 		serve(fd);
+		/* Read what the peer still sends before closing: closing with
+		 * unread input resets the connection, and the peer may lose
+		 * the reply (a refusal sent before the rest of a long request). */
+		shutdown(fd, SHUT_WR);
+		uint8_t sink[512];
+		size_t drained = 0;
+		struct pollfd pd = { .fd = fd, .events = POLLIN };
+		while (drained < 65536 && poll(&pd, 1, 200) > 0) {
+			ssize_t k = read(fd, sink, sizeof sink);
+			if (k <= 0)
+				break;
+			drained += (size_t)k;
+		}
 		close(fd);
 	}
 	return NULL;

@@ -332,7 +332,8 @@ static const char report_help[] =
 	"Per function: total time (outermost call of a recursion only), self time, calls.\n"
 	"  -s, --sort KEY   order by KEY (default total)\n";
 static const char dump_help[] =
-	"usage: stitch-trace dump [DIR] (--chrome | --folded [--calls] | --ftrace | --tree [--collapse]) [-o FILE]\n"
+	"usage: stitch-trace dump [DIR] (--chrome | --folded [--calls] | --ftrace | --tree [--collapse] | --events)\n"
+	"                          [-o FILE]\n"
 	"  --chrome    Chrome trace JSON (chrome://tracing, ui.perfetto.dev): X events\n"
 	"  --folded    folded stacks for flame-graph tools, value = self time in ns\n"
 	"              (--calls: number of calls)\n"
@@ -340,6 +341,7 @@ static const char dump_help[] =
 	"  --tree      canonical call tree: names and nesting only, threads and\n"
 	"              processes sorted (what the tests compare); --collapse\n"
 	"              prints runs of identical sibling calls once with *N\n"
+	"  --events    every event and filter change, one per line (E/M lines)\n"
 	"  -o FILE     write to FILE instead of standard output\n";
 static const char flame_help[] =
 	"usage: stitch-trace flame [DIR] -o OUT.svg [--title TEXT]\n"
@@ -351,6 +353,7 @@ static int read_cmd(int argc, char **argv, const char *cmd)
 		{ "no-time", no_argument, NULL, 'T' }, { "sort", required_argument, NULL, 's' },
 		{ "chrome", no_argument, NULL, 'c' },  { "folded", no_argument, NULL, 'f' },
 		{ "ftrace", no_argument, NULL, 't' },  { "tree", no_argument, NULL, 'r' },
+		{ "events", no_argument, NULL, 'e' },
 		{ "collapse", no_argument, NULL, 'C' }, { "calls", no_argument, NULL, 'n' },
 		{ "output", required_argument, NULL, 'o' }, { "title", required_argument, NULL, 'i' },
 		{ "help", no_argument, NULL, 'h' },     { 0 }
@@ -370,9 +373,9 @@ static int read_cmd(int argc, char **argv, const char *cmd)
 			else if (strcmp(optarg, "name") == 0) sort = SORT_NAME;
 			else return usage_error(cmd, "unknown sort key '%s' (total, self, calls, name)", optarg);
 			break;
-		case 'c': case 'f': case 't': case 'r':
+		case 'c': case 'f': case 't': case 'r': case 'e':
 			if (format && format != c)
-				return usage_error(cmd, "%s", "choose one of --chrome, --folded, --ftrace, --tree");
+				return usage_error(cmd, "%s", "choose one of --chrome, --folded, --ftrace, --tree, --events");
 			format = c;
 			break;
 		case 'C': collapse = 1; break;
@@ -385,9 +388,9 @@ static int read_cmd(int argc, char **argv, const char *cmd)
 	}
 	/* options that do not belong to this command */
 	if (strcmp(cmd, "dump") != 0 && (format || collapse || calls))
-		return usage_error(cmd, "%s", "--chrome/--folded/--ftrace/--tree are options of dump");
+		return usage_error(cmd, "%s", "--chrome/--folded/--ftrace/--tree/--events are options of dump");
 	if (strcmp(cmd, "dump") == 0 && !format)
-		return usage_error(cmd, "%s", "which format? --chrome, --folded, --ftrace or --tree");
+		return usage_error(cmd, "%s", "which format? --chrome, --folded, --ftrace, --tree or --events");
 	if (strcmp(cmd, "flame") == 0 && !outpath)
 		return usage_error(cmd, "%s", "-o OUT.svg is required");
 	if (optind + 1 < argc)
@@ -413,6 +416,8 @@ static int read_cmd(int argc, char **argv, const char *cmd)
 		out_folded(out, &t, !calls);
 	else if (format == 't')
 		out_ftrace(out, &t);
+	else if (format == 'e')
+		out_events(out, &t);
 	else
 		out_tree(out, &t, collapse);
 	if (fflush(out) != 0 || ferror(out) || (out != stdout && fclose(out) != 0)) {
@@ -510,21 +515,43 @@ static int cmd_live(int argc, char **argv)
 	long pid = strtol(argv[1], &end, 10);
 	if (!*end && pid > 0)
 		return live_send((pid_t)pid, req, len);
-	/* DIR: every process of the recording that has not ended */
-	struct tr_trace t;
-	if (tr_load(argv[1], &t) != 0)
+	/* DIR: every process of the recording still running.  Only the
+	 * headers are read: the files may be large and still growing. */
+	DIR *d = opendir(argv[1]);
+	if (!d) {
+		fprintf(stderr, "stitch-trace live: %s: %s\n", argv[1], strerror(errno));
 		return 1;
-	int sent = 0, failed = 0;
-	for (size_t i = 0; i < t.nproc; i++) {
-		if (t.proc[i].ended || kill((pid_t)t.proc[i].h.pid, 0) != 0)
-			continue;
-		sent++;
-		failed |= live_send((pid_t)t.proc[i].h.pid, req, len);
 	}
-	if (!sent) {
+	pid_t pids[256];
+	size_t npids = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) && npids < sizeof pids / sizeof *pids) {
+		size_t n = strlen(de->d_name);
+		if (strncmp(de->d_name, "trace-", 6) != 0 || n < 10 || strcmp(de->d_name + n - 4, ".dat") != 0)
+			continue;
+		char path[PATH_MAX];
+		snprintf(path, sizeof path, "%s/%s", argv[1], de->d_name);
+		FILE *f = fopen(path, "rb");
+		struct st_file_header h;
+		int ok = f && fread(&h, sizeof h, 1, f) == 1 && memcmp(h.magic, ST_MAGIC, 8) == 0;
+		if (f)
+			fclose(f);
+		if (!ok || kill((pid_t)h.pid, 0) != 0)
+			continue;
+		int dup = 0;
+		for (size_t i = 0; i < npids; i++)
+			dup |= pids[i] == (pid_t)h.pid; /* exec'ed images share the pid */
+		if (!dup)
+			pids[npids++] = (pid_t)h.pid;
+	}
+	closedir(d);
+	if (!npids) {
 		fprintf(stderr, "stitch-trace live: no process of %s is running\n", argv[1]);
 		return 1;
 	}
+	int failed = 0;
+	for (size_t i = 0; i < npids; i++)
+		failed |= live_send(pids[i], req, len);
 	return failed;
 }
 

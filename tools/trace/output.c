@@ -682,3 +682,32 @@ void out_flame(FILE *out, const struct tr_trace *tr, const char *title)
 	fprintf(out, "</svg>\n");
 	flame_free(&fl.root);
 }
+
+/* ---- raw events ------------------------------------------------------- */
+
+/* One line per event and per filter change, in each thread's order:
+ *   E pid tid kind gen ts_ns name     kind: entry exit unwind noret lost
+ *   M pid gen_before gen_after ok ts_begin ts_end filter...
+ * (what tests/trace/live_test.py reads). */
+void out_events(FILE *out, const struct tr_trace *tr)
+{
+	static const char *const kinds[] = { [ST_EV_ENTRY] = "entry", [ST_EV_EXIT] = "exit",
+		[ST_EV_UNWIND] = "unwind", [ST_EV_LOST] = "lost", [ST_EV_NORET] = "noret" };
+	char nb[32];
+	for (size_t pi = 0; pi < tr->nproc; pi++) {
+		const struct tr_proc *p = &tr->proc[pi];
+		for (size_t m = 0; m < p->nmark; m++)
+			fprintf(out, "M %u %u %u %u %" PRIu64 " %" PRIu64 " %s\n", p->h.pid, p->mark[m].m.gen_before,
+				p->mark[m].m.gen_after, p->mark[m].m.ok, p->mark[m].m.ts_begin, p->mark[m].m.ts_end,
+				p->mark[m].filter);
+		for (size_t ti = 0; ti < p->nthr; ti++) {
+			const struct tr_thread *t = &p->thr[ti];
+			for (size_t i = 0; i < t->nev; i++) {
+				const struct st_event *e = &t->ev[i];
+				const char *k = e->kind < sizeof kinds / sizeof *kinds && kinds[e->kind] ? kinds[e->kind] : "?";
+				fprintf(out, "E %u %u %s %u %" PRIu64 " %s\n", p->h.pid, t->tid, k, e->gen, e->ts_ns,
+					e->kind == ST_EV_LOST ? "-" : tr_sym_name(p, e->ip, nb, sizeof nb));
+			}
+		}
+	}
+}

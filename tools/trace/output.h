@@ -14,6 +14,7 @@ int out_report(FILE *out, const struct tr_trace *tr, int sort_key);
 void out_chrome(FILE *out, const struct tr_trace *tr);
 void out_folded(FILE *out, const struct tr_trace *tr, int by_time);
 void out_ftrace(FILE *out, const struct tr_trace *tr);
+void out_events(FILE *out, const struct tr_trace *tr);
 void out_flame(FILE *out, const struct tr_trace *tr, const char *title);
 
 #endif
