@@ -20,7 +20,8 @@ static int helper_static(int x)
 
 int middle(int x)
 {
-	return helper_static(x) + leaf(x);
+	int h = helper_static(x); /* before leaf(): + does not order its operands */
+	return h + leaf(x);
 }
 
 int top(int x)

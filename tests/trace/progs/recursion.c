@@ -23,6 +23,9 @@ int is_odd(unsigned n)
 
 int main(void)
 {
-	printf("recursion %d %d\n", fact(4), is_even(5));
+	/* one call per statement: argument order is unspecified in C */
+	int f = fact(4);
+	int e = is_even(5);
+	printf("recursion %d %d\n", f, e);
 	return 0;
 }
