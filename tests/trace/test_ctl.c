@@ -48,7 +48,9 @@ int main(void)
 	CHECK_EQ(stitch_trace_ctl_parse(b, n, &r), -CTL_ERR_VERSION);
 	n = req(b, 4, 1, 0, 0, NULL);
 	CHECK_EQ(stitch_trace_ctl_parse(b, n, &r), -CTL_ERR_COMMAND);
-	n = req(b, 4, 1, 7, 0, NULL);
+	n = req(b, 4, 1, CTL_DETACH + 1, 0, NULL);
+	CHECK_EQ(stitch_trace_ctl_parse(b, n, &r), -CTL_ERR_COMMAND);
+	n = req(b, 4, 1, 0xff, 0, NULL);
 	CHECK_EQ(stitch_trace_ctl_parse(b, n, &r), -CTL_ERR_COMMAND);
 	n = req(b, 5, 1, CTL_ENABLE, 2, "a");
 	CHECK_EQ(stitch_trace_ctl_parse(b, n, &r), -CTL_ERR_LENGTH);     /* arg length != bytes */

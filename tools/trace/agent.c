@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -47,6 +48,7 @@
 #include <stitch/ftrace.h>
 
 #include "agent.h"
+#include "ctlpath.h"
 #include "format.h"
 #include "ring.h"
 
@@ -708,6 +710,10 @@ static int parse_filter(const char *text)
 
 int agent_control(const struct ctl_request *req, char *reply, size_t size)
 {
+	if (!ag.active) {
+		snprintf(reply, size, "refused: tracing has stopped (detached)");
+		return -1;
+	}
 	if (ag.forked && req->cmd != CTL_STATUS) {
 		snprintf(reply, size, "refused: a fork child cannot change its tracing (the library would patch the parent's code)");
 		return -1;
@@ -734,6 +740,32 @@ int agent_control(const struct ctl_request *req, char *reply, size_t size)
 			 (int)getpid(), sites < 0 ? 0 : sites, enabled < 0 ? 0 : enabled,
 			 paused ? "paused" : "running", ag.graph ? "on" : "off", (unsigned long long)e.events,
 			 (unsigned long long)e.lost, (unsigned long long)e.noret, text, ag.path);
+		pthread_mutex_unlock(&ctl_lock);
+		return 0;
+	}
+	case CTL_DETACH: {
+		/* Unregister first: after its grace period no callback runs, the
+		 * sites hold the compiler's bytes again, and the drain sees all. */
+		int err = ag.registered ? stitch_ftrace_unregister(cur_ops) : 0;
+		if (err) {
+			snprintf(reply, size, "refused: %s", stitch_last_error());
+			pthread_mutex_unlock(&ctl_lock);
+			return -1;
+		}
+		ag.registered = 0;
+		atomic_store(&recording, 0);
+		stop_writer();
+		pthread_mutex_lock(&file_lock);
+		drain_all(0);
+		struct st_end e;
+		totals(&e);
+		put_record(ST_REC_END, &e, sizeof e, NULL, 0);
+		close(ag.fd);
+		ag.fd = -1;
+		ag.active = 0;
+		pthread_mutex_unlock(&file_lock);
+		snprintf(reply, size, "detached: original code restored; %llu events, %llu lost, in %s",
+			 (unsigned long long)e.events, (unsigned long long)e.lost, ag.path);
 		pthread_mutex_unlock(&ctl_lock);
 		return 0;
 	}
@@ -990,9 +1022,59 @@ static void after_fork_child(void)
 	/* No control socket: see agent_control() on fork children. */
 }
 
+/*
+ * Configuration: the environment (record), or for a process the agent was
+ * injected into (attach) the file <ctl dir>/attach-<pid>.conf the CLI
+ * wrote: NAME=VALUE lines, accepted only from our private directory, a
+ * regular file of ours with no group/other permission; read once, removed.
+ */
+static char attach_conf[8192];
+static int attached;
+
+static void load_attach_conf(void)
+{
+	char dir[200], path[256];
+	const char *why;
+	if (stitch_trace_ctl_dir(dir, sizeof dir, 0, &why) != 0)
+		return;
+	snprintf(path, sizeof path, "%s/attach-%d.conf", dir, (int)getpid());
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != getuid() || (st.st_mode & 077)) {
+		agent_say("ignoring %s: not a private file of this user", path);
+		close(fd);
+		return;
+	}
+	ssize_t n = read(fd, attach_conf, sizeof attach_conf - 1);
+	close(fd);
+	unlink(path);
+	if (n <= 0)
+		return;
+	attach_conf[n] = '\0';
+	for (char *c = attach_conf; *c; c++)
+		if (*c == '\n')
+			*c = '\0';
+	attach_conf[n] = '\0';
+	attached = 1;
+	(void)n;
+}
+
+static const char *cfg(const char *name)
+{
+	if (!attached)
+		return getenv(name);
+	size_t k = strlen(name);
+	for (const char *p = attach_conf; p < attach_conf + sizeof attach_conf && *p; p += strlen(p) + 1)
+		if (strncmp(p, name, k) == 0 && p[k] == '=')
+			return p + k + 1;
+	return NULL;
+}
+
 static uint64_t env_u64(const char *name, uint64_t dflt)
 {
-	const char *v = getenv(name);
+	const char *v = cfg(name);
 	if (!v || !*v)
 		return dflt;
 	char *end;
@@ -1008,8 +1090,12 @@ static uint64_t env_u64(const char *name, uint64_t dflt)
 __attribute__((constructor)) static void agent_start(void)
 {
 	const char *dir = getenv("STITCH_TRACE_DIR");
-	if (!dir || !*dir)
-		return;
+	if (!dir || !*dir) {
+		load_attach_conf();
+		dir = cfg("STITCH_TRACE_DIR");
+		if (!dir || !*dir)
+			return;
+	}
 	if (strlen(dir) >= sizeof ag.dir) {
 		agent_say("STITCH_TRACE_DIR too long");
 		return;
@@ -1024,7 +1110,7 @@ __attribute__((constructor)) static void agent_start(void)
 #endif
 	uint64_t depth = env_u64("STITCH_TRACE_DEPTH", 0);
 	ag.depth_limit = depth && depth < UINT32_MAX ? (uint32_t)depth : UINT32_MAX;
-	const char *fork_mode = getenv("STITCH_TRACE_FORK");
+	const char *fork_mode = cfg("STITCH_TRACE_FORK");
 	ag.fork_follow = !(fork_mode && strcmp(fork_mode, "stop") == 0);
 	ag.control = env_u64("STITCH_TRACE_CONTROL", 0) != 0;
 	ag.ring_events = env_u64("STITCH_TRACE_BUFFER", DEFAULT_RING_EVENTS);
@@ -1032,7 +1118,7 @@ __attribute__((constructor)) static void agent_start(void)
 		agent_say("STITCH_TRACE_BUFFER must be a power of two in [16, 2^26]; using %u", DEFAULT_RING_EVENTS);
 		ag.ring_events = DEFAULT_RING_EVENTS;
 	}
-	if (parse_filter(getenv("STITCH_TRACE_FILTER")) != 0) {
+	if (parse_filter(cfg("STITCH_TRACE_FILTER")) != 0) {
 		agent_say("STITCH_TRACE_FILTER: too many or too long globs");
 		return;
 	}

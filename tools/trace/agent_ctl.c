@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -28,7 +29,8 @@
 static int listen_fd = -1;
 static int stop_pipe[2] = { -1, -1 };
 static pthread_t ctl_thread;
-static int ctl_running;
+static _Atomic int ctl_running;
+static int detached;
 static char sock_path[108];
 
 /* Read exactly n bytes or fail (peer closed, timeout, error). */
@@ -106,6 +108,12 @@ static void serve(int fd)
 	}
 	char reply[CTL_MAX_REPLY];
 	int r = agent_control(&req, reply, sizeof reply);
+	if (req.cmd == CTL_DETACH && r == 0) {
+		/* the socket goes before the answer: once "detach" returns, the
+		 * process can no longer be reached */
+		unlink(sock_path);
+		detached = 1;
+	}
 	send_reply(fd, r == 0 ? 0 : 1, reply);
 }
 
@@ -138,6 +146,16 @@ static void *ctl_main(void *arg)
 			drained += (size_t)k;
 		}
 		close(fd);
+		if (detached) {
+			/* nobody joins this thread now: it cleans up after itself */
+			pthread_detach(pthread_self());
+			close(listen_fd);
+			close(stop_pipe[0]);
+			close(stop_pipe[1]);
+			listen_fd = stop_pipe[0] = stop_pipe[1] = -1;
+			atomic_store(&ctl_running, 0);
+			break;
+		}
 	}
 	return NULL;
 }

@@ -45,6 +45,7 @@ int stitch_trace_ctl_parse(const uint8_t *buf, size_t len, struct ctl_request *o
 	case CTL_STATUS:
 	case CTL_PAUSE:
 	case CTL_RESUME:
+	case CTL_DETACH:
 		if (arg_len != 0)
 			return -CTL_ERR_ARGUMENT;
 		out->on = 0;
@@ -103,6 +104,7 @@ size_t stitch_trace_ctl_encode(uint8_t *buf, size_t size, int cmd, const char *a
 const char *stitch_trace_ctl_name(int cmd)
 {
 	static const char *const names[] = { [CTL_STATUS] = "status", [CTL_ENABLE] = "enable",
-		[CTL_DISABLE] = "disable", [CTL_GRAPH] = "graph", [CTL_PAUSE] = "pause", [CTL_RESUME] = "resume" };
-	return cmd > 0 && cmd <= CTL_RESUME ? names[cmd] : NULL;
+		[CTL_DISABLE] = "disable", [CTL_GRAPH] = "graph", [CTL_PAUSE] = "pause", [CTL_RESUME] = "resume",
+		[CTL_DETACH] = "detach" };
+	return cmd > 0 && cmd <= CTL_DETACH ? names[cmd] : NULL;
 }

@@ -29,6 +29,7 @@ enum ctl_cmd {
 	CTL_GRAPH = 4,   /* argument: "on" or "off" */
 	CTL_PAUSE = 5,
 	CTL_RESUME = 6,
+	CTL_DETACH = 7,  /* stop for good: code restored, file closed, socket gone */
 };
 
 struct ctl_request {

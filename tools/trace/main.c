@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "attach.h"
 #include "ctl.h"
 #include "ctlpath.h"
 #include "output.h"
@@ -51,7 +52,9 @@ static void usage_main(FILE *out)
 		"  dump [DIR] --chrome|--folded|--ftrace|--tree\n"
 		"                         Chrome trace JSON, folded stacks, ftrace text, canonical tree\n"
 		"  flame [DIR] -o OUT.svg flame graph\n"
-		"  attach PID             (not implemented yet, see docs/stitch-trace.md)\n"
+		"  attach PID [-F GLOB]... [-N GLOB]... [--graph] [-o DIR]\n"
+		"                         trace a running process (x86-64, ptrace); then\n"
+		"                         `live PID detach` restores its code\n"
 		"\n"
 		"DIR defaults to ./" DEFAULT_DIR ".  `stitch-trace COMMAND --help` for details.\n"
 		"Programs are traced where built with: %s\n",
@@ -438,6 +441,7 @@ static const char live_help[] =
 	"  graph on|off    record returns or not\n"
 	"  pause, resume   stop/restart tracing (code is restored while paused)\n"
 	"  status          sites, enabled sites, events, lost events\n"
+	"  detach          stop tracing for good: original code back, file closed\n"
 	"Exit status: 0 all done, 1 refused or unreachable, 2 usage error.\n";
 
 /* Send one request to pid; print the answer.  0 done, 1 refused/failed. */
@@ -498,7 +502,7 @@ static int cmd_live(int argc, char **argv)
 	if (argc < 3)
 		return usage_error("live", "%s", "usage: stitch-trace live PID|DIR COMMAND [ARG]");
 	int cmd = 0;
-	for (int c = CTL_STATUS; c <= CTL_RESUME; c++)
+	for (int c = CTL_STATUS; c <= CTL_DETACH; c++)
 		if (strcmp(argv[2], stitch_trace_ctl_name(c)) == 0)
 			cmd = c;
 	if (!cmd)
@@ -555,6 +559,96 @@ static int cmd_live(int argc, char **argv)
 	return failed;
 }
 
+/* ---- attach ----------------------------------------------------------- */
+
+static const char attach_help[] =
+	"usage: stitch-trace attach PID [-F GLOB]... [-N GLOB]... [--graph] [--depth N] [-o DIR]\n"
+	"Load the tracing agent into running process PID (built with patchable entries)\n"
+	"by ptrace, and return once it records into DIR.  The program runs on; stop\n"
+	"with `stitch-trace live PID detach` (its original code is restored).\n"
+	"x86-64 only.  Needs ptrace permission over PID.\n";
+
+static int cmd_attach(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "filter", required_argument, NULL, 'F' }, { "notrace", required_argument, NULL, 'N' },
+		{ "graph", no_argument, NULL, 'g' },        { "depth", required_argument, NULL, 'D' },
+		{ "output", required_argument, NULL, 'o' }, { "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	char filter[4096] = "", depth[32] = "";
+	const char *dir = DEFAULT_DIR;
+	int graph = 0, c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "F:N:gD:o:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'F':
+		case 'N':
+			if (!*optarg || strpbrk(optarg, " \t\n") || optarg[0] == '!')
+				return usage_error("attach", "bad glob '%s' (no spaces; use -N to exclude)", optarg);
+			if (append(filter, sizeof filter, optarg, c == 'N') != 0)
+				return usage_error("attach", "%s", "too many globs");
+			break;
+		case 'g': graph = 1; break;
+		case 'D': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (*end || v < 1 || v > 1000000)
+				return usage_error("attach", "--depth wants a positive number, not '%s'", optarg);
+			snprintf(depth, sizeof depth, "%ld", v);
+			break;
+		}
+		case 'o': dir = optarg; break;
+		case 'h': fputs(attach_help, stdout); return 0;
+		default: return usage_error("attach", "%s", "unknown option");
+		}
+	}
+	if (optind + 1 != argc)
+		return usage_error("attach", "%s", "one PID expected");
+	char *end;
+	long pid = strtol(argv[optind], &end, 10);
+	if (*end || pid <= 0)
+		return usage_error("attach", "not a process id: '%s'", argv[optind]);
+	if (kill((pid_t)pid, 0) != 0) {
+		fprintf(stderr, "stitch-trace attach: %ld: %s\n", pid, strerror(errno));
+		return 1;
+	}
+	char agent[PATH_MAX], absdir[PATH_MAX];
+	if (find_agent(agent, sizeof agent) != 0) {
+		fprintf(stderr, "stitch-trace attach: libstitch-agent.so not found (set STITCH_TRACE_AGENT)\n");
+		return 1;
+	}
+	char agent_abs[PATH_MAX];
+	if (!realpath(agent, agent_abs)) {
+		fprintf(stderr, "stitch-trace attach: %s: %s\n", agent, strerror(errno));
+		return 1;
+	}
+	if (prepare_dir(dir) != 0 || !realpath(dir, absdir)) {
+		fprintf(stderr, "stitch-trace attach: %s: %s\n", dir, strerror(errno));
+		return 1;
+	}
+	static char e_dir[PATH_MAX + 32], e_filter[4200], e_graph[32], e_depth[64];
+	snprintf(e_dir, sizeof e_dir, "STITCH_TRACE_DIR=%s", absdir);
+	snprintf(e_filter, sizeof e_filter, "STITCH_TRACE_FILTER=%s", filter);
+	snprintf(e_graph, sizeof e_graph, "STITCH_TRACE_GRAPH=%d", graph);
+	snprintf(e_depth, sizeof e_depth, "STITCH_TRACE_DEPTH=%s", depth[0] ? depth : "0");
+	const char *env[] = { e_dir, e_filter, e_graph, e_depth, "STITCH_TRACE_CONTROL=1", "STITCH_TRACE_FORK=stop",
+			      NULL };
+	if (stitch_trace_attach((pid_t)pid, agent_abs, env) != 0)
+		return 1;
+	/* The agent's constructor made its control socket before dlopen
+	 * returned: ask it how it went. */
+	uint8_t req[CTL_MAX_REQUEST];
+	size_t len = stitch_trace_ctl_encode(req, sizeof req, CTL_STATUS, NULL);
+	if (live_send((pid_t)pid, req, len) != 0) {
+		fprintf(stderr, "stitch-trace attach: the agent is loaded but does not answer\n");
+		return 1;
+	}
+	fprintf(stderr, "stitch-trace: attached to %ld, recording into %s; stop with `stitch-trace live %ld detach`\n",
+		pid, dir, pid);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -573,15 +667,8 @@ int main(int argc, char **argv)
 		return read_cmd(argc - 1, argv + 1, cmd);
 	if (strcmp(cmd, "live") == 0)
 		return cmd_live(argc - 1, argv + 1);
-	if (strcmp(cmd, "attach") == 0) {
-		if (argc > 2 && is_help(argv[2])) {
-			printf("usage: stitch-trace attach PID [-F GLOB]...\nNot implemented yet: see docs/stitch-trace.md.\n");
-			return 0;
-		}
-		fprintf(stderr, "stitch-trace attach: not implemented yet (docs/stitch-trace.md, \"Attach\");\n"
-				"start the program with `stitch-trace record` instead.\n");
-		return 1;
-	}
+	if (strcmp(cmd, "attach") == 0)
+		return cmd_attach(argc - 1, argv + 1);
 	fprintf(stderr, "stitch-trace: unknown command '%s'\n", cmd);
 	usage_main(stderr);
 	return 2;
