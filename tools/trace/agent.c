@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -144,6 +145,8 @@ static struct ring *ring_create(void)
 	r->mask = ag.ring_events - 1;
 	r->map_size = size;
 	r->tid = (uint32_t)syscall(SYS_gettid);
+	/* the name now, in case the thread is gone before the writer looks */
+	prctl(PR_GET_NAME, r->name, 0, 0, 0);
 	struct ring *old = atomic_load_explicit(&all_rings, memory_order_relaxed);
 	do
 		r->next = old;
@@ -310,6 +313,7 @@ static int write_symbols(void)
 static void write_thread_name(struct ring *r)
 {
 	char p[64], name[32] = "";
+	memcpy(name, r->name, sizeof r->name);
 	snprintf(p, sizeof p, "/proc/self/task/%u/comm", r->tid);
 	int fd = open(p, O_RDONLY | O_CLOEXEC);
 	if (fd >= 0) {
@@ -974,15 +978,15 @@ static void after_fork_child(void)
 	/* Events in the rings were recorded by the parent, which writes them. */
 	uint32_t me = (uint32_t)syscall(SYS_gettid);
 	struct ring *mine = NULL;
-	for (struct ring *r = atomic_load(&all_rings); r; r = r->next) {
-		if (atomic_load(&r->dead))
-			continue;
+	for (struct ring *r = atomic_load(&all_rings), *next; r; r = next) {
+		next = r->next; /* before the munmap below */
 		if (r == my_ring) {
 			mine = r;
 			continue;
 		}
-		atomic_store(&r->dead, 1);
-		munmap(r, r->map_size);
+		/* a dead ring kept only its first page (drain_all) */
+		size_t keep = (sizeof(struct ring) + 4095) & ~(size_t)4095;
+		munmap(r, atomic_load(&r->dead) ? keep : r->map_size);
 	}
 	atomic_store(&all_rings, mine);
 	if (mine) {
@@ -1167,6 +1171,8 @@ __attribute__((destructor)) static void agent_stop(void)
 	pthread_mutex_unlock(&ctl_lock);
 	stop_writer();
 	pthread_mutex_lock(&file_lock);
+	for (struct ring *r = atomic_load(&all_rings); r; r = r->next)
+		r->named = atomic_load(&r->dead); /* live threads: their current names */
 	drain_all(0);
 	struct st_end e;
 	totals(&e);

@@ -38,6 +38,7 @@ struct ring {
 	uint64_t mask;         /* capacity - 1 */
 	uint64_t map_size;
 	uint32_t tid;
+	char name[16];         /* the thread's name when the ring was made */
 	_Atomic int dead;      /* set by the consumer once the thread is gone and drained */
 	int named;             /* consumer-private: a THREAD record was written */
 	struct ring *next;     /* the list of all rings; pushed once, never unlinked */
