@@ -87,7 +87,9 @@ static const char record_help[] =
 	"  -o, --output DIR     where to write trace-<pid>.dat files (default " DEFAULT_DIR ")\n"
 	"      --fork MODE      follow: a forked child records into its own file (default);\n"
 	"                       stop: it records nothing\n"
-	"      --buffer N       events per thread ring, a power of two (default 65536)\n"
+	"      --buffer N       events per thread ring, a power of two (default 262144)\n"
+	"      --block          a thread whose ring is full waits for the writer\n"
+	"                       (no event lost; the program slows down instead)\n"
 	"      --no-control     no control socket (stitch-trace live cannot reach it)\n"
 	"\n"
 	"Exit status: PROG's (128+N if killed by signal N); 1 if it could not be started.\n"
@@ -170,11 +172,12 @@ static int cmd_record(int argc, char **argv)
 		{ "graph", no_argument, NULL, 'g' },        { "depth", required_argument, NULL, 'D' },
 		{ "output", required_argument, NULL, 'o' }, { "fork", required_argument, NULL, 1 },
 		{ "buffer", required_argument, NULL, 2 },   { "no-control", no_argument, NULL, 3 },
+		{ "block", no_argument, NULL, 4 },
 		{ "help", no_argument, NULL, 'h' },         { 0 }
 	};
 	char filter[8192] = "", depth[32] = "", buffer[32] = "";
 	const char *dir = DEFAULT_DIR, *fork_mode = "follow";
-	int graph = 0, control = 1, c;
+	int graph = 0, control = 1, block = 0, c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "+F:N:gD:o:h", opts, NULL)) != -1) {
 		switch (c) {
@@ -209,6 +212,7 @@ static int cmd_record(int argc, char **argv)
 			break;
 		}
 		case 3: control = 0; break;
+		case 4: block = 1; break;
 		case 'h': fputs(record_help, stdout); return 0;
 		default: return usage_error("record", "%s", "unknown option");
 		}
@@ -234,6 +238,7 @@ static int cmd_record(int argc, char **argv)
 	setenv("STITCH_TRACE_GRAPH", graph ? "1" : "0", 1);
 	setenv("STITCH_TRACE_FORK", fork_mode, 1);
 	setenv("STITCH_TRACE_CONTROL", control ? "1" : "0", 1);
+	setenv("STITCH_TRACE_BLOCK", block ? "1" : "0", 1);
 	if (depth[0])
 		setenv("STITCH_TRACE_DEPTH", depth, 1);
 	else
@@ -294,13 +299,11 @@ static int cmd_record(int argc, char **argv)
 		return rc; /* execvp said why */
 
 	struct tr_trace t;
-	int quiet_stderr = dup(2);
-	if (tr_load(absdir, &t) != 0) {
+	if (tr_load_opt(absdir, &t, 1) != 0) {
 		fprintf(stderr, "stitch-trace record: nothing was recorded in %s (is %s dynamically linked?)\n", absdir,
 			argv[optind]);
 		return rc ? rc : 1;
 	}
-	close(quiet_stderr);
 	if (!recorded_sites(&t)) {
 		fprintf(stderr,
 			"stitch-trace record: %s has no patchable function entries.\n"
@@ -310,15 +313,17 @@ static int cmd_record(int argc, char **argv)
 		return rc ? rc : 1;
 	}
 	uint64_t events = 0, lost = 0;
+	size_t unclean = 0;
 	for (size_t i = 0; i < t.nproc; i++) {
 		events += t.proc[i].end.events;
 		lost += t.proc[i].end.lost;
-		for (size_t j = 0; j < t.proc[i].nthr; j++)
-			if (!t.proc[i].ended)
-				events += t.proc[i].thr[j].nev;
+		unclean += !t.proc[i].ended;
 	}
 	fprintf(stderr, "stitch-trace: %zu process%s, %llu events, %llu lost, in %s\n", t.nproc,
 		t.nproc == 1 ? "" : "es", (unsigned long long)events, (unsigned long long)lost, dir);
+	if (unclean)
+		fprintf(stderr, "stitch-trace: %zu process%s did not exit cleanly (no totals; last events may be missing)\n",
+			unclean, unclean == 1 ? "" : "es");
 	if (WIFSIGNALED(status))
 		fprintf(stderr, "stitch-trace: %s was killed by signal %d\n", argv[optind], WTERMSIG(status));
 	return rc;

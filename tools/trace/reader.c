@@ -146,7 +146,7 @@ static void build_tree(struct tr_proc *p, struct tr_thread *t)
 	}
 }
 
-static int load_file(const char *path, struct tr_proc *p)
+static int load_file(const char *path, struct tr_proc *p, int skip_events)
 {
 	FILE *f = fopen(path, "rb");
 	if (!f) {
@@ -176,6 +176,11 @@ static int load_file(const char *path, struct tr_proc *p)
 		if (got != sizeof rh || rh.size % 8 || rh.size > (1u << 30)) {
 			fprintf(stderr, "stitch-trace: %s: damaged record; reading stops here\n", path);
 			break;
+		}
+		if (skip_events && rh.type == ST_REC_EVENTS) {
+			if (fseek(f, rh.size, SEEK_CUR) != 0)
+				break;
+			continue;
 		}
 		if (rh.size + 1 > bufcap) {
 			bufcap = rh.size + 1;
@@ -309,6 +314,11 @@ static int cmp_thread(const void *a, const void *b)
 
 int tr_load(const char *dir, struct tr_trace *t)
 {
+	return tr_load_opt(dir, t, 0);
+}
+
+int tr_load_opt(const char *dir, struct tr_trace *t, int skip_events)
+{
 	memset(t, 0, sizeof *t);
 	DIR *d = opendir(dir);
 	if (!d) {
@@ -324,7 +334,7 @@ int tr_load(const char *dir, struct tr_trace *t)
 		char path[4096];
 		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
 		t->proc = xrealloc(t->proc, (t->nproc + 1) * sizeof *t->proc);
-		if (load_file(path, &t->proc[t->nproc]) == 0)
+		if (load_file(path, &t->proc[t->nproc], skip_events) == 0)
 			t->nproc++;
 		else
 			err = -1;

@@ -77,6 +77,8 @@ struct tr_trace {
 
 /* Load every trace-*.dat of dir; 0, or -1 with a message on stderr. */
 int tr_load(const char *dir, struct tr_trace *t);
+/* The same; with skip_events, only headers, symbols, marks and totals. */
+int tr_load_opt(const char *dir, struct tr_trace *t, int skip_events);
 /* The name of ip in a process ("0x..." in buf if unknown). */
 const char *tr_sym_name(const struct tr_proc *p, uint64_t ip, char *buf, size_t size);
 /* Does the trace record exits (graph mode)? */

@@ -45,6 +45,14 @@ struct ring {
 	struct st_event ev[];
 };
 
+/* Room for one more event (and a pending LOST one)? */
+static inline int ring_has_room(struct ring *r)
+{
+	uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+	uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
+	return head - tail + (r->lost_pending ? 2 : 1) <= r->mask + 1;
+}
+
 /* Producer: append one event; returns 0, or -1 if it had to be dropped. */
 static inline int ring_put(struct ring *r, uint32_t kind, uint64_t ip, uint64_t ts, uint32_t gen)
 {
