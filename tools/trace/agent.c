@@ -475,6 +475,24 @@ static int drain_all(int reap)
 	return busy;
 }
 
+/*
+ * Losses not yet followed by an event that fit are only in the producer's
+ * lost_pending: once no callback can run (after unregister), put them in
+ * the stream too.  file_lock, after a drain (so there is room).
+ */
+static void final_lost_markers(void)
+{
+	for (struct ring *r = atomic_load_explicit(&all_rings, memory_order_acquire); r; r = r->next) {
+		if (atomic_load_explicit(&r->dead, memory_order_relaxed) || !r->lost_pending)
+			continue;
+		uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+		r->ev[head & r->mask] = (struct st_event){ .ts_ns = use_counter ? counter_now() : now_ns(),
+							   .ip = r->lost_pending, .kind = ST_EV_LOST };
+		r->lost_pending = 0;
+		atomic_store_explicit(&r->head, head + 1, memory_order_release);
+	}
+}
+
 static void totals(struct st_end *e)
 {
 	e->ts_ns = now_ns();
@@ -860,6 +878,8 @@ int agent_control(const struct ctl_request *req, char *reply, size_t size)
 		atomic_store(&recording, 0);
 		stop_writer();
 		pthread_mutex_lock(&file_lock);
+		drain_all(0);
+		final_lost_markers();
 		drain_all(0);
 		struct st_end e;
 		totals(&e);
@@ -1278,6 +1298,10 @@ __attribute__((destructor)) static void agent_stop(void)
 	for (struct ring *r = atomic_load(&all_rings); r; r = r->next)
 		r->named = atomic_load(&r->dead); /* live threads: their current names */
 	drain_all(0);
+	if (!ag.registered) { /* no callback can run any more */
+		final_lost_markers();
+		drain_all(0);
+	}
 	struct st_end e;
 	totals(&e);
 	put_record(ST_REC_END, &e, sizeof e, NULL, 0);

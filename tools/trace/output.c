@@ -687,6 +687,7 @@ void out_flame(FILE *out, const struct tr_trace *tr, const char *title)
 
 /* One line per event and per filter change, in each thread's order:
  *   E pid tid kind gen ts_ns name     kind: entry exit unwind noret lost
+ *                                     (lost: name is the number of events lost)
  *   M pid gen_before gen_after ok ts_begin ts_end filter...
  * (what tests/trace/live_test.py reads). */
 void out_events(FILE *out, const struct tr_trace *tr)
@@ -705,8 +706,10 @@ void out_events(FILE *out, const struct tr_trace *tr)
 			for (size_t i = 0; i < t->nev; i++) {
 				const struct st_event *e = &t->ev[i];
 				const char *k = e->kind < sizeof kinds / sizeof *kinds && kinds[e->kind] ? kinds[e->kind] : "?";
+				if (e->kind == ST_EV_LOST)
+					snprintf(nb, sizeof nb, "%" PRIu64, e->ip); /* how many */
 				fprintf(out, "E %u %u %s %u %" PRIu64 " %s\n", p->h.pid, t->tid, k, e->gen, e->ts_ns,
-					e->kind == ST_EV_LOST ? "-" : tr_sym_name(p, e->ip, nb, sizeof nb));
+					e->kind == ST_EV_LOST ? nb : tr_sym_name(p, e->ip, nb, sizeof nb));
 			}
 		}
 	}
