@@ -78,6 +78,7 @@ static struct {
 	uint32_t exec_seq;
 	int registered;
 	int forked;
+	pid_t pid;             /* the process the file belongs to */
 } ag = { .fd = -1 };
 
 static struct ring *_Atomic all_rings;
@@ -140,13 +141,12 @@ static uint64_t now_ns(void)
  * Event timestamps.  clock_gettime() is a third of the cost of recording an
  * event (54 ns against 23 ns for rdtsc on the test machine, a VM), so the
  * callbacks read the CPU's counter (TSC, CNTVCT_EL0, the RISC-V time CSR;
- * all constant-rate on Linux, and what the vDSO itself reads) and the
- * writer converts to CLOCK_MONOTONIC nanoseconds when it drains: a line
- * through (counter, ns) at the start and at the drain.
+ * all constant-rate on Linux, and what the vDSO itself reads); the writer
+ * records (counter, monotonic ns) pairs at the start and at every drain,
+ * and readers convert with the line fitted through them (format.h).
  * STITCH_TRACE_CLOCK=monotonic makes the callbacks call clock_gettime().
  */
 static int use_counter;
-static struct { uint64_t count0, ns0; } clk;
 
 static inline uint64_t counter_now(void)
 {
@@ -193,23 +193,6 @@ static void clock_pair(uint64_t *count, uint64_t *ns)
 	*count = counter_now();
 	uint64_t b = now_ns();
 	*ns = a + (b - a) / 2;
-}
-
-/* Converts counter values taken before `ref` (file_lock). */
-struct clock_ref {
-	uint64_t count, ns;
-};
-
-static uint64_t counter_to_ns(uint64_t count, const struct clock_ref *ref)
-{
-	if (!use_counter)
-		return count;
-	uint64_t span = ref->count - clk.count0;
-	if (span == 0)
-		return clk.ns0;
-	int64_t d = (int64_t)(count - clk.count0);
-	__int128 scaled = (__int128)d * (__int128)(ref->ns - clk.ns0) / (__int128)span;
-	return clk.ns0 + (uint64_t)(int64_t)scaled;
 }
 
 /* ---- the hot path ---------------------------------------------------- */
@@ -415,10 +398,9 @@ static void write_thread_name(struct ring *r)
 	r->named = 1;
 }
 
-/* Copy a ring's new events into the file, timestamps in ns.  file_lock. */
-static void drain_ring(struct ring *r, const struct clock_ref *ref)
+/* Copy a ring's new events into the file.  file_lock. */
+static void drain_ring(struct ring *r)
 {
-	static struct st_event buf[4096]; /* file_lock */
 	if (!r->named)
 		write_thread_name(r);
 	uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
@@ -428,17 +410,24 @@ static void drain_ring(struct ring *r, const struct clock_ref *ref)
 		uint64_t n = head - tail;
 		if (n > cap - start)
 			n = cap - start; /* up to the end of the buffer; the rest next round */
-		if (n > sizeof buf / sizeof *buf)
-			n = sizeof buf / sizeof *buf;
-		memcpy(buf, &r->ev[start], n * sizeof *buf);
-		for (uint64_t i = 0; i < n; i++)
-			buf[i].ts_ns = counter_to_ns(buf[i].ts_ns, ref);
+		if (n > 0x10000)
+			n = 0x10000;
 		struct st_events e = { .tid = r->tid, .count = (uint32_t)n };
-		put_record(ST_REC_EVENTS, &e, sizeof e, buf, n * sizeof *buf);
+		put_record(ST_REC_EVENTS, &e, sizeof e, &r->ev[start], n * sizeof(struct st_event));
 		events_written += n;
 		tail += n;
 		atomic_store_explicit(&r->tail, tail, memory_order_release);
 	}
+}
+
+/* A (counter, ns) pair for the readers' conversion.  file_lock. */
+static void write_clock(void)
+{
+	if (!use_counter)
+		return;
+	struct st_clock c;
+	clock_pair(&c.count, &c.ns);
+	put_record(ST_REC_CLOCK, &c, sizeof c, NULL, 0);
 }
 
 static int thread_gone(uint32_t tid)
@@ -451,9 +440,7 @@ static int thread_gone(uint32_t tid)
 static int drain_all(int reap)
 {
 	int busy = 0;
-	/* taken before reading any head: every event drained is older */
-	struct clock_ref ref;
-	clock_pair(&ref.count, &ref.ns);
+	write_clock();
 	for (struct ring *r = atomic_load_explicit(&all_rings, memory_order_acquire); r; r = r->next) {
 		if (atomic_load_explicit(&r->dead, memory_order_relaxed))
 			continue;
@@ -462,7 +449,7 @@ static int drain_all(int reap)
 		uint64_t pending = atomic_load_explicit(&r->head, memory_order_relaxed) -
 				   atomic_load_explicit(&r->tail, memory_order_relaxed);
 		busy |= pending > (r->mask + 1) / 4;
-		drain_ring(r, &ref);
+		drain_ring(r);
 		if (gone) {
 			atomic_store_explicit(&r->dead, 1, memory_order_relaxed);
 			/* The list keeps its node (no unlink races with a concurrent
@@ -570,7 +557,8 @@ static void write_header(uint32_t ppid)
 		.pid = (uint32_t)getpid(),
 		.ppid = ppid,
 		.clock_id = CLOCK_MONOTONIC,
-		.flags = (ag.graph ? ST_FLAG_GRAPH : 0) | (ag.forked ? ST_FLAG_FORKED : 0),
+		.flags = (ag.graph ? ST_FLAG_GRAPH : 0) | (ag.forked ? ST_FLAG_FORKED : 0) |
+			 (use_counter ? ST_FLAG_COUNTER : 0),
 		.start_ns = now_ns(),
 		.start_realtime_ns = (uint64_t)rt.tv_sec * 1000000000u + (uint64_t)rt.tv_nsec,
 		.exec_seq = ag.exec_seq,
@@ -578,6 +566,7 @@ static void write_header(uint32_t ppid)
 	memcpy(h.magic, ST_MAGIC, 8);
 	if (write_all(ag.fd, &h, sizeof h) != 0)
 		agent_say("writing %s: %s", ag.path, strerror(errno));
+	write_clock();
 	char cmd[4096];
 	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
 	if (fd >= 0) {
@@ -1024,7 +1013,9 @@ AGENT_EXPORT void *dlopen(const char *file, int mode)
 /* Everything recorded so far reaches the file before the image goes. */
 static void flush_before_exec(const char *path)
 {
-	if (!ag.active)
+	/* A vfork child shares our memory and file but is another process:
+	 * the file's process is not the one exec'ing. */
+	if (!ag.active || getpid() != ag.pid)
 		return;
 	pthread_mutex_lock(&file_lock);
 	drain_all(0);
@@ -1131,6 +1122,7 @@ static void after_fork_child(void)
 	}
 	uint32_t ppid = (uint32_t)getppid();
 	ag.forked = 1;
+	ag.pid = getpid();
 	ag.fd = open_trace_file();
 	if (ag.fd < 0) {
 		atomic_store(&recording, 0);
@@ -1249,10 +1241,10 @@ __attribute__((constructor)) static void agent_start(void)
 	}
 	const char *clock_name = cfg("STITCH_TRACE_CLOCK");
 	use_counter = !(clock_name && strcmp(clock_name, "monotonic") == 0);
-	clock_pair(&clk.count0, &clk.ns0);
 	ag.fd = open_trace_file();
 	if (ag.fd < 0)
 		return;
+	ag.pid = getpid();
 	ag.active = 1;
 	write_header((uint32_t)getppid());
 	dl_adds_seen = module_adds();

@@ -35,6 +35,7 @@ struct st_file_header {
 };
 #define ST_FLAG_GRAPH 1u   /* exits are recorded */
 #define ST_FLAG_FORKED 2u  /* this process is a fork child of a traced one */
+#define ST_FLAG_COUNTER 4u /* event ts_ns are CPU counter values: convert with the CLOCK records */
 
 enum st_rec_type {
 	ST_REC_SYM = 1,    /* struct st_sym, then name '\0' module '\0' */
@@ -43,7 +44,17 @@ enum st_rec_type {
 	ST_REC_MARK = 4,   /* struct st_mark, then the new filter text '\0' */
 	ST_REC_END = 5,    /* struct st_end: the process exited cleanly */
 	ST_REC_EXEC = 6,   /* struct st_end, then the path '\0': the image exec'ed */
-	ST_REC_CMDLINE = 7 /* the command line, arguments separated by '\0' */
+	ST_REC_CMDLINE = 7, /* the command line, arguments separated by '\0' */
+	ST_REC_CLOCK = 8   /* struct st_clock: a counter value and the monotonic ns at that moment */
+};
+
+/* With ST_FLAG_COUNTER, readers map counter values to ns with the least-
+ * squares line through every CLOCK record of the file (one at the start,
+ * one per drain, one at the end): one linear map per file, so converted
+ * times keep the counter's order. */
+struct st_clock {
+	uint64_t count;
+	uint64_t ns;
 };
 
 struct st_rec_header {
@@ -70,7 +81,7 @@ enum st_event_kind {
 };
 
 struct st_event {
-	uint64_t ts_ns;
+	uint64_t ts_ns;  /* CLOCK_MONOTONIC ns, or a counter value (ST_FLAG_COUNTER) */
 	uint64_t ip;    /* function address (ST_EV_LOST: number of events lost) */
 	uint32_t kind;  /* enum st_event_kind */
 	uint32_t gen;   /* filter generation read at the event; odd while a filter changes */

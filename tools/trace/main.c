@@ -84,7 +84,8 @@ static const char record_help[] =
 	"  -N, --notrace GLOB   never trace functions matching GLOB (repeatable)\n"
 	"  -g, --graph          record returns too (call tree, durations)\n"
 	"  -D, --depth N        with --graph: only calls nested at most N deep\n"
-	"  -o, --output DIR     where to write trace-<pid>.dat files (default " DEFAULT_DIR ")\n"
+	"  -o, --output DIR     where to write trace-<pid>.dat files (default " DEFAULT_DIR ");\n"
+	"                       an earlier recording's trace files there are replaced\n"
 	"      --fork MODE      follow: a forked child records into its own file (default);\n"
 	"                       stop: it records nothing\n"
 	"      --buffer N       events per thread ring, a power of two (default 262144)\n"
@@ -294,12 +295,10 @@ static int cmd_record(int argc, char **argv)
 			return 1;
 		}
 	int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-	if (WIFEXITED(status) && rc == 127 && emu == NULL && access(argv[optind], X_OK) != 0 &&
-	    !strchr(argv[optind], '/'))
-		return rc; /* execvp said why */
-
 	struct tr_trace t;
 	if (tr_load_opt(absdir, &t, 1) != 0) {
+		if (rc == 127)
+			return rc; /* the program could not be started; the child said why */
 		fprintf(stderr, "stitch-trace record: nothing was recorded in %s (is %s dynamically linked?)\n", absdir,
 			argv[optind]);
 		return rc ? rc : 1;

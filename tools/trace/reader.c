@@ -62,7 +62,37 @@ const char *tr_sym_name(const struct tr_proc *p, uint64_t ip, char *buf, size_t 
 
 int tr_has_exits(const struct tr_proc *p)
 {
-	return (p->h.flags & ST_FLAG_GRAPH) != 0;
+	return (p->h.flags & ST_FLAG_GRAPH) != 0 || p->has_exits;
+}
+
+/* Counter values to monotonic ns: the least-squares line through the
+ * file's CLOCK pairs, one map for the whole file so the counter's order
+ * is kept (format.h).  One pair: its offset with 1 ns per count. */
+static void convert_times(struct tr_proc *p)
+{
+	if (!(p->h.flags & ST_FLAG_COUNTER) || p->nclk == 0)
+		return;
+	long double slope = 1, mc = 0, mn = 0;
+	for (size_t i = 0; i < p->nclk; i++)
+		mc += (long double)(p->clk[i].count - p->clk[0].count), mn += (long double)(p->clk[i].ns - p->clk[0].ns);
+	mc /= (long double)p->nclk, mn /= (long double)p->nclk;
+	long double sxy = 0, sxx = 0;
+	for (size_t i = 0; i < p->nclk; i++) {
+		long double x = (long double)(p->clk[i].count - p->clk[0].count) - mc;
+		long double y = (long double)(p->clk[i].ns - p->clk[0].ns) - mn;
+		sxy += x * y, sxx += x * x;
+	}
+	if (sxx > 0 && sxy > 0)
+		slope = sxy / sxx;
+	for (size_t ti = 0; ti < p->nthr; ti++)
+		for (size_t i = 0; i < p->thr[ti].nev; i++) {
+			struct st_event *e = &p->thr[ti].ev[i];
+			if (e->kind == ST_EV_LOST && e->ts_ns == 0)
+				continue;
+			long double x = (long double)(int64_t)(e->ts_ns - p->clk[0].count) - mc;
+			long double ns = (long double)p->clk[0].ns + mn + slope * x;
+			e->ts_ns = ns < 0 ? 0 : (uint64_t)ns;
+		}
 }
 
 /* Turn a thread's events into its call tree (pre-order nodes). */
@@ -254,6 +284,12 @@ static int load_file(const char *path, struct tr_proc *p, int skip_events)
 				}
 			}
 			break;
+		case ST_REC_CLOCK:
+			if (rh.size >= sizeof(struct st_clock)) {
+				p->clk = xrealloc(p->clk, (p->nclk + 1) * sizeof *p->clk);
+				memcpy(&p->clk[p->nclk++], buf, sizeof *p->clk);
+			}
+			break;
 		case ST_REC_CMDLINE: {
 			size_t n = rh.size;
 			while (n && buf[n - 1] == '\0')
@@ -288,6 +324,13 @@ static int load_file(const char *path, struct tr_proc *p, int skip_events)
 		}
 		p->nsym = w;
 	}
+	convert_times(p);
+	for (size_t i = 0; i < p->nthr && !p->has_exits; i++)
+		for (size_t j = 0; j < p->thr[i].nev; j++)
+			if (p->thr[i].ev[j].kind == ST_EV_EXIT || p->thr[i].ev[j].kind == ST_EV_UNWIND) {
+				p->has_exits = 1;
+				break;
+			}
 	for (size_t i = 0; i < p->nthr; i++)
 		build_tree(p, &p->thr[i]);
 	return 0;

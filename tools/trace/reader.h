@@ -64,6 +64,9 @@ struct tr_proc {
 	struct tr_mark *mark;
 	size_t nmark;
 	int ended;              /* ST_REC_END or ST_REC_EXEC seen */
+	int has_exits;          /* recorded with --graph, or graph switched on live */
+	struct st_clock *clk;   /* ST_FLAG_COUNTER: the (counter, ns) pairs */
+	size_t nclk;
 	int execed;
 	char *exec_path;
 	struct st_end end;
