@@ -155,6 +155,15 @@ STITCH_API int stitch_ftrace_set_filter(struct stitch_ftrace_ops *ops, const cha
 /* Stop; on return ops->func is running nowhere and will not be called again. */
 STITCH_API int stitch_ftrace_unregister(struct stitch_ftrace_ops *ops);
 
+/*
+ * Move a registered direct call to another trampoline while threads run
+ * through its sites (Linux's modify_ftrace_direct).  On return every call
+ * that starts enters `direct`, and no thread is still in the old one (it
+ * may be freed); a call in flight during the change enters the old or
+ * the new one, or - RISC-V's retarget mode, while its sites are being
+ * rewritten - neither.  On error nothing changed.
+ */
+STITCH_API int stitch_ftrace_modify_direct(struct stitch_ftrace_ops *ops, void *direct, size_t direct_size);
 /* Number of sites the ops currently traces; -STITCH_EINVAL if not registered. */
 STITCH_API int stitch_ftrace_ops_site_count(const struct stitch_ftrace_ops *ops);
 

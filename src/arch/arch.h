@@ -127,6 +127,7 @@ struct arch_ftrace_site {
 	uint8_t orig[8];  /* the compiler's bytes at `patch`, restored when disabled */
 	uintptr_t stub;   /* what the enabled call targets (set by arch_ftrace_region_fill) */
 	uintptr_t cookie; /* handed to the dispatcher (set by arch_ftrace_region_fill) */
+	uintptr_t target; /* arch private: where the enabled call goes (RISC-V retarget / table modes) */
 };
 
 /* Largest distance between a site and the module's trampoline region. */
@@ -176,6 +177,22 @@ bool arch_ftrace_site_lost(const struct arch_ftrace_site *s, bool enabled);
  */
 void arch_ftrace_tramp_range(uintptr_t *start, uintptr_t *end);
 
+/*
+ * The region's bytes were written, flushed and made RX; the architecture
+ * may change the protection of parts it owns (RISC-V's table mode keeps
+ * its destination table writable).  Error: the region is not used.
+ */
+int arch_ftrace_region_ready(uintptr_t region, size_t size);
+
+/*
+ * stitch_ftrace_modify_direct(): sites[0..n) are enabled with a direct
+ * call whose trampoline moves from `from` to `to`; their records' direct
+ * words already say `to`.  Rewrite whatever code reaches `from` without
+ * reading that word (nothing on x86-64 and AArch64, which always read
+ * it).  On error nothing is written.
+ */
+int arch_ftrace_retarget(struct arch_ftrace_site *const *sites, size_t n, uintptr_t from, uintptr_t to);
+
 /* The portable dispatcher the trampolines call (src/core/ftrace.c). */
 struct stitch_ftrace_regs;
 void stitch__ftrace_dispatch(uintptr_t cookie, uintptr_t parent_ip, struct stitch_ftrace_regs *regs);
@@ -185,14 +202,14 @@ void stitch__ftrace_dispatch(uintptr_t cookie, uintptr_t parent_ip, struct stitc
  * keeps the traced function's return address, which it restores before
  * the function runs (storing there makes the function return elsewhere),
  * and in *key the stack pointer the function will have when it returns.
- * arch_ftrace_return_tramp(): where a hooked function returns to; it saves
+ * stitch__ftrace_return: where a hooked function returns to; it saves
  * the return-value registers, calls stitch__ftrace_graph_return(key =
  * its stack pointer, the saved registers), restores them and jumps to the
  * address that returns, with the stack pointer the function returned with.
  */
 struct stitch_ftrace_ret_regs;
 uintptr_t *arch_ftrace_parent_slot(struct stitch_ftrace_regs *regs, uintptr_t *key);
-uintptr_t arch_ftrace_return_tramp(void);
+void stitch__ftrace_return(void);
 uintptr_t stitch__ftrace_graph_return(uintptr_t key, struct stitch_ftrace_ret_regs *rregs);
 
 #endif /* STITCH_ARCH_ARCH_H */

@@ -227,7 +227,7 @@ static FT_TLS int in_callback;
 /* ---- function_graph: hooking returns ----------------------------------------
  *
  * A site whose set has ops with a ret_func makes the traced function return
- * into arch_ftrace_return_tramp(): the dispatcher saves the function's
+ * into stitch__ftrace_return (arch): the dispatcher saves the function's
  * return address on the thread's shadow stack and overwrites the copy the
  * entry trampoline restores (arch_ftrace_parent_slot).  The return
  * trampoline saves the return registers and asks stitch__ftrace_graph_return()
@@ -252,6 +252,7 @@ static FT_TLS int in_callback;
  * hooked call (mmap: async-signal-safe) and unmapped at the thread's exit.
  */
 #define FT_STACK_WINDOW ((uintptr_t)64 << 20)
+#define RETURN_TRAMP ((uintptr_t)stitch__ftrace_return)
 
 struct ft_shadow {
 	uintptr_t orig; /* where the function really returns */
@@ -305,7 +306,7 @@ static bool set_has_ops(const struct ft_set *s, const struct stitch_ftrace_ops *
  * entries that tail calls chained through the return trampoline. */
 static uintptr_t real_parent(const struct ft_shadow_stack *st, size_t below, uintptr_t ra)
 {
-	uintptr_t tramp = arch_ftrace_return_tramp();
+	uintptr_t tramp = RETURN_TRAMP;
 	while (ra == tramp && below)
 		ra = st->e[--below].orig;
 	return ra;
@@ -349,7 +350,7 @@ static struct ft_shadow_stack *graph_prune(uintptr_t *slot, uintptr_t key)
 		return NULL;
 	/* Entries this call's frame is at or above are gone, except the one a
 	 * tail call chains to (same key, returning into the trampoline). */
-	bool tail = *slot == arch_ftrace_return_tramp();
+	bool tail = *slot == RETURN_TRAMP;
 	size_t keep = st->depth;
 	while (keep && key - st->e[keep - 1].key < FT_STACK_WINDOW &&
 	       (st->e[keep - 1].key < key || (st->e[keep - 1].key == key && !tail)))
@@ -367,7 +368,7 @@ static void graph_push(struct ft_shadow_stack *st, struct ft_rec *r, struct stit
 		return;
 	}
 	st->e[st->depth++] = (struct ft_shadow){ *slot, key, r, ops };
-	*slot = arch_ftrace_return_tramp();
+	*slot = RETURN_TRAMP;
 }
 
 uintptr_t stitch__ftrace_graph_return(uintptr_t key, struct stitch_ftrace_ret_regs *rregs)
@@ -406,7 +407,7 @@ void stitch__ftrace_dispatch(uintptr_t cookie, uintptr_t parent_ip, struct stitc
 	uintptr_t ip = r->a.func;
 	ft_read_lock();
 	struct ft_set *s = atomic_load_explicit(&r->set, memory_order_consume);
-	if (__builtin_expect(parent_ip == arch_ftrace_return_tramp(), 0) && shadow) /* a tail call of a hooked function */
+	if (__builtin_expect(parent_ip == RETURN_TRAMP, 0) && shadow) /* a tail call of a hooked function */
 		parent_ip = real_parent(shadow, shadow->depth, parent_ip);
 	if (__builtin_expect(s && s->n == 1 && !s->ngraph, 1)) { /* one tracer: call it, no loop */
 		if (s->ops[0]->func)
@@ -494,6 +495,8 @@ static int module_init_sites(struct ft_module *m)
 		arch_flush_icache_range(m->region, m->region + m->region_size);
 		if (mprotect((void *)m->region, m->region_size, PROT_READ | PROT_EXEC) != 0)
 			err = stitch_fail_errno(STITCH_ESYS, "mprotect trampoline region");
+		else
+			err = arch_ftrace_region_ready(m->region, m->region_size);
 	}
 	free(sites);
 	free(cookies);
@@ -974,13 +977,11 @@ fail:
  * the old target).  The switch is done either way; an error means the
  * caller must not free the trampoline.
  */
-static int direct_grace(struct ft_set *const *old, size_t n)
+static int direct_grace_ranges(const struct stitch_range *gone, size_t ngone)
 {
-	size_t nr = 0, cap = 1;
+	size_t nr = 0, cap = 1 + ngone;
 	for (struct ft_module *m = modules; m; m = m->next)
 		cap++;
-	for (size_t k = 0; k < n; k++)
-		cap += old[k] && old[k]->ops[0]->direct;
 	struct stitch_range *r = calloc(cap, sizeof(*r));
 	if (!r)
 		return stitch_fail(STITCH_ENOMEM, "out of memory waiting for direct calls to finish");
@@ -989,18 +990,33 @@ static int direct_grace(struct ft_set *const *old, size_t n)
 	for (struct ft_module *m = modules; m; m = m->next)
 		if (m->region)
 			r[nr++] = (struct stitch_range){ m->region, m->region + m->region_size };
-	for (size_t k = 0; k < n; k++)
-		if (old[k] && old[k]->ops[0]->direct) {
-			uintptr_t d = (uintptr_t)old[k]->ops[0]->direct;
-			r[nr++] = (struct stitch_range){ d, d + old[k]->ops[0]->direct_size };
-		}
+	for (size_t k = 0; k < ngone; k++)
+		r[nr++] = gone[k];
 	int err = stitch_quiesce(r, nr, NULL, NULL);
 	free(r);
 	if (err)
 		return stitch_fail(-err, "direct calls were switched off, but a thread may still be in the direct "
-					 "trampoline (do not free it): %s",
+				   "trampoline (%s): do not free it",
 				   stitch_last_error());
 	return 0;
+}
+
+static int direct_grace(struct ft_set *const *old, size_t n)
+{
+	size_t cap = 1, ng = 0;
+	for (size_t k = 0; k < n; k++)
+		cap += old[k] && old[k]->ops[0]->direct;
+	struct stitch_range *gone = calloc(cap, sizeof(*gone));
+	if (!gone)
+		return stitch_fail(STITCH_ENOMEM, "out of memory waiting for direct calls to finish");
+	for (size_t k = 0; k < n; k++)
+		if (old[k] && old[k]->ops[0]->direct) {
+			uintptr_t d = (uintptr_t)old[k]->ops[0]->direct;
+			gone[ng++] = (struct stitch_range){ d, d + old[k]->ops[0]->direct_size };
+		}
+	int err = direct_grace_ranges(gone, ng);
+	free(gone);
+	return err;
 }
 
 /* A module went away: drop its records from every ops' selection. */
@@ -1130,6 +1146,60 @@ int stitch_ftrace_unregister(struct stitch_ftrace_ops *ops)
 		free(priv);
 		ops->priv_ = NULL;
 	}
+	stitch_update_unlock();
+	return err ? err : late;
+}
+
+/*
+ * Retarget a registered direct call (the kernel's modify_ftrace_direct):
+ *   1. every selected record's direct word := the new trampoline (the
+ *      library's trampoline reads it: call_ops paths go there from now on);
+ *   2. the architecture rewrites code that reaches the old trampoline
+ *      without that word (RISC-V's retarget and table modes);
+ *   3. grace period: no thread is left in the old trampoline, the
+ *      library's, or a region (one on its way to the old one).
+ * On an error of step 2 the words are put back and nothing changed; an
+ * error of step 3 means the switch happened but the old trampoline must
+ * not be freed.
+ */
+int stitch_ftrace_modify_direct(struct stitch_ftrace_ops *ops, void *direct, size_t direct_size)
+{
+	stitch_clear_error();
+	if (!ops || !direct || !direct_size)
+		return stitch_fail(STITCH_EINVAL, "modify_direct: ops, trampoline and its size must be given");
+	stitch_update_lock();
+	int err = 0;
+	if (!is_registered(ops) || !ops->direct)
+		err = stitch_fail(STITCH_EINVAL, "ftrace ops %p is not a registered direct call", (void *)ops);
+	if (!err)
+		err = rescan();
+	struct ft_ops_priv *priv = err ? NULL : ops->priv_;
+	size_t n = priv ? priv->nsel : 0;
+	struct arch_ftrace_site **sites = err ? NULL : calloc(n ? n : 1, sizeof(*sites));
+	if (!err && !sites)
+		err = stitch_fail(STITCH_ENOMEM, "out of memory retargeting %zu sites", n);
+	uintptr_t from = (uintptr_t)ops->direct, to = (uintptr_t)direct;
+	size_t from_size = ops->direct_size;
+	int late = 0;
+	if (!err && from != to) {
+		for (size_t i = 0; i < n; i++) {
+			sites[i] = &priv->sel[i]->a;
+			atomic_store_explicit(&priv->sel[i]->direct, to, memory_order_release);
+		}
+		err = arch_ftrace_retarget(sites, n, from, to);
+		if (err) {
+			for (size_t i = 0; i < n; i++)
+				atomic_store_explicit(&priv->sel[i]->direct, from, memory_order_release);
+		} else {
+			ops->direct = direct;
+			ops->direct_size = direct_size;
+			struct stitch_range gone = { from, from + from_size };
+			late = direct_grace_ranges(&gone, 1);
+		}
+	} else if (!err) {
+		ops->direct_size = direct_size;
+	}
+	free(sites);
 	stitch_update_unlock();
 	return err ? err : late;
 }

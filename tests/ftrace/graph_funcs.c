@@ -3,7 +3,9 @@
  * call a real call; the volatile sink keeps the compiler from folding. */
 #include "graph_funcs.h"
 
+#include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 
 #define NOINLINE __attribute__((noinline))
 
@@ -56,3 +58,14 @@ NOINLINE int g_lj_outer(int v)
 }
 
 NOINLINE int g_raise(int sig) { raise(sig); return sig + (g_sink & 0); }
+
+NOINLINE int g_thread_exit(int n)
+{
+	if (n < 0)
+		return 0;
+	if (n == 0)
+		pthread_exit((void *)(intptr_t)42);
+	int r = g_thread_exit(n - 1);
+	g_sink = r;
+	return r;
+}

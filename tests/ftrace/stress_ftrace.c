@@ -4,7 +4,9 @@
  * registers, re-filters and unregisters several ops.  Checks: no crash, no
  * wrong return value, every callback is of an ops that is registered at
  * that moment (never after its unregister returned), and once the churn is
- * over an ops on every site counts exactly the calls made.
+ * over an ops on every site counts exactly the calls made.  Two of the ops
+ * are function_graph ops (ret_func): their returns obey the same rules,
+ * and in the counted phase every call's return is seen exactly once.
  *
  *   stress_ftrace [ROUNDS]   (default 60)
  */
@@ -26,6 +28,7 @@ struct tracer {
 	struct stitch_ftrace_ops ops;
 	_Atomic int alive; /* set before register, cleared after unregister returns */
 	_Atomic unsigned long calls;
+	_Atomic unsigned long returns;
 };
 static struct tracer tracers[NOPS];
 static _Atomic unsigned long phantom, foreign;
@@ -47,6 +50,22 @@ static void cb(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops, st
 	if (!atomic_load(&t->alive))
 		atomic_fetch_add(&phantom, 1);
 	atomic_fetch_add(&t->calls, 1);
+}
+
+static void ret_cb(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops, struct stitch_ftrace_ret_regs *rregs)
+{
+	(void)ip, (void)parent;
+	struct tracer *t = NULL;
+	for (int i = 0; i < NOPS; i++)
+		if (ops == &tracers[i].ops)
+			t = &tracers[i];
+	if (!t || !rregs) { /* no longjmp here: a NULL rregs is as wrong as a stranger */
+		atomic_fetch_add(&foreign, 1);
+		return;
+	}
+	if (!atomic_load(&t->alive))
+		atomic_fetch_add(&phantom, 1);
+	atomic_fetch_add(&t->returns, 1);
 }
 
 static _Atomic unsigned long wrong;
@@ -101,6 +120,8 @@ int main(int argc, char **argv)
 	const int nglobs = (int)(sizeof(globs) / sizeof(globs[0]));
 	for (int i = 0; i < NOPS; i++)
 		tracers[i].ops.func = cb;
+	tracers[0].ops.ret_func = ret_cb;
+	tracers[1].ops.ret_func = ret_cb;
 	CHECK_EQ(stitch_init(), 0);
 	pthread_t th[WORKERS];
 	for (int i = 0; i < WORKERS; i++)
@@ -128,6 +149,7 @@ int main(int argc, char **argv)
 	const long calls = 40000;
 	reg(&tracers[0], "tf_*");
 	atomic_store(&tracers[0].calls, 0);
+	atomic_store(&tracers[0].returns, 0);
 	atomic_store(&budget, calls);
 	atomic_store(&workers_go, 1);
 	unsigned long total = 0;
@@ -136,6 +158,7 @@ int main(int argc, char **argv)
 		total += worker_calls[i];
 	}
 	CHECK_EQ(atomic_load(&tracers[0].calls), calls);
+	CHECK_EQ(atomic_load(&tracers[0].returns), calls);
 	unreg(&tracers[0]);
 
 	CHECK_EQ(wrong, 0);

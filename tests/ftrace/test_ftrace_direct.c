@@ -17,8 +17,9 @@
 #include "funcs.h"
 #include "site_bytes.h"
 
-long direct_hits; /* incremented atomically by direct_tramp */
-extern char direct_tramp[], direct_tramp_end[];
+long direct_hits;  /* incremented atomically by direct_tramp */
+long direct_hits2; /* ... by direct_tramp2 (stitch_ftrace_modify_direct) */
+extern char direct_tramp[], direct_tramp_end[], direct_tramp2[], direct_tramp2_end[];
 
 #if defined(__x86_64__)
 __asm__(".text\n"
@@ -27,7 +28,13 @@ __asm__(".text\n"
 	"	lock incq direct_hits(%rip)\n"
 	"	ret\n"
 	".globl direct_tramp_end\n"
-	"direct_tramp_end:\n");
+	"direct_tramp_end:\n"
+	".globl direct_tramp2\n"
+	"direct_tramp2:\n"
+	"	lock incq direct_hits2(%rip)\n"
+	"	ret\n"
+	".globl direct_tramp2_end\n"
+	"direct_tramp2_end:\n");
 #elif defined(__aarch64__)
 __asm__(".text\n"
 	".p2align 2\n"
@@ -44,7 +51,21 @@ __asm__(".text\n"
 	"	mov x30, x9\n"
 	"	ret x16\n"
 	".globl direct_tramp_end\n"
-	"direct_tramp_end:\n");
+	"direct_tramp_end:\n"
+	".globl direct_tramp2\n"
+	"direct_tramp2:\n"
+	"	hint #34\n"
+	"	adrp x16, direct_hits2\n"
+	"	add x16, x16, :lo12:direct_hits2\n"
+	"1:	ldaxr x17, [x16]\n"
+	"	add x17, x17, #1\n"
+	"	stlxr w15, x17, [x16]\n"
+	"	cbnz w15, 1b\n"
+	"	mov x16, x30\n"
+	"	mov x30, x9\n"
+	"	ret x16\n"
+	".globl direct_tramp2_end\n"
+	"direct_tramp2_end:\n");
 #else
 __asm__(".text\n"
 	".p2align 2\n"
@@ -55,12 +76,28 @@ __asm__(".text\n"
 	"	amoadd.d zero, t2, (t1)\n"
 	"	jr t0\n"
 	".globl direct_tramp_end\n"
-	"direct_tramp_end:\n");
+	"direct_tramp_end:\n"
+	/* another 4 KiB page: moving between the two changes the sites' AUIPC
+	 * in the retarget mode (the 3-step), not only their JALR */
+	".p2align 12\n"
+	".globl direct_tramp2\n"
+	"direct_tramp2:\n"
+	"	lla t1, direct_hits2\n"
+	"	li t2, 1\n"
+	"	amoadd.d zero, t2, (t1)\n"
+	"	jr t0\n"
+	".globl direct_tramp2_end\n"
+	"direct_tramp2_end:\n");
 #endif
 
 static long hits(void)
 {
 	return __atomic_load_n(&direct_hits, __ATOMIC_SEQ_CST);
+}
+
+static long hits2(void)
+{
+	return __atomic_load_n(&direct_hits2, __ATOMIC_SEQ_CST);
 }
 
 static _Atomic long cb_calls;
@@ -136,6 +173,49 @@ int main(void)
 		CHECK(stitch_ftrace_register(&d, r % 2 ? "tf_c*" : "tf_c0* tf_c1*") == 0, "register: %s",
 		      stitch_last_error());
 	}
+
+	/* move the live direct call between two trampolines (modify_direct)
+	 * while the threads run: after each move returns, calls enter only the
+	 * new one; moving to where it is changes nothing */
+	/* a second direct call into the same trampoline, on tf_d*: it shares
+	 * the first one's table slot on RISC-V, and must not move with it */
+	struct stitch_ftrace_ops d2 = { .direct = direct_tramp, .direct_size = (size_t)(direct_tramp_end - direct_tramp) };
+	CHECK(stitch_ftrace_register(&d2, "tf_d*") == 0, "register d2: %s", stitch_last_error());
+	char *tr[2] = { direct_tramp, direct_tramp2 };
+	size_t tr_size[2] = { (size_t)(direct_tramp_end - direct_tramp), (size_t)(direct_tramp2_end - direct_tramp2) };
+	for (int r = 1; r <= 40; r++) {
+		int to = r % 2;
+		int e = stitch_ftrace_modify_direct(&d, tr[to], tr_size[to]);
+		CHECK(e == 0, "modify_direct: %s", stitch_last_error());
+		CHECK(d.direct == tr[to], "ops->direct not updated");
+		long h1 = hits(), h2 = hits2();
+		CHECK_EQ(call_range(512, 768), 0);
+		long got1 = hits() - h1, got2 = hits2() - h2;
+		CHECK(to ? got1 == 0 && got2 >= 128 : got2 == 0 && got1 >= 128,
+		      "after moving to trampoline %d: +%ld in 1, +%ld in 2", to + 1, got1, got2);
+		/* while d is in trampoline 2 (where the workers' calls go), the
+		 * calls of d2's sites are exactly what enters trampoline 1 */
+		h1 = hits();
+		CHECK_EQ(call_range(768, 1024), 0);
+		if (to == 1)
+			CHECK(hits() - h1 == 256, "d2 moved with d: +%ld in trampoline 1", hits() - h1);
+	}
+	CHECK_EQ(stitch_ftrace_unregister(&d2), 0);
+	/* d alone in its trampoline: on RISC-V's table mode a move is one data
+	 * store into its slot */
+	for (int r = 1; r <= 4; r++) {
+		int to = r % 2;
+		CHECK(stitch_ftrace_modify_direct(&d, tr[to], tr_size[to]) == 0, "modify_direct: %s", stitch_last_error());
+		long h1 = hits(), h2 = hits2();
+		CHECK_EQ(call_range(512, 768), 0);
+		CHECK(to ? hits2() - h2 >= 256 && hits() == h1 : hits() - h1 >= 256 && hits2() == h2,
+		      "after moving to trampoline %d alone: +%ld in 1, +%ld in 2", to + 1, hits() - h1, hits2() - h2);
+	}
+	CHECK_EQ(stitch_ftrace_modify_direct(&d, direct_tramp, tr_size[0]), 0);
+	CHECK_EQ(stitch_ftrace_modify_direct(&d, direct_tramp, tr_size[0]), 0);
+	CHECK_EQ(stitch_ftrace_modify_direct(&t, direct_tramp2, tr_size[1]), -STITCH_EINVAL); /* not direct */
+	CHECK_EQ(stitch_ftrace_modify_direct(&d, NULL, 4), -STITCH_EINVAL);
+
 	atomic_store(&stop, 1);
 	for (int i = 0; i < 2; i++)
 		pthread_join(th[i], NULL);
@@ -148,6 +228,13 @@ int main(void)
 	CHECK_EQ(stitch_ftrace_register(&nosize, "tf_d*"), -STITCH_EINVAL);
 
 	CHECK_EQ(stitch_ftrace_unregister(&d), 0);
+	CHECK_EQ(stitch_ftrace_unregister(&t), 0);
+	/* the direct call's sites traced by a callback now (RISC-V retarget
+	 * mode: their AUIPC moves back to the region's page, with the replay) */
+	cb_calls = 0;
+	CHECK(stitch_ftrace_register(&t, "tf_a* tf_c*") == 0, "register tracer: %s", stitch_last_error());
+	CHECK_EQ(call_range(0, TF_COUNT), 0);
+	CHECK_EQ(cb_calls, 512);
 	CHECK_EQ(stitch_ftrace_unregister(&t), 0);
 	direct_hits = 0;
 	cb_calls = 0;

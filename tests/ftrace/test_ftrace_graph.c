@@ -35,7 +35,7 @@ static const struct {
 } names[] = {
 #define N(f) { #f, (uintptr_t)f }
 	N(g_chain_a), N(g_chain_b), N(g_chain_c), N(g_fact), N(g_even), N(g_odd), N(g_tail_f), N(g_tail_g),
-	N(g_twice), N(g_pair_of), N(g_depth), N(g_lj_outer), N(g_lj_mid), N(g_lj_inner), N(g_raise),
+	N(g_twice), N(g_pair_of), N(g_depth), N(g_lj_outer), N(g_lj_mid), N(g_lj_inner), N(g_raise), N(g_thread_exit),
 #undef N
 };
 
@@ -210,6 +210,31 @@ static void run_cases(void)
 	CHECK_EQ(g_chain_a(1), 16); /* and the stack is usable again */
 }
 
+/* A thread that exits from inside hooked frames: pthread_exit's unwinding
+ * stops at the first replaced return address (no frame information there),
+ * the thread ends, its shadow stack goes; the process goes on. */
+static void *exiting_thread(void *arg)
+{
+	(void)arg;
+	g_thread_exit(5);
+	return NULL; /* not reached */
+}
+
+static void run_thread_exit(void)
+{
+	for (int i = 0; i < 3; i++) {
+		pthread_t t;
+		void *ret = NULL;
+		CHECK_EQ(pthread_create(&t, NULL, exiting_thread, NULL), 0);
+		CHECK_EQ(pthread_join(t, &ret), 0);
+		CHECK_EQ((intptr_t)ret, 42);
+	}
+	start();
+	CHECK_EQ(g_chain_a(1), 16);
+	stop();
+	EXPECT_LOG("E:chain_a E:chain_b E:chain_c R:chain_c=7 R:chain_b=8 R:chain_a=16");
+}
+
 /* ---- threads while graph ops come and go ------------------------------- */
 
 #define THREADS 4
@@ -302,6 +327,7 @@ int main(void)
 	CHECK(err == 0, "register: %s", stitch_last_error());
 	if (err == 0) {
 		run_cases();
+		run_thread_exit();
 		CHECK_EQ(stitch_ftrace_unregister(&graph), 0);
 	}
 	/* unregistered: nothing is reported, and calls still return right */

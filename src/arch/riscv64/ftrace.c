@@ -42,9 +42,52 @@
  *   stay, and the c.nops are not restored (a thread could be between them
  *   again).  A site that is not laid out as above (misaligned, a 4-byte
  *   instruction straddling a 4-byte boundary) is refused at discovery.
+ *
+ * Modes (STITCH_RV_FTRACE_MODE, read once per process): the layout above
+ * is `call_ops`, the default; direct calls go through the common
+ * trampoline, which reads the record's direct word.  Seed 004's two
+ * alternatives make a direct call reach its trampoline without it:
+ *
+ *   retarget   func+0 AUIPC t0, hi(dest); func+4 NOP | JALR t0, lo(dest)(t0)
+ *              where dest is the region's veneer or a direct trampoline.
+ *     Enabling towards a dest whose hi differs from the AUIPC's: store
+ *     AUIPC' (func+4 is a NOP, so either AUIPC is harmless), sync, then
+ *     quiesce with the replay fixup (a thread at func+4 goes back to
+ *     func+0: it may hold t0 from the old AUIPC), then store JALR', sync.
+ *     Moving a live direct call (stitch_ftrace_modify_direct) is the seed's
+ *     3-step: (1) func+0 := J +8, sync; quiesce with the replay (a thread
+ *     at func+4 executed the old AUIPC; rewound, it runs J +8); (2) func+4
+ *     := JALR', sync; (3) func+0 := AUIPC', sync.  A thread executes
+ *     AUIPC;JALR, J +8 (the call is skipped, the function runs untraced),
+ *     or AUIPC';JALR', never a mixed pair: after (1)'s replay nothing
+ *     reaches func+4 but through func+0, which is J until (3).  The replay
+ *     is needed only once: at the later syncs no thread can be at func+4
+ *     with a stale t0.  models/riscv-retarget-rewind.model (rewind at
+ *     every sync; its -norewind mutant is UNSAFE).  Same hi: one JALR store.
+ *
+ *   table      the region is a writable page of destination slots and three
+ *              executable pages of stubs; slot 0 is the common trampoline,
+ *              the others hold direct trampolines:
+ *       stub k:  auipc t1, hi(slot k); ld t1, lo(slot k)(t1); jr t1
+ *       site:    func+0 AUIPC t1, H (once); func+4 NOP | JALR t0, imm(t1)
+ *     The JALR alone selects the destination (the seed's idea).  The seed's
+ *     `ld t1, -2048(t1)` pairs assume t1 is the pair's address, but after
+ *     AUIPC t1 holds pc + H*4096, whose low 12 bits are the site's, so
+ *     each stub finds its slot from its own pc.  A JALR reaches +-2 KiB of
+ *     t1: the stubs are laid out in blocks of 170 (2040 bytes), repeated
+ *     over the three pages, and H puts t1 in the middle page, so every
+ *     4 KiB window around a t1 holds a copy of every stub.
+ *     Enable/disable/switch destination: one aligned JALR store (protocol
+ *     A).  Moving a direct call whose slot only its own sites use: one
+ *     aligned 8-byte store into the slot (data: a thread loads the old or
+ *     the new trampoline; the core's grace period then waits for the old
+ *     one), no code written.  A slot no site uses any more is reused only
+ *     after a quiescence of the stub pages (a thread may be between a
+ *     stub's AUIPC and its load).  models/riscv-tramp-table.model.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "arch/arch.h"
 #include "arch/riscv64/insn.h"
@@ -149,13 +192,12 @@ uintptr_t *arch_ftrace_parent_slot(struct stitch_ftrace_regs *regs, uintptr_t *k
 	return (uintptr_t *)&regs->ra;
 }
 
-void stitch__ftrace_return_rv(void);
 __asm__(".text\n"
 	".p2align 2\n"
-	".globl stitch__ftrace_return_rv\n"
-	".hidden stitch__ftrace_return_rv\n"
-	".type stitch__ftrace_return_rv, @function\n"
-	"stitch__ftrace_return_rv:\n"
+	".globl stitch__ftrace_return\n"
+	".hidden stitch__ftrace_return\n"
+	".type stitch__ftrace_return, @function\n"
+	"stitch__ftrace_return:\n"
 	"	addi sp, sp, -48\n"
 	"	sd a0, 0(sp)\n"
 	"	sd a1, 8(sp)\n"
@@ -173,12 +215,8 @@ __asm__(".text\n"
 	"	addi sp, sp, 48\n"
 	"	mv ra, t0\n"
 	"	jr t0\n"
-	".size stitch__ftrace_return_rv, . - stitch__ftrace_return_rv\n");
+	".size stitch__ftrace_return, . - stitch__ftrace_return\n");
 
-uintptr_t arch_ftrace_return_tramp(void)
-{
-	return (uintptr_t)stitch__ftrace_return_rv;
-}
 
 void arch_ftrace_tramp_range(uintptr_t *start, uintptr_t *end)
 {
@@ -192,10 +230,58 @@ uintptr_t arch_ftrace_reach(void)
 	return 0x7fff0000u; /* AUIPC + JALR, with a margin */
 }
 
+/* ---- modes ------------------------------------------------------------------ */
+
+enum { MODE_CALL_OPS, MODE_RETARGET, MODE_TABLE, MODE_BAD };
+static int mode = -1;
+
+static int rv_mode(void)
+{
+	if (mode < 0) {
+		const char *e = getenv("STITCH_RV_FTRACE_MODE");
+		mode = !e || !*e || !strcmp(e, "call_ops") ? MODE_CALL_OPS
+		       : !strcmp(e, "retarget")		  ? MODE_RETARGET
+		       : !strcmp(e, "table")			  ? MODE_TABLE
+								  : MODE_BAD;
+	}
+	return mode;
+}
+
+/* Table mode: region = one RW page of slots, then TABLE_CODE bytes of stubs. */
+#define PAGE 4096u
+#define TABLE_SLOTS 170u                /* 12-byte stubs: a block of 2040 bytes */
+#define TABLE_BLOCK (12u * TABLE_SLOTS)
+#define TABLE_CODE (3u * PAGE)
+struct table_page {
+	uint64_t slot[TABLE_SLOTS]; /* destinations; 0: never used since the last recycling */
+	uint32_t users[TABLE_SLOTS]; /* sites whose JALR selects the slot (update lock) */
+};
+
+static struct table_page *table_of(const struct arch_ftrace_site *s)
+{
+	return (struct table_page *)s->stub; /* the region's first page */
+}
+
+static uintptr_t table_code(const struct arch_ftrace_site *s)
+{
+	return s->stub + PAGE;
+}
+
 size_t arch_ftrace_region_size(size_t nsites)
 {
 	(void)nsites;
-	return 24;
+	return rv_mode() == MODE_TABLE ? PAGE + TABLE_CODE : 24;
+}
+
+int arch_ftrace_region_ready(uintptr_t region, size_t size)
+{
+	(void)size;
+	if (rv_mode() != MODE_TABLE)
+		return 0;
+	/* the slots are data: written with plain stores, never executed */
+	if (mprotect((void *)region, PAGE, PROT_READ | PROT_WRITE) != 0)
+		return stitch_fail_errno(STITCH_ESYS, "mprotect the ftrace destination table");
+	return 0;
 }
 
 int arch_ftrace_site_init(struct arch_ftrace_site *s)
@@ -225,11 +311,13 @@ int arch_ftrace_site_init(struct arch_ftrace_site *s)
 				   "-falign-functions=8)",
 				   (unsigned long)r);
 	s->form = rvc ? FORM_RVC : FORM_NORVC;
+	if (rv_mode() == MODE_BAD)
+		return stitch_fail(STITCH_EINVAL, "STITCH_RV_FTRACE_MODE=%s: expected call_ops, retarget or table",
+				   getenv("STITCH_RV_FTRACE_MODE"));
 	return 0;
 }
 
-int arch_ftrace_region_fill(uint8_t *buf, uintptr_t addr, struct arch_ftrace_site *const *sites,
-			    const uintptr_t *cookies, size_t n)
+static int fill_veneer(uint8_t *buf)
 {
 	uint32_t w[4];
 	uint64_t tramp = (uint64_t)(uintptr_t)stitch__ftrace_tramp_rv;
@@ -239,11 +327,39 @@ int arch_ftrace_region_fill(uint8_t *buf, uintptr_t addr, struct arch_ftrace_sit
 	w[3] = RV_NOP;
 	memcpy(buf, w, 16);
 	memcpy(buf + 16, &tramp, 8);
-	for (size_t i = 0; i < n; i++) {
+	return 0;
+}
+
+/* Table mode: the slots (slot 0 = the common trampoline) and the stub blocks. */
+static int fill_table(uint8_t *buf, uintptr_t addr)
+{
+	struct table_page *t = (struct table_page *)buf;
+	memset(buf, 0, PAGE + TABLE_CODE); /* past the last whole block: illegal instructions */
+	t->slot[0] = (uint64_t)(uintptr_t)stitch__ftrace_tramp_rv;
+	for (uint32_t off = 0; off + TABLE_BLOCK <= TABLE_CODE; off += TABLE_BLOCK)
+		for (uint32_t k = 0; k < TABLE_SLOTS; k++) {
+			uint32_t at = PAGE + off + 12 * k, w[3];
+			int32_t hi, lo;
+			if (rv_split_pcrel((int64_t)(8 * k) - (int64_t)at, &hi, &lo) ||
+			    rv_encode_auipc(&w[0], RV_REG_T1, hi) || rv_encode_ld(&w[1], RV_REG_T1, RV_REG_T1, lo) ||
+			    rv_encode_jalr(&w[2], RV_REG_ZERO, RV_REG_T1, 0))
+				return stitch_fail(STITCH_EINVAL, "cannot encode table stub %u", k);
+			memcpy(buf + at, w, 12);
+		}
+	(void)addr;
+	return 0;
+}
+
+int arch_ftrace_region_fill(uint8_t *buf, uintptr_t addr, struct arch_ftrace_site *const *sites,
+			    const uintptr_t *cookies, size_t n)
+{
+	int err = rv_mode() == MODE_TABLE ? fill_table(buf, addr) : fill_veneer(buf);
+	for (size_t i = 0; !err && i < n; i++) {
 		sites[i]->stub = addr;
 		sites[i]->cookie = cookies[i];
+		sites[i]->target = rv_mode() == MODE_TABLE ? 0 : addr;
 	}
-	return 0;
+	return err;
 }
 
 bool arch_ftrace_site_lost(const struct arch_ftrace_site *s, bool enabled)
@@ -254,6 +370,95 @@ bool arch_ftrace_site_lost(const struct arch_ftrace_site *s, bool enabled)
 	return (s->form & PREPARED) && lit != s->cookie;
 }
 
+/* ---- site words per mode ------------------------------------------------------- */
+
+/*
+ * The words at func+0 (AUIPC) and func+4 (enabled) that reach `dest`: an
+ * address (call_ops, retarget) or a slot index (table).
+ */
+static int site_words(const struct arch_ftrace_site *s, uintptr_t dest, uint32_t *auipc, uint32_t *jalr)
+{
+	uintptr_t func = s->record + 8;
+	if (rv_mode() != MODE_TABLE) {
+		int32_t hi, lo;
+		if (rv_split_pcrel((int64_t)(dest - func), &hi, &lo) != 0 || rv_encode_auipc(auipc, RV_REG_T0, hi) ||
+		    rv_encode_jalr(jalr, RV_REG_T0, RV_REG_T0, lo))
+			return stitch_fail(STITCH_ERANGE, "site %#lx: %#lx is out of AUIPC+JALR range",
+					   (unsigned long)s->patch, (unsigned long)dest);
+		return 0;
+	}
+	/* t1 = func + h * 4096 in the stubs' middle page */
+	uintptr_t code = table_code(s);
+	int64_t delta = (int64_t)(code + PAGE) - (int64_t)func;
+	int64_t h = delta >= 0 ? (delta + PAGE - 1) / PAGE : -(-delta / PAGE);
+	uintptr_t t1 = func + (uintptr_t)(h * PAGE);
+	for (uintptr_t b = code + 12 * dest; b + 12 <= code + TABLE_CODE; b += TABLE_BLOCK)
+		if (b + 2048 >= t1 && b <= t1 + 2047) {
+			if (h < -(1 << 19) || h >= (1 << 19) || rv_encode_auipc(auipc, RV_REG_T1, (int32_t)h) ||
+			    rv_encode_jalr(jalr, RV_REG_T0, RV_REG_T1, (int32_t)(int64_t)(b - t1)))
+				break;
+			return 0;
+		}
+	return stitch_fail(STITCH_ERANGE, "site %#lx: table stub %lu is out of reach", (unsigned long)s->patch,
+			   (unsigned long)dest);
+}
+
+static uintptr_t direct_of(const struct arch_ftrace_site *s)
+{
+	return __atomic_load_n((const uintptr_t *)s->cookie, __ATOMIC_ACQUIRE); /* the record's direct word */
+}
+
+/* Table mode: the slot holding `dest` in s's table, or a fresh one. */
+static int table_slot(const struct arch_ftrace_site *s, uintptr_t dest, uintptr_t *out)
+{
+	struct table_page *t = table_of(s);
+	if (!dest) {
+		*out = 0;
+		return 0;
+	}
+	for (int pass = 0; pass < 2; pass++) {
+		for (uint32_t k = 1; k < TABLE_SLOTS; k++)
+			if (t->slot[k] == dest) {
+				*out = k;
+				return 0;
+			}
+		for (uint32_t k = 1; k < TABLE_SLOTS; k++)
+			if (t->slot[k] == 0) {
+				__atomic_store_n(&t->slot[k], (uint64_t)dest, __ATOMIC_RELEASE);
+				*out = k;
+				return 0;
+			}
+		/* Recycle the slots no site selects: once no thread is in a stub
+		 * (one may have jumped there before its site changed), nobody
+		 * can load them. */
+		struct stitch_range stubs = { table_code(s), table_code(s) + TABLE_CODE };
+		int err = stitch_quiesce(&stubs, 1, NULL, NULL);
+		if (err)
+			return err;
+		for (uint32_t k = 1; k < TABLE_SLOTS; k++)
+			if (t->users[k] == 0)
+				t->slot[k] = 0;
+	}
+	return stitch_fail(STITCH_EOVERFLOW, "the ftrace destination table of region %#lx is full (%u direct "
+			   "trampolines)", (unsigned long)s->stub, TABLE_SLOTS - 1);
+}
+
+/* Where an enabled site should go now. */
+static int want_dest(const struct arch_ftrace_site *s, uintptr_t *dest)
+{
+	switch (rv_mode()) {
+	case MODE_RETARGET: *dest = direct_of(s) ? direct_of(s) : s->stub; return 0;
+	case MODE_TABLE: return table_slot(s, direct_of(s), dest);
+	default: *dest = s->stub; return 0;
+	}
+}
+
+static void table_use(struct arch_ftrace_site *s, uintptr_t slot, int by)
+{
+	if (rv_mode() == MODE_TABLE)
+		table_of(s)->users[slot] += (uint32_t)by;
+}
+
 /* ---- applying --------------------------------------------------------------- */
 
 struct replay {
@@ -261,7 +466,7 @@ struct replay {
 	size_t count;
 };
 
-/* Async-signal-safe: a thread inside (func, func+8) of a site being prepared goes back to func. */
+/* Async-signal-safe: a thread inside (func, func+8) of a listed site goes back to func. */
 static bool replay_entry(uintptr_t *pc, void *arg)
 {
 	const struct replay *r = arg;
@@ -280,33 +485,69 @@ static bool replay_entry(uintptr_t *pc, void *arg)
 	return false;
 }
 
+/*
+ * The replay without stopping the world: wait until no thread is at
+ * func+4 of the listed sites, moving those found there back to func+0.
+ */
+static int replay_quiesce(uintptr_t *funcs, size_t n)
+{
+	struct stitch_range *r = calloc(n ? n : 1, sizeof(*r));
+	if (!r)
+		return stitch_fail(STITCH_ENOMEM, "out of memory");
+	stitch_sort_if_needed(funcs, n, sizeof(*funcs), stitch_cmp_uintptr);
+	for (size_t i = 0; i < n; i++)
+		r[i] = (struct stitch_range){ funcs[i] + 4, funcs[i] + 8 };
+	struct replay rp = { funcs, n };
+	int err = stitch_quiesce(r, n, replay_entry, &rp);
+	free(r);
+	return err;
+}
+
+/* Put back patches [0, n) that were applied (best effort, after a later step failed). */
+static void undo(struct stitch_patch *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint8_t t[8];
+		memcpy(t, p[i].old, p[i].len);
+		memcpy(p[i].old, p[i].new_bytes, p[i].len);
+		memcpy(p[i].new_bytes, t, p[i].len);
+	}
+	if (n)
+		stitch_apply_patches_locked(p, n, "ftrace undo");
+}
+
 int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, const bool *enable, size_t n)
 {
 	const uint32_t nop = RV_NOP;
 	size_t cap = 3 * (n ? n : 1);
-	struct stitch_patch *p = calloc(cap, sizeof(*p));
-	uintptr_t *prep = calloc(n ? n : 1, sizeof(*prep));
+	struct stitch_patch *p = calloc(cap, sizeof(*p)), *pre = calloc(n ? n : 1, sizeof(*pre));
+	uintptr_t *prep = calloc(n ? n : 1, sizeof(*prep)), *moved = calloc(n ? n : 1, sizeof(*moved));
+	uintptr_t *dest = calloc(n ? n : 1, sizeof(*dest));
 	bool *prepping = calloc(n ? n : 1, sizeof(*prepping));
 	struct replay rp = { prep, 0 };
-	size_t np = 0;
-	int err = (!p || !prep || !prepping) ? stitch_fail(STITCH_ENOMEM, "out of memory switching %zu sites", n) : 0;
+	size_t np = 0, npre = 0;
+	int err = (!p || !pre || !prep || !moved || !dest || !prepping)
+			  ? stitch_fail(STITCH_ENOMEM, "out of memory switching %zu sites", n)
+			  : 0;
 	for (size_t i = 0; i < n && !err; i++) {
-		const struct arch_ftrace_site *s = sites[i];
+		struct arch_ftrace_site *s = sites[i];
 		uintptr_t func = s->record + 8;
-		int32_t hi, lo;
-		uint32_t auipc, jalr;
+		uint32_t auipc, jalr, cur_auipc, cur_jalr;
 		if (enabled[i] == enable[i])
 			continue;
-		if (rv_split_pcrel((int64_t)(s->stub - func), &hi, &lo) != 0 || rv_encode_auipc(&auipc, RV_REG_T0, hi) ||
-		    rv_encode_jalr(&jalr, RV_REG_T0, RV_REG_T0, lo)) {
-			err = stitch_fail(STITCH_ERANGE, "site %#lx: trampoline %#lx is out of AUIPC+JALR range",
-					  (unsigned long)s->patch, (unsigned long)s->stub);
+		dest[i] = s->target;
+		if (enable[i])
+			err = want_dest(s, &dest[i]);
+		if (!err)
+			err = site_words(s, dest[i], &auipc, &jalr);
+		if (!err && (s->form & PREPARED))
+			err = site_words(s, s->target, &cur_auipc, &cur_jalr);
+		if (err)
 			break;
-		}
-		if ((s->form & PREPARED) && (arch_ftrace_site_lost(s, enabled[i]) ||
-					     memcmp((const void *)func, &auipc, 4) != 0)) {
+		if ((s->form & PREPARED) &&
+		    (arch_ftrace_site_lost(s, enabled[i]) || memcmp((const void *)func, &cur_auipc, 4) != 0)) {
 			err = stitch_fail(STITCH_EMISMATCH,
-					  "site %#lx: the literal or AUIPC t0 written at its first enable is gone; "
+					  "site %#lx: the literal or AUIPC written at its first enable is gone; "
 					  "nothing written",
 					  (unsigned long)s->record);
 			break;
@@ -325,31 +566,159 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 					memcpy(area + 4 * k, &nop, 4);
 			stitch_patch_init(&p[np++], s->record, area, &lit, 8);
 			stitch_patch_init(&p[np++], func, area + 8, &auipc, 4);
-			stitch_patch_init(&p[np++], s->patch, area + 12, enable[i] ? &jalr : &nop, 4);
+			stitch_patch_init(&p[np++], s->patch, area + 12, &jalr, 4);
 			prep[rp.count++] = func;
 			prepping[i] = true;
 			continue;
 		}
-		stitch_patch_init(&p[np++], s->patch, enabled[i] ? &jalr : &nop, enable[i] ? &jalr : &nop, 4);
+		if (!enable[i]) {
+			stitch_patch_init(&p[np++], s->patch, &cur_jalr, &nop, 4);
+			continue;
+		}
+		if (auipc != cur_auipc) {
+			/* retarget mode, towards another 4 KiB page: the AUIPC first */
+			stitch_patch_init(&pre[npre], func, &cur_auipc, &auipc, 4);
+			moved[npre++] = func;
+		}
+		stitch_patch_init(&p[np++], s->patch, &nop, &jalr, 4);
 	}
 	bool written = false;
 	if (!err && np) {
-		if (rp.count == 0) {
-			/* Protocol A: aligned 4-byte words through poke.c (compares every site first). */
-			err = stitch_apply_patches_locked(p, np, "ftrace switch");
-			written = !err;
-		} else {
+		if (rp.count) {
+			/* Protocol B: stopped world (the AUIPCs that move go along,
+			 * their threads replayed like those of prepared sites). */
+			for (size_t k = 0; k < npre; k++) {
+				p[np++] = pre[k];
+				prep[rp.count++] = moved[k];
+			}
 			stitch_sort_if_needed(prep, rp.count, sizeof(*prep), stitch_cmp_uintptr);
 			err = stitch_apply_stopped(p, np, replay_entry, (void *)&rp, &written);
+		} else {
+			/* AUIPC' (harmless before a NOP), sync, replay, then the JALRs:
+			 * protocol A word stores (poke.c compares every site first). */
+			if (npre)
+				err = stitch_apply_patches_locked(pre, npre, "ftrace move auipc");
+			if (!err && npre && (err = replay_quiesce(moved, npre)) != 0)
+				undo(pre, npre);
+			if (!err) {
+				err = stitch_apply_patches_locked(p, np, "ftrace switch");
+				if (err)
+					undo(pre, npre);
+			}
+			written = !err;
 		}
 	}
 	for (size_t i = 0; written && i < n; i++) {
+		if (enabled[i] == enable[i])
+			continue;
 		if (prepping[i])
 			sites[i]->form |= PREPARED;
+		if (enable[i])
+			table_use(sites[i], dest[i], +1);
+		else
+			table_use(sites[i], sites[i]->target, -1);
+		sites[i]->target = dest[i];
 		enabled[i] = enable[i];
 	}
 	free(p);
+	free(pre);
 	free(prep);
+	free(moved);
+	free(dest);
 	free(prepping);
 	return err;
+}
+
+/* ---- moving a live direct call (stitch_ftrace_modify_direct) ---------------------- */
+
+static int retarget_code(struct arch_ftrace_site *const *sites, size_t n, uintptr_t to)
+{
+	const uint32_t jal8 = 0x0080006fu; /* jal zero, +8: J +8 */
+	struct stitch_patch *step1 = calloc(n ? n : 1, sizeof(*step1)), *step2 = calloc(n ? n : 1, sizeof(*step2)),
+			    *step3 = calloc(n ? n : 1, sizeof(*step3));
+	uintptr_t *moved = calloc(n ? n : 1, sizeof(*moved));
+	size_t n1 = 0, n2 = 0;
+	int err = (!step1 || !step2 || !step3 || !moved) ? stitch_fail(STITCH_ENOMEM, "out of memory") : 0;
+	for (size_t i = 0; i < n && !err; i++) {
+		const struct arch_ftrace_site *s = sites[i];
+		uint32_t a0, j0, a1, j1;
+		err = site_words(s, s->target, &a0, &j0);
+		if (!err)
+			err = site_words(s, to, &a1, &j1);
+		if (err)
+			break;
+		uintptr_t func = s->record + 8;
+		if (a0 != a1) {
+			stitch_patch_init(&step1[n1], func, &a0, &jal8, 4);
+			stitch_patch_init(&step3[n1], func, &jal8, &a1, 4);
+			moved[n1++] = func;
+		}
+		stitch_patch_init(&step2[n2++], s->patch, &j0, &j1, 4);
+	}
+	/* (1) J +8, sync, replay; (2) JALR', sync; (3) AUIPC', sync */
+	if (!err && n1)
+		err = stitch_apply_patches_locked(step1, n1, "ftrace retarget step 1");
+	if (!err && n1 && (err = replay_quiesce(moved, n1)) != 0)
+		undo(step1, n1);
+	if (!err && (err = stitch_apply_patches_locked(step2, n2, "ftrace retarget step 2")) != 0)
+		undo(step1, n1);
+	if (!err && n1 && (err = stitch_apply_patches_locked(step3, n1, "ftrace retarget step 3")) != 0) {
+		undo(step2, n2); /* func+0 is still J +8: no thread can be at func+4 */
+		undo(step1, n1);
+	}
+	for (size_t i = 0; !err && i < n; i++)
+		sites[i]->target = to;
+	free(step1);
+	free(step2);
+	free(step3);
+	free(moved);
+	return err;
+}
+
+static int retarget_table(struct arch_ftrace_site *const *sites, size_t n, uintptr_t to)
+{
+	int err = 0;
+	/* per region (the sites come sorted by record, so a module's are together) */
+	for (size_t i = 0; i < n && !err;) {
+		struct table_page *t = table_of(sites[i]);
+		size_t j = i;
+		while (j < n && table_of(sites[j]) == t)
+			j++;
+		uintptr_t from_slot = sites[i]->target, to_slot;
+		if (t->users[from_slot] == j - i) {
+			/* the slot is this direct call's alone: one data store */
+			__atomic_store_n(&t->slot[from_slot], (uint64_t)to, __ATOMIC_RELEASE);
+		} else if ((err = table_slot(sites[i], to, &to_slot)) == 0) {
+			struct stitch_patch *p = calloc(j - i, sizeof(*p));
+			err = p ? 0 : stitch_fail(STITCH_ENOMEM, "out of memory");
+			for (size_t k = i; k < j && !err; k++) {
+				uint32_t a0, j0, a1, j1;
+				err = site_words(sites[k], from_slot, &a0, &j0);
+				if (!err)
+					err = site_words(sites[k], to_slot, &a1, &j1);
+				if (!err)
+					stitch_patch_init(&p[k - i], sites[k]->patch, &j0, &j1, 4);
+			}
+			if (!err)
+				err = stitch_apply_patches_locked(p, j - i, "ftrace table retarget");
+			free(p);
+			for (size_t k = i; k < j && !err; k++) {
+				table_use(sites[k], from_slot, -1);
+				table_use(sites[k], to_slot, +1);
+				sites[k]->target = to_slot;
+			}
+		}
+		i = j;
+	}
+	return err;
+}
+
+int arch_ftrace_retarget(struct arch_ftrace_site *const *sites, size_t n, uintptr_t from, uintptr_t to)
+{
+	(void)from;
+	switch (rv_mode()) {
+	case MODE_RETARGET: return retarget_code(sites, n, to);
+	case MODE_TABLE: return retarget_table(sites, n, to);
+	default: return 0; /* call_ops: the common trampoline reads the direct word */
+	}
 }

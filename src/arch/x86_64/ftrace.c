@@ -184,13 +184,12 @@ uintptr_t *arch_ftrace_parent_slot(struct stitch_ftrace_regs *regs, uintptr_t *k
 	return (uintptr_t *)regs->parent_slot;
 }
 
-void stitch__ftrace_return_x86(void);
 __asm__(".text\n"
 	".p2align 4\n"
-	".globl stitch__ftrace_return_x86\n"
-	".hidden stitch__ftrace_return_x86\n"
-	".type stitch__ftrace_return_x86, @function\n"
-	"stitch__ftrace_return_x86:\n"
+	".globl stitch__ftrace_return\n"
+	".hidden stitch__ftrace_return\n"
+	".type stitch__ftrace_return, @function\n"
+	"stitch__ftrace_return:\n"
 	"	pushq %rbp\n"
 	"	movq %rsp, %rbp\n"
 	"	subq $48, %rsp\n"
@@ -210,12 +209,8 @@ __asm__(".text\n"
 	"	movq %rbp, %rsp\n"
 	"	popq %rbp\n"
 	"	jmp *%r11\n"
-	".size stitch__ftrace_return_x86, . - stitch__ftrace_return_x86\n");
+	".size stitch__ftrace_return, . - stitch__ftrace_return\n");
 
-uintptr_t arch_ftrace_return_tramp(void)
-{
-	return (uintptr_t)stitch__ftrace_return_x86;
-}
 
 void arch_ftrace_tramp_range(uintptr_t *start, uintptr_t *end)
 {
@@ -369,4 +364,18 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 	free(p);
 	free(nops);
 	return err;
+}
+
+/* The common trampoline reads the record's direct word on every call, so
+ * a moved direct call needs no code change here (src/core/ftrace.c). */
+int arch_ftrace_retarget(struct arch_ftrace_site *const *sites, size_t n, uintptr_t from, uintptr_t to)
+{
+	(void)sites, (void)n, (void)from, (void)to;
+	return 0;
+}
+
+int arch_ftrace_region_ready(uintptr_t region, size_t size)
+{
+	(void)region, (void)size;
+	return 0;
 }
