@@ -97,11 +97,17 @@ static const char record_help[] =
 	"Environment: STITCH_TRACE_AGENT (the agent's path), STITCH_TRACE_EMULATOR\n"
 	"(run PROG under it, e.g. \"qemu-aarch64 -L /usr/aarch64-linux-gnu\").\n";
 
-static int find_agent(char *buf, size_t size)
+/* The agent to preload (record), or its variant for dlopen (attach):
+ * libstitch-agent-dl.so, see tools/trace/CMakeLists.txt. */
+static int find_agent_named(char *buf, size_t size, const char *name)
 {
 	const char *env = getenv("STITCH_TRACE_AGENT");
 	if (env && *env) {
+		/* the variant next to an agent given by path */
 		snprintf(buf, size, "%s", env);
+		char *slash = strrchr(buf, '/');
+		if (strcmp(name, "libstitch-agent.so") != 0 && slash)
+			snprintf(slash + 1, size - (size_t)(slash + 1 - buf), "%s", name);
 		return access(buf, R_OK) == 0 ? 0 : -1;
 	}
 	char self[PATH_MAX];
@@ -111,17 +117,24 @@ static int find_agent(char *buf, size_t size)
 		char *slash = strrchr(self, '/');
 		if (slash) {
 			*slash = '\0';
-			const char *rel[] = { "/libstitch-agent.so", "/../lib/stitch/libstitch-agent.so",
-					      "/../lib64/stitch/libstitch-agent.so" };
+			const char *rel[] = { "/", "/../lib/stitch/", "/../lib64/stitch/" };
 			for (size_t i = 0; i < sizeof rel / sizeof *rel; i++) {
-				snprintf(buf, size, "%s%s", self, rel[i]);
+				snprintf(buf, size, "%s%s%s", self, rel[i], name);
 				if (access(buf, R_OK) == 0)
 					return 0;
 			}
 		}
 	}
 	snprintf(buf, size, "%s", STITCH_AGENT_INSTALL_PATH);
+	char *slash = strrchr(buf, '/');
+	if (slash)
+		snprintf(slash + 1, size - (size_t)(slash + 1 - buf), "%s", name);
 	return buf[0] && access(buf, R_OK) == 0 ? 0 : -1;
+}
+
+static int find_agent(char *buf, size_t size)
+{
+	return find_agent_named(buf, size, "libstitch-agent.so");
 }
 
 /* An empty DIR, or one holding only an earlier recording (whose trace
@@ -618,8 +631,9 @@ static int cmd_attach(int argc, char **argv)
 		return 1;
 	}
 	char agent[PATH_MAX], absdir[PATH_MAX];
-	if (find_agent(agent, sizeof agent) != 0) {
-		fprintf(stderr, "stitch-trace attach: libstitch-agent.so not found (set STITCH_TRACE_AGENT)\n");
+	if (find_agent_named(agent, sizeof agent, "libstitch-agent-dl.so") != 0) {
+		fprintf(stderr, "stitch-trace attach: libstitch-agent-dl.so not found (set STITCH_TRACE_AGENT to "
+				"the path of libstitch-agent.so next to it)\n");
 		return 1;
 	}
 	char agent_abs[PATH_MAX];
