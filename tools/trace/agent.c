@@ -1266,7 +1266,9 @@ __attribute__((constructor)) static void agent_start(void)
 	pthread_mutex_unlock(&ctl_lock);
 	if (start_writer() != 0)
 		return;
-	if (ag.control)
+	/* Nothing to control in a helper without traceable functions (a shell
+	 * on the way to the program): no socket, so `live DIR` skips it. */
+	if (ag.control && sites > 0)
 		agent_ctl_start();
 }
 

@@ -557,7 +557,12 @@ static int cmd_live(int argc, char **argv)
 		int ok = f && fread(&h, sizeof h, 1, f) == 1 && memcmp(h.magic, ST_MAGIC, 8) == 0;
 		if (f)
 			fclose(f);
-		if (!ok || kill((pid_t)h.pid, 0) != 0)
+		char sock[108];
+		const char *why;
+		/* running, and listening (fork children and processes without
+		 * traceable functions have no control socket) */
+		if (!ok || kill((pid_t)h.pid, 0) != 0 ||
+		    stitch_trace_ctl_socket_path(sock, sizeof sock, (pid_t)h.pid, 0, &why) != 0 || access(sock, F_OK) != 0)
 			continue;
 		int dup = 0;
 		for (size_t i = 0; i < npids; i++)
@@ -567,7 +572,7 @@ static int cmd_live(int argc, char **argv)
 	}
 	closedir(d);
 	if (!npids) {
-		fprintf(stderr, "stitch-trace live: no process of %s is running\n", argv[1]);
+		fprintf(stderr, "stitch-trace live: no process of %s is running with a control socket\n", argv[1]);
 		return 1;
 	}
 	int failed = 0;
