@@ -103,14 +103,15 @@ static struct rule {
 static size_t nrules;
 static int paused;
 static unsigned long dl_adds_seen;
-static uint64_t ctl_changes;
 
 static void on_entry(uintptr_t ip, uintptr_t parent_ip, struct stitch_ftrace_ops *o, struct stitch_ftrace_regs *regs);
 #ifdef STITCH_TRACE_HAVE_GRAPH
+#define HOOKS_RETURNS 1
 static void on_return(uintptr_t ip, uintptr_t parent_ip, struct stitch_ftrace_ops *o,
 		      struct stitch_ftrace_ret_regs *rregs);
 static struct stitch_ftrace_ops ops_graph = { .func = on_entry, .ret_func = on_return };
 #else
+#define HOOKS_RETURNS 0
 static struct stitch_ftrace_ops ops_graph = { .func = on_entry };
 #endif
 static struct stitch_ftrace_ops ops_flat = { .func = on_entry };
@@ -230,7 +231,7 @@ static inline struct ring *this_ring(void)
 
 static void on_entry(uintptr_t ip, uintptr_t parent_ip, struct stitch_ftrace_ops *o, struct stitch_ftrace_regs *regs)
 {
-	(void)parent_ip, (void)o, (void)regs;
+	(void)parent_ip, (void)regs;
 	/* Read after the dispatcher's acquire load of the site's ops set, so a
 	 * generation g here means the set was read under filter g (agent_control). */
 	uint32_t gen = atomic_load_explicit(&filter_gen, memory_order_relaxed);
@@ -238,7 +239,9 @@ static void on_entry(uintptr_t ip, uintptr_t parent_ip, struct stitch_ftrace_ops
 	if (!r)
 		return;
 	uint32_t kind = ST_EV_ENTRY;
-	if (ag.graph) {
+	/* the ops tells whether this call's return is hooked, not ag.graph:
+	 * that changes under a live "graph on|off" while callbacks run */
+	if (HOOKS_RETURNS && o == &ops_graph) {
 		uint32_t d = r->depth;
 		if (d >= SHADOW_STACK_MAX) {
 			/* the library will not hook this return: say so, keep depth */
@@ -938,7 +941,6 @@ int agent_control(const struct ctl_request *req, char *reply, size_t size)
 		snprintf(reply, size, "refused: %s", stitch_last_error());
 		ret = -1;
 	} else {
-		ctl_changes++;
 		if (rules_text(text, sizeof text) == (size_t)-1)
 			strcpy(text, "(long)");
 		snprintf(reply, size, "ok: %s, graph %s, rules \"%s\", %d sites enabled", paused ? "paused" : "running",
