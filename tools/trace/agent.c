@@ -1059,6 +1059,56 @@ AGENT_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[
 	return real(file, argv, envp);
 }
 
+/* The execl family: the arguments gathered into an array (they end with
+ * NULL; execle's environment follows it), then the vector form above. */
+#define EXECL_MAX_ARGS 4096
+
+static int collect_args(const char *arg0, va_list ap, char **argv, char ***envp)
+{
+	int n = 0;
+	argv[n++] = (char *)arg0;
+	while (arg0 && (argv[n] = va_arg(ap, char *)) != NULL)
+		if (++n == EXECL_MAX_ARGS) {
+			errno = E2BIG;
+			return -1;
+		}
+	if (!arg0)
+		argv[0] = NULL;
+	if (envp)
+		*envp = va_arg(ap, char **);
+	return 0;
+}
+
+AGENT_EXPORT int execl(const char *path, const char *arg0, ...)
+{
+	char *argv[EXECL_MAX_ARGS + 1];
+	va_list ap;
+	va_start(ap, arg0);
+	int err = collect_args(arg0, ap, argv, NULL);
+	va_end(ap);
+	return err ? -1 : execv(path, argv);
+}
+
+AGENT_EXPORT int execlp(const char *file, const char *arg0, ...)
+{
+	char *argv[EXECL_MAX_ARGS + 1];
+	va_list ap;
+	va_start(ap, arg0);
+	int err = collect_args(arg0, ap, argv, NULL);
+	va_end(ap);
+	return err ? -1 : execvp(file, argv);
+}
+
+AGENT_EXPORT int execle(const char *path, const char *arg0, ...)
+{
+	char *argv[EXECL_MAX_ARGS + 1], **envp;
+	va_list ap;
+	va_start(ap, arg0);
+	int err = collect_args(arg0, ap, argv, &envp);
+	va_end(ap);
+	return err ? -1 : execve(path, argv, envp);
+}
+
 /* fork: the file lock is held across it so the child never inherits a
  * half-written record or a writer in the middle of a drain. */
 static void before_fork(void)

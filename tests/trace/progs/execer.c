@@ -9,10 +9,10 @@ int after_exec(void);
 
 int before_exec(char *self)
 {
-	char *args[] = { self, "again", NULL };
 	fflush(stdout);
-	execv("/proc/self/exe", args);
-	perror("execv");
+	/* the variadic form: the agent interposes it too */
+	execl("/proc/self/exe", self, "again", (char *)NULL);
+	perror("execl");
 	return 1;
 }
 

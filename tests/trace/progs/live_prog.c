@@ -3,12 +3,15 @@
  * For the live-control test: threads call alpha_*, beta_* and gamma_*
  * functions in a loop until standard input closes.  Prints "ready PID"
  * once every thread has made a full round, so the test switches filters
- * only while all threads are running.
+ * only while all threads are running; answers each "sync" line with
+ * "synced" once every thread has made a full round since, so the test
+ * knows every filter window saw calls of every function.
  */
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #define NTHREADS 3
@@ -20,7 +23,8 @@ int beta_two(int x);
 int gamma_common(int x);
 void *worker(void *arg);
 
-static atomic_int stop, rounds_done;
+static atomic_int stop;
+static atomic_long rounds[NTHREADS];
 
 /* A little work per call keeps the event rate near what the rings drain. */
 static int spin(int x)
@@ -39,32 +43,44 @@ int gamma_common(int x) { return spin(x) + 5; }
 
 void *worker(void *arg)
 {
-	(void)arg;
-	int first = 1, sum = 0;
+	long id = (long)arg;
+	int sum = 0;
 	while (!atomic_load(&stop)) {
 		sum += alpha_two(sum) + beta_two(sum) + gamma_common(sum);
-		if (first) {
-			first = 0;
-			atomic_fetch_add(&rounds_done, 1);
-		}
+		atomic_fetch_add(&rounds[id], 1);
 	}
 	return (void *)(long)sum;
+}
+
+/* Wait until every thread has begun and finished a round after this call
+ * (two more completions): a wait for a condition, not for time. */
+static void wait_rounds(void)
+{
+	long seen[NTHREADS];
+	for (int i = 0; i < NTHREADS; i++)
+		seen[i] = atomic_load(&rounds[i]);
+	for (int i = 0; i < NTHREADS; i++)
+		while (atomic_load(&rounds[i]) < seen[i] + 2)
+			sched_yield();
 }
 
 int main(void)
 {
 	pthread_t t[NTHREADS];
-	for (int i = 0; i < NTHREADS; i++)
-		if (pthread_create(&t[i], NULL, worker, NULL) != 0)
+	for (long i = 0; i < NTHREADS; i++)
+		if (pthread_create(&t[i], NULL, worker, (void *)i) != 0)
 			return 1;
-	/* not a sleep standing in for synchronisation: a wait for a condition */
-	while (atomic_load(&rounds_done) < NTHREADS)
-		sched_yield();
+	wait_rounds();
 	printf("ready %d\n", (int)getpid());
 	fflush(stdout);
-	char buf[64];
-	while (read(0, buf, sizeof buf) > 0)
-		;
+	char line[64];
+	while (fgets(line, sizeof line, stdin)) {
+		if (strcmp(line, "sync\n") == 0) {
+			wait_rounds();
+			printf("synced\n");
+			fflush(stdout);
+		}
+	}
 	atomic_store(&stop, 1);
 	for (int i = 0; i < NTHREADS; i++)
 		pthread_join(t[i], NULL);
