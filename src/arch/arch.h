@@ -86,7 +86,8 @@ int arch_static_call_check_target(uintptr_t target);
  * Inline call sites: a direct call (or tail jump) of a trampoline found in
  * the module's relocations (src/core/static_call.c), rewritten to call the
  * target directly while it is in range, and back to the trampoline.
- * `target` is what the site calls now (the trampoline initially).
+ * `target` is what the site calls now (the trampoline initially; with the
+ * AArch64 SLOTS strategy also one of the trampoline's slots).
  */
 struct stitch_sc_site {
 	uintptr_t addr;

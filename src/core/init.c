@@ -33,6 +33,7 @@ void stitch_update_unlock(void)
 
 static void init_once_fn(void)
 {
+	stitch_signals_init(); /* before the library's own handlers, which it must not wrap */
 	int r = stitch_sync_init();
 	if (r == 0)
 		r = stitch_quiesce_init();

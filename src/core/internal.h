@@ -16,6 +16,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
+#include <ucontext.h>
 
 #include "stitch/stitch.h"
 
@@ -157,6 +159,20 @@ struct stitch_range {
  * Must be async-signal-safe.  Returns true if it changed *pc.
  */
 typedef bool (*stitch_pc_fixup_fn)(uintptr_t *pc, void *arg);
+
+/*
+ * signals.c: the program's signal handlers run inside a wrapper that keeps,
+ * per thread, the contexts they interrupted (sigaction() and signal() are
+ * interposed).  stitch_signals_init() wraps handlers installed earlier;
+ * the library installs its own with stitch_sigaction_raw().  In a signal
+ * handler: stitch_nested_contexts() gives the calling thread's contexts
+ * interrupted by handlers still running (outermost first), and
+ * stitch_nested_set_pc() moves one (the kernel resumes it there).
+ */
+void stitch_signals_init(void);
+int stitch_sigaction_raw(int sig, const struct sigaction *sa, struct sigaction *old);
+size_t stitch_nested_contexts(ucontext_t **out, size_t max);
+void stitch_nested_set_pc(ucontext_t *uc, uintptr_t pc);
 
 int stitch_quiesce_init(void);
 /*

@@ -71,7 +71,11 @@ struct request {
 	stitch_pc_fixup_fn fixup;
 	void *arg;
 	bool park; /* stop the world: stay in the handler until the epoch moves on */
+	const struct stitch_range *ranges; /* what the requester waits for threads to leave */
+	size_t nranges;
 };
+
+static bool in_ranges(uintptr_t pc, const struct stitch_range *r, size_t n);
 
 static int quiesce_signal;
 static long timeout_ms = 2000;
@@ -105,6 +109,20 @@ static void quiesce_handler(int sig, siginfo_t *info, void *context)
 			if (req->fixup && req->fixup(&pc, req->arg)) {
 				arch_ucontext_set_pc(uc, pc);
 				stitch_count(quiesce_fixups, 1);
+			}
+			/* The thread also goes back, one day, to the contexts its
+			 * running signal handlers interrupted (signals.c): they get
+			 * the fixup too, and one inside a range is what we report. */
+			ucontext_t *outer[8];
+			size_t nouter = stitch_nested_contexts(outer, 8);
+			for (size_t k = 0; k < nouter; k++) {
+				uintptr_t opc = arch_ucontext_pc(outer[k]);
+				if (req->fixup && req->fixup(&opc, req->arg)) {
+					stitch_nested_set_pc(outer[k], opc);
+					stitch_count(quiesce_fixups, 1);
+				}
+				if (in_ranges(opc, req->ranges, req->nranges))
+					pc = opc;
 			}
 			park = req->park;
 			s->pc = pc;
@@ -144,7 +162,7 @@ int stitch_quiesce_init(void)
 		timeout_ms = v;
 	}
 	struct sigaction old, sa;
-	if (sigaction(quiesce_signal, NULL, &old) != 0)
+	if (stitch_sigaction_raw(quiesce_signal, NULL, &old) != 0)
 		return stitch_fail_errno(STITCH_ESYS, "sigaction(%d)", quiesce_signal);
 	if ((old.sa_flags & SA_SIGINFO) ? old.sa_sigaction != NULL
 					: (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN))
@@ -155,7 +173,7 @@ int stitch_quiesce_init(void)
 	sa.sa_sigaction = quiesce_handler;
 	sa.sa_flags = SA_SIGINFO | SA_RESTART;
 	sigemptyset(&sa.sa_mask);
-	if (sigaction(quiesce_signal, &sa, NULL) != 0)
+	if (stitch_sigaction_raw(quiesce_signal, &sa, NULL) != 0)
 		return stitch_fail_errno(STITCH_ESYS, "sigaction(%d)", quiesce_signal);
 	return 0;
 }
@@ -278,7 +296,7 @@ static void unpublish(void)
 static int check_handler(void)
 {
 	struct sigaction current;
-	if (sigaction(quiesce_signal, NULL, &current) != 0 || !(current.sa_flags & SA_SIGINFO) ||
+	if (stitch_sigaction_raw(quiesce_signal, NULL, &current) != 0 || !(current.sa_flags & SA_SIGINFO) ||
 	    current.sa_sigaction != quiesce_handler)
 		return stitch_fail(STITCH_EQUIESCE,
 				   "the program replaced stitch's handler for signal %d; set STITCH_QUIESCE_SIGNAL to "
@@ -352,6 +370,8 @@ static int note_sleeper(struct sleepers *sl, pid_t tid)
 static int run_request(struct request *req, const struct stitch_range *ranges, size_t nranges,
 		       struct sleepers *sleepers)
 {
+	req->ranges = ranges;
+	req->nranges = nranges;
 	atomic_store(&published, req);
 	stitch_count(quiesce_rounds, 1);
 	for (size_t i = 0; i < req->count; i++)

@@ -69,3 +69,11 @@ NOINLINE int g_thread_exit(int n)
 	g_sink = r;
 	return r;
 }
+
+/* test_ftrace_nested: a worker is parked inside this function's site by a
+ * signal handler of the program while the site is switched. */
+NOINLINE int g_nested_target(int v)
+{
+	g_sink = v;
+	return v * 5 + 1;
+}

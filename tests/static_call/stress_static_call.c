@@ -11,7 +11,7 @@
  * may see history[v0 .. v1 + 1] (update v1 + 1 may be in flight).
  * At the end, every target's own counter equals the callers' tally of it.
  *
- *   stress_static_call [N [R [--emulated]]]    (defaults 10000 and 4)
+ *   stress_static_call [N [R [--emulated | --sites]]]    (defaults 10000 and 4)
  *
  * --emulated (qemu-user runs): call the trampoline through a volatile
  * function pointer.  qemu chains the translated blocks of a direct call
@@ -19,6 +19,16 @@
  * its invalidation (see README, "Limits of the emulated runs"); seen here
  * as 1 call in 6.6e8 running a near target three updates stale on the
  * AArch64 seed layout.  Native runs call directly.
+ *
+ * --sites (a build linked with --emit-relocs, where the direct call below
+ * is an inline site; AArch64 SLOTS: `BL target` or `BL active slot`):
+ * calls alternate between the site, executed as the direct call it is
+ * (the BL itself is what is being tested), and the trampoline's entry
+ * through a function pointer; each path's calls are counted and both must
+ * have run.  Under qemu the site's page is written with mprotect and
+ * stores (src/core/text.c picks that backend there), which drops every
+ * translation of the page, the reader loop's own included, so the BL is
+ * translated afresh after each update.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -50,12 +60,13 @@ static atomic_long version;
 static atomic_bool stop;
 static long nupdates;
 static void (*volatile call_ptr)(int *); /* --emulated: the trampoline, called indirectly */
+static bool alternate;                     /* --sites: site and entry in turn */
 
 struct reader {
 	pthread_t thread;
 	unsigned long tally[NT + 1]; /* [0] = NULL */
 	unsigned long bad;
-	unsigned long calls;
+	unsigned long calls, via_entry;
 };
 
 static void *reader_main(void *arg)
@@ -64,10 +75,12 @@ static void *reader_main(void *arg)
 	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
 		long v0 = atomic_load_explicit(&version, memory_order_acquire);
 		int r = -1;
-		if (call_ptr)
+		if (call_ptr && (!alternate || (rd->calls & 1))) {
 			call_ptr(&r);
-		else
+			rd->via_entry++;
+		} else {
 			stitch_static_call_cond(hit)(&r);
+		}
 		long v1 = atomic_load_explicit(&version, memory_order_acquire);
 		long hi = v1 + 1 < nupdates ? v1 + 1 : nupdates;
 		bool ok = false;
@@ -85,8 +98,9 @@ int main(int argc, char **argv)
 {
 	nupdates = argc > 1 ? atol(argv[1]) : 10000;
 	int nreaders = argc > 2 ? atoi(argv[2]) : 4;
-	if (argc > 3 && strcmp(argv[3], "--emulated") == 0)
+	if (argc > 3 && (strcmp(argv[3], "--emulated") == 0 || strcmp(argv[3], "--sites") == 0))
 		call_ptr = stitch_static_call(hit);
+	alternate = argc > 3 && strcmp(argv[3], "--sites") == 0;
 	if (stitch_init() != 0) {
 		fprintf(stderr, "stitch_init: %s\n", stitch_last_error());
 		return 1;
@@ -122,10 +136,11 @@ int main(int argc, char **argv)
 		atomic_store_explicit(&version, v, memory_order_release);
 	}
 	atomic_store(&stop, true);
-	unsigned long calls = 0, bad = 0, tally[NT + 1] = { 0 };
+	unsigned long calls = 0, bad = 0, via_entry = 0, tally[NT + 1] = { 0 };
 	for (int i = 0; i < nreaders; i++) {
 		pthread_join(rd[i].thread, NULL);
 		calls += rd[i].calls;
+		via_entry += rd[i].via_entry;
 		bad += rd[i].bad;
 		for (int k = 0; k <= NT; k++)
 			tally[k] += rd[i].tally[k];
@@ -134,6 +149,14 @@ int main(int argc, char **argv)
 	free((void *)history);
 	CHECK_EQ(failed_updates, 0);
 	CHECK(calls > 0, "readers made no calls");
+	int nsites = stitch_static_call_site_count(stitch_static_call_desc(hit));
+	if (alternate) {
+		/* the direct call really is a site, and both paths ran */
+		CHECK(nsites >= 1, "--sites: the reader's call is an inline site (found %d)", nsites);
+		CHECK(via_entry > 0 && via_entry < calls, "--sites: %lu of %lu calls through the entry", via_entry, calls);
+		printf("inline sites %d: %lu calls through the site, %lu through the trampoline's entry\n", nsites,
+		       calls - via_entry, via_entry);
+	}
 	CHECK(bad == 0, "%lu of %lu calls ran a target that was not current during the call", bad, calls);
 	for (int k = 0; k < NT; k++)
 		CHECK(atomic_load(&ran[k]) == tally[k + 1], "target %d ran %lu times, callers saw it %lu times", k,

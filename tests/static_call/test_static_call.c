@@ -71,7 +71,7 @@ struct seq_call {
 static const struct seq_call seq_a[64] = { REPEAT_64(ENT_A, x, ) };
 static const struct seq_call seq_b[64] = { REPEAT_64(ENT_B, x, ) };
 
-static void *mid_c, *mid_d, *mid_e, *far_v, *far_op, *far_probe;
+static void *mid_c, *mid_d, *mid_e, *far_v, *far_op, *far_probe, *mid_probe;
 
 static int make_targets(void)
 {
@@ -88,6 +88,7 @@ static int make_targets(void)
 	far_v = far_stub(pf, 0, (void *)v_far);
 	far_op = far_stub(pf, 0x40, (void *)f_far);
 	far_probe = far_stub(pf, 0x80, (void *)probe_b);
+	mid_probe = far_stub(p1, 0x200, (void *)probe_b);
 	return far_seal(p1) || far_seal(p2) || far_seal(pf) ? -1 : 0;
 }
 
@@ -272,7 +273,81 @@ static void test_sequences(const struct seq_call *calls, const char *start)
 	}
 }
 
-/* ---- inline sites (x86-64 with -Wl,--emit-relocs) ------------------------- */
+/* ---- inline sites (linked with -Wl,--emit-relocs) ------------------------- */
+
+#if defined(__aarch64__) && defined(STITCH_STATIC_CALL_A64_SLOTS) && defined(STITCH_TEST_INLINE)
+/*
+ * SLOTS with sites: after every update the site word itself must be
+ * `BL target` (target within 128 MiB of the site) or `BL active slot`,
+ * where the active slot is the one the entry's flip word selects and
+ * holds the form for the target.  Read from the code, not from the
+ * library's records.
+ */
+static uintptr_t active_slot(const struct stitch_static_call *sc)
+{
+	uintptr_t t = (uintptr_t)sc->tramp;
+	struct a64_insn i;
+	CHECK(a64_decode(((const uint32_t *)sc->tramp)[1], t + 4, &i) == 0 &&
+		      (i.kind == A64_INSN_NOP || (i.kind == A64_INSN_B && i.target == t + 0x18)),
+	      "0x04 is NOP or B 0x18");
+	return i.kind == A64_INSN_B ? t + 0x18 : t + 8;
+}
+
+static void test_inline_slots(void)
+{
+	struct stitch_static_call *sc = stitch_static_call_desc(probe);
+	uintptr_t t = (uintptr_t)sc->tramp, site = 0;
+	/* every transition among near, mid (ADRP slot), far (literal slot) and NULL */
+	void *seq[] = { (void *)probe_b, far_probe, NULL,	   mid_probe, (void *)probe_a, NULL,	    NULL,
+			mid_probe,	 mid_probe, far_probe, far_probe, (void *)probe_b, mid_probe, far_probe,
+			NULL,		 (void *)probe_a };
+	const char *kind[] = { "near", "mid", "far", "NULL" };
+	unsigned via_slot[2] = { 0, 0 }, direct = 0, n = sizeof(seq) / sizeof(seq[0]);
+	for (unsigned k = 0; k < n; k++) {
+		void *target = seq[k];
+		int kd = !target ? 3 : target == far_probe ? 2 : target == mid_probe ? 1 : 0;
+		CHECK_EQ(stitch_static_call_update_desc(sc, target), 0);
+		probe_ra = NULL;
+		call_probe();
+		if (target) {
+			const uint8_t *ra = probe_ra;
+			CHECK(ra != NULL, "update %u (%s): probe called", k, kind[kd]);
+			if (!ra)
+				continue;
+			if (!site)
+				site = (uintptr_t)(ra - 4); /* the first target is near: called from the site */
+			CHECK((uintptr_t)(ra - 4) == site, "update %u (%s): called from the site", k, kind[kd]);
+		} else {
+			CHECK(probe_ra == NULL, "update %u: NULL: nothing called", k);
+		}
+		CHECK(site != 0, "the site is known");
+		if (!site)
+			return;
+		struct a64_insn i;
+		CHECK(a64_decode(*(const uint32_t *)site, site, &i) == 0 && i.kind == A64_INSN_BL, "update %u: site is a BL",
+		      k);
+		uintptr_t slot = active_slot(sc);
+		uintptr_t want = kd == 0 ? (uintptr_t)target : slot;
+		CHECK(i.target == want, "update %u (%s): site is BL %#lx, want BL %#lx (%s)", k, kind[kd],
+		      (unsigned long)i.target, (unsigned long)want, kd == 0 ? "the target" : "the active slot");
+		if (i.target == slot) {
+			via_slot[slot == t + 0x18]++;
+			/* and that slot holds the target's form */
+			struct a64_insn s0;
+			a64_decode(*(const uint32_t *)slot, slot, &s0);
+			enum a64_insn_kind want0 = kd == 3 ? A64_INSN_RET : A64_INSN_ADRP;
+			CHECK(s0.kind == want0, "update %u (%s): active slot starts with %s, found %s", k, kind[kd],
+			      a64_insn_name(want0), a64_insn_name(s0.kind));
+		} else {
+			direct++;
+		}
+	}
+	printf("slots with sites: %u updates, site -> slot 1 %u times, -> slot 2 %u, -> target %u\n", n, via_slot[0],
+	       via_slot[1], direct);
+	CHECK(via_slot[0] > 0 && via_slot[1] > 0 && direct > 0, "both slots and the direct call were used");
+	(void)t;
+}
+#endif
 
 static void test_inline(void)
 {
@@ -282,6 +357,10 @@ static void test_inline(void)
 	       stitch_static_call_site_count(stitch_static_call_desc(ev)));
 #if defined(STITCH_TEST_INLINE)
 	CHECK(n >= 1, "the call in call_probe() was found (linked with --emit-relocs)");
+#if defined(__aarch64__) && defined(STITCH_STATIC_CALL_A64_SLOTS)
+	test_inline_slots();
+	return;
+#endif
 	void *targets[4] = { (void *)probe_b, far_probe, NULL, (void *)probe_a };
 	for (int i = 0; i < 4; i++) {
 		CHECK_EQ(stitch_static_call_update_desc(sc, targets[i]), 0);

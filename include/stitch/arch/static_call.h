@@ -74,7 +74,9 @@
 	STITCH__SC_HEAD(name) STITCH__SC_W4_##null(func)                         \
 	"ret\n nop\n nop\n nop\n nop\n nop\n ret\n" STITCH__SC_TAIL(name)
 #elif defined(STITCH_STATIC_CALL_A64_SLOTS)
-/* Two slots: 0x04 flips NOP (slot 1 @0x08) / B 0x18 (slot 2); 0x28 RET. */
+/* Two slots: 0x04 flips NOP (slot 1 @0x08) / B 0x18 (slot 2); 0x28 RET.
+ * Inline call sites (module linked with --emit-relocs) are rewritten to
+ * `bl target` or `bl <active slot>`, skipping 0x00 and 0x04. */
 #define STITCH__SC_LAYOUT STITCH_SC_A64_SLOTS
 #define STITCH__SC_RET_OFFSET 0x28
 #define STITCH__SC_TRAMP_ASM(name, func, null)                                   \

@@ -63,31 +63,87 @@
  *   0x08 slot 1 (4 words)   0x18 slot 2 (4 words)   0x28 RET
  *   a slot is one of:  B fn | ADRP X16, fn; ADD; BR X16 | ADRP X16, lit;
  *   LDR; BR X16 | RET   (unused words BRK #1)
- *   step 1  (if the last grace period did not complete) stitch_quiesce on
- *           the unused slot; failure: error, nothing written
- *   step 2  write the unused slot with plain stores: no thread can be in
- *           it (step 4 of the previous update), sync
+ * With inline call sites (below) this is also the seed's second variant,
+ * "patch the call-sites to point to the alternative trampoline slot": a
+ * site is `BL fn` when fn is within B range of it, otherwise `BL slot`
+ * of the active slot (far targets, and NULL: a slot holding RET), so a
+ * call from a site never executes the entry's flip word.  "Reachable": a
+ * slot that the entry's flip or some site's B/BL leads to.
+ *   step 1  make the unused slot unreachable and empty.  Normally it is
+ *           already (step 5 of the previous update).  If that step's
+ *           quiescence failed (SLOT_GRACE), or a failed update left sites
+ *           on it: move those sites to the active slot (one batch, one
+ *           sync), then stitch_quiesce on the unused slot.  Failure: error,
+ *           the slots unchanged (moved sites recorded, SLOT_GRACE kept).
+ *   step 2  write the unused slot with plain stores (no thread is in it
+ *           and nothing leads to it, so the CMODX list does not matter),
+ *           sync.  Failure: the words are put back.
  *   step 3  literal := target (threads in a literal slot see old or new)
- *   step 4  0x04 := NOP | B (CMODX swap through poke.c), sync
+ *   step 4  ONE batch of single-word CMODX swaps, one sync: 0x04 := NOP |
+ *           B 0x18 (the flip), and every site := BL fn | BL new slot
+ *           (B/BL <-> B/BL).  Failure before any store: the literal is put
+ *           back, the new slot stays recorded but unused.  Failure part-way:
+ *           each word holds its old or new value (the sync publishes what
+ *           was stored); we read them back, record them and set SLOT_GRACE
+ *           so that step 1 of the next update repairs it.
  *   step 5  stitch_quiesce on the old slot: our substitute for
  *           synchronize_rcu_tasks(); afterwards it is free for step 2.  If
- *           this fails the update still happened; the next update repeats
- *           the wait at its step 1.
+ *           this fails the update still happened; SLOT_GRACE makes the
+ *           next update repeat the wait at its step 1.
+ * An active literal slot that stays one (target beyond ADRP range): step 3
+ * alone, plus one batch for the sites that must move (to `BL fn` or
+ * `BL active slot`); no slot is written, so nothing needs a wait.
+ * Why a thread stopped at any instruction boundary stays correct.  Write
+ * N for the slot written in step 2, O for the other one (the active one
+ * before the update); calls through O or a site's old word run the old
+ * target, calls through N or a new word the new one; both are acceptable
+ * from step 3 until the update returns.
+ *   - in N: impossible before step 4 stores the flip or a site word
+ *     (nothing led there since the previous update's step 5, or step 1
+ *     made sure of it), so step 2's plain stores are never fetched
+ *     half-done; they were synced before step 4, so whoever gets there
+ *     fetches N complete, and N stays constant for the rest of this
+ *     update.
+ *   - in O: O is not written by this update at all.  A thread in it runs
+ *     the old target (its ADRP/ADD pair or B or RET is consistent: it was
+ *     written whole before anything led there; a literal slot loads the
+ *     old or the new literal, both valid).  The next update writes O only
+ *     after this update's step 5 (or its own step 1) saw no thread in it.
+ *   - at the entry (0x00 or 0x04, before the flip executed): fetches the
+ *     old or the new flip until step 4's sync, the new one after it; it
+ *     then enters O or N, both intact (above).  Having executed the flip,
+ *     its PC is at the start of O or N: it counts as "in" that slot.
+ *   - at a site, before its B/BL: fetches the old or the new word until
+ *     step 4's sync (CMODX: either runs whole), the new one after it.  Old
+ *     word: the old target directly, the entry, or O; new: fn directly or
+ *     N.  Having executed it, a thread is in the target (never rewritten)
+ *     or at the start of a slot, i.e. in O or N.
+ *   - the key ordering: the sites switch in step 4, BEFORE step 5 waits
+ *     for O.  After step 4's sync no fetch of the entry or of any site
+ *     can lead into O, so once step 5 has seen no thread in O, none can
+ *     be in it or enter it later: step 2 of the next update may rewrite
+ *     it.  Switching the sites after the wait would let a thread execute
+ *     an old `BL O` after the wait and be inside O while the next update
+ *     rewrites it (models/static-call-a64-slots-sites-late.model, UNSAFE).
+ *   - a thread at the final RET (0x28) or in a target: nothing there
+ *     changes.
  * Model: models/static-call-a64-slots.model (and -noquiesce, UNSAFE),
- * models/seed000-two-slot-flip.model.
+ * models/seed000-two-slot-flip.model, and with call sites pointing at the
+ * slots models/static-call-a64-slots-sites.model (SAFE) and
+ * -slots-sites-late (sites switched after the wait: UNSAFE).
  *
- * ---- inline call sites (any strategy) ---------------------------------------
+ * ---- inline call sites ------------------------------------------------------
  * With the module linked with -Wl,--emit-relocs, every `BL tramp` (or tail
- * `B tramp`) the compiler emitted is found (src/core/static_call.c) and
- * becomes `BL target` while the target is within 128 MiB, `BL tramp`
- * otherwise.  B/BL <-> B/BL is on the CMODX list: one batch of single-word
- * swaps and one sync, done after the trampoline reached its new state (a
- * call through the old site reaches the old target or the trampoline, both
- * current until the sites' sync).  Sites are checked before the trampoline
- * is touched, so a site changed behind our back fails with nothing written.
- * With the sites pointing at the target, the SLOTS strategy's second
- * variant (call sites patched, not the entry) comes for free: calls from
- * sites bypass the slots.
+ * `B tramp`) the compiler emitted is found (src/core/static_call.c).  All
+ * sites are checked against their recorded word before anything is
+ * written, so a site changed behind our back fails with nothing written.
+ * LITERAL and SEED: a site becomes `BL target` while the target is within
+ * 128 MiB, `BL tramp` otherwise.  B/BL <-> B/BL is on the CMODX list: one
+ * batch of single-word swaps and one sync, done after the trampoline
+ * reached its new state (a call through the old site reaches the old
+ * target or the trampoline, both current until the sites' sync).
+ * SLOTS: `BL target` or `BL active slot`, switched together with the flip
+ * (step 4 above).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -307,66 +363,7 @@ static unsigned slot_form_for(const struct stitch_static_call *sc, unsigned slot
 	return SLOT_LIT;
 }
 
-static int slots_update(struct stitch_static_call *sc, void *func)
-{
-	uint32_t s = sc->state, cur[SLOT_WORDS], next[SLOT_WORDS];
-	uint64_t target = (uintptr_t)func;
-	slots_image(sc, s, sc->priv, cur);
-	int err = check_image(sc, cur, SLOT_WORDS, NULL);
-	if (err)
-		return err;
-	unsigned act = SLOT_ACTIVE(s), idle = act ^ 1;
-	uintptr_t t = (uintptr_t)sc->tramp;
-	struct stitch_range idle_range = { t + 8 + 16 * idle, t + 8 + 16 * idle + 16 };
-	struct stitch_range act_range = { t + 8 + 16 * act, t + 8 + 16 * act + 16 };
-	/* A literal slot stays: only the literal changes (step 3 alone). */
-	if (SLOT_FORM(s, act) == SLOT_LIT && slot_form_for(sc, act, target) == SLOT_LIT) {
-		set_lit(sc, func, 0x28);
-		return 0;
-	}
-	/* step 1 */
-	if (s & SLOT_GRACE) {
-		err = stitch_quiesce(&idle_range, 1, NULL, NULL);
-		if (err)
-			return err;
-		s &= ~SLOT_GRACE;
-		sc->state = s;
-	}
-	/* step 2 */
-	unsigned form = slot_form_for(sc, idle, target);
-	uint64_t targets[2] = { sc->priv[0], sc->priv[1] };
-	targets[idle] = form == SLOT_NEAR || form == SLOT_FAR ? target : 0;
-	uint32_t ns = SLOT_SET_FORM(s, idle, form);
-	slots_image(sc, ns, targets, next);
-	err = write_words(sc, cur, next, 2 + 4 * idle, 6 + 4 * idle);
-	if (err)
-		return err;
-	/* step 3 */
-	void *old_lit = set_lit(sc, func, 0x28);
-	/* step 4 */
-	ns = (ns & ~(1u << 7)) | (idle << 7);
-	uint32_t flip;
-	slots_image(sc, ns, targets, next);
-	flip = next[1];
-	err = swap_word(sc, 4, cur[1], flip, "static_call slots flip");
-	if (err) {
-		/* the idle slot holds new code nobody can reach: record it */
-		__atomic_store_n(&sc->lit, old_lit, __ATOMIC_SEQ_CST);
-		sc->state = SLOT_SET_FORM(s, idle, form);
-		sc->priv[0] = idle == 0 ? targets[0] : sc->priv[0];
-		sc->priv[1] = idle == 1 ? targets[1] : sc->priv[1];
-		return err;
-	}
-	sc->state = ns;
-	sc->priv[0] = targets[0];
-	sc->priv[1] = targets[1];
-	/* step 5 */
-	if (stitch_quiesce(&act_range, 1, NULL, NULL) != 0) {
-		sc->state |= SLOT_GRACE;
-		stitch_clear_error();
-	}
-	return 0;
-}
+/* slots_update() is below, after the call-site helpers it uses. */
 
 /* ======================= hooks ========================================== */
 
@@ -486,12 +483,7 @@ static int site_word(uintptr_t site, uint32_t now, uintptr_t target, uint32_t *o
 	return bl ? a64_encode_bl(out, site, target) : a64_encode_b(out, site, target);
 }
 
-/*
- * Sites: BL tramp <-> BL target (both on the CMODX list: one single-word
- * swap each, one batch, one sync), after the trampoline itself is in its
- * new state, so a call through either path goes to the old or the new
- * target.  Far and NULL targets: back to BL tramp.
- */
+/* Every site must hold the B/BL of what we recorded for it. */
 static int sites_check(const struct stitch_static_call *sc, const struct stitch_sc_site *sites, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -503,29 +495,204 @@ static int sites_check(const struct stitch_static_call *sc, const struct stitch_
 	return 0;
 }
 
-static int sites_apply(struct stitch_static_call *sc, void *func, struct stitch_sc_site *sites, size_t n)
+/* Where a site goes for `func`: func itself if its B/BL reaches it, else `via`. */
+static uintptr_t site_dest(uintptr_t site, void *func, uintptr_t via)
+{
+	uint32_t w;
+	return func && site_word(site, *(const uint32_t *)site, (uintptr_t)func, &w) == 0 ? (uintptr_t)func : via;
+}
+
+/*
+ * Queue sites[i] -> dest[i] (only the words that change) after `b`'s
+ * other patches.  Every word is encoded here, before anything is written:
+ * a destination out of reach fails with nothing queued beyond `b`.
+ */
+static int sites_queue(const struct stitch_static_call *sc, struct stitch_batch *b, const struct stitch_sc_site *sites,
+		       size_t n, const uintptr_t *dest)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint32_t now = *(const uint32_t *)sites[i].addr, w;
+		if (site_word(sites[i].addr, now, dest[i], &w) != 0)
+			return stitch_fail(STITCH_ERANGE, "static call %s: site %#lx cannot reach %#lx", sc->name,
+					   (unsigned long)sites[i].addr, (unsigned long)dest[i]);
+		if (w != now) {
+			int err = stitch_batch_add(b, sites[i].addr, (const uint8_t *)&now, (const uint8_t *)&w, 4);
+			if (err)
+				return err;
+		}
+	}
+	return 0;
+}
+
+/*
+ * After a batch failed: record what each site holds now (its old or its
+ * new word: the sync publishes whatever was stored).  Returns true if any
+ * site changed.
+ */
+static bool sites_reread(struct stitch_sc_site *sites, size_t n)
+{
+	bool changed = false;
+	for (size_t i = 0; i < n; i++) {
+		struct a64_insn insn;
+		if (a64_decode(*(const uint32_t *)sites[i].addr, sites[i].addr, &insn) == 0 &&
+		    (insn.kind == A64_INSN_B || insn.kind == A64_INSN_BL) && insn.target != sites[i].target) {
+			sites[i].target = insn.target;
+			changed = true;
+		}
+	}
+	return changed;
+}
+
+/* sites[i] -> dest[i] as one batch, one sync (B/BL <-> B/BL: CMODX swaps). */
+static int sites_move(struct stitch_static_call *sc, struct stitch_sc_site *sites, size_t n, const uintptr_t *dest,
+		      const char *op, bool *changed)
 {
 	struct stitch_batch b;
 	stitch_batch_init(&b);
-	b.operation = "static_call sites";
-	int err = 0;
-	uintptr_t *next = calloc(n ? n : 1, sizeof(*next));
-	if (!next)
-		return stitch_fail(STITCH_ENOMEM, "out of memory");
-	for (size_t i = 0; i < n && !err; i++) {
-		uint32_t now = *(const uint32_t *)sites[i].addr, w;
-		next[i] = func && site_word(sites[i].addr, now, (uintptr_t)func, &w) == 0 ? (uintptr_t)func
-											: (uintptr_t)sc->tramp;
-		err = site_word(sites[i].addr, now, next[i], &w);
-		if (!err && w != now)
-			err = stitch_batch_add(&b, sites[i].addr, (const uint8_t *)&now, (const uint8_t *)&w, 4);
-	}
-	if (!err && b.count)
+	b.operation = op;
+	int err = sites_queue(sc, &b, sites, n, dest);
+	*changed = false;
+	if (!err && b.count) {
 		err = stitch_batch_apply_locked(&b);
+		if (err)
+			*changed = sites_reread(sites, n);
+	}
 	stitch_batch_free(&b);
 	for (size_t i = 0; i < n && !err; i++)
-		sites[i].target = next[i];
-	free(next);
+		sites[i].target = dest[i];
+	if (!err)
+		*changed = true;
+	return err;
+}
+
+/* ---- SLOTS with call sites ------------------------------------------------- */
+
+static uintptr_t slot_addr(const struct stitch_static_call *sc, unsigned slot)
+{
+	return (uintptr_t)sc->tramp + 8 + 16 * slot;
+}
+
+static int slots_update(struct stitch_static_call *sc, void *func, struct stitch_sc_site *sites, size_t n)
+{
+	uint32_t s = sc->state, cur[SLOT_WORDS], next[SLOT_WORDS];
+	uint64_t target = (uintptr_t)func;
+	slots_image(sc, s, sc->priv, cur);
+	int err = check_image(sc, cur, SLOT_WORDS, NULL);
+	if (err)
+		return err;
+	unsigned act = SLOT_ACTIVE(s), idle = act ^ 1;
+	uintptr_t a_act = slot_addr(sc, act), a_idle = slot_addr(sc, idle);
+	struct stitch_range idle_range = { a_idle, a_idle + 16 }, act_range = { a_act, a_act + 16 };
+	/* A literal slot stays: only the literal changes (step 3 alone), and
+	 * sites that do not call the target directly go to the active slot. */
+	bool keep_literal = SLOT_FORM(s, act) == SLOT_LIT && slot_form_for(sc, act, target) == SLOT_LIT;
+	uintptr_t via = keep_literal ? a_act : a_idle;
+
+	/* Every site word is planned (and encoded) before anything is written. */
+	uintptr_t *dest = calloc(2 * (n ? n : 1), sizeof(*dest)), *off_idle = dest + (n ? n : 1);
+	if (!dest)
+		return stitch_fail(STITCH_ENOMEM, "out of memory");
+	bool reach_idle = false, changed;
+	for (size_t i = 0; i < n; i++) {
+		dest[i] = site_dest(sites[i].addr, func, via);
+		off_idle[i] = sites[i].target == a_idle ? a_act : sites[i].target;
+		reach_idle |= sites[i].target == a_idle;
+	}
+	struct stitch_batch b;
+	stitch_batch_init(&b);
+	err = sites_queue(sc, &b, sites, n, dest);
+	if (!err && reach_idle)
+		err = sites_queue(sc, &b, sites, n, off_idle);
+	stitch_batch_free(&b);
+	if (err)
+		goto out;
+
+	if (keep_literal) {
+		void *old_lit = set_lit(sc, func, 0x28);
+		err = sites_move(sc, sites, n, dest, "static_call sites", &changed);
+		if (err && !changed)
+			__atomic_store_n(&sc->lit, old_lit, __ATOMIC_SEQ_CST);
+		goto out;
+	}
+	/* step 1: the idle slot must be unreachable and empty before step 2 */
+	if ((s & SLOT_GRACE) || reach_idle) {
+		if (reach_idle) {
+			/* a failed update left sites on it: back to the active slot first */
+			sc->state = s |= SLOT_GRACE;
+			err = sites_move(sc, sites, n, off_idle, "static_call sites off the idle slot", &changed);
+			if (err)
+				goto out;
+		}
+		err = stitch_quiesce(&idle_range, 1, NULL, NULL);
+		if (err)
+			goto out;
+		s &= ~SLOT_GRACE;
+		sc->state = s;
+	}
+	/* step 2 */
+	unsigned form = slot_form_for(sc, idle, target);
+	uint64_t targets[2] = { sc->priv[0], sc->priv[1] };
+	targets[idle] = form == SLOT_NEAR || form == SLOT_FAR ? target : 0;
+	uint32_t ns = SLOT_SET_FORM(s, idle, form);
+	slots_image(sc, ns, targets, next);
+	err = write_words(sc, cur, next, 2 + 4 * idle, 6 + 4 * idle);
+	if (err)
+		goto out;
+	/* From here on the idle slot holds the new code (unreachable until step 4). */
+	sc->state = ns;
+	sc->priv[0] = targets[0];
+	sc->priv[1] = targets[1];
+	/* step 3 */
+	void *old_lit = set_lit(sc, func, 0x28);
+	/* step 4: the flip and every site, one batch of CMODX swaps, one sync */
+	uint32_t flipped = ns ^ (1u << 7);
+	slots_image(sc, flipped, targets, next);
+	stitch_batch_init(&b);
+	b.operation = "static_call slots flip and sites";
+	err = stitch_batch_add(&b, (uintptr_t)sc->tramp + 4, (const uint8_t *)&cur[1], (const uint8_t *)&next[1], 4);
+	if (!err)
+		err = sites_queue(sc, &b, sites, n, dest);
+	if (!err)
+		err = stitch_batch_apply_locked(&b);
+	stitch_batch_free(&b);
+	if (err) {
+		uint32_t w4 = *(const uint32_t *)((uintptr_t)sc->tramp + 4);
+		bool sites_changed = sites_reread(sites, n);
+		if (w4 == cur[1] && !sites_changed) {
+			/* nothing reachable changed: the new slot is recorded, unused */
+			__atomic_store_n(&sc->lit, old_lit, __ATOMIC_SEQ_CST);
+		} else {
+			/* Part of the batch was stored (and synced): record it.  Both
+			 * slots may be reachable, so the next update quiesces (and moves
+			 * sites off) whichever is idle before reusing it. */
+			sc->state = (w4 == cur[1] ? ns : flipped) | SLOT_GRACE;
+		}
+		goto out;
+	}
+	sc->state = flipped;
+	for (size_t i = 0; i < n; i++)
+		sites[i].target = dest[i];
+	/* step 5: nothing reaches the old slot any more; wait until nobody is in it */
+	if (stitch_quiesce(&act_range, 1, NULL, NULL) != 0) {
+		sc->state |= SLOT_GRACE;
+		stitch_clear_error();
+	}
+out:
+	free(dest);
+	return err;
+}
+
+/* Sites of the other strategies: BL target if in reach, else BL tramp. */
+static int sites_apply(struct stitch_static_call *sc, void *func, struct stitch_sc_site *sites, size_t n)
+{
+	uintptr_t *dest = calloc(n ? n : 1, sizeof(*dest));
+	if (!dest)
+		return stitch_fail(STITCH_ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++)
+		dest[i] = site_dest(sites[i].addr, func, (uintptr_t)sc->tramp);
+	bool changed;
+	int err = sites_move(sc, sites, n, dest, "static_call sites", &changed);
+	free(dest);
 	return err;
 }
 
@@ -534,8 +701,11 @@ static int tramp_update(struct stitch_static_call *sc, void *func);
 int arch_static_call_update(struct stitch_static_call *sc, void *func, struct stitch_sc_site *sites, size_t nsites)
 {
 	int err = sites_check(sc, sites, nsites); /* before anything is written */
-	if (!err)
-		err = tramp_update(sc, func);
+	if (err)
+		return err;
+	if (sc->layout == STITCH_SC_A64_SLOTS)
+		return slots_update(sc, func, sites, nsites);
+	err = tramp_update(sc, func);
 	if (!err && nsites)
 		err = sites_apply(sc, func, sites, nsites);
 	return err;
@@ -553,7 +723,7 @@ static int tramp_update(struct stitch_static_call *sc, void *func)
 		return err;
 	}
 	case STITCH_SC_A64_SEED: return seed_update(sc, func);
-	case STITCH_SC_A64_SLOTS: return slots_update(sc, func);
+	case STITCH_SC_A64_SLOTS: break; /* slots_update(), with the sites */
 	}
 	return stitch_fail(STITCH_EUNKNOWN, "static call %s: layout %u is not an AArch64 one", sc->name, sc->layout);
 }

@@ -139,7 +139,7 @@ static void chain_sigtrap(int sig, siginfo_t *info, void *context)
 		struct sigaction dfl;
 		memset(&dfl, 0, sizeof(dfl));
 		dfl.sa_handler = SIG_DFL;
-		sigaction(SIGTRAP, &dfl, NULL);
+		stitch_sigaction_raw(SIGTRAP, &dfl, NULL);
 		raise(SIGTRAP);
 		return;
 	}
@@ -177,7 +177,7 @@ static void sigtrap_handler(int sig, siginfo_t *info, void *context)
 static int ensure_sigtrap_handler(void)
 {
 	struct sigaction cur, sa;
-	if (sigaction(SIGTRAP, NULL, &cur) != 0)
+	if (stitch_sigaction_raw(SIGTRAP, NULL, &cur) != 0)
 		return stitch_fail_errno(STITCH_ESYS, "sigaction(SIGTRAP)");
 	if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == sigtrap_handler)
 		return 0;
@@ -186,7 +186,7 @@ static int ensure_sigtrap_handler(void)
 	sa.sa_flags = SA_SIGINFO | SA_RESTART;
 	sigemptyset(&sa.sa_mask);
 	previous_sigtrap = cur;
-	if (sigaction(SIGTRAP, &sa, NULL) != 0)
+	if (stitch_sigaction_raw(SIGTRAP, &sa, NULL) != 0)
 		return stitch_fail_errno(STITCH_ESYS, "sigaction(SIGTRAP)");
 	return 0;
 }

@@ -1,0 +1,415 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Preemption-point coverage for function-entry sites (the harness of
+ * tests/stress/preempt_keys.c applied to tracing).  A worker calls a traced
+ * function in a loop; the harness parks it - a signal handler of the
+ * program, installed with sigaction(), spins until released - exactly at
+ * one instruction boundary of the site, at step p of a switch (0: before
+ * the first store; k: after the k-th sync), and releases it after step
+ * q >= p.  Then it checks that one call: it returned the right value, and
+ * it was traced or not as the protocol says:
+ *
+ *   enable, released after the last step:
+ *     at the site's first instruction                 -> traced
+ *     inside gcc's five NOPs (x86, moved to func+5)   -> not traced
+ *     at func+2..func+6 (AArch64/RISC-V, replayed
+ *       from func+0 when the site is first prepared)  -> traced
+ *     past the site                                   -> not traced
+ *   disable, released after the last step             -> not traced
+ *   released earlier                                  -> either
+ *
+ * Switches that stop the world (x86 five NOPs and clang's NOP, first
+ * enables on AArch64/RISC-V) have one step: the stop, during which the
+ * worker is parked in the program's handler, so the library reaches the
+ * site's PC only through src/core/signals.c.  Every cell (switch, kind,
+ * offset, p, q) that is reachable must be hit; the table is printed.
+ * Under qemu-user: -singlestep.
+ *
+ *   preempt_ftrace [repetitions per cell]   (default 2)
+ */
+#include <errno.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "arch/arch.h"
+#include "common/check.h"
+#include "core/internal.h"
+#include "funcs.h"
+#include "stitch/ftrace.h"
+
+#define PARK_SIGNAL SIGUSR1
+
+static volatile int target_index;
+static pid_t worker_tid;
+static atomic_uintptr_t park_pc;
+static atomic_int parked, answered, release, stop;
+static atomic_ulong current_call, parked_call;
+static atomic_int parked_traced; /* the parked call ran the callback */
+static atomic_int parked_result, parked_result_ready;
+
+static void park_here(void)
+{
+	atomic_store(&parked_call, atomic_load(&current_call));
+	atomic_store(&parked, 1);
+	while (!atomic_load(&release))
+		syscall(SYS_futex, &release, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+}
+
+#if defined(__x86_64__)
+#define X86_TF 0x100
+static void trace_handler(int sig, siginfo_t *info, void *ctx)
+{
+	(void)sig, (void)info;
+	int saved = errno;
+	ucontext_t *uc = ctx;
+	if (arch_ucontext_pc(uc) == atomic_load(&park_pc)) {
+		uc->uc_mcontext.gregs[REG_EFL] &= ~X86_TF;
+		park_here();
+		atomic_store(&answered, 1);
+	} else if (!atomic_load(&park_pc)) {
+		uc->uc_mcontext.gregs[REG_EFL] &= ~X86_TF;
+	}
+	errno = saved;
+}
+#endif
+
+static void park_handler(int sig, siginfo_t *info, void *ctx)
+{
+	(void)sig, (void)info;
+	int saved = errno;
+	if (arch_ucontext_pc(ctx) == atomic_load(&park_pc)) {
+		park_here();
+	} else {
+#if defined(__x86_64__)
+		ucontext_t *uc = ctx;
+		if (!sigismember(&uc->uc_sigmask, SIGTRAP)) {
+			uc->uc_mcontext.gregs[REG_EFL] |= X86_TF;
+			errno = saved;
+			return;
+		}
+#endif
+	}
+	atomic_store(&answered, 1);
+	errno = saved;
+}
+
+static void on_entry(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops, struct stitch_ftrace_regs *regs)
+{
+	(void)ip, (void)parent, (void)ops, (void)regs;
+	if (atomic_load(&current_call) == atomic_load(&parked_call))
+		atomic_store(&parked_traced, 1);
+}
+
+static void *worker(void *arg)
+{
+	(void)arg;
+	worker_tid = (pid_t)syscall(SYS_gettid);
+	unsigned long id = 0;
+	while (!atomic_load(&stop)) {
+		atomic_store(&current_call, ++id);
+		int i = target_index; /* one read: the function and its argument agree */
+		int v = tf_table[i](i);
+		if (atomic_load(&parked_call) == id) {
+			atomic_store(&parked_result, v == 4 * i);
+			atomic_store(&parked_result_ready, 1);
+		}
+	}
+	return NULL;
+}
+
+static bool park_at(uintptr_t pc)
+{
+	atomic_store(&release, 0);
+	atomic_store(&parked, 0);
+	atomic_store(&parked_call, 0);
+	atomic_store(&parked_traced, 0);
+	atomic_store(&parked_result_ready, 0);
+	atomic_store(&park_pc, pc);
+	unsigned rng = 1;
+	for (int attempt = 0; attempt < 200000; attempt++) {
+		atomic_store(&answered, 0);
+		syscall(SYS_tgkill, getpid(), worker_tid, PARK_SIGNAL);
+		while (!atomic_load(&answered) && !atomic_load(&parked))
+			sched_yield();
+		if (atomic_load(&parked))
+			return true;
+		unsigned long seen = atomic_load(&current_call);
+		while (atomic_load(&current_call) == seen)
+			;
+		rng = rng * 1103515245u + 12345u;
+		for (volatile unsigned spin = (rng >> 16) % 64; spin; spin--)
+			;
+	}
+	atomic_store(&park_pc, 0);
+	return false;
+}
+
+static void unpark(void)
+{
+	atomic_store(&park_pc, 0);
+	atomic_store(&release, 1);
+	syscall(SYS_futex, &release, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* The plan for the switch in flight (steps counted over the whole switch). */
+static unsigned plan_p, plan_q, step_now;
+static uintptr_t plan_pc;
+static bool plan_parked, counting;
+
+static void step_hook(unsigned step)
+{
+	if (!counting || step == 0)
+		return;
+	step_now++;
+	if (step_now == plan_p)
+		plan_parked = park_at(plan_pc);
+	if (step_now == plan_q && plan_parked)
+		unpark();
+}
+
+/* ---- cells ------------------------------------------------------------------ */
+
+enum { SW_FIRST, SW_ENABLE, SW_DISABLE, SW_COUNT };
+static const char *const sw_name[SW_COUNT] = { "first enable", "enable", "disable" };
+enum { EXPECT_ANY, EXPECT_TRACED, EXPECT_UNTRACED };
+
+#define MAX_OFF 8
+#define MAX_STEPS 3
+struct cell {
+	unsigned hits, wrong, unreached;
+};
+static struct cell table[SW_COUNT][MAX_OFF][MAX_STEPS + 1][MAX_STEPS + 1];
+
+struct layout {
+	unsigned noff;
+	uintptr_t off[MAX_OFF];  /* from func */
+	int expect[MAX_OFF];     /* when released after the last step */
+	unsigned steps;          /* syncs of the switch */
+	bool stopped;            /* the switch stops the world: p = 0 only */
+	bool used;
+};
+static struct layout layouts[SW_COUNT];
+
+static struct stitch_ftrace_ops ops = { .func = on_entry };
+static uintptr_t funcs[TF_COUNT], sites[TF_COUNT];
+static int next_fresh;
+
+static int enable_fn(int i)
+{
+	return stitch_ftrace_register_ips(&ops, &funcs[i], 1);
+}
+
+static int disable_fn(void)
+{
+	return stitch_ftrace_unregister(&ops);
+}
+
+/* Switch function i with the cell's plan; record the outcome. */
+static void run_cell(int sw, int i, unsigned o, unsigned p, unsigned q)
+{
+	struct layout *l = &layouts[sw];
+	struct cell *c = &table[sw][o][p][q];
+	target_index = i;
+	/* let the worker be in this function's loop */
+	unsigned long seen = atomic_load(&current_call);
+	while (atomic_load(&current_call) < seen + 2)
+		;
+	plan_p = p;
+	plan_q = q;
+	plan_pc = funcs[i] + l->off[o];
+	step_now = 0;
+	plan_parked = p == 0 ? park_at(plan_pc) : false;
+	counting = true;
+	int err = sw == SW_DISABLE ? disable_fn() : enable_fn(i);
+	counting = false;
+	CHECK(err == 0, "%s: %s", sw_name[sw], stitch_last_error());
+	if (q == 0 && plan_parked)
+		unpark();
+	if (!plan_parked) {
+		c->unreached++;
+		if (atomic_load(&park_pc))
+			unpark();
+		return;
+	}
+	if (atomic_load(&park_pc) || !atomic_load(&release))
+		unpark(); /* q beyond the steps this run took */
+	while (!atomic_load(&parked_result_ready))
+		sched_yield();
+	bool traced = atomic_load(&parked_traced);
+	bool ok = atomic_load(&parked_result) == 1;
+	int want = q == l->steps ? l->expect[o] : EXPECT_ANY;
+	if (sw == SW_DISABLE && q == l->steps)
+		want = EXPECT_UNTRACED;
+	if (want == EXPECT_TRACED)
+		ok = ok && traced;
+	else if (want == EXPECT_UNTRACED)
+		ok = ok && !traced;
+	c->hits++;
+	c->wrong += !ok;
+}
+
+static void measure(int sw, int i, struct layout *l)
+{
+	struct stitch_stats a, b;
+	stitch_get_stats(&a);
+	int err = sw == SW_DISABLE ? disable_fn() : enable_fn(i);
+	CHECK(err == 0, "%s: %s", sw_name[sw], stitch_last_error());
+	stitch_get_stats(&b);
+	l->steps = (unsigned)(b.syncs - a.syncs);
+	l->stopped = b.quiesce_rounds != a.quiesce_rounds;
+	if (l->stopped)
+		l->steps = 1;
+	l->used = true;
+}
+
+int main(int argc, char **argv)
+{
+	int reps = argc > 1 ? atoi(argv[1]) : 2;
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+#if defined(__x86_64__)
+	sa.sa_sigaction = trace_handler;
+	sa.sa_flags = SA_SIGINFO;
+	sigaction(SIGTRAP, &sa, NULL);
+#endif
+	sa.sa_sigaction = park_handler;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigaction(PARK_SIGNAL, &sa, NULL);
+	CHECK(stitch_init() == 0, "init: %s", stitch_last_error());
+
+	/* function -> site */
+	int n = stitch_ftrace_site_count();
+	for (int k = 0; k < n; k++) {
+		struct stitch_ftrace_site_info si;
+		if (stitch_ftrace_site_info((size_t)k, &si) != 0)
+			continue;
+		for (int i = 0; i < TF_COUNT; i++)
+			if (si.func == (uintptr_t)tf_table[i])
+				sites[i] = si.site;
+	}
+	for (int i = 0; i < TF_COUNT; i++) {
+		funcs[i] = (uintptr_t)tf_table[i];
+		CHECK(sites[i] != 0, "no site for tf_table[%d]", i);
+	}
+	pthread_t w;
+	pthread_create(&w, NULL, worker, NULL);
+	while (!atomic_load(&current_call))
+		sched_yield();
+
+	/* The layouts: instruction boundaries before a site is first enabled,
+	 * and once it was (AArch64/RISC-V keep MOV/AUIPC written). */
+	uintptr_t s0 = sites[0] - funcs[0];
+	struct layout *f = &layouts[SW_FIRST], *e = &layouts[SW_ENABLE], *d = &layouts[SW_DISABLE];
+#if defined(__x86_64__)
+	static const uint8_t five_nops[5] = { 0x90, 0x90, 0x90, 0x90, 0x90 };
+	bool nops = memcmp((const void *)sites[0], five_nops, 5) == 0;
+	/* x86 switches the same way every time: no "first enable" */
+	if (nops) {
+		for (unsigned k = 0; k < 5; k++) {
+			e->off[e->noff] = s0 + k;
+			e->expect[e->noff++] = k == 0 ? EXPECT_TRACED : EXPECT_UNTRACED;
+		}
+	} else {
+		e->off[e->noff] = s0;
+		e->expect[e->noff++] = EXPECT_TRACED;
+	}
+	e->off[e->noff] = s0 + 5;
+	e->expect[e->noff++] = EXPECT_UNTRACED;
+	d->off[d->noff++] = s0;
+	(void)f;
+#else
+	/* s0 is func+4 (the toggled word); RISC-V with RVC has c.nops at
+	 * func+0..func+6 before the first enable */
+	unsigned grain = 4;
+#if defined(__riscv)
+	uint16_t h;
+	memcpy(&h, (const void *)funcs[0], 2);
+	if (h == 0x0001)
+		grain = 2;
+#endif
+	for (uintptr_t k = 0; k < 8; k += grain) {
+		f->off[f->noff] = k;
+		f->expect[f->noff++] = EXPECT_TRACED; /* func+0, or replayed to it */
+	}
+	f->off[f->noff] = 8;
+	f->expect[f->noff++] = EXPECT_UNTRACED;
+	e->off[0] = 0, e->off[1] = 4, e->off[2] = 8;
+	e->expect[0] = e->expect[1] = EXPECT_TRACED, e->expect[2] = EXPECT_UNTRACED;
+	e->noff = 3;
+	d->off[0] = 0, d->off[1] = 4;
+	d->noff = 2;
+	(void)s0;
+	next_fresh = 2;
+	measure(SW_FIRST, 1, f);
+	CHECK_EQ(disable_fn(), 0);
+	CHECK_EQ(enable_fn(0), 0); /* function 0: prepared, for the plain switches */
+	CHECK_EQ(disable_fn(), 0);
+#endif
+	measure(SW_ENABLE, 0, e);
+	measure(SW_DISABLE, 0, d);
+	for (int sw = 0; sw < SW_COUNT; sw++)
+		CHECK(!layouts[sw].used || layouts[sw].steps <= MAX_STEPS, "%s: %u steps", sw_name[sw],
+		      layouts[sw].steps);
+
+	stitch_batch_step_hook = step_hook;
+	for (int rep = 0; rep < reps; rep++)
+		for (int sw = 0; sw < SW_COUNT; sw++) {
+			struct layout *l = &layouts[sw];
+			if (!l->used)
+				continue;
+			for (unsigned o = 0; o < l->noff; o++)
+				for (unsigned p = 0; p <= (l->stopped ? 0 : l->steps); p++)
+					for (unsigned q = p; q <= l->steps; q++) {
+						/* start from the state before the switch */
+						int i = 0;
+						if (sw == SW_FIRST)
+							i = next_fresh++;
+						if (sw == SW_DISABLE)
+							CHECK_EQ(enable_fn(i), 0);
+						if (i >= TF_COUNT)
+							break;
+						run_cell(sw, i, o, p, q);
+						if (sw != SW_DISABLE)
+							CHECK_EQ(disable_fn(), 0);
+					}
+		}
+	stitch_batch_step_hook = NULL;
+	atomic_store(&stop, 1);
+	pthread_join(w, NULL);
+
+	printf("preemption-point coverage, function-entry sites (%s):\n",
+#if defined(__x86_64__)
+	       nops ? "x86-64 five 1-byte NOPs" : "x86-64 one 5-byte NOP"
+#elif defined(__aarch64__)
+	       "AArch64 call_ops"
+#else
+	       grain == 2 ? "RISC-V call_ops, RVC" : "RISC-V call_ops"
+#endif
+	);
+	printf("  %-13s %-9s %3s %3s %3s %6s %6s\n", "switch", "at", "p", "q", "of", "hits", "wrong");
+	for (int sw = 0; sw < SW_COUNT; sw++) {
+		struct layout *l = &layouts[sw];
+		if (!l->used)
+			continue;
+		for (unsigned o = 0; o < l->noff; o++)
+			for (unsigned p = 0; p <= (l->stopped ? 0 : l->steps); p++)
+				for (unsigned q = p; q <= l->steps; q++) {
+					struct cell *c = &table[sw][o][p][q];
+					printf("  %-13s func+%-4lu %3u %3u %3u %6u %6u%s\n", sw_name[sw], (unsigned long)l->off[o],
+					       p, q, l->steps, c->hits, c->wrong, c->hits ? "" : "   <- never exercised");
+					CHECK(c->hits > 0, "%s at func+%lu, p %u, q %u: never exercised", sw_name[sw],
+					      (unsigned long)l->off[o], p, q);
+					CHECK(c->wrong == 0, "%s at func+%lu, p %u, q %u: %u wrong outcomes", sw_name[sw],
+					      (unsigned long)l->off[o], p, q, c->wrong);
+				}
+	}
+	return check_summary("preempt_ftrace");
+}
