@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""stitch-trace attach / live detach on a program not started by the tool.
+
+The program's output and exit status must be those of a run without the
+tracer; its code bytes must change while traced and be the original ones
+after detach; the recording must hold its calls.
+usage: attach_test.py CLI PROG
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+CLI, PROG = sys.argv[1], sys.argv[2]
+FAILS = []
+
+
+def fail(msg):
+    FAILS.append(msg)
+    print("FAIL:", msg, file=sys.stderr)
+
+
+def code(pid, addr, n=16):
+    with open(f"/proc/{pid}/mem", "rb") as f:
+        f.seek(addr)
+        return f.read(n)
+
+
+def start():
+    p = subprocess.Popen([PROG], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    m = re.match(r"ready (\d+) (0x[0-9a-f]+) (0x[0-9a-f]+)", p.stdout.readline())
+    if not m:
+        p.kill()
+        raise SystemExit("FAIL: program did not start")
+    return p, int(m.group(1)), int(m.group(2), 16), int(m.group(3), 16)
+
+
+def finish(p):
+    p.stdin.close()
+    out = p.stdout.read()
+    return out, p.wait(timeout=60)
+
+
+def main():
+    # the reference run
+    p, pid, tick, tock = start()
+    ref_out, ref_rc = finish(p)
+
+    work = tempfile.mkdtemp(prefix="stitch-attach.")
+    d = os.path.join(work, "d")
+    p, pid, tick, tock = start()
+    before = code(pid, tick) + code(pid, tock)
+    r = subprocess.run([CLI, "attach", str(pid), "-F", "t*ck", "--graph", "-o", d],
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        fail(f"attach exited {r.returncode}: {r.stderr.strip()}")
+    traced = code(pid, tick) + code(pid, tock)
+    if traced == before:
+        fail("attach changed no code byte of tick/tock")
+    st = subprocess.run([CLI, "live", str(pid), "status"], capture_output=True, text=True, timeout=60)
+    if "enabled 2" not in st.stdout:
+        fail(f"status after attach: {st.stdout!r} {st.stderr!r}")
+    r = subprocess.run([CLI, "live", str(pid), "detach"], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0 or "detached" not in r.stdout:
+        fail(f"detach: {r.returncode} {r.stdout!r} {r.stderr!r}")
+    after = code(pid, tick) + code(pid, tock)
+    if after != before:
+        fail(f"code after detach {after.hex()} differs from before {before.hex()}")
+    r = subprocess.run([CLI, "live", str(pid), "status"], capture_output=True, text=True, timeout=60)
+    if r.returncode == 0:
+        fail("the control socket still answers after detach")
+    out, rc = finish(p)
+    if out != ref_out or rc != ref_rc:
+        fail(f"output/status {out!r}/{rc} differ from the untraced run's {ref_out!r}/{ref_rc}")
+
+    tree = subprocess.run([CLI, "dump", d, "--tree", "--collapse"], capture_output=True, text=True).stdout
+    if not re.search(r"^  tick( \*\d+)?\n    tock$", tree, re.M):
+        fail(f"recording lacks tick -> tock: {tree[:300]!r}")
+    shutil.rmtree(work, ignore_errors=True)
+    print("attach:", "ok" if not FAILS else f"{len(FAILS)} failures")
+    return 1 if FAILS else 0
+
+
+sys.exit(main())

@@ -1,0 +1,55 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# The CLI's conventions and the never-silent loss accounting.
+#   cli_test.sh CLI CALLS_PROG      (env STITCH_TEST_EMULATOR for qemu-user)
+set -u
+cli=$1 prog=$2
+emu=${STITCH_TEST_EMULATOR:-}
+export STITCH_TRACE_EMULATOR="$emu"
+work=$(mktemp -d "${TMPDIR:-/tmp}/stitch-trace-cli.XXXXXX") || exit 1
+trap 'rm -rf "$work"' EXIT
+failed=0
+fail() { echo "FAIL: $*" >&2; failed=1; }
+# shellcheck disable=SC2086
+run() { $emu "$cli" "$@"; }
+
+# --help everywhere: exit 0, a usage line on stdout
+for c in "" record live replay report dump flame attach; do
+	# shellcheck disable=SC2086
+	out=$(run $c --help 2>&1) || fail "'$c --help' failed"
+	echo "$out" | grep -q "usage: stitch-trace" || fail "'$c --help' prints no usage"
+done
+# usage errors: exit 2 with a hint
+for args in "" "bogus" "record" "record --depth 3 -- true" "record --buffer 1000 -- true" \
+	"record --fork maybe -- true" "dump $work" "dump $work --chrome --tree" "flame $work" \
+	"report -s speed $work" "live" "live 1 frobnicate" "live 1 enable" "live 1 enable a\ b" \
+	"live 1 enable !x" "live 1 graph sideways" "attach" "attach notapid"; do
+	# shellcheck disable=SC2086
+	run $args >/dev/null 2>"$work/err"
+	rc=$?
+	[ $rc -eq 2 ] || fail "'$args' exited $rc, expected 2"
+	[ -s "$work/err" ] || fail "'$args' printed no error"
+done
+# failures: exit 1 with a message
+for args in "replay $work/missing" "report $work" "live 999999999 status" "live $work status"; do
+	# shellcheck disable=SC2086
+	run $args >/dev/null 2>"$work/err"
+	rc=$?
+	[ $rc -eq 1 ] || fail "'$args' exited $rc, expected 1"
+	[ -s "$work/err" ] || fail "'$args' printed no error"
+done
+
+# Overload: a 16-event ring loses events; every event is either recorded
+# or counted as lost, exactly: main + N mid + N leaf calls, entry and exit.
+n=20000
+run record --graph --buffer 16 -o "$work/d" -- "$prog" $n >/dev/null 2>"$work/err" || fail "record failed"
+grep -q " lost" "$work/err" || fail "record did not report losses"
+grep -q " 0 lost" "$work/err" && fail "a 16-event ring lost nothing: the test shows nothing"
+run dump "$work/d" --events >"$work/ev" || fail "dump --events failed"
+total=$(awk '$1 == "E" { if ($4 == "lost") s += $7; else s += 1 } END { print s }' "$work/ev")
+[ "$total" = $((4 * n + 2)) ] || fail "$total events recorded or lost, expected $((4 * n + 2))"
+run report "$work/d" | grep -q "LOST" || fail "report does not mention the loss"
+run replay "$work/d" | grep -q "LOST" || fail "replay does not mention the loss"
+
+[ $failed -eq 0 ] && echo "ok: cli"
+exit $failed

@@ -1,0 +1,198 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Live control of a running multi-threaded program (stitch-trace live).
+
+Records tests/trace/progs/live_prog.c, switches its filter many times
+while its threads run, then checks every recorded entry against the
+filter in force when it happened: an event tagged with filter generation
+g (even) must match the filter of g; one tagged odd (a switch was under
+way) may match the filter before or after that switch.  Also: a malformed
+control message is refused and changes nothing; the socket is private.
+
+usage: live_test.py CLI PROG   (env STITCH_TEST_EMULATOR for qemu-user)
+"""
+import fnmatch
+import os
+import re
+import shlex
+import shutil
+import socket
+import stat
+import struct
+import subprocess
+import sys
+import tempfile
+
+CLI, PROG = sys.argv[1], sys.argv[2]
+EMU = shlex.split(os.environ.get("STITCH_TEST_EMULATOR", ""))
+FAILS = []
+
+
+def fail(msg):
+    FAILS.append(msg)
+    print("FAIL:", msg, file=sys.stderr)
+
+
+def cli(*args, check=True):
+    r = subprocess.run(EMU + [CLI, *args], capture_output=True, text=True, timeout=120)
+    if check and r.returncode != 0:
+        fail(f"stitch-trace {' '.join(args)} exited {r.returncode}: {r.stderr.strip()}")
+    return r
+
+
+def selected(name, rules):
+    """The agent's rules: the last +glob/-glob matching the name decides."""
+    for r in reversed(rules.split()):
+        if fnmatch.fnmatchcase(name, r[1:]):
+            return r[0] == "+"
+    return False
+
+
+def sock_path(pid):
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and xdg.startswith("/"):
+        d = os.path.join(xdg, "stitch-trace")
+    else:
+        tmp = os.environ.get("TMPDIR", "/tmp")
+        if not tmp.startswith("/"):
+            tmp = "/tmp"
+        d = os.path.join(tmp, f"stitch-trace-{os.getuid()}")
+    return d, os.path.join(d, f"{pid}.sock")
+
+
+def raw_request(path, payload):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect(path)
+    s.sendall(payload)
+    s.shutdown(socket.SHUT_WR)
+    data = b""
+    while True:
+        b = s.recv(4096)
+        if not b:
+            break
+        data += b
+    s.close()
+    if len(data) < 5:
+        return None, ""
+    (n,) = struct.unpack("<I", data[:4])
+    return data[4], data[5:4 + n].decode()
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="stitch-live.")
+    d = os.path.join(work, "d")
+    initial = "+alpha_*"
+    env = dict(os.environ, STITCH_TRACE_EMULATOR=" ".join(EMU))
+    p = subprocess.Popen(EMU + [CLI, "record", "--graph", "-F", "alpha_*", "-o", d, "--", PROG],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    line = p.stdout.readline()
+    m = re.match(r"ready (\d+)", line)
+    if not m:
+        p.kill()
+        print("FAIL: program did not start:", line, file=sys.stderr)
+        return 1
+    pid = int(m.group(1))
+
+    # The socket is private.
+    sdir, spath = sock_path(pid)
+    st_d, st_s = os.lstat(sdir), os.lstat(spath)
+    if not stat.S_ISDIR(st_d.st_mode) or stat.S_IMODE(st_d.st_mode) != 0o700:
+        fail(f"socket directory mode {oct(st_d.st_mode)}")
+    if not stat.S_ISSOCK(st_s.st_mode) or stat.S_IMODE(st_s.st_mode) != 0o600:
+        fail(f"socket mode {oct(st_s.st_mode)}")
+
+    before = cli("live", str(pid), "status").stdout
+    if "enabled 2" not in before:
+        fail(f"status before switches: {before!r} (expected 2 alpha sites enabled)")
+
+    # Malformed messages: refused, nothing changes.
+    bad = [b"", b"\x01", b"\x05\x00\x00\x00\x01\x02\x01\x00", struct.pack("<IBBH", 4, 9, 1, 0),
+           struct.pack("<IBBH", 4, 1, 99, 0), struct.pack("<IBBH", 7, 1, 2, 3) + b"a b",
+           struct.pack("<IBBH", 6, 1, 2, 2) + b"!x", struct.pack("<IBBH", 0xFFFFFFF0, 1, 1, 0),
+           struct.pack("<IBBH", 5, 1, 4, 1) + b"x", struct.pack("<IBBH", 6, 1, 2, 3) + b"ab"]
+    for msg in bad:
+        status, text = raw_request(spath, msg)
+        if status != 1 or not text.startswith("refused"):
+            fail(f"malformed request {msg!r} answered {status} {text!r}")
+    after = cli("live", str(pid), "status").stdout
+    strip = lambda s: re.sub(r"events \d+, lost \d+, ", "", s)
+    if strip(after) != strip(before):
+        fail(f"malformed requests changed the state: {before!r} -> {after!r}")
+
+    # Switches, through the recording's directory (every live process).
+    script = [("enable", "beta_*"), ("disable", "alpha_*"), ("enable", "gamma_*"), ("disable", "beta_*"),
+              ("enable", "alpha_one"), ("pause",), ("resume",), ("graph", "off"), ("graph", "on"),
+              ("disable", "gamma_*"), ("enable", "beta_two"), ("disable", "alpha_one"),
+              ("enable", "alpha_*"), ("disable", "alpha_two")]
+    def sync():
+        """Every thread made a full round since: each window saw all functions."""
+        p.stdin.write("sync\n")
+        p.stdin.flush()
+        if p.stdout.readline() != "synced\n":
+            fail("the program did not answer sync")
+
+    for rnd in range(2):
+        for cmd in script:
+            cli("live", d, *cmd)
+            sync()
+    # A request that must be refused (nothing matches): state unchanged.
+    r = cli("live", d, "enable", "no_such_function_xyz", check=False)
+    if r.returncode != 1 or "matches no instrumented function" not in r.stderr:
+        fail(f"enabling a glob that matches nothing: {r.returncode} {r.stderr!r}")
+    p.stdin.close()
+    rc = p.wait(timeout=120)
+    if rc != 0:
+        fail(f"record exited {rc}")
+
+    ev = cli("dump", d, "--events").stdout.splitlines()
+    filters = {0: initial}
+    marks = {}
+    for l in ev:
+        if l.startswith("M "):
+            f = l.split(" ", 7)
+            gb, ga = int(f[2]), int(f[3])
+            filters[ga] = f[7] if len(f) > 7 else ""
+            marks[gb + 1] = (gb, ga)
+    checked = bad_events = 0
+    seen = {}
+    for l in ev:
+        if not l.startswith("E "):
+            continue
+        _, _, tid, kind, gen, ts, name = l.split(" ")
+        if kind != "entry":
+            continue
+        gen = int(gen)
+        if gen % 2 == 0:
+            ok = gen in filters and selected(name, filters[gen])
+        else:
+            gb, ga = marks.get(gen, (None, None))
+            ok = gb is not None and (selected(name, filters[gb]) or selected(name, filters[ga]))
+        checked += 1
+        seen.setdefault(gen, set()).add(name)
+        if not ok:
+            bad_events += 1
+            if bad_events < 10:
+                fail(f"thread {tid}: {name} entered under generation {gen} "
+                     f"(filter {filters.get(gen, '?')!r})")
+    if bad_events:
+        fail(f"{bad_events} of {checked} entries do not match their window's filter")
+    # Thanks to sync(), every window whose rules select a function has
+    # entries, and only those (this is what makes the test able to fail).
+    funcs = ("alpha_one", "alpha_two", "beta_one", "beta_two", "gamma_common")
+    windows = [g for g in filters if seen.get(g)]
+    for g, rules in filters.items():
+        want = {n for n in funcs if selected(n, rules)}
+        got = seen.get(g, set())
+        if g != 0 and want and not got:
+            fail(f"window {g} (rules {rules!r}) has no entries")
+        if got - want:
+            fail(f"window {g} (rules {rules!r}) has entries of {sorted(got - want)}")
+        if g != 0 and want != got:
+            fail(f"window {g} (rules {rules!r}): entries of {sorted(got)}, expected {sorted(want)}")
+    print(f"live: {checked} entries in {len(windows)}/{len(filters)} windows checked")
+    shutil.rmtree(work, ignore_errors=True)
+    return 1 if FAILS else 0
+
+
+sys.exit(main())

@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: MIT */
+/* Deeper than the library's return stack (STITCH_FTRACE_GRAPH_DEPTH = 1024):
+ * the calls beyond it are recorded without an exit, and said so. */
+#include <stdio.h>
+#include <stdlib.h>
+
+int descend(int n);
+int bottom(void);
+
+int bottom(void)
+{
+	return 1;
+}
+
+int descend(int n)
+{
+	return n == 0 ? bottom() : descend(n - 1) + 1;
+}
+
+int main(int argc, char **argv)
+{
+	int n = argc > 1 ? atoi(argv[1]) : 1100;
+	printf("deep %d\n", descend(n));
+	return 0;
+}

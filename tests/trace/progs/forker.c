@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: MIT */
+/* fork: the child records into its own file (--fork follow). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int child_leaf(void);
+int child_work(void);
+int parent_work(void);
+int do_fork(void);
+
+int child_leaf(void)
+{
+	return 7;
+}
+
+int child_work(void)
+{
+	return child_leaf() + 1;
+}
+
+int parent_work(void)
+{
+	return 3;
+}
+
+int do_fork(void)
+{
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		int r = child_work();
+		exit(r == 8 ? 0 : 1); /* exit(), not _exit(): the agent flushes at exit */
+	}
+	int status;
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return -1;
+	return parent_work();
+}
+
+int main(void)
+{
+	int r = do_fork();
+	printf("fork %d\n", r);
+	return r == 3 ? 0 : 1;
+}

@@ -1,0 +1,698 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * stitch-trace: record a program's function calls with libstitch-agent.so,
+ * control the recording while it runs, and show what was recorded
+ * (docs/stitch-trace.md).
+ *
+ * Exit status: 0 done; 1 failed (a message says why); 2 usage error.
+ * `record` exits with the program's status (128+N if killed by signal N).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "attach.h"
+#include "ctl.h"
+#include "ctlpath.h"
+#include "output.h"
+#include "reader.h"
+
+#ifndef STITCH_TRACE_CFLAGS
+#define STITCH_TRACE_CFLAGS "(see pkg-config --variable=trace_cflags stitch)"
+#endif
+#ifndef STITCH_AGENT_INSTALL_PATH
+#define STITCH_AGENT_INSTALL_PATH ""
+#endif
+
+#define DEFAULT_DIR "stitch-trace.data"
+
+static const char *prog_name = "stitch-trace";
+
+static void usage_main(FILE *out)
+{
+	fprintf(out,
+		"usage: stitch-trace COMMAND [OPTIONS] ...\n"
+		"\n"
+		"  record [-F GLOB]... [-N GLOB]... [--graph] [--depth N] [-o DIR] -- PROG [ARGS...]\n"
+		"                         run PROG with the tracing agent, record into DIR\n"
+		"  live PID|DIR CMD       control a recording: enable GLOB, disable GLOB,\n"
+		"                         graph on|off, pause, resume, status\n"
+		"  replay [DIR]           call tree per thread with durations\n"
+		"  report [DIR]           per function: total and self time, calls\n"
+		"  dump [DIR] --chrome|--folded|--ftrace|--tree\n"
+		"                         Chrome trace JSON, folded stacks, ftrace text, canonical tree\n"
+		"  flame [DIR] -o OUT.svg flame graph\n"
+		"  attach PID [-F GLOB]... [-N GLOB]... [--graph] [-o DIR]\n"
+		"                         trace a running process (x86-64, ptrace); then\n"
+		"                         `live PID detach` restores its code\n"
+		"\n"
+		"DIR defaults to ./" DEFAULT_DIR ".  `stitch-trace COMMAND --help` for details.\n"
+		"Programs are traced where built with: %s\n",
+		STITCH_TRACE_CFLAGS);
+}
+
+static int usage_error(const char *cmd, const char *fmt, const char *arg)
+{
+	fprintf(stderr, "%s %s: ", prog_name, cmd);
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\nTry '%s %s --help'.\n", prog_name, cmd);
+	return 2;
+}
+
+static int is_help(const char *s)
+{
+	return strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0;
+}
+
+/* ---- record ----------------------------------------------------------- */
+
+static const char record_help[] =
+	"usage: stitch-trace record [OPTIONS] -- PROG [ARGS...]\n"
+	"Run PROG with libstitch-agent.so preloaded and record its function calls.\n"
+	"\n"
+	"  -F, --filter GLOB    trace functions matching GLOB (repeatable; default all)\n"
+	"  -N, --notrace GLOB   never trace functions matching GLOB (repeatable)\n"
+	"  -g, --graph          record returns too (call tree, durations)\n"
+	"  -D, --depth N        with --graph: only calls nested at most N deep\n"
+	"  -o, --output DIR     where to write trace-<pid>.dat files (default " DEFAULT_DIR ");\n"
+	"                       an earlier recording's trace files there are replaced\n"
+	"      --fork MODE      follow: a forked child records into its own file (default);\n"
+	"                       stop: it records nothing\n"
+	"      --buffer N       events per thread ring, a power of two (default 262144)\n"
+	"      --block          a thread whose ring is full waits for the writer\n"
+	"                       (no event lost; the program slows down instead)\n"
+	"      --no-control     no control socket (stitch-trace live cannot reach it)\n"
+	"\n"
+	"Exit status: PROG's (128+N if killed by signal N); 1 if it could not be started.\n"
+	"Environment: STITCH_TRACE_AGENT (the agent's path), STITCH_TRACE_EMULATOR\n"
+	"(run PROG under it, e.g. \"qemu-aarch64 -L /usr/aarch64-linux-gnu\").\n";
+
+/* The agent to preload (record), or its variant for dlopen (attach):
+ * libstitch-agent-dl.so, see tools/trace/CMakeLists.txt. */
+static int find_agent_named(char *buf, size_t size, const char *name)
+{
+	const char *env = getenv("STITCH_TRACE_AGENT");
+	if (env && *env) {
+		/* the variant next to an agent given by path */
+		snprintf(buf, size, "%s", env);
+		char *slash = strrchr(buf, '/');
+		if (strcmp(name, "libstitch-agent.so") != 0 && slash)
+			snprintf(slash + 1, size - (size_t)(slash + 1 - buf), "%s", name);
+		return access(buf, R_OK) == 0 ? 0 : -1;
+	}
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	if (n > 0) {
+		self[n] = '\0';
+		char *slash = strrchr(self, '/');
+		if (slash) {
+			*slash = '\0';
+			const char *rel[] = { "/", "/../lib/stitch/", "/../lib64/stitch/" };
+			for (size_t i = 0; i < sizeof rel / sizeof *rel; i++) {
+				snprintf(buf, size, "%s%s%s", self, rel[i], name);
+				if (access(buf, R_OK) == 0)
+					return 0;
+			}
+		}
+	}
+	snprintf(buf, size, "%s", STITCH_AGENT_INSTALL_PATH);
+	char *slash = strrchr(buf, '/');
+	if (slash)
+		snprintf(slash + 1, size - (size_t)(slash + 1 - buf), "%s", name);
+	return buf[0] && access(buf, R_OK) == 0 ? 0 : -1;
+}
+
+static int find_agent(char *buf, size_t size)
+{
+	return find_agent_named(buf, size, "libstitch-agent.so");
+}
+
+/* An empty DIR, or one holding only an earlier recording (whose trace
+ * files are removed): never delete anything else. */
+static int prepare_dir(const char *dir)
+{
+	if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+		fprintf(stderr, "stitch-trace record: cannot create %s: %s\n", dir, strerror(errno));
+		return -1;
+	}
+	DIR *d = opendir(dir);
+	if (!d) {
+		fprintf(stderr, "stitch-trace record: %s: %s\n", dir, strerror(errno));
+		return -1;
+	}
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		size_t n = strlen(de->d_name);
+		if (strncmp(de->d_name, "trace-", 6) == 0 && n > 10 && strcmp(de->d_name + n - 4, ".dat") == 0) {
+			char p[PATH_MAX];
+			snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+			unlink(p);
+		}
+	}
+	closedir(d);
+	return 0;
+}
+
+static int append(char *buf, size_t size, const char *glob, int negate)
+{
+	size_t n = strlen(buf);
+	int w = snprintf(buf + n, size - n, "%s%s%s", n ? " " : "", negate ? "!" : "", glob);
+	return w < 0 || (size_t)w >= size - n ? -1 : 0;
+}
+
+/* Sites recorded in any trace file of dir (SYM records). */
+static int recorded_sites(const struct tr_trace *t)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < t->nproc; i++)
+		n += t->proc[i].nsym;
+	return n > 0;
+}
+
+static int cmd_record(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "filter", required_argument, NULL, 'F' }, { "notrace", required_argument, NULL, 'N' },
+		{ "graph", no_argument, NULL, 'g' },        { "depth", required_argument, NULL, 'D' },
+		{ "output", required_argument, NULL, 'o' }, { "fork", required_argument, NULL, 1 },
+		{ "buffer", required_argument, NULL, 2 },   { "no-control", no_argument, NULL, 3 },
+		{ "block", no_argument, NULL, 4 },
+		{ "help", no_argument, NULL, 'h' },         { 0 }
+	};
+	char filter[8192] = "", depth[32] = "", buffer[32] = "";
+	const char *dir = DEFAULT_DIR, *fork_mode = "follow";
+	int graph = 0, control = 1, block = 0, c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+F:N:gD:o:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'F':
+		case 'N':
+			if (!*optarg || strpbrk(optarg, " \t\n") || optarg[0] == '!')
+				return usage_error("record", "bad glob '%s' (no spaces; use -N to exclude)", optarg);
+			if (append(filter, sizeof filter, optarg, c == 'N') != 0)
+				return usage_error("record", "%s", "too many globs");
+			break;
+		case 'g': graph = 1; break;
+		case 'D': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (*end || v < 1 || v > 1000000)
+				return usage_error("record", "--depth wants a positive number, not '%s'", optarg);
+			snprintf(depth, sizeof depth, "%ld", v);
+			break;
+		}
+		case 'o': dir = optarg; break;
+		case 1:
+			if (strcmp(optarg, "follow") != 0 && strcmp(optarg, "stop") != 0)
+				return usage_error("record", "--fork is follow or stop, not '%s'", optarg);
+			fork_mode = optarg;
+			break;
+		case 2: {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 0);
+			if (*end || v < 16 || (v & (v - 1)) || v > (1ul << 26))
+				return usage_error("record", "--buffer wants a power of two in [16, 2^26], not '%s'", optarg);
+			snprintf(buffer, sizeof buffer, "%lu", v);
+			break;
+		}
+		case 3: control = 0; break;
+		case 4: block = 1; break;
+		case 'h': fputs(record_help, stdout); return 0;
+		default: return usage_error("record", "%s", "unknown option");
+		}
+	}
+	if (optind >= argc)
+		return usage_error("record", "%s", "no program given (stitch-trace record [OPTIONS] -- PROG ARGS)");
+	if (depth[0] && !graph)
+		return usage_error("record", "%s", "--depth needs --graph (depth is known from returns)");
+	char agent[PATH_MAX];
+	if (find_agent(agent, sizeof agent) != 0) {
+		fprintf(stderr, "stitch-trace record: libstitch-agent.so not found (set STITCH_TRACE_AGENT)\n");
+		return 1;
+	}
+	char absdir[PATH_MAX];
+	if (prepare_dir(dir) != 0)
+		return 1;
+	if (!realpath(dir, absdir)) {
+		fprintf(stderr, "stitch-trace record: %s: %s\n", dir, strerror(errno));
+		return 1;
+	}
+	setenv("STITCH_TRACE_DIR", absdir, 1);
+	setenv("STITCH_TRACE_FILTER", filter, 1);
+	setenv("STITCH_TRACE_GRAPH", graph ? "1" : "0", 1);
+	setenv("STITCH_TRACE_FORK", fork_mode, 1);
+	setenv("STITCH_TRACE_CONTROL", control ? "1" : "0", 1);
+	setenv("STITCH_TRACE_BLOCK", block ? "1" : "0", 1);
+	if (depth[0])
+		setenv("STITCH_TRACE_DEPTH", depth, 1);
+	else
+		unsetenv("STITCH_TRACE_DEPTH");
+	if (buffer[0])
+		setenv("STITCH_TRACE_BUFFER", buffer, 1);
+	else
+		unsetenv("STITCH_TRACE_BUFFER");
+
+	/* argv for exec: PROG ARGS, or EMULATOR... -E LD_PRELOAD=agent PROG ARGS */
+	char **args = calloc((size_t)argc + 64, sizeof *args);
+	char *emu = getenv("STITCH_TRACE_EMULATOR");
+	size_t na = 0;
+	char preload[PATH_MAX + 64];
+	const char *old = getenv("LD_PRELOAD");
+	snprintf(preload, sizeof preload, "%s%s%s", agent, old && *old ? ":" : "", old && *old ? old : "");
+	if (emu && *emu) {
+		/* qemu-user: the guest's LD_PRELOAD goes through -E, or the host's
+		 * loader would try to preload a foreign library into qemu */
+		emu = strdup(emu);
+		for (char *tok = strtok(emu, " "); tok && na < 48; tok = strtok(NULL, " "))
+			args[na++] = tok;
+		args[na++] = "-E";
+		static char e[PATH_MAX + 80];
+		snprintf(e, sizeof e, "LD_PRELOAD=%s", preload);
+		args[na++] = e;
+	} else {
+		setenv("LD_PRELOAD", preload, 1);
+	}
+	for (int i = optind; i < argc; i++)
+		args[na++] = argv[i];
+	args[na] = NULL;
+
+	/* The program owns the terminal's signals; we wait for it. */
+	signal(SIGINT, SIG_IGN);
+	signal(SIGQUIT, SIG_IGN);
+	pid_t pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "stitch-trace record: fork: %s\n", strerror(errno));
+		return 1;
+	}
+	if (pid == 0) {
+		signal(SIGINT, SIG_DFL);
+		signal(SIGQUIT, SIG_DFL);
+		execvp(args[0], args);
+		fprintf(stderr, "stitch-trace record: cannot run %s: %s\n", args[0], strerror(errno));
+		_exit(127);
+	}
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR) {
+			fprintf(stderr, "stitch-trace record: waitpid: %s\n", strerror(errno));
+			return 1;
+		}
+	int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	struct tr_trace t;
+	if (tr_load_opt(absdir, &t, 1) != 0) {
+		if (rc == 127)
+			return rc; /* the program could not be started; the child said why */
+		fprintf(stderr, "stitch-trace record: nothing was recorded in %s (is %s dynamically linked?)\n", absdir,
+			argv[optind]);
+		return rc ? rc : 1;
+	}
+	if (!recorded_sites(&t)) {
+		fprintf(stderr,
+			"stitch-trace record: %s has no patchable function entries.\n"
+			"  Rebuild it with: %s\n"
+			"  (pkg-config --variable=trace_cflags stitch, or cmake/StitchTrace.cmake)\n",
+			argv[optind], STITCH_TRACE_CFLAGS);
+		return rc ? rc : 1;
+	}
+	uint64_t events = 0, lost = 0;
+	size_t unclean = 0;
+	for (size_t i = 0; i < t.nproc; i++) {
+		events += t.proc[i].end.events;
+		lost += t.proc[i].end.lost;
+		unclean += !t.proc[i].ended;
+	}
+	fprintf(stderr, "stitch-trace: %zu process%s, %llu events, %llu lost, in %s\n", t.nproc,
+		t.nproc == 1 ? "" : "es", (unsigned long long)events, (unsigned long long)lost, dir);
+	if (unclean)
+		fprintf(stderr, "stitch-trace: %zu process%s did not exit cleanly (no totals; last events may be missing)\n",
+			unclean, unclean == 1 ? "" : "es");
+	if (WIFSIGNALED(status))
+		fprintf(stderr, "stitch-trace: %s was killed by signal %d\n", argv[optind], WTERMSIG(status));
+	return rc;
+}
+
+/* ---- commands that read a recording ---------------------------------- */
+
+static const char replay_help[] =
+	"usage: stitch-trace replay [--no-time] [DIR]\n"
+	"Print the recorded calls per thread as a tree with durations.\n"
+	"  --no-time   leave out durations and thread ids\n";
+static const char report_help[] =
+	"usage: stitch-trace report [-s total|self|calls|name] [DIR]\n"
+	"Per function: total time (outermost call of a recursion only), self time, calls.\n"
+	"  -s, --sort KEY   order by KEY (default total)\n";
+static const char dump_help[] =
+	"usage: stitch-trace dump [DIR] (--chrome | --folded [--calls] | --ftrace | --tree [--collapse] | --events)\n"
+	"                          [-o FILE]\n"
+	"  --chrome    Chrome trace JSON (chrome://tracing, ui.perfetto.dev): X events\n"
+	"  --folded    folded stacks for flame-graph tools, value = self time in ns\n"
+	"              (--calls: number of calls)\n"
+	"  --ftrace    Linux ftrace text (function or function_graph tracer)\n"
+	"  --tree      canonical call tree: names and nesting only, threads and\n"
+	"              processes sorted (what the tests compare); --collapse\n"
+	"              prints runs of identical sibling calls once with *N\n"
+	"  --events    every event and filter change, one per line (E/M lines)\n"
+	"  -o FILE     write to FILE instead of standard output\n";
+static const char flame_help[] =
+	"usage: stitch-trace flame [DIR] -o OUT.svg [--title TEXT]\n"
+	"Write a flame graph (self time for --graph recordings, calls otherwise).\n";
+
+static int read_cmd(int argc, char **argv, const char *cmd)
+{
+	static const struct option opts[] = {
+		{ "no-time", no_argument, NULL, 'T' }, { "sort", required_argument, NULL, 's' },
+		{ "chrome", no_argument, NULL, 'c' },  { "folded", no_argument, NULL, 'f' },
+		{ "ftrace", no_argument, NULL, 't' },  { "tree", no_argument, NULL, 'r' },
+		{ "events", no_argument, NULL, 'e' },
+		{ "collapse", no_argument, NULL, 'C' }, { "calls", no_argument, NULL, 'n' },
+		{ "output", required_argument, NULL, 'o' }, { "title", required_argument, NULL, 'i' },
+		{ "help", no_argument, NULL, 'h' },     { 0 }
+	};
+	const char *help = strcmp(cmd, "replay") == 0 ? replay_help : strcmp(cmd, "report") == 0 ? report_help
+				  : strcmp(cmd, "dump") == 0 ? dump_help : flame_help;
+	int show_time = 1, sort = SORT_TOTAL, format = 0, collapse = 0, calls = 0, c;
+	const char *outpath = NULL, *title = "stitch-trace flame graph";
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "s:o:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'T': show_time = 0; break;
+		case 's':
+			if (strcmp(optarg, "total") == 0) sort = SORT_TOTAL;
+			else if (strcmp(optarg, "self") == 0) sort = SORT_SELF;
+			else if (strcmp(optarg, "calls") == 0) sort = SORT_CALLS;
+			else if (strcmp(optarg, "name") == 0) sort = SORT_NAME;
+			else return usage_error(cmd, "unknown sort key '%s' (total, self, calls, name)", optarg);
+			break;
+		case 'c': case 'f': case 't': case 'r': case 'e':
+			if (format && format != c)
+				return usage_error(cmd, "%s", "choose one of --chrome, --folded, --ftrace, --tree, --events");
+			format = c;
+			break;
+		case 'C': collapse = 1; break;
+		case 'n': calls = 1; break;
+		case 'o': outpath = optarg; break;
+		case 'i': title = optarg; break;
+		case 'h': fputs(help, stdout); return 0;
+		default: return usage_error(cmd, "%s", "unknown option");
+		}
+	}
+	/* options that do not belong to this command */
+	if (strcmp(cmd, "dump") != 0 && (format || collapse || calls))
+		return usage_error(cmd, "%s", "--chrome/--folded/--ftrace/--tree/--events are options of dump");
+	if (strcmp(cmd, "dump") == 0 && !format)
+		return usage_error(cmd, "%s", "which format? --chrome, --folded, --ftrace, --tree or --events");
+	if (strcmp(cmd, "flame") == 0 && !outpath)
+		return usage_error(cmd, "%s", "-o OUT.svg is required");
+	if (optind + 1 < argc)
+		return usage_error(cmd, "unexpected argument '%s'", argv[optind + 1]);
+	const char *dir = optind < argc ? argv[optind] : DEFAULT_DIR;
+	struct tr_trace t;
+	if (tr_load(dir, &t) != 0)
+		return 1;
+	FILE *out = stdout;
+	if (outpath && !(out = fopen(outpath, "w"))) {
+		fprintf(stderr, "stitch-trace %s: %s: %s\n", cmd, outpath, strerror(errno));
+		return 1;
+	}
+	if (strcmp(cmd, "replay") == 0)
+		out_replay(out, &t, show_time);
+	else if (strcmp(cmd, "report") == 0)
+		out_report(out, &t, sort);
+	else if (strcmp(cmd, "flame") == 0)
+		out_flame(out, &t, title);
+	else if (format == 'c')
+		out_chrome(out, &t);
+	else if (format == 'f')
+		out_folded(out, &t, !calls);
+	else if (format == 't')
+		out_ftrace(out, &t);
+	else if (format == 'e')
+		out_events(out, &t);
+	else
+		out_tree(out, &t, collapse);
+	if (fflush(out) != 0 || ferror(out) || (out != stdout && fclose(out) != 0)) {
+		fprintf(stderr, "stitch-trace %s: write error: %s\n", cmd, strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
+/* ---- live ------------------------------------------------------------- */
+
+static const char live_help[] =
+	"usage: stitch-trace live PID|DIR COMMAND [ARG]\n"
+	"Control a program recording under `stitch-trace record` (DIR: every\n"
+	"process of that recording still running).\n"
+	"  enable GLOB     also trace functions matching GLOB\n"
+	"  disable GLOB    stop tracing functions matching GLOB\n"
+	"  graph on|off    record returns or not\n"
+	"  pause, resume   stop/restart tracing (code is restored while paused)\n"
+	"  status          sites, enabled sites, events, lost events\n"
+	"  detach          stop tracing for good: original code back, file closed\n"
+	"Exit status: 0 all done, 1 refused or unreachable, 2 usage error.\n";
+
+/* Send one request to pid; print the answer.  0 done, 1 refused/failed. */
+static int live_send(pid_t pid, const uint8_t *req, size_t len)
+{
+	char path[108];
+	const char *why = "";
+	if (stitch_trace_ctl_socket_path(path, sizeof path, pid, 0, &why) != 0) {
+		fprintf(stderr, "stitch-trace live: %d: %s\n", (int)pid, why);
+		return 1;
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	strcpy(sa.sun_path, path);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+		fprintf(stderr, "stitch-trace live: %d: cannot reach %s: %s (not recording with control?)\n",
+			(int)pid, path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return 1;
+	}
+	if (write(fd, req, len) != (ssize_t)len) {
+		fprintf(stderr, "stitch-trace live: %d: %s\n", (int)pid, strerror(errno));
+		close(fd);
+		return 1;
+	}
+	uint8_t buf[CTL_MAX_REPLY + 8];
+	size_t got = 0;
+	for (;;) {
+		ssize_t k = read(fd, buf + got, sizeof buf - 1 - got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+	}
+	close(fd);
+	if (got < 5) {
+		fprintf(stderr, "stitch-trace live: %d: no answer\n", (int)pid);
+		return 1;
+	}
+	uint32_t n = (uint32_t)buf[0] | (uint32_t)buf[1] << 8 | (uint32_t)buf[2] << 16 | (uint32_t)buf[3] << 24;
+	if (n < 1 || n + 4 != got) {
+		fprintf(stderr, "stitch-trace live: %d: malformed answer\n", (int)pid);
+		return 1;
+	}
+	buf[got] = '\0';
+	fprintf(buf[4] ? stderr : stdout, "%d: %s\n", (int)pid, (char *)buf + 5);
+	return buf[4] ? 1 : 0;
+}
+
+static int cmd_live(int argc, char **argv)
+{
+	if (argc >= 2 && is_help(argv[1])) {
+		fputs(live_help, stdout);
+		return 0;
+	}
+	if (argc < 3)
+		return usage_error("live", "%s", "usage: stitch-trace live PID|DIR COMMAND [ARG]");
+	int cmd = 0;
+	for (int c = CTL_STATUS; c <= CTL_DETACH; c++)
+		if (strcmp(argv[2], stitch_trace_ctl_name(c)) == 0)
+			cmd = c;
+	if (!cmd)
+		return usage_error("live", "unknown command '%s'", argv[2]);
+	int wants_arg = cmd == CTL_ENABLE || cmd == CTL_DISABLE || cmd == CTL_GRAPH;
+	if (wants_arg != (argc == 4) || argc > 4)
+		return usage_error("live", wants_arg ? "'%s' takes one argument" : "'%s' takes no argument", argv[2]);
+	uint8_t req[CTL_MAX_REQUEST];
+	size_t len = stitch_trace_ctl_encode(req, sizeof req, cmd, wants_arg ? argv[3] : NULL);
+	if (!len)
+		return usage_error("live", "bad argument '%s' (a glob without spaces not starting with '!'; graph on|off)",
+				   argv[3]);
+	char *end;
+	long pid = strtol(argv[1], &end, 10);
+	if (!*end && pid > 0)
+		return live_send((pid_t)pid, req, len);
+	/* DIR: every process of the recording still running.  Only the
+	 * headers are read: the files may be large and still growing. */
+	DIR *d = opendir(argv[1]);
+	if (!d) {
+		fprintf(stderr, "stitch-trace live: %s: %s\n", argv[1], strerror(errno));
+		return 1;
+	}
+	pid_t pids[256];
+	size_t npids = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) && npids < sizeof pids / sizeof *pids) {
+		size_t n = strlen(de->d_name);
+		if (strncmp(de->d_name, "trace-", 6) != 0 || n < 10 || strcmp(de->d_name + n - 4, ".dat") != 0)
+			continue;
+		char path[PATH_MAX];
+		snprintf(path, sizeof path, "%s/%s", argv[1], de->d_name);
+		FILE *f = fopen(path, "rb");
+		struct st_file_header h;
+		int ok = f && fread(&h, sizeof h, 1, f) == 1 && memcmp(h.magic, ST_MAGIC, 8) == 0;
+		if (f)
+			fclose(f);
+		char sock[108];
+		const char *why;
+		/* running, and listening (fork children and processes without
+		 * traceable functions have no control socket) */
+		if (!ok || kill((pid_t)h.pid, 0) != 0 ||
+		    stitch_trace_ctl_socket_path(sock, sizeof sock, (pid_t)h.pid, 0, &why) != 0 || access(sock, F_OK) != 0)
+			continue;
+		int dup = 0;
+		for (size_t i = 0; i < npids; i++)
+			dup |= pids[i] == (pid_t)h.pid; /* exec'ed images share the pid */
+		if (!dup)
+			pids[npids++] = (pid_t)h.pid;
+	}
+	closedir(d);
+	if (!npids) {
+		fprintf(stderr, "stitch-trace live: no process of %s is running with a control socket\n", argv[1]);
+		return 1;
+	}
+	int failed = 0;
+	for (size_t i = 0; i < npids; i++)
+		failed |= live_send(pids[i], req, len);
+	return failed;
+}
+
+/* ---- attach ----------------------------------------------------------- */
+
+static const char attach_help[] =
+	"usage: stitch-trace attach PID [-F GLOB]... [-N GLOB]... [--graph] [--depth N] [-o DIR]\n"
+	"Load the tracing agent into running process PID (built with patchable entries)\n"
+	"by ptrace, and return once it records into DIR.  The program runs on; stop\n"
+	"with `stitch-trace live PID detach` (its original code is restored).\n"
+	"x86-64 only.  Needs ptrace permission over PID.\n";
+
+static int cmd_attach(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "filter", required_argument, NULL, 'F' }, { "notrace", required_argument, NULL, 'N' },
+		{ "graph", no_argument, NULL, 'g' },        { "depth", required_argument, NULL, 'D' },
+		{ "output", required_argument, NULL, 'o' }, { "help", no_argument, NULL, 'h' },
+		{ 0 }
+	};
+	char filter[4096] = "", depth[32] = "";
+	const char *dir = DEFAULT_DIR;
+	int graph = 0, c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "F:N:gD:o:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'F':
+		case 'N':
+			if (!*optarg || strpbrk(optarg, " \t\n") || optarg[0] == '!')
+				return usage_error("attach", "bad glob '%s' (no spaces; use -N to exclude)", optarg);
+			if (append(filter, sizeof filter, optarg, c == 'N') != 0)
+				return usage_error("attach", "%s", "too many globs");
+			break;
+		case 'g': graph = 1; break;
+		case 'D': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (*end || v < 1 || v > 1000000)
+				return usage_error("attach", "--depth wants a positive number, not '%s'", optarg);
+			snprintf(depth, sizeof depth, "%ld", v);
+			break;
+		}
+		case 'o': dir = optarg; break;
+		case 'h': fputs(attach_help, stdout); return 0;
+		default: return usage_error("attach", "%s", "unknown option");
+		}
+	}
+	if (optind + 1 != argc)
+		return usage_error("attach", "%s", "one PID expected");
+	char *end;
+	long pid = strtol(argv[optind], &end, 10);
+	if (*end || pid <= 0)
+		return usage_error("attach", "not a process id: '%s'", argv[optind]);
+	if (kill((pid_t)pid, 0) != 0) {
+		fprintf(stderr, "stitch-trace attach: %ld: %s\n", pid, strerror(errno));
+		return 1;
+	}
+	char agent[PATH_MAX], absdir[PATH_MAX];
+	if (find_agent_named(agent, sizeof agent, "libstitch-agent-dl.so") != 0) {
+		fprintf(stderr, "stitch-trace attach: libstitch-agent-dl.so not found (set STITCH_TRACE_AGENT to "
+				"the path of libstitch-agent.so next to it)\n");
+		return 1;
+	}
+	char agent_abs[PATH_MAX];
+	if (!realpath(agent, agent_abs)) {
+		fprintf(stderr, "stitch-trace attach: %s: %s\n", agent, strerror(errno));
+		return 1;
+	}
+	if (prepare_dir(dir) != 0 || !realpath(dir, absdir)) {
+		fprintf(stderr, "stitch-trace attach: %s: %s\n", dir, strerror(errno));
+		return 1;
+	}
+	static char e_dir[PATH_MAX + 32], e_filter[4200], e_graph[32], e_depth[64];
+	snprintf(e_dir, sizeof e_dir, "STITCH_TRACE_DIR=%s", absdir);
+	snprintf(e_filter, sizeof e_filter, "STITCH_TRACE_FILTER=%s", filter);
+	snprintf(e_graph, sizeof e_graph, "STITCH_TRACE_GRAPH=%d", graph);
+	snprintf(e_depth, sizeof e_depth, "STITCH_TRACE_DEPTH=%s", depth[0] ? depth : "0");
+	const char *env[] = { e_dir, e_filter, e_graph, e_depth, "STITCH_TRACE_CONTROL=1", "STITCH_TRACE_FORK=stop",
+			      NULL };
+	if (stitch_trace_attach((pid_t)pid, agent_abs, env) != 0)
+		return 1;
+	/* The agent's constructor made its control socket before dlopen
+	 * returned: ask it how it went. */
+	uint8_t req[CTL_MAX_REQUEST];
+	size_t len = stitch_trace_ctl_encode(req, sizeof req, CTL_STATUS, NULL);
+	if (live_send((pid_t)pid, req, len) != 0) {
+		fprintf(stderr, "stitch-trace attach: the agent is loaded but does not answer\n");
+		return 1;
+	}
+	fprintf(stderr, "stitch-trace: attached to %ld, recording into %s; stop with `stitch-trace live %ld detach`\n",
+		pid, dir, pid);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage_main(stderr);
+		return 2;
+	}
+	const char *cmd = argv[1];
+	if (is_help(cmd)) {
+		usage_main(stdout);
+		return 0;
+	}
+	if (strcmp(cmd, "record") == 0)
+		return cmd_record(argc - 1, argv + 1);
+	if (strcmp(cmd, "replay") == 0 || strcmp(cmd, "report") == 0 || strcmp(cmd, "dump") == 0 ||
+	    strcmp(cmd, "flame") == 0)
+		return read_cmd(argc - 1, argv + 1, cmd);
+	if (strcmp(cmd, "live") == 0)
+		return cmd_live(argc - 1, argv + 1);
+	if (strcmp(cmd, "attach") == 0)
+		return cmd_attach(argc - 1, argv + 1);
+	fprintf(stderr, "stitch-trace: unknown command '%s'\n", cmd);
+	usage_main(stderr);
+	return 2;
+}

@@ -1,0 +1,716 @@
+/* SPDX-License-Identifier: MIT */
+/* What stitch-trace prints from a loaded trace: replay, report, dumps, flame graph. */
+#include "output.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void *xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size);
+	if (!p) {
+		fprintf(stderr, "stitch-trace: out of memory\n");
+		exit(1);
+	}
+	return p;
+}
+
+static void fmt_dur(char *buf, size_t size, uint64_t ns)
+{
+	if (ns < 1000)
+		snprintf(buf, size, "%7" PRIu64 " ns", ns);
+	else if (ns < 1000000)
+		snprintf(buf, size, "%7.3f us", (double)ns / 1e3);
+	else if (ns < 1000000000)
+		snprintf(buf, size, "%7.3f ms", (double)ns / 1e6);
+	else
+		snprintf(buf, size, "%7.3f  s", (double)ns / 1e9);
+}
+
+static const char *end_note(enum tr_end how)
+{
+	switch (how) {
+	case TR_END_UNWIND: return " (unwound)";
+	case TR_END_MISSING: return " (no exit recorded)";
+	case TR_END_RUNNING: return " (still running)";
+	default: return "";
+	}
+}
+
+static void thread_summary(FILE *out, const struct tr_thread *t)
+{
+	if (t->lost)
+		fprintf(out, "# thread %u: %" PRIu64 " events LOST (ring full): the tree has gaps\n", t->tid, t->lost);
+	if (t->noret)
+		fprintf(out, "# thread %u: %" PRIu64 " calls deeper than the return stack (exits not recorded)\n",
+			t->tid, t->noret);
+}
+
+static void proc_title(FILE *out, const struct tr_proc *p)
+{
+	fprintf(out, "# process %u (%s)%s%s%s\n", p->h.pid, p->cmdline,
+		(p->h.flags & ST_FLAG_FORKED) ? ", forked" : "", p->execed ? ", then exec'ed " : "",
+		p->execed ? p->exec_path : "");
+	if (!p->ended)
+		fprintf(out, "# process %u did not exit cleanly: its last events may be missing\n", p->h.pid);
+	if (p->end.lost)
+		fprintf(out, "# process %u: %" PRIu64 " events LOST in total\n", p->h.pid, p->end.lost);
+}
+
+void out_replay(FILE *out, const struct tr_trace *tr, int show_time)
+{
+	char nb[32], d[32];
+	for (size_t pi = 0; pi < tr->nproc; pi++) {
+		const struct tr_proc *p = &tr->proc[pi];
+		proc_title(out, p);
+		int graph = tr_has_exits(p);
+		for (size_t ti = 0; ti < p->nthr; ti++) {
+			const struct tr_thread *t = &p->thr[ti];
+			fprintf(out, "# thread %u (%s)\n", t->tid, t->name);
+			thread_summary(out, t);
+			if (show_time)
+				fprintf(out, "#%s %s  FUNCTION\n", graph ? "  DURATION  " : "  TIMESTAMP ", "   TID  ");
+			/* ends of open calls, innermost on top */
+			size_t *stack = xcalloc(t->nnode + 1, sizeof *stack), sp = 0;
+			for (size_t i = 0; i <= t->nnode; i++) {
+				uint32_t depth = i < t->nnode ? t->node[i].depth : 0;
+				while (sp && t->node[stack[sp - 1]].depth >= depth) {
+					const struct tr_node *n = &t->node[stack[--sp]];
+					fmt_dur(d, sizeof d, n->end - n->start);
+					if (show_time)
+						fprintf(out, "%s [%6u] | ", d, t->tid);
+					fprintf(out, "%*s} /* %s%s */\n", 2 * (int)n->depth, "",
+						tr_sym_name(p, n->ip, nb, sizeof nb), end_note(n->how));
+				}
+				if (i == t->nnode)
+					break;
+				const struct tr_node *n = &t->node[i];
+				const char *name = tr_sym_name(p, n->ip, nb, sizeof nb);
+				if (!graph) {
+					if (show_time)
+						fprintf(out, "%12.6f [%6u] | ", (double)(n->start - tr->t0) / 1e9, t->tid);
+					fprintf(out, "%s()\n", name);
+				} else if (n->nchildren == 0) {
+					fmt_dur(d, sizeof d, n->end - n->start);
+					if (show_time)
+						fprintf(out, "%s [%6u] | ", n->how == TR_END_EXIT ? d : "          ", t->tid);
+					fprintf(out, "%*s%s();%s\n", 2 * (int)n->depth, "", name, end_note(n->how));
+				} else {
+					if (show_time)
+						fprintf(out, "%10s [%6u] | ", "", t->tid);
+					fprintf(out, "%*s%s() {\n", 2 * (int)n->depth, "", name);
+					stack[sp++] = i;
+				}
+			}
+			free(stack);
+		}
+	}
+}
+
+/* ---- tree dump: the canonical form the tests compare ----------------- */
+
+struct strbuf {
+	char *s;
+	size_t n, cap;
+};
+
+static void sb_add(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_add(struct strbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	for (;;) {
+		va_start(ap, fmt);
+		int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
+		va_end(ap);
+		if (k < 0)
+			return;
+		if (b->s && (size_t)k < b->cap - b->n) {
+			b->n += (size_t)k;
+			return;
+		}
+		b->cap = 2 * (b->cap + (size_t)k + 64);
+		b->s = realloc(b->s, b->cap);
+		if (!b->s) {
+			fprintf(stderr, "stitch-trace: out of memory\n");
+			exit(1);
+		}
+	}
+}
+
+/* Subtrees i and j print the same (names, shape, ends). */
+static int same_subtree(const struct tr_thread *t, size_t i, size_t j)
+{
+	if (t->node[i].subtree != t->node[j].subtree)
+		return 0;
+	for (uint32_t k = 0; k < t->node[i].subtree; k++) {
+		const struct tr_node *a = &t->node[i + k], *b = &t->node[j + k];
+		if (a->ip != b->ip || a->nchildren != b->nchildren || a->how != b->how ||
+		    a->depth - t->node[i].depth != b->depth - t->node[j].depth)
+			return 0;
+	}
+	return 1;
+}
+
+/* Print node i's subtree at indent; with collapse, runs of identical
+ * sibling subtrees print once with " *N". Returns the next sibling. */
+static size_t tree_node(struct strbuf *b, const struct tr_proc *p, const struct tr_thread *t, size_t i,
+			int indent, int collapse, uint32_t repeat)
+{
+	char nb[32];
+	const struct tr_node *n = &t->node[i];
+	sb_add(b, "%*s%s%s", 2 * indent, "", tr_sym_name(p, n->ip, nb, sizeof nb), end_note(n->how));
+	if (repeat > 1)
+		sb_add(b, " *%u", repeat);
+	sb_add(b, "\n");
+	size_t j = i + 1;
+	for (uint32_t c = 0; c < n->nchildren;) {
+		uint32_t run = 1;
+		if (collapse)
+			for (size_t k = j + t->node[j].subtree; c + run < n->nchildren && same_subtree(t, j, k);
+			     k += t->node[k].subtree)
+				run++;
+		tree_node(b, p, t, j, indent + 1, collapse, run);
+		for (uint32_t r = 0; r < run; r++)
+			j += t->node[j].subtree;
+		c += run;
+	}
+	return j;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void out_tree(FILE *out, const struct tr_trace *tr, int collapse)
+{
+	/* Each process block, then the blocks sorted: pids, tids and which
+	 * thread or child started first are not part of the result. */
+	char **blocks = xcalloc(tr->nproc, sizeof *blocks);
+	for (size_t pi = 0; pi < tr->nproc; pi++) {
+		const struct tr_proc *p = &tr->proc[pi];
+		char **tb = xcalloc(p->nthr, sizeof *tb);
+		size_t ntb = 0;
+		for (size_t ti = 0; ti < p->nthr; ti++) {
+			const struct tr_thread *t = &p->thr[ti];
+			struct strbuf b = { 0 };
+			sb_add(&b, "thread\n");
+			if (t->lost)
+				sb_add(&b, "  LOST %" PRIu64 "\n", t->lost);
+			/* top-level calls, collapsed like siblings */
+			for (size_t i = 0; i < t->nnode;) {
+				uint32_t run = 1;
+				size_t k = i + t->node[i].subtree;
+				if (collapse)
+					for (; k < t->nnode && same_subtree(t, i, k); k += t->node[k].subtree)
+						run++;
+				tree_node(&b, p, t, i, 1, collapse, run);
+				for (uint32_t r = 0; r < run; r++)
+					i += t->node[i].subtree;
+			}
+			tb[ntb++] = b.s ? b.s : strdup("");
+		}
+		qsort(tb, ntb, sizeof *tb, cmp_str);
+		struct strbuf b = { 0 };
+		sb_add(&b, "process %s%s%s\n", p->exe, (p->h.flags & ST_FLAG_FORKED) ? " forked" : "",
+		       p->execed ? " exec" : "");
+		for (size_t i = 0; i < ntb; i++) {
+			sb_add(&b, "%s", tb[i]);
+			free(tb[i]);
+		}
+		free(tb);
+		blocks[pi] = b.s;
+	}
+	qsort(blocks, tr->nproc, sizeof *blocks, cmp_str);
+	for (size_t i = 0; i < tr->nproc; i++) {
+		fputs(blocks[i], out);
+		free(blocks[i]);
+	}
+	free(blocks);
+}
+
+/* ---- report ----------------------------------------------------------- */
+
+struct fstat {
+	uint64_t ip;
+	const char *name;
+	uint64_t calls, total, self;
+	uint32_t active; /* instances on the current stack: total counts the outermost only */
+};
+
+static int sort_key;
+
+static int cmp_fstat(const void *a, const void *b)
+{
+	const struct fstat *x = a, *y = b;
+	uint64_t u, v;
+	switch (sort_key) {
+	case SORT_SELF: u = x->self, v = y->self; break;
+	case SORT_CALLS: u = x->calls, v = y->calls; break;
+	case SORT_NAME: return strcmp(x->name, y->name);
+	default: u = x->total, v = y->total; break;
+	}
+	if (u != v)
+		return u > v ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+static struct fstat *fstat_of(struct fstat **tab, size_t *n, uint64_t ip, const char *name)
+{
+	for (size_t i = 0; i < *n; i++)
+		if ((*tab)[i].ip == ip && strcmp((*tab)[i].name, name) == 0)
+			return &(*tab)[i];
+	*tab = realloc(*tab, (*n + 1) * sizeof **tab);
+	if (!*tab)
+		exit(1);
+	struct fstat *f = &(*tab)[(*n)++];
+	*f = (struct fstat){ .ip = ip, .name = name };
+	return f;
+}
+
+int out_report(FILE *out, const struct tr_trace *tr, int key)
+{
+	char d1[32], d2[32], nb[32];
+	uint64_t lost = 0, lost_exits = 0;
+	for (size_t pi = 0; pi < tr->nproc; pi++) {
+		const struct tr_proc *p = &tr->proc[pi];
+		struct fstat *tab = NULL;
+		size_t n = 0;
+		int graph = tr_has_exits(p);
+		for (size_t ti = 0; ti < p->nthr; ti++) {
+			const struct tr_thread *t = &p->thr[ti];
+			lost += t->lost;
+			lost_exits += t->lost_exits;
+			/* open calls (indexes into tab, which may move), to count a
+			 * recursion's time once: for its outermost instance */
+			size_t *stack = xcalloc(t->nnode + 1, sizeof *stack);
+			uint32_t *depth = xcalloc(t->nnode + 1, sizeof *depth);
+			size_t sp = 0;
+			for (size_t i = 0; i < t->nnode; i++) {
+				const struct tr_node *nd = &t->node[i];
+				while (sp && depth[sp - 1] >= nd->depth)
+					tab[stack[--sp]].active--;
+				char *name = strdup(tr_sym_name(p, nd->ip, nb, sizeof nb));
+				struct fstat *f = fstat_of(&tab, &n, nd->ip, name);
+				if (f->name != name)
+					free(name);
+				f->calls++;
+				uint64_t dur = nd->end - nd->start;
+				if (!f->active)
+					f->total += dur;
+				f->self += dur > nd->children_ns ? dur - nd->children_ns : 0;
+				f->active++;
+				stack[sp] = (size_t)(f - tab);
+				depth[sp++] = nd->depth;
+			}
+			while (sp)
+				tab[stack[--sp]].active--;
+			free(stack);
+			free(depth);
+		}
+		sort_key = key;
+		qsort(tab, n, sizeof *tab, cmp_fstat);
+		proc_title(out, p);
+		if (graph)
+			fprintf(out, "  Total time   Self time       Calls  Function\n"
+				     "  ==========  ==========  ==========  ====================\n");
+		else
+			fprintf(out, "       Calls  Function   (entries only: record with --graph for times)\n"
+				     "  ==========  ====================\n");
+		for (size_t i = 0; i < n; i++) {
+			if (graph) {
+				fmt_dur(d1, sizeof d1, tab[i].total);
+				fmt_dur(d2, sizeof d2, tab[i].self);
+				fprintf(out, "  %s  %s  %10" PRIu64 "  %s\n", d1, d2, tab[i].calls, tab[i].name);
+			} else {
+				fprintf(out, "  %10" PRIu64 "  %s\n", tab[i].calls, tab[i].name);
+			}
+			free((char *)tab[i].name);
+		}
+		free(tab);
+	}
+	if (lost)
+		fprintf(out, "# %" PRIu64 " events were LOST (per-thread rings full): counts are low\n", lost);
+	if (lost_exits)
+		fprintf(out, "# %" PRIu64 " calls had no exit recorded\n", lost_exits);
+	return 0;
+}
+
+/* ---- Chrome trace JSON ------------------------------------------------ */
+
+static void json_str(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			fprintf(out, "\\%c", c);
+		else if (c < 0x20 || c >= 0x7f)
+			fprintf(out, "\\u%04x", c);
+		else
+			fputc(c, out);
+	}
+	fputc('"', out);
+}
+
+/* Complete ("X") events for calls whose end is known, instant ("i")
+ * events for the rest: nothing can be unbalanced. */
+void out_chrome(FILE *out, const struct tr_trace *tr)
+{
+	char nb[32];
+	int first = 1;
+	fprintf(out, "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n");
+	for (size_t pi = 0; pi < tr->nproc; pi++) {
+		const struct tr_proc *p = &tr->proc[pi];
+		fprintf(out, "%s{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":%u,\"tid\":%u,\"args\":{\"name\":",
+			first ? "" : ",\n", p->h.pid, p->h.pid);
+		json_str(out, p->cmdline);
+		fprintf(out, "}}");
+		first = 0;
+		for (size_t ti = 0; ti < p->nthr; ti++) {
+			const struct tr_thread *t = &p->thr[ti];
+			fprintf(out, ",\n{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":%u,\"tid\":%u,\"args\":{\"name\":",
+				p->h.pid, t->tid);
+			json_str(out, t->name);
+			fprintf(out, "}}");
+			for (size_t i = 0; i < t->nnode; i++) {
+				const struct tr_node *n = &t->node[i];
+				double ts = (double)(n->start - tr->t0) / 1e3;
+				fprintf(out, ",\n{\"name\":");
+				json_str(out, tr_sym_name(p, n->ip, nb, sizeof nb));
+				if (n->how == TR_END_EXIT || n->how == TR_END_UNWIND || n->how == TR_END_RUNNING)
+					fprintf(out, ",\"ph\":\"X\",\"ts\":%.3f,\"dur\":%.3f", ts,
+						(double)(n->end - n->start) / 1e3);
+				else
+					fprintf(out, ",\"ph\":\"i\",\"s\":\"t\",\"ts\":%.3f", ts);
+				fprintf(out, ",\"pid\":%u,\"tid\":%u", p->h.pid, t->tid);
+				if (n->how == TR_END_UNWIND || n->how == TR_END_RUNNING)
+					fprintf(out, ",\"args\":{\"end\":\"%s\"}", n->how == TR_END_UNWIND ? "unwound" : "running");
+				fprintf(out, "}");
+			}
+		}
+	}
+	fprintf(out, "\n]}\n");
+}
+
+/* ---- folded stacks ----------------------------------------------------- */
+
+/* Calls each node in pre-order with its stack of names. */
+typedef void (*stack_fn)(void *arg, const char *const *names, size_t depth, uint64_t value);
+
+static void walk_stacks(const struct tr_trace *tr, int by_time, stack_fn fn, void *arg)
+{
+	char nb[32];
+	for (size_t pi = 0; pi < tr->nproc; pi++) {
+		const struct tr_proc *p = &tr->proc[pi];
+		int graph = tr_has_exits(p);
+		for (size_t ti = 0; ti < p->nthr; ti++) {
+			const struct tr_thread *t = &p->thr[ti];
+			const char **names = xcalloc(t->nnode + 2, sizeof *names);
+			char **owned = xcalloc(t->nnode + 2, sizeof *owned);
+			for (size_t i = 0; i < t->nnode; i++) {
+				const struct tr_node *n = &t->node[i];
+				free(owned[n->depth]);
+				owned[n->depth] = strdup(tr_sym_name(p, n->ip, nb, sizeof nb));
+				names[n->depth] = owned[n->depth];
+				uint64_t dur = n->end - n->start;
+				uint64_t self = dur > n->children_ns ? dur - n->children_ns : 0;
+				fn(arg, names, n->depth + 1, by_time && graph ? self : 1);
+			}
+			for (size_t i = 0; i < t->nnode + 2; i++)
+				free(owned[i]);
+			free(owned);
+			free(names);
+		}
+	}
+}
+
+struct folded {
+	char **line;
+	uint64_t *value;
+	size_t n, cap;
+};
+
+static void fold_one(void *arg, const char *const *names, size_t depth, uint64_t value)
+{
+	struct folded *f = arg;
+	struct strbuf b = { 0 };
+	for (size_t i = 0; i < depth; i++)
+		sb_add(&b, "%s%s", i ? ";" : "", names[i]);
+	if (f->n == f->cap) {
+		f->cap = f->cap ? 2 * f->cap : 256;
+		f->line = realloc(f->line, f->cap * sizeof *f->line);
+		f->value = realloc(f->value, f->cap * sizeof *f->value);
+		if (!f->line || !f->value)
+			exit(1);
+	}
+	f->line[f->n] = b.s;
+	f->value[f->n++] = value;
+}
+
+static int cmp_idx_line(const void *a, const void *b, void *arg)
+{
+	char **line = arg;
+	return strcmp(line[*(const size_t *)a], line[*(const size_t *)b]);
+}
+
+/* "a;b;c VALUE" per distinct stack, sorted; VALUE is self time in ns
+ * (calls for an entry-only trace, or with by_time 0). */
+void out_folded(FILE *out, const struct tr_trace *tr, int by_time)
+{
+	struct folded f = { 0 };
+	walk_stacks(tr, by_time, fold_one, &f);
+	size_t *idx = xcalloc(f.n, sizeof *idx);
+	for (size_t i = 0; i < f.n; i++)
+		idx[i] = i;
+	qsort_r(idx, f.n, sizeof *idx, cmp_idx_line, f.line);
+	for (size_t i = 0; i < f.n;) {
+		uint64_t sum = 0;
+		size_t j = i;
+		for (; j < f.n && strcmp(f.line[idx[j]], f.line[idx[i]]) == 0; j++)
+			sum += f.value[idx[j]];
+		fprintf(out, "%s %" PRIu64 "\n", f.line[idx[i]], sum);
+		i = j;
+	}
+	for (size_t i = 0; i < f.n; i++)
+		free(f.line[i]);
+	free(f.line);
+	free(f.value);
+	free(idx);
+}
+
+/* ---- ftrace-style text ------------------------------------------------ */
+
+/* function tracer lines ("comm-tid [---] ts: func <-parent") for an
+ * entry-only trace, function_graph lines otherwise; per thread. */
+void out_ftrace(FILE *out, const struct tr_trace *tr)
+{
+	char nb[32], pb[32], d[32];
+	for (size_t pi = 0; pi < tr->nproc; pi++) {
+		const struct tr_proc *p = &tr->proc[pi];
+		int graph = tr_has_exits(p);
+		fprintf(out, "# tracer: %s\n#\n", graph ? "function_graph" : "function");
+		for (size_t ti = 0; ti < p->nthr; ti++) {
+			const struct tr_thread *t = &p->thr[ti];
+			size_t *stack = xcalloc(t->nnode + 1, sizeof *stack), sp = 0;
+			for (size_t i = 0; i <= t->nnode; i++) {
+				uint32_t depth = i < t->nnode ? t->node[i].depth : 0;
+				while (sp && t->node[stack[sp - 1]].depth >= depth) {
+					const struct tr_node *n = &t->node[stack[--sp]];
+					if (!graph || n->nchildren == 0)
+						continue;
+					fmt_dur(d, sizeof d, n->end - n->start);
+					fprintf(out, " %6u) %s |  %*s}%s\n", t->tid, d, 2 * (int)n->depth, "",
+						end_note(n->how));
+				}
+				if (i == t->nnode)
+					break;
+				const struct tr_node *n = &t->node[i];
+				const char *name = tr_sym_name(p, n->ip, nb, sizeof nb);
+				if (!graph) {
+					double ts = (double)n->start / 1e9;
+					fprintf(out, "%16.16s-%-6u [---] %13.6f: %s\n", t->name, t->tid, ts, name);
+					continue;
+				}
+				(void)pb;
+				if (n->nchildren == 0) {
+					fmt_dur(d, sizeof d, n->end - n->start);
+					fprintf(out, " %6u) %s |  %*s%s();%s\n", t->tid, n->how == TR_END_EXIT ? d : "          ",
+						2 * (int)n->depth, "", name, end_note(n->how));
+				} else {
+					fprintf(out, " %6u) %10s |  %*s%s() {\n", t->tid, "", 2 * (int)n->depth, "", name);
+				}
+				stack[sp++] = i;
+			}
+			free(stack);
+		}
+	}
+}
+
+/* ---- flame graph SVG -------------------------------------------------- */
+
+/* A merged call tree: children of a frame with the same name are one. */
+struct frame {
+	char *name;
+	uint64_t value;   /* inclusive */
+	struct frame *child, *next;
+};
+
+struct flame {
+	struct frame root;
+	int max_depth;
+};
+
+static void flame_add(void *arg, const char *const *names, size_t depth, uint64_t value)
+{
+	struct flame *fl = arg;
+	struct frame *f = &fl->root;
+	f->value += value;
+	for (size_t i = 0; i < depth; i++) {
+		struct frame *c = f->child;
+		while (c && strcmp(c->name, names[i]) != 0)
+			c = c->next;
+		if (!c) {
+			c = xcalloc(1, sizeof *c);
+			c->name = strdup(names[i]);
+			c->next = f->child;
+			f->child = c;
+		}
+		c->value += value;
+		f = c;
+	}
+	if ((int)depth > fl->max_depth)
+		fl->max_depth = (int)depth;
+}
+
+#define FLAME_WIDTH 1200.0
+#define FLAME_ROW 17
+#define FLAME_TOP 40
+
+static void xml_text(FILE *out, const char *s)
+{
+	for (; *s; s++) {
+		switch (*s) {
+		case '<': fputs("&lt;", out); break;
+		case '>': fputs("&gt;", out); break;
+		case '&': fputs("&amp;", out); break;
+		case '"': fputs("&quot;", out); break;
+		default: fputc(*s, out);
+		}
+	}
+}
+
+static void flame_draw(FILE *out, const struct frame *f, double x, int depth, double scale, int height,
+		       uint64_t total, const char *unit)
+{
+	double w = (double)f->value * scale;
+	if (w < 0.1)
+		return;
+	double y = height - (depth + 1) * FLAME_ROW - 10;
+	uint64_t h = 1469598103934665603u;
+	for (const char *s = f->name; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211u;
+	int r = 205 + (int)(h % 50), g = 80 + (int)((h >> 8) % 130), b = (int)((h >> 16) % 55);
+	fprintf(out, "<g><title>");
+	xml_text(out, f->name);
+	fprintf(out, " (%" PRIu64 " %s, %.2f%%)</title><rect x=\"%.2f\" y=\"%.0f\" width=\"%.2f\" height=\"%d\" "
+		     "fill=\"rgb(%d,%d,%d)\" rx=\"2\"/>",
+		f->value, unit, total ? 100.0 * (double)f->value / (double)total : 0.0, x + 10, y, w,
+		FLAME_ROW - 1, r, g, b);
+	size_t fit = (size_t)(w / 7);
+	if (fit >= 3) {
+		fprintf(out, "<text x=\"%.2f\" y=\"%.0f\">", x + 13, y + FLAME_ROW - 5);
+		size_t len = strlen(f->name);
+		if (len <= fit) {
+			xml_text(out, f->name);
+		} else {
+			char *cut = strndup(f->name, fit - 2);
+			xml_text(out, cut);
+			fputs("..", out);
+			free(cut);
+		}
+		fprintf(out, "</text>");
+	}
+	fprintf(out, "</g>\n");
+	double cx = x;
+	for (const struct frame *c = f->child; c; c = c->next) {
+		flame_draw(out, c, cx, depth + 1, scale, height, total, unit);
+		cx += (double)c->value * scale;
+	}
+}
+
+static void flame_free(struct frame *f)
+{
+	for (struct frame *c = f->child, *n; c; c = n) {
+		n = c->next;
+		flame_free(c);
+		free(c->name);
+		free(c);
+	}
+}
+
+/* Children sorted by name, as flame graphs do, so the picture is stable. */
+static void flame_sort(struct frame *f)
+{
+	size_t n = 0;
+	for (struct frame *c = f->child; c; c = c->next)
+		n++;
+	if (n > 1) {
+		struct frame **v = xcalloc(n, sizeof *v);
+		size_t i = 0;
+		for (struct frame *c = f->child; c; c = c->next)
+			v[i++] = c;
+		for (size_t a = 1; a < n; a++)
+			for (size_t b = a; b > 0 && strcmp(v[b - 1]->name, v[b]->name) > 0; b--) {
+				struct frame *t = v[b];
+				v[b] = v[b - 1];
+				v[b - 1] = t;
+			}
+		for (i = 0; i + 1 < n; i++)
+			v[i]->next = v[i + 1];
+		v[n - 1]->next = NULL;
+		f->child = v[0];
+		free(v);
+	}
+	for (struct frame *c = f->child; c; c = c->next)
+		flame_sort(c);
+}
+
+void out_flame(FILE *out, const struct tr_trace *tr, const char *title)
+{
+	struct flame fl = { .root = { .name = "all" } };
+	int graph = 1;
+	for (size_t i = 0; i < tr->nproc; i++)
+		graph &= tr_has_exits(&tr->proc[i]);
+	walk_stacks(tr, 1, flame_add, &fl);
+	flame_sort(&fl.root);
+	const char *unit = graph ? "ns" : "calls";
+	int height = FLAME_TOP + (fl.max_depth + 1) * FLAME_ROW + 20;
+	double scale = fl.root.value ? FLAME_WIDTH / (double)fl.root.value : 0;
+	fprintf(out, "<?xml version=\"1.0\" standalone=\"no\"?>\n"
+		     "<svg version=\"1.1\" width=\"%d\" height=\"%d\" xmlns=\"http://www.w3.org/2000/svg\" "
+		     "font-family=\"monospace\" font-size=\"12\">\n"
+		     "<rect x=\"0\" y=\"0\" width=\"100%%\" height=\"100%%\" fill=\"#f8f8f0\"/>\n"
+		     "<text x=\"%d\" y=\"24\" text-anchor=\"middle\" font-size=\"16\">",
+		(int)FLAME_WIDTH + 20, height, (int)FLAME_WIDTH / 2 + 10);
+	xml_text(out, title);
+	fprintf(out, "</text>\n");
+	flame_draw(out, &fl.root, 0, 0, scale, height, fl.root.value, unit);
+	fprintf(out, "</svg>\n");
+	flame_free(&fl.root);
+}
+
+/* ---- raw events ------------------------------------------------------- */
+
+/* One line per event and per filter change, in each thread's order:
+ *   E pid tid kind gen ts_ns name     kind: entry exit unwind noret lost
+ *                                     (lost: name is the number of events lost)
+ *   M pid gen_before gen_after ok ts_begin ts_end filter...
+ * (what tests/trace/live_test.py reads). */
+void out_events(FILE *out, const struct tr_trace *tr)
+{
+	static const char *const kinds[] = { [ST_EV_ENTRY] = "entry", [ST_EV_EXIT] = "exit",
+		[ST_EV_UNWIND] = "unwind", [ST_EV_LOST] = "lost", [ST_EV_NORET] = "noret" };
+	char nb[32];
+	for (size_t pi = 0; pi < tr->nproc; pi++) {
+		const struct tr_proc *p = &tr->proc[pi];
+		for (size_t m = 0; m < p->nmark; m++)
+			fprintf(out, "M %u %u %u %u %" PRIu64 " %" PRIu64 " %s\n", p->h.pid, p->mark[m].m.gen_before,
+				p->mark[m].m.gen_after, p->mark[m].m.ok, p->mark[m].m.ts_begin, p->mark[m].m.ts_end,
+				p->mark[m].filter);
+		for (size_t ti = 0; ti < p->nthr; ti++) {
+			const struct tr_thread *t = &p->thr[ti];
+			for (size_t i = 0; i < t->nev; i++) {
+				const struct st_event *e = &t->ev[i];
+				const char *k = e->kind < sizeof kinds / sizeof *kinds && kinds[e->kind] ? kinds[e->kind] : "?";
+				if (e->kind == ST_EV_LOST)
+					snprintf(nb, sizeof nb, "%" PRIu64, e->ip); /* how many */
+				fprintf(out, "E %u %u %s %u %" PRIu64 " %s\n", p->h.pid, t->tid, k, e->gen, e->ts_ns,
+					e->kind == ST_EV_LOST ? nb : tr_sym_name(p, e->ip, nb, sizeof nb));
+			}
+		}
+	}
+}

@@ -1,0 +1,398 @@
+/* SPDX-License-Identifier: MIT */
+#include "reader.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void *xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	if (!q) {
+		fprintf(stderr, "stitch-trace: out of memory\n");
+		exit(1);
+	}
+	return q;
+}
+
+static char *xstrndup(const char *s, size_t n)
+{
+	char *p = xrealloc(NULL, n + 1);
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+static struct tr_thread *thread_of(struct tr_proc *p, uint32_t tid)
+{
+	for (size_t i = 0; i < p->nthr; i++)
+		if (p->thr[i].tid == tid)
+			return &p->thr[i];
+	p->thr = xrealloc(p->thr, (p->nthr + 1) * sizeof *p->thr);
+	struct tr_thread *t = &p->thr[p->nthr++];
+	memset(t, 0, sizeof *t);
+	t->tid = tid;
+	return t;
+}
+
+static int cmp_sym(const void *a, const void *b)
+{
+	const struct tr_sym *x = a, *y = b;
+	return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+const char *tr_sym_name(const struct tr_proc *p, uint64_t ip, char *buf, size_t size)
+{
+	size_t lo = 0, hi = p->nsym;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (p->sym[mid].addr == ip)
+			return p->sym[mid].name;
+		if (p->sym[mid].addr < ip)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	snprintf(buf, size, "0x%" PRIx64, ip);
+	return buf;
+}
+
+int tr_has_exits(const struct tr_proc *p)
+{
+	return (p->h.flags & ST_FLAG_GRAPH) != 0 || p->has_exits;
+}
+
+/* Counter values to monotonic ns: the least-squares line through the
+ * file's CLOCK pairs, one map for the whole file so the counter's order
+ * is kept (format.h).  One pair: its offset with 1 ns per count. */
+static void convert_times(struct tr_proc *p)
+{
+	if (!(p->h.flags & ST_FLAG_COUNTER) || p->nclk == 0)
+		return;
+	long double slope = 1, mc = 0, mn = 0;
+	for (size_t i = 0; i < p->nclk; i++)
+		mc += (long double)(p->clk[i].count - p->clk[0].count), mn += (long double)(p->clk[i].ns - p->clk[0].ns);
+	mc /= (long double)p->nclk, mn /= (long double)p->nclk;
+	long double sxy = 0, sxx = 0;
+	for (size_t i = 0; i < p->nclk; i++) {
+		long double x = (long double)(p->clk[i].count - p->clk[0].count) - mc;
+		long double y = (long double)(p->clk[i].ns - p->clk[0].ns) - mn;
+		sxy += x * y, sxx += x * x;
+	}
+	if (sxx > 0 && sxy > 0)
+		slope = sxy / sxx;
+	for (size_t ti = 0; ti < p->nthr; ti++)
+		for (size_t i = 0; i < p->thr[ti].nev; i++) {
+			struct st_event *e = &p->thr[ti].ev[i];
+			if (e->kind == ST_EV_LOST && e->ts_ns == 0)
+				continue;
+			long double x = (long double)(int64_t)(e->ts_ns - p->clk[0].count) - mc;
+			long double ns = (long double)p->clk[0].ns + mn + slope * x;
+			e->ts_ns = ns < 0 ? 0 : (uint64_t)ns;
+		}
+}
+
+/* Turn a thread's events into its call tree (pre-order nodes). */
+static void build_tree(struct tr_proc *p, struct tr_thread *t)
+{
+	int graph = tr_has_exits(p);
+	size_t *stack = NULL, sp = 0, cap = 0;
+	t->node = xrealloc(NULL, (t->nev + 1) * sizeof *t->node);
+	t->nnode = 0;
+	uint64_t last_ts = 0;
+	for (size_t i = 0; i < t->nev; i++) {
+		const struct st_event *e = &t->ev[i];
+		if (e->kind != ST_EV_LOST)
+			last_ts = e->ts_ns;
+		switch (e->kind) {
+		case ST_EV_LOST:
+			t->lost += e->ip;
+			break;
+		case ST_EV_ENTRY:
+		case ST_EV_NORET: {
+			struct tr_node *n = &t->node[t->nnode];
+			*n = (struct tr_node){ .ip = e->ip, .start = e->ts_ns, .end = e->ts_ns, .depth = (uint32_t)sp,
+					       .subtree = 1, .gen = e->gen,
+					       .how = !graph ? TR_END_NONE : e->kind == ST_EV_NORET ? TR_END_MISSING
+											  : TR_END_RUNNING };
+			if (sp)
+				t->node[stack[sp - 1]].nchildren++;
+			if (e->kind == ST_EV_NORET)
+				t->noret++;
+			/* Without exits there is no nesting; a NORET call's end is never
+			 * seen, so its callees are shown as its siblings. */
+			if (graph && e->kind == ST_EV_ENTRY) {
+				if (sp == cap) {
+					cap = cap ? 2 * cap : 64;
+					stack = xrealloc(stack, cap * sizeof *stack);
+				}
+				stack[sp++] = t->nnode;
+			}
+			t->nnode++;
+			break;
+		}
+		case ST_EV_EXIT:
+		case ST_EV_UNWIND: {
+			size_t k = sp;
+			while (k > 0 && t->node[stack[k - 1]].ip != e->ip)
+				k--;
+			if (k == 0) {
+				t->orphan_exits++;
+				break;
+			}
+			/* frames above the match never reported an exit */
+			while (sp > k) {
+				struct tr_node *n = &t->node[stack[--sp]];
+				n->how = TR_END_MISSING;
+				n->end = e->ts_ns;
+				t->lost_exits++;
+			}
+			struct tr_node *n = &t->node[stack[--sp]];
+			n->how = e->kind == ST_EV_EXIT ? TR_END_EXIT : TR_END_UNWIND;
+			n->end = e->ts_ns;
+			break;
+		}
+		default:
+			break;
+		}
+	}
+	while (sp > 0) {
+		struct tr_node *n = &t->node[stack[--sp]];
+		n->end = last_ts;
+	}
+	free(stack);
+	/* subtree sizes and child time, children before parents (reverse pre-order) */
+	for (size_t i = t->nnode; i-- > 0;) {
+		struct tr_node *n = &t->node[i];
+		size_t j = i + 1;
+		for (uint32_t c = 0; c < n->nchildren; c++) {
+			n->subtree += t->node[j].subtree;
+			n->children_ns += t->node[j].end - t->node[j].start;
+			j += t->node[j].subtree;
+		}
+	}
+}
+
+static int load_file(const char *path, struct tr_proc *p, int skip_events)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		fprintf(stderr, "stitch-trace: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	memset(p, 0, sizeof *p);
+	p->path = xstrndup(path, strlen(path));
+	if (fread(&p->h, sizeof p->h, 1, f) != 1 || memcmp(p->h.magic, ST_MAGIC, 8) != 0) {
+		fprintf(stderr, "stitch-trace: %s: not a stitch trace file\n", path);
+		fclose(f);
+		return -1;
+	}
+	if (p->h.version != ST_VERSION || p->h.header_size != sizeof p->h) {
+		fprintf(stderr, "stitch-trace: %s: format version %u, this tool reads %u\n", path, p->h.version,
+			ST_VERSION);
+		fclose(f);
+		return -1;
+	}
+	char *buf = NULL;
+	size_t bufcap = 0;
+	for (;;) {
+		struct st_rec_header rh;
+		size_t got = fread(&rh, 1, sizeof rh, f);
+		if (got == 0)
+			break;
+		if (got != sizeof rh || rh.size % 8 || rh.size > (1u << 30)) {
+			fprintf(stderr, "stitch-trace: %s: damaged record; reading stops here\n", path);
+			break;
+		}
+		if (skip_events && rh.type == ST_REC_EVENTS) {
+			if (fseek(f, rh.size, SEEK_CUR) != 0)
+				break;
+			continue;
+		}
+		if (rh.size + 1 > bufcap) {
+			bufcap = rh.size + 1;
+			buf = xrealloc(buf, bufcap);
+		}
+		if (fread(buf, 1, rh.size, f) != rh.size) {
+			fprintf(stderr, "stitch-trace: %s: truncated record (the process died while writing?)\n", path);
+			break;
+		}
+		buf[rh.size] = '\0';
+		switch (rh.type) {
+		case ST_REC_SYM: {
+			struct st_sym s;
+			if (rh.size < sizeof s)
+				break;
+			memcpy(&s, buf, sizeof s);
+			if (s.size > rh.size - sizeof s)
+				break;
+			const char *name = buf + sizeof s;
+			size_t ln = strnlen(name, s.size);
+			const char *mod = ln < s.size ? name + ln + 1 : "";
+			p->sym = xrealloc(p->sym, (p->nsym + 1) * sizeof *p->sym);
+			p->sym[p->nsym++] = (struct tr_sym){ s.addr, xstrndup(name, ln),
+							     xstrndup(mod, strnlen(mod, s.size - ln - (ln < s.size))) };
+			break;
+		}
+		case ST_REC_EVENTS: {
+			struct st_events h;
+			if (rh.size < sizeof h)
+				break;
+			memcpy(&h, buf, sizeof h);
+			if (h.count > (rh.size - sizeof h) / sizeof(struct st_event))
+				break;
+			struct tr_thread *t = thread_of(p, h.tid);
+			if (t->nev + h.count > t->capev) {
+				t->capev = 2 * (t->nev + h.count);
+				t->ev = xrealloc(t->ev, t->capev * sizeof *t->ev);
+			}
+			memcpy(t->ev + t->nev, buf + sizeof h, h.count * sizeof(struct st_event));
+			t->nev += h.count;
+			break;
+		}
+		case ST_REC_THREAD: {
+			struct st_thread th;
+			if (rh.size < sizeof th)
+				break;
+			memcpy(&th, buf, sizeof th);
+			struct tr_thread *t = thread_of(p, th.tid);
+			memcpy(t->name, th.name, 16);
+			t->name[16] = '\0';
+			break;
+		}
+		case ST_REC_MARK: {
+			struct st_mark m;
+			if (rh.size < sizeof m)
+				break;
+			memcpy(&m, buf, sizeof m);
+			p->mark = xrealloc(p->mark, (p->nmark + 1) * sizeof *p->mark);
+			p->mark[p->nmark++] = (struct tr_mark){ m, xstrndup(buf + sizeof m, strnlen(buf + sizeof m, rh.size - sizeof m)) };
+			break;
+		}
+		case ST_REC_END:
+		case ST_REC_EXEC:
+			if (rh.size >= sizeof p->end) {
+				memcpy(&p->end, buf, sizeof p->end);
+				p->ended = 1;
+				if (rh.type == ST_REC_EXEC) {
+					p->execed = 1;
+					free(p->exec_path);
+					p->exec_path = xstrndup(buf + sizeof p->end, strnlen(buf + sizeof p->end, rh.size - sizeof p->end));
+				}
+			}
+			break;
+		case ST_REC_CLOCK:
+			if (rh.size >= sizeof(struct st_clock)) {
+				p->clk = xrealloc(p->clk, (p->nclk + 1) * sizeof *p->clk);
+				memcpy(&p->clk[p->nclk++], buf, sizeof *p->clk);
+			}
+			break;
+		case ST_REC_CMDLINE: {
+			size_t n = rh.size;
+			while (n && buf[n - 1] == '\0')
+				n--;
+			p->cmdline = xstrndup(buf, n);
+			for (size_t i = 0; i < n; i++)
+				if (p->cmdline[i] == '\0')
+					p->cmdline[i] = ' ';
+			const char *argv0 = buf, *slash = strrchr(argv0, '/');
+			p->exe = xstrndup(slash ? slash + 1 : argv0, strlen(slash ? slash + 1 : argv0));
+			break;
+		}
+		default:
+			break; /* a newer writer's record: skip it */
+		}
+	}
+	free(buf);
+	fclose(f);
+	if (!p->exe)
+		p->exe = xstrndup("?", 1);
+	if (!p->cmdline)
+		p->cmdline = xstrndup("?", 1);
+	/* Last SYM for an address wins (a module unloaded and another loaded
+	 * at the same place is named after the newer one). */
+	if (p->nsym) {
+		qsort(p->sym, p->nsym, sizeof *p->sym, cmp_sym);
+		size_t w = 0;
+		for (size_t i = 0; i < p->nsym; i++) {
+			if (w && p->sym[w - 1].addr == p->sym[i].addr)
+				w--;
+			p->sym[w++] = p->sym[i];
+		}
+		p->nsym = w;
+	}
+	convert_times(p);
+	for (size_t i = 0; i < p->nthr && !p->has_exits; i++)
+		for (size_t j = 0; j < p->thr[i].nev; j++)
+			if (p->thr[i].ev[j].kind == ST_EV_EXIT || p->thr[i].ev[j].kind == ST_EV_UNWIND) {
+				p->has_exits = 1;
+				break;
+			}
+	for (size_t i = 0; i < p->nthr; i++)
+		build_tree(p, &p->thr[i]);
+	return 0;
+}
+
+static int cmp_proc(const void *a, const void *b)
+{
+	const struct tr_proc *x = a, *y = b;
+	if (x->h.start_ns != y->h.start_ns)
+		return x->h.start_ns < y->h.start_ns ? -1 : 1;
+	return x->h.pid < y->h.pid ? -1 : x->h.pid > y->h.pid;
+}
+
+static uint64_t first_ts(const struct tr_thread *t)
+{
+	return t->nev ? t->ev[0].ts_ns : UINT64_MAX;
+}
+
+static int cmp_thread(const void *a, const void *b)
+{
+	uint64_t x = first_ts(a), y = first_ts(b);
+	return x < y ? -1 : x > y;
+}
+
+int tr_load(const char *dir, struct tr_trace *t)
+{
+	return tr_load_opt(dir, t, 0);
+}
+
+int tr_load_opt(const char *dir, struct tr_trace *t, int skip_events)
+{
+	memset(t, 0, sizeof *t);
+	DIR *d = opendir(dir);
+	if (!d) {
+		fprintf(stderr, "stitch-trace: %s: %s\n", dir, strerror(errno));
+		return -1;
+	}
+	struct dirent *de;
+	int err = 0;
+	while ((de = readdir(d))) {
+		size_t n = strlen(de->d_name);
+		if (strncmp(de->d_name, "trace-", 6) != 0 || n < 10 || strcmp(de->d_name + n - 4, ".dat") != 0)
+			continue;
+		char path[4096];
+		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+		t->proc = xrealloc(t->proc, (t->nproc + 1) * sizeof *t->proc);
+		if (load_file(path, &t->proc[t->nproc], skip_events) == 0)
+			t->nproc++;
+		else
+			err = -1;
+	}
+	closedir(d);
+	if (err)
+		return -1;
+	if (t->nproc == 0) {
+		fprintf(stderr, "stitch-trace: %s: no trace files (trace-*.dat); record with `stitch-trace record -o %s -- PROG`\n",
+			dir, dir);
+		return -1;
+	}
+	qsort(t->proc, t->nproc, sizeof *t->proc, cmp_proc);
+	t->t0 = t->proc[0].h.start_ns;
+	for (size_t i = 0; i < t->nproc; i++)
+		qsort(t->proc[i].thr, t->proc[i].nthr, sizeof *t->proc[i].thr, cmp_thread);
+	return 0;
+}
