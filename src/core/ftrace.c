@@ -319,8 +319,11 @@ static void graph_report(const struct ft_shadow_stack *st, size_t idx, const str
 	struct ft_set *s = atomic_load_explicit(&e->rec->set, memory_order_consume);
 	uintptr_t parent = real_parent(st, idx, e->orig);
 	if (e->ops) {
-		if (set_has_ops(s, e->ops)) /* not if it was unregistered meanwhile */
-			e->ops->ret_func(e->rec->a.func, parent, e->ops, rregs);
+		/* not if it was unregistered meanwhile, nor if it came back
+		 * without a ret_func */
+		stitch_ftrace_ret_func_t fn = e->ops->ret_func;
+		if (fn && set_has_ops(s, e->ops))
+			fn(e->rec->a.func, parent, e->ops, rregs);
 		return;
 	}
 	for (size_t i = 0; s && i < s->n; i++)
@@ -683,14 +686,33 @@ static int sel_add(struct sel_list *s, struct ft_rec *r)
 	return 0;
 }
 
+/*
+ * The record whose function, patched instruction or record address is
+ * addr.  A module's records are sorted by record address, and the other
+ * two lie within a few bytes of it (x86: an endbr64 before the record;
+ * AArch64/RISC-V: the record 8 bytes before the function): binary search,
+ * then a look at the neighbours - register_ips of 100 000 functions must
+ * not be quadratic.
+ */
+#define REC_SLACK 16
 static struct ft_rec *rec_at(uintptr_t addr)
 {
-	for (struct ft_module *m = modules; m; m = m->next)
-		for (size_t i = 0; i < m->nrecs; i++) {
+	uintptr_t lo_addr = addr > REC_SLACK ? addr - REC_SLACK : 0;
+	for (struct ft_module *m = modules; m; m = m->next) {
+		size_t lo = 0, hi = m->nrecs;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			if (m->recs[mid].a.record < lo_addr)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		for (size_t i = lo; i < m->nrecs && m->recs[i].a.record <= addr + REC_SLACK; i++) {
 			struct ft_rec *r = &m->recs[i];
 			if (r->a.func == addr || r->a.patch == addr || r->a.record == addr)
 				return r;
 		}
+	}
 	return NULL;
 }
 

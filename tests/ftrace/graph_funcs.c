@@ -4,6 +4,7 @@
 #include "graph_funcs.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 
@@ -76,4 +77,12 @@ NOINLINE int g_nested_target(int v)
 {
 	g_sink = v;
 	return v * 5 + 1;
+}
+
+/* Waits until *flag is set: a hooked call in flight while the test changes its ops. */
+NOINLINE int g_wait(int *flag)
+{
+	while (!__atomic_load_n(flag, __ATOMIC_ACQUIRE))
+		sched_yield();
+	return 7;
 }

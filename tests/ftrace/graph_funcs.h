@@ -28,5 +28,6 @@ int g_lj_inner(jmp_buf *env, int v);
 int g_raise(int sig);              /* raise(sig) from inside a traced frame */
 int g_thread_exit(int n);          /* n hooked frames deep, then pthread_exit(42) */
 int g_nested_target(int v);        /* v * 5 + 1 (test_ftrace_nested) */
+int g_wait(int *flag);              /* returns 7 once *flag is set */
 
 #endif

@@ -8,6 +8,7 @@
  * overflows, and threads running while graph ops come and go.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -235,6 +236,47 @@ static void run_thread_exit(void)
 	EXPECT_LOG("E:chain_a E:chain_b E:chain_c R:chain_c=7 R:chain_b=8 R:chain_a=16");
 }
 
+/* A hooked call still in flight when its ops is unregistered and registered
+ * again without a ret_func: its return calls nothing (and does not crash). */
+static int wait_flag;
+static atomic_int wait_entered, wait_returned;
+static void wait_entry(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops, struct stitch_ftrace_regs *regs)
+{
+	(void)ip, (void)parent, (void)ops, (void)regs;
+	atomic_store(&wait_entered, 1);
+}
+static void wait_return(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops,
+			struct stitch_ftrace_ret_regs *rregs)
+{
+	(void)ip, (void)parent, (void)ops, (void)rregs;
+	atomic_fetch_add(&wait_returned, 1);
+}
+
+static void *waiting_thread(void *arg)
+{
+	(void)arg;
+	return (void *)(intptr_t)g_wait(&wait_flag);
+}
+
+static void run_ops_change_in_flight(void)
+{
+	struct stitch_ftrace_ops o = { .func = wait_entry, .ret_func = wait_return };
+	CHECK_EQ(stitch_ftrace_register(&o, "g_wait"), 0);
+	pthread_t t;
+	pthread_create(&t, NULL, waiting_thread, NULL);
+	while (!atomic_load(&wait_entered)) /* its return is hooked now */
+		sched_yield();
+	CHECK_EQ(stitch_ftrace_unregister(&o), 0);
+	o.ret_func = NULL;
+	CHECK_EQ(stitch_ftrace_register(&o, "g_wait"), 0);
+	__atomic_store_n(&wait_flag, 1, __ATOMIC_RELEASE);
+	void *r;
+	pthread_join(t, &r);
+	CHECK_EQ((intptr_t)r, 7);
+	CHECK_EQ(atomic_load(&wait_returned), 0);
+	CHECK_EQ(stitch_ftrace_unregister(&o), 0);
+}
+
 /* ---- threads while graph ops come and go ------------------------------- */
 
 #define THREADS 4
@@ -345,6 +387,7 @@ int main(void)
 	EXPECT_LOG("R:chain_c=7 R:chain_b=8 R:chain_a=16");
 	CHECK_EQ(stitch_ftrace_unregister(&ret_only), 0);
 
+	run_ops_change_in_flight();
 	run_threads();
 	return check_summary("test_ftrace_graph");
 }
