@@ -758,25 +758,17 @@ static int resolve(struct parser *p)
 	return 0;
 }
 
-int model_parse(const char *path, struct model *m)
+/* Parse the model read from f (named `path` in messages); f is closed. */
+static int model_parse_stream(const char *path, FILE *f, struct model *m)
 {
 	struct parser *p = calloc(1, sizeof *p);
-	FILE *f;
 	int rc;
 
-	memset(m, 0, sizeof *m);
-	snprintf(m->file, sizeof m->file, "%s", path);
 	if (!p) {
 		perror("calloc");
 		exit(3);
 	}
 	p->m = m;
-	f = fopen(path, "r");
-	if (!f) {
-		fprintf(stderr, "%s: error: %s\n", path, strerror(errno));
-		free(p);
-		return 2;
-	}
 	rc = parse_lines(p, f);
 	fclose(f);
 	if (!rc)
@@ -802,6 +794,35 @@ int model_parse(const char *path, struct model *m)
 		snprintf(m->name, sizeof m->name, "%s", b ? b + 1 : path);
 	}
 	return rc;
+}
+
+int model_parse(const char *path, struct model *m)
+{
+	FILE *f;
+
+	memset(m, 0, sizeof *m);
+	snprintf(m->file, sizeof m->file, "%s", path);
+	f = fopen(path, "r");
+	if (!f) {
+		fprintf(stderr, "%s: error: %s\n", path, strerror(errno));
+		return 2;
+	}
+	return model_parse_stream(path, f, m);
+}
+
+int model_parse_buffer(const char *name, const char *buf, size_t len, struct model *m)
+{
+	FILE *f;
+
+	memset(m, 0, sizeof *m);
+	snprintf(m->file, sizeof m->file, "%s", name);
+	/* glibc >= 2.22 accepts len 0 (a stream that is at end of file at once). */
+	f = fmemopen((void *)buf, len, "r");
+	if (!f) {
+		fprintf(stderr, "%s: error: %s\n", name, strerror(errno));
+		return 2;
+	}
+	return model_parse_stream(name, f, m);
 }
 
 void model_free(struct model *m)
