@@ -429,6 +429,9 @@ static int parse_lines(struct parser *p, FILE *f)
 				if (npad)
 					add_item(p, line, region, pc, (uint32_t)npad, s[1] == 's' ? ".space" : ".align");
 				pc += npad;
+				/* Padding belongs to the region too: a trailing `.space` or
+				 * `.align` would otherwise be laid out past its end. */
+				m->regions[region].size = (uint32_t)(pc - m->regions[region].base);
 				continue;
 			}
 			uint8_t tmp[512];
