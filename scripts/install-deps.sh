@@ -9,6 +9,7 @@ packages=(
   gcc-riscv64-linux-gnu libc6-dev-riscv64-cross binutils-riscv64-linux-gnu
   qemu-user binutils valgrind spin libclang-rt-14-dev
   liburcu-dev
+  cppcheck clang-tidy jq
 )
 
 missing=()
