@@ -388,7 +388,7 @@ static int run_request(struct request *req, const struct stitch_range *ranges, s
 		}
 		if (asked_again)
 			stitch_count(quiesce_rounds, 1);
-		struct timespec wait = { 0, 10 * 1000 * 1000 };
+		struct timespec wait = { 0, 10L * 1000 * 1000 };
 		long r = syscall(SYS_futex, &reports, FUTEX_WAIT_PRIVATE, seen, &wait, NULL, 0);
 		if (r == 0 || errno != ETIMEDOUT)
 			continue;
@@ -479,6 +479,7 @@ int stitch_stop_world(stitch_pc_fixup_fn fixup, void *arg)
 		}
 		err = run_request(&req, NULL, 0, &world.sleepers);
 		if (!err) {
+			/* NOLINTNEXTLINE(clang-analyzer-optin.portability.UnixAPI): req.count > 0 (checked above) */
 			pid_t *v = realloc(world.parked, (world.nparked + req.count) * sizeof(*v));
 			if (!v)
 				err = stitch_fail(STITCH_ENOMEM, "out of memory stopping threads");
