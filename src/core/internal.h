@@ -63,6 +63,16 @@ void stitch_update_unlock(void);
 /* Initialise once; returns 0 or the (sticky) error of the first attempt. */
 int stitch_ensure_init(void);
 
+/*
+ * fork() (pthread_atfork handlers registered by init): the prepare handler
+ * takes the update lock, so a fork waits for any patch operation in
+ * progress and the child gets whole operations only, and a free lock (the
+ * thread that held it does not exist in the child).  In the child, the
+ * layers below drop what belonged to the parent process.
+ */
+void stitch_text_after_fork_child(void);
+void stitch_quiesce_after_fork_child(void);
+
 /* ---- writing code (text.c) ------------------------------------------------ */
 
 enum stitch_backend_kind { STITCH_BACKEND_NONE, STITCH_BACKEND_PROCMEM, STITCH_BACKEND_MPROTECT };

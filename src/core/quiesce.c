@@ -123,6 +123,19 @@ static void quiesce_handler(int sig, siginfo_t *info, void *context)
 	errno = saved_errno;
 }
 
+/*
+ * In a child of fork() (with the update lock taken, so no request is in
+ * progress): a handler that was running in another parent thread at the
+ * moment of the fork left handlers_running counted, and that thread does
+ * not exist here; nothing else of this file's state belongs to threads.
+ */
+void stitch_quiesce_after_fork_child(void)
+{
+	atomic_store(&published, NULL);
+	atomic_store(&handlers_running, 0);
+	atomic_store(&reports, 0);
+}
+
 int stitch_quiesce_init(void)
 {
 	quiesce_signal = SIGRTMIN + 5;
