@@ -55,6 +55,15 @@ char *__wrap_strdup(const char *s);
 static __thread bool armed;
 static __thread long alloc_seen, fail_at;
 static __thread bool injected;
+/* Protocol step (stitch_batch_step_hook: 0 just before the first write,
+ * k after the k-th sync) the operation had reached, -1 before the batch
+ * protocol started; and where the injected failure struck. */
+static __thread int step_now = -1, step_at_injection;
+
+static void step_hook(unsigned step)
+{
+	step_now = (int)step;
+}
 
 static bool inject(void)
 {
@@ -63,6 +72,7 @@ static bool inject(void)
 	if (++alloc_seen != fail_at)
 		return false;
 	injected = true;
+	step_at_injection = step_now;
 	errno = ENOMEM;
 	return true;
 }
@@ -78,6 +88,7 @@ static void fail_alloc_after(long n)
 	alloc_seen = 0;
 	fail_at = n;
 	injected = false;
+	step_now = -1;
 	armed = n > 0;
 }
 
@@ -203,7 +214,7 @@ typedef long (*state_fn)(void);
  */
 static int sweep(const char *name, op_fn op, op_fn undo, state_fn state)
 {
-	int failures = 0, survived = 0;
+	int failures = 0, survived = 0, after_writes = 0;
 	for (long n = 1;; n++) {
 		struct image before = take_image();
 		long st = state();
@@ -213,8 +224,9 @@ static int sweep(const char *name, op_fn op, op_fn undo, state_fn state)
 		fail_alloc_after(0);
 		if (!hit) {
 			CHECK(err == 0, "%s: runs without an injected failure: %d (%s)", name, err, stitch_last_error());
-			printf("%s: %ld allocations; %d failed with -STITCH_ENOMEM and changed nothing, %d were survived\n",
-			       name, n - 1, failures, survived);
+			printf("%s: %ld allocations; %d failed with -STITCH_ENOMEM and changed nothing "
+			       "(%d of them inside the write protocol, past its step 0), %d were survived\n",
+			       name, n - 1, failures, after_writes, survived);
 			free(before.bytes);
 			return err;
 		}
@@ -229,6 +241,7 @@ static int sweep(const char *name, op_fn op, op_fn undo, state_fn state)
 			continue;
 		}
 		failures++;
+		after_writes += step_at_injection >= 0;
 		struct image after = take_image();
 		CHECK(err == -STITCH_ENOMEM, "%s, allocation %ld failed: returns %d (%s)", name, n, err,
 		      stitch_last_error());
@@ -292,6 +305,7 @@ int main(void)
 {
 	CHECK_EQ(stitch_init(), 0);
 	printf("write backend: %s\n", stitch_backend_name());
+	stitch_batch_step_hook = step_hook;
 	CHECK_EQ(stitch_static_key_site_count(&key.key), NSITES);
 	printf("static call inline sites: %d\n", stitch_static_call_site_count(stitch_static_call_desc(sc)));
 #ifdef STITCH_TEST_FTRACE
