@@ -307,7 +307,12 @@ int main(void)
 	printf("write backend: %s\n", stitch_backend_name());
 	stitch_batch_step_hook = step_hook;
 	CHECK_EQ(stitch_static_key_site_count(&key.key), NSITES);
-	printf("static call inline sites: %d\n", stitch_static_call_site_count(stitch_static_call_desc(sc)));
+	int nsc = stitch_static_call_site_count(stitch_static_call_desc(sc));
+	printf("static call inline sites: %d\n", nsc);
+#if defined(__x86_64__) || defined(__riscv)
+	/* linked with --emit-relocs: the update must rewrite call sites too */
+	CHECK(nsc > 0, "static call inline sites found: %d", nsc);
+#endif
 #ifdef STITCH_TEST_FTRACE
 	int n = stitch_ftrace_site_count();
 	CHECK(n >= TF_COUNT, "ftrace sites: %d", n);
