@@ -10,6 +10,7 @@ packages=(
   qemu-user binutils valgrind spin libclang-rt-14-dev
   liburcu-dev
   python3 uftrace
+  cppcheck clang-tidy jq
 )
 
 missing=()

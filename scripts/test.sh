@@ -2,17 +2,31 @@
 # The whole test suite: every configuration, all three architectures
 # (x86-64 natively, AArch64 and RISC-V 64 under qemu-user), plus sanitizer
 # builds.  Installs missing Debian packages first.
-#   scripts/test.sh [CONFIG...]     (default: all configurations)
+#   scripts/test.sh [CONFIG...]     (default: all configurations, and lint)
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/install-deps.sh" || exit 1
 
 configs=("$@")
-[ ${#configs[@]} -gt 0 ] || configs=(x86_64-gcc x86_64-clang aarch64 riscv64 x86_64-asan x86_64-tsan)
+[ ${#configs[@]} -gt 0 ] || configs=(x86_64-gcc x86_64-clang aarch64 riscv64 x86_64-asan x86_64-tsan lint)
 
 mkdir -p "$root/build"
 total_pass=0 total_fail=0 failed_configs=()
 for c in "${configs[@]}"; do
+  # `lint` is no build: clang-tidy and cppcheck over src/ and tools/check/
+  # (scripts/lint.sh); it counts as one test, failed only by a finding.
+  if [ "$c" = lint ]; then
+    echo "=== lint: clang-tidy, cppcheck"
+    if out=$("$root/scripts/lint.sh" 2>&1); then
+      echo "$out" | grep -E ": clean$"
+      total_pass=$((total_pass + 1))
+    else
+      echo "$out" | tail -200
+      echo "=== lint: FINDINGS"
+      failed_configs+=("lint"); total_fail=$((total_fail + 1))
+    fi
+    continue
+  fi
   echo "=== $c: build"
   if ! "$root/scripts/build.sh" "$c" > "$root/build/$c.build.log" 2>&1; then
     mkdir -p "$root/build"; tail -40 "$root/build/$c.build.log"

@@ -52,7 +52,8 @@ static int vfail(int err, const char *fmt, va_list ap, const char *suffix)
 	return -err;
 }
 
-int stitch_fail(int err, const char *fmt, ...)
+/* (name): not the call-site macro of internal.h */
+int(stitch_fail)(int err, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -61,7 +62,7 @@ int stitch_fail(int err, const char *fmt, ...)
 	return r;
 }
 
-int stitch_fail_errno(int err, const char *fmt, ...)
+int(stitch_fail_errno)(int err, const char *fmt, ...)
 {
 	int saved = errno;
 	char buf[128];

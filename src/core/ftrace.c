@@ -574,6 +574,7 @@ static int collect_module(struct dl_phdr_info *info, size_t size, void *arg)
 		return 1;
 	}
 	l->v[l->n++] = (struct dl_entry){ path, info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum };
+	// cppcheck-suppress memleak ; path is owned by the list now (freed with it)
 	return 0;
 }
 
@@ -894,6 +895,7 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 	while (!err && (i < nold || j < nsel)) {
 		struct ft_rec *r;
 		bool in_new;
+		// cppcheck-suppress nullPointer ; sel[j] is read only when j < nsel
 		if (j >= nsel || (i < nold && (uintptr_t)old[i] < (uintptr_t)sel[j])) {
 			r = old[i++];
 			in_new = false;
@@ -901,7 +903,7 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 			r = sel[j++];
 			in_new = true;
 		} else {
-			r = old[i++];
+			i++;
 			j++;
 			continue; /* in both: unchanged for this ops */
 		}

@@ -31,6 +31,25 @@ void stitch_update_unlock(void)
 		stitch_die("update lock released by a thread that does not hold it");
 }
 
+static void atfork_prepare(void)
+{
+	stitch_update_lock();
+}
+
+static void atfork_parent(void)
+{
+	stitch_update_unlock();
+}
+
+static void atfork_child(void)
+{
+	stitch_text_after_fork_child();
+	stitch_quiesce_after_fork_child();
+	/* The child's only thread is the one that took the lock in prepare;
+	 * start it afresh rather than rely on unlocking a copied mutex. */
+	pthread_mutex_init(&update_lock, NULL);
+}
+
 static void init_once_fn(void)
 {
 	stitch_signals_init(); /* before the library's own handlers, which it must not wrap */
@@ -41,6 +60,8 @@ static void init_once_fn(void)
 		r = arch_poke_init();
 	if (r == 0)
 		r = stitch_text_init();
+	if (r == 0 && pthread_atfork(atfork_prepare, atfork_parent, atfork_child) != 0)
+		r = stitch_fail(STITCH_ESYS, "pthread_atfork: cannot register the fork handlers");
 	init_result = r;
 	if (r != 0)
 		snprintf(init_message, sizeof(init_message), "stitch initialisation failed: %s",

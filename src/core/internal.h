@@ -29,6 +29,14 @@
 int stitch_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Like stitch_fail, adding ": strerror(errno)" for the errno at call time. */
 int stitch_fail_errno(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/*
+ * Both return -err.  Saying so at the call site lets the static analyser
+ * (scripts/lint.sh) follow error paths: it cannot see into error.c, and
+ * would otherwise assume err = stitch_fail(ENOMEM, ...) may be 0 and go on
+ * to use the allocation that failed.  err must have no side effects.
+ */
+#define stitch_fail(err, ...) ({ stitch_fail((err), __VA_ARGS__); -(err); })
+#define stitch_fail_errno(err, ...) ({ stitch_fail_errno((err), __VA_ARGS__); -(err); })
 /* Clear the calling thread's last error (at the start of public calls). */
 void stitch_clear_error(void);
 /* Format len bytes as "0f 1f 44 00 00" into buf (at least 3*len+1 bytes). */
@@ -56,6 +64,16 @@ void stitch_update_unlock(void);
 
 /* Initialise once; returns 0 or the (sticky) error of the first attempt. */
 int stitch_ensure_init(void);
+
+/*
+ * fork() (pthread_atfork handlers registered by init): the prepare handler
+ * takes the update lock, so a fork waits for any patch operation in
+ * progress and the child gets whole operations only, and a free lock (the
+ * thread that held it does not exist in the child).  In the child, the
+ * layers below drop what belonged to the parent process.
+ */
+void stitch_text_after_fork_child(void);
+void stitch_quiesce_after_fork_child(void);
 
 /* ---- writing code (text.c) ------------------------------------------------ */
 

@@ -250,7 +250,8 @@ static int key_update(struct stitch_static_key *key, enum key_op op)
 	case KEY_INC:
 		if (cur == INT32_MAX)
 			err = stitch_fail(STITCH_EOVERFLOW, "static key %p: reference count would overflow", (void *)key);
-		next = cur + 1;
+		else
+			next = cur + 1; /* not computed at INT32_MAX: signed overflow is undefined */
 		break;
 	case KEY_DEC:
 		if (cur <= 0)

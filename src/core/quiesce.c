@@ -141,6 +141,19 @@ static void quiesce_handler(int sig, siginfo_t *info, void *context)
 	errno = saved_errno;
 }
 
+/*
+ * In a child of fork() (with the update lock taken, so no request is in
+ * progress): a handler that was running in another parent thread at the
+ * moment of the fork left handlers_running counted, and that thread does
+ * not exist here; nothing else of this file's state belongs to threads.
+ */
+void stitch_quiesce_after_fork_child(void)
+{
+	atomic_store(&published, NULL);
+	atomic_store(&handlers_running, 0);
+	atomic_store(&reports, 0);
+}
+
 int stitch_quiesce_init(void)
 {
 	quiesce_signal = SIGRTMIN + 5;
@@ -408,7 +421,7 @@ static int run_request(struct request *req, const struct stitch_range *ranges, s
 		}
 		if (asked_again)
 			stitch_count(quiesce_rounds, 1);
-		struct timespec wait = { 0, 10 * 1000 * 1000 };
+		struct timespec wait = { 0, 10L * 1000 * 1000 };
 		long r = syscall(SYS_futex, &reports, FUTEX_WAIT_PRIVATE, seen, &wait, NULL, 0);
 		if (r == 0 || errno != ETIMEDOUT)
 			continue;
@@ -499,6 +512,7 @@ int stitch_stop_world(stitch_pc_fixup_fn fixup, void *arg)
 		}
 		err = run_request(&req, NULL, 0, &world.sleepers);
 		if (!err) {
+			/* NOLINTNEXTLINE(clang-analyzer-optin.portability.UnixAPI): req.count > 0 (checked above) */
 			pid_t *v = realloc(world.parked, (world.nparked + req.count) * sizeof(*v));
 			if (!v)
 				err = stitch_fail(STITCH_ENOMEM, "out of memory stopping threads");

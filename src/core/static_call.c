@@ -72,7 +72,10 @@ static int check_target(const struct stitch_static_call *sc, void *func)
 	memset(&p, 0, sizeof(p));
 	p.addr = (uintptr_t)func;
 	p.len = 1;
-	if (stitch_text_check(&p, 1) != 0)
+	err = stitch_text_check(&p, 1);
+	if (err && err != -STITCH_EPROTECT)
+		return err; /* could not tell (e.g. out of memory reading the mappings) */
+	if (err)
 		return stitch_fail(STITCH_EINVAL, "static call %s: target %p is not in executable memory", sc->name,
 				   func);
 	return 0;

@@ -368,9 +368,29 @@ __attribute__((no_sanitize("thread"))) static void store_atomic(uintptr_t addr, 
 	}
 }
 
+/*
+ * In a child of fork(): the inherited /proc/self/mem descriptor still
+ * refers to the *parent's* memory (the file was opened in the parent), so
+ * writing through it would patch the parent.  Open the child's own.  And
+ * register the child for membarrier: the registration belongs to the
+ * parent's mm.  Both are async-signal-safe system calls.
+ */
+void stitch_text_after_fork_child(void)
+{
+	if (procmem_fd >= 0) {
+		close(procmem_fd);
+		procmem_fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+		/* On failure every store reports it (procmem_fd < 0 below). */
+	}
+	if (membarrier_registered)
+		(void)membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0); /* failure: the next sync says so */
+}
+
 int stitch_text_store(uintptr_t addr, const uint8_t *bytes, size_t len)
 {
 	stitch_patch_log_store(addr, bytes, len); /* announced before the write */
+	if (backend == STITCH_BACKEND_PROCMEM && procmem_fd < 0)
+		return stitch_fail(STITCH_EBACKEND, "/proc/self/mem could not be opened again after fork()");
 	if (backend == STITCH_BACKEND_PROCMEM) {
 		ssize_t w = pwrite(procmem_fd, bytes, len, (off_t)addr);
 		if (w != (ssize_t)len)

@@ -28,6 +28,7 @@ static int split_ops(const char *ops, char out[4][64])
 		if (!*p || (*p == ',' && !depth)) {
 			while (k && isspace((unsigned char)out[n][k - 1]))
 				k--;
+			// cppcheck-suppress arrayIndexOutOfBoundsCond ; n < 4 here: the loop breaks when n reaches 4
 			out[n][k] = 0;
 			if (k || *p)
 				n++;

@@ -265,7 +265,7 @@ void rv_dec(const uint8_t *b, size_t avail, uint64_t pc, struct insn *o)
 			     (uint64_t)((w >> 20) & 1) << 11 | (uint64_t)((w >> 21) & 0x3ff) << 1;
 		o->kind = IK_JUMP;
 		o->target = pc + (uint64_t)sext(u, 21);
-		o->link = rd ? (int8_t)rd : -1;
+		o->link = (int8_t)(rd ? (int)rd : -1);
 		snprintf(o->text, sizeof o->text, "JAL %s, 0x%llx", reg_name(ARCH_RISCV64, rd),
 			 (unsigned long long)o->target);
 		break;
@@ -279,7 +279,7 @@ void rv_dec(const uint8_t *b, size_t avail, uint64_t pc, struct insn *o)
 			break;
 		}
 		o->kind = IK_JUMP_REG;
-		o->rn = (int8_t)rs1, o->imm = iimm, o->link = rd ? (int8_t)rd : -1;
+		o->rn = (int8_t)rs1, o->imm = iimm, o->link = (int8_t)(rd ? (int)rd : -1);
 		snprintf(o->text, sizeof o->text, "JALR %s, %lld(%s)", reg_name(ARCH_RISCV64, rd), (long long)iimm,
 			 reg_name(ARCH_RISCV64, rs1));
 		break;

@@ -62,6 +62,7 @@ int x86_asm(struct asm_ctx *c, const char *mn, const char *ops, uint8_t *out, si
 		return 1;
 	}
 	if (!strcmp(mn, "endbr64")) {
+		/* NOLINTNEXTLINE(bugprone-not-null-terminated-result): instruction bytes, not a string */
 		memcpy(out, "\xf3\x0f\x1e\xfa", 4);
 		return 4;
 	}

@@ -68,6 +68,10 @@ static bool seen(struct enum_ctx *E, const uint8_t *key)
 	if ((E->nkeys + 1) * 2 > E->tcap) {
 		uint32_t ncap = E->tcap ? E->tcap * 2 : 1024;
 		uint32_t *t = calloc(ncap, sizeof *t);
+		if (!t) {
+			perror("calloc");
+			exit(3);
+		}
 		for (uint32_t i = 0; i < E->nkeys; i++) {
 			uint32_t j = (uint32_t)h64(E->keys + (size_t)i * E->keysize, E->keysize) & (ncap - 1);
 			while (t[j])
@@ -80,6 +84,7 @@ static bool seen(struct enum_ctx *E, const uint8_t *key)
 	}
 	uint32_t j = (uint32_t)h64(key, E->keysize) & (E->tcap - 1);
 	while (E->table[j]) {
+		/* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker): a table entry implies a stored key */
 		if (!memcmp(E->keys + (size_t)(E->table[j] - 1) * E->keysize, key, E->keysize))
 			return true;
 		j = (j + 1) & (E->tcap - 1);
@@ -155,6 +160,7 @@ static void event_syms(const struct model *m, const struct event *ev, const stru
 	}
 }
 
+/* NOLINTNEXTLINE(misc-no-recursion): depth bounded by the model's schedule length (MAX_STEPS) */
 static void dfs(struct enum_ctx *E, const struct gst *s, const char *trace, int cls)
 {
 	struct model *m = E->m;

@@ -241,6 +241,7 @@ static int fetch(const struct model *m, int wpc, uint64_t pc, struct fchoice *ou
 			uint8_t b[8];
 			struct insn in;
 			for (int i = 0; i < lim; i++)
+				/* NOLINTNEXTLINE(clang-analyzer-core.uninitialized.Assign): from <= wpc: >= 1 value per byte */
 				b[i] = bv[i][idx[i]];
 			x86_dec(b, (size_t)lim, pc, &in);
 			int j;
@@ -287,6 +288,7 @@ static int load_values(const struct model *m, int wpc, uint64_t addr, uint64_t *
 		uint64_t x = 0;
 		for (int i = 0; i < ng; i++)
 			for (int j = 0; j < g; j++)
+				/* NOLINTNEXTLINE(clang-analyzer-core.UndefinedBinaryOperatorResult): from <= wpc: >= 1 value per granule */
 				x |= (uint64_t)v[i][idx[i]][j] << (8 * (i * g + j));
 		int j;
 		for (j = 0; j < n && vals[j] != x; j++)
@@ -678,6 +680,7 @@ static uint32_t intern(struct search *S, const struct gst *g, uint32_t parent, c
 	uint32_t j = (uint32_t)h & (S->tcap - 1);
 	while (S->table[j]) {
 		uint32_t i = S->table[j] - 1;
+		/* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker): a table entry implies a stored state */
 		if (!memcmp(S->states + (size_t)i * S->ssize, p, S->ssize)) {
 			*fresh = false;
 			return i;
@@ -686,6 +689,7 @@ static uint32_t intern(struct search *S, const struct gst *g, uint32_t parent, c
 	}
 	if (S->n == S->cap) {
 		S->cap = S->cap ? S->cap * 2 : 4096;
+		/* NOLINTNEXTLINE(clang-analyzer-optin.portability.UnixAPI): ssize (bytes per state) is never 0 */
 		S->states = realloc(S->states, (size_t)S->cap * S->ssize);
 		S->parent = realloc(S->parent, (size_t)S->cap * sizeof *S->parent);
 		S->evs = realloc(S->evs, (size_t)S->cap * sizeof *S->evs);

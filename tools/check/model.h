@@ -170,6 +170,8 @@ struct model {
 
 /* parse.c */
 int model_parse(const char *path, struct model *m); /* 0, or 2 after printing file:line: error */
+/* The same for a model held in memory (len bytes, no NUL needed); `name` is used in messages. */
+int model_parse_buffer(const char *name, const char *buf, size_t len, struct model *m);
 void model_free(struct model *m);
 int model_flat(const struct model *m, uint64_t addr); /* flat index or -1 */
 const char *model_symname(const struct model *m, uint64_t addr, char *buf, size_t n);

@@ -77,6 +77,7 @@ static int choices(const struct model *m, uint64_t pc, int f, int avail, struct 
 		uint8_t b[8];
 		struct insn in;
 		for (int i = 0; i < lim; i++)
+			/* NOLINTNEXTLINE(clang-analyzer-core.uninitialized.Assign): every position has >= 1 value (nsteps >= 0) */
 			b[i] = bv[i][idx[i]];
 		decode_insn(m->arch, b, (size_t)lim, pc, &in);
 		/*

@@ -70,7 +70,7 @@ static int a64_pcrel_words(uint64_t pc, uint64_t target, unsigned bits, uint32_t
 	if ((pc | target) & 3)
 		return -STITCH_EALIGN;
 	off = (int64_t)(target - pc) / 4; /* exact: both are multiples of 4 */
-	lim = 1ll << (bits - 1);
+	lim = 1LL << (bits - 1);
 	if (off < -lim || off >= lim)
 		return -STITCH_ERANGE;
 	*field = (uint32_t)((uint64_t)off & ((1ull << bits) - 1));
@@ -138,7 +138,7 @@ int a64_encode_adrp(uint32_t *out, unsigned rd, uint64_t pc, uint64_t target)
 		return -STITCH_EALIGN;
 	/* Arithmetic shift of the wrapped difference of two page addresses. */
 	pages = (int64_t)((target & ~0xfffull) - (pc & ~0xfffull)) / 4096;
-	if (pages < -(1ll << 20) || pages >= (1ll << 20))
+	if (pages < -(1LL << 20) || pages >= (1LL << 20))
 		return -STITCH_ERANGE;
 	imm = (uint32_t)((uint64_t)pages & 0x1fffff);
 	*out = A64_ADRP_OP | (imm & 3) << 29 | (imm >> 2) << 5 | rd;
@@ -253,7 +253,7 @@ int a64_decode(uint32_t insn, uint64_t pc, struct a64_insn *out)
 		r.rd = insn & 31;
 		r.rn = insn >> 5 & 31;
 		r.rm = insn >> 22 & 1 ? 12 : 0;
-		r.imm = (int64_t)((insn >> 10 & 0xfff) << r.rm);
+		r.imm = (int64_t)(insn >> 10 & 0xfff) << r.rm;
 	} else if ((insn & A64_LDR_LIT_MASK) == A64_LDR_LIT_OP) {
 		r.kind = A64_INSN_LDR_LIT;
 		r.rd = insn & 31;

@@ -152,7 +152,10 @@ int rv_split_pcrel(int64_t offset, int32_t *hi20, int32_t *lo12)
 		return -STITCH_EINVAL;
 	if (offset < RV_PCREL_MIN || offset > RV_PCREL_MAX)
 		return -STITCH_ERANGE;
-	hi = (offset + 0x800) >> 12; /* arithmetic shift: gcc and clang define it */
+	/* Arithmetic shift: implementation-defined (not undefined) for a
+	 * negative value, and gcc and clang define it as such. */
+	// cppcheck-suppress shiftNegativeLHS
+	hi = (offset + 0x800) >> 12;
 	*hi20 = (int32_t)hi;
 	*lo12 = (int32_t)(offset - hi * 4096);
 	return 0;

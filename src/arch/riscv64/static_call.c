@@ -193,8 +193,17 @@ int arch_static_call_update(struct stitch_static_call *sc, void *func, struct st
 	int err = sites_check(sc, sites, nsites); /* before anything is written */
 	if (!err)
 		err = tramp_update(sc, func);
-	if (!err && nsites)
-		err = sites_apply(sc, func, sites, nsites);
+	if (!err && nsites) {
+		err = sites_apply(sc, func, sites, nsites); /* all sites or none */
+		if (err) {
+			/* The sites could not follow (out of memory, say): put the
+			 * trampoline back to the current target (sc->func is not
+			 * updated yet), so that a failed update changed nothing. */
+			int rerr = tramp_update(sc, __atomic_load_n(&sc->func, __ATOMIC_ACQUIRE));
+			if (rerr)
+				err = rerr;
+		}
+	}
 	return err;
 }
 

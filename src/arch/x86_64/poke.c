@@ -102,6 +102,7 @@ static void emulate(ucontext_t *uc, const struct trap_site *s)
 	greg_t *regs = uc->uc_mcontext.gregs;
 	switch (s->insn.kind) {
 	case X86_INSN_NOP:
+		/* NOLINTNEXTLINE(bugprone-misplaced-widening-cast): greg_t and uintptr_t are both 64-bit here */
 		regs[REG_RIP] = (greg_t)(s->addr + s->insn.len);
 		break;
 	case X86_INSN_JMP_REL8:
