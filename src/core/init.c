@@ -60,6 +60,8 @@ static void init_once_fn(void)
 		r = arch_poke_init();
 	if (r == 0)
 		r = stitch_text_init();
+	if (r == 0 && stitch_text_emulated())
+		stitch_quiesce_note_emulator_threads();
 	if (r == 0 && pthread_atfork(atfork_prepare, atfork_parent, atfork_child) != 0)
 		r = stitch_fail(STITCH_ESYS, "pthread_atfork: cannot register the fork handlers");
 	init_result = r;

@@ -193,6 +193,10 @@ size_t stitch_nested_contexts(ucontext_t **out, size_t max);
 void stitch_nested_set_pc(ucontext_t *uc, uintptr_t pc);
 
 int stitch_quiesce_init(void);
+/* Under an emulator (stitch_text_emulated()): leave the threads that
+ * already block the quiescence signal out of every request (qemu's own). */
+void stitch_quiesce_note_emulator_threads(void);
+bool stitch_text_emulated(void);
 /*
  * Make sure no thread of the process is inside any of the ranges.  Every
  * other thread is signalled and reports its PC (after the fixup, if any);

@@ -207,7 +207,22 @@ static bool contains(const pid_t *v, size_t n, pid_t tid)
 	return false;
 }
 
-/* All thread ids of the process except the caller's and those in `skip`. */
+/*
+ * Under qemu-user the process also holds the emulator's own threads (its
+ * RCU thread, created before the guest's first instruction), which block
+ * every signal, never run guest code, and wake when they like: a stopped
+ * world would report them as "woke while stopped".  When the write
+ * backend's self-test found an emulator, the threads that already block
+ * the quiescence signal at initialisation are taken for the emulator's
+ * and left out.  Natively nothing is left out.
+ */
+#define MAX_EMULATOR_THREADS 8
+static pid_t emulator_tids[MAX_EMULATOR_THREADS];
+static size_t emulator_count;
+
+static bool blocks_signal(pid_t tid);
+
+/* All thread ids of the process except the caller's, those in `skip` and the emulator's. */
 static int list_threads(struct slot **out, size_t *count, const pid_t *skip, size_t nskip)
 {
 	DIR *d = opendir("/proc/self/task");
@@ -220,7 +235,8 @@ static int list_threads(struct slot **out, size_t *count, const pid_t *skip, siz
 	while ((e = readdir(d))) {
 		char *end;
 		long tid = strtol(e->d_name, &end, 10);
-		if (*end || tid <= 0 || tid == self || contains(skip, nskip, (pid_t)tid))
+		if (*end || tid <= 0 || tid == self || contains(skip, nskip, (pid_t)tid) ||
+		    contains(emulator_tids, emulator_count, (pid_t)tid))
 			continue;
 		if (n == cap) {
 			cap = cap ? 2 * cap : 16;
@@ -550,4 +566,18 @@ int stitch_resume_world(void)
 	}
 	release_world();
 	return err;
+}
+
+void stitch_quiesce_note_emulator_threads(void)
+{
+	struct slot *v = NULL;
+	size_t n = 0;
+	if (list_threads(&v, &n, NULL, 0) != 0) {
+		stitch_clear_error();
+		return;
+	}
+	for (size_t i = 0; i < n && emulator_count < MAX_EMULATOR_THREADS; i++)
+		if (blocks_signal(v[i].tid))
+			emulator_tids[emulator_count++] = v[i].tid;
+	free(v);
 }

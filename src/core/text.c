@@ -193,6 +193,11 @@ static size_t opened_count;
  */
 static bool emulator_caches_translations;
 
+bool stitch_text_emulated(void)
+{
+	return emulator_caches_translations;
+}
+
 static int restore_opened(void)
 {
 	int err = 0;
