@@ -50,6 +50,20 @@ static void atfork_child(void)
 	pthread_mutex_init(&update_lock, NULL);
 }
 
+/*
+ * Registered when the library is loaded, not at stitch_init(): child
+ * handlers run in registration order, and a library built on stitch (the
+ * stitch-trace agent) may call stitch in its own child handler, which must
+ * find the update lock fresh.  A dependency's constructor runs before its
+ * dependents', and priority 101 puts ours first within one module (the
+ * agent links the library's objects into itself).
+ */
+__attribute__((constructor(101))) static void register_fork_handlers(void)
+{
+	if (pthread_atfork(atfork_prepare, atfork_parent, atfork_child) != 0)
+		stitch_die("pthread_atfork: cannot register the fork handlers");
+}
+
 static void init_once_fn(void)
 {
 	stitch_signals_init(); /* before the library's own handlers, which it must not wrap */
@@ -62,8 +76,6 @@ static void init_once_fn(void)
 		r = stitch_text_init();
 	if (r == 0 && stitch_text_emulated())
 		stitch_quiesce_note_emulator_threads();
-	if (r == 0 && pthread_atfork(atfork_prepare, atfork_parent, atfork_child) != 0)
-		r = stitch_fail(STITCH_ESYS, "pthread_atfork: cannot register the fork handlers");
 	init_result = r;
 	if (r != 0)
 		snprintf(init_message, sizeof(init_message), "stitch initialisation failed: %s",
