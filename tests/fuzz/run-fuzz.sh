@@ -11,6 +11,7 @@ rm -rf "$work"
 mkdir -p "$work/corpus"
 cp "$seeds"/* "$work/corpus/"
 cd "$work"
-# -runs bounds the work on a fast machine; -max_total_time bounds the time.
-exec "$bin" -max_total_time="$secs" -runs=50000000 -print_final_stats=1 \
+# -runs bounds the work on a fast machine; -max_total_time bounds the time;
+# a fixed -seed keeps a CI run repeatable (STITCH_FUZZ_SEED=0: random).
+exec "$bin" -seed="${STITCH_FUZZ_SEED:-1}" -max_total_time="$secs" -runs=50000000 -print_final_stats=1 \
 	-artifact_prefix="$work/" "$@" "$work/corpus"

@@ -68,12 +68,13 @@ static bool rel_imm(struct asm_ctx *c, const char *s, int *is_hi_out, int64_t *v
 		}
 		if (!eval_expr(c, inner, &x))
 			return false;
-		int64_t off = (int64_t)(x - base);
+		/* unsigned: a model may name any 64-bit address (no overflow) */
+		uint64_t off = x - base;
 		if (hi) {
 			*is_hi_out = 1;
-			*v = (off + 0x800) >> 12;
+			*v = (int64_t)(off + 0x800) >> 12;
 		} else {
-			*v = sext((uint64_t)off & 0xfff, 12);
+			*v = sext(off & 0xfff, 12);
 		}
 		return true;
 	}
