@@ -589,9 +589,10 @@ static int slots_update(struct stitch_static_call *sc, void *func, struct stitch
 	uintptr_t via = keep_literal ? a_act : a_idle;
 
 	/* Every site word is planned (and encoded) before anything is written. */
-	uintptr_t *dest = calloc(2 * (n ? n : 1), sizeof(*dest)), *off_idle = dest + (n ? n : 1);
+	uintptr_t *dest = calloc(2 * (n ? n : 1), sizeof(*dest));
 	if (!dest)
 		return stitch_fail(STITCH_ENOMEM, "out of memory");
+	uintptr_t *off_idle = dest + (n ? n : 1);
 	bool reach_idle = false, changed;
 	for (size_t i = 0; i < n; i++) {
 		dest[i] = site_dest(sites[i].addr, func, via);

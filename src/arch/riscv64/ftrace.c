@@ -681,7 +681,7 @@ static int retarget_table(struct arch_ftrace_site *const *sites, size_t n, uintp
 	/* per region (the sites come sorted by record, so a module's are together) */
 	for (size_t i = 0; i < n && !err;) {
 		struct table_page *t = table_of(sites[i]);
-		size_t j = i;
+		size_t j = i + 1;
 		while (j < n && table_of(sites[j]) == t)
 			j++;
 		uintptr_t from_slot = sites[i]->target, to_slot;
