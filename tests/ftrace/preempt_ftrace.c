@@ -41,80 +41,30 @@
 
 #include "arch/arch.h"
 #include "common/check.h"
+#include "common/park.h"
 #include "core/internal.h"
 #include "funcs.h"
 #include "stitch/ftrace.h"
 
-#define PARK_SIGNAL SIGUSR1
-
 static volatile int target_index;
-static pid_t worker_tid;
-static atomic_uintptr_t park_pc;
-static atomic_int parked, answered, release, stop;
-static atomic_ulong current_call, parked_call;
+static atomic_int stop;
 static atomic_int parked_traced; /* the parked call ran the callback */
 static atomic_int parked_result, parked_result_ready;
-
-static void park_here(void)
-{
-	atomic_store(&parked_call, atomic_load(&current_call));
-	atomic_store(&parked, 1);
-	while (!atomic_load(&release))
-		syscall(SYS_futex, &release, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
-}
-
-#if defined(__x86_64__)
-#define X86_TF 0x100
-static void trace_handler(int sig, siginfo_t *info, void *ctx)
-{
-	(void)sig, (void)info;
-	int saved = errno;
-	ucontext_t *uc = ctx;
-	if (arch_ucontext_pc(uc) == atomic_load(&park_pc)) {
-		uc->uc_mcontext.gregs[REG_EFL] &= ~X86_TF;
-		park_here();
-		atomic_store(&answered, 1);
-	} else if (!atomic_load(&park_pc)) {
-		uc->uc_mcontext.gregs[REG_EFL] &= ~X86_TF;
-	}
-	errno = saved;
-}
-#endif
-
-static void park_handler(int sig, siginfo_t *info, void *ctx)
-{
-	(void)sig, (void)info;
-	int saved = errno;
-	if (arch_ucontext_pc(ctx) == atomic_load(&park_pc)) {
-		park_here();
-	} else {
-#if defined(__x86_64__)
-		ucontext_t *uc = ctx;
-		if (!sigismember(&uc->uc_sigmask, SIGTRAP)) {
-			uc->uc_mcontext.gregs[REG_EFL] |= X86_TF;
-			errno = saved;
-			return;
-		}
-#endif
-	}
-	atomic_store(&answered, 1);
-	errno = saved;
-}
 
 static void on_entry(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops, struct stitch_ftrace_regs *regs)
 {
 	(void)ip, (void)parent, (void)ops, (void)regs;
-	if (atomic_load(&current_call) == atomic_load(&parked_call))
+	if (atomic_load(&park_progress) == atomic_load(&parked_call))
 		atomic_store(&parked_traced, 1);
 }
 
 static void *worker(void *arg)
 {
 	(void)arg;
-	worker_tid = (pid_t)syscall(SYS_gettid);
+	park_worker_tid = (pid_t)syscall(SYS_gettid);
 	unsigned long id = 0;
 	while (!atomic_load(&stop)) {
-		atomic_store(&current_call, ++id);
+		atomic_store(&park_progress, ++id);
 		int i = target_index; /* one read: the function and its argument agree */
 		int v = tf_table[i](i);
 		if (atomic_load(&parked_call) == id) {
@@ -125,38 +75,12 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-static bool park_at(uintptr_t pc)
+/* park_at, with this test's record of the parked call reset */
+static bool park_call_at(uintptr_t pc)
 {
-	atomic_store(&release, 0);
-	atomic_store(&parked, 0);
-	atomic_store(&parked_call, 0);
 	atomic_store(&parked_traced, 0);
 	atomic_store(&parked_result_ready, 0);
-	atomic_store(&park_pc, pc);
-	unsigned rng = 1;
-	for (int attempt = 0; attempt < 200000; attempt++) {
-		atomic_store(&answered, 0);
-		syscall(SYS_tgkill, getpid(), worker_tid, PARK_SIGNAL);
-		while (!atomic_load(&answered) && !atomic_load(&parked))
-			sched_yield();
-		if (atomic_load(&parked))
-			return true;
-		unsigned long seen = atomic_load(&current_call);
-		while (atomic_load(&current_call) == seen)
-			;
-		rng = rng * 1103515245u + 12345u;
-		for (volatile unsigned spin = (rng >> 16) % 64; spin; spin--)
-			;
-	}
-	atomic_store(&park_pc, 0);
-	return false;
-}
-
-static void unpark(void)
-{
-	atomic_store(&park_pc, 0);
-	atomic_store(&release, 1);
-	syscall(SYS_futex, &release, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	return park_at(pc);
 }
 
 /* The plan for the switch in flight (steps counted over the whole switch). */
@@ -170,7 +94,7 @@ static void step_hook(unsigned step)
 		return;
 	step_now++;
 	if (step_now == plan_p)
-		plan_parked = park_at(plan_pc);
+		plan_parked = park_call_at(plan_pc);
 	if (step_now == plan_q && plan_parked)
 		unpark();
 }
@@ -219,14 +143,14 @@ static void run_cell(int sw, int i, unsigned o, unsigned p, unsigned q)
 	struct cell *c = &table[sw][o][p][q];
 	target_index = i;
 	/* let the worker be in this function's loop */
-	unsigned long seen = atomic_load(&current_call);
-	while (atomic_load(&current_call) < seen + 2)
+	unsigned long seen = atomic_load(&park_progress);
+	while (atomic_load(&park_progress) < seen + 2)
 		;
 	plan_p = p;
 	plan_q = q;
 	plan_pc = funcs[i] + l->off[o];
 	step_now = 0;
-	plan_parked = p == 0 ? park_at(plan_pc) : false;
+	plan_parked = p == 0 ? park_call_at(plan_pc) : false;
 	counting = true;
 	int err = sw == SW_DISABLE ? disable_fn() : enable_fn(i);
 	counting = false;
@@ -239,7 +163,7 @@ static void run_cell(int sw, int i, unsigned o, unsigned p, unsigned q)
 			unpark();
 		return;
 	}
-	if (atomic_load(&park_pc) || !atomic_load(&release))
+	if (atomic_load(&park_pc) || !atomic_load(&park_release))
 		unpark(); /* q beyond the steps this run took */
 	while (!atomic_load(&parked_result_ready))
 		sched_yield();
@@ -276,13 +200,14 @@ int main(int argc, char **argv)
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 #if defined(__x86_64__)
-	sa.sa_sigaction = trace_handler;
+	sa.sa_sigaction = park_trace_handler;
 	sa.sa_flags = SA_SIGINFO;
 	sigaction(SIGTRAP, &sa, NULL);
 #endif
+	park_signal = SIGUSR1;
 	sa.sa_sigaction = park_handler;
 	sa.sa_flags = SA_SIGINFO | SA_RESTART;
-	sigaction(PARK_SIGNAL, &sa, NULL);
+	sigaction(park_signal, &sa, NULL);
 	CHECK(stitch_init() == 0, "init: %s", stitch_last_error());
 
 	/* function -> site */
@@ -301,7 +226,7 @@ int main(int argc, char **argv)
 	}
 	pthread_t w;
 	pthread_create(&w, NULL, worker, NULL);
-	while (!atomic_load(&current_call))
+	while (!atomic_load(&park_progress))
 		sched_yield();
 
 	/* The layouts: instruction boundaries before a site is first enabled,

@@ -31,102 +31,29 @@
 
 #include "arch/arch.h"
 #include "common/check.h"
+#include "common/park.h"
 #include "graph_funcs.h"
 #include "stitch/ftrace.h"
 
-#define PARK_SIGNAL SIGUSR1
-
 static int (*volatile target)(int) = g_nested_target;
-static pid_t worker_tid;
-static atomic_uintptr_t park_pc;
-static atomic_int parked, answered, release, stop;
-static atomic_ulong calls, wrong;
+static atomic_int stop;
+static atomic_ulong wrong;
 static atomic_ulong parked_call_done; /* calls finished since the release */
-
-static void park_here(void)
-{
-	atomic_store(&parked, 1);
-	while (!atomic_load(&release))
-		syscall(SYS_futex, &release, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
-}
-
-#if defined(__x86_64__)
-#define X86_TF 0x100
-/* Single-step the worker to the exact PC (see tests/stress/preempt_keys.c). */
-static void trace_handler(int sig, siginfo_t *info, void *ctx)
-{
-	(void)sig, (void)info;
-	int saved = errno;
-	ucontext_t *uc = ctx;
-	if (arch_ucontext_pc(uc) == atomic_load(&park_pc)) {
-		uc->uc_mcontext.gregs[REG_EFL] &= ~X86_TF;
-		park_here();
-		atomic_store(&answered, 1);
-	} else if (!atomic_load(&park_pc)) {
-		uc->uc_mcontext.gregs[REG_EFL] &= ~X86_TF;
-	}
-	errno = saved;
-}
-#endif
-
-static void park_handler(int sig, siginfo_t *info, void *ctx)
-{
-	(void)sig, (void)info;
-	int saved = errno;
-	if (arch_ucontext_pc(ctx) == atomic_load(&park_pc)) {
-		park_here();
-	} else {
-#if defined(__x86_64__)
-		ucontext_t *uc = ctx;
-		if (!sigismember(&uc->uc_sigmask, SIGTRAP)) {
-			uc->uc_mcontext.gregs[REG_EFL] |= X86_TF;
-			errno = saved;
-			return;
-		}
-#endif
-	}
-	atomic_store(&answered, 1);
-	errno = saved;
-}
 
 static void *worker(void *arg)
 {
 	(void)arg;
-	worker_tid = (pid_t)syscall(SYS_gettid);
+	park_worker_tid = (pid_t)syscall(SYS_gettid);
 	int v = 0;
 	while (!atomic_load(&stop)) {
 		v = (v + 1) & 0xffff;
+		atomic_fetch_add(&park_progress, 1);
 		if (target(v) != v * 5 + 1)
 			atomic_fetch_add(&wrong, 1);
-		atomic_fetch_add(&calls, 1);
-		if (atomic_load(&release))
+		if (atomic_load(&park_release))
 			atomic_fetch_add(&parked_call_done, 1);
 	}
 	return NULL;
-}
-
-static bool park_at(uintptr_t pc)
-{
-	atomic_store(&release, 0);
-	atomic_store(&parked, 0);
-	atomic_store(&park_pc, pc);
-	unsigned rng = 7;
-	for (int attempt = 0; attempt < 200000; attempt++) {
-		atomic_store(&answered, 0);
-		syscall(SYS_tgkill, getpid(), worker_tid, PARK_SIGNAL);
-		while (!atomic_load(&answered) && !atomic_load(&parked))
-			sched_yield();
-		if (atomic_load(&parked))
-			return true;
-		unsigned long seen = atomic_load(&calls);
-		while (atomic_load(&calls) == seen)
-			;
-		rng = rng * 1103515245u + 12345u;
-		for (volatile unsigned spin = (rng >> 16) % 64; spin; spin--)
-			;
-	}
-	atomic_store(&park_pc, 0);
-	return false;
 }
 
 static void on_entry(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops, struct stitch_ftrace_regs *regs)
@@ -139,13 +66,14 @@ int main(void)
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 #if defined(__x86_64__)
-	sa.sa_sigaction = trace_handler;
+	sa.sa_sigaction = park_trace_handler;
 	sa.sa_flags = SA_SIGINFO;
 	sigaction(SIGTRAP, &sa, NULL);
 #endif
+	park_signal = SIGUSR1;
 	sa.sa_sigaction = park_handler;
 	sa.sa_flags = SA_SIGINFO | SA_RESTART;
-	sigaction(PARK_SIGNAL, &sa, NULL);
+	sigaction(park_signal, &sa, NULL);
 	CHECK(stitch_init() == 0, "init: %s", stitch_last_error());
 
 	struct stitch_ftrace_site_info si;
@@ -162,7 +90,7 @@ int main(void)
 #endif
 	pthread_t w;
 	pthread_create(&w, NULL, worker, NULL);
-	while (!atomic_load(&calls))
+	while (!atomic_load(&park_progress))
 		sched_yield();
 
 	static struct stitch_ftrace_ops ops = { .func = on_entry };
@@ -175,9 +103,7 @@ int main(void)
 		int err = stitch_ftrace_register(&ops, "g_nested_target");
 		CHECK(err == 0, "register: %s", stitch_last_error());
 		atomic_store(&parked_call_done, 0);
-		atomic_store(&park_pc, 0);
-		atomic_store(&release, 1);
-		syscall(SYS_futex, &release, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+		unpark();
 		/* the interrupted call completes, and the worker goes on */
 		while (atomic_load(&parked_call_done) < 2)
 			sched_yield();
@@ -191,7 +117,7 @@ int main(void)
 	atomic_store(&stop, 1);
 	pthread_join(w, NULL);
 	printf("test_ftrace_nested: parked at %#lx (site %#lx) in %d round(s), %lu calls, %lu wrong\n",
-	       (unsigned long)at, (unsigned long)si.site, parked_rounds, atomic_load(&calls), atomic_load(&wrong));
+	       (unsigned long)at, (unsigned long)si.site, parked_rounds, atomic_load(&park_progress), atomic_load(&wrong));
 	CHECK(parked_rounds > 0, "the worker was never parked at %#lx", (unsigned long)at);
 	CHECK_EQ(atomic_load(&wrong), 0);
 	return check_summary("test_ftrace_nested");

@@ -40,6 +40,7 @@
 #include "arch/arch.h"
 #include "common/check.h"
 #include "common/key_sites.h"
+#include "common/park.h"
 #include "key_history.h"
 
 STITCH_DEFINE_STATIC_KEY_FALSE(key);
@@ -48,82 +49,16 @@ static __attribute__((noinline)) unsigned site_fn(void)
 	return stitch_static_branch_unlikely(&key) ? SITE_ON : SITE_OFF;
 }
 
-#define PARK_SIGNAL (SIGRTMIN + 6)
-
-static pid_t worker_tid;
-static atomic_uintptr_t park_pc;      /* park when interrupted exactly here */
-static atomic_int parked, answered, release;
-static atomic_ulong current_call, parked_call;
 static atomic_uint parked_result;
 static atomic_int parked_result_ready, stop;
-
-static void park_here(void)
-{
-	atomic_store(&parked_call, atomic_load(&current_call));
-	atomic_store(&parked, 1);
-	while (!atomic_load(&release))
-		syscall(SYS_futex, &release, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
-}
-
-#if defined(__x86_64__)
-/*
- * Natively a signal almost never interrupts a thread exactly between a
- * `call` and the first instruction of the callee (instructions that retire
- * together are never an interrupt boundary in practice), so on x86 the
- * handler single-steps the worker (EFLAGS.TF) until it stands at the
- * chosen PC.  The single-step traps are SIGTRAPs with si_code TRAP_TRACE,
- * which the library's int3 handler passes on to this one.  Under qemu the
- * AArch64 and RISC-V runs use -singlestep instead.
- */
-#define X86_TF 0x100
-static void trace_handler(int sig, siginfo_t *info, void *ctx)
-{
-	(void)sig;
-	(void)info;
-	int saved = errno;
-	ucontext_t *uc = ctx;
-	if (arch_ucontext_pc(ctx) == atomic_load(&park_pc)) {
-		uc->uc_mcontext.gregs[REG_EFL] &= ~X86_TF;
-		park_here();
-		atomic_store(&answered, 1);
-	} else if (!atomic_load(&park_pc)) {
-		uc->uc_mcontext.gregs[REG_EFL] &= ~X86_TF; /* plan cancelled */
-	}
-	errno = saved;
-}
-#endif
-
-static void park_handler(int sig, siginfo_t *info, void *ctx)
-{
-	(void)sig;
-	(void)info;
-	int saved = errno;
-	if (arch_ucontext_pc(ctx) == atomic_load(&park_pc)) {
-		park_here();
-	} else {
-#if defined(__x86_64__)
-		/* Step until there, unless interrupted inside a SIGTRAP handler
-		 * (the library's int3 emulation), where a step trap would find
-		 * SIGTRAP blocked and kill the process. */
-		ucontext_t *uc = ctx;
-		if (!sigismember(&uc->uc_sigmask, SIGTRAP)) {
-			uc->uc_mcontext.gregs[REG_EFL] |= X86_TF;
-			errno = saved;
-			return;
-		}
-#endif
-	}
-	atomic_store(&answered, 1);
-	errno = saved;
-}
 
 static void *worker(void *arg)
 {
 	(void)arg;
-	worker_tid = (pid_t)syscall(SYS_gettid);
+	park_worker_tid = (pid_t)syscall(SYS_gettid);
 	unsigned long id = 0;
 	while (!atomic_load(&stop)) {
-		atomic_store(&current_call, ++id);
+		atomic_store(&park_progress, ++id);
 		unsigned v = site_fn();
 		if (atomic_load(&parked_call) == id) {
 			atomic_store(&parked_result, v);
@@ -133,41 +68,11 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-/* Interrupt the worker until it is interrupted exactly at pc; false if that never happens. */
-static bool park_at(uintptr_t pc)
+/* park_at, with this test's record of the parked call's result reset */
+static bool park_call_at(uintptr_t pc)
 {
-	atomic_store(&release, 0);
-	atomic_store(&parked, 0);
-	atomic_store(&parked_call, 0);
 	atomic_store(&parked_result_ready, 0);
-	atomic_store(&park_pc, pc);
-	unsigned rng = 1;
-	for (int attempt = 0; attempt < 200000; attempt++) {
-		atomic_store(&answered, 0);
-		syscall(SYS_tgkill, getpid(), worker_tid, PARK_SIGNAL);
-		while (!atomic_load(&answered) && !atomic_load(&parked))
-			sched_yield();
-		if (atomic_load(&parked))
-			return true;
-		/* A signal sent while the worker is still returning from the last
-		 * one lands on the same PC again: let it run on first, for a
-		 * varying while, so that the next one lands somewhere new. */
-		unsigned long seen = atomic_load(&current_call);
-		while (atomic_load(&current_call) == seen)
-			;
-		rng = rng * 1103515245u + 12345u;
-		for (volatile unsigned spin = (rng >> 16) % 64; spin; spin--)
-			;
-	}
-	atomic_store(&park_pc, 0);
-	return false;
-}
-
-static void unpark(void)
-{
-	atomic_store(&park_pc, 0);
-	atomic_store(&release, 1);
-	syscall(SYS_futex, &release, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	return park_at(pc);
 }
 
 /* The plan for the update in flight. */
@@ -178,7 +83,7 @@ static bool plan_parked;
 static void step_hook(unsigned step)
 {
 	if (step == plan_p && step != 0)
-		plan_parked = park_at(plan_pc);
+		plan_parked = park_call_at(plan_pc);
 	if (step == plan_q && plan_parked)
 		unpark();
 }
@@ -197,16 +102,17 @@ int main(int argc, char **argv)
 	/* Installed before stitch_init(): the library's SIGTRAP handler chains to it. */
 	struct sigaction ta;
 	memset(&ta, 0, sizeof(ta));
-	ta.sa_sigaction = trace_handler;
+	ta.sa_sigaction = park_trace_handler;
 	ta.sa_flags = SA_SIGINFO;
 	sigaction(SIGTRAP, &ta, NULL);
 #endif
 	CHECK(stitch_init() == 0, "init: %s", stitch_last_error());
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
+	park_signal = SIGRTMIN + 6;
 	sa.sa_sigaction = park_handler;
 	sa.sa_flags = SA_SIGINFO | SA_RESTART;
-	sigaction(PARK_SIGNAL, &sa, NULL);
+	sigaction(park_signal, &sa, NULL);
 
 	struct test_key_group g = test_key_group(&key.key);
 	CHECK_EQ(g.count, 1);
@@ -226,7 +132,7 @@ int main(int argc, char **argv)
 
 	pthread_t w;
 	pthread_create(&w, NULL, worker, NULL);
-	while (!atomic_load(&current_call))
+	while (!atomic_load(&park_progress))
 		sched_yield();
 	stitch_batch_step_hook = step_hook;
 
@@ -246,7 +152,7 @@ int main(int argc, char **argv)
 						plan_q = q;
 						/* after the site: where the old instruction leads */
 						plan_pc = off == 0 ? at_site : (dir == 0 ? fallthrough : target);
-						plan_parked = p == 0 ? park_at(plan_pc) : false;
+						plan_parked = p == 0 ? park_call_at(plan_pc) : false;
 						int err = dir == 0 ? stitch_static_key_enable(&key)
 								   : stitch_static_key_disable(&key);
 						CHECK(err == 0, "update: %s", stitch_last_error());
