@@ -1,14 +1,14 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
-"""plot.py DATA.tsv OUT.svg TITLE: the main comparisons of bench/run as one SVG.
+"""plot.py DATA.tsv OUT.svg TITLE [SITES]: the main comparisons of bench/run as one SVG.
 
 DATA.tsv is what bench/run collects while it writes the report, one
 measurement per line, tab-separated:
     call   <key> <label> <ns/call> <instructions/call or empty>
-    patch  <tool> <enable|disable> <µs>          (100 000 sites)
+    patch  <tool> <enable|disable> <µs>          (SITES sites, default "100 000")
     stall  <tool> <idle|patching> <p99 ns> <max ns>
 Three panels, log scales (the values span four orders of magnitude):
-per-call cost, switching 100 000 sites, worker stalls.
+per-call cost, switching SITES sites, worker stalls.
 Needs matplotlib (Debian: python3-matplotlib).
 """
 import sys
@@ -38,8 +38,9 @@ def read(path):
 
 
 def main():
-    if len(sys.argv) != 4:
-        sys.exit("usage: plot.py DATA.tsv OUT.svg TITLE")
+    if len(sys.argv) not in (4, 5):
+        sys.exit("usage: plot.py DATA.tsv OUT.svg TITLE [SITES]")
+    sites = sys.argv[4] if len(sys.argv) == 5 else "100 000"
     calls, patch, stall = read(sys.argv[1])
     fig, axes = plt.subplots(3, 1, figsize=(10, 13), gridspec_kw={"height_ratios": [3, 1.3, 1.3]})
     fig.suptitle(sys.argv[3], fontsize=11)
@@ -67,7 +68,7 @@ def main():
         ax.set_yticks(list(y), tools, fontsize=8)
         ax.set_xscale("log")
         ax.legend(fontsize=8)
-    ax.set_title("Switching 100 000 sites (ms, median; log scale)", fontsize=10)
+    ax.set_title("Switching " + sites + " sites (ms, median; log scale)", fontsize=10)
 
     ax = axes[2]
     if stall:
@@ -78,7 +79,7 @@ def main():
         ax.set_yticks(list(y), [s[0] for s in stall], fontsize=8)
         ax.set_xscale("log")
         ax.legend(fontsize=8)
-    ax.set_title("Worker iteration time while 100 000 sites are switched (µs; log scale)", fontsize=10)
+    ax.set_title("Worker iteration time while " + sites + " sites are switched (µs; log scale)", fontsize=10)
 
     fig.tight_layout()
     fig.savefig(sys.argv[2])
