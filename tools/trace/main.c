@@ -170,6 +170,41 @@ static int append(char *buf, size_t size, const char *glob, int negate)
 	return w < 0 || (size_t)w >= size - n ? -1 : 0;
 }
 
+/* What record and attach both take: -F/-N globs, --graph, --depth, -o. */
+struct select_opts {
+	char filter[8192]; /* "glob !glob ...", as the agent's STITCH_TRACE_FILTER */
+	char depth[32];    /* empty: no limit */
+	const char *dir;
+	int graph;
+};
+
+/* Handles option c of cmd if it is one of struct select_opts': 0 when
+ * taken, a usage error's exit code when its argument is bad, -1 when c is
+ * not one of them. */
+static int select_opt(const char *cmd, int c, struct select_opts *o)
+{
+	switch (c) {
+	case 'F':
+	case 'N':
+		if (!*optarg || strpbrk(optarg, " \t\n") || optarg[0] == '!')
+			return usage_error(cmd, "bad glob '%s' (no spaces; use -N to exclude)", optarg);
+		if (append(o->filter, sizeof o->filter, optarg, c == 'N') != 0)
+			return usage_error(cmd, "%s", "too many globs");
+		return 0;
+	case 'g': o->graph = 1; return 0;
+	case 'D': {
+		char *end;
+		long v = strtol(optarg, &end, 10);
+		if (*end || v < 1 || v > 1000000)
+			return usage_error(cmd, "--depth wants a positive number, not '%s'", optarg);
+		snprintf(o->depth, sizeof o->depth, "%ld", v);
+		return 0;
+	}
+	case 'o': o->dir = optarg; return 0;
+	default: return -1;
+	}
+}
+
 /* Sites recorded in any trace file of dir (SYM records). */
 static int recorded_sites(const struct tr_trace *t)
 {
@@ -189,29 +224,18 @@ static int cmd_record(int argc, char **argv)
 		{ "block", no_argument, NULL, 4 },
 		{ "help", no_argument, NULL, 'h' },         { 0 }
 	};
-	char filter[8192] = "", depth[32] = "", buffer[32] = "";
-	const char *dir = DEFAULT_DIR, *fork_mode = "follow";
-	int graph = 0, control = 1, block = 0, c;
+	struct select_opts sel = { .dir = DEFAULT_DIR };
+	char buffer[32] = "";
+	const char *fork_mode = "follow";
+	int control = 1, block = 0, c, optrc;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "+F:N:gD:o:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'F':
-		case 'N':
-			if (!*optarg || strpbrk(optarg, " \t\n") || optarg[0] == '!')
-				return usage_error("record", "bad glob '%s' (no spaces; use -N to exclude)", optarg);
-			if (append(filter, sizeof filter, optarg, c == 'N') != 0)
-				return usage_error("record", "%s", "too many globs");
-			break;
-		case 'g': graph = 1; break;
-		case 'D': {
-			char *end;
-			long v = strtol(optarg, &end, 10);
-			if (*end || v < 1 || v > 1000000)
-				return usage_error("record", "--depth wants a positive number, not '%s'", optarg);
-			snprintf(depth, sizeof depth, "%ld", v);
-			break;
+		if ((optrc = select_opt("record", c, &sel)) >= 0) {
+			if (optrc)
+				return optrc;
+			continue;
 		}
-		case 'o': dir = optarg; break;
+		switch (c) {
 		case 1:
 			if (strcmp(optarg, "follow") != 0 && strcmp(optarg, "stop") != 0)
 				return usage_error("record", "--fork is follow or stop, not '%s'", optarg);
@@ -233,7 +257,7 @@ static int cmd_record(int argc, char **argv)
 	}
 	if (optind >= argc)
 		return usage_error("record", "%s", "no program given (stitch-trace record [OPTIONS] -- PROG ARGS)");
-	if (depth[0] && !graph)
+	if (sel.depth[0] && !sel.graph)
 		return usage_error("record", "%s", "--depth needs --graph (depth is known from returns)");
 	char agent[PATH_MAX];
 	if (find_agent(agent, sizeof agent) != 0) {
@@ -241,20 +265,20 @@ static int cmd_record(int argc, char **argv)
 		return 1;
 	}
 	char absdir[PATH_MAX];
-	if (prepare_dir(dir) != 0)
+	if (prepare_dir(sel.dir) != 0)
 		return 1;
-	if (!realpath(dir, absdir)) {
-		fprintf(stderr, "stitch-trace record: %s: %s\n", dir, strerror(errno));
+	if (!realpath(sel.dir, absdir)) {
+		fprintf(stderr, "stitch-trace record: %s: %s\n", sel.dir, strerror(errno));
 		return 1;
 	}
 	setenv("STITCH_TRACE_DIR", absdir, 1);
-	setenv("STITCH_TRACE_FILTER", filter, 1);
-	setenv("STITCH_TRACE_GRAPH", graph ? "1" : "0", 1);
+	setenv("STITCH_TRACE_FILTER", sel.filter, 1);
+	setenv("STITCH_TRACE_GRAPH", sel.graph ? "1" : "0", 1);
 	setenv("STITCH_TRACE_FORK", fork_mode, 1);
 	setenv("STITCH_TRACE_CONTROL", control ? "1" : "0", 1);
 	setenv("STITCH_TRACE_BLOCK", block ? "1" : "0", 1);
-	if (depth[0])
-		setenv("STITCH_TRACE_DEPTH", depth, 1);
+	if (sel.depth[0])
+		setenv("STITCH_TRACE_DEPTH", sel.depth, 1);
 	else
 		unsetenv("STITCH_TRACE_DEPTH");
 	if (buffer[0])
@@ -332,7 +356,7 @@ static int cmd_record(int argc, char **argv)
 		unclean += !t.proc[i].ended;
 	}
 	fprintf(stderr, "stitch-trace: %zu process%s, %llu events, %llu lost, in %s\n", t.nproc,
-		t.nproc == 1 ? "" : "es", (unsigned long long)events, (unsigned long long)lost, dir);
+		t.nproc == 1 ? "" : "es", (unsigned long long)events, (unsigned long long)lost, sel.dir);
 	if (unclean)
 		fprintf(stderr, "stitch-trace: %zu process%s did not exit cleanly (no totals; last events may be missing)\n",
 			unclean, unclean == 1 ? "" : "es");
@@ -598,32 +622,20 @@ static int cmd_attach(int argc, char **argv)
 		{ "output", required_argument, NULL, 'o' }, { "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
-	char filter[4096] = "", depth[32] = "";
-	const char *dir = DEFAULT_DIR;
-	int graph = 0, c;
+	struct select_opts sel = { .dir = DEFAULT_DIR };
+	int c, rc;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "F:N:gD:o:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'F':
-		case 'N':
-			if (!*optarg || strpbrk(optarg, " \t\n") || optarg[0] == '!')
-				return usage_error("attach", "bad glob '%s' (no spaces; use -N to exclude)", optarg);
-			if (append(filter, sizeof filter, optarg, c == 'N') != 0)
-				return usage_error("attach", "%s", "too many globs");
-			break;
-		case 'g': graph = 1; break;
-		case 'D': {
-			char *end;
-			long v = strtol(optarg, &end, 10);
-			if (*end || v < 1 || v > 1000000)
-				return usage_error("attach", "--depth wants a positive number, not '%s'", optarg);
-			snprintf(depth, sizeof depth, "%ld", v);
-			break;
+		if ((rc = select_opt("attach", c, &sel)) >= 0) {
+			if (rc)
+				return rc;
+			continue;
 		}
-		case 'o': dir = optarg; break;
-		case 'h': fputs(attach_help, stdout); return 0;
-		default: return usage_error("attach", "%s", "unknown option");
+		if (c == 'h') {
+			fputs(attach_help, stdout);
+			return 0;
 		}
+		return usage_error("attach", "%s", "unknown option");
 	}
 	if (optind + 1 != argc)
 		return usage_error("attach", "%s", "one PID expected");
@@ -646,15 +658,15 @@ static int cmd_attach(int argc, char **argv)
 		fprintf(stderr, "stitch-trace attach: %s: %s\n", agent, strerror(errno));
 		return 1;
 	}
-	if (prepare_dir(dir) != 0 || !realpath(dir, absdir)) {
-		fprintf(stderr, "stitch-trace attach: %s: %s\n", dir, strerror(errno));
+	if (prepare_dir(sel.dir) != 0 || !realpath(sel.dir, absdir)) {
+		fprintf(stderr, "stitch-trace attach: %s: %s\n", sel.dir, strerror(errno));
 		return 1;
 	}
-	static char e_dir[PATH_MAX + 32], e_filter[4200], e_graph[32], e_depth[64];
+	static char e_dir[PATH_MAX + 32], e_filter[8192 + 32], e_graph[32], e_depth[64];
 	snprintf(e_dir, sizeof e_dir, "STITCH_TRACE_DIR=%s", absdir);
-	snprintf(e_filter, sizeof e_filter, "STITCH_TRACE_FILTER=%s", filter);
-	snprintf(e_graph, sizeof e_graph, "STITCH_TRACE_GRAPH=%d", graph);
-	snprintf(e_depth, sizeof e_depth, "STITCH_TRACE_DEPTH=%s", depth[0] ? depth : "0");
+	snprintf(e_filter, sizeof e_filter, "STITCH_TRACE_FILTER=%s", sel.filter);
+	snprintf(e_graph, sizeof e_graph, "STITCH_TRACE_GRAPH=%d", sel.graph);
+	snprintf(e_depth, sizeof e_depth, "STITCH_TRACE_DEPTH=%s", sel.depth[0] ? sel.depth : "0");
 	const char *env[] = { e_dir, e_filter, e_graph, e_depth, "STITCH_TRACE_CONTROL=1", "STITCH_TRACE_FORK=stop",
 			      NULL };
 	if (stitch_trace_attach((pid_t)pid, agent_abs, env) != 0)
@@ -668,7 +680,7 @@ static int cmd_attach(int argc, char **argv)
 		return 1;
 	}
 	fprintf(stderr, "stitch-trace: attached to %ld, recording into %s; stop with `stitch-trace live %ld detach`\n",
-		pid, dir, pid);
+		pid, sel.dir, pid);
 	return 0;
 }
 
