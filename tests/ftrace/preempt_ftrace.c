@@ -27,8 +27,6 @@
  *
  *   preempt_ftrace [repetitions per cell]   (default 2)
  */
-#include <errno.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -36,7 +34,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
-#include <ucontext.h>
 #include <unistd.h>
 
 #include "arch/arch.h"

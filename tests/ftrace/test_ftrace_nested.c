@@ -17,8 +17,6 @@
  * returns the right value and the thread goes on calling.
  * Under qemu-user this runs with -singlestep so a signal can land there.
  */
-#include <errno.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -26,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
-#include <ucontext.h>
 #include <unistd.h>
 
 #include "arch/arch.h"

@@ -25,8 +25,6 @@
  *
  *   preempt_keys [repetitions per cell]   (default 3)
  */
-#include <errno.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -34,7 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
-#include <ucontext.h>
 #include <unistd.h>
 
 #include "arch/arch.h"
