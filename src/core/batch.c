@@ -68,6 +68,26 @@ static int cmp_patch(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/*
+ * The patch log's site for p (old bytes: p's own, or `old`/`len` for
+ * several adjacent patches starting at p), preceded by the p->lead bytes
+ * its instruction depends on, as they are now (never patched here).
+ */
+#define LOG_SITE_MAX 64
+static void log_site(const struct stitch_patch *p, const uint8_t *old, size_t len)
+{
+	uint8_t bytes[LOG_SITE_MAX];
+	if (!old) {
+		old = p->old;
+		len = p->len;
+	}
+	if (p->lead + len > sizeof bytes)
+		return;
+	memcpy(bytes, (const void *)(p->addr - p->lead), p->lead);
+	memcpy(bytes + p->lead, old, len);
+	stitch_patch_log_site(p->addr - p->lead, bytes, p->lead + len);
+}
+
 int stitch_batch_apply_locked(struct stitch_batch *b)
 {
 	/* Drop no-op patches; sort so that overlaps are adjacent and pages group. */
@@ -97,7 +117,7 @@ int stitch_batch_apply_locked(struct stitch_batch *b)
 	}
 	stitch_patch_log_begin(b->operation ? b->operation : "patch batch");
 	for (size_t i = 0; i < n; i++)
-		stitch_patch_log_site(b->patches[i].addr, b->patches[i].old, b->patches[i].len);
+		log_site(&b->patches[i], NULL, 0);
 	batch_syncs = 0;
 	batch_running = true;
 	stitch_batch_step(0);
@@ -117,8 +137,13 @@ int stitch_apply_patches_locked(const struct stitch_patch *p, size_t n, const ch
 	stitch_batch_init(&b);
 	b.operation = operation;
 	int err = 0;
-	for (size_t i = 0; i < n && !err; i++)
+	for (size_t i = 0; i < n && !err; i++) {
 		err = stitch_batch_add(&b, p[i].addr, p[i].old, p[i].new_bytes, p[i].len);
+		if (!err) {
+			b.patches[b.count - 1].data = p[i].data;
+			b.patches[b.count - 1].lead = p[i].lead;
+		}
+	}
 	if (!err)
 		err = stitch_batch_apply_locked(&b);
 	stitch_batch_free(&b);
@@ -149,6 +174,34 @@ void stitch_sort_if_needed(void *base, size_t n, size_t size, int (*cmp)(const v
 		}
 }
 
+/*
+ * The patch log of a stopped-world operation: adjacent code patches are
+ * one site (one reader enters at the first), since a thread parked in one
+ * may be moved to another (AArch64: from the BL back to the MOV X9, X30
+ * before it; RISC-V: from the JALR back to its AUIPC); literals are data,
+ * logged by their stores alone.
+ */
+static void log_stopped_sites(const struct stitch_patch *p, size_t n)
+{
+	stitch_patch_log_begin("stopped-world patch");
+	uint8_t old[LOG_SITE_MAX];
+	for (size_t i = 0; i < n;) {
+		if (p[i].data) {
+			i++;
+			continue;
+		}
+		size_t len = 0, j = i;
+		for (; j < n && !p[j].data && (j == i || p[j].addr == p[i].addr + len) &&
+		       p[i].lead + len + p[j].len <= sizeof old;
+		     j++) {
+			memcpy(old + len, p[j].old, p[j].len);
+			len += p[j].len;
+		}
+		log_site(&p[i], old, len);
+		i = j;
+	}
+}
+
 int stitch_apply_stopped(struct stitch_patch *p, size_t n, stitch_pc_fixup_fn fixup, void *arg, bool *written)
 {
 	*written = false;
@@ -156,9 +209,13 @@ int stitch_apply_stopped(struct stitch_patch *p, size_t n, stitch_pc_fixup_fn fi
 	int err = stitch_text_check(p, n);
 	if (err)
 		return err;
+	log_stopped_sites(p, n);
 	err = stitch_stop_world(fixup, arg); /* step 1 */
-	if (err)
+	if (err) {
+		stitch_patch_log_end(err);
 		return err;
+	}
+	stitch_patch_log_stop(fixup, arg);
 	char want[3 * STITCH_MAX_INSN + 1], found[3 * STITCH_MAX_INSN + 1];
 	for (size_t i = 0; i < n && !err; i++) /* step 2 */
 		if (memcmp((const void *)p[i].addr, p[i].old, p[i].len) != 0)
@@ -189,6 +246,8 @@ int stitch_apply_stopped(struct stitch_patch *p, size_t n, stitch_pc_fixup_fn fi
 			err = serr ? serr : cerr;
 	}
 	*written = !err;
+	stitch_patch_log_resume();
 	int rerr = stitch_resume_world(); /* step 4 */
+	stitch_patch_log_end(err ? err : rerr);
 	return err ? err : rerr;
 }

@@ -135,6 +135,9 @@ void stitch_batch_synced(void);
 struct stitch_patch {
 	uintptr_t addr;
 	uint8_t len;
+	bool data; /* a literal the code loads, never executed (the patch log gives it no reader) */
+	uint8_t lead; /* bytes before addr the patched instruction depends on (RISC-V: the AUIPC
+		       * before a JALR), which the patch log makes part of the site */
 	uint8_t old[STITCH_MAX_INSN];
 	uint8_t new_bytes[STITCH_MAX_INSN];
 };

@@ -27,6 +27,8 @@
  */
 #define LOG_SITES_PER_MODEL 4
 #define LOG_MAX_BYTES 64
+#define LOG_OTHERS_IN_EVERY_MODEL 8 /* stitch-check takes 16 regions; 4 sites and their neighbours */
+#define LOG_NEAR 64                 /* bytes between a site and a literal that goes with it */
 #if defined(__x86_64__)
 #define LOG_ARCH "x86_64"
 #elif defined(__aarch64__)
@@ -37,7 +39,16 @@
 #error "patch_log: unsupported architecture"
 #endif
 
-enum log_step { LOG_STORE, LOG_SYNC, LOG_QUIESCE };
+enum log_step { LOG_STORE, LOG_SYNC, LOG_QUIESCE, LOG_STOP, LOG_RESUME };
+
+/* The smallest instruction: the granule at which a parked PC can be. */
+#if defined(__x86_64__)
+#define LOG_INSN_ALIGN 1
+#elif defined(__aarch64__)
+#define LOG_INSN_ALIGN 4
+#else
+#define LOG_INSN_ALIGN 2
+#endif
 
 struct log_region {
 	uintptr_t addr;
@@ -64,6 +75,8 @@ static struct {
 	size_t nregions, cap_regions;
 	struct log_step_rec *steps;
 	size_t nsteps, cap_steps;
+	struct log_rewind { uintptr_t from, to; } *rewinds; /* where a stopped world's fixup moves a thread */
+	size_t nrewinds, cap_rewinds;
 } plog;
 
 /* Grow *v (elements of size sz) to hold one more; false when out of memory. */
@@ -158,6 +171,7 @@ void stitch_patch_log_begin(const char *operation)
 	plog.nregions = 0;
 	sorted_regions = 0;
 	plog.nsteps = 0;
+	plog.nrewinds = 0;
 	snprintf(plog.op, sizeof plog.op, "%s", operation ? operation : "operation");
 }
 
@@ -203,6 +217,34 @@ void stitch_patch_log_quiesce(void)
 		add_step(LOG_QUIESCE, 0, NULL, 0);
 }
 
+void stitch_patch_log_stop(bool (*fixup)(uintptr_t *pc, void *arg), void *arg)
+{
+	if (!plog.active)
+		return;
+	add_step(LOG_STOP, 0, NULL, 0);
+	for (size_t i = 0; fixup && i < plog.nregions; i++) {
+		const struct log_region *r = &plog.regions[i];
+		if (!r->site)
+			continue;
+		for (uintptr_t pc = r->addr; pc < r->addr + r->len; pc += LOG_INSN_ALIGN) {
+			uintptr_t to = pc;
+			if (!fixup(&to, arg) || to == pc)
+				continue;
+			if (!grow((void **)&plog.rewinds, &plog.cap_rewinds, plog.nrewinds, sizeof(*plog.rewinds))) {
+				plog.overflow = true;
+				return;
+			}
+			plog.rewinds[plog.nrewinds++] = (struct log_rewind){ pc, to };
+		}
+	}
+}
+
+void stitch_patch_log_resume(void)
+{
+	if (plog.active)
+		add_step(LOG_RESUME, 0, NULL, 0);
+}
+
 static void put_bytes(FILE *f, const uint8_t *b, size_t n)
 {
 	fputs(".bytes", f);
@@ -218,13 +260,36 @@ static bool store_in_model(const struct log_step_rec *st, const bool *member)
 }
 
 /* Model `part` holds the sites numbered [part * N, part * N + N) and every non-site region. */
-static void write_model(int result, unsigned part, unsigned parts, bool *member)
+static void write_model(int result, unsigned part, unsigned parts, bool *member, bool *reader)
 {
 	char path[4200];
 	size_t site_no = 0, first = (size_t)part * LOG_SITES_PER_MODEL;
+	size_t others = 0;
 	for (size_t i = 0; i < plog.nregions; i++) {
 		member[i] = !plog.regions[i].site || (site_no >= first && site_no < first + LOG_SITES_PER_MODEL);
+		reader[i] = member[i] && plog.regions[i].site;
 		site_no += plog.regions[i].site;
+		others += !plog.regions[i].site;
+	}
+	/* Regions that are no site (a literal an operation stores) go into
+	 * every model, unless there are more than a model can hold (one per
+	 * traced function when a stopped world prepares many sites): then each
+	 * goes only with the sites it stands next to. */
+	if (others > LOG_OTHERS_IN_EVERY_MODEL)
+		for (size_t i = 0; i < plog.nregions; i++) {
+			if (plog.regions[i].site)
+				continue;
+			member[i] = false;
+			for (size_t k = 0; k < plog.nregions && !member[i]; k++)
+				member[i] = reader[k] && plog.regions[k].addr < plog.regions[i].addr + plog.regions[i].len + LOG_NEAR &&
+					    plog.regions[i].addr < plog.regions[k].addr + plog.regions[k].len + LOG_NEAR;
+		}
+	/* A rewind from a site of this model to another site (AArch64: back to
+	 * the MOV a BL depends on) needs that site's code, not its reader. */
+	for (size_t k = 0; k < plog.nrewinds; k++) {
+		long from = find_region(plog.rewinds[k].from, 1), to = find_region(plog.rewinds[k].to, 1);
+		if (from >= 0 && to >= 0 && reader[from])
+			member[to] = true;
 	}
 	snprintf(path, sizeof path, "%s/%ld-%06lu-%03u.model", plog.dir, (long)getpid(), plog.seq, part);
 	FILE *f = fopen(path, "w");
@@ -265,13 +330,29 @@ static void write_model(int result, unsigned part, unsigned parts, bool *member)
 		case LOG_QUIESCE:
 			fprintf(f, "  quiesce\n");
 			break;
+		case LOG_STOP:
+			fprintf(f, "  stop\n");
+			break;
+		case LOG_RESUME:
+			fprintf(f, "  resume\n");
+			break;
 		}
 	}
 	fprintf(f, "\n");
+	bool rewinds = false;
+	for (size_t k = 0; k < plog.nrewinds; k++) {
+		long from = find_region(plog.rewinds[k].from, 1);
+		if (from < 0 || !reader[from])
+			continue;
+		fprintf(f, "rewind 0x%llx 0x%llx\n", (unsigned long long)plog.rewinds[k].from,
+			(unsigned long long)plog.rewinds[k].to);
+		rewinds = true;
+	}
+	/* with rewinds, readers may be parked anywhere (a stopped world) */
 	int readers = 0;
 	for (size_t i = 0; i < plog.nregions; i++)
-		if (member[i] && plog.regions[i].site)
-			fprintf(f, "reader r%d entry s%zu old-or-new\n", readers++, i);
+		if (reader[i])
+			fprintf(f, "reader r%d entry s%zu%s old-or-new\n", readers++, i, rewinds ? " preempt" : "");
 	if (fclose(f))
 		fprintf(stderr, "stitch: patch log %s: %s\n", path, strerror(errno));
 }
@@ -285,13 +366,13 @@ void stitch_patch_log_end(int result)
 	for (size_t i = 0; i < plog.nregions; i++)
 		sites += plog.regions[i].site;
 	unsigned parts = sites ? (unsigned)((sites + LOG_SITES_PER_MODEL - 1) / LOG_SITES_PER_MODEL) : 1;
-	bool *member = calloc(plog.nregions ? plog.nregions : 1, sizeof(*member));
+	bool *member = calloc(2 * (plog.nregions ? plog.nregions : 1), sizeof(*member));
 	if (!member) {
 		fprintf(stderr, "stitch: patch log: out of memory\n");
 		return;
 	}
 	for (unsigned part = 0; part < parts; part++)
-		write_model(result, part, parts, member);
+		write_model(result, part, parts, member, member + (plog.nregions ? plog.nregions : 1));
 	free(member);
 	plog.seq++;
 }

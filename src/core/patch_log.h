@@ -15,6 +15,9 @@
  *   stitch_patch_log_store(addr, bytes, len);   each store, BEFORE performing it, in order
  *   stitch_patch_log_sync();                    each membarrier / icache sync, in order
  *   stitch_patch_log_quiesce();                 each wait for threads to leave patched code
+ *   stitch_patch_log_stop(fixup, arg);          stopping the world (fixup: where a parked
+ *                                               thread is moved, NULL if nowhere)
+ *   stitch_patch_log_resume();                  letting it run again
  *   stitch_patch_log_end(result);               0 or a negative STITCH_E* code
  * A store outside every logged site is still recorded: the log reads the
  * bytes there when the store is announced, so call it before the write.
@@ -22,6 +25,7 @@
 #ifndef STITCH_CORE_PATCH_LOG_H
 #define STITCH_CORE_PATCH_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +34,12 @@ void stitch_patch_log_site(uintptr_t addr, const uint8_t *bytes, size_t len);
 void stitch_patch_log_store(uintptr_t addr, const uint8_t *bytes, size_t len);
 void stitch_patch_log_sync(void);
 void stitch_patch_log_quiesce(void);
+/* fixup and arg as stitch_stop_world()'s (core/internal.h); fixup must
+ * be a pure function of the PC, as the ones there are: it is probed at
+ * every instruction boundary of every site logged so far, and each PC it
+ * moves becomes a `rewind FROM TO` rule of the model. */
+void stitch_patch_log_stop(bool (*fixup)(uintptr_t *pc, void *arg), void *arg);
+void stitch_patch_log_resume(void);
 void stitch_patch_log_end(int result);
 
 #endif

@@ -599,6 +599,19 @@ int successors(struct model *m, const struct gst *s, bool describe, succ_cb cb, 
 			cb(ctx, &ev, &n, NULL, desc);
 			count++;
 		}
+		/* A rewind (a stopped world's fixup) may move a reader straight
+		 * onto a terminal, e.g. past the five NOPs of an x86 site: it ends
+		 * there, as if it had run to it. */
+		if (r->status == RS_RUN && find_sym_at(m, rd, r->pc) >= 0) {
+			struct gst n = *s;
+			struct event ev = {.actor = (int8_t)i, .kind = EV_FETCH, .cls = -1, .pc = r->pc};
+			char desc[1024] = "";
+			if (describe)
+				snprintf(desc, sizeof desc, "%s stands at %s", rd->name, sym(m, r->pc));
+			finish(m, &o, &ev, &n, i, false, r->pc, desc);
+			count++;
+			continue;
+		}
 		uint64_t pc = r->status == RS_IDLE ? rd->entry : r->pc;
 		int k = fetch(m, (int)s->wpc, pc, fc, why, sizeof why);
 		if (k < 0) {

@@ -143,23 +143,70 @@ void mem_prepare(struct model *m)
 		sweep(m, m->snap[p], m->bound[p]);
 }
 
-/* Where control goes after the instruction at pc in version q: 0 = returns, else the address. */
+/* The region (code block) holding addr, or -1. */
+static int region_of(const struct model *m, uint64_t addr)
+{
+	for (int i = 0; i < m->nregions; i++)
+		if (addr >= m->regions[i].base && addr - m->regions[i].base < m->regions[i].size)
+			return i;
+	return -1;
+}
+
+/*
+ * Where control goes from pc in version q: 0 = returns, else the address.
+ * Instructions that do not branch are followed while they stay in pc's
+ * region: a site of several instructions (gcc's five 1-byte NOPs on x86;
+ * in a patch log, adjacent patches of one stopped-world operation, e.g.
+ * RISC-V's AUIPC + JALR) behaves as a whole.  The pc-relative constants
+ * and additions met on the way are tracked, so that an indirect jump
+ * through a register set inside the region (AUIPC t0; JALR t0) is known.
+ */
 static int behaviour(const struct model *m, int q, uint64_t pc, uint64_t *to)
 {
-	int f = model_flat(m, pc);
+	int reg = region_of(m, pc);
+	uint64_t val[32];
+	bool known[32] = { false };
 	struct insn in;
 
-	decode_insn(m->arch, m->snap[q] + f, m->memsize - (uint32_t)f, pc, &in);
-	switch (in.kind) {
-	case IK_FALL:
-		*to = pc + in.len;
-		return 1;
-	case IK_JUMP:
-		*to = in.target;
-		return 1;
-	case IK_RET:
-		return 0;
-	default:
+	for (;;) {
+		int f = model_flat(m, pc);
+		decode_insn(m->arch, m->snap[q] + f, m->memsize - (uint32_t)f, pc, &in);
+		bool rd_ok = in.rd >= 0 && in.rd < 32;
+		switch (in.kind) {
+		case IK_SETREG:
+		case IK_ADDIMM:
+		case IK_MOV:
+		case IK_LOAD:
+			if (rd_ok) {
+				bool src = in.rn >= 0 && in.rn < 32 && known[in.rn];
+				bool arith = in.kind == IK_ADDIMM || in.kind == IK_MOV;
+				known[in.rd] = in.kind == IK_SETREG || (arith && src);
+				val[in.rd] = in.kind == IK_SETREG ? in.target
+					     : src	       ? val[in.rn] + (in.kind == IK_ADDIMM ? (uint64_t)in.imm : 0)
+							       : 0;
+			}
+			/* fall through */
+		case IK_FALL:
+			*to = pc + in.len;
+			if (in.len && region_of(m, *to) == reg) {
+				pc = *to;
+				continue;
+			}
+			return 1;
+		case IK_JUMP:
+			*to = in.target;
+			return 1;
+		case IK_JUMP_REG:
+			if (in.rn >= 0 && in.rn < 32 && known[in.rn]) {
+				*to = (val[in.rn] + (uint64_t)in.imm) & (m->arch == ARCH_RISCV64 ? ~1ULL : ~0ULL);
+				return 1;
+			}
+			break;
+		case IK_RET:
+			return 0;
+		default:
+			break;
+		}
 		fprintf(stderr, "%s: error: cannot derive the behaviour of '%s' at 0x%llx (version %d) for old-or-new\n",
 			m->file, in.text, (unsigned long long)pc, q);
 		return -1;

@@ -22,7 +22,7 @@
 #define MAX_READERS 4
 #define MAX_ACCEPT 16
 #define MAX_REQUIRE 8
-#define MAX_REWIND 8
+#define MAX_REWIND 32 /* a patch log: up to 4 sites x 4 offsets (x86 five NOPs) */
 #define MAX_TRAPS 16
 #define NREGSLOT 8 /* registers a model may use (mapped lazily, regmap) */
 #define MAX_INSN 16

@@ -764,8 +764,9 @@ static int resolve(struct parser *p)
 		if (!eval(m, p->pw[i].from, w->line, &w->from, err, sizeof err) ||
 		    !eval(m, p->pw[i].to, w->line, &w->to, err, sizeof err))
 			return fail(m, w->line, "%s", err);
-		if (model_flat(m, w->from) < 0 || model_flat(m, w->to) < 0)
-			return fail(m, w->line, "rewind addresses must be inside a code region");
+		/* TO may be a terminal outside the code (the reader ends there) */
+		if (model_flat(m, w->from) < 0)
+			return fail(m, w->line, "a rewind's FROM must be inside a code region");
 	}
 	for (int i = 0; i < m->nsites; i++) {
 		if (!eval(m, p->psite[i].loc, p->psite[i].line, &m->sites[i], err, sizeof err))

@@ -293,6 +293,7 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 			/* only reached when enabling: a disabled, never prepared site */
 			uint64_t lit = s->cookie, nops = ((uint64_t)A64_NOP << 32) | A64_NOP;
 			stitch_patch_init(&p[np++], s->record, &nops, &lit, 8);
+			p[np - 1].data = true;
 			stitch_patch_init(&p[np++], s->record + 8, &nop, &mov, 4);
 			prep[rp.count++] = s->patch;
 			prepping[i] = true;

@@ -565,6 +565,7 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 				for (int k = 0; k < 4; k++)
 					memcpy(area + 4 * k, &nop, 4);
 			stitch_patch_init(&p[np++], s->record, area, &lit, 8);
+			p[np - 1].data = true;
 			stitch_patch_init(&p[np++], func, area + 8, &auipc, 4);
 			stitch_patch_init(&p[np++], s->patch, area + 12, &jalr, 4);
 			prep[rp.count++] = func;
@@ -573,6 +574,7 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 		}
 		if (!enable[i]) {
 			stitch_patch_init(&p[np++], s->patch, &cur_jalr, &nop, 4);
+			p[np - 1].lead = 4; /* the AUIPC */
 			continue;
 		}
 		if (auipc != cur_auipc) {
@@ -581,6 +583,7 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 			moved[npre++] = func;
 		}
 		stitch_patch_init(&p[np++], s->patch, &nop, &jalr, 4);
+		p[np - 1].lead = 4; /* the AUIPC */
 	}
 	bool written = false;
 	if (!err && np) {
