@@ -29,3 +29,40 @@ if [ -n "$uf" ]; then
 	echo "uftrace:       $uf us, $(( (uf - base) * 1000 / calls )) ns added per call"
 	echo "ratio stitch/uftrace (added time): $(awk "BEGIN { printf \"%.2f\", ($st - $base) / ($uf - $base) }")"
 fi
+# The floor: a tracer that timestamps entry and exit reads the clock twice
+# per call.  What two reads of the CPU counter (what the agent's callbacks
+# use, tools/trace/agent.c) cost here, measured alone.
+cat >"$work/floor.c" <<'EOC'
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+static inline uint64_t counter(void)
+{
+#if defined(__x86_64__)
+	uint32_t lo, hi;
+	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+	return (uint64_t)hi << 32 | lo;
+#else
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_nsec;
+#endif
+}
+int main(int argc, char **argv)
+{
+	long n = argc > 1 ? atol(argv[1]) : 10000000;
+	struct timespec a, b;
+	uint64_t sum = 0;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	for (long i = 0; i < n; i++)
+		sum += counter() - counter();
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	double ns = ((double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec)) / (double)n;
+	printf("%.1f%s\n", ns, sum == 42 ? " " : "");
+	return 0;
+}
+EOC
+$cc -O2 "$work/floor.c" -o "$work/floor"
+echo "floor: two CPU-counter reads per call cost $("$work/floor" "$n") ns here (any tracer timestamping entry and exit pays them)"
+
