@@ -11,6 +11,7 @@ packages=(
   liburcu-dev
   python3 uftrace
   cppcheck clang-tidy jq
+  gdb
 )
 
 missing=()

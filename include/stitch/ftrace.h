@@ -46,7 +46,7 @@
  * registers saved (read them with stitch_ftrace_regs_arg()).  A callback
  * that calls traced code does not recurse into callbacks: tracing is off
  * for the thread while it runs one.  Callbacks run inside an RCU read-side
- * section (liburcu urcu-memb where available, see docs/ftrace.md): they
+ * section (liburcu urcu-bp where available, see docs/ftrace.md): they
  * must not call the update functions below.  x86-64: callbacks may use
  * general and SSE registers (xmm0-7 are saved), not AVX upper halves of
  * argument registers.

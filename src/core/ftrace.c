@@ -26,8 +26,9 @@
  * set is waited for by step 4, so after unregister returns, no thread runs
  * the ops' func.  On error after step 1, the old arrays are put back.
  *
- * RCU: liburcu's urcu-memb where the build found it (readers register
- * lazily, at their first traced call, and unregister at thread exit);
+ * RCU: liburcu's urcu-bp where the build found it (readers register
+ * lazily, at their first traced call, and unregister at thread exit;
+ * the flavour that survives fork(), see "fork()" below);
  * otherwise the small fallback below (cross builds: Debian has no riscv64
  * liburcu), a per-thread sequence counter with a full fence on the read
  * side.
@@ -61,49 +62,79 @@
 
 /* ---- RCU ------------------------------------------------------------------ */
 
-static pthread_key_t rcu_key;
-static pthread_once_t rcu_once = PTHREAD_ONCE_INIT;
-
+/*
+ * fork().  Only the forking thread exists in the child, but whatever the
+ * other threads had registered as readers is copied, including a reader
+ * that was inside a read-side section at that moment (a thread in a
+ * tracer callback, or between ft_read_lock and ft_read_unlock).  A grace
+ * period in the child - every set_filter/unregister that drops a site -
+ * would wait for it forever.  So the child forgets every reader but its
+ * own, in the library's atfork child handler (init.c), which runs before
+ * any code of the child can call us:
+ *   - liburcu: urcu-bp, the one flavour liburcu supports across fork()
+ *     without exec (its README, "Interaction with fork()"):
+ *     urcu_bp_before_fork() takes its grace-period and registry locks
+ *     (no grace period or registration is half done when the process is
+ *     copied), urcu_bp_after_fork_child() prunes every registered reader
+ *     except the calling thread's.  urcu-memb has no such call: its
+ *     registry cannot be pruned from outside.
+ *   - the fallback: ft_rcu_after_fork_child() marks every reader slot
+ *     but the forking thread's free and outside a section, under the
+ *     same argument: the thread that owned it does not exist.
+ * Dropping those readers is safe: a reader is waited for so that what it
+ * read is not freed under it, and a thread that does not exist reads
+ * nothing.  The forking thread's own reader is kept as it is: if it forks
+ * from inside a callback, it is still inside its section in the child.
+ * The prepare handler takes the update lock first (every grace period is
+ * waited for under it), then urcu-bp's locks: the same order as an update.
+ */
 #ifdef STITCH_HAVE_URCU
+/* The read side inlined (_LGPL_SOURCE), except under UBSan: liburcu-bp
+ * 0.13 hands out its readers, declared 128-byte aligned, from an arena at
+ * 32 bytes past a page, which UBSan reports in the inlined accesses; its
+ * out-of-line functions do the same accesses uninstrumented.  Nor for
+ * clang's analyzer (scripts/lint.sh), which cannot see that the inlined
+ * urcu_bp_register() sets the thread's reader pointer it then follows. */
+#if !defined(STITCH_URCU_OUT_OF_LINE) && !defined(__clang_analyzer__)
 #define _LGPL_SOURCE
-#include <urcu/urcu-memb.h>
+#endif
+#include <urcu/urcu-bp.h>
 
-static FT_TLS bool rcu_registered;
-
-static void rcu_thread_exit(void *arg)
-{
-	(void)arg;
-	urcu_memb_unregister_thread();
-}
-
-static void rcu_key_init(void)
-{
-	if (pthread_key_create(&rcu_key, rcu_thread_exit) != 0)
-		stitch_die("ftrace: pthread_key_create");
-}
-
+/* urcu-bp registers a thread at its first read lock and unregisters it at exit. */
 static inline void ft_read_lock(void)
 {
-	if (__builtin_expect(!rcu_registered, 0)) {
-		pthread_once(&rcu_once, rcu_key_init);
-		urcu_memb_register_thread();
-		pthread_setspecific(rcu_key, (void *)1);
-		rcu_registered = true;
-	}
-	urcu_memb_read_lock();
+	urcu_bp_read_lock();
 }
 
 static inline void ft_read_unlock(void)
 {
-	urcu_memb_read_unlock();
+	urcu_bp_read_unlock();
 }
 
 static void ft_synchronize(void)
 {
-	urcu_memb_synchronize_rcu();
+	urcu_bp_synchronize_rcu();
+}
+
+void stitch_ftrace_before_fork(void)
+{
+	urcu_bp_before_fork();
+}
+
+void stitch_ftrace_after_fork_parent(void)
+{
+	urcu_bp_after_fork_parent();
+}
+
+void stitch_ftrace_after_fork_child(void)
+{
+	urcu_bp_after_fork_child();
 }
 #else
 /* Fallback: each reader's counter is odd while it is inside a read section. */
+static pthread_key_t rcu_key;
+static pthread_once_t rcu_once = PTHREAD_ONCE_INIT;
+
 struct ft_reader {
 	_Atomic unsigned long seq;
 	_Atomic int used;
@@ -171,6 +202,31 @@ static void ft_synchronize(void)
 			continue;
 		while (atomic_load_explicit(&r->seq, memory_order_acquire) == s)
 			sched_yield();
+	}
+}
+
+void stitch_ftrace_before_fork(void)
+{
+}
+
+void stitch_ftrace_after_fork_parent(void)
+{
+}
+
+/*
+ * The child's only thread is the forking one: every other slot belonged
+ * to a thread that is not here.  Even and free, a slot is skipped by
+ * ft_synchronize and can be taken by the child's next new thread.  A
+ * thread between reader_get's CAS and its assignment to `me` in the parent
+ * is another thread too, so its slot is freed here as well.
+ */
+void stitch_ftrace_after_fork_child(void)
+{
+	for (struct ft_reader *r = atomic_load(&readers); r; r = r->next) {
+		if (r == me)
+			continue;
+		atomic_store_explicit(&r->seq, 0, memory_order_relaxed);
+		atomic_store_explicit(&r->used, 0, memory_order_relaxed);
 	}
 }
 #endif

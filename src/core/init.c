@@ -31,18 +31,33 @@ void stitch_update_unlock(void)
 		stitch_die("update lock released by a thread that does not hold it");
 }
 
+/*
+ * Function tracing's RCU is forked after the update lock is taken (every
+ * grace period is waited for under that lock: the same order as an
+ * update), and its child handler runs first: from then on a grace period
+ * in the child waits for no thread of the parent (ftrace.c, "fork()").
+ */
 static void atfork_prepare(void)
 {
 	stitch_update_lock();
+#ifdef STITCH_HAVE_FTRACE
+	stitch_ftrace_before_fork();
+#endif
 }
 
 static void atfork_parent(void)
 {
+#ifdef STITCH_HAVE_FTRACE
+	stitch_ftrace_after_fork_parent();
+#endif
 	stitch_update_unlock();
 }
 
 static void atfork_child(void)
 {
+#ifdef STITCH_HAVE_FTRACE
+	stitch_ftrace_after_fork_child();
+#endif
 	stitch_text_after_fork_child();
 	stitch_quiesce_after_fork_child();
 	/* The child's only thread is the one that took the lock in prepare;

@@ -74,6 +74,11 @@ int stitch_ensure_init(void);
  */
 void stitch_text_after_fork_child(void);
 void stitch_quiesce_after_fork_child(void);
+/* Function tracing's RCU readers (ftrace.c, "fork()"): prepare, after the
+ * update lock; parent, before it is released; child, first of all. */
+void stitch_ftrace_before_fork(void);
+void stitch_ftrace_after_fork_parent(void);
+void stitch_ftrace_after_fork_child(void);
 
 /* ---- writing code (text.c) ------------------------------------------------ */
 

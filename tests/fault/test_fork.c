@@ -17,6 +17,13 @@
  *  3. exec: a child execs this program again (--exec-child) from a patched,
  *     multi-threaded parent; the new image starts from its own defaults and
  *     patches normally.
+ *  4. tracing (where the build has function tracing): the parent forks while
+ *     one thread is held inside a tracer callback (so inside the read-side
+ *     section of the per-site ops sets) and two more call traced functions
+ *     in a loop.  The child must be able to change the filter and to
+ *     unregister - each waits for a grace period, which must not wait for
+ *     the parent's threads, absent from the child - and callbacks must
+ *     follow its changes exactly; the parent then does the same.
  * Usage: test_fork [--emulated | --exec-child]
  *   --emulated: under qemu-user, whose 7.2 aborts when the child of a
  *   multi-threaded guest creates a thread (its per-vCPU plugin table still
@@ -34,6 +41,11 @@
 
 #include <stitch/static_call.h>
 #include <stitch/static_key.h>
+#ifdef STITCH_TEST_FTRACE
+#include <stitch/ftrace.h>
+
+#include "ftrace/funcs.h"
+#endif
 
 #include "common/check.h"
 #include "common/repeat.h"
@@ -433,6 +445,141 @@ static void test_exec(void)
 	CHECK_EQ(before_site(), 7);
 }
 
+/* ---- 4. fork while tracing ---------------------------------------------------- */
+
+#ifdef STITCH_TEST_FTRACE
+static atomic_long ft_one, ft_two, ft_other; /* callbacks, by function */
+static atomic_bool ft_stop;
+static atomic_int ft_hold_armed; /* int: an atomic_bool exchange needs libatomic on RISC-V */
+static __thread bool ft_holder; /* the thread that is held in its callback */
+static pthread_mutex_t ft_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ft_cv = PTHREAD_COND_INITIALIZER;
+static bool ft_held, ft_release;
+
+static void ft_cb(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops, struct stitch_ftrace_regs *regs)
+{
+	(void)parent, (void)ops, (void)regs;
+	if (ip == (uintptr_t)parse_one)
+		atomic_fetch_add(&ft_one, 1);
+	else if (ip == (uintptr_t)parse_two)
+		atomic_fetch_add(&ft_two, 1);
+	else
+		atomic_fetch_add(&ft_other, 1);
+	/* The holder's first callback once armed stays here (inside the
+	 * library's read-side section) until the parent has forked. */
+	if (ft_holder && atomic_exchange(&ft_hold_armed, 0)) {
+		pthread_mutex_lock(&ft_mu);
+		ft_held = true;
+		pthread_cond_broadcast(&ft_cv);
+		while (!ft_release)
+			pthread_cond_wait(&ft_cv, &ft_mu);
+		pthread_mutex_unlock(&ft_mu);
+	}
+}
+
+static struct stitch_ftrace_ops ft_ops = { .func = ft_cb };
+
+static void *ft_holder_thread(void *arg)
+{
+	(void)arg;
+	ft_holder = true;
+	for (int i = 0; !atomic_load(&ft_stop); i++)
+		(void)parse_one(i);
+	return NULL;
+}
+
+static void *ft_caller(void *arg)
+{
+	(void)arg;
+	for (int i = 0; !atomic_load(&ft_stop); i++)
+		(void)tf_table[i % TF_COUNT](i);
+	return NULL;
+}
+
+/*
+ * Change the filter to "parse_two", then unregister, checking that the
+ * callbacks follow exactly (from this thread's own calls).  `callers`:
+ * threads calling tf_* meanwhile (the child's, if it may have threads).
+ */
+static void ft_change_and_stop(const char *who, int callers)
+{
+	pthread_t t[2];
+	int n = 0;
+	atomic_store(&ft_stop, false);
+	for (int i = 0; i < callers && i < 2; i++)
+		if (pthread_create(&t[n], NULL, ft_caller, NULL) == 0)
+			n++;
+	CHECK_EQ(n, callers);
+	long one = atomic_load(&ft_one), two = atomic_load(&ft_two);
+	CHECK_EQ(parse_one(1), 2);
+	CHECK(atomic_load(&ft_one) == one + 1, "%s: parse_one traced before the change", who);
+	for (int round = 0; round < 3; round++) {
+		int err = stitch_ftrace_set_filter(&ft_ops, "parse_two tf_b*");
+		CHECK(err == 0, "%s: set_filter: %s", who, stitch_last_error());
+		one = atomic_load(&ft_one), two = atomic_load(&ft_two);
+		(void)parse_one(1), (void)parse_two(1);
+		CHECK(atomic_load(&ft_one) == one && atomic_load(&ft_two) == two + 1,
+		      "%s: after set_filter(parse_two): parse_one %ld parse_two %ld calls traced (want 0, 1)", who,
+		      atomic_load(&ft_one) - one, atomic_load(&ft_two) - two);
+		err = stitch_ftrace_set_filter(&ft_ops, "parse_one tf_a*");
+		CHECK(err == 0, "%s: set_filter: %s", who, stitch_last_error());
+		one = atomic_load(&ft_one), two = atomic_load(&ft_two);
+		(void)parse_one(1), (void)parse_two(1);
+		CHECK(atomic_load(&ft_one) == one + 1 && atomic_load(&ft_two) == two,
+		      "%s: after set_filter(parse_one): parse_one %ld parse_two %ld calls traced (want 1, 0)", who,
+		      atomic_load(&ft_one) - one, atomic_load(&ft_two) - two);
+	}
+	int err = stitch_ftrace_unregister(&ft_ops);
+	CHECK(err == 0, "%s: unregister: %s", who, stitch_last_error());
+	atomic_store(&ft_stop, true);
+	for (int i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+	long all = atomic_load(&ft_one) + atomic_load(&ft_two) + atomic_load(&ft_other);
+	(void)parse_one(1), (void)parse_two(1), (void)tf_table[0](1);
+	CHECK(atomic_load(&ft_one) + atomic_load(&ft_two) + atomic_load(&ft_other) == all,
+	      "%s: no callback after unregister", who);
+}
+
+static void test_tracing(void)
+{
+	int err = stitch_ftrace_register(&ft_ops, "parse_one tf_a*");
+	CHECK(err == 0, "register: %s", stitch_last_error());
+	if (err)
+		return;
+	pthread_t holder, callers[2];
+	atomic_store(&ft_stop, false);
+	atomic_store(&ft_hold_armed, 1);
+	CHECK_EQ(pthread_create(&holder, NULL, ft_holder_thread, NULL), 0);
+	for (int i = 0; i < 2; i++)
+		CHECK_EQ(pthread_create(&callers[i], NULL, ft_caller, NULL), 0);
+	pthread_mutex_lock(&ft_mu);
+	while (!ft_held)
+		pthread_cond_wait(&ft_cv, &ft_mu);
+	pthread_mutex_unlock(&ft_mu);
+	/* The holder is inside a callback (a read-side section) right now. */
+	pid_t pid = fork();
+	if (pid == 0) {
+		alarm(CHILD_ALARM);
+		check_failed = 0; /* the child's own checks only */
+		ft_change_and_stop("child", child_threads ? 2 : 0);
+		_exit(check_failed ? 1 : 0);
+	}
+	CHECK(pid > 0, "fork: %s", strerror(errno));
+	pthread_mutex_lock(&ft_mu);
+	ft_release = true;
+	pthread_cond_broadcast(&ft_cv);
+	pthread_mutex_unlock(&ft_mu);
+	CHECK(pid > 0 && child_ok(pid, "fork while tracing"),
+	      "the child of a fork taken while a thread was in a tracer callback changed tracing and stopped it");
+	atomic_store(&ft_stop, true);
+	pthread_join(holder, NULL);
+	for (int i = 0; i < 2; i++)
+		pthread_join(callers[i], NULL);
+	CHECK(atomic_load(&ft_other) > 0, "the callers were traced");
+	ft_change_and_stop("parent", 0);
+}
+#endif
+
 int main(int argc, char **argv)
 {
 	if (argc > 1 && !strcmp(argv[1], "--exec-child"))
@@ -445,5 +592,8 @@ int main(int argc, char **argv)
 	test_after();
 	test_during();
 	test_exec();
+#ifdef STITCH_TEST_FTRACE
+	test_tracing();
+#endif
 	return check_summary("test_fork");
 }

@@ -51,5 +51,33 @@ total=$(awk '$1 == "E" { if ($4 == "lost") s += $7; else s += 1 } END { print s 
 run report "$work/d" | grep -q "LOST" || fail "report does not mention the loss"
 run replay "$work/d" | grep -q "LOST" || fail "replay does not mention the loss"
 
+# Damaged files (the reader, tools/trace/reader.c): rejected with a message
+# and exit 1 when not readable at all; read up to the damage, with a
+# message, when a record is damaged or cut short.  The file is never changed.
+f=$(ls "$work"/d/trace-*.dat | head -1)
+mkdir -p "$work/bad"
+bad=$work/bad/trace-1.dat
+damaged() { # damaged WHAT EXPECTED_RC MESSAGE
+	cp "$bad" "$work/before"
+	run replay "$work/bad" >"$work/out" 2>"$work/err"
+	rc=$?
+	[ $rc -eq "$2" ] || fail "$1: replay exited $rc, expected $2"
+	grep -q "$3" "$work/err" || fail "$1: no '$3' message: $(cat "$work/err")"
+	cmp -s "$bad" "$work/before" || fail "$1: the file was changed"
+}
+echo "not a trace" >"$bad"
+damaged "a text file" 1 "not a stitch trace file"
+: >"$bad"
+damaged "an empty file" 1 "not a stitch trace file"
+cp "$f" "$bad"
+printf '\002' | dd of="$bad" bs=1 seek=8 conv=notrunc 2>/dev/null
+damaged "format version 2" 1 "format version 2"
+cp "$f" "$bad"
+printf '\003' | dd of="$bad" bs=1 seek=68 conv=notrunc 2>/dev/null # the first record's size
+damaged "a record size not a multiple of 8" 0 "damaged record at offset 64"
+head -c $(($(wc -c <"$f") - 5)) "$f" >"$bad"
+damaged "a file cut short" 0 "truncated record"
+grep -q "^# process" "$work/out" || fail "a file cut short: nothing read before the cut"
+
 [ $failed -eq 0 ] && echo "ok: cli"
 exit $failed

@@ -195,4 +195,6 @@ def main():
     return 1 if FAILS else 0
 
 
-sys.exit(main())
+# (imported by peer_uid_test.py for its helpers)
+if __name__ == "__main__":
+    sys.exit(main())

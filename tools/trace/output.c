@@ -213,7 +213,8 @@ void out_tree(FILE *out, const struct tr_trace *tr, int collapse)
 			}
 			tb[ntb++] = b.s ? b.s : strdup("");
 		}
-		qsort(tb, ntb, sizeof *tb, cmp_str);
+		if (ntb > 1) /* qsort's array may not be NULL, even empty */
+			qsort(tb, ntb, sizeof *tb, cmp_str);
 		struct strbuf b = { 0 };
 		sb_add(&b, "process %s%s%s\n", p->exe, (p->h.flags & ST_FLAG_FORKED) ? " forked" : "",
 		       p->execed ? " exec" : "");
@@ -224,7 +225,8 @@ void out_tree(FILE *out, const struct tr_trace *tr, int collapse)
 		free(tb);
 		blocks[pi] = b.s;
 	}
-	qsort(blocks, tr->nproc, sizeof *blocks, cmp_str);
+	if (tr->nproc > 1)
+		qsort(blocks, tr->nproc, sizeof *blocks, cmp_str);
 	for (size_t i = 0; i < tr->nproc; i++) {
 		fputs(blocks[i], out);
 		free(blocks[i]);
@@ -312,7 +314,8 @@ int out_report(FILE *out, const struct tr_trace *tr, int key)
 			free(depth);
 		}
 		sort_key = key;
-		qsort(tab, n, sizeof *tab, cmp_fstat);
+		if (n > 1) /* tab is NULL for a process without events */
+			qsort(tab, n, sizeof *tab, cmp_fstat);
 		proc_title(out, p);
 		if (graph)
 			fprintf(out, "  Total time   Self time       Calls  Function\n"
@@ -466,7 +469,8 @@ void out_folded(FILE *out, const struct tr_trace *tr, int by_time)
 	size_t *idx = xcalloc(f.n, sizeof *idx);
 	for (size_t i = 0; i < f.n; i++)
 		idx[i] = i;
-	qsort_r(idx, f.n, sizeof *idx, cmp_idx_line, f.line);
+	if (f.n > 1)
+		qsort_r(idx, f.n, sizeof *idx, cmp_idx_line, f.line);
 	for (size_t i = 0; i < f.n;) {
 		uint64_t sum = 0;
 		size_t j = i;
@@ -600,7 +604,8 @@ static void flame_draw(FILE *out, const struct frame *f, double x, int depth, do
 		     "fill=\"rgb(%d,%d,%d)\" rx=\"2\"/>",
 		f->value, unit, total ? 100.0 * (double)f->value / (double)total : 0.0, x + 10, y, w,
 		FLAME_ROW - 1, r, g, b);
-	size_t fit = (size_t)(w / 7);
+	/* w is at most the image's width, unless a damaged trace's times overflowed */
+	size_t fit = w / 7 < 4096 ? (size_t)(w / 7) : 4096;
 	if (fit >= 3) {
 		fprintf(out, "<text x=\"%.2f\" y=\"%.0f\">", x + 13, y + FLAME_ROW - 5);
 		size_t len = strlen(f->name);

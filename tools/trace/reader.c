@@ -3,10 +3,14 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static void *xrealloc(void *p, size_t n)
 {
@@ -91,7 +95,8 @@ static void convert_times(struct tr_proc *p)
 				continue;
 			long double x = (long double)(int64_t)(e->ts_ns - p->clk[0].count) - mc;
 			long double ns = (long double)p->clk[0].ns + mn + slope * x;
-			e->ts_ns = ns < 0 ? 0 : (uint64_t)ns;
+			/* a damaged CLOCK pair can put it anywhere: clamp, never overflow the cast */
+			e->ts_ns = !(ns >= 0) ? 0 : ns >= 18446744073709551615.0L ? UINT64_MAX : (uint64_t)ns;
 		}
 }
 
@@ -176,87 +181,106 @@ static void build_tree(struct tr_proc *p, struct tr_thread *t)
 	}
 }
 
-static int load_file(const char *path, struct tr_proc *p, int skip_events)
+/* A record that cannot be what its type says: the rest of the file is not read. */
+static void damaged(const char *name, size_t off, const char *what)
 {
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		fprintf(stderr, "stitch-trace: %s: %s\n", path, strerror(errno));
-		return -1;
-	}
+	fprintf(stderr, "stitch-trace: %s: damaged record at offset %zu (%s); reading stops here\n", name, off, what);
+}
+
+int tr_parse(const void *data, size_t size, const char *name, struct tr_proc *p, int skip_events)
+{
+	const unsigned char *d = data;
 	memset(p, 0, sizeof *p);
-	p->path = xstrndup(path, strlen(path));
-	if (fread(&p->h, sizeof p->h, 1, f) != 1 || memcmp(p->h.magic, ST_MAGIC, 8) != 0) {
-		fprintf(stderr, "stitch-trace: %s: not a stitch trace file\n", path);
-		fclose(f);
+	if (size < sizeof p->h || memcmp(d, ST_MAGIC, 8) != 0) {
+		fprintf(stderr, "stitch-trace: %s: not a stitch trace file\n", name);
 		return -1;
 	}
+	memcpy(&p->h, d, sizeof p->h);
 	if (p->h.version != ST_VERSION || p->h.header_size != sizeof p->h) {
-		fprintf(stderr, "stitch-trace: %s: format version %u, this tool reads %u\n", path, p->h.version,
-			ST_VERSION);
-		fclose(f);
+		fprintf(stderr, "stitch-trace: %s: format version %u (header %u bytes), this tool reads %u (%zu)\n", name,
+			p->h.version, p->h.header_size, ST_VERSION, sizeof p->h);
 		return -1;
 	}
+	p->path = xstrndup(name, strlen(name));
 	char *buf = NULL;
 	size_t bufcap = 0;
-	for (;;) {
+	size_t off = sizeof p->h;
+	while (off < size) {
 		struct st_rec_header rh;
-		size_t got = fread(&rh, 1, sizeof rh, f);
-		if (got == 0)
-			break;
-		if (got != sizeof rh || rh.size % 8 || rh.size > (1u << 30)) {
-			fprintf(stderr, "stitch-trace: %s: damaged record; reading stops here\n", path);
+		if (size - off < sizeof rh) {
+			fprintf(stderr, "stitch-trace: %s: truncated record header at offset %zu (the process died while writing?)\n",
+				name, off);
 			break;
 		}
-		if (skip_events && rh.type == ST_REC_EVENTS) {
-			if (fseek(f, rh.size, SEEK_CUR) != 0)
-				break;
+		memcpy(&rh, d + off, sizeof rh);
+		if (rh.size % 8 || rh.size > (1u << 30)) {
+			damaged(name, off, "size not a multiple of 8, or over 1 GiB");
+			break;
+		}
+		if (rh.size > size - off - sizeof rh) {
+			fprintf(stderr, "stitch-trace: %s: truncated record at offset %zu (the process died while writing?)\n",
+				name, off);
+			break;
+		}
+		size_t at = off;
+		off += sizeof rh + rh.size;
+		if (skip_events && rh.type == ST_REC_EVENTS)
 			continue;
-		}
+		/* a NUL-terminated copy: string payloads may lack their NUL */
 		if (rh.size + 1 > bufcap) {
 			bufcap = rh.size + 1;
 			buf = xrealloc(buf, bufcap);
 		}
-		if (fread(buf, 1, rh.size, f) != rh.size) {
-			fprintf(stderr, "stitch-trace: %s: truncated record (the process died while writing?)\n", path);
-			break;
-		}
+		memcpy(buf, d + at + sizeof rh, rh.size);
 		buf[rh.size] = '\0';
+		const char *bad = NULL;
 		switch (rh.type) {
 		case ST_REC_SYM: {
 			struct st_sym s;
-			if (rh.size < sizeof s)
+			if (rh.size < sizeof s) {
+				bad = "symbol record too short";
 				break;
+			}
 			memcpy(&s, buf, sizeof s);
-			if (s.size > rh.size - sizeof s)
+			if (s.size > rh.size - sizeof s) {
+				bad = "symbol name longer than its record";
 				break;
-			const char *name = buf + sizeof s;
-			size_t ln = strnlen(name, s.size);
-			const char *mod = ln < s.size ? name + ln + 1 : "";
+			}
+			const char *sname = buf + sizeof s;
+			size_t ln = strnlen(sname, s.size);
+			const char *mod = ln < s.size ? sname + ln + 1 : "";
 			p->sym = xrealloc(p->sym, (p->nsym + 1) * sizeof *p->sym);
-			p->sym[p->nsym++] = (struct tr_sym){ s.addr, xstrndup(name, ln),
+			p->sym[p->nsym++] = (struct tr_sym){ s.addr, xstrndup(sname, ln),
 							     xstrndup(mod, strnlen(mod, s.size - ln - (ln < s.size))) };
 			break;
 		}
 		case ST_REC_EVENTS: {
 			struct st_events h;
-			if (rh.size < sizeof h)
+			if (rh.size < sizeof h) {
+				bad = "event record too short";
 				break;
+			}
 			memcpy(&h, buf, sizeof h);
-			if (h.count > (rh.size - sizeof h) / sizeof(struct st_event))
+			if (h.count > (rh.size - sizeof h) / sizeof(struct st_event)) {
+				bad = "more events than the record holds";
 				break;
+			}
 			struct tr_thread *t = thread_of(p, h.tid);
 			if (t->nev + h.count > t->capev) {
 				t->capev = 2 * (t->nev + h.count);
 				t->ev = xrealloc(t->ev, t->capev * sizeof *t->ev);
 			}
-			memcpy(t->ev + t->nev, buf + sizeof h, h.count * sizeof(struct st_event));
+			if (h.count)
+				memcpy(t->ev + t->nev, buf + sizeof h, h.count * sizeof(struct st_event));
 			t->nev += h.count;
 			break;
 		}
 		case ST_REC_THREAD: {
 			struct st_thread th;
-			if (rh.size < sizeof th)
+			if (rh.size < sizeof th) {
+				bad = "thread record too short";
 				break;
+			}
 			memcpy(&th, buf, sizeof th);
 			struct tr_thread *t = thread_of(p, th.tid);
 			memcpy(t->name, th.name, 16);
@@ -265,8 +289,10 @@ static int load_file(const char *path, struct tr_proc *p, int skip_events)
 		}
 		case ST_REC_MARK: {
 			struct st_mark m;
-			if (rh.size < sizeof m)
+			if (rh.size < sizeof m) {
+				bad = "mark record too short";
 				break;
+			}
 			memcpy(&m, buf, sizeof m);
 			p->mark = xrealloc(p->mark, (p->nmark + 1) * sizeof *p->mark);
 			p->mark[p->nmark++] = (struct tr_mark){ m, xstrndup(buf + sizeof m, strnlen(buf + sizeof m, rh.size - sizeof m)) };
@@ -274,26 +300,32 @@ static int load_file(const char *path, struct tr_proc *p, int skip_events)
 		}
 		case ST_REC_END:
 		case ST_REC_EXEC:
-			if (rh.size >= sizeof p->end) {
-				memcpy(&p->end, buf, sizeof p->end);
-				p->ended = 1;
-				if (rh.type == ST_REC_EXEC) {
-					p->execed = 1;
-					free(p->exec_path);
-					p->exec_path = xstrndup(buf + sizeof p->end, strnlen(buf + sizeof p->end, rh.size - sizeof p->end));
-				}
+			if (rh.size < sizeof p->end) {
+				bad = "end record too short";
+				break;
+			}
+			memcpy(&p->end, buf, sizeof p->end);
+			p->ended = 1;
+			if (rh.type == ST_REC_EXEC) {
+				p->execed = 1;
+				free(p->exec_path);
+				p->exec_path = xstrndup(buf + sizeof p->end, strnlen(buf + sizeof p->end, rh.size - sizeof p->end));
 			}
 			break;
 		case ST_REC_CLOCK:
-			if (rh.size >= sizeof(struct st_clock)) {
-				p->clk = xrealloc(p->clk, (p->nclk + 1) * sizeof *p->clk);
-				memcpy(&p->clk[p->nclk++], buf, sizeof *p->clk);
+			if (rh.size < sizeof(struct st_clock)) {
+				bad = "clock record too short";
+				break;
 			}
+			p->clk = xrealloc(p->clk, (p->nclk + 1) * sizeof *p->clk);
+			memcpy(&p->clk[p->nclk++], buf, sizeof *p->clk);
 			break;
 		case ST_REC_CMDLINE: {
 			size_t n = rh.size;
 			while (n && buf[n - 1] == '\0')
 				n--;
+			free(p->cmdline);
+			free(p->exe);
 			p->cmdline = xstrndup(buf, n);
 			for (size_t i = 0; i < n; i++)
 				if (p->cmdline[i] == '\0')
@@ -305,9 +337,12 @@ static int load_file(const char *path, struct tr_proc *p, int skip_events)
 		default:
 			break; /* a newer writer's record: skip it */
 		}
+		if (bad) {
+			damaged(name, at, bad);
+			break;
+		}
 	}
 	free(buf);
-	fclose(f);
 	if (!p->exe)
 		p->exe = xstrndup("?", 1);
 	if (!p->cmdline)
@@ -318,8 +353,11 @@ static int load_file(const char *path, struct tr_proc *p, int skip_events)
 		qsort(p->sym, p->nsym, sizeof *p->sym, cmp_sym);
 		size_t w = 0;
 		for (size_t i = 0; i < p->nsym; i++) {
-			if (w && p->sym[w - 1].addr == p->sym[i].addr)
+			if (w && p->sym[w - 1].addr == p->sym[i].addr) {
 				w--;
+				free(p->sym[w].name);
+				free(p->sym[w].module);
+			}
 			p->sym[w++] = p->sym[i];
 		}
 		p->nsym = w;
@@ -334,6 +372,57 @@ static int load_file(const char *path, struct tr_proc *p, int skip_events)
 	for (size_t i = 0; i < p->nthr; i++)
 		build_tree(p, &p->thr[i]);
 	return 0;
+}
+
+void tr_proc_free(struct tr_proc *p)
+{
+	for (size_t i = 0; i < p->nthr; i++) {
+		free(p->thr[i].ev);
+		free(p->thr[i].node);
+	}
+	for (size_t i = 0; i < p->nsym; i++) {
+		free(p->sym[i].name);
+		free(p->sym[i].module);
+	}
+	for (size_t i = 0; i < p->nmark; i++)
+		free(p->mark[i].filter);
+	free(p->thr);
+	free(p->sym);
+	free(p->mark);
+	free(p->clk);
+	free(p->path);
+	free(p->cmdline);
+	free(p->exe);
+	free(p->exec_path);
+	memset(p, 0, sizeof *p);
+}
+
+/* The file is mapped, not read: with skip_events the events are never
+ * touched.  The writer only appends, so the mapping never loses pages. */
+static int load_file(const char *path, struct tr_proc *p, int skip_events)
+{
+	memset(p, 0, sizeof *p);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		fprintf(stderr, "stitch-trace: %s: %s\n", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	if (st.st_size == 0) {
+		close(fd);
+		return tr_parse("", 0, path, p, skip_events);
+	}
+	void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (m == MAP_FAILED) {
+		fprintf(stderr, "stitch-trace: %s: mmap: %s\n", path, strerror(errno));
+		return -1;
+	}
+	int r = tr_parse(m, (size_t)st.st_size, path, p, skip_events);
+	munmap(m, (size_t)st.st_size);
+	return r;
 }
 
 static int cmp_proc(const void *a, const void *b)
@@ -390,9 +479,17 @@ int tr_load_opt(const char *dir, struct tr_trace *t, int skip_events)
 			dir, dir);
 		return -1;
 	}
+	tr_order(t);
+	return 0;
+}
+
+void tr_order(struct tr_trace *t)
+{
+	if (!t->nproc)
+		return;
 	qsort(t->proc, t->nproc, sizeof *t->proc, cmp_proc);
 	t->t0 = t->proc[0].h.start_ns;
 	for (size_t i = 0; i < t->nproc; i++)
-		qsort(t->proc[i].thr, t->proc[i].nthr, sizeof *t->proc[i].thr, cmp_thread);
-	return 0;
+		if (t->proc[i].nthr > 1) /* thr is NULL for a file without events */
+			qsort(t->proc[i].thr, t->proc[i].nthr, sizeof *t->proc[i].thr, cmp_thread);
 }

@@ -82,6 +82,17 @@ struct tr_trace {
 int tr_load(const char *dir, struct tr_trace *t);
 /* The same; with skip_events, only headers, symbols, marks and totals. */
 int tr_load_opt(const char *dir, struct tr_trace *t, int skip_events);
+/*
+ * Parse one trace file's bytes (format.h) into p; `name` is for messages.
+ * 0, or -1 with a message on stderr (not a trace file, another format
+ * version).  A damaged or truncated record ends the reading with a message
+ * on stderr and keeps what came before it (a process killed while it wrote
+ * leaves such a file): that is still 0.  Release with tr_proc_free().
+ */
+int tr_parse(const void *data, size_t size, const char *name, struct tr_proc *p, int skip_events);
+void tr_proc_free(struct tr_proc *p);
+/* Processes by start time, each one's threads by first event; sets t0. */
+void tr_order(struct tr_trace *t);
 /* The name of ip in a process ("0x..." in buf if unknown). */
 const char *tr_sym_name(const struct tr_proc *p, uint64_t ip, char *buf, size_t size);
 /* Does the trace record exits (graph mode)? */

@@ -1,0 +1,79 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# gdb_prog under gdb -batch (issue 8, environment matrix; x86-64 native).
+#   run_gdb.sh GDB GDB_PROG
+#
+# 1. A breakpoint inside probe_fn, a function whose key site and tracing
+#    site are rewritten while the program runs (after the tracing site:
+#    *probe_fn+5).  gdb must stop there exactly as often as the program
+#    calls probe_fn, and the program's own checks must pass.  The int3s of
+#    stitch's x86 protocol reach gdb as SIGTRAPs that are not gdb's: gdb
+#    stops for them (a SIGTRAP gdb cannot explain is reported, not passed,
+#    and `handle SIGTRAP pass` makes gdb 13 pass its own single-step traps
+#    too, which kills the program), so the script passes each one on with
+#    `signal SIGTRAP`; the library's handler must then complete the call.
+#    Every trap the library counts must be one gdb passed on, and at least
+#    2 per toggle are certain (gdb_prog.c).
+# 2. A breakpoint on the tracing site itself (*probe_fn): gdb's int3 is in
+#    the bytes stitch would rewrite.  Enabling tracing there must fail
+#    with the library's error naming the unexpected byte (cc), not write.
+set -u
+gdb=$1 prog=$2
+rounds=50
+work=$(mktemp -d "${TMPDIR:-/tmp}/stitch-gdb.XXXXXX") || exit 1
+trap 'rm -rf "$work"' EXIT
+failed=0
+fail() { echo "FAIL: $*" >&2; failed=1; }
+num() { sed -n "s/^$1 *\([0-9][0-9]*\).*/\1/p" "$work/out" | tail -1; }
+
+# `handle all` leaves SIGTRAP and SIGINT alone; it covers the library's
+# quiescence signal (SIGRTMIN+5 unless STITCH_QUIESCE_SIGNAL says otherwise).
+cat >"$work/1.gdb" <<'GDB'
+set pagination off
+set confirm off
+handle all nostop noprint pass
+set $hits = 0
+set $traps = 0
+break *probe_fn+5
+run
+while $_isvoid($_exitcode)
+  if $pc == (long)probe_fn + 5
+    set $hits = $hits + 1
+    continue
+  else
+    set $traps = $traps + 1
+    signal SIGTRAP
+  end
+end
+printf "gdb hits: %d\n", $hits
+printf "gdb passed SIGTRAPs: %d\n", $traps
+printf "exit code: %d\n", $_exitcode
+GDB
+"$gdb" -batch -nx -x "$work/1.gdb" --args "$prog" $rounds >"$work/out" 2>&1
+grep -q "^gdb_prog: [0-9]* passed, 0 failed" "$work/out" || fail "gdb_prog's own checks failed under gdb"
+[ "$(num "exit code:")" = 0 ] || fail "gdb_prog did not exit with 0 under gdb"
+calls=$(num "probe_fn calls:") hits=$(num "gdb hits:")
+[ -n "$calls" ] && [ "$calls" = "$hits" ] || fail "gdb stopped ${hits:-?} times in probe_fn, which was called ${calls:-?} times"
+traps=$(num "int3 traps:") passed=$(num "gdb passed SIGTRAPs:")
+[ -n "$traps" ] && [ "$traps" = "$passed" ] ||
+	fail "the library counted ${traps:-?} int3 traps, gdb passed ${passed:-?} SIGTRAPs on"
+[ "${traps:-0}" -ge $((2 * rounds)) ] || fail "only ${traps:-0} int3 traps, at least $((2 * rounds)) expected"
+[ $failed -eq 0 ] && echo "ok: under gdb: $hits breakpoint hits, $passed of stitch's int3 traps passed on"
+
+cat >"$work/2.gdb" <<'GDB'
+set pagination off
+set confirm off
+handle all nostop noprint pass
+break *probe_fn
+run
+GDB
+"$gdb" -batch -nx -x "$work/2.gdb" --args "$prog" 2 >"$work/out" 2>&1
+grep -q "cannot trace probe_fn.*expected a patchable entry.*found cc" "$work/out" ||
+	fail "a gdb breakpoint on the tracing site: no error naming the int3 from stitch_ftrace_register"
+[ $failed -eq 0 ] && echo "ok: a breakpoint on the tracing site: refused with a clear error"
+
+if [ $failed -ne 0 ]; then
+	echo "--- last gdb output:" >&2
+	tail -30 "$work/out" >&2
+fi
+exit $failed
