@@ -170,16 +170,18 @@ int stitch_apply_stopped(struct stitch_patch *p, size_t n, stitch_pc_fixup_fn fi
 		err = stitch_text_open(p, n);
 		opened = !err;
 	}
-	size_t stored = 0;
-	for (; !err && stored < n; stored++) /* step 3 */
-		err = stitch_text_store(p[stored].addr, p[stored].new_bytes, p[stored].len);
-	if (err && stored) {
-		/* A store failed part-way (practically never): put back what we wrote;
-		 * nobody ran meanwhile, so plain stores suffice. */
+	/* step 3: every site at once (text.c merges the stores of a page run) */
+	const struct stitch_store_part all_new = { 0, STITCH_MAX_INSN, 0, STITCH_STORE_NEW, 0 };
+	const struct stitch_store_part all_old = { 0, STITCH_MAX_INSN, 0, STITCH_STORE_OLD, 0 };
+	if (!err)
+		err = stitch_text_store_patches(p, n, &all_new);
+	if (err && opened) {
+		/* A store failed part-way (practically never): put back what we wrote
+		 * (sites already holding their old bytes are left alone); nobody ran
+		 * meanwhile, so plain stores suffice. */
 		int saved = err;
-		for (size_t i = 0; i < stored; i++)
-			if (stitch_text_store(p[i].addr, p[i].old, p[i].len) != 0)
-				stitch_die("stopped-world patch: cannot restore code after a failed write");
+		if (stitch_text_store_patches(p, n, &all_old) != 0)
+			stitch_die("stopped-world patch: cannot restore code after a failed write");
 		err = saved;
 	}
 	if (opened) {

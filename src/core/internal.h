@@ -94,6 +94,8 @@ struct stitch_patch;
 int stitch_text_open(const struct stitch_patch *patches, size_t count);
 /* Refuse (-STITCH_EPROTECT) a patch outside executable mappings; reads nothing there. */
 int stitch_text_check(const struct stitch_patch *patches, size_t count);
+/* Drop the mappings the last check read (kept for the next open; update lock release). */
+void stitch_text_forget_checked(void);
 /*
  * One store into code, inside a session.  A store of 1, 2, 4 or 8
  * naturally aligned bytes is a single-copy-atomic store; longer or
@@ -101,6 +103,22 @@ int stitch_text_check(const struct stitch_patch *patches, size_t count);
  * away from any instruction fetch.  Does not sync instruction fetch.
  */
 int stitch_text_store(uintptr_t addr, const uint8_t *bytes, size_t len);
+/*
+ * The same part of many patches, in one go: for every patch p[i] (sorted by
+ * address, none overlapping) of at least min_len bytes, bytes [from,
+ * min(to, len)) of its new or old bytes, or `fill` repeated, each as by
+ * stitch_text_store() - except that a store of what memory already holds
+ * is left out, and the procmem backend merges the stores of a page run
+ * into one write (text.c says why that is safe).  Inside a session; no sync.
+ */
+enum stitch_store_src { STITCH_STORE_NEW, STITCH_STORE_OLD, STITCH_STORE_FILL };
+struct stitch_store_part {
+	size_t from, to;
+	size_t min_len;
+	enum stitch_store_src src;
+	uint8_t fill;
+};
+int stitch_text_store_patches(const struct stitch_patch *p, size_t n, const struct stitch_store_part *part);
 int stitch_text_close(void);
 /*
  * Make every store so far visible to instruction fetch on every thread of

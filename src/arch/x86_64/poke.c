@@ -205,29 +205,10 @@ static void unpublish_trap_table(struct trap_table *t)
 	free(t);
 }
 
-/* Store byte ranges [from, to) of every multi-byte patch (or, with
- * only_single, every single-byte patch) from the given source. */
-static int store_bytes(const struct stitch_patch *p, size_t n, size_t from, bool use_new, bool int3_at_0)
-{
-	static const uint8_t int3 = X86_INT3;
-	for (size_t i = 0; i < n; i++) {
-		if (p[i].len <= from)
-			continue;
-		const uint8_t *src = use_new ? p[i].new_bytes : p[i].old;
-		int err;
-		if (int3_at_0)
-			err = stitch_text_store(p[i].addr, &int3, 1);
-		else if (from == 0)
-			err = stitch_text_store(p[i].addr, src, 1);
-		else if (memcmp(p[i].old + 1, p[i].new_bytes + 1, p[i].len - 1u) == 0)
-			err = 0; /* tail unchanged */
-		else
-			err = stitch_text_store(p[i].addr + 1, src + 1, p[i].len - 1u);
-		if (err)
-			return err;
-	}
-	return 0;
-}
+/* The three steps' stores, each over every site (text.c merges page runs). */
+static const struct stitch_store_part step1_int3 = { 0, 1, 2, STITCH_STORE_FILL, X86_INT3 };
+static const struct stitch_store_part step2_tails = { 1, STITCH_MAX_INSN, 2, STITCH_STORE_NEW, 0 };
+static const struct stitch_store_part step3_byte0 = { 0, 1, 0, STITCH_STORE_NEW, 0 };
 
 /*
  * Undo after a failed step (only reachable if a store fails after the
@@ -294,18 +275,19 @@ int arch_batch_apply(const struct stitch_patch *p, size_t n)
 	for (size_t i = 0; i < n; i++)
 		any_long |= p[i].len > 1;
 	if (any_long) {
-		err = store_bytes(p, n, 1, true, true);
+		err = stitch_text_store_patches(p, n, &step1_int3);
 		if (!err)
 			err = stitch_text_sync(p, n);
-		/* step 2: the tails, which no thread decodes while byte 0 is int3 */
+		/* step 2: the tails, which no thread decodes while byte 0 is int3
+		 * (tails that do not change are not stored) */
 		if (!err)
-			err = store_bytes(p, n, 1, true, false);
+			err = stitch_text_store_patches(p, n, &step2_tails);
 		if (!err)
 			err = stitch_text_sync(p, n);
 	}
 	/* step 3: the new byte 0 completes every site at once */
 	if (!err)
-		err = store_bytes(p, n, 0, true, false);
+		err = stitch_text_store_patches(p, n, &step3_byte0);
 	if (!err)
 		err = stitch_text_sync(p, n);
 	if (err) {
@@ -344,6 +326,14 @@ void arch_probe_describe(struct arch_probe *p)
 bool arch_procmem_word_atomic(void)
 {
 	/* Every store the x86 protocol relies on being atomic is one byte. */
+	return true;
+}
+
+bool arch_procmem_runs(void)
+{
+	/* Every store the protocols rely on being atomic is one byte (above); a
+	 * longer copy that rewrites bytes with their own values changes nothing
+	 * a fetch could tell apart. */
 	return true;
 }
 
