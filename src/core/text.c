@@ -506,21 +506,26 @@ int stitch_text_store(uintptr_t addr, const uint8_t *bytes, size_t len)
 	return stitch_fail(STITCH_EBACKEND, "no write backend");
 }
 
-/* The bytes `part` stores for patch p, into out; false if it stores nothing there. */
-static bool part_bytes(const struct stitch_patch *p, const struct stitch_store_part *part, uintptr_t *addr,
-		       size_t *len, uint8_t out[STITCH_MAX_INSN])
+/* Where `part` stores for patch p: false if nowhere (too short a patch, empty range). */
+static bool part_range(const struct stitch_patch *p, const struct stitch_store_part *part, uintptr_t *addr,
+		       size_t *len)
 {
 	size_t to = part->to < p->len ? part->to : p->len;
 	if (p->len < part->min_len || part->from >= to)
 		return false;
 	*addr = p->addr + part->from;
 	*len = to - part->from;
+	return true;
+}
+
+/* The bytes `part` stores for patch p (part_range() said where, len of them), into out. */
+static void part_bytes(const struct stitch_patch *p, const struct stitch_store_part *part, size_t len,
+		       uint8_t out[STITCH_MAX_INSN])
+{
 	if (part->src == STITCH_STORE_FILL)
-		memset(out, part->fill, *len);
+		memset(out, part->fill, len);
 	else
-		memcpy(out, (part->src == STITCH_STORE_OLD ? p->old : p->new_bytes) + part->from, *len);
-	/* what memory already holds needs no store (and the log no step) */
-	return memcmp((const void *)*addr, out, *len) != 0;
+		memcpy(out, (part->src == STITCH_STORE_OLD ? p->old : p->new_bytes) + part->from, len);
 }
 
 /* The opened mapping holding [a, e), or NULL (procmem sessions keep them). */
@@ -573,31 +578,31 @@ static int store_patches_procmem(const struct stitch_patch *p, size_t n, const s
 		uintptr_t a;
 		size_t len;
 		uint8_t bytes[STITCH_MAX_INSN];
-		if (!part_bytes(&p[i], part, &a, &len, bytes)) {
+		if (!part_range(&p[i], part, &a, &len)) {
 			i++;
 			continue;
 		}
 		const struct mapping *m = arch_procmem_runs() ? opened_at(a, a + len) : NULL;
 		bool merge = m && !(m->prot & PROT_WRITE);
-		/* the run: stores i..last, [a, end) */
+		/* the run: patches i..last, [a, end) */
 		uintptr_t end = a + len;
-		size_t last = i, j = i + 1, nstores = 1;
-		for (; merge && j < n; j++) {
+		size_t last = i;
+		for (size_t j = i + 1; merge && j < n; j++) {
 			uintptr_t b;
 			size_t blen;
-			uint8_t next[STITCH_MAX_INSN];
-			if (!part_bytes(&p[j], part, &b, &blen, next))
+			if (!part_range(&p[j], part, &b, &blen))
 				continue;
 			if (b < end || b + blen > m->end || b + blen - a > RUN_MAX ||
 			    (b & ~(page_size - 1)) > ((end - 1) & ~(page_size - 1)) + page_size)
 				break;
 			end = b + blen;
 			last = j;
-			nstores++;
 		}
-		if (nstores == 1) {
-			err = stitch_text_store(a, bytes, len);
-			i = last + 1;
+		if (last == i) {
+			part_bytes(&p[i], part, len, bytes);
+			if (memcmp((const void *)a, bytes, len) != 0)
+				err = stitch_text_store(a, bytes, len);
+			i++;
 			continue;
 		}
 		if (!buf && !(buf = malloc(RUN_MAX))) {
@@ -605,20 +610,23 @@ static int store_patches_procmem(const struct stitch_patch *p, size_t n, const s
 			break;
 		}
 		memcpy(buf, (const void *)a, end - a);
+		size_t changed = 0;
 		for (size_t k = i; k <= last; k++) {
 			uintptr_t b;
 			size_t blen;
-			uint8_t next[STITCH_MAX_INSN];
-			if (!part_bytes(&p[k], part, &b, &blen, next))
+			if (!part_range(&p[k], part, &b, &blen))
 				continue;
-			stitch_patch_log_store(b, next, blen); /* announced before the write */
-			memcpy(buf + (b - a), next, blen);
+			part_bytes(&p[k], part, blen, bytes);
+			if (memcmp(buf + (b - a), bytes, blen) == 0)
+				continue; /* what memory holds already: no store */
+			stitch_patch_log_store(b, bytes, blen); /* announced before the write */
+			memcpy(buf + (b - a), bytes, blen);
+			changed++;
 		}
-		ssize_t w = pwrite(procmem_fd, buf, end - a, (off_t)a);
-		if (w != (ssize_t)(end - a))
+		if (changed && pwrite(procmem_fd, buf, end - a, (off_t)a) != (ssize_t)(end - a))
 			err = stitch_fail_errno(STITCH_EPROTECT,
 						"write of %zu bytes at %#lx (%zu sites) through /proc/self/mem failed",
-						(size_t)(end - a), (unsigned long)a, nstores);
+						(size_t)(end - a), (unsigned long)a, changed);
 		i = last + 1;
 	}
 	free(buf);
@@ -634,7 +642,10 @@ int stitch_text_store_patches(const struct stitch_patch *p, size_t n, const stru
 		uintptr_t a;
 		size_t len;
 		uint8_t bytes[STITCH_MAX_INSN];
-		if (part_bytes(&p[i], part, &a, &len, bytes))
+		if (!part_range(&p[i], part, &a, &len))
+			continue;
+		part_bytes(&p[i], part, len, bytes);
+		if (memcmp((const void *)a, bytes, len) != 0) /* what memory holds already: no store */
 			err = stitch_text_store(a, bytes, len);
 	}
 	return err;
