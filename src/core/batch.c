@@ -78,7 +78,7 @@ int stitch_batch_apply_locked(struct stitch_batch *b)
 	b->count = n;
 	if (n == 0)
 		return 0;
-	qsort(b->patches, n, sizeof(*b->patches), cmp_patch);
+	stitch_sort_if_needed(b->patches, n, sizeof(*b->patches), cmp_patch);
 	int err = stitch_text_check(b->patches, n);
 	if (err)
 		return err;
@@ -118,7 +118,16 @@ int stitch_apply_patches_locked(const struct stitch_patch *p, size_t n, const ch
 	b.operation = operation;
 	int err = 0;
 	for (size_t i = 0; i < n && !err; i++)
-		err = stitch_batch_add(&b, p[i].addr, p[i].old, p[i].new_bytes, p[i].len);
+		if (p[i].len == 0 || p[i].len > STITCH_MAX_INSN)
+			err = stitch_fail(STITCH_EINVAL, "patch of %u bytes at %#lx: length must be 1..%d", p[i].len,
+					  (unsigned long)p[i].addr, STITCH_MAX_INSN);
+	/* one copy, sized once (the batch filters and sorts in place) */
+	if (!err && n && !(b.patches = malloc(n * sizeof(*p))))
+		err = stitch_fail(STITCH_ENOMEM, "out of memory queueing %zu patches", n);
+	if (!err && n) {
+		memcpy(b.patches, p, n * sizeof(*p));
+		b.count = b.capacity = n;
+	}
 	if (!err)
 		err = stitch_batch_apply_locked(&b);
 	stitch_batch_free(&b);
