@@ -291,12 +291,11 @@ static int call_bytes(const struct arch_ftrace_site *s, uint8_t out[SITE_LEN])
 	return 0;
 }
 
-/* Whether the int3 protocol can make this change: one known instruction each. */
-static bool one_insn_each(const struct stitch_patch *p)
+/* Whether the int3 protocol can switch this site: its compiler form is one
+ * 5-byte instruction poke.c's trap handler knows (the call is one too). */
+static bool one_insn_form(const struct arch_ftrace_site *s)
 {
-	struct x86_insn a, b;
-	return x86_decode(p->old, p->len, p->addr, &a) == 0 && a.len == p->len &&
-	       x86_decode(p->new_bytes, p->len, p->addr, &b) == 0 && b.len == p->len;
+	return s->form == FORM_NOP5;
 }
 
 /* Sites whose current bytes are five 1-byte NOPs, sorted, for the fixup. */
@@ -326,8 +325,9 @@ static bool skip_nops(uintptr_t *pc, void *arg)
 
 int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, const bool *enable, size_t n)
 {
-	struct stitch_patch *p = calloc(n ? n : 1, sizeof(*p));
-	uintptr_t *nops = calloc(n ? n : 1, sizeof(*nops));
+	/* not calloc: 100 000 sites are 5 MB, every field is set below */
+	struct stitch_patch *p = malloc((n ? n : 1) * sizeof(*p));
+	uintptr_t *nops = malloc((n ? n : 1) * sizeof(*nops));
 	struct nops_fixup fix = { nops, 0 };
 	size_t np = 0;
 	bool all_one_insn = true, written = false;
@@ -345,7 +345,7 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 		q->len = SITE_LEN;
 		memcpy(q->old, enabled[i] ? call : s->orig, SITE_LEN);
 		memcpy(q->new_bytes, enable[i] ? call : s->orig, SITE_LEN);
-		all_one_insn &= one_insn_each(q);
+		all_one_insn &= one_insn_form(s);
 		if (!enabled[i] && s->form == FORM_5NOPS)
 			nops[fix.count++] = s->patch;
 	}
