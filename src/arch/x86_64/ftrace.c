@@ -25,13 +25,15 @@
  *   func+5: the function runs as if the site were a NOP.
  *
  * Protocols (what a thread at the site may execute):
- *   A. old and new are each ONE instruction of 5 bytes that x86_decode
- *      knows (canonical NOP5 <-> call): the int3 batch of poke.c (steps
- *      1-3 there); a thread runs the NOP or the call, or traps and the
- *      handler emulates the call.  Patch-logged and checked like every
- *      batch; models/x86-int3-call.model.
- *   B. anything else (gcc's five NOPs, clang's NOP with a displacement
- *      byte poke.c's decoder does not accept): stop the world.  Every
+ *   A. old and new are each ONE instruction of 5 bytes that poke.c's trap
+ *      handler knows (x86_decode_site: the canonical NOP5 and clang's
+ *      0f 1f 44 00 08 <-> call): the int3 batch of poke.c (steps 1-3
+ *      there); a thread runs the NOP or the call, or traps and the handler
+ *      emulates the new instruction (the call, or the NOP: skip 5 bytes).
+ *      No thread can be inside the site: it is one instruction.  Patch-
+ *      logged and checked like every batch; models/x86-int3-call.model,
+ *      ftrace-x86-clang-nop-int3.model (and its -plain-store mutant).
+ *   B. gcc's five NOPs: stop the world.  Every
  *      other thread is parked in the quiescence handler at an instruction
  *      boundary.  A thread parked at offsets 1-4 of five 1-byte NOPs is
  *      moved to offset 5 by the fixup (skipping NOPs changes nothing);
@@ -292,10 +294,11 @@ static int call_bytes(const struct arch_ftrace_site *s, uint8_t out[SITE_LEN])
 }
 
 /* Whether the int3 protocol can switch this site: its compiler form is one
- * 5-byte instruction poke.c's trap handler knows (the call is one too). */
+ * 5-byte instruction poke.c's trap handler knows (the call is one too):
+ * the canonical NOP5 and clang's NOP5 with displacement 8 (x86_decode_site). */
 static bool one_insn_form(const struct arch_ftrace_site *s)
 {
-	return s->form == FORM_NOP5;
+	return s->form == FORM_NOP5 || s->form == FORM_NOP5_DISP;
 }
 
 /* Sites whose current bytes are five 1-byte NOPs, sorted, for the fixup. */

@@ -30,7 +30,11 @@
  *
  * The trap: our SIGTRAP handler finds the site in the published table and
  * emulates the *new* instruction (either is correct while the update is in
- * flight): nop -> skip, jmp -> go to target, call -> push and go.  If the
+ * flight): nop -> skip, jmp -> go to target, call -> push and go.  A NOP
+ * may be any of x86_decode_site()'s forms, e.g. clang's patchable entry
+ * 0f 1f 44 00 08: a multi-byte NOP issues no memory operation (SDM Vol.
+ * 2B, NOP), so skipping its length is all it does, whatever its
+ * displacement byte.  If the
  * site is no longer in the table but its byte 0 is no longer int3, the
  * update finished between the trap and the handler: the handler rewinds
  * the PC to re-execute the now complete instruction.  Any other SIGTRAP
@@ -251,8 +255,8 @@ int arch_batch_apply(const struct stitch_patch *p, size_t n)
 		t->sites[i].addr = p[i].addr;
 		/* Both must be exactly one instruction filling the site: the trap
 		 * emulates the new one, and a thread can only be at byte 0 of the old. */
-		if (x86_decode(p[i].old, p[i].len, p[i].addr, &old_insn) != 0 || old_insn.len != p[i].len ||
-		    x86_decode(p[i].new_bytes, p[i].len, p[i].addr, &t->sites[i].insn) != 0 ||
+		if (x86_decode_site(p[i].old, p[i].len, p[i].addr, &old_insn) != 0 || old_insn.len != p[i].len ||
+		    x86_decode_site(p[i].new_bytes, p[i].len, p[i].addr, &t->sites[i].insn) != 0 ||
 		    t->sites[i].insn.len != p[i].len || t->sites[i].insn.kind == X86_INSN_INT3) {
 			char a[3 * STITCH_MAX_INSN + 1], b[3 * STITCH_MAX_INSN + 1];
 			free(t);
