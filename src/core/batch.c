@@ -121,17 +121,16 @@ int stitch_apply_patches_locked(const struct stitch_patch *p, size_t n, const ch
 		if (p[i].len == 0 || p[i].len > STITCH_MAX_INSN)
 			err = stitch_fail(STITCH_EINVAL, "patch of %u bytes at %#lx: length must be 1..%d", p[i].len,
 					  (unsigned long)p[i].addr, STITCH_MAX_INSN);
-	/* one copy, sized once (the batch filters and sorts in place) */
-	if (!err && n && !(b.patches = malloc(n * sizeof(*p))))
-		err = stitch_fail(STITCH_ENOMEM, "out of memory queueing %zu patches", n);
+	/* one copy, in scratch memory (the batch filters and sorts in place) */
+	if (!err && n && !(b.patches = stitch_scratch(STITCH_SCRATCH_BATCH, n * sizeof(*p))))
+		err = -STITCH_ENOMEM;
 	if (!err && n) {
 		memcpy(b.patches, p, n * sizeof(*p));
 		b.count = b.capacity = n;
 	}
 	if (!err)
 		err = stitch_batch_apply_locked(&b);
-	stitch_batch_free(&b);
-	return err;
+	return err; /* nothing to free: the patches are scratch */
 }
 
 void stitch_patch_init(struct stitch_patch *p, uintptr_t addr, const void *old, const void *new_bytes, size_t len)
@@ -141,6 +140,26 @@ void stitch_patch_init(struct stitch_patch *p, uintptr_t addr, const void *old, 
 	p->len = (uint8_t)len;
 	memcpy(p->old, old, len);
 	memcpy(p->new_bytes, new_bytes, len);
+}
+
+void *stitch_scratch(enum stitch_scratch_slot slot, size_t bytes)
+{
+	static struct {
+		void *p;
+		size_t size;
+	} slots[STITCH_SCRATCH_SLOTS];
+	if (bytes > slots[slot].size) {
+		/* not realloc: the old contents are not wanted */
+		void *p = malloc(bytes);
+		if (!p) {
+			(void)stitch_fail(STITCH_ENOMEM, "out of memory (%zu bytes of scratch)", bytes);
+			return NULL;
+		}
+		free(slots[slot].p);
+		slots[slot].p = p;
+		slots[slot].size = bytes;
+	}
+	return slots[slot].p;
 }
 
 int stitch_cmp_uintptr(const void *a, const void *b)

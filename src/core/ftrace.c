@@ -943,12 +943,18 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 	size_t nold = priv ? priv->nsel : 0;
 	/* affected records: the union of old and new */
 	size_t cap = nold + nsel, na = 0, i = 0, j = 0;
-	struct ft_rec **aff = calloc(cap ? cap : 1, sizeof(*aff));
-	struct ft_set **nset = calloc(cap ? cap : 1, sizeof(*nset));
-	struct ft_set **oset = calloc(cap ? cap : 1, sizeof(*oset));
-	struct arch_ftrace_site **sites = calloc(cap ? cap : 1, sizeof(*sites));
-	bool *was = calloc(cap ? cap : 1, sizeof(*was)), *want = calloc(cap ? cap : 1, sizeof(*want));
-	size_t *sw_idx = calloc(cap ? cap : 1, sizeof(*sw_idx));
+	/* per affected record, in one block of scratch memory (batch.c); every
+	 * entry read below is written first */
+	size_t c1 = cap ? cap : 1;
+	size_t per = sizeof(struct ft_rec *) + 2 * sizeof(struct ft_set *) + sizeof(struct arch_ftrace_site *) +
+		     sizeof(size_t) + 2 * sizeof(bool);
+	char *block = stitch_scratch(STITCH_SCRATCH_FTRACE, c1 * per);
+	struct ft_rec **aff = block ? (struct ft_rec **)block : NULL;
+	struct ft_set **nset = block ? (struct ft_set **)(aff + c1) : NULL;
+	struct ft_set **oset = block ? nset + c1 : NULL;
+	struct arch_ftrace_site **sites = block ? (struct arch_ftrace_site **)(oset + c1) : NULL;
+	size_t *sw_idx = block ? (size_t *)(sites + c1) : NULL;
+	bool *was = block ? (bool *)(sw_idx + c1) : NULL, *want = block ? was + c1 : NULL;
 	/* new sets made here, one per distinct old set (a small direct-mapped
 	 * memo: records traced by the same ops share their old set) */
 	struct ft_set *made_v[64], **made = made_v;
@@ -960,8 +966,8 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 	} memo[64];
 	memset(memo, 0, sizeof(memo));
 	int err = 0;
-	if (!aff || !nset || !oset || !sites || !was || !want || !sw_idx)
-		err = stitch_fail(STITCH_ENOMEM, "out of memory switching %zu sites", cap);
+	if (!block)
+		err = -STITCH_ENOMEM;
 	while (!err && (i < nold || j < nsel)) {
 		struct ft_rec *r;
 		bool in_new;
@@ -1091,13 +1097,6 @@ fail:
 			free(made[k]);
 	if (made != made_v)
 		free(made);
-	free(aff);
-	free(nset);
-	free(oset);
-	free(sites);
-	free(was);
-	free(want);
-	free(sw_idx);
 	return err;
 }
 

@@ -183,6 +183,27 @@ void stitch_sort_if_needed(void *base, size_t n, size_t size, int (*cmp)(const v
 /* Comparison of two uintptr_t, for qsort and stitch_sort_if_needed. */
 int stitch_cmp_uintptr(const void *a, const void *b);
 
+/*
+ * Scratch arrays of one operation, kept from one operation to the next
+ * (update lock held).  Switching 100 000 sites needs megabytes of patch
+ * lists and tables; fresh memory from malloc comes as new mappings that
+ * cost a page fault per 4 KiB touched, a fifth of such a switch.  Each
+ * slot grows to the largest size asked of it and keeps that memory for
+ * the life of the process; its contents do not survive the next call for
+ * the same slot.  Nested users take different slots.  NULL (with an error
+ * recorded) when out of memory.
+ */
+enum stitch_scratch_slot {
+	STITCH_SCRATCH_FTRACE,   /* core/ftrace.c commit() */
+	STITCH_SCRATCH_ARCH,     /* arch_ftrace_apply(): the patch list */
+	STITCH_SCRATCH_ARCH_AUX, /* arch_ftrace_apply(): anything else */
+	STITCH_SCRATCH_BATCH,    /* stitch_apply_patches_locked()'s copy */
+	STITCH_SCRATCH_TRAPS,    /* the x86 int3 trap table (unused once unpublished) */
+	STITCH_SCRATCH_RUN,      /* text.c: a page run being written */
+	STITCH_SCRATCH_SLOTS
+};
+void *stitch_scratch(enum stitch_scratch_slot slot, size_t bytes);
+
 /* ---- quiescence (quiesce.c) ------------------------------------------------ */
 
 struct stitch_range {

@@ -605,8 +605,8 @@ static int store_patches_procmem(const struct stitch_patch *p, size_t n, const s
 			i++;
 			continue;
 		}
-		if (!buf && !(buf = malloc(RUN_MAX))) {
-			err = stitch_fail(STITCH_ENOMEM, "out of memory writing code");
+		if (!buf && !(buf = stitch_scratch(STITCH_SCRATCH_RUN, RUN_MAX))) {
+			err = -STITCH_ENOMEM;
 			break;
 		}
 		memcpy(buf, (const void *)a, end - a);
@@ -616,11 +616,19 @@ static int store_patches_procmem(const struct stitch_patch *p, size_t n, const s
 			size_t blen;
 			if (!part_range(&p[k], part, &b, &blen))
 				continue;
-			part_bytes(&p[k], part, blen, bytes);
-			if (memcmp(buf + (b - a), bytes, blen) == 0)
+			/* byte by byte, no library call: this loop runs once per site */
+			const uint8_t *src = part->src == STITCH_STORE_FILL ? NULL
+					     : (part->src == STITCH_STORE_OLD ? p[k].old : p[k].new_bytes) + part->from;
+			uint8_t *dst = buf + (b - a);
+			bool differs = false;
+			for (size_t t = 0; t < blen; t++) {
+				uint8_t v = src ? src[t] : part->fill;
+				differs |= dst[t] != v;
+				dst[t] = v;
+			}
+			if (!differs)
 				continue; /* what memory holds already: no store */
-			stitch_patch_log_store(b, bytes, blen); /* announced before the write */
-			memcpy(buf + (b - a), bytes, blen);
+			stitch_patch_log_store(b, dst, blen); /* announced before the write (memory still old) */
 			changed++;
 		}
 		if (changed && pwrite(procmem_fd, buf, end - a, (off_t)a) != (ssize_t)(end - a))
@@ -629,7 +637,6 @@ static int store_patches_procmem(const struct stitch_patch *p, size_t n, const s
 						(size_t)(end - a), (unsigned long)a, changed);
 		i = last + 1;
 	}
-	free(buf);
 	return err;
 }
 

@@ -328,13 +328,13 @@ static bool skip_nops(uintptr_t *pc, void *arg)
 
 int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, const bool *enable, size_t n)
 {
-	/* not calloc: 100 000 sites are 5 MB, every field is set below */
-	struct stitch_patch *p = malloc((n ? n : 1) * sizeof(*p));
-	uintptr_t *nops = malloc((n ? n : 1) * sizeof(*nops));
+	/* scratch, not calloc: 100 000 sites are 5 MB; every field used is set below */
+	struct stitch_patch *p = stitch_scratch(STITCH_SCRATCH_ARCH, (n ? n : 1) * sizeof(*p));
+	uintptr_t *nops = stitch_scratch(STITCH_SCRATCH_ARCH_AUX, (n ? n : 1) * sizeof(*nops));
 	struct nops_fixup fix = { nops, 0 };
 	size_t np = 0;
 	bool all_one_insn = true, written = false;
-	int err = (!p || !nops) ? stitch_fail(STITCH_ENOMEM, "out of memory switching %zu sites", n) : 0;
+	int err = (!p || !nops) ? -STITCH_ENOMEM : 0;
 	for (size_t i = 0; i < n && !err; i++) {
 		const struct arch_ftrace_site *s = sites[i];
 		uint8_t call[SITE_LEN];
@@ -364,8 +364,6 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 	}
 	for (size_t i = 0; written && i < n; i++)
 		enabled[i] = enable[i];
-	free(p);
-	free(nops);
 	return err;
 }
 

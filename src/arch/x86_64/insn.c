@@ -151,7 +151,7 @@ static int x86_match_nop(const uint8_t *b, size_t avail)
 	for (size_t len = 1; len <= X86_NOP_MAX; len++) {
 		size_t cmp = avail < len ? avail : len;
 
-		if (memcmp(b, x86_nops[len], cmp) != 0)
+		if (b[0] != x86_nops[len][0] || memcmp(b, x86_nops[len], cmp) != 0)
 			continue;
 		if (cmp == len)
 			return (int)len;

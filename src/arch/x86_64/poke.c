@@ -206,7 +206,7 @@ static void unpublish_trap_table(struct trap_table *t)
 	atomic_store(&trap_table, NULL);
 	while (atomic_load(&traps_running) != 0)
 		sched_yield();
-	free(t);
+	(void)t; /* scratch memory: no handler reads it any more, the next batch may reuse it */
 }
 
 /* The three steps' stores, each over every site (text.c merges page runs). */
@@ -246,20 +246,28 @@ int arch_batch_apply(const struct stitch_patch *p, size_t n)
 	int err = ensure_sigtrap_handler();
 	if (err)
 		return err;
-	struct trap_table *t = malloc(sizeof(*t) + n * sizeof(t->sites[0]));
+	/* scratch (batch.c): reused by the next batch, after unpublish_trap_table() */
+	struct trap_table *t = stitch_scratch(STITCH_SCRATCH_TRAPS, sizeof(*t) + n * sizeof(t->sites[0]));
 	if (!t)
-		return stitch_fail(STITCH_ENOMEM, "out of memory for %zu trap sites", n);
+		return -STITCH_ENOMEM;
 	t->count = n;
 	for (size_t i = 0; i < n; i++) {
 		struct x86_insn old_insn;
 		t->sites[i].addr = p[i].addr;
 		/* Both must be exactly one instruction filling the site: the trap
-		 * emulates the new one, and a thread can only be at byte 0 of the old. */
-		if (x86_decode_site(p[i].old, p[i].len, p[i].addr, &old_insn) != 0 || old_insn.len != p[i].len ||
-		    x86_decode_site(p[i].new_bytes, p[i].len, p[i].addr, &t->sites[i].insn) != 0 ||
+		 * emulates the new one, and a thread can only be at byte 0 of the old.
+		 * Sites with the same bytes as the one before (NOPs, by the
+		 * thousand) reuse its decoding, unless it branches (pc-relative). */
+		bool same_old = i && p[i].len == p[i - 1].len && memcmp(p[i].old, p[i - 1].old, p[i].len) == 0;
+		bool same_new = i && p[i].len == p[i - 1].len && memcmp(p[i].new_bytes, p[i - 1].new_bytes, p[i].len) == 0 &&
+				t->sites[i - 1].insn.target == 0;
+		if (same_new)
+			t->sites[i].insn = t->sites[i - 1].insn;
+		if ((!same_old &&
+		     (x86_decode_site(p[i].old, p[i].len, p[i].addr, &old_insn) != 0 || old_insn.len != p[i].len)) ||
+		    (!same_new && x86_decode_site(p[i].new_bytes, p[i].len, p[i].addr, &t->sites[i].insn) != 0) ||
 		    t->sites[i].insn.len != p[i].len || t->sites[i].insn.kind == X86_INSN_INT3) {
 			char a[3 * STITCH_MAX_INSN + 1], b[3 * STITCH_MAX_INSN + 1];
-			free(t);
 			return stitch_fail(STITCH_EUNKNOWN,
 					   "site %#lx: %s -> %s is not one known instruction replaced by another of "
 					   "the same length",
@@ -268,10 +276,8 @@ int arch_batch_apply(const struct stitch_patch *p, size_t n)
 		}
 	}
 	err = stitch_text_open(p, n);
-	if (err) {
-		free(t);
+	if (err)
 		return err;
-	}
 	atomic_store(&trap_table, t); /* patches are sorted by address (batch.c) */
 
 	/* step 1: int3 over byte 0 of every site longer than one byte */
