@@ -62,6 +62,15 @@ int stitch_batch_add(struct stitch_batch *b, uintptr_t addr, const uint8_t *old,
 	return 0;
 }
 
+/* memcmp(a, b, n) == 0 for the few bytes of a site, without a library call per site. */
+static bool same_bytes(const uint8_t *a, const uint8_t *b, size_t n)
+{
+	uint8_t d = 0;
+	for (size_t i = 0; i < n; i++)
+		d |= a[i] ^ b[i];
+	return d == 0;
+}
+
 static int cmp_patch(const void *a, const void *b)
 {
 	uintptr_t x = ((const struct stitch_patch *)a)->addr, y = ((const struct stitch_patch *)b)->addr;
@@ -73,7 +82,7 @@ int stitch_batch_apply_locked(struct stitch_batch *b)
 	/* Drop no-op patches; sort so that overlaps are adjacent and pages group. */
 	size_t n = 0;
 	for (size_t i = 0; i < b->count; i++)
-		if (memcmp(b->patches[i].old, b->patches[i].new_bytes, b->patches[i].len) != 0)
+		if (!same_bytes(b->patches[i].old, b->patches[i].new_bytes, b->patches[i].len))
 			b->patches[n++] = b->patches[i];
 	b->count = n;
 	if (n == 0)
@@ -90,7 +99,7 @@ int stitch_batch_apply_locked(struct stitch_batch *b)
 					   (unsigned long)b->patches[i - 1].addr, (unsigned long)p->addr);
 		/* Compare-and-patch: every site must hold exactly what the caller
 		 * planned from; otherwise someone else changed it, and we write nothing. */
-		if (memcmp((const void *)p->addr, p->old, p->len) != 0)
+		if (!same_bytes((const uint8_t *)p->addr, p->old, p->len))
 			return stitch_fail(STITCH_EMISMATCH, "site %#lx: expected %s, found %s", (unsigned long)p->addr,
 					   stitch_hex(want, p->old, p->len),
 					   stitch_hex(found, (const uint8_t *)p->addr, p->len));
@@ -189,7 +198,7 @@ int stitch_apply_stopped(struct stitch_patch *p, size_t n, stitch_pc_fixup_fn fi
 		return err;
 	char want[3 * STITCH_MAX_INSN + 1], found[3 * STITCH_MAX_INSN + 1];
 	for (size_t i = 0; i < n && !err; i++) /* step 2 */
-		if (memcmp((const void *)p[i].addr, p[i].old, p[i].len) != 0)
+		if (!same_bytes((const uint8_t *)p[i].addr, p[i].old, p[i].len))
 			err = stitch_fail(STITCH_EMISMATCH, "site %#lx: expected %s, found %s; nothing written",
 					  (unsigned long)p[i].addr, stitch_hex(want, p[i].old, p[i].len),
 					  stitch_hex(found, (const uint8_t *)p[i].addr, p[i].len));

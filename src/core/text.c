@@ -190,10 +190,15 @@ int stitch_text_check(const struct stitch_patch *patches, size_t count)
 	if (nmaps < 0)
 		return nmaps;
 	int err = 0;
+	int first = 0; /* where the previous patch began: patches usually come sorted */
 	for (size_t i = 0; i < count && !err; i++) {
 		/* The mappings are sorted; a patch may span two adjacent ones. */
 		uintptr_t at = patches[i].addr, end = patches[i].addr + patches[i].len;
-		for (int m = 0; m < nmaps && at < end; m++) {
+		if (first >= nmaps || maps[first].start > at)
+			first = 0;
+		while (first < nmaps && maps[first].end <= at)
+			first++;
+		for (int m = first; m < nmaps && at < end; m++) {
 			if (maps[m].end <= at || maps[m].start > at)
 				continue;
 			if (!(maps[m].prot & PROT_EXEC))
@@ -380,9 +385,12 @@ static int open_procmem(const struct stitch_patch *patches, size_t count)
 	 * sorted, a patch may straddle two of them */
 	uintptr_t *probe = calloc(nmaps ? (size_t)nmaps : 1, sizeof(*probe));
 	int err = probe ? 0 : stitch_fail(STITCH_ENOMEM, "out of memory opening code for writing");
+	int prev = -1;
 	for (size_t i = 0; i < count && !err; i++) {
 		uintptr_t ends[2] = { patches[i].addr, patches[i].addr + patches[i].len - 1 };
 		for (int k = 0; k < 2; k++) {
+			if (prev >= 0 && maps[prev].start <= ends[k] && ends[k] < maps[prev].end)
+				continue; /* same mapping as the byte before: probed already */
 			int a = 0, b = nmaps;
 			while (a < b) {
 				int mid = a + (b - a) / 2;
@@ -391,10 +399,13 @@ static int open_procmem(const struct stitch_patch *patches, size_t count)
 				else
 					b = mid;
 			}
-			if (a == nmaps || maps[a].start > ends[k])
+			if (a == nmaps || maps[a].start > ends[k]) {
 				err = stitch_fail(STITCH_EPROTECT, "address %#lx is not mapped", (unsigned long)ends[k]);
-			else if (!probe[a])
+				break;
+			}
+			if (!probe[a])
 				probe[a] = ends[k];
+			prev = a;
 		}
 	}
 	for (int m = 0; m < nmaps && !err; m++) {
