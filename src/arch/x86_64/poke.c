@@ -260,7 +260,7 @@ int arch_batch_apply(const struct stitch_patch *p, size_t n)
 		 * thousand) reuse its decoding, unless it branches (pc-relative). */
 		bool same_old = i && p[i].len == p[i - 1].len && memcmp(p[i].old, p[i - 1].old, p[i].len) == 0;
 		bool same_new = i && p[i].len == p[i - 1].len && memcmp(p[i].new_bytes, p[i - 1].new_bytes, p[i].len) == 0 &&
-				t->sites[i - 1].insn.target == 0;
+				(t->sites[i - 1].insn.kind == X86_INSN_NOP || t->sites[i - 1].insn.kind == X86_INSN_RET);
 		if (same_new)
 			t->sites[i].insn = t->sites[i - 1].insn;
 		if ((!same_old &&
