@@ -10,7 +10,11 @@
  *            qemu-user such writes are not seen by code that already ran (the
  *            translator keeps its old translation), hence the self-test.
  *            Used only where the kernel's copy stores an aligned instruction
- *            word in one access (arch_procmem_word_atomic()).
+ *            word in one access (arch_procmem_word_atomic()).  Many stores
+ *            (stitch_text_store_patches) go as one pwrite per page run
+ *            where arch_procmem_runs() allows (store_patches_procmem says
+ *            why that is safe): a pwrite per site cost ~1 us, 100 ms for
+ *            100 000 sites.
  *  mprotect  make the pages writable (keeping their other rights), store with
  *            single-copy-atomic stores, restore the exact original
  *            protection read from /proc/self/maps.  Breaks W^X for the
@@ -588,28 +592,13 @@ static int store_patches_procmem(const struct stitch_patch *p, size_t n, const s
 	while (i < n && !err) {
 		uintptr_t a;
 		size_t len;
-		uint8_t bytes[STITCH_MAX_INSN];
 		if (!part_range(&p[i], part, &a, &len)) {
 			i++;
 			continue;
 		}
 		const struct mapping *m = arch_procmem_runs() ? opened_at(a, a + len) : NULL;
-		bool merge = m && !(m->prot & PROT_WRITE);
-		/* the run: patches i..last, [a, end) */
-		uintptr_t end = a + len;
-		size_t last = i;
-		for (size_t j = i + 1; merge && j < n; j++) {
-			uintptr_t b;
-			size_t blen;
-			if (!part_range(&p[j], part, &b, &blen))
-				continue;
-			if (b < end || b + blen > m->end || b + blen - a > RUN_MAX ||
-			    (b & ~(page_size - 1)) > ((end - 1) & ~(page_size - 1)) + page_size)
-				break;
-			end = b + blen;
-			last = j;
-		}
-		if (last == i) {
+		if (!m || (m->prot & PROT_WRITE)) {
+			uint8_t bytes[STITCH_MAX_INSN];
 			part_bytes(&p[i], part, len, bytes);
 			if (memcmp((const void *)a, bytes, len) != 0)
 				err = stitch_text_store(a, bytes, len);
@@ -620,16 +609,30 @@ static int store_patches_procmem(const struct stitch_patch *p, size_t n, const s
 			err = -STITCH_ENOMEM;
 			break;
 		}
-		memcpy(buf, (const void *)a, end - a);
-		size_t changed = 0;
-		for (size_t k = i; k <= last; k++) {
+		/* One pass: the run [a, end) grows store by store; buf holds the
+		 * memory of [a, copied), copied a page at a time. */
+		uintptr_t end = a, copied = a;
+		size_t changed = 0, j = i;
+		for (; j < n; j++) {
 			uintptr_t b;
 			size_t blen;
-			if (!part_range(&p[k], part, &b, &blen))
+			if (!part_range(&p[j], part, &b, &blen))
 				continue;
+			if (j > i && (b < end || b + blen > m->end || b + blen - a > RUN_MAX ||
+				      (b & ~(page_size - 1)) > ((end - 1) & ~(page_size - 1)) + page_size))
+				break;
+			if (b + blen > copied) {
+				uintptr_t to = (b + blen + page_size - 1) & ~(page_size - 1);
+				if (to > m->end)
+					to = m->end;
+				if (to > a + RUN_MAX)
+					to = a + RUN_MAX; /* still >= b + blen */
+				memcpy(buf + (copied - a), (const void *)copied, to - copied);
+				copied = to;
+			}
 			/* byte by byte, no library call: this loop runs once per site */
 			const uint8_t *src = part->src == STITCH_STORE_FILL ? NULL
-					     : (part->src == STITCH_STORE_OLD ? p[k].old : p[k].new_bytes) + part->from;
+					     : (part->src == STITCH_STORE_OLD ? p[j].old : p[j].new_bytes) + part->from;
 			uint8_t *dst = buf + (b - a);
 			bool differs = false;
 			for (size_t t = 0; t < blen; t++) {
@@ -637,6 +640,7 @@ static int store_patches_procmem(const struct stitch_patch *p, size_t n, const s
 				differs |= dst[t] != v;
 				dst[t] = v;
 			}
+			end = b + blen;
 			if (!differs)
 				continue; /* what memory holds already: no store */
 			stitch_patch_log_store(b, dst, blen); /* announced before the write (memory still old) */
@@ -646,7 +650,7 @@ static int store_patches_procmem(const struct stitch_patch *p, size_t n, const s
 			err = stitch_fail_errno(STITCH_EPROTECT,
 						"write of %zu bytes at %#lx (%zu sites) through /proc/self/mem failed",
 						(size_t)(end - a), (unsigned long)a, changed);
-		i = last + 1;
+		i = j;
 	}
 	return err;
 }
