@@ -82,8 +82,11 @@ int stitch_batch_apply_locked(struct stitch_batch *b)
 	/* Drop no-op patches; sort so that overlaps are adjacent and pages group. */
 	size_t n = 0;
 	for (size_t i = 0; i < b->count; i++)
-		if (!same_bytes(b->patches[i].old, b->patches[i].new_bytes, b->patches[i].len))
-			b->patches[n++] = b->patches[i];
+		if (!same_bytes(b->patches[i].old, b->patches[i].new_bytes, b->patches[i].len)) {
+			if (n != i)
+				b->patches[n] = b->patches[i];
+			n++;
+		}
 	b->count = n;
 	if (n == 0)
 		return 0;
@@ -140,6 +143,20 @@ int stitch_apply_patches_locked(const struct stitch_patch *p, size_t n, const ch
 	if (!err)
 		err = stitch_batch_apply_locked(&b);
 	return err; /* nothing to free: the patches are scratch */
+}
+
+int stitch_apply_patches_inplace_locked(struct stitch_patch *p, size_t n, const char *operation)
+{
+	struct stitch_batch b;
+	stitch_batch_init(&b);
+	b.operation = operation;
+	for (size_t i = 0; i < n; i++)
+		if (p[i].len == 0 || p[i].len > STITCH_MAX_INSN)
+			return stitch_fail(STITCH_EINVAL, "patch of %u bytes at %#lx: length must be 1..%d", p[i].len,
+					   (unsigned long)p[i].addr, STITCH_MAX_INSN);
+	b.patches = p;
+	b.count = b.capacity = n;
+	return stitch_batch_apply_locked(&b); /* nothing to free: the patches are the caller's */
 }
 
 void stitch_patch_init(struct stitch_patch *p, uintptr_t addr, const void *old, const void *new_bytes, size_t len)

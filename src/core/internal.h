@@ -175,6 +175,8 @@ int stitch_batch_add(struct stitch_batch *b, uintptr_t addr, const uint8_t *old,
 int stitch_batch_apply_locked(struct stitch_batch *b);
 /* The same for patches already in an array: queue them all, apply, free. */
 int stitch_apply_patches_locked(const struct stitch_patch *p, size_t n, const char *operation);
+/* The same without the copy: the batch filters and sorts p itself (the caller's scratch). */
+int stitch_apply_patches_inplace_locked(struct stitch_patch *p, size_t n, const char *operation);
 
 /* Fill *p: replace len bytes at addr, `old` now, `new_bytes` after. */
 void stitch_patch_init(struct stitch_patch *p, uintptr_t addr, const void *old, const void *new_bytes, size_t len);

@@ -355,7 +355,7 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 	if (!err && np) {
 		if (all_one_insn) {
 			/* Protocol A: poke.c's int3 batch (compares every site first). */
-			err = stitch_apply_patches_locked(p, np, "ftrace switch");
+			err = stitch_apply_patches_inplace_locked(p, np, "ftrace switch");
 			written = !err; /* a failed batch leaves every site as it was */
 		} else {
 			stitch_sort_if_needed(nops, fix.count, sizeof(*nops), stitch_cmp_uintptr);
