@@ -790,7 +790,13 @@ static bool pat_match(const struct pat *p, const struct ft_rec *r)
 	switch (p->kind) {
 	case PAT_ALL: return true;
 	case PAT_EXACT: return strcmp(p->s, r->name) == 0;
-	case PAT_PREFIX: return strncmp(p->s, r->name, p->len) == 0;
+	case PAT_PREFIX:
+		/* strncmp() without the call, once per site: p->s has no NUL
+		 * in its first len bytes, so a shorter name differs first */
+		for (size_t i = 0; i < p->len; i++)
+			if (r->name[i] != p->s[i])
+				return false;
+		return true;
 	case PAT_ADDR: return p->rec == r;
 	case PAT_GLOB: break;
 	}
@@ -968,6 +974,7 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 	int err = 0;
 	if (!block)
 		err = -STITCH_ENOMEM;
+	size_t nsw = 0;
 	while (!err && (i < nold || j < nsel)) {
 		struct ft_rec *r;
 		bool in_new;
@@ -1015,25 +1022,22 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 				memo[h].new_set = nset[na];
 			}
 		}
+		/* in the same pass over the records: a direct call owns its site;
+		 * the sites whose code changes */
+		for (size_t o = 0; !err && nset[na] && nset[na]->n > 1 && o < nset[na]->n; o++)
+			if (nset[na]->ops[o]->direct)
+				err = stitch_fail(STITCH_EINVAL,
+						  "cannot trace %s (%#lx): a direct call cannot share its site with "
+						  "another ops",
+						  *r->name ? r->name : "?", (unsigned long)r->a.func);
+		if (!err && (nset[na] != NULL) != r->enabled) {
+			sites[nsw] = &r->a;
+			was[nsw] = r->enabled;
+			want[nsw] = nset[na] != NULL;
+			sw_idx[nsw++] = na;
+		}
 		na++;
 	}
-	/* a direct call owns its site */
-	for (size_t k = 0; !err && k < na; k++)
-		if (nset[k] && nset[k]->n > 1)
-			for (size_t o = 0; o < nset[k]->n && !err; o++)
-				if (nset[k]->ops[o]->direct)
-					err = stitch_fail(STITCH_EINVAL,
-							  "cannot trace %s (%#lx): a direct call cannot share its site with "
-							  "another ops",
-							  *aff[k]->name ? aff[k]->name : "?", (unsigned long)aff[k]->a.func);
-	size_t nsw = 0;
-	for (size_t k = 0; !err && k < na; k++)
-		if ((nset[k] != NULL) != aff[k]->enabled) {
-			sites[nsw] = &aff[k]->a;
-			was[nsw] = aff[k]->enabled;
-			want[nsw] = nset[k] != NULL;
-			sw_idx[nsw++] = k;
-		}
 	if (!err && nsw) {
 		err = stitch_ensure_init();
 		if (err)
