@@ -189,8 +189,9 @@ static void disable(int method, unsigned long n)
 
 /*
  * Only the sync count: stitch_get_stats() does not (yet) count the sites
- * written or the world-stops of the stopped-world path that tracing sites
- * use on x86-64 (stitch_apply_stopped); the sites switched are checked with
+ * written or the world-stops of the stopped-world path that gcc's five-NOP
+ * sites use on x86-64 (stitch_apply_stopped; clang's NOP goes through the
+ * int3 batch, 3 syncs); the sites switched are checked with
  * stitch_ftrace_ops_site_count() instead.
  */
 static void print_op(const char *method, unsigned long n, const char *op, double *us, int reps, uint64_t syncs)

@@ -53,6 +53,11 @@ void arch_probe_describe(struct arch_probe *p);
 /* Whether /proc/self/mem writes are known to store an aligned instruction
  * word in one single-copy-atomic access on this architecture. */
 bool arch_procmem_word_atomic(void);
+/* Whether the protocols rely on no store being atomic beyond one byte, so
+ * that stores through /proc/self/mem may be merged into one write per run
+ * of pages, the bytes between them rewritten with the values they hold
+ * (text.c, stitch_text_store_patches). */
+bool arch_procmem_runs(void);
 /* Local instruction-cache maintenance after writing [start, end). */
 void arch_flush_icache_range(uintptr_t start, uintptr_t end);
 /* Extra cross-thread sync the architecture offers besides membarrier

@@ -62,6 +62,15 @@ int stitch_batch_add(struct stitch_batch *b, uintptr_t addr, const uint8_t *old,
 	return 0;
 }
 
+/* memcmp(a, b, n) == 0 for the few bytes of a site, without a library call per site. */
+static bool same_bytes(const uint8_t *a, const uint8_t *b, size_t n)
+{
+	uint8_t d = 0;
+	for (size_t i = 0; i < n; i++)
+		d |= a[i] ^ b[i];
+	return d == 0;
+}
+
 static int cmp_patch(const void *a, const void *b)
 {
 	uintptr_t x = ((const struct stitch_patch *)a)->addr, y = ((const struct stitch_patch *)b)->addr;
@@ -93,12 +102,15 @@ int stitch_batch_apply_locked(struct stitch_batch *b)
 	/* Drop no-op patches; sort so that overlaps are adjacent and pages group. */
 	size_t n = 0;
 	for (size_t i = 0; i < b->count; i++)
-		if (memcmp(b->patches[i].old, b->patches[i].new_bytes, b->patches[i].len) != 0)
-			b->patches[n++] = b->patches[i];
+		if (!same_bytes(b->patches[i].old, b->patches[i].new_bytes, b->patches[i].len)) {
+			if (n != i)
+				b->patches[n] = b->patches[i];
+			n++;
+		}
 	b->count = n;
 	if (n == 0)
 		return 0;
-	qsort(b->patches, n, sizeof(*b->patches), cmp_patch);
+	stitch_sort_if_needed(b->patches, n, sizeof(*b->patches), cmp_patch);
 	int err = stitch_text_check(b->patches, n);
 	if (err)
 		return err;
@@ -110,7 +122,7 @@ int stitch_batch_apply_locked(struct stitch_batch *b)
 					   (unsigned long)b->patches[i - 1].addr, (unsigned long)p->addr);
 		/* Compare-and-patch: every site must hold exactly what the caller
 		 * planned from; otherwise someone else changed it, and we write nothing. */
-		if (memcmp((const void *)p->addr, p->old, p->len) != 0)
+		if (!same_bytes((const uint8_t *)p->addr, p->old, p->len))
 			return stitch_fail(STITCH_EMISMATCH, "site %#lx: expected %s, found %s", (unsigned long)p->addr,
 					   stitch_hex(want, p->old, p->len),
 					   stitch_hex(found, (const uint8_t *)p->addr, p->len));
@@ -137,17 +149,34 @@ int stitch_apply_patches_locked(const struct stitch_patch *p, size_t n, const ch
 	stitch_batch_init(&b);
 	b.operation = operation;
 	int err = 0;
-	for (size_t i = 0; i < n && !err; i++) {
-		err = stitch_batch_add(&b, p[i].addr, p[i].old, p[i].new_bytes, p[i].len);
-		if (!err) {
-			b.patches[b.count - 1].data = p[i].data;
-			b.patches[b.count - 1].lead = p[i].lead;
-		}
+	for (size_t i = 0; i < n && !err; i++)
+		if (p[i].len == 0 || p[i].len > STITCH_MAX_INSN)
+			err = stitch_fail(STITCH_EINVAL, "patch of %u bytes at %#lx: length must be 1..%d", p[i].len,
+					  (unsigned long)p[i].addr, STITCH_MAX_INSN);
+	/* one copy, in scratch memory (the batch filters and sorts in place) */
+	if (!err && n && !(b.patches = stitch_scratch(STITCH_SCRATCH_BATCH, n * sizeof(*p))))
+		err = -STITCH_ENOMEM;
+	if (!err && n) {
+		memcpy(b.patches, p, n * sizeof(*p));
+		b.count = b.capacity = n;
 	}
 	if (!err)
 		err = stitch_batch_apply_locked(&b);
-	stitch_batch_free(&b);
-	return err;
+	return err; /* nothing to free: the patches are scratch */
+}
+
+int stitch_apply_patches_inplace_locked(struct stitch_patch *p, size_t n, const char *operation)
+{
+	struct stitch_batch b;
+	stitch_batch_init(&b);
+	b.operation = operation;
+	for (size_t i = 0; i < n; i++)
+		if (p[i].len == 0 || p[i].len > STITCH_MAX_INSN)
+			return stitch_fail(STITCH_EINVAL, "patch of %u bytes at %#lx: length must be 1..%d", p[i].len,
+					   (unsigned long)p[i].addr, STITCH_MAX_INSN);
+	b.patches = p;
+	b.count = b.capacity = n;
+	return stitch_batch_apply_locked(&b); /* nothing to free: the patches are the caller's */
 }
 
 void stitch_patch_init(struct stitch_patch *p, uintptr_t addr, const void *old, const void *new_bytes, size_t len)
@@ -157,6 +186,26 @@ void stitch_patch_init(struct stitch_patch *p, uintptr_t addr, const void *old, 
 	p->len = (uint8_t)len;
 	memcpy(p->old, old, len);
 	memcpy(p->new_bytes, new_bytes, len);
+}
+
+void *stitch_scratch(enum stitch_scratch_slot slot, size_t bytes)
+{
+	static struct {
+		void *p;
+		size_t size;
+	} slots[STITCH_SCRATCH_SLOTS];
+	if (bytes > slots[slot].size) {
+		/* not realloc: the old contents are not wanted */
+		void *p = malloc(bytes);
+		if (!p) {
+			(void)stitch_fail(STITCH_ENOMEM, "out of memory (%zu bytes of scratch)", bytes);
+			return NULL;
+		}
+		free(slots[slot].p);
+		slots[slot].p = p;
+		slots[slot].size = bytes;
+	}
+	return slots[slot].p;
 }
 
 int stitch_cmp_uintptr(const void *a, const void *b)
@@ -218,7 +267,7 @@ int stitch_apply_stopped(struct stitch_patch *p, size_t n, stitch_pc_fixup_fn fi
 	stitch_patch_log_stop(fixup, arg);
 	char want[3 * STITCH_MAX_INSN + 1], found[3 * STITCH_MAX_INSN + 1];
 	for (size_t i = 0; i < n && !err; i++) /* step 2 */
-		if (memcmp((const void *)p[i].addr, p[i].old, p[i].len) != 0)
+		if (!same_bytes((const uint8_t *)p[i].addr, p[i].old, p[i].len))
 			err = stitch_fail(STITCH_EMISMATCH, "site %#lx: expected %s, found %s; nothing written",
 					  (unsigned long)p[i].addr, stitch_hex(want, p[i].old, p[i].len),
 					  stitch_hex(found, (const uint8_t *)p[i].addr, p[i].len));
@@ -227,16 +276,18 @@ int stitch_apply_stopped(struct stitch_patch *p, size_t n, stitch_pc_fixup_fn fi
 		err = stitch_text_open(p, n);
 		opened = !err;
 	}
-	size_t stored = 0;
-	for (; !err && stored < n; stored++) /* step 3 */
-		err = stitch_text_store(p[stored].addr, p[stored].new_bytes, p[stored].len);
-	if (err && stored) {
-		/* A store failed part-way (practically never): put back what we wrote;
-		 * nobody ran meanwhile, so plain stores suffice. */
+	/* step 3: every site at once (text.c merges the stores of a page run) */
+	const struct stitch_store_part all_new = { 0, STITCH_MAX_INSN, 0, STITCH_STORE_NEW, 0 };
+	const struct stitch_store_part all_old = { 0, STITCH_MAX_INSN, 0, STITCH_STORE_OLD, 0 };
+	if (!err)
+		err = stitch_text_store_patches(p, n, &all_new);
+	if (err && opened) {
+		/* A store failed part-way (practically never): put back what we wrote
+		 * (sites already holding their old bytes are left alone); nobody ran
+		 * meanwhile, so plain stores suffice. */
 		int saved = err;
-		for (size_t i = 0; i < stored; i++)
-			if (stitch_text_store(p[i].addr, p[i].old, p[i].len) != 0)
-				stitch_die("stopped-world patch: cannot restore code after a failed write");
+		if (stitch_text_store_patches(p, n, &all_old) != 0)
+			stitch_die("stopped-world patch: cannot restore code after a failed write");
 		err = saved;
 	}
 	if (opened) {

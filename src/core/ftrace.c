@@ -233,11 +233,25 @@ void stitch_ftrace_after_fork_child(void)
 
 /* ---- records and modules ---------------------------------------------------- */
 
+/*
+ * The ops tracing a record: immutable once published.  Records with the
+ * same ops share one set (commit() makes one per distinct old set, not
+ * one per record: 100 000 allocations were a millisecond and more);
+ * `refs` counts the records pointing at it, under the update lock only -
+ * readers never touch it, the grace period protects them.
+ */
 struct ft_set {
 	size_t n;
 	size_t ngraph; /* how many of the ops have a ret_func */
+	size_t refs;   /* records whose set this is (update lock) */
 	struct stitch_ftrace_ops *ops[];
 };
+
+/* One record no longer points at s: true if s is now unused (free it after a grace period). */
+static bool set_put(struct ft_set *s)
+{
+	return s && --s->refs == 0;
+}
 
 struct ft_module;
 
@@ -565,7 +579,9 @@ static int module_init_sites(struct ft_module *m)
 static void module_free(struct ft_module *m)
 {
 	for (size_t i = 0; i < m->nrecs; i++) {
-		free(atomic_load(&m->recs[i].set));
+		struct ft_set *set = atomic_load(&m->recs[i].set);
+		if (set_put(set))
+			free(set);
 		free(m->recs[i].why);
 	}
 	if (m->region)
@@ -789,6 +805,60 @@ static int refuse_bad(const struct ft_rec *r)
 			   (unsigned long)r->a.func, r->mod->path, r->why ? r->why : "site refused");
 }
 
+/*
+ * One pattern of a filter, classified once: matching 100 000 names with
+ * fnmatch() took milliseconds, most of a switch.  fnmatch(p, name, 0) - no
+ * FNM_PATHNAME, FNM_PERIOD or FNM_NOESCAPE - gives "*" every name, a
+ * pattern without *, ?, [ or backslash only itself, and such a literal
+ * followed by one final * every name it begins; the rest go to fnmatch.
+ */
+enum pat_kind { PAT_ALL, PAT_EXACT, PAT_PREFIX, PAT_GLOB, PAT_ADDR };
+struct pat {
+	const char *s; /* without the leading '!' */
+	size_t len;    /* PAT_PREFIX: length of the literal part */
+	enum pat_kind kind;
+	bool neg;
+	const struct ft_rec *rec; /* PAT_ADDR: the record at that address, or NULL */
+};
+
+static void pat_init(struct pat *p, const char *tok)
+{
+	p->neg = tok[0] == '!';
+	p->s = p->neg ? tok + 1 : tok;
+	p->rec = NULL;
+	size_t lit = strcspn(p->s, "*?[\\");
+	size_t len = strlen(p->s);
+	if (strncmp(p->s, "0x", 2) == 0) {
+		p->kind = PAT_ADDR;
+		p->rec = rec_at((uintptr_t)strtoull(p->s, NULL, 16));
+	} else if (lit == len) {
+		p->kind = PAT_EXACT;
+	} else if (lit == len - 1 && p->s[lit] == '*') {
+		p->kind = lit ? PAT_PREFIX : PAT_ALL;
+	} else {
+		p->kind = PAT_GLOB;
+	}
+	p->len = lit;
+}
+
+static bool pat_match(const struct pat *p, const struct ft_rec *r)
+{
+	switch (p->kind) {
+	case PAT_ALL: return true;
+	case PAT_EXACT: return strcmp(p->s, r->name) == 0;
+	case PAT_PREFIX:
+		/* strncmp() without the call, once per site: p->s has no NUL
+		 * in its first len bytes, so a shorter name differs first */
+		for (size_t i = 0; i < p->len; i++)
+			if (r->name[i] != p->s[i])
+				return false;
+		return true;
+	case PAT_ADDR: return p->rec == r;
+	case PAT_GLOB: break;
+	}
+	return fnmatch(p->s, r->name, 0) == 0;
+}
+
 /* Select the sites of a filter string (see ftrace.h).  Sorted, no duplicates. */
 static int select_filter(const char *filter, struct sel_list *out)
 {
@@ -797,6 +867,7 @@ static int select_filter(const char *filter, struct sel_list *out)
 	if (!copy)
 		return stitch_fail(STITCH_ENOMEM, "out of memory");
 	char *tok[256];
+	struct pat pat[256];
 	size_t ntok = 0, npos = 0;
 	char *save = NULL;
 	for (char *t = strtok_r(copy, " \t\n,", &save); t; t = strtok_r(NULL, " \t\n,", &save)) {
@@ -804,6 +875,7 @@ static int select_filter(const char *filter, struct sel_list *out)
 			free(copy);
 			return stitch_fail(STITCH_EINVAL, "filter has more than 256 patterns");
 		}
+		pat_init(&pat[ntok], t);
 		tok[ntok++] = t;
 		npos += t[0] != '!';
 	}
@@ -812,16 +884,12 @@ static int select_filter(const char *filter, struct sel_list *out)
 		err = no_site_error(filter && *filter ? filter : "*");
 	/* every positive pattern must match something */
 	for (size_t k = 0; !err && k < ntok; k++) {
-		if (tok[k][0] == '!')
+		if (pat[k].neg)
 			continue;
-		bool hit = false;
-		if (strncmp(tok[k], "0x", 2) == 0) {
-			hit = rec_at((uintptr_t)strtoull(tok[k], NULL, 16)) != NULL;
-		} else {
-			for (struct ft_module *m = modules; m && !hit; m = m->next)
-				for (size_t i = 0; i < m->nrecs && !hit; i++)
-					hit = fnmatch(tok[k], m->recs[i].name, 0) == 0;
-		}
+		bool hit = pat[k].kind == PAT_ADDR ? pat[k].rec != NULL : false;
+		for (struct ft_module *m = modules; m && !hit && pat[k].kind != PAT_ADDR; m = m->next)
+			for (size_t i = 0; i < m->nrecs && !hit; i++)
+				hit = pat_match(&pat[k], &m->recs[i]);
 		if (!hit) {
 			void *sym = strchr(tok[k], '*') || strchr(tok[k], '?') || strchr(tok[k], '[') || tok[k][0] == '0'
 					    ? NULL
@@ -839,11 +907,8 @@ static int select_filter(const char *filter, struct sel_list *out)
 			struct ft_rec *r = &m->recs[i];
 			bool pos = npos == 0, neg = false;
 			for (size_t k = 0; k < ntok; k++) {
-				const char *p = tok[k][0] == '!' ? tok[k] + 1 : tok[k];
-				bool match = strncmp(p, "0x", 2) == 0
-						     ? rec_at((uintptr_t)strtoull(p, NULL, 16)) == r
-						     : fnmatch(p, r->name, 0) == 0;
-				if (match && tok[k][0] == '!')
+				bool match = pat_match(&pat[k], r);
+				if (match && pat[k].neg)
 					neg = true;
 				else if (match)
 					pos = true;
@@ -920,6 +985,7 @@ static int set_with(const struct ft_set *cur, struct stitch_ftrace_ops *ops, boo
 		s->ops[k++] = ops;
 	s->n = k;
 	s->ngraph = 0;
+	s->refs = 0;
 	for (size_t i = 0; i < k; i++)
 		s->ngraph += s->ops[i]->ret_func != NULL;
 	*out = s;
@@ -939,15 +1005,32 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 	size_t nold = priv ? priv->nsel : 0;
 	/* affected records: the union of old and new */
 	size_t cap = nold + nsel, na = 0, i = 0, j = 0;
-	struct ft_rec **aff = calloc(cap ? cap : 1, sizeof(*aff));
-	struct ft_set **nset = calloc(cap ? cap : 1, sizeof(*nset));
-	struct ft_set **oset = calloc(cap ? cap : 1, sizeof(*oset));
-	struct arch_ftrace_site **sites = calloc(cap ? cap : 1, sizeof(*sites));
-	bool *was = calloc(cap ? cap : 1, sizeof(*was)), *want = calloc(cap ? cap : 1, sizeof(*want));
-	size_t *sw_idx = calloc(cap ? cap : 1, sizeof(*sw_idx));
+	/* per affected record, in one block of scratch memory (batch.c); every
+	 * entry read below is written first */
+	size_t c1 = cap ? cap : 1;
+	size_t per = sizeof(struct ft_rec *) + 2 * sizeof(struct ft_set *) + sizeof(struct arch_ftrace_site *) +
+		     sizeof(size_t) + 2 * sizeof(bool);
+	char *block = stitch_scratch(STITCH_SCRATCH_FTRACE, c1 * per);
+	struct ft_rec **aff = block ? (struct ft_rec **)block : NULL;
+	struct ft_set **nset = block ? (struct ft_set **)(aff + c1) : NULL;
+	struct ft_set **oset = block ? nset + c1 : NULL;
+	struct arch_ftrace_site **sites = block ? (struct arch_ftrace_site **)(oset + c1) : NULL;
+	size_t *sw_idx = block ? (size_t *)(sites + c1) : NULL;
+	bool *was = block ? (bool *)(sw_idx + c1) : NULL, *want = block ? was + c1 : NULL;
+	/* new sets made here, one per distinct old set (a small direct-mapped
+	 * memo: records traced by the same ops share their old set) */
+	struct ft_set *made_v[64], **made = made_v;
+	size_t nmade = 0, made_cap = 64;
+	struct {
+		const struct ft_set *old;
+		struct ft_set *new_set;
+		bool used, add;
+	} memo[64];
+	memset(memo, 0, sizeof(memo));
 	int err = 0;
-	if (!aff || !nset || !oset || !sites || !was || !want || !sw_idx)
-		err = stitch_fail(STITCH_ENOMEM, "out of memory switching %zu sites", cap);
+	if (!block)
+		err = -STITCH_ENOMEM;
+	size_t nsw = 0;
 	while (!err && (i < nold || j < nsel)) {
 		struct ft_rec *r;
 		bool in_new;
@@ -965,26 +1048,52 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 		}
 		aff[na] = r;
 		oset[na] = atomic_load(&r->set);
-		err = set_with(oset[na], ops, in_new, &nset[na]);
+		/* set_with(old, ops, add) depends on nothing else */
+		size_t h = (((uintptr_t)oset[na] >> 4) * 2 + in_new) % 64;
+		if (memo[h].used && memo[h].old == oset[na] && memo[h].add == in_new) {
+			nset[na] = memo[h].new_set;
+		} else {
+			err = set_with(oset[na], ops, in_new, &nset[na]);
+			if (!err && nset[na]) {
+				if (nmade == made_cap) {
+					struct ft_set **v = malloc(2 * made_cap * sizeof(*v));
+					if (!v) {
+						free(nset[na]);
+						nset[na] = NULL;
+						err = stitch_fail(STITCH_ENOMEM, "out of memory for tracer sets");
+						break;
+					}
+					memcpy(v, made, nmade * sizeof(*v));
+					if (made != made_v)
+						free(made);
+					made = v;
+					made_cap *= 2;
+				}
+				made[nmade++] = nset[na];
+			}
+			if (!err) {
+				memo[h].used = true;
+				memo[h].add = in_new;
+				memo[h].old = oset[na];
+				memo[h].new_set = nset[na];
+			}
+		}
+		/* in the same pass over the records: a direct call owns its site;
+		 * the sites whose code changes */
+		for (size_t o = 0; !err && nset[na] && nset[na]->n > 1 && o < nset[na]->n; o++)
+			if (nset[na]->ops[o]->direct)
+				err = stitch_fail(STITCH_EINVAL,
+						  "cannot trace %s (%#lx): a direct call cannot share its site with "
+						  "another ops",
+						  *r->name ? r->name : "?", (unsigned long)r->a.func);
+		if (!err && (nset[na] != NULL) != r->enabled) {
+			sites[nsw] = &r->a;
+			was[nsw] = r->enabled;
+			want[nsw] = nset[na] != NULL;
+			sw_idx[nsw++] = na;
+		}
 		na++;
 	}
-	/* a direct call owns its site */
-	for (size_t k = 0; !err && k < na; k++)
-		if (nset[k] && nset[k]->n > 1)
-			for (size_t o = 0; o < nset[k]->n && !err; o++)
-				if (nset[k]->ops[o]->direct)
-					err = stitch_fail(STITCH_EINVAL,
-							  "cannot trace %s (%#lx): a direct call cannot share its site with "
-							  "another ops",
-							  *aff[k]->name ? aff[k]->name : "?", (unsigned long)aff[k]->a.func);
-	size_t nsw = 0;
-	for (size_t k = 0; !err && k < na; k++)
-		if ((nset[k] != NULL) != aff[k]->enabled) {
-			sites[nsw] = &aff[k]->a;
-			was[nsw] = aff[k]->enabled;
-			want[nsw] = nset[k] != NULL;
-			sw_idx[nsw++] = k;
-		}
 	if (!err && nsw) {
 		err = stitch_ensure_init();
 		if (err)
@@ -1028,25 +1137,26 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 				direct_gone = true;
 			}
 		}
-		/* 4. grace period, then the old sets go */
+		/* 4. grace period, then the old sets no record uses any more go
+		 * (a set's count reaches 0 at the last of its records: the
+		 * pointers that follow in oset[] are other sets) */
+		for (size_t k = 0; k < na; k++)
+			if (nset[k])
+				nset[k]->refs++;
 		if (na)
 			ft_synchronize();
 		if (direct_gone)
 			*late = direct_grace(oset, na); /* done either way: tables stay consistent */
 		for (size_t k = 0; k < na; k++)
-			free(oset[k]);
+			if (set_put(oset[k]))
+				free(oset[k]);
 	}
 fail:
 	if (err)
-		for (size_t k = 0; k < na; k++)
-			free(nset[k]);
-	free(aff);
-	free(nset);
-	free(oset);
-	free(sites);
-	free(was);
-	free(want);
-	free(sw_idx);
+		for (size_t k = 0; k < nmade; k++)
+			free(made[k]);
+	if (made != made_v)
+		free(made);
 	return err;
 }
 
@@ -1092,6 +1202,8 @@ static int direct_grace(struct ft_set *const *old, size_t n)
 	for (size_t k = 0; k < n; k++)
 		if (old[k] && old[k]->ops[0]->direct) {
 			uintptr_t d = (uintptr_t)old[k]->ops[0]->direct;
+			if (ng && gone[ng - 1].start == d)
+				continue; /* records share sets: one range per trampoline in a row */
 			gone[ng++] = (struct stitch_range){ d, d + old[k]->ops[0]->direct_size };
 		}
 	int err = direct_grace_ranges(gone, ng);

@@ -27,6 +27,7 @@ void stitch_update_lock(void)
 
 void stitch_update_unlock(void)
 {
+	stitch_text_forget_checked();
 	if (pthread_mutex_unlock(&update_lock) != 0)
 		stitch_die("update lock released by a thread that does not hold it");
 }

@@ -99,6 +99,8 @@ struct stitch_patch;
 int stitch_text_open(const struct stitch_patch *patches, size_t count);
 /* Refuse (-STITCH_EPROTECT) a patch outside executable mappings; reads nothing there. */
 int stitch_text_check(const struct stitch_patch *patches, size_t count);
+/* Drop the mappings the last check read (kept for the next open; update lock release). */
+void stitch_text_forget_checked(void);
 /*
  * One store into code, inside a session.  A store of 1, 2, 4 or 8
  * naturally aligned bytes is a single-copy-atomic store; longer or
@@ -106,6 +108,22 @@ int stitch_text_check(const struct stitch_patch *patches, size_t count);
  * away from any instruction fetch.  Does not sync instruction fetch.
  */
 int stitch_text_store(uintptr_t addr, const uint8_t *bytes, size_t len);
+/*
+ * The same part of many patches, in one go: for every patch p[i] (sorted by
+ * address, none overlapping) of at least min_len bytes, bytes [from,
+ * min(to, len)) of its new or old bytes, or `fill` repeated, each as by
+ * stitch_text_store() - except that a store of what memory already holds
+ * is left out, and the procmem backend merges the stores of a page run
+ * into one write (text.c says why that is safe).  Inside a session; no sync.
+ */
+enum stitch_store_src { STITCH_STORE_NEW, STITCH_STORE_OLD, STITCH_STORE_FILL };
+struct stitch_store_part {
+	size_t from, to;
+	size_t min_len;
+	enum stitch_store_src src;
+	uint8_t fill;
+};
+int stitch_text_store_patches(const struct stitch_patch *p, size_t n, const struct stitch_store_part *part);
 int stitch_text_close(void);
 /*
  * Make every store so far visible to instruction fetch on every thread of
@@ -165,6 +183,8 @@ int stitch_batch_add(struct stitch_batch *b, uintptr_t addr, const uint8_t *old,
 int stitch_batch_apply_locked(struct stitch_batch *b);
 /* The same for patches already in an array: queue them all, apply, free. */
 int stitch_apply_patches_locked(const struct stitch_patch *p, size_t n, const char *operation);
+/* The same without the copy: the batch filters and sorts p itself (the caller's scratch). */
+int stitch_apply_patches_inplace_locked(struct stitch_patch *p, size_t n, const char *operation);
 
 /* Fill *p: replace len bytes at addr, `old` now, `new_bytes` after. */
 void stitch_patch_init(struct stitch_patch *p, uintptr_t addr, const void *old, const void *new_bytes, size_t len);
@@ -172,6 +192,27 @@ void stitch_patch_init(struct stitch_patch *p, uintptr_t addr, const void *old, 
 void stitch_sort_if_needed(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *));
 /* Comparison of two uintptr_t, for qsort and stitch_sort_if_needed. */
 int stitch_cmp_uintptr(const void *a, const void *b);
+
+/*
+ * Scratch arrays of one operation, kept from one operation to the next
+ * (update lock held).  Switching 100 000 sites needs megabytes of patch
+ * lists and tables; fresh memory from malloc comes as new mappings that
+ * cost a page fault per 4 KiB touched, a fifth of such a switch.  Each
+ * slot grows to the largest size asked of it and keeps that memory for
+ * the life of the process; its contents do not survive the next call for
+ * the same slot.  Nested users take different slots.  NULL (with an error
+ * recorded) when out of memory.
+ */
+enum stitch_scratch_slot {
+	STITCH_SCRATCH_FTRACE,   /* core/ftrace.c commit() */
+	STITCH_SCRATCH_ARCH,     /* arch_ftrace_apply(): the patch list */
+	STITCH_SCRATCH_ARCH_AUX, /* arch_ftrace_apply(): anything else */
+	STITCH_SCRATCH_BATCH,    /* stitch_apply_patches_locked()'s copy */
+	STITCH_SCRATCH_TRAPS,    /* the x86 int3 trap table (unused once unpublished) */
+	STITCH_SCRATCH_RUN,      /* text.c: a page run being written */
+	STITCH_SCRATCH_SLOTS
+};
+void *stitch_scratch(enum stitch_scratch_slot slot, size_t bytes);
 
 /* ---- quiescence (quiesce.c) ------------------------------------------------ */
 

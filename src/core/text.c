@@ -10,7 +10,11 @@
  *            qemu-user such writes are not seen by code that already ran (the
  *            translator keeps its old translation), hence the self-test.
  *            Used only where the kernel's copy stores an aligned instruction
- *            word in one access (arch_procmem_word_atomic()).
+ *            word in one access (arch_procmem_word_atomic()).  Many stores
+ *            (stitch_text_store_patches) go as one pwrite per page run
+ *            where arch_procmem_runs() allows (store_patches_procmem says
+ *            why that is safe): a pwrite per site cost ~1 us, 100 ms for
+ *            100 000 sites.
  *  mprotect  make the pages writable (keeping their other rights), store with
  *            single-copy-atomic stores, restore the exact original
  *            protection read from /proc/self/maps.  Breaks W^X for the
@@ -138,11 +142,44 @@ static int read_mappings(uintptr_t lo, uintptr_t hi, struct mapping **out)
 }
 
 /*
+ * The mappings stitch_text_check() read, kept for the stitch_text_open()
+ * that follows it in the same operation (reading /proc/self/maps costs tens
+ * of microseconds, as much as switching a site).  Forgotten when the update
+ * lock is released: the program may map and unmap as it likes between two
+ * operations.  Within one, the code being patched stays mapped as it was -
+ * a program unmapping code that is being patched has no right answer.
+ */
+static struct mapping *checked;
+static int nchecked;
+static uintptr_t checked_lo, checked_hi;
+
+void stitch_text_forget_checked(void)
+{
+	free(checked);
+	checked = NULL;
+	nchecked = 0;
+}
+
+/* The mappings overlapping [lo, hi): those of the last check if they cover it (ownership moves to the caller). */
+static int mappings_for(uintptr_t lo, uintptr_t hi, struct mapping **out)
+{
+	if (checked && checked_lo <= lo && hi <= checked_hi) {
+		*out = checked;
+		int n = nchecked;
+		checked = NULL;
+		nchecked = 0;
+		return n;
+	}
+	return read_mappings(lo, hi, out);
+}
+
+/*
  * Every patch must lie inside executable mappings: we never write data, and
  * a patch at an unmapped address must be refused before anyone reads it.
  */
 int stitch_text_check(const struct stitch_patch *patches, size_t count)
 {
+	stitch_text_forget_checked();
 	if (count == 0)
 		return 0;
 	uintptr_t lo = UINTPTR_MAX, hi = 0;
@@ -157,10 +194,15 @@ int stitch_text_check(const struct stitch_patch *patches, size_t count)
 	if (nmaps < 0)
 		return nmaps;
 	int err = 0;
+	int first = 0; /* where the previous patch began: patches usually come sorted */
 	for (size_t i = 0; i < count && !err; i++) {
 		/* The mappings are sorted; a patch may span two adjacent ones. */
 		uintptr_t at = patches[i].addr, end = patches[i].addr + patches[i].len;
-		for (int m = 0; m < nmaps && at < end; m++) {
+		if (first >= nmaps || maps[first].start > at)
+			first = 0;
+		while (first < nmaps && maps[first].end <= at)
+			first++;
+		for (int m = first; m < nmaps && at < end; m++) {
 			if (maps[m].end <= at || maps[m].start > at)
 				continue;
 			if (!(maps[m].prot & PROT_EXEC))
@@ -171,8 +213,15 @@ int stitch_text_check(const struct stitch_patch *patches, size_t count)
 			err = stitch_fail(STITCH_EPROTECT, "site %#lx: %#lx is not mapped executable code",
 					  (unsigned long)patches[i].addr, (unsigned long)at);
 	}
-	free(maps);
-	return err;
+	if (err) {
+		free(maps);
+		return err;
+	}
+	checked = maps;
+	nchecked = nmaps;
+	checked_lo = lo;
+	checked_hi = hi;
+	return 0;
 }
 
 /* ---- write sessions ---------------------------------------------------------- */
@@ -242,7 +291,8 @@ static int note_opened(uintptr_t start, uintptr_t end, int prot)
 
 static int open_mprotect(const struct stitch_patch *patches, size_t count)
 {
-	/* Collect every page touched (a patch may straddle two), sorted, unique. */
+	/* Collect every page touched (a patch may straddle two), sorted, unique.
+	 * Batches come sorted by address, so the list usually is already. */
 	uintptr_t *pages = malloc(2 * count * sizeof(*pages));
 	if (!pages)
 		return stitch_fail(STITCH_ENOMEM, "out of memory opening code for writing");
@@ -250,19 +300,28 @@ static int open_mprotect(const struct stitch_patch *patches, size_t count)
 	for (size_t i = 0; i < count; i++) {
 		uintptr_t first = patches[i].addr & ~(page_size - 1);
 		uintptr_t last = (patches[i].addr + patches[i].len - 1) & ~(page_size - 1);
-		pages[np++] = first;
+		if (!np || pages[np - 1] != first)
+			pages[np++] = first;
 		if (last != first)
 			pages[np++] = last;
 	}
-	qsort(pages, np, sizeof(*pages), stitch_cmp_uintptr);
+	stitch_sort_if_needed(pages, np, sizeof(*pages), stitch_cmp_uintptr);
 	size_t unique = 0;
 	for (size_t i = 0; i < np; i++)
 		if (!unique || pages[unique - 1] != pages[i])
 			pages[unique++] = pages[i];
 	np = unique;
 
+	/* the mappings overlapping the patched bytes are those of their pages */
+	uintptr_t lo = UINTPTR_MAX, hi = 0;
+	for (size_t i = 0; i < count; i++) {
+		if (patches[i].addr < lo)
+			lo = patches[i].addr;
+		if (patches[i].addr + patches[i].len > hi)
+			hi = patches[i].addr + patches[i].len;
+	}
 	struct mapping *maps = NULL;
-	int nmaps = read_mappings(pages[0], pages[np - 1] + page_size, &maps);
+	int nmaps = mappings_for(lo, hi, &maps);
 	if (nmaps < 0) {
 		free(pages);
 		return nmaps;
@@ -302,28 +361,75 @@ static int open_mprotect(const struct stitch_patch *patches, size_t count)
 }
 
 /*
- * /proc/self/mem needs no opening, but a page it cannot write (a read-only
- * shared file mapping, say) must be found before the first real store: so
- * each touched page gets one store of the byte it already holds, which
- * changes nothing that any thread could observe.
+ * /proc/self/mem needs no opening, but a mapping it cannot write (a
+ * read-only shared file mapping, say) must be found before the first real
+ * store.  Whether the kernel writes through /proc/self/mem is decided per
+ * mapping (the VMA's flags: a private mapping is written by copy-on-write,
+ * a shared one only if writable), so each mapping touched gets one store of
+ * a byte it already holds, which changes nothing any thread could observe.
+ * A later failure on one page (out of memory for its copy) is what the
+ * protocols' roll-back is for.  The mappings, with their rights, are kept
+ * for the session: stitch_text_store_patches() merges stores into page runs
+ * only inside one mapping that is not writable.
  */
 static int open_procmem(const struct stitch_patch *patches, size_t count)
 {
-	uintptr_t last_page = 0;
+	uintptr_t lo = patches[0].addr, hi = 0;
 	for (size_t i = 0; i < count; i++) {
+		if (patches[i].addr < lo)
+			lo = patches[i].addr;
+		if (patches[i].addr + patches[i].len > hi)
+			hi = patches[i].addr + patches[i].len;
+	}
+	struct mapping *maps = NULL;
+	int nmaps = mappings_for(lo, hi, &maps);
+	if (nmaps < 0)
+		return nmaps;
+	/* probe[m]: a patched byte inside mapping m (0: none); the mappings are
+	 * sorted, a patch may straddle two of them */
+	uintptr_t *probe = calloc(nmaps ? (size_t)nmaps : 1, sizeof(*probe));
+	int err = probe ? 0 : stitch_fail(STITCH_ENOMEM, "out of memory opening code for writing");
+	int prev = -1;
+	for (size_t i = 0; i < count && !err; i++) {
 		uintptr_t ends[2] = { patches[i].addr, patches[i].addr + patches[i].len - 1 };
 		for (int k = 0; k < 2; k++) {
-			uintptr_t page = ends[k] & ~(page_size - 1);
-			if (page == last_page)
-				continue;
-			last_page = page;
-			uint8_t same = *(const volatile uint8_t *)ends[k];
-			if (pwrite(procmem_fd, &same, 1, (off_t)ends[k]) != 1)
-				return stitch_fail_errno(STITCH_EPROTECT, "cannot write code at %#lx through /proc/self/mem",
-							 (unsigned long)ends[k]);
+			if (prev >= 0 && maps[prev].start <= ends[k] && ends[k] < maps[prev].end)
+				continue; /* same mapping as the byte before: probed already */
+			int a = 0, b = nmaps;
+			while (a < b) {
+				int mid = a + (b - a) / 2;
+				if (maps[mid].end <= ends[k])
+					a = mid + 1;
+				else
+					b = mid;
+			}
+			if (a == nmaps || maps[a].start > ends[k]) {
+				err = stitch_fail(STITCH_EPROTECT, "address %#lx is not mapped", (unsigned long)ends[k]);
+				break;
+			}
+			if (!probe[a])
+				probe[a] = ends[k];
+			prev = a;
 		}
 	}
-	return 0;
+	for (int m = 0; m < nmaps && !err; m++) {
+		if (!probe[m])
+			continue;
+		uint8_t same = *(const volatile uint8_t *)probe[m];
+		if (pwrite(procmem_fd, &same, 1, (off_t)probe[m]) != 1)
+			err = stitch_fail_errno(STITCH_EPROTECT, "cannot write code at %#lx through /proc/self/mem",
+						(unsigned long)probe[m]);
+		else
+			err = note_opened(maps[m].start, maps[m].end, maps[m].prot);
+	}
+	free(probe);
+	free(maps);
+	if (err) {
+		free(opened);
+		opened = NULL;
+		opened_count = 0;
+	}
+	return err;
 }
 
 int stitch_text_open(const struct stitch_patch *patches, size_t count)
@@ -339,7 +445,12 @@ int stitch_text_open(const struct stitch_patch *patches, size_t count)
 
 int stitch_text_close(void)
 {
-	return backend == STITCH_BACKEND_MPROTECT ? restore_opened() : 0;
+	if (backend == STITCH_BACKEND_MPROTECT)
+		return restore_opened();
+	free(opened);
+	opened = NULL;
+	opened_count = 0;
+	return 0;
 }
 
 /*
@@ -408,6 +519,158 @@ int stitch_text_store(uintptr_t addr, const uint8_t *bytes, size_t len)
 		return 0;
 	}
 	return stitch_fail(STITCH_EBACKEND, "no write backend");
+}
+
+/* Where `part` stores for patch p: false if nowhere (too short a patch, empty range). */
+static bool part_range(const struct stitch_patch *p, const struct stitch_store_part *part, uintptr_t *addr,
+		       size_t *len)
+{
+	size_t to = part->to < p->len ? part->to : p->len;
+	if (p->len < part->min_len || part->from >= to)
+		return false;
+	*addr = p->addr + part->from;
+	*len = to - part->from;
+	return true;
+}
+
+/* The bytes `part` stores for patch p (part_range() said where, len of them), into out. */
+static void part_bytes(const struct stitch_patch *p, const struct stitch_store_part *part, size_t len,
+		       uint8_t out[STITCH_MAX_INSN])
+{
+	if (part->src == STITCH_STORE_FILL)
+		memset(out, part->fill, len);
+	else
+		memcpy(out, (part->src == STITCH_STORE_OLD ? p->old : p->new_bytes) + part->from, len);
+}
+
+/* The opened mapping holding [a, e), or NULL (procmem sessions keep them). */
+static const struct mapping *opened_at(uintptr_t a, uintptr_t e)
+{
+	size_t lo = 0, hi = opened_count;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (opened[mid].end <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < opened_count && opened[lo].start <= a && e <= opened[lo].end ? &opened[lo] : NULL;
+}
+
+#define RUN_MAX ((size_t)128 * 1024)
+
+/*
+ * Batched stores through /proc/self/mem.  A pwrite per store costs a system
+ * call, a page-table walk and a page copy in the kernel (1-2 us); 100 000
+ * sites took ~100 ms.  So stores that lie on the same or adjacent pages are
+ * merged into one write of the whole run, [first store, last store), in
+ * which every byte between the stores is written with the value it holds.
+ * Why rewriting those bytes is harmless:
+ *  - they are unchanged: the run lies inside one mapping that is not
+ *    writable, so only /proc/self/mem or an mprotect can change its bytes,
+ *    and every code change stitch makes is made under the update lock we
+ *    hold (code outside stitch that rewrites text behind it is beyond any
+ *    protocol's reach: a single site's compare-then-write has the same
+ *    window).  We read them after the caller's compare, inside the lock;
+ *  - a thread executing them meanwhile fetches the same bytes before and
+ *    after: on x86 (arch_procmem_runs) the protocols rely on nothing being
+ *    atomic beyond one byte, the kernel's copy stores every byte of the
+ *    run once with its final value, and a byte that does not change cannot
+ *    be observed torn.  Where an instruction word must be stored in one
+ *    access (AArch64), a long copy is not known to do that: no runs there;
+ *  - the stores themselves land in the same order and before the same
+ *    sync as one pwrite each would have, page after page.
+ * A run only covers pages that hold a store (or lie between two that do on
+ * adjacent pages), so no other page is copied on write.  The patch log
+ * records each store, not the run: the bytes in between do not change.
+ */
+static int store_patches_procmem(const struct stitch_patch *p, size_t n, const struct stitch_store_part *part)
+{
+	uint8_t *buf = NULL;
+	int err = 0;
+	size_t i = 0;
+	while (i < n && !err) {
+		uintptr_t a;
+		size_t len;
+		if (!part_range(&p[i], part, &a, &len)) {
+			i++;
+			continue;
+		}
+		const struct mapping *m = arch_procmem_runs() ? opened_at(a, a + len) : NULL;
+		if (!m || (m->prot & PROT_WRITE)) {
+			uint8_t bytes[STITCH_MAX_INSN];
+			part_bytes(&p[i], part, len, bytes);
+			if (memcmp((const void *)a, bytes, len) != 0)
+				err = stitch_text_store(a, bytes, len);
+			i++;
+			continue;
+		}
+		if (!buf && !(buf = stitch_scratch(STITCH_SCRATCH_RUN, RUN_MAX))) {
+			err = -STITCH_ENOMEM;
+			break;
+		}
+		/* One pass: the run [a, end) grows store by store; buf holds the
+		 * memory of [a, copied), copied a page at a time. */
+		uintptr_t end = a, copied = a;
+		size_t changed = 0, j = i;
+		for (; j < n; j++) {
+			uintptr_t b;
+			size_t blen;
+			if (!part_range(&p[j], part, &b, &blen))
+				continue;
+			if (j > i && (b < end || b + blen > m->end || b + blen - a > RUN_MAX ||
+				      (b & ~(page_size - 1)) > ((end - 1) & ~(page_size - 1)) + page_size))
+				break;
+			if (b + blen > copied) {
+				uintptr_t to = (b + blen + page_size - 1) & ~(page_size - 1);
+				if (to > m->end)
+					to = m->end;
+				if (to > a + RUN_MAX)
+					to = a + RUN_MAX; /* still >= b + blen */
+				memcpy(buf + (copied - a), (const void *)copied, to - copied);
+				copied = to;
+			}
+			/* byte by byte, no library call: this loop runs once per site */
+			const uint8_t *src = part->src == STITCH_STORE_FILL ? NULL
+					     : (part->src == STITCH_STORE_OLD ? p[j].old : p[j].new_bytes) + part->from;
+			uint8_t *dst = buf + (b - a);
+			bool differs = false;
+			for (size_t t = 0; t < blen; t++) {
+				uint8_t v = src ? src[t] : part->fill;
+				differs |= dst[t] != v;
+				dst[t] = v;
+			}
+			end = b + blen;
+			if (!differs)
+				continue; /* what memory holds already: no store */
+			stitch_patch_log_store(b, dst, blen); /* announced before the write (memory still old) */
+			changed++;
+		}
+		if (changed && pwrite(procmem_fd, buf, end - a, (off_t)a) != (ssize_t)(end - a))
+			err = stitch_fail_errno(STITCH_EPROTECT,
+						"write of %zu bytes at %#lx (%zu sites) through /proc/self/mem failed",
+						(size_t)(end - a), (unsigned long)a, changed);
+		i = j;
+	}
+	return err;
+}
+
+int stitch_text_store_patches(const struct stitch_patch *p, size_t n, const struct stitch_store_part *part)
+{
+	if (backend == STITCH_BACKEND_PROCMEM && procmem_fd >= 0)
+		return store_patches_procmem(p, n, part);
+	int err = 0;
+	for (size_t i = 0; i < n && !err; i++) {
+		uintptr_t a;
+		size_t len;
+		uint8_t bytes[STITCH_MAX_INSN];
+		if (!part_range(&p[i], part, &a, &len))
+			continue;
+		part_bytes(&p[i], part, len, bytes);
+		if (memcmp((const void *)a, bytes, len) != 0) /* what memory holds already: no store */
+			err = stitch_text_store(a, bytes, len);
+	}
+	return err;
 }
 
 int stitch_text_store_all_and_sync(const struct stitch_patch *p, size_t n)

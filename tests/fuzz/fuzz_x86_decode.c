@@ -9,7 +9,9 @@
  *  - every kind re-encodes to the very bytes it was decoded from, with the
  *    encoders stitch patches code with (the decoder recognises exactly the
  *    forms stitch writes, nothing looser);
- *  - x86_disasm() of it is not "(bad)" and fits a modest buffer.
+ *  - x86_disasm() of it is not "(bad)" and fits a modest buffer;
+ *  - x86_decode_site() agrees with it where it succeeds, and otherwise
+ *    accepts at most a NOP of 4..9 bytes (any displacement).
  */
 #include <string.h>
 
@@ -47,6 +49,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	d = sentinel;
 	int rc = x86_decode(avail ? b : data, avail, pc, &d);
+	/* x86_decode_site(): the same where x86_decode() succeeds; otherwise
+	 * at most a displacement NOP of 4..9 bytes, or the same kind of failure */
+	struct x86_insn site = sentinel;
+	int rs = x86_decode_site(avail ? b : data, avail, pc, &site);
+	if (rc == 0)
+		FUZZ_CHECK(rs == 0 && site.kind == d.kind && site.len == d.len && site.target == d.target);
+	else if (rs == 0)
+		FUZZ_CHECK(site.kind == X86_INSN_NOP && site.len >= 4 && site.len <= X86_NOP_MAX && site.len <= avail &&
+			   site.target == 0);
+	else
+		FUZZ_CHECK((rs == -STITCH_EINVAL || rs == -STITCH_EUNKNOWN) && memcmp(&site, &sentinel, sizeof site) == 0);
 	if (rc != 0) {
 		FUZZ_CHECK(rc == -STITCH_EINVAL || rc == -STITCH_EUNKNOWN);
 		FUZZ_CHECK(memcmp(&d, &sentinel, sizeof d) == 0);

@@ -147,6 +147,47 @@ static void test_decode_errors(void)
 	CHECK_EQ(d.kind, X86_INSN_RET);
 }
 
+/* x86_decode_site(): the NOP forms with a displacement, any value (clang's 0f 1f 44 00 08). */
+static void test_decode_site(void)
+{
+	static const struct {
+		uint8_t b[9];
+		size_t n;
+		int err;
+		uint8_t len;
+	} cases[] = {
+		{ { 0x0f, 0x1f, 0x44, 0x00, 0x08 }, 5, 0, 5 },                   /* clang -fpatchable-function-entry=5 */
+		{ { 0x0f, 0x1f, 0x44, 0x00, 0xff }, 5, 0, 5 },
+		{ { 0x0f, 0x1f, 0x40, 0x7f }, 4, 0, 4 },
+		{ { 0x66, 0x0f, 0x1f, 0x44, 0x00, 0x01 }, 6, 0, 6 },
+		{ { 0x0f, 0x1f, 0x80, 1, 2, 3, 4 }, 7, 0, 7 },
+		{ { 0x0f, 0x1f, 0x84, 0x00, 1, 2, 3, 4 }, 8, 0, 8 },
+		{ { 0x66, 0x0f, 0x1f, 0x84, 0x00, 1, 2, 3, 4 }, 9, 0, 9 },
+		{ { 0x0f, 0x1f, 0x44, 0x00, 0x00 }, 5, 0, 5 },                   /* exact forms still decode */
+		{ { 0x90 }, 1, 0, 1 },
+		{ { 0x0f, 0x1f, 0x44, 0x00 }, 4, -STITCH_EINVAL, 0 },            /* cut short */
+		{ { 0x0f, 0x1f, 0x44, 0x01, 0x08 }, 5, -STITCH_EUNKNOWN, 0 },    /* other SIB: not a shape we know */
+		{ { 0x0f, 0x1f, 0x45, 0x00, 0x00 }, 5, -STITCH_EUNKNOWN, 0 },    /* other ModRM */
+		{ { 0x00 }, 1, -STITCH_EUNKNOWN, 0 },
+	};
+	struct x86_insn d;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memset(&d, SENTINEL, sizeof(d));
+		int err = x86_decode_site(cases[i].b, cases[i].n, 0x1000, &d);
+		if (!CHECK_EQ(err, cases[i].err))
+			fprintf(stderr, "  (decode_site case %zu)\n", i);
+		if (err == 0) {
+			CHECK_EQ(d.kind, X86_INSN_NOP);
+			CHECK_EQ(d.len, cases[i].len);
+		} else {
+			CHECK(untouched((const uint8_t *)&d, sizeof(d)));
+		}
+	}
+	/* x86_decode() stays exact */
+	CHECK_EQ(x86_decode((const uint8_t[]){ 0x0f, 0x1f, 0x44, 0x00, 0x08 }, 5, 0, &d), -STITCH_EUNKNOWN);
+}
+
 static void test_disasm(void)
 {
 	static const char *const nops[10] = {
@@ -223,6 +264,7 @@ int main(int argc, char **argv)
 	test_rel(x86_encode_jmp_rel32, 5, 0xe9, X86_INSN_JMP_REL32, INT32_MIN, INT32_MAX);
 	test_rel(x86_encode_call_rel32, 5, 0xe8, X86_INSN_CALL_REL32, INT32_MIN, INT32_MAX);
 	test_decode_errors();
+	test_decode_site();
 	test_disasm();
 	test_random_round_trips(seed);
 	return check_report("insn_x86_64");

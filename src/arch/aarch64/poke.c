@@ -100,6 +100,13 @@ bool arch_procmem_word_atomic(void)
 	return true;
 }
 
+bool arch_procmem_runs(void)
+{
+	/* A long copy by the kernel's memcpy may cover an instruction word with
+	 * two stores when the run does not start word-aligned: torn. */
+	return false;
+}
+
 void arch_flush_icache_range(uintptr_t start, uintptr_t end)
 {
 	__builtin___clear_cache((char *)start, (char *)end);

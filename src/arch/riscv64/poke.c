@@ -98,6 +98,12 @@ bool arch_procmem_word_atomic(void)
 	return false;
 }
 
+bool arch_procmem_runs(void)
+{
+	/* Never the backend here (arch_procmem_word_atomic). */
+	return false;
+}
+
 void arch_flush_icache_range(uintptr_t start, uintptr_t end)
 {
 	/* Nothing per range: the whole-process flush in arch_sync_all_threads

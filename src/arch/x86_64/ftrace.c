@@ -25,13 +25,15 @@
  *   func+5: the function runs as if the site were a NOP.
  *
  * Protocols (what a thread at the site may execute):
- *   A. old and new are each ONE instruction of 5 bytes that x86_decode
- *      knows (canonical NOP5 <-> call): the int3 batch of poke.c (steps
- *      1-3 there); a thread runs the NOP or the call, or traps and the
- *      handler emulates the call.  Patch-logged and checked like every
- *      batch; models/x86-int3-call.model.
- *   B. anything else (gcc's five NOPs, clang's NOP with a displacement
- *      byte poke.c's decoder does not accept): stop the world.  Every
+ *   A. old and new are each ONE instruction of 5 bytes that poke.c's trap
+ *      handler knows (x86_decode_site: the canonical NOP5 and clang's
+ *      0f 1f 44 00 08 <-> call): the int3 batch of poke.c (steps 1-3
+ *      there); a thread runs the NOP or the call, or traps and the handler
+ *      emulates the new instruction (the call, or the NOP: skip 5 bytes).
+ *      No thread can be inside the site: it is one instruction.  Patch-
+ *      logged and checked like every batch; models/x86-int3-call.model,
+ *      ftrace-x86-clang-nop-int3.model (and its -plain-store mutant).
+ *   B. gcc's five NOPs: stop the world.  Every
  *      other thread is parked in the quiescence handler at an instruction
  *      boundary.  A thread parked at offsets 1-4 of five 1-byte NOPs is
  *      moved to offset 5 by the fixup (skipping NOPs changes nothing);
@@ -291,12 +293,12 @@ static int call_bytes(const struct arch_ftrace_site *s, uint8_t out[SITE_LEN])
 	return 0;
 }
 
-/* Whether the int3 protocol can make this change: one known instruction each. */
-static bool one_insn_each(const struct stitch_patch *p)
+/* Whether the int3 protocol can switch this site: its compiler form is one
+ * 5-byte instruction poke.c's trap handler knows (the call is one too):
+ * the canonical NOP5 and clang's NOP5 with displacement 8 (x86_decode_site). */
+static bool one_insn_form(const struct arch_ftrace_site *s)
 {
-	struct x86_insn a, b;
-	return x86_decode(p->old, p->len, p->addr, &a) == 0 && a.len == p->len &&
-	       x86_decode(p->new_bytes, p->len, p->addr, &b) == 0 && b.len == p->len;
+	return s->form == FORM_NOP5 || s->form == FORM_NOP5_DISP;
 }
 
 /* Sites whose current bytes are five 1-byte NOPs, sorted, for the fixup. */
@@ -326,12 +328,13 @@ static bool skip_nops(uintptr_t *pc, void *arg)
 
 int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, const bool *enable, size_t n)
 {
-	struct stitch_patch *p = calloc(n ? n : 1, sizeof(*p));
-	uintptr_t *nops = calloc(n ? n : 1, sizeof(*nops));
+	/* scratch, not calloc: 100 000 sites are 5 MB; every field used is set below */
+	struct stitch_patch *p = stitch_scratch(STITCH_SCRATCH_ARCH, (n ? n : 1) * sizeof(*p));
+	uintptr_t *nops = stitch_scratch(STITCH_SCRATCH_ARCH_AUX, (n ? n : 1) * sizeof(*nops));
 	struct nops_fixup fix = { nops, 0 };
 	size_t np = 0;
 	bool all_one_insn = true, written = false;
-	int err = (!p || !nops) ? stitch_fail(STITCH_ENOMEM, "out of memory switching %zu sites", n) : 0;
+	int err = (!p || !nops) ? -STITCH_ENOMEM : 0;
 	for (size_t i = 0; i < n && !err; i++) {
 		const struct arch_ftrace_site *s = sites[i];
 		uint8_t call[SITE_LEN];
@@ -345,14 +348,14 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 		q->len = SITE_LEN;
 		memcpy(q->old, enabled[i] ? call : s->orig, SITE_LEN);
 		memcpy(q->new_bytes, enable[i] ? call : s->orig, SITE_LEN);
-		all_one_insn &= one_insn_each(q);
+		all_one_insn &= one_insn_form(s);
 		if (!enabled[i] && s->form == FORM_5NOPS)
 			nops[fix.count++] = s->patch;
 	}
 	if (!err && np) {
 		if (all_one_insn) {
 			/* Protocol A: poke.c's int3 batch (compares every site first). */
-			err = stitch_apply_patches_locked(p, np, "ftrace switch");
+			err = stitch_apply_patches_inplace_locked(p, np, "ftrace switch");
 			written = !err; /* a failed batch leaves every site as it was */
 		} else {
 			stitch_sort_if_needed(nops, fix.count, sizeof(*nops), stitch_cmp_uintptr);
@@ -361,8 +364,6 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 	}
 	for (size_t i = 0; written && i < n; i++)
 		enabled[i] = enable[i];
-	free(p);
-	free(nops);
 	return err;
 }
 

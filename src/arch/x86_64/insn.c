@@ -151,7 +151,7 @@ static int x86_match_nop(const uint8_t *b, size_t avail)
 	for (size_t len = 1; len <= X86_NOP_MAX; len++) {
 		size_t cmp = avail < len ? avail : len;
 
-		if (memcmp(b, x86_nops[len], cmp) != 0)
+		if (b[0] != x86_nops[len][0] || memcmp(b, x86_nops[len], cmp) != 0)
 			continue;
 		if (cmp == len)
 			return (int)len;
@@ -203,6 +203,37 @@ int x86_decode(const uint8_t *bytes, size_t avail, uint64_t pc, struct x86_insn 
 	}
 	*out = r;
 	return 0;
+}
+
+/*
+ * x86_decode(), plus the NOP forms 4..9 above with any displacement bytes.
+ * The SDM (Vol. 2B, NOP): the multi-byte NOP "will not issue a memory
+ * operation", so the displacement changes the bytes and nothing else;
+ * clang's -fpatchable-function-entry=5 emits 0f 1f 44 00 08.  Forms 3 and
+ * 1..2 have no displacement.  For code stitch finds, not code it writes
+ * (x86_decode() stays exact: it re-encodes to what it decoded).
+ */
+int x86_decode_site(const uint8_t *bytes, size_t avail, uint64_t pc, struct x86_insn *out)
+{
+	int err = x86_decode(bytes, avail, pc, out);
+	if (err != -STITCH_EUNKNOWN)
+		return err;
+	/* each form's length and its bytes before the displacement (1 byte
+	 * for forms 4..6, 4 for 7..9, up to the end) */
+	static const struct {
+		uint8_t len, fixed;
+	} shapes[] = { { 4, 3 }, { 5, 4 }, { 6, 5 }, { 7, 3 }, { 8, 4 }, { 9, 5 } };
+	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+		size_t fixed = shapes[i].fixed;
+		if (avail < fixed || memcmp(bytes, x86_nops[shapes[i].len], fixed) != 0)
+			continue;
+		if (avail < shapes[i].len)
+			return -STITCH_EINVAL;
+		struct x86_insn r = { .kind = X86_INSN_NOP, .len = shapes[i].len };
+		*out = r;
+		return 0;
+	}
+	return -STITCH_EUNKNOWN;
 }
 
 const char *x86_insn_name(enum x86_insn_kind kind)

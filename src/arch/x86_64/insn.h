@@ -81,6 +81,15 @@ int x86_encode_ret(uint8_t out[1]);
  */
 int x86_decode(const uint8_t *bytes, size_t avail, uint64_t pc, struct x86_insn *out);
 
+/*
+ * x86_decode(), and also the multi-byte NOP forms 4..9 with any
+ * displacement value (a NOP issues no memory operation: the displacement
+ * changes nothing), such as clang's patchable-entry NOP 0f 1f 44 00 08.
+ * For sites stitch finds in compiled code and may have to emulate (a NOP:
+ * skip len bytes); x86_decode() itself stays exact.
+ */
+int x86_decode_site(const uint8_t *bytes, size_t avail, uint64_t pc, struct x86_insn *out);
+
 /* "nop", "jmp", "call", "int3", "ret"; "?" for a value outside the enum. */
 const char *x86_insn_name(enum x86_insn_kind kind);
 

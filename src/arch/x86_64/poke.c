@@ -30,7 +30,11 @@
  *
  * The trap: our SIGTRAP handler finds the site in the published table and
  * emulates the *new* instruction (either is correct while the update is in
- * flight): nop -> skip, jmp -> go to target, call -> push and go.  If the
+ * flight): nop -> skip, jmp -> go to target, call -> push and go.  A NOP
+ * may be any of x86_decode_site()'s forms, e.g. clang's patchable entry
+ * 0f 1f 44 00 08: a multi-byte NOP issues no memory operation (SDM Vol.
+ * 2B, NOP), so skipping its length is all it does, whatever its
+ * displacement byte.  If the
  * site is no longer in the table but its byte 0 is no longer int3, the
  * update finished between the trap and the handler: the handler rewinds
  * the PC to re-execute the now complete instruction.  Any other SIGTRAP
@@ -202,32 +206,13 @@ static void unpublish_trap_table(struct trap_table *t)
 	atomic_store(&trap_table, NULL);
 	while (atomic_load(&traps_running) != 0)
 		sched_yield();
-	free(t);
+	(void)t; /* scratch memory: no handler reads it any more, the next batch may reuse it */
 }
 
-/* Store byte ranges [from, to) of every multi-byte patch (or, with
- * only_single, every single-byte patch) from the given source. */
-static int store_bytes(const struct stitch_patch *p, size_t n, size_t from, bool use_new, bool int3_at_0)
-{
-	static const uint8_t int3 = X86_INT3;
-	for (size_t i = 0; i < n; i++) {
-		if (p[i].len <= from)
-			continue;
-		const uint8_t *src = use_new ? p[i].new_bytes : p[i].old;
-		int err;
-		if (int3_at_0)
-			err = stitch_text_store(p[i].addr, &int3, 1);
-		else if (from == 0)
-			err = stitch_text_store(p[i].addr, src, 1);
-		else if (memcmp(p[i].old + 1, p[i].new_bytes + 1, p[i].len - 1u) == 0)
-			err = 0; /* tail unchanged */
-		else
-			err = stitch_text_store(p[i].addr + 1, src + 1, p[i].len - 1u);
-		if (err)
-			return err;
-	}
-	return 0;
-}
+/* The three steps' stores, each over every site (text.c merges page runs). */
+static const struct stitch_store_part step1_int3 = { 0, 1, 2, STITCH_STORE_FILL, X86_INT3 };
+static const struct stitch_store_part step2_tails = { 1, STITCH_MAX_INSN, 2, STITCH_STORE_NEW, 0 };
+static const struct stitch_store_part step3_byte0 = { 0, 1, 0, STITCH_STORE_NEW, 0 };
 
 /*
  * Undo after a failed step (only reachable if a store fails after the
@@ -261,20 +246,28 @@ int arch_batch_apply(const struct stitch_patch *p, size_t n)
 	int err = ensure_sigtrap_handler();
 	if (err)
 		return err;
-	struct trap_table *t = malloc(sizeof(*t) + n * sizeof(t->sites[0]));
+	/* scratch (batch.c): reused by the next batch, after unpublish_trap_table() */
+	struct trap_table *t = stitch_scratch(STITCH_SCRATCH_TRAPS, sizeof(*t) + n * sizeof(t->sites[0]));
 	if (!t)
-		return stitch_fail(STITCH_ENOMEM, "out of memory for %zu trap sites", n);
+		return -STITCH_ENOMEM;
 	t->count = n;
 	for (size_t i = 0; i < n; i++) {
 		struct x86_insn old_insn;
 		t->sites[i].addr = p[i].addr;
 		/* Both must be exactly one instruction filling the site: the trap
-		 * emulates the new one, and a thread can only be at byte 0 of the old. */
-		if (x86_decode(p[i].old, p[i].len, p[i].addr, &old_insn) != 0 || old_insn.len != p[i].len ||
-		    x86_decode(p[i].new_bytes, p[i].len, p[i].addr, &t->sites[i].insn) != 0 ||
+		 * emulates the new one, and a thread can only be at byte 0 of the old.
+		 * Sites with the same bytes as the one before (NOPs, by the
+		 * thousand) reuse its decoding, unless it branches (pc-relative). */
+		bool same_old = i && p[i].len == p[i - 1].len && memcmp(p[i].old, p[i - 1].old, p[i].len) == 0;
+		bool same_new = i && p[i].len == p[i - 1].len && memcmp(p[i].new_bytes, p[i - 1].new_bytes, p[i].len) == 0 &&
+				(t->sites[i - 1].insn.kind == X86_INSN_NOP || t->sites[i - 1].insn.kind == X86_INSN_RET);
+		if (same_new)
+			t->sites[i].insn = t->sites[i - 1].insn;
+		if ((!same_old &&
+		     (x86_decode_site(p[i].old, p[i].len, p[i].addr, &old_insn) != 0 || old_insn.len != p[i].len)) ||
+		    (!same_new && x86_decode_site(p[i].new_bytes, p[i].len, p[i].addr, &t->sites[i].insn) != 0) ||
 		    t->sites[i].insn.len != p[i].len || t->sites[i].insn.kind == X86_INSN_INT3) {
 			char a[3 * STITCH_MAX_INSN + 1], b[3 * STITCH_MAX_INSN + 1];
-			free(t);
 			return stitch_fail(STITCH_EUNKNOWN,
 					   "site %#lx: %s -> %s is not one known instruction replaced by another of "
 					   "the same length",
@@ -283,10 +276,8 @@ int arch_batch_apply(const struct stitch_patch *p, size_t n)
 		}
 	}
 	err = stitch_text_open(p, n);
-	if (err) {
-		free(t);
+	if (err)
 		return err;
-	}
 	atomic_store(&trap_table, t); /* patches are sorted by address (batch.c) */
 
 	/* step 1: int3 over byte 0 of every site longer than one byte */
@@ -294,18 +285,19 @@ int arch_batch_apply(const struct stitch_patch *p, size_t n)
 	for (size_t i = 0; i < n; i++)
 		any_long |= p[i].len > 1;
 	if (any_long) {
-		err = store_bytes(p, n, 1, true, true);
+		err = stitch_text_store_patches(p, n, &step1_int3);
 		if (!err)
 			err = stitch_text_sync(p, n);
-		/* step 2: the tails, which no thread decodes while byte 0 is int3 */
+		/* step 2: the tails, which no thread decodes while byte 0 is int3
+		 * (tails that do not change are not stored) */
 		if (!err)
-			err = store_bytes(p, n, 1, true, false);
+			err = stitch_text_store_patches(p, n, &step2_tails);
 		if (!err)
 			err = stitch_text_sync(p, n);
 	}
 	/* step 3: the new byte 0 completes every site at once */
 	if (!err)
-		err = store_bytes(p, n, 0, true, false);
+		err = stitch_text_store_patches(p, n, &step3_byte0);
 	if (!err)
 		err = stitch_text_sync(p, n);
 	if (err) {
@@ -344,6 +336,14 @@ void arch_probe_describe(struct arch_probe *p)
 bool arch_procmem_word_atomic(void)
 {
 	/* Every store the x86 protocol relies on being atomic is one byte. */
+	return true;
+}
+
+bool arch_procmem_runs(void)
+{
+	/* Every store the protocols rely on being atomic is one byte (above); a
+	 * longer copy that rewrites bytes with their own values changes nothing
+	 * a fetch could tell apart. */
 	return true;
 }
 
