@@ -233,6 +233,8 @@ void stitch_sort_if_needed(void *base, size_t n, size_t size, int (*cmp)(const v
 static void log_stopped_sites(const struct stitch_patch *p, size_t n)
 {
 	stitch_patch_log_begin("stopped-world patch");
+	if (!stitch_patch_log_active())
+		return;
 	uint8_t old[LOG_SITE_MAX];
 	for (size_t i = 0; i < n;) {
 		if (p[i].data) {
@@ -247,7 +249,7 @@ static void log_stopped_sites(const struct stitch_patch *p, size_t n)
 			len += p[j].len;
 		}
 		log_site(&p[i], old, len);
-		i = j;
+		i = j > i ? j : i + 1; /* (a site too long to log is left out: log_site) */
 	}
 }
 

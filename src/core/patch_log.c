@@ -175,6 +175,11 @@ void stitch_patch_log_begin(const char *operation)
 	snprintf(plog.op, sizeof plog.op, "%s", operation ? operation : "operation");
 }
 
+bool stitch_patch_log_active(void)
+{
+	return plog.active;
+}
+
 void stitch_patch_log_site(uintptr_t addr, const uint8_t *bytes, size_t len)
 {
 	if (plog.active)

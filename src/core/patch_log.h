@@ -30,6 +30,8 @@
 #include <stdint.h>
 
 void stitch_patch_log_begin(const char *operation);
+/* Between begin and end, when STITCH_PATCH_LOG is set: worth preparing what to log. */
+bool stitch_patch_log_active(void);
 void stitch_patch_log_site(uintptr_t addr, const uint8_t *bytes, size_t len);
 void stitch_patch_log_store(uintptr_t addr, const uint8_t *bytes, size_t len);
 void stitch_patch_log_sync(void);

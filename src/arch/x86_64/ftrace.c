@@ -344,8 +344,7 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 		if (err)
 			break;
 		struct stitch_patch *q = &p[np++];
-		q->addr = s->patch;
-		q->len = SITE_LEN;
+		*q = (struct stitch_patch){ .addr = s->patch, .len = SITE_LEN }; /* scratch: whatever was there before */
 		memcpy(q->old, enabled[i] ? call : s->orig, SITE_LEN);
 		memcpy(q->new_bytes, enable[i] ? call : s->orig, SITE_LEN);
 		all_one_insn &= one_insn_form(s);
