@@ -26,11 +26,14 @@
  * set is waited for by step 4, so after unregister returns, no thread runs
  * the ops' func.  On error after step 1, the old arrays are put back.
  *
- * RCU: liburcu's urcu-memb where the build found it (readers register
- * lazily, at their first traced call, and unregister at thread exit);
- * otherwise the small fallback below (cross builds: Debian has no riscv64
- * liburcu), a per-thread sequence counter with a full fence on the read
- * side.
+ * RCU: a per-thread word that is also the recursion guard, with
+ * membarrier() as the readers' fence where the kernel has it ("per-thread
+ * state and RCU" below).
+ *
+ * x86-64 sites reach their trampoline through the record's `entry` word
+ * (arch_ftrace_entry): the full one, a direct call's, or the lean one for
+ * a set of one STITCH_FTRACE_F_PRESERVES_REGS ops (`lean`), published
+ * and unpublished with the set.
  */
 #include <dlfcn.h>
 #include <fnmatch.h>
@@ -40,7 +43,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/membarrier.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "arch/arch.h"
@@ -59,142 +64,183 @@
 
 #define FT_TLS __thread __attribute__((tls_model("initial-exec")))
 
-/* ---- RCU ------------------------------------------------------------------ */
+/* ---- per-thread state and RCU ---------------------------------------------
+ *
+ * Each thread has one thread-local block, stitch__ftrace_thread
+ * (ftrace_internal.h).  Its word `seq` is 0 until the thread's first traced
+ * call registers it, then odd while the thread is outside callbacks and
+ * even while it runs them.  That one word is:
+ *  - the recursion guard: a callback that calls traced code (or a signal
+ *    handler that interrupts one) finds seq even and calls nothing;
+ *  - the RCU read side: sets, ops and the shadow stack are read with seq
+ *    even; a grace period waits for every registered thread whose seq is
+ *    even to change it.
+ * Entering (ft_read_lock): seq := s + 1 (even), then a barrier, then the
+ * loads of sets.  The barrier is a compiler barrier once the process is
+ * registered for membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) - the
+ * writer's membarrier() is then the readers' full fence, as in liburcu's
+ * urcu-memb - else a full fence.  Leaving: seq := s + 2, a release store.
+ * A signal handler may run between a thread's load of seq and its store:
+ * its own sections take seq from s to s + 2 and the thread then stores
+ * s + 1; the writer only ever waits for a value to change, which the end
+ * of the section it saw always does, so such backward steps only make it
+ * wait for one more section.
+ *
+ * Grace period (ft_synchronize; the sets were unpublished before):
+ *   1. membarrier() (or a full fence): a reader whose seq store the writer
+ *      cannot see yet has not loaded a set yet, and will see the
+ *      unpublished state;
+ *   2. for every registered thread whose seq is even: wait until it
+ *      changes (acquire: the section's reads are done).
+ * Registered threads are listed by their seq word's address; a thread's
+ * exit (a pthread key destructor) takes its node off the list, under
+ * readers_lock, which the writer holds while it reads a seq word (never
+ * while it waits).  Nodes are reused, never freed.  In a forked child only
+ * the forking thread exists: the others' nodes are freed at the fork
+ * (pthread_atfork), else a grace period would wait for them forever.
+ */
 
-static pthread_key_t rcu_key;
-static pthread_once_t rcu_once = PTHREAD_ONCE_INIT;
+FT_TLS struct ft_thread stitch__ftrace_thread;
+bool stitch__ftrace_memb;
 
-#ifdef STITCH_HAVE_URCU
-#define _LGPL_SOURCE
-#include <urcu/urcu-memb.h>
-
-static FT_TLS bool rcu_registered;
-
-static void rcu_thread_exit(void *arg)
-{
-	(void)arg;
-	urcu_memb_unregister_thread();
-}
-
-static void rcu_key_init(void)
-{
-	if (pthread_key_create(&rcu_key, rcu_thread_exit) != 0)
-		stitch_die("ftrace: pthread_key_create");
-}
-
-static inline void ft_read_lock(void)
-{
-	if (__builtin_expect(!rcu_registered, 0)) {
-		pthread_once(&rcu_once, rcu_key_init);
-		urcu_memb_register_thread();
-		pthread_setspecific(rcu_key, (void *)1);
-		rcu_registered = true;
-	}
-	urcu_memb_read_lock();
-}
-
-static inline void ft_read_unlock(void)
-{
-	urcu_memb_read_unlock();
-}
-
-static void ft_synchronize(void)
-{
-	urcu_memb_synchronize_rcu();
-}
-#else
-/* Fallback: each reader's counter is odd while it is inside a read section. */
 struct ft_reader {
-	_Atomic unsigned long seq;
-	_Atomic int used;
+	unsigned long *_Atomic seq; /* its thread's stitch__ftrace_thread.seq; NULL: free */
 	struct ft_reader *next;
 };
-static _Atomic(struct ft_reader *) readers;
-static FT_TLS struct ft_reader *me;
+static pthread_mutex_t readers_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ft_reader *readers; /* readers_lock */
+static pthread_key_t thread_key;
+static pthread_once_t thread_once = PTHREAD_ONCE_INIT;
 
-static void rcu_thread_exit(void *arg)
+static void thread_exit(void *arg)
 {
-	struct ft_reader *r = arg;
-	atomic_store_explicit(&r->used, 0, memory_order_release);
-}
-
-static void rcu_key_init(void)
-{
-	if (pthread_key_create(&rcu_key, rcu_thread_exit) != 0)
-		stitch_die("ftrace: pthread_key_create");
-}
-
-static struct ft_reader *reader_get(void)
-{
-	pthread_once(&rcu_once, rcu_key_init);
-	for (struct ft_reader *r = atomic_load(&readers); r; r = r->next) {
-		int zero = 0;
-		if (atomic_compare_exchange_strong(&r->used, &zero, 1))
-			return r;
+	struct ft_reader *node = arg;
+	struct ft_thread *t = &stitch__ftrace_thread;
+	/* The thread is exiting: any hooked frames left will never return. */
+	if (t->shadow) {
+		munmap(t->shadow, sizeof(*t->shadow));
+		t->shadow = NULL;
 	}
-	struct ft_reader *r = calloc(1, sizeof(*r));
-	if (!r)
-		stitch_die("ftrace: out of memory registering a reader thread");
-	r->used = 1;
-	r->next = atomic_load(&readers);
-	while (!atomic_compare_exchange_weak(&readers, &r->next, r))
-		;
-	return r;
+	pthread_mutex_lock(&readers_lock);
+	atomic_store_explicit(&node->seq, NULL, memory_order_relaxed);
+	__atomic_store_n(&t->seq, 0, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&readers_lock);
 }
 
-static inline void ft_read_lock(void)
+static void atfork_prepare(void)
 {
-	if (__builtin_expect(!me, 0)) {
-		me = reader_get();
-		pthread_setspecific(rcu_key, me);
+	pthread_mutex_lock(&readers_lock);
+}
+
+static void atfork_parent(void)
+{
+	pthread_mutex_unlock(&readers_lock);
+}
+
+static void atfork_child(void)
+{
+	unsigned long *mine = &stitch__ftrace_thread.seq;
+	for (struct ft_reader *r = readers; r; r = r->next)
+		if (atomic_load_explicit(&r->seq, memory_order_relaxed) != mine)
+			atomic_store_explicit(&r->seq, NULL, memory_order_relaxed);
+	pthread_mutex_unlock(&readers_lock);
+}
+
+static void thread_key_init(void)
+{
+	if (pthread_key_create(&thread_key, thread_exit) != 0 ||
+	    pthread_atfork(atfork_prepare, atfork_parent, atfork_child) != 0)
+		stitch_die("ftrace: pthread_key_create / pthread_atfork");
+}
+
+/* The thread's first traced call: list it.  Returns its (odd) seq. */
+static __attribute__((noinline)) unsigned long thread_register(struct ft_thread *t)
+{
+	/* even meanwhile: a signal handler's traced calls return at once */
+	__atomic_store_n(&t->seq, 2, __ATOMIC_RELAXED);
+	pthread_once(&thread_once, thread_key_init);
+	pthread_mutex_lock(&readers_lock);
+	struct ft_reader *r = readers;
+	while (r && atomic_load_explicit(&r->seq, memory_order_relaxed))
+		r = r->next;
+	if (!r) {
+		r = calloc(1, sizeof(*r));
+		if (!r)
+			stitch_die("ftrace: out of memory registering a thread");
+		r->next = readers;
+		readers = r;
 	}
-	unsigned long s = atomic_load_explicit(&me->seq, memory_order_relaxed);
-	atomic_store_explicit(&me->seq, s + 1, memory_order_relaxed);
-	/* seq odd before any load of a set; pairs with ft_synchronize's fence */
-	atomic_thread_fence(memory_order_seq_cst);
+	atomic_store_explicit(&r->seq, &t->seq, memory_order_relaxed);
+	pthread_mutex_unlock(&readers_lock);
+	pthread_setspecific(thread_key, r);
+	__atomic_store_n(&t->seq, 1, __ATOMIC_RELAXED);
+	return 1;
 }
 
-static inline void ft_read_unlock(void)
+/* Enter a read section; s is the thread's current (odd) seq. */
+static inline void ft_read_lock(struct ft_thread *t, unsigned long s)
 {
-	unsigned long s = atomic_load_explicit(&me->seq, memory_order_relaxed);
-	atomic_store_explicit(&me->seq, s + 1, memory_order_release);
+	__atomic_store_n(&t->seq, s + 1, __ATOMIC_RELAXED);
+	if (__builtin_expect(__atomic_load_n(&stitch__ftrace_memb, __ATOMIC_RELAXED), 1))
+		__atomic_signal_fence(__ATOMIC_SEQ_CST); /* the writer's membarrier() is our fence */
+	else
+		__atomic_thread_fence(__ATOMIC_SEQ_CST); /* seq even before any load of a set */
+}
+
+/* Leave the read section entered with seq s. */
+static inline void ft_read_unlock(struct ft_thread *t, unsigned long s)
+{
+	__atomic_store_n(&t->seq, s + 2, __ATOMIC_RELEASE);
+}
+
+static long ft_membarrier(int cmd)
+{
+	return syscall(__NR_membarrier, cmd, 0, 0);
+}
+
+/* Once, update lock held: use membarrier() as the readers' fence if we can. */
+static void ft_rcu_init(void)
+{
+	static bool tried;
+	if (tried)
+		return;
+	tried = true;
+	long cmds = ft_membarrier(MEMBARRIER_CMD_QUERY);
+	if (cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+	    ft_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0)
+		__atomic_store_n(&stitch__ftrace_memb, true, __ATOMIC_RELAXED);
 }
 
 static void ft_synchronize(void)
 {
-	/* the sets were unpublished before this fence; readers that were
-	 * inside (odd) when we look are waited for until they leave */
-	atomic_thread_fence(memory_order_seq_cst);
-	for (struct ft_reader *r = atomic_load(&readers); r; r = r->next) {
-		unsigned long s = atomic_load_explicit(&r->seq, memory_order_acquire);
-		if (!(s & 1))
-			continue;
-		while (atomic_load_explicit(&r->seq, memory_order_acquire) == s)
-			sched_yield();
+	ft_rcu_init();
+	/* 1. */
+	if (__atomic_load_n(&stitch__ftrace_memb, __ATOMIC_RELAXED)) {
+		if (ft_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0)
+			stitch_die("ftrace: membarrier(PRIVATE_EXPEDITED) failed after registering");
+	} else {
+		atomic_thread_fence(memory_order_seq_cst);
 	}
+	/* 2. */
+	pthread_mutex_lock(&readers_lock);
+	for (struct ft_reader *r = readers; r; r = r->next) {
+		unsigned long *p = atomic_load_explicit(&r->seq, memory_order_relaxed);
+		if (!p)
+			continue;
+		unsigned long s = __atomic_load_n(p, __ATOMIC_ACQUIRE);
+		while (s && !(s & 1)) {
+			pthread_mutex_unlock(&readers_lock);
+			sched_yield();
+			pthread_mutex_lock(&readers_lock);
+			if (atomic_load_explicit(&r->seq, memory_order_relaxed) != p ||
+			    __atomic_load_n(p, __ATOMIC_ACQUIRE) != s)
+				break;
+		}
+	}
+	pthread_mutex_unlock(&readers_lock);
 }
-#endif
 
 /* ---- records and modules ---------------------------------------------------- */
-
-struct ft_set {
-	size_t n;
-	size_t ngraph; /* how many of the ops have a ret_func */
-	struct stitch_ftrace_ops *ops[];
-};
-
-struct ft_module;
-
-struct ft_rec {
-	_Atomic uintptr_t direct; /* first: the trampolines read it (arch.h, direct calls) */
-	struct arch_ftrace_site a;
-	const char *name;
-	struct ft_module *mod;
-	_Atomic(struct ft_set *) set;
-	bool enabled;  /* the code calls the trampoline */
-	int bad;       /* 0, or why the site is refused (a STITCH_E* code) */
-	char *why;
-};
 
 struct ft_module {
 	char *path;
@@ -222,8 +268,6 @@ struct ft_ops_priv {
 static struct stitch_ftrace_ops **ops_list;
 static size_t ops_count;
 
-static FT_TLS int in_callback;
-
 /* ---- function_graph: hooking returns ----------------------------------------
  *
  * A site whose set has ops with a ret_func makes the traced function return
@@ -246,52 +290,26 @@ static FT_TLS int in_callback;
  *    signal handler running on a sigaltstack at a higher address does not
  *    discard the interrupted code's live entries;
  *  - a signal handler's traced calls nest above the interrupted ones.
- * The shadow stack is touched only with in_callback set, so a signal
- * handler's traced code, which returns at once from the dispatcher while
- * it is set, never sees it half-updated.  It is mapped at a thread's first
+ * The shadow stack is touched only inside a read section (seq even), so a
+ * signal handler's traced code, which returns at once from the dispatcher
+ * then, never sees it half-updated.  It is mapped at a thread's first
  * hooked call (mmap: async-signal-safe) and unmapped at the thread's exit.
+ * The x86-64 lean trampolines push and pop entries the same way for the
+ * common cases (no entry to prune, top entry matches) and leave every
+ * other case to the functions below.
  */
 #define FT_STACK_WINDOW ((uintptr_t)64 << 20)
 #define RETURN_TRAMP ((uintptr_t)stitch__ftrace_return)
 
-struct ft_shadow {
-	uintptr_t orig; /* where the function really returns */
-	uintptr_t key;  /* its stack pointer after returning */
-	struct ft_rec *rec;
-	struct stitch_ftrace_ops *ops; /* the one graph ops armed at entry; NULL: every graph ops of the set */
-};
-struct ft_shadow_stack {
-	size_t depth;
-	struct ft_shadow e[STITCH_FTRACE_GRAPH_DEPTH];
-};
-static FT_TLS struct ft_shadow_stack *shadow;
-static pthread_key_t shadow_key;
-static pthread_once_t shadow_once = PTHREAD_ONCE_INIT;
-
-static void shadow_thread_exit(void *p)
+static struct ft_shadow_stack *shadow_get(struct ft_thread *t)
 {
-	/* The thread is exiting: any hooked frames left will never return. */
-	shadow = NULL;
-	munmap(p, sizeof(struct ft_shadow_stack));
-}
-
-static void shadow_key_init(void)
-{
-	if (pthread_key_create(&shadow_key, shadow_thread_exit) != 0)
-		stitch_die("ftrace: pthread_key_create");
-}
-
-static struct ft_shadow_stack *shadow_get(void)
-{
-	if (__builtin_expect(shadow != NULL, 1))
-		return shadow;
-	pthread_once(&shadow_once, shadow_key_init);
+	if (__builtin_expect(t->shadow != NULL, 1))
+		return t->shadow;
 	void *p = mmap(NULL, sizeof(struct ft_shadow_stack), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		return NULL;
-	shadow = p;
-	pthread_setspecific(shadow_key, p);
-	return shadow;
+	t->shadow = p; /* unmapped by thread_exit (the thread is registered) */
+	return t->shadow;
 }
 
 static bool set_has_ops(const struct ft_set *s, const struct stitch_ftrace_ops *ops)
@@ -312,7 +330,7 @@ static uintptr_t real_parent(const struct ft_shadow_stack *st, size_t below, uin
 	return ra;
 }
 
-/* Call the ret_funcs of e, st->e[idx] before it was popped (read lock held, in_callback set). */
+/* Call the ret_funcs of e, st->e[idx] before it was popped (read section). */
 static void graph_report(const struct ft_shadow_stack *st, size_t idx, const struct ft_shadow *e,
 			 struct stitch_ftrace_ret_regs *rregs)
 {
@@ -331,24 +349,33 @@ static void graph_report(const struct ft_shadow_stack *st, size_t idx, const str
 			s->ops[i]->ret_func(e->rec->a.func, parent, s->ops[i], rregs);
 }
 
-/* Pop and report the entries above depth `keep`, innermost first. */
+/* Pop and report the entries above depth `keep`, innermost first.  Nothing
+ * is pushed while a read section runs, so the popped slot stays intact. */
 static void graph_abandon(struct ft_shadow_stack *st, size_t keep)
 {
 	while (st->depth > keep) {
-		struct ft_shadow e = st->e[--st->depth];
-		graph_report(st, st->depth, &e, NULL);
+		const struct ft_shadow *e = &st->e[--st->depth];
+		graph_report(st, st->depth, e, NULL);
 	}
 }
 
+/* No entry to prune for a call with this slot and key (the common case:
+ * the top entry is a live caller's, below in the stack). */
+static inline bool graph_no_prune(const struct ft_shadow_stack *st, const uintptr_t *slot, uintptr_t key)
+{
+	return *slot != RETURN_TRAMP && (st->depth == 0 || st->e[st->depth - 1].key > key);
+}
+
 /*
- * At an entry of a site with graph ops (read lock held, in_callback set),
- * before any callback: report the entries this call proves abandoned, so
- * that a tracer sees their returns before this call's entry.  Returns the
+ * At an entry of a site with graph ops (read section), before any
+ * callback: report the entries this call proves abandoned, so that a
+ * tracer sees their returns before this call's entry.  Returns the
  * thread's shadow stack, NULL if it has none (mapping failed).
  */
-static struct ft_shadow_stack *graph_prune(uintptr_t *slot, uintptr_t key)
+static __attribute__((noinline)) struct ft_shadow_stack *graph_prune(struct ft_thread *t, uintptr_t *slot,
+								      uintptr_t key)
 {
-	struct ft_shadow_stack *st = shadow_get();
+	struct ft_shadow_stack *st = shadow_get(t);
 	if (!st)
 		return NULL;
 	/* Entries this call's frame is at or above are gone, except the one a
@@ -363,77 +390,112 @@ static struct ft_shadow_stack *graph_prune(uintptr_t *slot, uintptr_t key)
 }
 
 /* After the entry callbacks: hook the return. */
-static void graph_push(struct ft_shadow_stack *st, struct ft_rec *r, struct stitch_ftrace_ops *ops, uintptr_t *slot,
-		       uintptr_t key)
+static inline void graph_push(struct ft_shadow_stack *st, struct ft_rec *r, struct stitch_ftrace_ops *ops,
+			      uintptr_t *slot, uintptr_t key)
 {
-	if (!st || st->depth == STITCH_FTRACE_GRAPH_DEPTH) {
+	if (__builtin_expect(!st || st->depth == STITCH_FTRACE_GRAPH_DEPTH, 0)) {
 		stitch_count(graph_overflows, 1);
 		return;
 	}
-	st->e[st->depth++] = (struct ft_shadow){ *slot, key, r, ops };
+	struct ft_shadow *e = &st->e[st->depth++];
+	e->orig = *slot;
+	e->key = key;
+	e->rec = r;
+	e->ops = ops;
 	*slot = RETURN_TRAMP;
+}
+
+static __attribute__((noreturn, noinline)) void graph_lost(void)
+{
+	/* Nowhere correct to go: say so rather than jump anywhere. */
+	static const char msg[] = "stitch: function_graph: a hooked function returned with a stack that "
+				  "matches no shadow entry (stack switched by swapcontext, or unwound "
+				  "by an exception?); aborting\n";
+	if (write(2, msg, sizeof(msg) - 1) < 0) {
+		/* nothing more to do */
+	}
+	abort();
 }
 
 uintptr_t stitch__ftrace_graph_return(uintptr_t key, struct stitch_ftrace_ret_regs *rregs)
 {
-	struct ft_shadow_stack *st = shadow;
+	struct ft_thread *t = &stitch__ftrace_thread;
+	struct ft_shadow_stack *st = t->shadow;
 	size_t i = st ? st->depth : 0;
 	while (i && st->e[i - 1].key != key)
 		i--;
-	if (!i) {
-		/* Nowhere correct to go: say so rather than jump anywhere. */
-		static const char msg[] = "stitch: function_graph: a hooked function returned with a stack that "
-					  "matches no shadow entry (stack switched by swapcontext, or unwound "
-					  "by an exception?); aborting\n";
-		if (write(2, msg, sizeof(msg) - 1) < 0) {
-			/* nothing more to do */
-		}
-		abort();
+	if (!i)
+		graph_lost();
+	/* Already inside a section (a callback's or handler's code returning
+	 * through a hooked frame it entered before): that section covers this. */
+	unsigned long s = __atomic_load_n(&t->seq, __ATOMIC_RELAXED);
+	bool outer = s & 1;
+	if (outer)
+		ft_read_lock(t, s);
+	if (__builtin_expect(i < st->depth, 0))
+		graph_abandon(st, i);
+	const struct ft_shadow *e = &st->e[--st->depth];
+	uintptr_t orig = e->orig;
+	graph_report(st, st->depth, e, rregs);
+	if (outer)
+		ft_read_unlock(t, s);
+	return orig;
+}
+
+/* Several ops on the site (or one caught while its set changes). */
+static __attribute__((noinline)) void dispatch_set(struct ft_thread *t, struct ft_rec *r, struct ft_set *s,
+						   uintptr_t parent_ip, struct stitch_ftrace_regs *regs)
+{
+	uintptr_t ip = r->a.func;
+	struct stitch_ftrace_ops *graph_ops = NULL;
+	struct ft_shadow_stack *st = NULL;
+	uintptr_t key = 0, *slot = NULL;
+	if (s->ngraph) {
+		slot = arch_ftrace_parent_slot(regs, &key);
+		st = graph_prune(t, slot, key);
 	}
-	int was_in = in_callback;
-	in_callback = 1;
-	ft_read_lock();
-	graph_abandon(st, i);
-	struct ft_shadow e = st->e[--st->depth];
-	graph_report(st, st->depth, &e, rregs);
-	ft_read_unlock();
-	in_callback = was_in;
-	return e.orig;
+	for (size_t i = 0; i < s->n; i++) {
+		if (s->ops[i]->func) /* not a direct call caught in its switch */
+			s->ops[i]->func(ip, parent_ip, s->ops[i], regs);
+		if (s->ops[i]->ret_func)
+			graph_ops = s->ops[i];
+	}
+	if (s->ngraph)
+		graph_push(st, r, s->ngraph == 1 ? graph_ops : NULL, slot, key);
 }
 
 void stitch__ftrace_dispatch(uintptr_t cookie, uintptr_t parent_ip, struct stitch_ftrace_regs *regs)
 {
-	if (in_callback)
-		return; /* a callback called traced code */
-	in_callback = 1;
-	struct ft_rec *r = (struct ft_rec *)cookie;
-	uintptr_t ip = r->a.func;
-	ft_read_lock();
-	struct ft_set *s = atomic_load_explicit(&r->set, memory_order_consume);
-	if (__builtin_expect(parent_ip == RETURN_TRAMP, 0) && shadow) /* a tail call of a hooked function */
-		parent_ip = real_parent(shadow, shadow->depth, parent_ip);
-	if (__builtin_expect(s && s->n == 1 && !s->ngraph, 1)) { /* one tracer: call it, no loop */
-		if (s->ops[0]->func)
-			s->ops[0]->func(ip, parent_ip, s->ops[0], regs);
-	} else if (s) {
-		struct stitch_ftrace_ops *graph_ops = NULL;
-		struct ft_shadow_stack *st = NULL;
-		uintptr_t key = 0, *slot = NULL;
-		if (s->ngraph) {
-			slot = arch_ftrace_parent_slot(regs, &key);
-			st = graph_prune(slot, key);
-		}
-		for (size_t i = 0; i < s->n; i++) {
-			if (s->ops[i]->func) /* not a direct call caught in its switch */
-				s->ops[i]->func(ip, parent_ip, s->ops[i], regs);
-			if (s->ops[i]->ret_func)
-				graph_ops = s->ops[i];
-		}
-		if (s->ngraph)
-			graph_push(st, r, s->ngraph == 1 ? graph_ops : NULL, slot, key);
+	struct ft_thread *t = &stitch__ftrace_thread;
+	unsigned long seq = __atomic_load_n(&t->seq, __ATOMIC_RELAXED);
+	if (__builtin_expect(!(seq & 1), 0)) {
+		if (seq)
+			return; /* a callback called traced code */
+		seq = thread_register(t);
 	}
-	ft_read_unlock();
-	in_callback = 0;
+	ft_read_lock(t, seq);
+	struct ft_rec *r = (struct ft_rec *)cookie;
+	struct ft_set *s = atomic_load_explicit(&r->set, memory_order_consume);
+	if (__builtin_expect(parent_ip == RETURN_TRAMP, 0) && t->shadow) /* a tail call of a hooked function */
+		parent_ip = real_parent(t->shadow, t->shadow->depth, parent_ip);
+	if (__builtin_expect(s && s->n == 1, 1)) { /* one tracer: no loop */
+		struct stitch_ftrace_ops *ops = s->ops[0];
+		if (!s->ngraph) {
+			if (ops->func)
+				ops->func(r->a.func, parent_ip, ops, regs);
+		} else {
+			uintptr_t key, *slot = arch_ftrace_parent_slot(regs, &key);
+			struct ft_shadow_stack *st = t->shadow;
+			if (__builtin_expect(!st || !graph_no_prune(st, slot, key), 0))
+				st = graph_prune(t, slot, key);
+			if (ops->func)
+				ops->func(r->a.func, parent_ip, ops, regs);
+			graph_push(st, r, ops, slot, key);
+		}
+	} else if (s) {
+		dispatch_set(t, r, s, parent_ip, regs);
+	}
+	ft_read_unlock(t, seq);
 }
 
 static int cmp_rec_ptr(const void *a, const void *b)
@@ -461,6 +523,7 @@ static int module_init_sites(struct ft_module *m)
 		struct ft_rec *r = &m->recs[m->nrecs++];
 		r->mod = m;
 		r->a.record = m->elf.records[i];
+		atomic_init(&r->entry, arch_ftrace_entry(0, false));
 		int err = arch_ftrace_site_init(&r->a);
 		/* the toggled instruction is inside the function (the record may
 		 * point before it: AArch64 and RISC-V literals) */
@@ -870,6 +933,26 @@ static int set_with(const struct ft_set *cur, struct stitch_ftrace_ops *ops, boo
 	return 0;
 }
 
+/* The lean trampoline may run s's ops (see ftrace.h, fast ABI). */
+static struct stitch_ftrace_ops *set_lean(const struct ft_set *s)
+{
+	struct stitch_ftrace_ops *o = s && s->n == 1 ? s->ops[0] : NULL;
+	if (!o || o->direct || !(o->flags & STITCH_FTRACE_F_PRESERVES_REGS) || !arch_ftrace_has_lean() ||
+	    !stitch__ftrace_memb)
+		return NULL;
+	return o;
+}
+
+/* Where r's stub goes, and its lean ops, for the set s (NULL: untraced);
+ * its `direct` word is published by the caller. */
+static void rec_publish_entry(struct ft_rec *r, const struct ft_set *s)
+{
+	struct stitch_ftrace_ops *lean = set_lean(s);
+	uintptr_t direct = s && s->ops[0]->direct ? (uintptr_t)s->ops[0]->direct : 0;
+	atomic_store_explicit(&r->lean, lean, memory_order_release);
+	atomic_store_explicit(&r->entry, arch_ftrace_entry(direct, lean != NULL), memory_order_release);
+}
+
 /*
  * Make `ops` trace exactly the records of `sel` (sorted; NULL/0 for none).
  * Update lock held.  On error nothing changed.  *late: an error found after
@@ -878,6 +961,7 @@ static int set_with(const struct ft_set *cur, struct stitch_ftrace_ops *ops, boo
 static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nsel, int *late)
 {
 	*late = 0;
+	ft_rcu_init(); /* before set_lean() asks whether membarrier() is there */
 	struct ft_ops_priv *priv = ops->priv_;
 	struct ft_rec **old = priv ? priv->sel : NULL;
 	size_t nold = priv ? priv->nsel : 0;
@@ -942,6 +1026,7 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 				if (nset[k]->ops[0]->direct)
 					atomic_store_explicit(&aff[k]->direct, (uintptr_t)nset[k]->ops[0]->direct,
 							      memory_order_release);
+				rec_publish_entry(aff[k], nset[k]);
 			}
 		/* 2. switch the code */
 		if (nsw)
@@ -953,6 +1038,7 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 						      oset[k] && oset[k]->ops[0]->direct ? (uintptr_t)oset[k]->ops[0]->direct
 											 : 0,
 						      memory_order_release);
+				rec_publish_entry(aff[k], oset[k]);
 			}
 			/* what is in memory now (a late failure may leave new bytes) */
 			for (size_t s = 0; s < nsw; s++)
@@ -965,8 +1051,10 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 		/* 3. sets of sites that became untraced; direct calls that went */
 		bool direct_gone = false;
 		for (size_t k = 0; k < na; k++) {
-			if (!nset[k])
+			if (!nset[k]) {
 				atomic_store_explicit(&aff[k]->set, NULL, memory_order_release);
+				rec_publish_entry(aff[k], NULL);
+			}
 			if (!(nset[k] && nset[k]->ops[0]->direct) && atomic_load(&aff[k]->direct)) {
 				atomic_store_explicit(&aff[k]->direct, 0, memory_order_release);
 				direct_gone = true;
@@ -1079,8 +1167,11 @@ static int ops_update(struct stitch_ftrace_ops *ops, const char *filter, const u
 		return stitch_fail(STITCH_EINVAL, "ftrace ops has no func, ret_func or direct call");
 	if (ops->direct && ops->direct_size == 0)
 		return stitch_fail(STITCH_EINVAL, "ftrace ops: direct_size must cover the direct trampoline");
-	if (ops->flags)
-		return stitch_fail(STITCH_EINVAL, "ftrace ops flags %#x: no flag is defined", ops->flags);
+	if (ops->flags & ~STITCH_FTRACE_F_PRESERVES_REGS)
+		return stitch_fail(STITCH_EINVAL, "ftrace ops flags %#x: unknown flags", ops->flags);
+	if ((ops->flags & STITCH_FTRACE_F_PRESERVES_REGS) && ops->direct)
+		return stitch_fail(STITCH_EINVAL, "ftrace ops: STITCH_FTRACE_F_PRESERVES_REGS is for callbacks, not "
+				   "direct calls");
 	stitch_update_lock();
 	int err = 0;
 	bool reg = is_registered(ops);
@@ -1209,11 +1300,15 @@ int stitch_ftrace_modify_direct(struct stitch_ftrace_ops *ops, void *direct, siz
 		for (size_t i = 0; i < n; i++) {
 			sites[i] = &priv->sel[i]->a;
 			atomic_store_explicit(&priv->sel[i]->direct, to, memory_order_release);
+			atomic_store_explicit(&priv->sel[i]->entry, arch_ftrace_entry(to, false), memory_order_release);
 		}
 		err = arch_ftrace_retarget(sites, n, from, to);
 		if (err) {
-			for (size_t i = 0; i < n; i++)
+			for (size_t i = 0; i < n; i++) {
 				atomic_store_explicit(&priv->sel[i]->direct, from, memory_order_release);
+				atomic_store_explicit(&priv->sel[i]->entry, arch_ftrace_entry(from, false),
+						      memory_order_release);
+			}
 		} else {
 			ops->direct = direct;
 			ops->direct_size = direct_size;

@@ -15,14 +15,25 @@
  *            func: e8 <stub - (func+5)>  call stub
  *
  *   The module's region (not live until every byte is written, then RX):
- *     +0       .quad stitch__ftrace_tramp_x86      (the common trampoline, anywhere)
- *     +16+16i  49 bb <cookie_i>        movabs $cookie_i, %r11
- *              ff 25 <-(16+16i+16)>    jmp *region+0(%rip)
+ *     +16+16i  49 bb <cookie_i>        movabs $cookie_i, %r11   (the site's record)
+ *              41 ff 63 08             jmp *8(%r11)             (the record's entry word)
  *   r11 is free at a function's entry (SysV ABI: scratch, never an
  *   argument); r10 (static chain) and rax (vararg count) are preserved.
- *   The trampoline saves rdi rsi rdx rcx r8 r9 rax r10 and xmm0-7, calls
- *   stitch__ftrace_dispatch(cookie, parent_ip, regs), restores, returns to
- *   func+5: the function runs as if the site were a NOP.
+ *   The entry word (src/core/ftrace.c publishes it with the site's set)
+ *   is one of:
+ *     stitch__ftrace_tramp_x86       saves rdi rsi rdx rcx r8 r9 rax r10
+ *         and xmm0-7, calls stitch__ftrace_dispatch(cookie, parent_ip,
+ *         regs), restores, returns to func+5: the function runs as if the
+ *         site were a NOP;
+ *     stitch__ftrace_tramp_lean_x86  the fast ABI (one ops whose callbacks
+ *         preserve every register, stitch/ftrace.h): saves only what it
+ *         uses, see "lean trampolines" below;
+ *     a direct call's trampoline     entered with the stack as the site's
+ *         call left it.
+ *   Reading the word is the stub's one load: a thread that took the old
+ *   value of a word changed under it goes where that value said, which the
+ *   core's grace periods cover (RCU for the ops, a quiescence of the
+ *   regions for a direct trampoline that went).
  *
  * Protocols (what a thread at the site may execute):
  *   A. old and new are each ONE instruction of 5 bytes that x86_decode
@@ -51,6 +62,7 @@
 
 #include "arch/arch.h"
 #include "arch/x86_64/insn.h"
+#include "core/ftrace_internal.h"
 #include "stitch/ftrace.h"
 
 enum { FORM_NOP5, FORM_NOP5_DISP, FORM_5NOPS };
@@ -90,15 +102,6 @@ __asm__(".text\n"
 	"stitch__ftrace_tramp_x86:\n"
 	"	.cfi_startproc\n"
 	"	endbr64\n"
-	/* a direct call: the record's first word (stitch/ftrace.h, ops->direct),
-	 * read ONCE: unregister clears it while threads are here, and a test
-	 * followed by a second load could jump to the 0 it read the second
-	 * time.  rax is borrowed (pushed), r11 is free on the direct path. */
-	"	pushq %rax\n"
-	"	movq (%r11), %rax\n"
-	"	testq %rax, %rax\n"
-	"	jnz 1f\n"
-	"	popq %rax\n"
 	/* [rsp] = func+5 (return into the traced function), [rsp+8] = its caller's return */
 	"	pushq %rbp\n"
 	"	.cfi_def_cfa_offset 16\n"
@@ -150,9 +153,6 @@ __asm__(".text\n"
 	"	popq %rbp\n"
 	"	.cfi_def_cfa %rsp, 8\n"
 	"	ret\n"
-	"1:	movq %rax, %r11\n"
-	"	popq %rax\n"
-	"	jmp *%r11\n"
 	"	.cfi_endproc\n"
 	".size stitch__ftrace_tramp_x86, . - stitch__ftrace_tramp_x86\n"
 	".globl stitch__ftrace_tramp_x86_end\n"
@@ -178,38 +178,227 @@ uintptr_t stitch_ftrace_ret_value(const struct stitch_ftrace_ret_regs *rregs)
 	return rregs ? rregs->rax : 0;
 }
 
+
+/*
+ * Lean trampolines: the fast ABI (STITCH_FTRACE_F_PRESERVES_REGS, stitch/ftrace.h).
+ * The site's record holds, in `lean`, the one ops of its set when that
+ * ops' callbacks preserve every register; the entry word sends the stub
+ * here then.  This code does, in assembly, what the dispatcher and
+ * stitch__ftrace_graph_return() do for the common cases, and hands every
+ * other case to them (through the full trampoline, or the C half of the
+ * return trampoline) from a state where it changed nothing:
+ *
+ *   entry (r11 = record; [rsp] = func+5, [rsp+8] = the caller's return):
+ *     push rax; rax = stitch__ftrace_thread's %fs offset
+ *     seq odd? else (first call of the thread, or inside a callback) -> full path
+ *     seq += 1 (even: in a read section; no fence: a record holds a lean
+ *       ops only once the process uses membarrier)
+ *     push rdi rsi rdx rcx r8 (the callbacks' arguments and a scratch)
+ *     ops = record->lean; NULL (no longer alone, or not lean) -> leave, full path
+ *     parent == the return trampoline (a hooked function's tail call) -> leave, full path
+ *     no ret_func: func(ip, parent, ops, NULL)
+ *     ret_func: unless the shadow stack is mapped, not full, and empty or
+ *       its top entry's key is above this call's (nothing to prune)
+ *       -> leave, full path; func(...) if set; fill the entry
+ *       {orig, key, record, ops}, depth += 1; [rsp+8] = return trampoline
+ *     seq += 1 (odd); pop; ret
+ *   return (rsp = key; rax rdx xmm0 xmm1: the value; rdi rsi rcx r8-r11 free):
+ *     seq odd, the top entry's key is rsp, it names one ops, its orig is
+ *     not the trampoline, else -> the C half; seq += 1;
+ *     record->lean == ops and ops->ret_func set, else seq += 1, C half;
+ *     depth -= 1; push rdx rax (rregs); ret_func(ip, orig, ops, rregs);
+ *     pop; seq += 1; jmp orig (read into rsi before)
+ *
+ * A thread interrupted anywhere in them: outside the section its seq is
+ * odd, so a signal handler's traced calls run normally, and push and pop
+ * their shadow entries above ours (or fill the slot we are about to fill
+ * and pop it again before the handler returns); inside, seq is even and
+ * the handler's traced calls call nothing and touch no shadow entry.  A
+ * grace period waits for a thread whose seq is even (ftrace.c), so
+ * record->lean, the ops and its callbacks stay valid while used here.
+ * The callbacks preserve every register (their contract), so the traced
+ * function's arguments, and rax and rdx at the return, come back as they
+ * were; no xmm register is touched here.  The stack stays as aligned as
+ * the traced function's caller left it (6 pushes at the entry, 2 at the
+ * return).
+ */
 uintptr_t *arch_ftrace_parent_slot(struct stitch_ftrace_regs *regs, uintptr_t *key)
 {
 	*key = (uintptr_t)(regs->parent_slot + 1);
 	return (uintptr_t *)regs->parent_slot;
 }
 
-__asm__(".text\n"
-	".p2align 4\n"
-	".globl stitch__ftrace_return\n"
-	".hidden stitch__ftrace_return\n"
-	".type stitch__ftrace_return, @function\n"
-	"stitch__ftrace_return:\n"
-	"	pushq %rbp\n"
-	"	movq %rsp, %rbp\n"
-	"	subq $48, %rsp\n"
-	"	andq $-16, %rsp\n"      /* whatever the function left, the C call is aligned */
-	"	movq %rax, 0(%rsp)\n"
-	"	movq %rdx, 8(%rsp)\n"
-	"	movaps %xmm0, 16(%rsp)\n"
-	"	movaps %xmm1, 32(%rsp)\n"
-	"	leaq 8(%rbp), %rdi\n"   /* key: the stack pointer the function returned with */
-	"	movq %rsp, %rsi\n"      /* ret regs */
-	"	call stitch__ftrace_graph_return\n"
-	"	movq %rax, %r11\n"      /* r11: scratch at a return, as at an entry */
-	"	movq 0(%rsp), %rax\n"
-	"	movq 8(%rsp), %rdx\n"
-	"	movaps 16(%rsp), %xmm0\n"
-	"	movaps 32(%rsp), %xmm1\n"
-	"	movq %rbp, %rsp\n"
-	"	popq %rbp\n"
-	"	jmp *%r11\n"
-	".size stitch__ftrace_return, . - stitch__ftrace_return\n");
+_Static_assert(offsetof(struct ft_rec, entry) == 8, "the stub's jmp *8(%r11)");
+_Static_assert(sizeof(struct ft_shadow) == 32, "shlq $5");
+
+void stitch__ftrace_tramp_lean_x86(void);
+
+/* Never called: its asm puts both trampolines in .text, with the offsets. */
+__attribute__((used)) static void lean_trampolines(void)
+{
+	__asm__ volatile(
+		".pushsection .text\n"
+		".p2align 4\n"
+		".globl stitch__ftrace_tramp_lean_x86\n"
+		".hidden stitch__ftrace_tramp_lean_x86\n"
+		".type stitch__ftrace_tramp_lean_x86, @function\n"
+		"stitch__ftrace_tramp_lean_x86:\n"
+		"	endbr64\n"
+		"	pushq %%rax\n"
+		"	movq stitch__ftrace_thread@gottpoff(%%rip), %%rax\n"
+		"	testb $1, %%fs:%c[seq](%%rax)\n"
+		"	jz 9f\n"
+		"	incq %%fs:%c[seq](%%rax)\n"
+		"	pushq %%rdi\n"
+		"	pushq %%rsi\n"
+		"	pushq %%rdx\n"
+		"	pushq %%rcx\n"
+		"	pushq %%r8\n"
+		"	movq %c[lean](%%r11), %%rdx\n"
+		"	testq %%rdx, %%rdx\n"
+		"	jz 8f\n"
+		"	movq 56(%%rsp), %%rsi\n"                 /* parent ip */
+		"	leaq stitch__ftrace_return(%%rip), %%rdi\n"
+		"	cmpq %%rdi, %%rsi\n"
+		"	je 8f\n"
+		"	cmpq $0, %c[retf](%%rdx)\n"
+		"	jne 5f\n"
+		"	movq %c[ip](%%r11), %%rdi\n"
+		"	xorl %%ecx, %%ecx\n"
+		"	call *%c[func](%%rdx)\n"                 /* no ret_func: func is set */
+		"4:	incq %%fs:%c[seq](%%rax)\n"
+		"	popq %%r8\n"
+		"	popq %%rcx\n"
+		"	popq %%rdx\n"
+		"	popq %%rsi\n"
+		"	popq %%rdi\n"
+		"	popq %%rax\n"
+		"	ret\n"
+		"5:	movq %%fs:%c[shadow](%%rax), %%r8\n"
+		"	testq %%r8, %%r8\n"
+		"	jz 8f\n"
+		"	movq %c[depth](%%r8), %%rcx\n"
+		"	cmpq $%c[max], %%rcx\n"
+		"	jae 8f\n"
+		"	shlq $5, %%rcx\n"
+		"	jz 6f\n"
+		"	leaq 64(%%rsp), %%rdi\n"                 /* key */
+		"	cmpq %%rdi, %c[e]-32+%c[key](%%r8,%%rcx)\n"
+		"	jbe 8f\n"                                /* maybe an entry to prune */
+		"6:	leaq %c[e](%%r8,%%rcx), %%r8\n"           /* the new entry */
+		"	cmpq $0, %c[func](%%rdx)\n"
+		"	je 7f\n"
+		"	movq %c[ip](%%r11), %%rdi\n"
+		"	xorl %%ecx, %%ecx\n"
+		"	call *%c[func](%%rdx)\n"
+		"7:	movq %%rsi, %c[orig](%%r8)\n"
+		"	leaq 64(%%rsp), %%rdi\n"
+		"	movq %%rdi, %c[key](%%r8)\n"
+		"	movq %%r11, %c[rec](%%r8)\n"
+		"	movq %%rdx, %c[ops](%%r8)\n"
+		"	movq %%fs:%c[shadow](%%rax), %%rcx\n"
+		"	incq %c[depth](%%rcx)\n"
+		"	leaq stitch__ftrace_return(%%rip), %%rdi\n"
+		"	movq %%rdi, 56(%%rsp)\n"                 /* hook the return */
+		"	jmp 4b\n"
+		"8:	popq %%r8\n"
+		"	popq %%rcx\n"
+		"	popq %%rdx\n"
+		"	popq %%rsi\n"
+		"	popq %%rdi\n"
+		"	incq %%fs:%c[seq](%%rax)\n"
+		"9:	popq %%rax\n"
+		"	jmp stitch__ftrace_tramp_x86\n"
+		".size stitch__ftrace_tramp_lean_x86, . - stitch__ftrace_tramp_lean_x86\n"
+
+		/* The return trampoline: the lean fast path, then the C half. */
+		".p2align 4\n"
+		".globl stitch__ftrace_return\n"
+		".hidden stitch__ftrace_return\n"
+		".type stitch__ftrace_return, @function\n"
+		"stitch__ftrace_return:\n"
+		"	movq stitch__ftrace_thread@gottpoff(%%rip), %%r8\n"
+		"	testb $1, %%fs:%c[seq](%%r8)\n"
+		"	jz 2f\n"
+		"	movq %%fs:%c[shadow](%%r8), %%r9\n"
+		"	testq %%r9, %%r9\n"
+		"	jz 2f\n"
+		"	movq %c[depth](%%r9), %%r10\n"
+		"	shlq $5, %%r10\n"
+		"	jz 2f\n"
+		"	leaq %c[e]-32(%%r9,%%r10), %%r10\n"       /* the top entry */
+		"	cmpq %%rsp, %c[key](%%r10)\n"
+		"	jne 2f\n"
+		"	movq %c[ops](%%r10), %%rdi\n"
+		"	testq %%rdi, %%rdi\n"
+		"	jz 2f\n"
+		"	movq %c[orig](%%r10), %%rsi\n"
+		"	leaq stitch__ftrace_return(%%rip), %%r11\n"
+		"	cmpq %%r11, %%rsi\n"
+		"	je 2f\n"
+		"	movq %c[rec](%%r10), %%rcx\n"
+		"	incq %%fs:%c[seq](%%r8)\n"
+		"	cmpq %%rdi, %c[lean](%%rcx)\n"
+		"	jne 1f\n"
+		"	movq %c[retf](%%rdi), %%r11\n"
+		"	testq %%r11, %%r11\n"
+		"	jz 1f\n"
+		"	decq %c[depth](%%r9)\n"
+		"	pushq %%rdx\n"
+		"	pushq %%rax\n"
+		"	movq %%rdi, %%rdx\n"
+		"	movq %c[ip](%%rcx), %%rdi\n"
+		"	movq %%rsp, %%rcx\n"
+		"	call *%%r11\n"
+		"	popq %%rax\n"
+		"	popq %%rdx\n"
+		"	incq %%fs:%c[seq](%%r8)\n"
+		"	jmp *%%rsi\n"
+		"1:	incq %%fs:%c[seq](%%r8)\n"
+		"2:	pushq %%rbp\n"
+		"	movq %%rsp, %%rbp\n"
+		"	subq $48, %%rsp\n"
+		"	andq $-16, %%rsp\n"      /* whatever the function left, the C call is aligned */
+		"	movq %%rax, 0(%%rsp)\n"
+		"	movq %%rdx, 8(%%rsp)\n"
+		"	movaps %%xmm0, 16(%%rsp)\n"
+		"	movaps %%xmm1, 32(%%rsp)\n"
+		"	leaq 8(%%rbp), %%rdi\n"   /* key: the stack pointer the function returned with */
+		"	movq %%rsp, %%rsi\n"      /* ret regs */
+		"	call stitch__ftrace_graph_return\n"
+		"	movq %%rax, %%r11\n"      /* r11: scratch at a return, as at an entry */
+		"	movq 0(%%rsp), %%rax\n"
+		"	movq 8(%%rsp), %%rdx\n"
+		"	movaps 16(%%rsp), %%xmm0\n"
+		"	movaps 32(%%rsp), %%xmm1\n"
+		"	movq %%rbp, %%rsp\n"
+		"	popq %%rbp\n"
+		"	jmp *%%r11\n"
+		".size stitch__ftrace_return, . - stitch__ftrace_return\n"
+		".popsection\n"
+		:
+		: [seq] "i"(offsetof(struct ft_thread, seq)), [shadow] "i"(offsetof(struct ft_thread, shadow)),
+		  [lean] "i"(offsetof(struct ft_rec, lean)), [ip] "i"(offsetof(struct ft_rec, a.func)),
+		  [func] "i"(offsetof(struct stitch_ftrace_ops, func)),
+		  [retf] "i"(offsetof(struct stitch_ftrace_ops, ret_func)),
+		  [depth] "i"(offsetof(struct ft_shadow_stack, depth)), [e] "i"(offsetof(struct ft_shadow_stack, e)),
+		  [max] "i"(STITCH_FTRACE_GRAPH_DEPTH), [orig] "i"(offsetof(struct ft_shadow, orig)),
+		  [key] "i"(offsetof(struct ft_shadow, key)), [rec] "i"(offsetof(struct ft_shadow, rec)),
+		  [ops] "i"(offsetof(struct ft_shadow, ops)));
+}
+
+uintptr_t arch_ftrace_entry(uintptr_t direct, bool lean)
+{
+	if (direct)
+		return direct;
+	return (uintptr_t)(lean ? stitch__ftrace_tramp_lean_x86 : stitch__ftrace_tramp_x86);
+}
+
+bool arch_ftrace_has_lean(void)
+{
+	return true;
+}
+
 
 
 void arch_ftrace_tramp_range(uintptr_t *start, uintptr_t *end)
@@ -256,19 +445,17 @@ int arch_ftrace_site_init(struct arch_ftrace_site *s)
 int arch_ftrace_region_fill(uint8_t *buf, uintptr_t addr, struct arch_ftrace_site *const *sites,
 			    const uintptr_t *cookies, size_t n)
 {
-	uint64_t tramp = (uint64_t)(uintptr_t)stitch__ftrace_tramp_x86;
 	memset(buf, X86_INT3, arch_ftrace_region_size(n));
-	memcpy(buf, &tramp, 8);
 	for (size_t i = 0; i < n; i++) {
 		uint8_t *st = buf + REGION_HEAD + STUB_SIZE * i;
 		uint64_t cookie = cookies[i];
-		int32_t disp = -(int32_t)(REGION_HEAD + STUB_SIZE * i + 16);
 		st[0] = 0x49;
 		st[1] = 0xbb; /* movabs $cookie, %r11 */
 		memcpy(st + 2, &cookie, 8);
-		st[10] = 0xff;
-		st[11] = 0x25; /* jmp *disp32(%rip) */
-		memcpy(st + 12, &disp, 4);
+		st[10] = 0x41;
+		st[11] = 0xff;
+		st[12] = 0x63;
+		st[13] = 0x08; /* jmp *8(%r11): the record's entry word */
 		sites[i]->stub = addr + REGION_HEAD + STUB_SIZE * i;
 		sites[i]->cookie = cookies[i];
 	}
