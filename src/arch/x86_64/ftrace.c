@@ -78,7 +78,9 @@ struct stitch_ftrace_regs {
 	uint8_t xmm[8][16];
 };
 
-uintptr_t stitch_ftrace_regs_arg(const struct stitch_ftrace_regs *regs, unsigned n)
+/* general-regs-only: callable from fast-ABI callbacks (stitch/ftrace.h) */
+__attribute__((target("general-regs-only"))) uintptr_t stitch_ftrace_regs_arg(const struct stitch_ftrace_regs *regs,
+									 unsigned n)
 {
 	if (!regs)
 		return 0;
@@ -173,7 +175,8 @@ struct stitch_ftrace_ret_regs {
 	uint8_t xmm[2][16];
 };
 
-uintptr_t stitch_ftrace_ret_value(const struct stitch_ftrace_ret_regs *rregs)
+__attribute__((target("general-regs-only"))) uintptr_t
+stitch_ftrace_ret_value(const struct stitch_ftrace_ret_regs *rregs)
 {
 	return rregs ? rregs->rax : 0;
 }
