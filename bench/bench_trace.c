@@ -94,9 +94,9 @@ static STITCH_FTRACE_PRESERVES_REGS void on_return_fast(uintptr_t ip, uintptr_t 
 {
 	(void)ip, (void)parent_ip, (void)ops, (void)rregs;
 }
-static struct stitch_ftrace_ops ops_entry_fast = { .func = on_entry_fast, .flags = STITCH_FTRACE_F_PRESERVES_REGS };
-static struct stitch_ftrace_ops ops_graph_fast = { .func = on_entry_fast,
-						   .ret_func = on_return_fast,
+static struct stitch_ftrace_ops ops_entry_fast = { .func = STITCH_FTRACE_FAST_FUNC(on_entry_fast), .flags = STITCH_FTRACE_F_PRESERVES_REGS };
+static struct stitch_ftrace_ops ops_graph_fast = { .func = STITCH_FTRACE_FAST_FUNC(on_entry_fast),
+						   .ret_func = STITCH_FTRACE_FAST_RET_FUNC(on_return_fast),
 						   .flags = STITCH_FTRACE_F_PRESERVES_REGS };
 #endif
 static struct stitch_ftrace_ops *registered;

@@ -300,6 +300,11 @@ static size_t ops_count;
  */
 #define FT_STACK_WINDOW ((uintptr_t)64 << 20)
 #define RETURN_TRAMP ((uintptr_t)stitch__ftrace_return)
+/* An entry whose orig is the return trampoline (a tail call's) has bit 0
+ * of its key set (keys are stack pointers, 8-aligned), so that the lean
+ * return path, which compares keys, leaves it to graph_return (which
+ * finds the real parent); E_KEY() is the key. */
+#define E_KEY(e) ((e)->key & ~(uintptr_t)1)
 
 static struct ft_shadow_stack *shadow_get(struct ft_thread *t)
 {
@@ -363,7 +368,7 @@ static void graph_abandon(struct ft_shadow_stack *st, size_t keep)
  * the top entry is a live caller's, below in the stack). */
 static inline bool graph_no_prune(const struct ft_shadow_stack *st, const uintptr_t *slot, uintptr_t key)
 {
-	return *slot != RETURN_TRAMP && (st->depth == 0 || st->e[st->depth - 1].key > key);
+	return *slot != RETURN_TRAMP && (st->depth == 0 || E_KEY(&st->e[st->depth - 1]) > key);
 }
 
 /*
@@ -382,8 +387,8 @@ static __attribute__((noinline)) struct ft_shadow_stack *graph_prune(struct ft_t
 	 * tail call chains to (same key, returning into the trampoline). */
 	bool tail = *slot == RETURN_TRAMP;
 	size_t keep = st->depth;
-	while (keep && key - st->e[keep - 1].key < FT_STACK_WINDOW &&
-	       (st->e[keep - 1].key < key || (st->e[keep - 1].key == key && !tail)))
+	while (keep && key - E_KEY(&st->e[keep - 1]) < FT_STACK_WINDOW &&
+	       (E_KEY(&st->e[keep - 1]) < key || (E_KEY(&st->e[keep - 1]) == key && !tail)))
 		keep--;
 	graph_abandon(st, keep);
 	return st;
@@ -399,7 +404,7 @@ static inline void graph_push(struct ft_shadow_stack *st, struct ft_rec *r, stru
 	}
 	struct ft_shadow *e = &st->e[st->depth++];
 	e->orig = *slot;
-	e->key = key;
+	e->key = key | (e->orig == RETURN_TRAMP);
 	e->rec = r;
 	e->ops = ops;
 	*slot = RETURN_TRAMP;
@@ -417,12 +422,12 @@ static __attribute__((noreturn, noinline)) void graph_lost(void)
 	abort();
 }
 
-uintptr_t stitch__ftrace_graph_return(uintptr_t key, struct stitch_ftrace_ret_regs *rregs)
+static __attribute__((noinline)) uintptr_t graph_return_slow(uintptr_t key, struct stitch_ftrace_ret_regs *rregs)
 {
 	struct ft_thread *t = &stitch__ftrace_thread;
 	struct ft_shadow_stack *st = t->shadow;
 	size_t i = st ? st->depth : 0;
-	while (i && st->e[i - 1].key != key)
+	while (i && E_KEY(&st->e[i - 1]) != key)
 		i--;
 	if (!i)
 		graph_lost();
@@ -440,6 +445,29 @@ uintptr_t stitch__ftrace_graph_return(uintptr_t key, struct stitch_ftrace_ret_re
 	if (outer)
 		ft_read_unlock(t, s);
 	return orig;
+}
+
+uintptr_t stitch__ftrace_graph_return(uintptr_t key, struct stitch_ftrace_ret_regs *rregs)
+{
+	struct ft_thread *t = &stitch__ftrace_thread;
+	struct ft_shadow_stack *st = t->shadow;
+	unsigned long s = __atomic_load_n(&t->seq, __ATOMIC_RELAXED);
+	size_t d = st ? st->depth : 0;
+	/* the common case: the top entry, not a tail call's (its key would be
+	 * tagged), one graph ops, outside callbacks */
+	if (__builtin_expect(d && st->e[d - 1].key == key && st->e[d - 1].ops && (s & 1), 1)) {
+		ft_read_lock(t, s);
+		const struct ft_shadow *e = &st->e[--st->depth];
+		uintptr_t orig = e->orig;
+		struct stitch_ftrace_ops *ops = e->ops;
+		stitch_ftrace_ret_func_t fn = ops->ret_func;
+		/* not if it was unregistered meanwhile, nor if it came back without a ret_func */
+		if (fn && set_has_ops(atomic_load_explicit(&e->rec->set, memory_order_consume), ops))
+			fn(e->rec->a.func, orig, ops, rregs);
+		ft_read_unlock(t, s);
+		return orig;
+	}
+	return graph_return_slow(key, rregs);
 }
 
 /* Several ops on the site (or one caught while its set changes). */
@@ -524,6 +552,7 @@ static int module_init_sites(struct ft_module *m)
 		r->mod = m;
 		r->a.record = m->elf.records[i];
 		atomic_init(&r->entry, arch_ftrace_entry(0, false));
+		atomic_init(&r->lean_ret, FT_NO_LEAN_RET);
 		int err = arch_ftrace_site_init(&r->a);
 		/* the toggled instruction is inside the function (the record may
 		 * point before it: AArch64 and RISC-V literals) */
@@ -950,6 +979,8 @@ static void rec_publish_entry(struct ft_rec *r, const struct ft_set *s)
 	struct stitch_ftrace_ops *lean = set_lean(s);
 	uintptr_t direct = s && s->ops[0]->direct ? (uintptr_t)s->ops[0]->direct : 0;
 	atomic_store_explicit(&r->lean, lean, memory_order_release);
+	atomic_store_explicit(&r->lean_ret, lean && lean->ret_func ? (uintptr_t)lean : FT_NO_LEAN_RET,
+			      memory_order_release);
 	atomic_store_explicit(&r->entry, arch_ftrace_entry(direct, lean != NULL), memory_order_release);
 }
 

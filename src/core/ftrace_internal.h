@@ -69,6 +69,9 @@ struct ft_rec {
 	/* the set's one ops when the lean trampoline may run it alone
 	 * (STITCH_FTRACE_F_PRESERVES_REGS), else NULL; RCU like `set` */
 	_Atomic(struct stitch_ftrace_ops *) lean;
+	/* `lean` if it has a ret_func, else FT_NO_LEAN_RET (never an ops, nor
+	 * NULL: a shadow entry naming no single ops never matches it) */
+	_Atomic uintptr_t lean_ret;
 	struct arch_ftrace_site a;
 	const char *name;
 	struct ft_module *mod;
@@ -78,10 +81,12 @@ struct ft_rec {
 	char *why;
 };
 
+#define FT_NO_LEAN_RET ((uintptr_t)1)
+
 /* function_graph shadow stack entry (ftrace.c, "hooking returns"). */
 struct ft_shadow {
 	uintptr_t orig; /* where the function really returns */
-	uintptr_t key;  /* its stack pointer after returning */
+	uintptr_t key;  /* its stack pointer after returning; | 1 if orig is the return trampoline */
 	struct ft_rec *rec;
 	struct stitch_ftrace_ops *ops; /* the one graph ops armed at entry; NULL: every graph ops of the set */
 };

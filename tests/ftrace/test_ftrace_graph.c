@@ -26,6 +26,8 @@
 
 #ifdef GRAPH_FAST
 #define CB STITCH_FTRACE_PRESERVES_REGS /* the callbacks */
+#define FN(f) STITCH_FTRACE_FAST_FUNC(f)
+#define RFN(f) STITCH_FTRACE_FAST_RET_FUNC(f)
 #define OPS_FLAGS STITCH_FTRACE_F_PRESERVES_REGS
 #if defined(__x86_64__)
 #define CB_HELPER __attribute__((target("general-regs-only"))) /* what they call */
@@ -34,6 +36,8 @@
 #endif
 #else
 #define CB
+#define FN(f) (f)
+#define RFN(f) (f)
 #define CB_HELPER
 #define OPS_FLAGS 0u
 #endif
@@ -101,7 +105,7 @@ static CB void on_return(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_op
 	add_ev(rregs ? 'R' : 'A', ip, parent, rregs ? stitch_ftrace_ret_value(rregs) : 0);
 }
 
-static struct stitch_ftrace_ops graph = { .func = on_entry, .ret_func = on_return, .flags = OPS_FLAGS };
+static struct stitch_ftrace_ops graph = { .func = FN(on_entry), .ret_func = RFN(on_return), .flags = OPS_FLAGS };
 
 /* "E:chain_a E:chain_b R:chain_b=5 ..." */
 static const char *render(void)
@@ -297,7 +301,7 @@ static void *waiting_thread(void *arg)
 
 static void run_ops_change_in_flight(void)
 {
-	struct stitch_ftrace_ops o = { .func = wait_entry, .ret_func = wait_return, .flags = OPS_FLAGS };
+	struct stitch_ftrace_ops o = { .func = FN(wait_entry), .ret_func = RFN(wait_return), .flags = OPS_FLAGS };
 	CHECK_EQ(stitch_ftrace_register(&o, "g_wait"), 0);
 	pthread_t t;
 	pthread_create(&t, NULL, waiting_thread, NULL);
@@ -322,7 +326,7 @@ static atomic_long wrong, unmatched, returns;
 
 static CB void thread_return(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops,
 			     struct stitch_ftrace_ret_regs *rregs);
-static struct stitch_ftrace_ops graph2 = { .func = on_entry, .ret_func = thread_return, .flags = OPS_FLAGS };
+static struct stitch_ftrace_ops graph2 = { .func = FN(on_entry), .ret_func = RFN(thread_return), .flags = OPS_FLAGS };
 
 /* A thread's open entries; a return must match one of them (entries whose
  * returns were lost because the ops left meanwhile are skipped). */
@@ -369,7 +373,7 @@ static void *worker(void *arg)
 
 static void run_threads(void)
 {
-	graph2.func = thread_entry;
+	graph2.func = FN(thread_entry);
 	pthread_t t[THREADS];
 	atomic_store(&running, 1);
 	for (int i = 0; i < THREADS; i++)
@@ -399,7 +403,7 @@ static void run_threads(void)
 int main(void)
 {
 	/* bad ops */
-	struct stitch_ftrace_ops both = { .ret_func = on_return, .direct = (void *)on_entry, .direct_size = 4 };
+	struct stitch_ftrace_ops both = { .ret_func = RFN(on_return), .direct = (void *)on_entry, .direct_size = 4 };
 	CHECK_EQ(stitch_ftrace_register(&both, "g_*"), -STITCH_EINVAL);
 
 	int err = stitch_ftrace_register(&graph, "g_*");
@@ -422,7 +426,7 @@ int main(void)
 	CHECK_EQ(ev_n, 0);
 
 	/* only a ret_func */
-	struct stitch_ftrace_ops ret_only = { .ret_func = on_return, .flags = OPS_FLAGS };
+	struct stitch_ftrace_ops ret_only = { .ret_func = RFN(on_return), .flags = OPS_FLAGS };
 	CHECK_EQ(stitch_ftrace_register(&ret_only, "g_chain_*"), 0);
 	start();
 	CHECK_EQ(g_chain_a(1), 16);
@@ -431,7 +435,7 @@ int main(void)
 	CHECK_EQ(stitch_ftrace_unregister(&ret_only), 0);
 
 	/* only a func: entries, no return hook; arguments and results intact */
-	struct stitch_ftrace_ops entry_only = { .func = on_entry, .flags = OPS_FLAGS };
+	struct stitch_ftrace_ops entry_only = { .func = FN(on_entry), .flags = OPS_FLAGS };
 	CHECK_EQ(stitch_ftrace_register(&entry_only, "g_chain_* g_twice g_pair_of"), 0);
 	start();
 	CHECK_EQ(g_chain_a(1), 16);

@@ -202,15 +202,18 @@ stitch_ftrace_ret_value(const struct stitch_ftrace_ret_regs *rregs)
  *     no ret_func: func(ip, parent, ops, NULL)
  *     ret_func: unless the shadow stack is mapped, not full, and empty or
  *       its top entry's key is above this call's (nothing to prune)
- *       -> leave, full path; func(...) if set; fill the entry
- *       {orig, key, record, ops}, depth += 1; [rsp+8] = return trampoline
+ *       -> leave, full path; depth += 1, fill the entry {orig, key,
+ *       record, ops}; func(...) if set; [rsp+8] = return trampoline
  *     seq += 1 (odd); pop; ret
  *   return (rsp = key; rax rdx xmm0 xmm1: the value; rdi rsi rcx r8-r11 free):
- *     seq odd, the top entry's key is rsp, it names one ops, its orig is
- *     not the trampoline, else -> the C half; seq += 1;
- *     record->lean == ops and ops->ret_func set, else seq += 1, C half;
+ *     seq odd and the top entry's key is rsp (a tail call's entry has
+ *     bit 0 of its key set: never equal), else -> the C half; seq += 1;
+ *     record->lean_ret == the entry's ops (alone and lean on the site,
+ *     with a ret_func; never NULL), else seq += 1, C half;
  *     depth -= 1; push rdx rax (rregs); ret_func(ip, orig, ops, rregs);
- *     pop; seq += 1; jmp orig (read into rsi before)
+ *     pop; orig into r11 (before leaving the section: a signal handler's
+ *     traced call may reuse the popped slot once seq is odd); seq += 1;
+ *     jmp *r11
  *
  * A thread interrupted anywhere in them: outside the section its seq is
  * odd, so a signal handler's traced calls run normally, and push and pop
@@ -219,7 +222,9 @@ stitch_ftrace_ret_value(const struct stitch_ftrace_ret_regs *rregs)
  * the handler's traced calls call nothing and touch no shadow entry.  A
  * grace period waits for a thread whose seq is even (ftrace.c), so
  * record->lean, the ops and its callbacks stay valid while used here.
- * The callbacks preserve every register (their contract), so the traced
+ * The callbacks preserve every general register but their argument
+ * registers (their contract; GCC's no_caller_saved_registers preserves
+ * those too, clang's does not), which are saved here, so the traced
  * function's arguments, and rax and rdx at the return, come back as they
  * were; no xmm register is touched here.  The stack stays as aligned as
  * the traced function's caller left it (6 pushes at the entry, 2 at the
@@ -285,25 +290,36 @@ __attribute__((used)) static void lean_trampolines(void)
 		"	jae 8f\n"
 		"	shlq $5, %%rcx\n"
 		"	jz 6f\n"
-		"	leaq 64(%%rsp), %%rdi\n"                 /* key */
+		/* prune nothing: the top entry's key is above ours (compared
+		 * as key | 1: a tail call's tagged key equal to ours is not) */
+		"	leaq 65(%%rsp), %%rdi\n"
 		"	cmpq %%rdi, %c[e]-32+%c[key](%%r8,%%rcx)\n"
-		"	jbe 8f\n"                                /* maybe an entry to prune */
-		"6:	leaq %c[e](%%r8,%%rcx), %%r8\n"           /* the new entry */
+		"	jbe 8f\n"
+		/* the entry, before func (nobody looks at it meanwhile): after
+		 * the call only r11 and rax are still ours (clang's callbacks
+		 * need not preserve their argument registers) */
+		"6:	incq %c[depth](%%r8)\n"
+		"	leaq %c[e](%%r8,%%rcx), %%r8\n"
+		"	movq %%rsi, %c[orig](%%r8)\n"
+		"	leaq 64(%%rsp), %%rdi\n"
+		"	movq %%rdi, %c[key](%%r8)\n"
+		"	movq %%r11, %c[rec](%%r8)\n"
+		"	movq %%rdx, %c[ops](%%r8)\n"
 		"	cmpq $0, %c[func](%%rdx)\n"
 		"	je 7f\n"
 		"	movq %c[ip](%%r11), %%rdi\n"
 		"	xorl %%ecx, %%ecx\n"
 		"	call *%c[func](%%rdx)\n"
-		"7:	movq %%rsi, %c[orig](%%r8)\n"
-		"	leaq 64(%%rsp), %%rdi\n"
-		"	movq %%rdi, %c[key](%%r8)\n"
-		"	movq %%r11, %c[rec](%%r8)\n"
-		"	movq %%rdx, %c[ops](%%r8)\n"
-		"	movq %%fs:%c[shadow](%%rax), %%rcx\n"
-		"	incq %c[depth](%%rcx)\n"
-		"	leaq stitch__ftrace_return(%%rip), %%rdi\n"
+		"7:	leaq stitch__ftrace_return(%%rip), %%rdi\n"
 		"	movq %%rdi, 56(%%rsp)\n"                 /* hook the return */
-		"	jmp 4b\n"
+		"	incq %%fs:%c[seq](%%rax)\n"
+		"	popq %%r8\n"
+		"	popq %%rcx\n"
+		"	popq %%rdx\n"
+		"	popq %%rsi\n"
+		"	popq %%rdi\n"
+		"	popq %%rax\n"
+		"	ret\n"
 		"8:	popq %%r8\n"
 		"	popq %%rcx\n"
 		"	popq %%rdx\n"
@@ -333,30 +349,24 @@ __attribute__((used)) static void lean_trampolines(void)
 		"	cmpq %%rsp, %c[key](%%r10)\n"
 		"	jne 2f\n"
 		"	movq %c[ops](%%r10), %%rdi\n"
-		"	testq %%rdi, %%rdi\n"
-		"	jz 2f\n"
-		"	movq %c[orig](%%r10), %%rsi\n"
-		"	leaq stitch__ftrace_return(%%rip), %%r11\n"
-		"	cmpq %%r11, %%rsi\n"
-		"	je 2f\n"
 		"	movq %c[rec](%%r10), %%rcx\n"
 		"	incq %%fs:%c[seq](%%r8)\n"
-		"	cmpq %%rdi, %c[lean](%%rcx)\n"
+		"	cmpq %%rdi, %c[lean_ret](%%rcx)\n"      /* the ops, alone on the site, with its ret_func */
 		"	jne 1f\n"
+		"	movq %c[orig](%%r10), %%rsi\n"
 		"	movq %c[retf](%%rdi), %%r11\n"
-		"	testq %%r11, %%r11\n"
-		"	jz 1f\n"
 		"	decq %c[depth](%%r9)\n"
 		"	pushq %%rdx\n"
 		"	pushq %%rax\n"
 		"	movq %%rdi, %%rdx\n"
 		"	movq %c[ip](%%rcx), %%rdi\n"
 		"	movq %%rsp, %%rcx\n"
-		"	call *%%r11\n"
+		"	call *%%r11\n"                          /* r8 and r10 survive it */
 		"	popq %%rax\n"
 		"	popq %%rdx\n"
+		"	movq %c[orig](%%r10), %%r11\n"          /* before leaving: see above */
 		"	incq %%fs:%c[seq](%%r8)\n"
-		"	jmp *%%rsi\n"
+		"	jmp *%%r11\n"
 		"1:	incq %%fs:%c[seq](%%r8)\n"
 		"2:	pushq %%rbp\n"
 		"	movq %%rsp, %%rbp\n"
@@ -381,7 +391,8 @@ __attribute__((used)) static void lean_trampolines(void)
 		".popsection\n"
 		:
 		: [seq] "i"(offsetof(struct ft_thread, seq)), [shadow] "i"(offsetof(struct ft_thread, shadow)),
-		  [lean] "i"(offsetof(struct ft_rec, lean)), [ip] "i"(offsetof(struct ft_rec, a.func)),
+		  [lean] "i"(offsetof(struct ft_rec, lean)), [lean_ret] "i"(offsetof(struct ft_rec, lean_ret)),
+		  [ip] "i"(offsetof(struct ft_rec, a.func)),
 		  [func] "i"(offsetof(struct stitch_ftrace_ops, func)),
 		  [retf] "i"(offsetof(struct stitch_ftrace_ops, ret_func)),
 		  [depth] "i"(offsetof(struct ft_shadow_stack, depth)), [e] "i"(offsetof(struct ft_shadow_stack, e)),
