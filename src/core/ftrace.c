@@ -553,6 +553,7 @@ static int module_init_sites(struct ft_module *m)
 		r->a.record = m->elf.records[i];
 		atomic_init(&r->entry, arch_ftrace_entry(0, false));
 		atomic_init(&r->lean_ret, FT_NO_LEAN_RET);
+		atomic_init(&r->single_ret, FT_NO_LEAN_RET);
 		int err = arch_ftrace_site_init(&r->a);
 		/* the toggled instruction is inside the function (the record may
 		 * point before it: AArch64 and RISC-V literals) */
@@ -980,6 +981,10 @@ static void rec_publish_entry(struct ft_rec *r, const struct ft_set *s)
 	uintptr_t direct = s && s->ops[0]->direct ? (uintptr_t)s->ops[0]->direct : 0;
 	atomic_store_explicit(&r->lean, lean, memory_order_release);
 	atomic_store_explicit(&r->lean_ret, lean && lean->ret_func ? (uintptr_t)lean : FT_NO_LEAN_RET,
+			      memory_order_release);
+	struct stitch_ftrace_ops *single = s && s->n == 1 && !direct && stitch__ftrace_memb ? s->ops[0] : NULL;
+	atomic_store_explicit(&r->single, single, memory_order_release);
+	atomic_store_explicit(&r->single_ret, single && single->ret_func ? (uintptr_t)single : FT_NO_LEAN_RET,
 			      memory_order_release);
 	atomic_store_explicit(&r->entry, arch_ftrace_entry(direct, lean != NULL), memory_order_release);
 }

@@ -72,6 +72,10 @@ struct ft_rec {
 	/* `lean` if it has a ret_func, else FT_NO_LEAN_RET (never an ops, nor
 	 * NULL: a shadow entry naming no single ops never matches it) */
 	_Atomic uintptr_t lean_ret;
+	/* the set's one ops (not a direct call) once the process uses
+	 * membarrier, else NULL: the x86-64 full trampoline's own fast path */
+	_Atomic(struct stitch_ftrace_ops *) single;
+	_Atomic uintptr_t single_ret; /* `single` if it has a ret_func, else FT_NO_LEAN_RET */
 	struct arch_ftrace_site a;
 	const char *name;
 	struct ft_module *mod;

@@ -95,6 +95,25 @@ __attribute__((target("general-regs-only"))) uintptr_t stitch_ftrace_regs_arg(co
 	}
 }
 
+/*
+ * Offsets the full trampoline's fast path uses (top-level asm takes no
+ * operands; checked against the structures below).
+ */
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define T_SEQ 0      /* struct ft_thread */
+#define T_SHADOW 8
+#define R_SINGLE 32  /* struct ft_rec */
+#define R_IP 56
+#define O_FUNC 0     /* struct stitch_ftrace_ops */
+#define O_RETF 48
+#define S_DEPTH 0    /* struct ft_shadow_stack */
+#define S_E 8
+#define E_ORIG 0     /* struct ft_shadow */
+#define E_KEY 8
+#define E_REC 16
+#define E_OPS 24
+
 void stitch__ftrace_tramp_x86(void);
 __asm__(".text\n"
 	".p2align 4\n"
@@ -129,13 +148,63 @@ __asm__(".text\n"
 	"	movaps %xmm5, 160(%rsp)\n"
 	"	movaps %xmm6, 176(%rsp)\n"
 	"	movaps %xmm7, 192(%rsp)\n"
-	"	movq %r11, %rdi\n"      /* cookie */
+	/* Fast path (the lean trampoline's, for callbacks of the plain ABI):
+	 * one ops on the site (record->single), not a tail call, nothing to
+	 * prune; else the dispatcher.  rax rcx rdx rsi rdi r8 are saved above. */
+	"	movq stitch__ftrace_thread@gottpoff(%rip), %rax\n"
+	"	testb $1, %fs:" STR(T_SEQ) "(%rax)\n"
+	"	jz 3f\n"
+	"	incq %fs:" STR(T_SEQ) "(%rax)\n"
+	"	movq " STR(R_SINGLE) "(%r11), %rdx\n"
+	"	testq %rdx, %rdx\n"
+	"	jz 2f\n"
+	"	movq 16(%rbp), %rsi\n"  /* parent ip */
+	"	leaq stitch__ftrace_return(%rip), %rdi\n"
+	"	cmpq %rdi, %rsi\n"
+	"	je 2f\n"
+	"	cmpq $0, " STR(O_RETF) "(%rdx)\n"
+	"	jne 5f\n"
+	"	movq " STR(R_IP) "(%r11), %rdi\n"
+	"	movq %rsp, %rcx\n"      /* regs (parent_slot is the dispatcher's) */
+	"	call *" STR(O_FUNC) "(%rdx)\n" /* no ret_func: func is set */
+	"4:	movq stitch__ftrace_thread@gottpoff(%rip), %rax\n"
+	"	incq %fs:" STR(T_SEQ) "(%rax)\n"
+	"	jmp 1f\n"
+	"5:	movq %fs:" STR(T_SHADOW) "(%rax), %r8\n"
+	"	testq %r8, %r8\n"
+	"	jz 2f\n"
+	"	movq " STR(S_DEPTH) "(%r8), %rcx\n"
+	"	cmpq $" STR(STITCH_FTRACE_GRAPH_DEPTH) ", %rcx\n"
+	"	jae 2f\n"
+	"	shlq $5, %rcx\n"
+	"	jz 6f\n"
+	"	leaq 25(%rbp), %rdi\n"  /* key | 1 (see the lean trampoline) */
+	"	cmpq %rdi, " STR(S_E) "-32+" STR(E_KEY) "(%r8,%rcx)\n"
+	"	jbe 2f\n"
+	"6:	incq " STR(S_DEPTH) "(%r8)\n"
+	"	leaq " STR(S_E) "(%r8,%rcx), %r8\n"
+	"	movq %rsi, " STR(E_ORIG) "(%r8)\n"
+	"	leaq 24(%rbp), %rdi\n"  /* key */
+	"	movq %rdi, " STR(E_KEY) "(%r8)\n"
+	"	movq %r11, " STR(E_REC) "(%r8)\n"
+	"	movq %rdx, " STR(E_OPS) "(%r8)\n"
+	"	movq " STR(O_FUNC) "(%rdx), %rax\n"
+	"	testq %rax, %rax\n"
+	"	jz 7f\n"
+	"	movq " STR(R_IP) "(%r11), %rdi\n"
+	"	movq %rsp, %rcx\n"
+	"	call *%rax\n"
+	"7:	leaq stitch__ftrace_return(%rip), %rdi\n"
+	"	movq %rdi, 16(%rbp)\n"  /* hook the return */
+	"	jmp 4b\n"
+	"2:	incq %fs:" STR(T_SEQ) "(%rax)\n"
+	"3:	movq %r11, %rdi\n"      /* cookie */
 	"	leaq 16(%rbp), %r11\n"
 	"	movq %r11, 72(%rsp)\n"  /* parent_slot */
 	"	movq 16(%rbp), %rsi\n"  /* parent ip */
 	"	movq %rsp, %rdx\n"      /* regs */
 	"	call stitch__ftrace_dispatch\n"
-	"	movq 0(%rsp), %rdi\n"
+	"1:	movq 0(%rsp), %rdi\n"
 	"	movq 8(%rsp), %rsi\n"
 	"	movq 16(%rsp), %rdx\n"
 	"	movq 24(%rsp), %rcx\n"
@@ -237,6 +306,14 @@ uintptr_t *arch_ftrace_parent_slot(struct stitch_ftrace_regs *regs, uintptr_t *k
 }
 
 _Static_assert(offsetof(struct ft_rec, entry) == 8, "the stub's jmp *8(%r11)");
+_Static_assert(offsetof(struct ft_thread, seq) == T_SEQ && offsetof(struct ft_thread, shadow) == T_SHADOW &&
+		       offsetof(struct ft_rec, single) == R_SINGLE && offsetof(struct ft_rec, a.func) == R_IP &&
+		       offsetof(struct stitch_ftrace_ops, func) == O_FUNC &&
+		       offsetof(struct stitch_ftrace_ops, ret_func) == O_RETF &&
+		       offsetof(struct ft_shadow_stack, depth) == S_DEPTH && offsetof(struct ft_shadow_stack, e) == S_E &&
+		       offsetof(struct ft_shadow, orig) == E_ORIG && offsetof(struct ft_shadow, key) == E_KEY &&
+		       offsetof(struct ft_shadow, rec) == E_REC && offsetof(struct ft_shadow, ops) == E_OPS,
+	       "the full trampoline's offsets");
 _Static_assert(sizeof(struct ft_shadow) == 32, "shlq $5");
 
 void stitch__ftrace_tramp_lean_x86(void);
@@ -367,7 +444,36 @@ __attribute__((used)) static void lean_trampolines(void)
 		"	movq %c[orig](%%r10), %%r11\n"          /* before leaving: see above */
 		"	incq %%fs:%c[seq](%%r8)\n"
 		"	jmp *%%r11\n"
-		"1:	incq %%fs:%c[seq](%%r8)\n"
+		/* one ops of the plain ABI with a ret_func: its rregs are rax
+		 * rdx xmm0 xmm1, saved in an aligned frame with orig */
+		"1:	cmpq %%rdi, %c[single_ret](%%rcx)\n"
+		"	jne 0f\n"
+		"	movq %c[orig](%%r10), %%rsi\n"
+		"	decq %c[depth](%%r9)\n"
+		"	pushq %%rbp\n"
+		"	movq %%rsp, %%rbp\n"
+		"	subq $64, %%rsp\n"
+		"	andq $-16, %%rsp\n"
+		"	movq %%rax, 0(%%rsp)\n"
+		"	movq %%rdx, 8(%%rsp)\n"
+		"	movaps %%xmm0, 16(%%rsp)\n"
+		"	movaps %%xmm1, 32(%%rsp)\n"
+		"	movq %%rsi, 48(%%rsp)\n"
+		"	movq %%rdi, %%rdx\n"
+		"	movq %c[ip](%%rcx), %%rdi\n"
+		"	movq %%rsp, %%rcx\n"
+		"	call *%c[retf](%%rdx)\n"
+		"	movq 48(%%rsp), %%r11\n"
+		"	movq 0(%%rsp), %%rax\n"
+		"	movq 8(%%rsp), %%rdx\n"
+		"	movaps 16(%%rsp), %%xmm0\n"
+		"	movaps 32(%%rsp), %%xmm1\n"
+		"	movq %%rbp, %%rsp\n"
+		"	popq %%rbp\n"
+		"	movq stitch__ftrace_thread@gottpoff(%%rip), %%r8\n"
+		"	incq %%fs:%c[seq](%%r8)\n"
+		"	jmp *%%r11\n"
+		"0:	incq %%fs:%c[seq](%%r8)\n"
 		"2:	pushq %%rbp\n"
 		"	movq %%rsp, %%rbp\n"
 		"	subq $48, %%rsp\n"
@@ -392,6 +498,7 @@ __attribute__((used)) static void lean_trampolines(void)
 		:
 		: [seq] "i"(offsetof(struct ft_thread, seq)), [shadow] "i"(offsetof(struct ft_thread, shadow)),
 		  [lean] "i"(offsetof(struct ft_rec, lean)), [lean_ret] "i"(offsetof(struct ft_rec, lean_ret)),
+		  [single_ret] "i"(offsetof(struct ft_rec, single_ret)),
 		  [ip] "i"(offsetof(struct ft_rec, a.func)),
 		  [func] "i"(offsetof(struct stitch_ftrace_ops, func)),
 		  [retf] "i"(offsetof(struct stitch_ftrace_ops, ret_func)),
