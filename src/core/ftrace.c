@@ -116,6 +116,9 @@ static void thread_exit(void *arg)
 {
 	struct ft_reader *node = arg;
 	struct ft_thread *t = &stitch__ftrace_thread;
+	/* even while readers_lock is held: a signal handler's traced calls on
+	 * this thread call nothing (and do not try to register) */
+	__atomic_store_n(&t->seq, 2, __ATOMIC_RELAXED);
 	/* The thread is exiting: any hooked frames left will never return. */
 	if (t->shadow) {
 		munmap(t->shadow, sizeof(*t->shadow));
@@ -123,8 +126,8 @@ static void thread_exit(void *arg)
 	}
 	pthread_mutex_lock(&readers_lock);
 	atomic_store_explicit(&node->seq, NULL, memory_order_relaxed);
-	__atomic_store_n(&t->seq, 0, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&readers_lock);
+	__atomic_store_n(&t->seq, 0, __ATOMIC_RELAXED); /* a later traced call registers it again */
 }
 
 static void atfork_prepare(void)
@@ -221,7 +224,13 @@ static void ft_synchronize(void)
 	} else {
 		atomic_thread_fence(memory_order_seq_cst);
 	}
-	/* 2. */
+	/* 2. (A writer that never ran traced code is not registered: while it
+	 * holds readers_lock, a signal handler's traced call on it must not
+	 * try to register - it calls nothing, as inside a callback.) */
+	struct ft_thread *me = &stitch__ftrace_thread;
+	bool unlisted = __atomic_load_n(&me->seq, __ATOMIC_RELAXED) == 0;
+	if (unlisted)
+		__atomic_store_n(&me->seq, 2, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&readers_lock);
 	for (struct ft_reader *r = readers; r; r = r->next) {
 		unsigned long *p = atomic_load_explicit(&r->seq, memory_order_relaxed);
@@ -238,6 +247,8 @@ static void ft_synchronize(void)
 		}
 	}
 	pthread_mutex_unlock(&readers_lock);
+	if (unlisted)
+		__atomic_store_n(&me->seq, 0, __ATOMIC_RELAXED);
 }
 
 /* ---- records and modules ---------------------------------------------------- */
