@@ -8,7 +8,6 @@ packages=(
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu
   gcc-riscv64-linux-gnu libc6-dev-riscv64-cross binutils-riscv64-linux-gnu
   qemu-user binutils valgrind spin libclang-rt-14-dev
-  liburcu-dev
   python3 uftrace
   cppcheck clang-tidy jq
 )
