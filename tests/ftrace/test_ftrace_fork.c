@@ -4,9 +4,11 @@
  * forking thread exists, can still change tracing.  The grace period waits
  * for registered threads inside a callback; the parent's other threads
  * were registered, and one may have been inside a callback at the fork,
- * so the child must not wait for them (src/core/ftrace.c frees their
- * reader nodes in the child, pthread_atfork).  With liburcu-memb's
- * registry 19 of 20 such children hung (docs/reliability.md).
+ * so the child must not wait for them (the library's atfork child handler
+ * calls urcu_bp_after_fork_child(), or frees the fallback's reader slots,
+ * src/core/ftrace.c "fork()").  With liburcu-memb's registry 19 of 20 such
+ * children hung (docs/reliability.md).  tests/fault/test_fork.c part 4
+ * holds a thread inside a callback at the fork.
  */
 #include <pthread.h>
 #include <stdatomic.h>

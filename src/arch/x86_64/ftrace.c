@@ -314,9 +314,10 @@ stitch_ftrace_ret_value(const struct stitch_ftrace_ret_regs *rregs)
  *   entry (r11 = record; [rsp] = func+5, [rsp+8] = the caller's return):
  *     push rax; rax = stitch__ftrace_thread's %fs offset
  *     seq odd? else (first call of the thread, or inside a callback) -> full path
- *     seq += 1 (even: in a read section; no fence: a record holds a lean
- *       ops only once the process uses membarrier)
- *     push rdi rsi rdx rcx r8 (the callbacks' arguments and a scratch)
+ *     seq += 1 (even: the recursion guard is set)
+ *     push rdi rsi rdx rcx r8 (the callbacks' arguments and scratch)
+ *     RCU_LOCK (below); the thread not registered with urcu-bp, or
+ *       already in a read section -> leave the guard, full path
  *     ops = record->lean; NULL (no longer alone, or not lean) -> leave, full path
  *     parent == the return trampoline (a hooked function's tail call) -> leave, full path
  *     no ret_func: func(ip, parent, ops, NULL)
@@ -324,31 +325,70 @@ stitch_ftrace_ret_value(const struct stitch_ftrace_ret_regs *rregs)
  *       its top entry's key is above this call's (nothing to prune)
  *       -> leave, full path; depth += 1, fill the entry {orig, key,
  *       record, ops}; func(...) if set; [rsp+8] = return trampoline
- *     seq += 1 (odd); pop; ret
+ *     RCU_UNLOCK; seq += 1 (odd); pop; ret
  *   return (rsp = key; rax rdx xmm0 xmm1: the value; rdi rsi rcx r8-r11 free):
  *     seq odd and the top entry's key is rsp (a tail call's entry has
  *     bit 0 of its key set: never equal), else -> the C half; seq += 1;
+ *     RCU_LOCK, else seq += 1, C half;
  *     record->lean_ret == the entry's ops (alone and lean on the site,
- *     with a ret_func; never NULL), else seq += 1, C half;
+ *     with a ret_func; never NULL), else (and not single_ret either)
+ *     RCU_UNLOCK, seq += 1, C half;
  *     depth -= 1; push rdx rax (rregs); ret_func(ip, orig, ops, rregs);
- *     pop; orig into r11 (before leaving the section: a signal handler's
- *     traced call may reuse the popped slot once seq is odd); seq += 1;
+ *     pop; orig into r11 (before leaving: a signal handler's traced call
+ *     may reuse the popped slot once seq is odd); RCU_UNLOCK; seq += 1;
  *     jmp *r11
+ * The full trampoline's fast path (record->single, plain ABI) is the same
+ * after its register saves.  "leave" is RCU_UNLOCK then seq += 1.
  *
- * A thread interrupted anywhere in them: outside the section its seq is
- * odd, so a signal handler's traced calls run normally, and push and pop
- * their shadow entries above ours (or fill the slot we are about to fill
- * and pop it again before the handler returns); inside, seq is even and
- * the handler's traced calls call nothing and touch no shadow entry.  A
- * grace period waits for a thread whose seq is even (ftrace.c), so
- * record->lean, the ops and its callbacks stay valid while used here.
+ * RCU in the fast paths: liburcu-bp's read side, inlined as
+ * _urcu_bp_read_lock() / _urcu_bp_read_unlock() (<urcu/static/urcu-bp.h>)
+ * do it, for the outermost section only:
+ *   RCU_LOCK:   r = the thread's urcu_bp_reader (initial-exec TLS, %fs);
+ *               r == NULL (not registered: urcu_bp_register() is for the
+ *               C path) or r->ctr & URCU_BP_GP_CTR_NEST_MASK (nested in a
+ *               section of the thread's own, e.g. the application's: the
+ *               C path nests) -> not taken;
+ *               r->ctr = urcu_bp_gp.ctr (phase + URCU_BP_GP_COUNT)
+ *   RCU_UNLOCK: r (reloaded: the callback may clobber it)->ctr -= URCU_BP_GP_COUNT
+ * liburcu's urcu_bp_smp_mb_slave() after the lock's store and before the
+ * unlock's is a compiler barrier when urcu_bp_has_sys_membarrier, a full
+ * fence otherwise; records hold a `lean` or `single` ops (and a
+ * lean_ret/single_ret other than FT_NO_LEAN_RET) only when it is set
+ * (ft_fast_ok() in ftrace.c; liburcu-bp sets it once, at its
+ * initialization), so the assembly needs no fence: the membarrier() in
+ * urcu_bp_synchronize_rcu() orders a reader's ctr store before its loads
+ * of the record and the ops, and its loads and calls before the unlock's
+ * store.  The constants and offsets are liburcu's, as asm operands here
+ * and _Static_assert'ed for the full trampoline's top-level asm (which
+ * takes no operands); the nesting mask is the low 32 bits of ctr
+ * (cmpl $0, checked).
+ *
+ * A thread interrupted anywhere in them: before the guard is set (seq
+ * odd), a signal handler's traced calls run normally, push and pop their
+ * shadow entries above ours (or fill the slot we are about to fill and
+ * pop it again before the handler returns), and leave urcu-bp's ctr as
+ * they found it (their own sections are outermost and balanced); once it
+ * is set (seq even), the handler's traced calls call nothing, take no
+ * read section and touch no shadow entry, so the lock's load-test-store
+ * of ctr and the unlock's decrement are never interleaved with another
+ * section of the same thread.  Between RCU_LOCK's store and RCU_UNLOCK's
+ * decrement the thread is a reader of urcu-bp in the current phase: an
+ * unregister or set change unpublishes the record's ops, then
+ * urcu_bp_synchronize_rcu() waits until that ctr shows the thread outside
+ * the section (or in one begun after the grace period started, which
+ * loads the unpublished state), so record->lean/single, the ops and its
+ * callbacks stay valid while used here, and unregister returns only after
+ * the thread left them.  A thread interrupted between the guard and
+ * RCU_LOCK, or after RCU_UNLOCK, holds nothing RCU protects.
  * The callbacks preserve every general register but their argument
  * registers (their contract; GCC's no_caller_saved_registers preserves
  * those too, clang's does not), which are saved here, so the traced
  * function's arguments, and rax and rdx at the return, come back as they
  * were; no xmm register is touched here.  The stack stays as aligned as
  * the traced function's caller left it (6 pushes at the entry, 2 at the
- * return).
+ * return).  Without liburcu (FT_ASM_FAST 0) the lean entry jumps to the
+ * full trampoline, which calls the dispatcher, and the return trampoline
+ * is its C half only.
  */
 uintptr_t *arch_ftrace_parent_slot(struct stitch_ftrace_regs *regs, uintptr_t *key)
 {
