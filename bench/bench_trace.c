@@ -6,7 +6,8 @@
  *   bench_trace        (any compiler, BENCH_STITCH)  plain call, stitch site
  *                      untraced, traced entry (empty func), traced
  *                      entry+exit (empty func and ret_func) if the library
- *                      has function_graph
+ *                      has function_graph; the same two with the fast
+ *                      callback ABI (STITCH_FTRACE_F_PRESERVES_REGS)
  *   bench_trace_xray   (clang, BENCH_XRAY)  plain call, XRay sled unpatched,
  *                      patched with an empty handler (entry and exit events:
  *                      XRay patches a function's entry and exit sleds together)
@@ -79,6 +80,25 @@ static void on_return(uintptr_t ip, uintptr_t parent_ip, struct stitch_ftrace_op
 }
 static struct stitch_ftrace_ops ops_graph = { .func = on_entry, .ret_func = on_return };
 #endif
+#ifdef STITCH_FTRACE_F_PRESERVES_REGS
+/* The fast ABI: callbacks that preserve every register (stitch/ftrace.h). */
+#define BENCH_HAVE_FAST
+static STITCH_FTRACE_PRESERVES_REGS void on_entry_fast(uintptr_t ip, uintptr_t parent_ip, struct stitch_ftrace_ops *ops,
+						       struct stitch_ftrace_regs *regs)
+{
+	(void)ip, (void)parent_ip, (void)ops, (void)regs;
+}
+static STITCH_FTRACE_PRESERVES_REGS void on_return_fast(uintptr_t ip, uintptr_t parent_ip,
+							struct stitch_ftrace_ops *ops,
+							struct stitch_ftrace_ret_regs *rregs)
+{
+	(void)ip, (void)parent_ip, (void)ops, (void)rregs;
+}
+static struct stitch_ftrace_ops ops_entry_fast = { .func = STITCH_FTRACE_FAST_FUNC(on_entry_fast), .flags = STITCH_FTRACE_F_PRESERVES_REGS };
+static struct stitch_ftrace_ops ops_graph_fast = { .func = STITCH_FTRACE_FAST_FUNC(on_entry_fast),
+						   .ret_func = STITCH_FTRACE_FAST_RET_FUNC(on_return_fast),
+						   .flags = STITCH_FTRACE_F_PRESERVES_REGS };
+#endif
 static struct stitch_ftrace_ops *registered;
 
 /* Trace ftrace_leaf with ops (NULL: trace nothing). */
@@ -98,6 +118,10 @@ static void set_none(void) { trace_with(NULL); }
 static void set_entry(void) { trace_with(&ops_entry); }
 #ifdef BENCH_HAVE_FGRAPH
 static void set_graph(void) { trace_with(&ops_graph); }
+#endif
+#ifdef BENCH_HAVE_FAST
+static void set_entry_fast(void) { trace_with(&ops_entry_fast); }
+static void set_graph_fast(void) { trace_with(&ops_graph_fast); }
 #endif
 
 #elif defined(BENCH_XRAY)
@@ -147,6 +171,10 @@ static const struct mode modes[] = {
 	{ "entry", bench_loop_ftrace, set_entry },
 #ifdef BENCH_HAVE_FGRAPH
 	{ "entry_exit", bench_loop_ftrace, set_graph },
+#endif
+#ifdef BENCH_HAVE_FAST
+	{ "entry_fast", bench_loop_ftrace, set_entry_fast },
+	{ "entry_exit_fast", bench_loop_ftrace, set_graph_fast },
 #endif
 #elif defined(BENCH_XRAY)
 	{ "unpatched", bench_loop_xray, set_none },

@@ -49,7 +49,8 @@
  * section (liburcu urcu-bp where available, see docs/ftrace.md): they
  * must not call the update functions below.  x86-64: callbacks may use
  * general and SSE registers (xmm0-7 are saved), not AVX upper halves of
- * argument registers.
+ * argument registers - unless the ops chooses the fast ABI below
+ * (STITCH_FTRACE_F_PRESERVES_REGS).
  *
  * Updates take the library-wide update lock; none is async-signal-safe.
  */
@@ -79,7 +80,7 @@ typedef void (*stitch_ftrace_ret_func_t)(uintptr_t ip, uintptr_t parent_ip, stru
 struct stitch_ftrace_ops {
 	stitch_ftrace_func_t func; /* the entry callback; NULL for a direct call or a ret_func alone */
 	void *data;                /* yours */
-	unsigned flags;            /* none defined yet: must be 0 */
+	unsigned flags;            /* STITCH_FTRACE_F_*, or 0; not changed while registered */
 	void *priv_;               /* the library's; zero before registering */
 	/*
 	 * Direct call (instead of func): the selected sites enter this code
@@ -127,6 +128,58 @@ struct stitch_ftrace_ops {
 };
 
 #define STITCH_FTRACE_GRAPH_DEPTH 1024
+
+/*
+ * Fast callback ABI (opt-in, ops->flags): func and ret_func preserve every
+ * register but the four that carry their arguments, so the trampoline
+ * saves only those of the traced function's registers.  Declare both with
+ * STITCH_FTRACE_PRESERVES_REGS:
+ *
+ *     static STITCH_FTRACE_PRESERVES_REGS void on_entry(uintptr_t ip, uintptr_t parent_ip,
+ *                                                       struct stitch_ftrace_ops *ops,
+ *                                                       struct stitch_ftrace_regs *regs) { ... }
+ *     static struct stitch_ftrace_ops fast = { .func = STITCH_FTRACE_FAST_FUNC(on_entry),
+ *                                              .flags = STITCH_FTRACE_F_PRESERVES_REGS };
+ *
+ * (clang makes the attribute part of the function's type: the
+ * STITCH_FTRACE_FAST_FUNC / _FAST_RET_FUNC casts store such a callback in
+ * the ops; the library calls it only from code that preserves nothing
+ * less than a plain call would, so the cast is sound.)
+ *
+ * x86-64: the macro is __attribute__((no_caller_saved_registers,
+ * target("general-regs-only"))): the compiler saves and restores every
+ * general register the callback uses (GCC: the argument registers too;
+ * clang: all but the argument registers - either is enough).  It does not save SSE, AVX, MMX or
+ * x87 state (GCC's documentation of the attribute): the callbacks must
+ * not touch them - they are compiled without them - and neither may
+ * anything they call.  A plain function called from them is entered with
+ * every general register saved around the call, but may use xmm
+ * registers (memcpy, printf and most of libc do): call only functions
+ * declared with this macro or compiled with -mgeneral-regs-only.
+ * What the callbacks get: `regs` is NULL on the fast path
+ * (stitch_ftrace_regs_arg() gives 0: the arguments are not saved
+ * anywhere; they are still in their registers, which the callback cannot
+ * read from C) and valid when the full trampoline ran them; in ret_func,
+ * `rregs` holds the integer return registers (stitch_ftrace_ret_value()
+ * works; on the fast path not the SSE ones).  stitch_ftrace_ret_value()
+ * and stitch_ftrace_regs_arg() may be called from these callbacks.  The stack is 16-byte aligned for the
+ * callbacks when the traced function was called with an aligned stack.
+ * Everything else holds as for other ops: recursion guard, unregister's
+ * guarantee, function_graph's shadow stack (docs/ftrace.md, "Fast ABI").
+ * A site runs the fast path when this ops is the only one on it (and
+ * liburcu-bp uses membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)); otherwise the
+ * full trampoline calls the callbacks as usual, with regs.
+ * AArch64, RISC-V: the flag is accepted and changes nothing (the macro is
+ * empty; their trampolines save every argument register).
+ */
+#define STITCH_FTRACE_F_PRESERVES_REGS 0x1u
+#if defined(__x86_64__)
+#define STITCH_FTRACE_PRESERVES_REGS __attribute__((no_caller_saved_registers, target("general-regs-only")))
+#else
+#define STITCH_FTRACE_PRESERVES_REGS
+#endif
+#define STITCH_FTRACE_FAST_FUNC(f) ((stitch_ftrace_func_t)(void (*)(void))(f))
+#define STITCH_FTRACE_FAST_RET_FUNC(f) ((stitch_ftrace_ret_func_t)(void (*)(void))(f))
 
 /* The traced function's return value (integer register), for ret_func. */
 STITCH_API uintptr_t stitch_ftrace_ret_value(const struct stitch_ftrace_ret_regs *rregs);

@@ -199,6 +199,16 @@ int arch_ftrace_region_ready(uintptr_t region, size_t size);
  */
 int arch_ftrace_retarget(struct arch_ftrace_site *const *sites, size_t n, uintptr_t from, uintptr_t to);
 
+/*
+ * Where a site's stub goes, for the record's `entry` word (x86-64: the stub
+ * jumps through it): `direct` if non-zero, else the lean trampoline (lean:
+ * one ops with STITCH_FTRACE_F_PRESERVES_REGS, only asked when
+ * arch_ftrace_has_lean()), else the full one.  Architectures whose stubs
+ * do not read the word return 0.
+ */
+uintptr_t arch_ftrace_entry(uintptr_t direct, bool lean);
+bool arch_ftrace_has_lean(void);
+
 /* The portable dispatcher the trampolines call (src/core/ftrace.c). */
 struct stitch_ftrace_regs;
 void stitch__ftrace_dispatch(uintptr_t cookie, uintptr_t parent_ip, struct stitch_ftrace_regs *regs);

@@ -26,12 +26,14 @@
  * set is waited for by step 4, so after unregister returns, no thread runs
  * the ops' func.  On error after step 1, the old arrays are put back.
  *
- * RCU: liburcu's urcu-bp where the build found it (readers register
- * lazily, at their first traced call, and unregister at thread exit;
- * the flavour that survives fork(), see "fork()" below);
- * otherwise the small fallback below (cross builds: Debian has no riscv64
- * liburcu), a per-thread sequence counter with a full fence on the read
- * side.
+ * RCU: liburcu's urcu-bp where the build found it, else a small fallback;
+ * a per-thread word is the recursion guard ("per-thread state, recursion
+ * guard and RCU" below).
+ *
+ * x86-64 sites reach their trampoline through the record's `entry` word
+ * (arch_ftrace_entry): the full one, a direct call's, or the lean one for
+ * a set of one STITCH_FTRACE_F_PRESERVES_REGS ops (`lean`), published
+ * and unpublished with the set.
  */
 #include <dlfcn.h>
 #include <fnmatch.h>
@@ -60,9 +62,35 @@
 
 #define FT_TLS __thread __attribute__((tls_model("initial-exec")))
 
-/* ---- RCU ------------------------------------------------------------------ */
-
-/*
+/* ---- per-thread state, recursion guard and RCU -----------------------------
+ *
+ * Each thread has one thread-local block, stitch__ftrace_thread
+ * (ftrace_internal.h).  Its word `seq` is the recursion guard, and only
+ * that: 0 until the thread's first traced call (which sets up its exit
+ * hook), then odd while the thread is outside callbacks and even while it
+ * runs them, so a callback that calls traced code (or a signal handler
+ * that interrupts one) finds seq even and calls nothing.  No other thread
+ * reads it: it is not a grace-period mechanism.  A signal handler may run
+ * between a thread's load of seq and its store: its own sections take seq
+ * from s to s + 2 and the thread then stores s + 1 - the parity, all that
+ * is tested, stays right.
+ *
+ * The RCU read side is liburcu's (urcu-bp) where the build found it,
+ * else the small fallback below; ft_read_lock() sets the guard first and
+ * then enters the RCU section, ft_read_unlock() leaves in reverse order,
+ * so sections never nest on a thread (a signal handler inside one finds
+ * the guard set).  Sets, ops and the shadow stack are read inside.  A
+ * grace period (ft_synchronize) is urcu_bp_synchronize_rcu() (or the
+ * fallback's).  The x86-64 trampolines do the same in assembly for their
+ * fast cases (src/arch/x86_64/ftrace.c, with urcu-bp's read side inlined;
+ * only when liburcu-bp uses membarrier(), ft_fast_ok()).
+ *
+ * RCU: liburcu's urcu-bp where the build found it (readers register
+ * lazily, at their first read lock, and unregister at thread exit; the
+ * flavour that survives fork(), see "fork()" below); otherwise the small
+ * fallback (cross builds: Debian has no riscv64 liburcu), a per-thread
+ * sequence counter with a full fence on the read side.
+ *
  * fork().  Only the forking thread exists in the child, but whatever the
  * other threads had registered as readers is copied, including a reader
  * that was inside a read-side section at that moment (a thread in a
@@ -78,8 +106,8 @@
  *     copied), urcu_bp_after_fork_child() prunes every registered reader
  *     except the calling thread's.  urcu-memb has no such call: its
  *     registry cannot be pruned from outside.
- *   - the fallback: ft_rcu_after_fork_child() marks every reader slot
- *     but the forking thread's free and outside a section, under the
+ *   - the fallback: stitch_ftrace_after_fork_child() marks every reader
+ *     slot but the forking thread's free and outside a section, under the
  *     same argument: the thread that owned it does not exist.
  * Dropping those readers is safe: a reader is waited for so that what it
  * read is not freed under it, and a thread that does not exist reads
@@ -87,7 +115,12 @@
  * from inside a callback, it is still inside its section in the child.
  * The prepare handler takes the update lock first (every grace period is
  * waited for under it), then urcu-bp's locks: the same order as an update.
+ * The guard word is the thread's own: the child's copy of the forking
+ * thread's is right as it is.
  */
+
+FT_TLS struct ft_thread stitch__ftrace_thread;
+
 #ifdef STITCH_HAVE_URCU
 /* The read side inlined (_LGPL_SOURCE), except under UBSan: liburcu-bp
  * 0.13 hands out its readers, declared 128-byte aligned, from an arena at
@@ -99,14 +132,17 @@
 #define _LGPL_SOURCE
 #endif
 #include <urcu/urcu-bp.h>
+#if !defined(_LGPL_SOURCE) && !defined(CONFIG_RCU_FORCE_SYS_MEMBARRIER)
+extern int urcu_bp_has_sys_membarrier; /* liburcu-bp's, declared by its static header */
+#endif
 
 /* urcu-bp registers a thread at its first read lock and unregisters it at exit. */
-static inline void ft_read_lock(void)
+static inline void rcu_lock(void)
 {
 	urcu_bp_read_lock();
 }
 
-static inline void ft_read_unlock(void)
+static inline void rcu_unlock(void)
 {
 	urcu_bp_read_unlock();
 }
@@ -114,6 +150,15 @@ static inline void ft_read_unlock(void)
 static void ft_synchronize(void)
 {
 	urcu_bp_synchronize_rcu();
+}
+
+/* The x86-64 trampolines' fast paths inline urcu-bp's read side without
+ * its slave barrier: records offer them their ops only when liburcu-bp's
+ * grace periods use membarrier() (it decides once, at its initialization,
+ * before any of our updates), which makes that barrier a compiler barrier. */
+static bool ft_fast_ok(void)
+{
+	return urcu_bp_has_sys_membarrier != 0;
 }
 
 void stitch_ftrace_before_fork(void)
@@ -173,7 +218,7 @@ static struct ft_reader *reader_get(void)
 	return r;
 }
 
-static inline void ft_read_lock(void)
+static inline void rcu_lock(void)
 {
 	if (__builtin_expect(!me, 0)) {
 		me = reader_get();
@@ -185,7 +230,7 @@ static inline void ft_read_lock(void)
 	atomic_thread_fence(memory_order_seq_cst);
 }
 
-static inline void ft_read_unlock(void)
+static inline void rcu_unlock(void)
 {
 	unsigned long s = atomic_load_explicit(&me->seq, memory_order_relaxed);
 	atomic_store_explicit(&me->seq, s + 1, memory_order_release);
@@ -203,6 +248,12 @@ static void ft_synchronize(void)
 		while (atomic_load_explicit(&r->seq, memory_order_acquire) == s)
 			sched_yield();
 	}
+}
+
+/* No assembly fast path reads the fallback's counters. */
+static bool ft_fast_ok(void)
+{
+	return false;
 }
 
 void stitch_ftrace_before_fork(void)
@@ -231,40 +282,69 @@ void stitch_ftrace_after_fork_child(void)
 }
 #endif
 
-/* ---- records and modules ---------------------------------------------------- */
+/* Thread exit: its shadow stack goes (any hooked frames left will never
+ * return); a later traced call of the thread sets this up again. */
+static pthread_key_t thread_key;
+static pthread_once_t thread_once = PTHREAD_ONCE_INIT;
 
-/*
- * The ops tracing a record: immutable once published.  Records with the
- * same ops share one set (commit() makes one per distinct old set, not
- * one per record: 100 000 allocations were a millisecond and more);
- * `refs` counts the records pointing at it, under the update lock only -
- * readers never touch it, the grace period protects them.
- */
-struct ft_set {
-	size_t n;
-	size_t ngraph; /* how many of the ops have a ret_func */
-	size_t refs;   /* records whose set this is (update lock) */
-	struct stitch_ftrace_ops *ops[];
-};
+static void thread_exit(void *arg)
+{
+	(void)arg;
+	struct ft_thread *t = &stitch__ftrace_thread;
+	/* even meanwhile: a signal handler's traced calls call nothing */
+	__atomic_store_n(&t->seq, 2, __ATOMIC_RELAXED);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	if (t->shadow) {
+		munmap(t->shadow, sizeof(*t->shadow));
+		t->shadow = NULL;
+	}
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	__atomic_store_n(&t->seq, 0, __ATOMIC_RELAXED);
+}
+
+static void thread_key_init(void)
+{
+	if (pthread_key_create(&thread_key, thread_exit) != 0)
+		stitch_die("ftrace: pthread_key_create");
+}
+
+/* The thread's first traced call.  Returns its (odd) seq. */
+static __attribute__((noinline)) unsigned long thread_register(struct ft_thread *t)
+{
+	/* even meanwhile: a signal handler's traced calls return at once */
+	__atomic_store_n(&t->seq, 2, __ATOMIC_RELAXED);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	pthread_once(&thread_once, thread_key_init);
+	pthread_setspecific(thread_key, (void *)1);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	__atomic_store_n(&t->seq, 1, __ATOMIC_RELAXED);
+	return 1;
+}
+
+/* Enter a read section; s is the thread's current (odd) seq: the guard
+ * first, then RCU (a signal handler in between calls nothing). */
+static inline void ft_read_lock(struct ft_thread *t, unsigned long s)
+{
+	__atomic_store_n(&t->seq, s + 1, __ATOMIC_RELAXED);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	rcu_lock();
+}
+
+/* Leave the read section entered with seq s. */
+static inline void ft_read_unlock(struct ft_thread *t, unsigned long s)
+{
+	rcu_unlock();
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	__atomic_store_n(&t->seq, s + 2, __ATOMIC_RELAXED);
+}
+
+/* ---- records and modules ---------------------------------------------------- */
 
 /* One record no longer points at s: true if s is now unused (free it after a grace period). */
 static bool set_put(struct ft_set *s)
 {
 	return s && --s->refs == 0;
 }
-
-struct ft_module;
-
-struct ft_rec {
-	_Atomic uintptr_t direct; /* first: the trampolines read it (arch.h, direct calls) */
-	struct arch_ftrace_site a;
-	const char *name;
-	struct ft_module *mod;
-	_Atomic(struct ft_set *) set;
-	bool enabled;  /* the code calls the trampoline */
-	int bad;       /* 0, or why the site is refused (a STITCH_E* code) */
-	char *why;
-};
 
 struct ft_module {
 	char *path;
@@ -292,8 +372,6 @@ struct ft_ops_priv {
 static struct stitch_ftrace_ops **ops_list;
 static size_t ops_count;
 
-static FT_TLS int in_callback;
-
 /* ---- function_graph: hooking returns ----------------------------------------
  *
  * A site whose set has ops with a ret_func makes the traced function return
@@ -316,52 +394,31 @@ static FT_TLS int in_callback;
  *    signal handler running on a sigaltstack at a higher address does not
  *    discard the interrupted code's live entries;
  *  - a signal handler's traced calls nest above the interrupted ones.
- * The shadow stack is touched only with in_callback set, so a signal
- * handler's traced code, which returns at once from the dispatcher while
- * it is set, never sees it half-updated.  It is mapped at a thread's first
+ * The shadow stack is touched only inside a read section (seq even), so a
+ * signal handler's traced code, which returns at once from the dispatcher
+ * then, never sees it half-updated.  It is mapped at a thread's first
  * hooked call (mmap: async-signal-safe) and unmapped at the thread's exit.
+ * The x86-64 lean trampolines push and pop entries the same way for the
+ * common cases (no entry to prune, top entry matches) and leave every
+ * other case to the functions below.
  */
 #define FT_STACK_WINDOW ((uintptr_t)64 << 20)
 #define RETURN_TRAMP ((uintptr_t)stitch__ftrace_return)
+/* An entry whose orig is the return trampoline (a tail call's) has bit 0
+ * of its key set (keys are stack pointers, 8-aligned), so that the lean
+ * return path, which compares keys, leaves it to graph_return (which
+ * finds the real parent); E_KEY() is the key. */
+#define E_KEY(e) ((e)->key & ~(uintptr_t)1)
 
-struct ft_shadow {
-	uintptr_t orig; /* where the function really returns */
-	uintptr_t key;  /* its stack pointer after returning */
-	struct ft_rec *rec;
-	struct stitch_ftrace_ops *ops; /* the one graph ops armed at entry; NULL: every graph ops of the set */
-};
-struct ft_shadow_stack {
-	size_t depth;
-	struct ft_shadow e[STITCH_FTRACE_GRAPH_DEPTH];
-};
-static FT_TLS struct ft_shadow_stack *shadow;
-static pthread_key_t shadow_key;
-static pthread_once_t shadow_once = PTHREAD_ONCE_INIT;
-
-static void shadow_thread_exit(void *p)
+static struct ft_shadow_stack *shadow_get(struct ft_thread *t)
 {
-	/* The thread is exiting: any hooked frames left will never return. */
-	shadow = NULL;
-	munmap(p, sizeof(struct ft_shadow_stack));
-}
-
-static void shadow_key_init(void)
-{
-	if (pthread_key_create(&shadow_key, shadow_thread_exit) != 0)
-		stitch_die("ftrace: pthread_key_create");
-}
-
-static struct ft_shadow_stack *shadow_get(void)
-{
-	if (__builtin_expect(shadow != NULL, 1))
-		return shadow;
-	pthread_once(&shadow_once, shadow_key_init);
+	if (__builtin_expect(t->shadow != NULL, 1))
+		return t->shadow;
 	void *p = mmap(NULL, sizeof(struct ft_shadow_stack), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		return NULL;
-	shadow = p;
-	pthread_setspecific(shadow_key, p);
-	return shadow;
+	t->shadow = p; /* unmapped by thread_exit (the thread is registered) */
+	return t->shadow;
 }
 
 static bool set_has_ops(const struct ft_set *s, const struct stitch_ftrace_ops *ops)
@@ -382,7 +439,7 @@ static uintptr_t real_parent(const struct ft_shadow_stack *st, size_t below, uin
 	return ra;
 }
 
-/* Call the ret_funcs of e, st->e[idx] before it was popped (read lock held, in_callback set). */
+/* Call the ret_funcs of e, st->e[idx] before it was popped (read section). */
 static void graph_report(const struct ft_shadow_stack *st, size_t idx, const struct ft_shadow *e,
 			 struct stitch_ftrace_ret_regs *rregs)
 {
@@ -401,109 +458,176 @@ static void graph_report(const struct ft_shadow_stack *st, size_t idx, const str
 			s->ops[i]->ret_func(e->rec->a.func, parent, s->ops[i], rregs);
 }
 
-/* Pop and report the entries above depth `keep`, innermost first. */
+/* Pop and report the entries above depth `keep`, innermost first.  Nothing
+ * is pushed while a read section runs, so the popped slot stays intact. */
 static void graph_abandon(struct ft_shadow_stack *st, size_t keep)
 {
 	while (st->depth > keep) {
-		struct ft_shadow e = st->e[--st->depth];
-		graph_report(st, st->depth, &e, NULL);
+		const struct ft_shadow *e = &st->e[--st->depth];
+		graph_report(st, st->depth, e, NULL);
 	}
 }
 
+/* No entry to prune for a call with this slot and key (the common case:
+ * the top entry is a live caller's, below in the stack). */
+static inline bool graph_no_prune(const struct ft_shadow_stack *st, const uintptr_t *slot, uintptr_t key)
+{
+	return *slot != RETURN_TRAMP && (st->depth == 0 || E_KEY(&st->e[st->depth - 1]) > key);
+}
+
 /*
- * At an entry of a site with graph ops (read lock held, in_callback set),
- * before any callback: report the entries this call proves abandoned, so
- * that a tracer sees their returns before this call's entry.  Returns the
+ * At an entry of a site with graph ops (read section), before any
+ * callback: report the entries this call proves abandoned, so that a
+ * tracer sees their returns before this call's entry.  Returns the
  * thread's shadow stack, NULL if it has none (mapping failed).
  */
-static struct ft_shadow_stack *graph_prune(uintptr_t *slot, uintptr_t key)
+static __attribute__((noinline)) struct ft_shadow_stack *graph_prune(struct ft_thread *t, uintptr_t *slot,
+								      uintptr_t key)
 {
-	struct ft_shadow_stack *st = shadow_get();
+	struct ft_shadow_stack *st = shadow_get(t);
 	if (!st)
 		return NULL;
 	/* Entries this call's frame is at or above are gone, except the one a
 	 * tail call chains to (same key, returning into the trampoline). */
 	bool tail = *slot == RETURN_TRAMP;
 	size_t keep = st->depth;
-	while (keep && key - st->e[keep - 1].key < FT_STACK_WINDOW &&
-	       (st->e[keep - 1].key < key || (st->e[keep - 1].key == key && !tail)))
+	while (keep && key - E_KEY(&st->e[keep - 1]) < FT_STACK_WINDOW &&
+	       (E_KEY(&st->e[keep - 1]) < key || (E_KEY(&st->e[keep - 1]) == key && !tail)))
 		keep--;
 	graph_abandon(st, keep);
 	return st;
 }
 
 /* After the entry callbacks: hook the return. */
-static void graph_push(struct ft_shadow_stack *st, struct ft_rec *r, struct stitch_ftrace_ops *ops, uintptr_t *slot,
-		       uintptr_t key)
+static inline void graph_push(struct ft_shadow_stack *st, struct ft_rec *r, struct stitch_ftrace_ops *ops,
+			      uintptr_t *slot, uintptr_t key)
 {
-	if (!st || st->depth == STITCH_FTRACE_GRAPH_DEPTH) {
+	if (__builtin_expect(!st || st->depth == STITCH_FTRACE_GRAPH_DEPTH, 0)) {
 		stitch_count(graph_overflows, 1);
 		return;
 	}
-	st->e[st->depth++] = (struct ft_shadow){ *slot, key, r, ops };
+	struct ft_shadow *e = &st->e[st->depth++];
+	e->orig = *slot;
+	e->key = key | (e->orig == RETURN_TRAMP);
+	e->rec = r;
+	e->ops = ops;
 	*slot = RETURN_TRAMP;
+}
+
+static __attribute__((noreturn, noinline)) void graph_lost(void)
+{
+	/* Nowhere correct to go: say so rather than jump anywhere. */
+	static const char msg[] = "stitch: function_graph: a hooked function returned with a stack that "
+				  "matches no shadow entry (stack switched by swapcontext, or unwound "
+				  "by an exception?); aborting\n";
+	if (write(2, msg, sizeof(msg) - 1) < 0) {
+		/* nothing more to do */
+	}
+	abort();
+}
+
+static __attribute__((noinline)) uintptr_t graph_return_slow(uintptr_t key, struct stitch_ftrace_ret_regs *rregs)
+{
+	struct ft_thread *t = &stitch__ftrace_thread;
+	struct ft_shadow_stack *st = t->shadow;
+	size_t i = st ? st->depth : 0;
+	while (i && E_KEY(&st->e[i - 1]) != key)
+		i--;
+	if (!i)
+		graph_lost();
+	/* Already inside a section (a callback's or handler's code returning
+	 * through a hooked frame it entered before): that section covers this. */
+	unsigned long s = __atomic_load_n(&t->seq, __ATOMIC_RELAXED);
+	bool outer = s & 1;
+	if (outer)
+		ft_read_lock(t, s);
+	if (__builtin_expect(i < st->depth, 0))
+		graph_abandon(st, i);
+	const struct ft_shadow *e = &st->e[--st->depth];
+	uintptr_t orig = e->orig;
+	graph_report(st, st->depth, e, rregs);
+	if (outer)
+		ft_read_unlock(t, s);
+	return orig;
 }
 
 uintptr_t stitch__ftrace_graph_return(uintptr_t key, struct stitch_ftrace_ret_regs *rregs)
 {
-	struct ft_shadow_stack *st = shadow;
-	size_t i = st ? st->depth : 0;
-	while (i && st->e[i - 1].key != key)
-		i--;
-	if (!i) {
-		/* Nowhere correct to go: say so rather than jump anywhere. */
-		static const char msg[] = "stitch: function_graph: a hooked function returned with a stack that "
-					  "matches no shadow entry (stack switched by swapcontext, or unwound "
-					  "by an exception?); aborting\n";
-		if (write(2, msg, sizeof(msg) - 1) < 0) {
-			/* nothing more to do */
-		}
-		abort();
+	struct ft_thread *t = &stitch__ftrace_thread;
+	struct ft_shadow_stack *st = t->shadow;
+	unsigned long s = __atomic_load_n(&t->seq, __ATOMIC_RELAXED);
+	size_t d = st ? st->depth : 0;
+	/* the common case: the top entry, not a tail call's (its key would be
+	 * tagged), one graph ops, outside callbacks */
+	if (__builtin_expect(d && st->e[d - 1].key == key && st->e[d - 1].ops && (s & 1), 1)) {
+		ft_read_lock(t, s);
+		const struct ft_shadow *e = &st->e[--st->depth];
+		uintptr_t orig = e->orig;
+		struct stitch_ftrace_ops *ops = e->ops;
+		stitch_ftrace_ret_func_t fn = ops->ret_func;
+		/* not if it was unregistered meanwhile, nor if it came back without a ret_func */
+		if (fn && set_has_ops(atomic_load_explicit(&e->rec->set, memory_order_consume), ops))
+			fn(e->rec->a.func, orig, ops, rregs);
+		ft_read_unlock(t, s);
+		return orig;
 	}
-	int was_in = in_callback;
-	in_callback = 1;
-	ft_read_lock();
-	graph_abandon(st, i);
-	struct ft_shadow e = st->e[--st->depth];
-	graph_report(st, st->depth, &e, rregs);
-	ft_read_unlock();
-	in_callback = was_in;
-	return e.orig;
+	return graph_return_slow(key, rregs);
+}
+
+/* Several ops on the site (or one caught while its set changes). */
+static __attribute__((noinline)) void dispatch_set(struct ft_thread *t, struct ft_rec *r, struct ft_set *s,
+						   uintptr_t parent_ip, struct stitch_ftrace_regs *regs)
+{
+	uintptr_t ip = r->a.func;
+	struct stitch_ftrace_ops *graph_ops = NULL;
+	struct ft_shadow_stack *st = NULL;
+	uintptr_t key = 0, *slot = NULL;
+	if (s->ngraph) {
+		slot = arch_ftrace_parent_slot(regs, &key);
+		st = graph_prune(t, slot, key);
+	}
+	for (size_t i = 0; i < s->n; i++) {
+		if (s->ops[i]->func) /* not a direct call caught in its switch */
+			s->ops[i]->func(ip, parent_ip, s->ops[i], regs);
+		if (s->ops[i]->ret_func)
+			graph_ops = s->ops[i];
+	}
+	if (s->ngraph)
+		graph_push(st, r, s->ngraph == 1 ? graph_ops : NULL, slot, key);
 }
 
 void stitch__ftrace_dispatch(uintptr_t cookie, uintptr_t parent_ip, struct stitch_ftrace_regs *regs)
 {
-	if (in_callback)
-		return; /* a callback called traced code */
-	in_callback = 1;
-	struct ft_rec *r = (struct ft_rec *)cookie;
-	uintptr_t ip = r->a.func;
-	ft_read_lock();
-	struct ft_set *s = atomic_load_explicit(&r->set, memory_order_consume);
-	if (__builtin_expect(parent_ip == RETURN_TRAMP, 0) && shadow) /* a tail call of a hooked function */
-		parent_ip = real_parent(shadow, shadow->depth, parent_ip);
-	if (__builtin_expect(s && s->n == 1 && !s->ngraph, 1)) { /* one tracer: call it, no loop */
-		if (s->ops[0]->func)
-			s->ops[0]->func(ip, parent_ip, s->ops[0], regs);
-	} else if (s) {
-		struct stitch_ftrace_ops *graph_ops = NULL;
-		struct ft_shadow_stack *st = NULL;
-		uintptr_t key = 0, *slot = NULL;
-		if (s->ngraph) {
-			slot = arch_ftrace_parent_slot(regs, &key);
-			st = graph_prune(slot, key);
-		}
-		for (size_t i = 0; i < s->n; i++) {
-			if (s->ops[i]->func) /* not a direct call caught in its switch */
-				s->ops[i]->func(ip, parent_ip, s->ops[i], regs);
-			if (s->ops[i]->ret_func)
-				graph_ops = s->ops[i];
-		}
-		if (s->ngraph)
-			graph_push(st, r, s->ngraph == 1 ? graph_ops : NULL, slot, key);
+	struct ft_thread *t = &stitch__ftrace_thread;
+	unsigned long seq = __atomic_load_n(&t->seq, __ATOMIC_RELAXED);
+	if (__builtin_expect(!(seq & 1), 0)) {
+		if (seq)
+			return; /* a callback called traced code */
+		seq = thread_register(t);
 	}
-	ft_read_unlock();
-	in_callback = 0;
+	ft_read_lock(t, seq);
+	struct ft_rec *r = (struct ft_rec *)cookie;
+	struct ft_set *s = atomic_load_explicit(&r->set, memory_order_consume);
+	if (__builtin_expect(parent_ip == RETURN_TRAMP, 0) && t->shadow) /* a tail call of a hooked function */
+		parent_ip = real_parent(t->shadow, t->shadow->depth, parent_ip);
+	if (__builtin_expect(s && s->n == 1, 1)) { /* one tracer: no loop */
+		struct stitch_ftrace_ops *ops = s->ops[0];
+		if (!s->ngraph) {
+			if (ops->func)
+				ops->func(r->a.func, parent_ip, ops, regs);
+		} else {
+			uintptr_t key, *slot = arch_ftrace_parent_slot(regs, &key);
+			struct ft_shadow_stack *st = t->shadow;
+			if (__builtin_expect(!st || !graph_no_prune(st, slot, key), 0))
+				st = graph_prune(t, slot, key);
+			if (ops->func)
+				ops->func(r->a.func, parent_ip, ops, regs);
+			graph_push(st, r, ops, slot, key);
+		}
+	} else if (s) {
+		dispatch_set(t, r, s, parent_ip, regs);
+	}
+	ft_read_unlock(t, seq);
 }
 
 static int cmp_rec_ptr(const void *a, const void *b)
@@ -531,6 +655,9 @@ static int module_init_sites(struct ft_module *m)
 		struct ft_rec *r = &m->recs[m->nrecs++];
 		r->mod = m;
 		r->a.record = m->elf.records[i];
+		atomic_init(&r->entry, arch_ftrace_entry(0, false));
+		atomic_init(&r->lean_ret, FT_NO_LEAN_RET);
+		atomic_init(&r->single_ret, FT_NO_LEAN_RET);
 		int err = arch_ftrace_site_init(&r->a);
 		/* the toggled instruction is inside the function (the record may
 		 * point before it: AArch64 and RISC-V literals) */
@@ -992,6 +1119,32 @@ static int set_with(const struct ft_set *cur, struct stitch_ftrace_ops *ops, boo
 	return 0;
 }
 
+/* The lean trampoline may run s's ops (see ftrace.h, fast ABI). */
+static struct stitch_ftrace_ops *set_lean(const struct ft_set *s)
+{
+	struct stitch_ftrace_ops *o = s && s->n == 1 ? s->ops[0] : NULL;
+	if (!o || o->direct || !(o->flags & STITCH_FTRACE_F_PRESERVES_REGS) || !arch_ftrace_has_lean() ||
+	    !ft_fast_ok())
+		return NULL;
+	return o;
+}
+
+/* Where r's stub goes, and its lean ops, for the set s (NULL: untraced);
+ * its `direct` word is published by the caller. */
+static void rec_publish_entry(struct ft_rec *r, const struct ft_set *s)
+{
+	struct stitch_ftrace_ops *lean = set_lean(s);
+	uintptr_t direct = s && s->ops[0]->direct ? (uintptr_t)s->ops[0]->direct : 0;
+	atomic_store_explicit(&r->lean, lean, memory_order_release);
+	atomic_store_explicit(&r->lean_ret, lean && lean->ret_func ? (uintptr_t)lean : FT_NO_LEAN_RET,
+			      memory_order_release);
+	struct stitch_ftrace_ops *single = s && s->n == 1 && !direct && ft_fast_ok() ? s->ops[0] : NULL;
+	atomic_store_explicit(&r->single, single, memory_order_release);
+	atomic_store_explicit(&r->single_ret, single && single->ret_func ? (uintptr_t)single : FT_NO_LEAN_RET,
+			      memory_order_release);
+	atomic_store_explicit(&r->entry, arch_ftrace_entry(direct, lean != NULL), memory_order_release);
+}
+
 /*
  * Make `ops` trace exactly the records of `sel` (sorted; NULL/0 for none).
  * Update lock held.  On error nothing changed.  *late: an error found after
@@ -1107,6 +1260,7 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 				if (nset[k]->ops[0]->direct)
 					atomic_store_explicit(&aff[k]->direct, (uintptr_t)nset[k]->ops[0]->direct,
 							      memory_order_release);
+				rec_publish_entry(aff[k], nset[k]);
 			}
 		/* 2. switch the code */
 		if (nsw)
@@ -1118,6 +1272,7 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 						      oset[k] && oset[k]->ops[0]->direct ? (uintptr_t)oset[k]->ops[0]->direct
 											 : 0,
 						      memory_order_release);
+				rec_publish_entry(aff[k], oset[k]);
 			}
 			/* what is in memory now (a late failure may leave new bytes) */
 			for (size_t s = 0; s < nsw; s++)
@@ -1130,8 +1285,10 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 		/* 3. sets of sites that became untraced; direct calls that went */
 		bool direct_gone = false;
 		for (size_t k = 0; k < na; k++) {
-			if (!nset[k])
+			if (!nset[k]) {
 				atomic_store_explicit(&aff[k]->set, NULL, memory_order_release);
+				rec_publish_entry(aff[k], NULL);
+			}
 			if (!(nset[k] && nset[k]->ops[0]->direct) && atomic_load(&aff[k]->direct)) {
 				atomic_store_explicit(&aff[k]->direct, 0, memory_order_release);
 				direct_gone = true;
@@ -1247,8 +1404,11 @@ static int ops_update(struct stitch_ftrace_ops *ops, const char *filter, const u
 		return stitch_fail(STITCH_EINVAL, "ftrace ops has no func, ret_func or direct call");
 	if (ops->direct && ops->direct_size == 0)
 		return stitch_fail(STITCH_EINVAL, "ftrace ops: direct_size must cover the direct trampoline");
-	if (ops->flags)
-		return stitch_fail(STITCH_EINVAL, "ftrace ops flags %#x: no flag is defined", ops->flags);
+	if (ops->flags & ~STITCH_FTRACE_F_PRESERVES_REGS)
+		return stitch_fail(STITCH_EINVAL, "ftrace ops flags %#x: unknown flags", ops->flags);
+	if ((ops->flags & STITCH_FTRACE_F_PRESERVES_REGS) && ops->direct)
+		return stitch_fail(STITCH_EINVAL, "ftrace ops: STITCH_FTRACE_F_PRESERVES_REGS is for callbacks, not "
+				   "direct calls");
 	stitch_update_lock();
 	int err = 0;
 	bool reg = is_registered(ops);
@@ -1377,11 +1537,15 @@ int stitch_ftrace_modify_direct(struct stitch_ftrace_ops *ops, void *direct, siz
 		for (size_t i = 0; i < n; i++) {
 			sites[i] = &priv->sel[i]->a;
 			atomic_store_explicit(&priv->sel[i]->direct, to, memory_order_release);
+			atomic_store_explicit(&priv->sel[i]->entry, arch_ftrace_entry(to, false), memory_order_release);
 		}
 		err = arch_ftrace_retarget(sites, n, from, to);
 		if (err) {
-			for (size_t i = 0; i < n; i++)
+			for (size_t i = 0; i < n; i++) {
 				atomic_store_explicit(&priv->sel[i]->direct, from, memory_order_release);
+				atomic_store_explicit(&priv->sel[i]->entry, arch_ftrace_entry(from, false),
+						      memory_order_release);
+			}
 		} else {
 			ops->direct = direct;
 			ops->direct_size = direct_size;

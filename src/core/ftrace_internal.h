@@ -46,4 +46,77 @@ const struct ft_sym *ft_elf_sym_at(const struct ft_elf *e, uintptr_t addr);
  */
 uintptr_t ft_map_near(uintptr_t lo, uintptr_t hi, size_t size, uintptr_t reach);
 
+/* ---- what the dispatcher and the x86-64 lean trampolines share ---------------
+ * (src/core/ftrace.c owns these; src/arch/x86_64/ftrace.c's lean
+ * trampolines read them by offsetof, so they are declared here.) */
+#include <stdatomic.h>
+#include <stdbool.h>
+#include "arch/arch.h"
+#include "stitch/ftrace.h"
+
+/* The immutable array of ops tracing a site (RCU). */
+/*
+ * The ops tracing a record: immutable once published.  Records with the
+ * same ops share one set (commit() makes one per distinct old set, not
+ * one per record: 100 000 allocations were a millisecond and more);
+ * `refs` counts the records pointing at it, under the update lock only -
+ * readers never touch it, the grace period protects them.
+ */
+struct ft_set {
+	size_t n;
+	size_t ngraph; /* how many of the ops have a ret_func */
+	size_t refs;   /* records whose set this is (update lock) */
+	struct stitch_ftrace_ops *ops[];
+};
+
+struct ft_module;
+
+struct ft_rec {
+	_Atomic uintptr_t direct; /* first: the AArch64/RISC-V trampolines read it (arch.h, direct calls) */
+	_Atomic uintptr_t entry;  /* second: where an x86-64 site's stub jumps (arch_ftrace_entry) */
+	/* the set's one ops when the lean trampoline may run it alone
+	 * (STITCH_FTRACE_F_PRESERVES_REGS), else NULL; RCU like `set` */
+	_Atomic(struct stitch_ftrace_ops *) lean;
+	/* `lean` if it has a ret_func, else FT_NO_LEAN_RET (never an ops, nor
+	 * NULL: a shadow entry naming no single ops never matches it) */
+	_Atomic uintptr_t lean_ret;
+	/* the set's one ops (not a direct call) when liburcu-bp uses
+	 * membarrier, else NULL: the x86-64 full trampoline's own fast path */
+	_Atomic(struct stitch_ftrace_ops *) single;
+	_Atomic uintptr_t single_ret; /* `single` if it has a ret_func, else FT_NO_LEAN_RET */
+	struct arch_ftrace_site a;
+	const char *name;
+	struct ft_module *mod;
+	_Atomic(struct ft_set *) set;
+	bool enabled; /* the code calls the trampoline */
+	int bad;      /* 0, or why the site is refused (a STITCH_E* code) */
+	char *why;
+};
+
+#define FT_NO_LEAN_RET ((uintptr_t)1)
+
+/* function_graph shadow stack entry (ftrace.c, "hooking returns"). */
+struct ft_shadow {
+	uintptr_t orig; /* where the function really returns */
+	uintptr_t key;  /* its stack pointer after returning; | 1 if orig is the return trampoline */
+	struct ft_rec *rec;
+	struct stitch_ftrace_ops *ops; /* the one graph ops armed at entry; NULL: every graph ops of the set */
+};
+struct ft_shadow_stack {
+	size_t depth;
+	struct ft_shadow e[STITCH_FTRACE_GRAPH_DEPTH];
+};
+
+/*
+ * A thread's tracing state, one thread-local block (ftrace.c, "per-thread
+ * state, recursion guard and RCU"): seq is 0 before the thread's first
+ * traced call, then odd outside callbacks and even while the thread runs
+ * them (the recursion guard; the RCU read side is liburcu-bp's).
+ */
+struct ft_thread {
+	unsigned long seq;
+	struct ft_shadow_stack *shadow;
+};
+extern __thread struct ft_thread stitch__ftrace_thread __attribute__((tls_model("initial-exec")));
+
 #endif

@@ -6,6 +6,14 @@
  * called from - through chains, recursion, tail calls, longjmp, a signal
  * handler, floating-point and two-register returns, a shadow stack that
  * overflows, and threads running while graph ops come and go.
+ *
+ * Built twice: test_ftrace_graph_fast (GRAPH_FAST) runs every case again
+ * with the fast callback ABI (STITCH_FTRACE_F_PRESERVES_REGS): callbacks
+ * that preserve every register, which x86-64 runs from its lean
+ * trampolines (and the other architectures like any callback).  The
+ * lean trampolines need liburcu-bp (GRAPH_FAST_LEAN: the library was
+ * built with it) and its membarrier(); without them every entry takes the
+ * full trampoline, with regs (which is checked then).
  */
 #include <pthread.h>
 #include <sched.h>
@@ -18,6 +26,24 @@
 #include "common/check.h"
 #include "graph_funcs.h"
 #include "stitch/ftrace.h"
+
+#ifdef GRAPH_FAST
+#define CB STITCH_FTRACE_PRESERVES_REGS /* the callbacks */
+#define FN(f) STITCH_FTRACE_FAST_FUNC(f)
+#define RFN(f) STITCH_FTRACE_FAST_RET_FUNC(f)
+#define OPS_FLAGS STITCH_FTRACE_F_PRESERVES_REGS
+#if defined(__x86_64__)
+#define CB_HELPER __attribute__((target("general-regs-only"))) /* what they call */
+#else
+#define CB_HELPER
+#endif
+#else
+#define CB
+#define FN(f) (f)
+#define RFN(f) (f)
+#define CB_HELPER
+#define OPS_FLAGS 0u
+#endif
 
 /* ---- per-thread event log ------------------------------------------------- */
 
@@ -48,7 +74,7 @@ static const char *name_of(uintptr_t ip)
 	return "?";
 }
 
-static void add_ev(char kind, uintptr_t ip, uintptr_t parent, uintptr_t value)
+static CB_HELPER void add_ev(char kind, uintptr_t ip, uintptr_t parent, uintptr_t value)
 {
 	if (!logging)
 		return;
@@ -59,21 +85,30 @@ static void add_ev(char kind, uintptr_t ip, uintptr_t parent, uintptr_t value)
 	ev_log[ev_n++] = (struct ev){ kind, ip, parent, value };
 }
 
-static void on_entry(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops, struct stitch_ftrace_regs *regs)
+/* entries seen without argument registers: the x86-64 lean trampoline ran */
+static atomic_long no_regs;
+/* set: on_entry of g_even calls traced code, which must not recurse into callbacks */
+static int call_from_callback;
+static int from_callback_result;
+
+static CB void on_entry(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops, struct stitch_ftrace_regs *regs)
 {
 	(void)ops;
-	(void)regs;
+	if (!regs)
+		atomic_fetch_add(&no_regs, 1);
 	add_ev('E', ip, parent, 0);
+	if (call_from_callback && ip == (uintptr_t)g_even)
+		from_callback_result = g_chain_c(1);
 }
 
-static void on_return(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops,
+static CB void on_return(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops,
 		      struct stitch_ftrace_ret_regs *rregs)
 {
 	(void)ops;
 	add_ev(rregs ? 'R' : 'A', ip, parent, rregs ? stitch_ftrace_ret_value(rregs) : 0);
 }
 
-static struct stitch_ftrace_ops graph = { .func = on_entry, .ret_func = on_return };
+static struct stitch_ftrace_ops graph = { .func = FN(on_entry), .ret_func = RFN(on_return), .flags = OPS_FLAGS };
 
 /* "E:chain_a E:chain_b R:chain_b=5 ..." */
 static const char *render(void)
@@ -153,6 +188,15 @@ static void run_cases(void)
 	CHECK_EQ(g_even(3), 0);
 	stop();
 	EXPECT_LOG("E:even E:odd E:even E:odd R:odd=0 R:even=0 R:odd=0 R:even=0");
+
+	/* a callback that calls traced code: no events from inside it */
+	call_from_callback = 1;
+	start();
+	CHECK_EQ(g_even(1), 0);
+	stop();
+	call_from_callback = 0;
+	CHECK_EQ(from_callback_result, 4);
+	EXPECT_LOG("E:even E:odd R:odd=0 R:even=0");
 
 	/* g_tail_f's call of g_tail_g is a jump at -O2: g returns straight to
 	 * f's caller, through the trampoline twice; both returns are seen,
@@ -240,12 +284,12 @@ static void run_thread_exit(void)
  * again without a ret_func: its return calls nothing (and does not crash). */
 static int wait_flag;
 static atomic_int wait_entered, wait_returned;
-static void wait_entry(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops, struct stitch_ftrace_regs *regs)
+static CB void wait_entry(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops, struct stitch_ftrace_regs *regs)
 {
 	(void)ip, (void)parent, (void)ops, (void)regs;
 	atomic_store(&wait_entered, 1);
 }
-static void wait_return(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops,
+static CB void wait_return(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops,
 			struct stitch_ftrace_ret_regs *rregs)
 {
 	(void)ip, (void)parent, (void)ops, (void)rregs;
@@ -260,7 +304,7 @@ static void *waiting_thread(void *arg)
 
 static void run_ops_change_in_flight(void)
 {
-	struct stitch_ftrace_ops o = { .func = wait_entry, .ret_func = wait_return };
+	struct stitch_ftrace_ops o = { .func = FN(wait_entry), .ret_func = RFN(wait_return), .flags = OPS_FLAGS };
 	CHECK_EQ(stitch_ftrace_register(&o, "g_wait"), 0);
 	pthread_t t;
 	pthread_create(&t, NULL, waiting_thread, NULL);
@@ -283,16 +327,16 @@ static void run_ops_change_in_flight(void)
 static atomic_int running;
 static atomic_long wrong, unmatched, returns;
 
-static void thread_return(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops,
-			  struct stitch_ftrace_ret_regs *rregs);
-static struct stitch_ftrace_ops graph2 = { .func = on_entry, .ret_func = thread_return };
+static CB void thread_return(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops,
+			     struct stitch_ftrace_ret_regs *rregs);
+static struct stitch_ftrace_ops graph2 = { .func = FN(on_entry), .ret_func = RFN(thread_return), .flags = OPS_FLAGS };
 
 /* A thread's open entries; a return must match one of them (entries whose
  * returns were lost because the ops left meanwhile are skipped). */
 static __thread uintptr_t open_ip[256];
 static __thread int open_n;
 
-static void thread_entry(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops,
+static CB void thread_entry(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops,
 			 struct stitch_ftrace_regs *regs)
 {
 	(void)parent, (void)ops, (void)regs;
@@ -300,8 +344,8 @@ static void thread_entry(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_op
 		open_ip[open_n++] = ip;
 }
 
-static void thread_return(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops,
-			  struct stitch_ftrace_ret_regs *rregs)
+static CB void thread_return(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops,
+			     struct stitch_ftrace_ret_regs *rregs)
 {
 	(void)parent, (void)ops, (void)rregs;
 	int i = open_n;
@@ -332,7 +376,7 @@ static void *worker(void *arg)
 
 static void run_threads(void)
 {
-	graph2.func = thread_entry;
+	graph2.func = FN(thread_entry);
 	pthread_t t[THREADS];
 	atomic_store(&running, 1);
 	for (int i = 0; i < THREADS; i++)
@@ -362,13 +406,19 @@ static void run_threads(void)
 int main(void)
 {
 	/* bad ops */
-	struct stitch_ftrace_ops both = { .ret_func = on_return, .direct = (void *)on_entry, .direct_size = 4 };
+	struct stitch_ftrace_ops both = { .ret_func = RFN(on_return), .direct = (void *)on_entry, .direct_size = 4 };
 	CHECK_EQ(stitch_ftrace_register(&both, "g_*"), -STITCH_EINVAL);
 
 	int err = stitch_ftrace_register(&graph, "g_*");
 	CHECK(err == 0, "register: %s", stitch_last_error());
 	if (err == 0) {
 		run_cases();
+#if defined(GRAPH_FAST) && defined(__x86_64__) && defined(GRAPH_FAST_LEAN)
+		/* the lean trampoline ran (it passes no argument registers) */
+		CHECK(atomic_load(&no_regs) > 0, "fast ABI: every entry went through the full trampoline");
+#else
+		CHECK_EQ(atomic_load(&no_regs), 0);
+#endif
 		run_thread_exit();
 		CHECK_EQ(stitch_ftrace_unregister(&graph), 0);
 	}
@@ -379,7 +429,7 @@ int main(void)
 	CHECK_EQ(ev_n, 0);
 
 	/* only a ret_func */
-	struct stitch_ftrace_ops ret_only = { .ret_func = on_return };
+	struct stitch_ftrace_ops ret_only = { .ret_func = RFN(on_return), .flags = OPS_FLAGS };
 	CHECK_EQ(stitch_ftrace_register(&ret_only, "g_chain_*"), 0);
 	start();
 	CHECK_EQ(g_chain_a(1), 16);
@@ -387,7 +437,24 @@ int main(void)
 	EXPECT_LOG("R:chain_c=7 R:chain_b=8 R:chain_a=16");
 	CHECK_EQ(stitch_ftrace_unregister(&ret_only), 0);
 
+	/* only a func: entries, no return hook; arguments and results intact */
+	struct stitch_ftrace_ops entry_only = { .func = FN(on_entry), .flags = OPS_FLAGS };
+	CHECK_EQ(stitch_ftrace_register(&entry_only, "g_chain_* g_twice g_pair_of"), 0);
+	start();
+	CHECK_EQ(g_chain_a(1), 16);
+	double d = g_twice(1.25);
+	struct g_pair p = g_pair_of(40);
+	stop();
+	CHECK(d == 2.5, "g_twice(1.25) = %g", d);
+	CHECK(p.a == 40 && p.b == -40, "g_pair_of(40) = {%ld, %ld}", p.a, p.b);
+	EXPECT_LOG("E:chain_a E:chain_b E:chain_c E:twice E:pair_of");
+	CHECK_EQ(stitch_ftrace_unregister(&entry_only), 0);
+
 	run_ops_change_in_flight();
 	run_threads();
+#ifdef GRAPH_FAST
+	return check_summary("test_ftrace_graph_fast");
+#else
 	return check_summary("test_ftrace_graph");
+#endif
 }

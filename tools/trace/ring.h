@@ -30,6 +30,7 @@ struct ring {
 	_Atomic uint64_t tail; /* written by the consumer only */
 	char pad1[56];
 	/* producer-private */
+	uint64_t tail_seen;    /* tail as last read: the consumer's line is read only when it says full */
 	uint64_t lost_pending;
 	uint32_t depth;        /* calls entered whose return is hooked and pending */
 	/* read by the consumer too */
@@ -49,17 +50,21 @@ struct ring {
 static inline int ring_has_room(struct ring *r)
 {
 	uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
-	uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
-	return head - tail + (r->lost_pending ? 2 : 1) <= r->mask + 1;
+	uint64_t need = r->lost_pending ? 2 : 1;
+	if (head - r->tail_seen + need <= r->mask + 1)
+		return 1;
+	/* tail only grows: a stale copy only underestimates the room (and the
+	 * acquire that read it still orders the consumer's reads of the slots
+	 * up to it before our writes) */
+	r->tail_seen = atomic_load_explicit(&r->tail, memory_order_acquire);
+	return head - r->tail_seen + need <= r->mask + 1;
 }
 
 /* Producer: append one event; returns 0, or -1 if it had to be dropped. */
 static inline int ring_put(struct ring *r, uint32_t kind, uint64_t ip, uint64_t ts, uint32_t gen)
 {
 	uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
-	uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
-	uint64_t need = r->lost_pending ? 2 : 1;
-	if (head - tail + need > r->mask + 1) {
+	if (!ring_has_room(r)) {
 		r->lost_pending++;
 		atomic_store_explicit(&r->lost_total, atomic_load_explicit(&r->lost_total, memory_order_relaxed) + 1,
 				      memory_order_relaxed);

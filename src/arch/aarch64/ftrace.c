@@ -336,3 +336,16 @@ int arch_ftrace_region_ready(uintptr_t region, size_t size)
 	(void)region, (void)size;
 	return 0;
 }
+
+/* The stubs here do not read the record's entry word; no lean trampoline
+ * (STITCH_FTRACE_F_PRESERVES_REGS is accepted and changes nothing). */
+uintptr_t arch_ftrace_entry(uintptr_t direct, bool lean)
+{
+	(void)direct, (void)lean;
+	return 0;
+}
+
+bool arch_ftrace_has_lean(void)
+{
+	return false;
+}

@@ -725,3 +725,16 @@ int arch_ftrace_retarget(struct arch_ftrace_site *const *sites, size_t n, uintpt
 	default: return 0; /* call_ops: the common trampoline reads the direct word */
 	}
 }
+
+/* The stubs here do not read the record's entry word; no lean trampoline
+ * (STITCH_FTRACE_F_PRESERVES_REGS is accepted and changes nothing). */
+uintptr_t arch_ftrace_entry(uintptr_t direct, bool lean)
+{
+	(void)direct, (void)lean;
+	return 0;
+}
+
+bool arch_ftrace_has_lean(void)
+{
+	return false;
+}

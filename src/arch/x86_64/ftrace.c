@@ -15,14 +15,25 @@
  *            func: e8 <stub - (func+5)>  call stub
  *
  *   The module's region (not live until every byte is written, then RX):
- *     +0       .quad stitch__ftrace_tramp_x86      (the common trampoline, anywhere)
- *     +16+16i  49 bb <cookie_i>        movabs $cookie_i, %r11
- *              ff 25 <-(16+16i+16)>    jmp *region+0(%rip)
+ *     +16+16i  49 bb <cookie_i>        movabs $cookie_i, %r11   (the site's record)
+ *              41 ff 63 08             jmp *8(%r11)             (the record's entry word)
  *   r11 is free at a function's entry (SysV ABI: scratch, never an
  *   argument); r10 (static chain) and rax (vararg count) are preserved.
- *   The trampoline saves rdi rsi rdx rcx r8 r9 rax r10 and xmm0-7, calls
- *   stitch__ftrace_dispatch(cookie, parent_ip, regs), restores, returns to
- *   func+5: the function runs as if the site were a NOP.
+ *   The entry word (src/core/ftrace.c publishes it with the site's set)
+ *   is one of:
+ *     stitch__ftrace_tramp_x86       saves rdi rsi rdx rcx r8 r9 rax r10
+ *         and xmm0-7, calls stitch__ftrace_dispatch(cookie, parent_ip,
+ *         regs), restores, returns to func+5: the function runs as if the
+ *         site were a NOP;
+ *     stitch__ftrace_tramp_lean_x86  the fast ABI (one ops whose callbacks
+ *         preserve every register, stitch/ftrace.h): saves only what it
+ *         uses, see "lean trampolines" below;
+ *     a direct call's trampoline     entered with the stack as the site's
+ *         call left it.
+ *   Reading the word is the stub's one load: a thread that took the old
+ *   value of a word changed under it goes where that value said, which the
+ *   core's grace periods cover (RCU for the ops, a quiescence of the
+ *   regions for a direct trampoline that went).
  *
  * Protocols (what a thread at the site may execute):
  *   A. old and new are each ONE instruction of 5 bytes that poke.c's trap
@@ -53,7 +64,41 @@
 
 #include "arch/arch.h"
 #include "arch/x86_64/insn.h"
+#include "core/ftrace_internal.h"
 #include "stitch/ftrace.h"
+
+/*
+ * The RCU read side of the trampolines' fast paths: liburcu-bp's, inlined
+ * (what _urcu_bp_read_lock/_unlock in <urcu/static/urcu-bp.h> do), with
+ * the offsets and constants taken from that header (see "RCU in the fast
+ * paths" below).  Without liburcu (the core's fallback RCU) the fast paths
+ * are not assembled: FT_ASM_FAST is 0 and every call takes the dispatcher.
+ */
+#ifdef STITCH_HAVE_URCU
+#define _LGPL_SOURCE
+#include <urcu/urcu-bp.h>
+#define FT_ASM_FAST 1
+#define U_CTR 0 /* offsetof(struct urcu_bp_reader, ctr), checked below */
+#define U_GP_CTR 0 /* offsetof(struct urcu_bp_gp, ctr) */
+#define U_COUNT 1 /* URCU_BP_GP_COUNT */
+_Static_assert(offsetof(struct urcu_bp_reader, ctr) == U_CTR && offsetof(struct urcu_bp_gp, ctr) == U_GP_CTR &&
+		       URCU_BP_GP_COUNT == U_COUNT,
+	       "the full trampoline's urcu-bp offsets");
+/* `cmpl $0, ctr`: the nesting count is the low 32 bits of ctr */
+_Static_assert(URCU_BP_GP_CTR_NEST_MASK == 0xffffffffUL && sizeof(unsigned long) == 8, "urcu-bp's nest mask");
+/* the lean trampolines' asm operands, from the header itself */
+#define U_CTR_OP offsetof(struct urcu_bp_reader, ctr)
+#define U_GP_CTR_OP offsetof(struct urcu_bp_gp, ctr)
+#define U_COUNT_OP URCU_BP_GP_COUNT
+#else
+#define FT_ASM_FAST 0
+#define U_CTR 0
+#define U_GP_CTR 0
+#define U_COUNT 1
+#define U_CTR_OP 0
+#define U_GP_CTR_OP 0
+#define U_COUNT_OP 1
+#endif
 
 enum { FORM_NOP5, FORM_NOP5_DISP, FORM_5NOPS };
 
@@ -68,7 +113,9 @@ struct stitch_ftrace_regs {
 	uint8_t xmm[8][16];
 };
 
-uintptr_t stitch_ftrace_regs_arg(const struct stitch_ftrace_regs *regs, unsigned n)
+/* general-regs-only: callable from fast-ABI callbacks (stitch/ftrace.h) */
+__attribute__((target("general-regs-only"))) uintptr_t stitch_ftrace_regs_arg(const struct stitch_ftrace_regs *regs,
+									 unsigned n)
 {
 	if (!regs)
 		return 0;
@@ -83,6 +130,25 @@ uintptr_t stitch_ftrace_regs_arg(const struct stitch_ftrace_regs *regs, unsigned
 	}
 }
 
+/*
+ * Offsets the full trampoline's fast path uses (top-level asm takes no
+ * operands; checked against the structures below).
+ */
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define T_SEQ 0      /* struct ft_thread */
+#define T_SHADOW 8
+#define R_SINGLE 32  /* struct ft_rec */
+#define R_IP 56
+#define O_FUNC 0     /* struct stitch_ftrace_ops */
+#define O_RETF 48
+#define S_DEPTH 0    /* struct ft_shadow_stack */
+#define S_E 8
+#define E_ORIG 0     /* struct ft_shadow */
+#define E_KEY 8
+#define E_REC 16
+#define E_OPS 24
+
 void stitch__ftrace_tramp_x86(void);
 __asm__(".text\n"
 	".p2align 4\n"
@@ -92,15 +158,6 @@ __asm__(".text\n"
 	"stitch__ftrace_tramp_x86:\n"
 	"	.cfi_startproc\n"
 	"	endbr64\n"
-	/* a direct call: the record's first word (stitch/ftrace.h, ops->direct),
-	 * read ONCE: unregister clears it while threads are here, and a test
-	 * followed by a second load could jump to the 0 it read the second
-	 * time.  rax is borrowed (pushed), r11 is free on the direct path. */
-	"	pushq %rax\n"
-	"	movq (%r11), %rax\n"
-	"	testq %rax, %rax\n"
-	"	jnz 1f\n"
-	"	popq %rax\n"
 	/* [rsp] = func+5 (return into the traced function), [rsp+8] = its caller's return */
 	"	pushq %rbp\n"
 	"	.cfi_def_cfa_offset 16\n"
@@ -126,13 +183,81 @@ __asm__(".text\n"
 	"	movaps %xmm5, 160(%rsp)\n"
 	"	movaps %xmm6, 176(%rsp)\n"
 	"	movaps %xmm7, 192(%rsp)\n"
-	"	movq %r11, %rdi\n"      /* cookie */
+	/* Fast path (the lean trampoline's, for callbacks of the plain ABI):
+	 * one ops on the site (record->single), not a tail call, nothing to
+	 * prune; else the dispatcher.  Every caller-saved register is saved
+	 * above.  The guard, then urcu-bp's read lock (r9: the thread's
+	 * reader; see "RCU in the fast paths"); 8: leaves both, 2: the guard
+	 * alone, before the dispatcher. */
+	".if " STR(FT_ASM_FAST) "\n"
+	"	movq stitch__ftrace_thread@gottpoff(%rip), %rax\n"
+	"	testb $1, %fs:" STR(T_SEQ) "(%rax)\n"
+	"	jz 3f\n"
+	"	incq %fs:" STR(T_SEQ) "(%rax)\n"
+	"	movq urcu_bp_reader@gottpoff(%rip), %r9\n"
+	"	movq %fs:(%r9), %r9\n"
+	"	testq %r9, %r9\n"
+	"	jz 2f\n"                /* not registered yet: urcu_bp_read_lock() will */
+	"	cmpl $0, " STR(U_CTR) "(%r9)\n"
+	"	jne 2f\n"               /* nested in another read section */
+	"	movq urcu_bp_gp@GOTPCREL(%rip), %r10\n"
+	"	movq " STR(U_GP_CTR) "(%r10), %r10\n"
+	"	movq %r10, " STR(U_CTR) "(%r9)\n"
+	"	movq " STR(R_SINGLE) "(%r11), %rdx\n"
+	"	testq %rdx, %rdx\n"
+	"	jz 8f\n"
+	"	movq 16(%rbp), %rsi\n"  /* parent ip */
+	"	leaq stitch__ftrace_return(%rip), %rdi\n"
+	"	cmpq %rdi, %rsi\n"
+	"	je 8f\n"
+	"	cmpq $0, " STR(O_RETF) "(%rdx)\n"
+	"	jne 5f\n"
+	"	movq " STR(R_IP) "(%r11), %rdi\n"
+	"	movq %rsp, %rcx\n"      /* regs (parent_slot is the dispatcher's) */
+	"	call *" STR(O_FUNC) "(%rdx)\n" /* no ret_func: func is set */
+	"4:	movq urcu_bp_reader@gottpoff(%rip), %rax\n"
+	"	movq %fs:(%rax), %rax\n"
+	"	subq $" STR(U_COUNT) ", " STR(U_CTR) "(%rax)\n" /* urcu-bp's read unlock */
+	"	movq stitch__ftrace_thread@gottpoff(%rip), %rax\n"
+	"	incq %fs:" STR(T_SEQ) "(%rax)\n"
+	"	jmp 1f\n"
+	"5:	movq %fs:" STR(T_SHADOW) "(%rax), %r8\n"
+	"	testq %r8, %r8\n"
+	"	jz 8f\n"
+	"	movq " STR(S_DEPTH) "(%r8), %rcx\n"
+	"	cmpq $" STR(STITCH_FTRACE_GRAPH_DEPTH) ", %rcx\n"
+	"	jae 8f\n"
+	"	shlq $5, %rcx\n"
+	"	jz 6f\n"
+	"	leaq 25(%rbp), %rdi\n"  /* key | 1 (see the lean trampoline) */
+	"	cmpq %rdi, " STR(S_E) "-32+" STR(E_KEY) "(%r8,%rcx)\n"
+	"	jbe 8f\n"
+	"6:	incq " STR(S_DEPTH) "(%r8)\n"
+	"	leaq " STR(S_E) "(%r8,%rcx), %r8\n"
+	"	movq %rsi, " STR(E_ORIG) "(%r8)\n"
+	"	leaq 24(%rbp), %rdi\n"  /* key */
+	"	movq %rdi, " STR(E_KEY) "(%r8)\n"
+	"	movq %r11, " STR(E_REC) "(%r8)\n"
+	"	movq %rdx, " STR(E_OPS) "(%r8)\n"
+	"	movq " STR(O_FUNC) "(%rdx), %rax\n"
+	"	testq %rax, %rax\n"
+	"	jz 7f\n"
+	"	movq " STR(R_IP) "(%r11), %rdi\n"
+	"	movq %rsp, %rcx\n"
+	"	call *%rax\n"
+	"7:	leaq stitch__ftrace_return(%rip), %rdi\n"
+	"	movq %rdi, 16(%rbp)\n"  /* hook the return */
+	"	jmp 4b\n"
+	"8:	subq $" STR(U_COUNT) ", " STR(U_CTR) "(%r9)\n"
+	"2:	incq %fs:" STR(T_SEQ) "(%rax)\n"
+	".endif\n"
+	"3:	movq %r11, %rdi\n"      /* cookie */
 	"	leaq 16(%rbp), %r11\n"
 	"	movq %r11, 72(%rsp)\n"  /* parent_slot */
 	"	movq 16(%rbp), %rsi\n"  /* parent ip */
 	"	movq %rsp, %rdx\n"      /* regs */
 	"	call stitch__ftrace_dispatch\n"
-	"	movq 0(%rsp), %rdi\n"
+	"1:	movq 0(%rsp), %rdi\n"
 	"	movq 8(%rsp), %rsi\n"
 	"	movq 16(%rsp), %rdx\n"
 	"	movq 24(%rsp), %rcx\n"
@@ -152,9 +277,6 @@ __asm__(".text\n"
 	"	popq %rbp\n"
 	"	.cfi_def_cfa %rsp, 8\n"
 	"	ret\n"
-	"1:	movq %rax, %r11\n"
-	"	popq %rax\n"
-	"	jmp *%r11\n"
 	"	.cfi_endproc\n"
 	".size stitch__ftrace_tramp_x86, . - stitch__ftrace_tramp_x86\n"
 	".globl stitch__ftrace_tramp_x86_end\n"
@@ -175,43 +297,364 @@ struct stitch_ftrace_ret_regs {
 	uint8_t xmm[2][16];
 };
 
-uintptr_t stitch_ftrace_ret_value(const struct stitch_ftrace_ret_regs *rregs)
+__attribute__((target("general-regs-only"))) uintptr_t
+stitch_ftrace_ret_value(const struct stitch_ftrace_ret_regs *rregs)
 {
 	return rregs ? rregs->rax : 0;
 }
 
+
+/*
+ * Lean trampolines: the fast ABI (STITCH_FTRACE_F_PRESERVES_REGS, stitch/ftrace.h).
+ * The site's record holds, in `lean`, the one ops of its set when that
+ * ops' callbacks preserve every register; the entry word sends the stub
+ * here then.  This code does, in assembly, what the dispatcher and
+ * stitch__ftrace_graph_return() do for the common cases, and hands every
+ * other case to them (through the full trampoline, or the C half of the
+ * return trampoline) from a state where it changed nothing:
+ *
+ *   entry (r11 = record; [rsp] = func+5, [rsp+8] = the caller's return):
+ *     push rax; rax = stitch__ftrace_thread's %fs offset
+ *     seq odd? else (first call of the thread, or inside a callback) -> full path
+ *     seq += 1 (even: the recursion guard is set)
+ *     push rdi rsi rdx rcx r8 (the callbacks' arguments and scratch)
+ *     RCU_LOCK (below); the thread not registered with urcu-bp, or
+ *       already in a read section -> leave the guard, full path
+ *     ops = record->lean; NULL (no longer alone, or not lean) -> leave, full path
+ *     parent == the return trampoline (a hooked function's tail call) -> leave, full path
+ *     no ret_func: func(ip, parent, ops, NULL)
+ *     ret_func: unless the shadow stack is mapped, not full, and empty or
+ *       its top entry's key is above this call's (nothing to prune)
+ *       -> leave, full path; depth += 1, fill the entry {orig, key,
+ *       record, ops}; func(...) if set; [rsp+8] = return trampoline
+ *     RCU_UNLOCK; seq += 1 (odd); pop; ret
+ *   return (rsp = key; rax rdx xmm0 xmm1: the value; rdi rsi rcx r8-r11 free):
+ *     seq odd and the top entry's key is rsp (a tail call's entry has
+ *     bit 0 of its key set: never equal), else -> the C half; seq += 1;
+ *     RCU_LOCK, else seq += 1, C half;
+ *     record->lean_ret == the entry's ops (alone and lean on the site,
+ *     with a ret_func; never NULL), else (and not single_ret either)
+ *     RCU_UNLOCK, seq += 1, C half;
+ *     depth -= 1; push rdx rax (rregs); ret_func(ip, orig, ops, rregs);
+ *     pop; orig into r11 (before leaving: a signal handler's traced call
+ *     may reuse the popped slot once seq is odd); RCU_UNLOCK; seq += 1;
+ *     jmp *r11
+ * The full trampoline's fast path (record->single, plain ABI) is the same
+ * after its register saves.  "leave" is RCU_UNLOCK then seq += 1.
+ *
+ * RCU in the fast paths: liburcu-bp's read side, inlined as
+ * _urcu_bp_read_lock() / _urcu_bp_read_unlock() (<urcu/static/urcu-bp.h>)
+ * do it, for the outermost section only:
+ *   RCU_LOCK:   r = the thread's urcu_bp_reader (initial-exec TLS, %fs);
+ *               r == NULL (not registered: urcu_bp_register() is for the
+ *               C path) or r->ctr & URCU_BP_GP_CTR_NEST_MASK (nested in a
+ *               section of the thread's own, e.g. the application's: the
+ *               C path nests) -> not taken;
+ *               r->ctr = urcu_bp_gp.ctr (phase + URCU_BP_GP_COUNT)
+ *   RCU_UNLOCK: r (reloaded: the callback may clobber it)->ctr -= URCU_BP_GP_COUNT
+ * liburcu's urcu_bp_smp_mb_slave() after the lock's store and before the
+ * unlock's is a compiler barrier when urcu_bp_has_sys_membarrier, a full
+ * fence otherwise; records hold a `lean` or `single` ops (and a
+ * lean_ret/single_ret other than FT_NO_LEAN_RET) only when it is set
+ * (ft_fast_ok() in ftrace.c; liburcu-bp sets it once, at its
+ * initialization), so the assembly needs no fence: the membarrier() in
+ * urcu_bp_synchronize_rcu() orders a reader's ctr store before its loads
+ * of the record and the ops, and its loads and calls before the unlock's
+ * store.  The constants and offsets are liburcu's, as asm operands here
+ * and _Static_assert'ed for the full trampoline's top-level asm (which
+ * takes no operands); the nesting mask is the low 32 bits of ctr
+ * (cmpl $0, checked).
+ *
+ * A thread interrupted anywhere in them: before the guard is set (seq
+ * odd), a signal handler's traced calls run normally, push and pop their
+ * shadow entries above ours (or fill the slot we are about to fill and
+ * pop it again before the handler returns), and leave urcu-bp's ctr as
+ * they found it (their own sections are outermost and balanced); once it
+ * is set (seq even), the handler's traced calls call nothing, take no
+ * read section and touch no shadow entry, so the lock's load-test-store
+ * of ctr and the unlock's decrement are never interleaved with another
+ * section of the same thread.  Between RCU_LOCK's store and RCU_UNLOCK's
+ * decrement the thread is a reader of urcu-bp in the current phase: an
+ * unregister or set change unpublishes the record's ops, then
+ * urcu_bp_synchronize_rcu() waits until that ctr shows the thread outside
+ * the section (or in one begun after the grace period started, which
+ * loads the unpublished state), so record->lean/single, the ops and its
+ * callbacks stay valid while used here, and unregister returns only after
+ * the thread left them.  A thread interrupted between the guard and
+ * RCU_LOCK, or after RCU_UNLOCK, holds nothing RCU protects.
+ * The callbacks preserve every general register but their argument
+ * registers (their contract; GCC's no_caller_saved_registers preserves
+ * those too, clang's does not), which are saved here, so the traced
+ * function's arguments, and rax and rdx at the return, come back as they
+ * were; no xmm register is touched here.  The stack stays as aligned as
+ * the traced function's caller left it (6 pushes at the entry, 2 at the
+ * return).  Without liburcu (FT_ASM_FAST 0) the lean entry jumps to the
+ * full trampoline, which calls the dispatcher, and the return trampoline
+ * is its C half only.
+ */
 uintptr_t *arch_ftrace_parent_slot(struct stitch_ftrace_regs *regs, uintptr_t *key)
 {
 	*key = (uintptr_t)(regs->parent_slot + 1);
 	return (uintptr_t *)regs->parent_slot;
 }
 
-__asm__(".text\n"
-	".p2align 4\n"
-	".globl stitch__ftrace_return\n"
-	".hidden stitch__ftrace_return\n"
-	".type stitch__ftrace_return, @function\n"
-	"stitch__ftrace_return:\n"
-	"	pushq %rbp\n"
-	"	movq %rsp, %rbp\n"
-	"	subq $48, %rsp\n"
-	"	andq $-16, %rsp\n"      /* whatever the function left, the C call is aligned */
-	"	movq %rax, 0(%rsp)\n"
-	"	movq %rdx, 8(%rsp)\n"
-	"	movaps %xmm0, 16(%rsp)\n"
-	"	movaps %xmm1, 32(%rsp)\n"
-	"	leaq 8(%rbp), %rdi\n"   /* key: the stack pointer the function returned with */
-	"	movq %rsp, %rsi\n"      /* ret regs */
-	"	call stitch__ftrace_graph_return\n"
-	"	movq %rax, %r11\n"      /* r11: scratch at a return, as at an entry */
-	"	movq 0(%rsp), %rax\n"
-	"	movq 8(%rsp), %rdx\n"
-	"	movaps 16(%rsp), %xmm0\n"
-	"	movaps 32(%rsp), %xmm1\n"
-	"	movq %rbp, %rsp\n"
-	"	popq %rbp\n"
-	"	jmp *%r11\n"
-	".size stitch__ftrace_return, . - stitch__ftrace_return\n");
+_Static_assert(offsetof(struct ft_rec, entry) == 8, "the stub's jmp *8(%r11)");
+_Static_assert(offsetof(struct ft_thread, seq) == T_SEQ && offsetof(struct ft_thread, shadow) == T_SHADOW &&
+		       offsetof(struct ft_rec, single) == R_SINGLE && offsetof(struct ft_rec, a.func) == R_IP &&
+		       offsetof(struct stitch_ftrace_ops, func) == O_FUNC &&
+		       offsetof(struct stitch_ftrace_ops, ret_func) == O_RETF &&
+		       offsetof(struct ft_shadow_stack, depth) == S_DEPTH && offsetof(struct ft_shadow_stack, e) == S_E &&
+		       offsetof(struct ft_shadow, orig) == E_ORIG && offsetof(struct ft_shadow, key) == E_KEY &&
+		       offsetof(struct ft_shadow, rec) == E_REC && offsetof(struct ft_shadow, ops) == E_OPS,
+	       "the full trampoline's offsets");
+_Static_assert(sizeof(struct ft_shadow) == 32, "shlq $5");
+
+void stitch__ftrace_tramp_lean_x86(void);
+
+/* Never called: its asm puts both trampolines in .text, with the offsets. */
+__attribute__((used)) static void lean_trampolines(void)
+{
+	__asm__ volatile(
+		".pushsection .text\n"
+		".p2align 4\n"
+		".globl stitch__ftrace_tramp_lean_x86\n"
+		".hidden stitch__ftrace_tramp_lean_x86\n"
+		".type stitch__ftrace_tramp_lean_x86, @function\n"
+		"stitch__ftrace_tramp_lean_x86:\n"
+		"	endbr64\n"
+		".if %c[fast]\n"
+		"	pushq %%rax\n"
+		"	movq stitch__ftrace_thread@gottpoff(%%rip), %%rax\n"
+		"	testb $1, %%fs:%c[seq](%%rax)\n"
+		"	jz 9f\n"
+		"	incq %%fs:%c[seq](%%rax)\n"
+		"	pushq %%rdi\n"
+		"	pushq %%rsi\n"
+		"	pushq %%rdx\n"
+		"	pushq %%rcx\n"
+		"	pushq %%r8\n"
+		/* urcu-bp's read lock (_urcu_bp_read_lock, outermost case) */
+		"	movq urcu_bp_reader@gottpoff(%%rip), %%rcx\n"
+		"	movq %%fs:(%%rcx), %%rcx\n"
+		"	testq %%rcx, %%rcx\n"
+		"	jz 8f\n"
+		"	cmpl $0, %c[u_ctr](%%rcx)\n"
+		"	jne 8f\n"
+		"	movq urcu_bp_gp@GOTPCREL(%%rip), %%r8\n"
+		"	movq %c[u_gp_ctr](%%r8), %%r8\n"
+		"	movq %%r8, %c[u_ctr](%%rcx)\n"
+		"	movq %c[lean](%%r11), %%rdx\n"
+		"	testq %%rdx, %%rdx\n"
+		"	jz 3f\n"
+		"	movq 56(%%rsp), %%rsi\n"                 /* parent ip */
+		"	leaq stitch__ftrace_return(%%rip), %%rdi\n"
+		"	cmpq %%rdi, %%rsi\n"
+		"	je 3f\n"
+		"	cmpq $0, %c[retf](%%rdx)\n"
+		"	jne 5f\n"
+		"	movq %c[ip](%%r11), %%rdi\n"
+		"	xorl %%ecx, %%ecx\n"
+		"	call *%c[func](%%rdx)\n"                 /* no ret_func: func is set */
+		"4:	movq urcu_bp_reader@gottpoff(%%rip), %%rcx\n"
+		"	movq %%fs:(%%rcx), %%rcx\n"
+		"	subq $%c[u_count], %c[u_ctr](%%rcx)\n"     /* read unlock */
+		"	incq %%fs:%c[seq](%%rax)\n"
+		"	popq %%r8\n"
+		"	popq %%rcx\n"
+		"	popq %%rdx\n"
+		"	popq %%rsi\n"
+		"	popq %%rdi\n"
+		"	popq %%rax\n"
+		"	ret\n"
+		"5:	movq %%fs:%c[shadow](%%rax), %%r8\n"
+		"	testq %%r8, %%r8\n"
+		"	jz 3f\n"
+		"	movq %c[depth](%%r8), %%rcx\n"
+		"	cmpq $%c[max], %%rcx\n"
+		"	jae 3f\n"
+		"	shlq $5, %%rcx\n"
+		"	jz 6f\n"
+		/* prune nothing: the top entry's key is above ours (compared
+		 * as key | 1: a tail call's tagged key equal to ours is not) */
+		"	leaq 65(%%rsp), %%rdi\n"
+		"	cmpq %%rdi, %c[e]-32+%c[key](%%r8,%%rcx)\n"
+		"	jbe 3f\n"
+		/* the entry, before func (nobody looks at it meanwhile): after
+		 * the call only r11 and rax are still ours (clang's callbacks
+		 * need not preserve their argument registers) */
+		"6:	incq %c[depth](%%r8)\n"
+		"	leaq %c[e](%%r8,%%rcx), %%r8\n"
+		"	movq %%rsi, %c[orig](%%r8)\n"
+		"	leaq 64(%%rsp), %%rdi\n"
+		"	movq %%rdi, %c[key](%%r8)\n"
+		"	movq %%r11, %c[rec](%%r8)\n"
+		"	movq %%rdx, %c[ops](%%r8)\n"
+		"	cmpq $0, %c[func](%%rdx)\n"
+		"	je 7f\n"
+		"	movq %c[ip](%%r11), %%rdi\n"
+		"	xorl %%ecx, %%ecx\n"
+		"	call *%c[func](%%rdx)\n"
+		"7:	leaq stitch__ftrace_return(%%rip), %%rdi\n"
+		"	movq %%rdi, 56(%%rsp)\n"                 /* hook the return */
+		"	movq urcu_bp_reader@gottpoff(%%rip), %%rcx\n"
+		"	movq %%fs:(%%rcx), %%rcx\n"
+		"	subq $%c[u_count], %c[u_ctr](%%rcx)\n"     /* read unlock */
+		"	incq %%fs:%c[seq](%%rax)\n"
+		"	popq %%r8\n"
+		"	popq %%rcx\n"
+		"	popq %%rdx\n"
+		"	popq %%rsi\n"
+		"	popq %%rdi\n"
+		"	popq %%rax\n"
+		"	ret\n"
+		/* 3: read unlock (the reader reloaded: rcx was reused), 8: the guard */
+		"3:	movq urcu_bp_reader@gottpoff(%%rip), %%rcx\n"
+		"	movq %%fs:(%%rcx), %%rcx\n"
+		"	subq $%c[u_count], %c[u_ctr](%%rcx)\n"
+		"8:	popq %%r8\n"
+		"	popq %%rcx\n"
+		"	popq %%rdx\n"
+		"	popq %%rsi\n"
+		"	popq %%rdi\n"
+		"	incq %%fs:%c[seq](%%rax)\n"
+		"9:	popq %%rax\n"
+		".endif\n"
+		"	jmp stitch__ftrace_tramp_x86\n"
+		".size stitch__ftrace_tramp_lean_x86, . - stitch__ftrace_tramp_lean_x86\n"
+
+		/* The return trampoline: the lean fast path, then the C half. */
+		".p2align 4\n"
+		".globl stitch__ftrace_return\n"
+		".hidden stitch__ftrace_return\n"
+		".type stitch__ftrace_return, @function\n"
+		"stitch__ftrace_return:\n"
+		".if %c[fast]\n"
+		"	movq stitch__ftrace_thread@gottpoff(%%rip), %%r8\n"
+		"	testb $1, %%fs:%c[seq](%%r8)\n"
+		"	jz 2f\n"
+		"	movq %%fs:%c[shadow](%%r8), %%r9\n"
+		"	testq %%r9, %%r9\n"
+		"	jz 2f\n"
+		"	movq %c[depth](%%r9), %%r10\n"
+		"	shlq $5, %%r10\n"
+		"	jz 2f\n"
+		"	leaq %c[e]-32(%%r9,%%r10), %%r10\n"       /* the top entry */
+		"	cmpq %%rsp, %c[key](%%r10)\n"
+		"	jne 2f\n"
+		"	movq %c[ops](%%r10), %%rdi\n"
+		"	movq %c[rec](%%r10), %%rcx\n"
+		"	incq %%fs:%c[seq](%%r8)\n"
+		/* urcu-bp's read lock (rsi: the reader), then the RCU reads */
+		"	movq urcu_bp_reader@gottpoff(%%rip), %%rsi\n"
+		"	movq %%fs:(%%rsi), %%rsi\n"
+		"	testq %%rsi, %%rsi\n"
+		"	jz 0f\n"
+		"	cmpl $0, %c[u_ctr](%%rsi)\n"
+		"	jne 0f\n"
+		"	movq urcu_bp_gp@GOTPCREL(%%rip), %%r11\n"
+		"	movq %c[u_gp_ctr](%%r11), %%r11\n"
+		"	movq %%r11, %c[u_ctr](%%rsi)\n"
+		"	cmpq %%rdi, %c[lean_ret](%%rcx)\n"      /* the ops, alone on the site, with its ret_func */
+		"	jne 1f\n"
+		"	movq %c[orig](%%r10), %%rsi\n"
+		"	movq %c[retf](%%rdi), %%r11\n"
+		"	decq %c[depth](%%r9)\n"
+		"	pushq %%rdx\n"
+		"	pushq %%rax\n"
+		"	movq %%rdi, %%rdx\n"
+		"	movq %c[ip](%%rcx), %%rdi\n"
+		"	movq %%rsp, %%rcx\n"
+		"	call *%%r11\n"                          /* r8 and r10 survive it */
+		"	popq %%rax\n"
+		"	popq %%rdx\n"
+		"	movq %c[orig](%%r10), %%r11\n"          /* before leaving: see above */
+		"	movq urcu_bp_reader@gottpoff(%%rip), %%rsi\n"
+		"	movq %%fs:(%%rsi), %%rsi\n"
+		"	subq $%c[u_count], %c[u_ctr](%%rsi)\n"     /* read unlock */
+		"	incq %%fs:%c[seq](%%r8)\n"
+		"	jmp *%%r11\n"
+		/* one ops of the plain ABI with a ret_func: its rregs are rax
+		 * rdx xmm0 xmm1, saved in an aligned frame with orig */
+		"1:	cmpq %%rdi, %c[single_ret](%%rcx)\n"
+		"	jne 10f\n"
+		"	movq %c[orig](%%r10), %%rsi\n"
+		"	decq %c[depth](%%r9)\n"
+		"	pushq %%rbp\n"
+		"	movq %%rsp, %%rbp\n"
+		"	subq $64, %%rsp\n"
+		"	andq $-16, %%rsp\n"
+		"	movq %%rax, 0(%%rsp)\n"
+		"	movq %%rdx, 8(%%rsp)\n"
+		"	movaps %%xmm0, 16(%%rsp)\n"
+		"	movaps %%xmm1, 32(%%rsp)\n"
+		"	movq %%rsi, 48(%%rsp)\n"
+		"	movq %%rdi, %%rdx\n"
+		"	movq %c[ip](%%rcx), %%rdi\n"
+		"	movq %%rsp, %%rcx\n"
+		"	call *%c[retf](%%rdx)\n"
+		"	movq 48(%%rsp), %%r11\n"
+		"	movq 0(%%rsp), %%rax\n"
+		"	movq 8(%%rsp), %%rdx\n"
+		"	movaps 16(%%rsp), %%xmm0\n"
+		"	movaps 32(%%rsp), %%xmm1\n"
+		"	movq %%rbp, %%rsp\n"
+		"	popq %%rbp\n"
+		"	movq urcu_bp_reader@gottpoff(%%rip), %%rsi\n"
+		"	movq %%fs:(%%rsi), %%rsi\n"
+		"	subq $%c[u_count], %c[u_ctr](%%rsi)\n"     /* read unlock */
+		"	movq stitch__ftrace_thread@gottpoff(%%rip), %%r8\n"
+		"	incq %%fs:%c[seq](%%r8)\n"
+		"	jmp *%%r11\n"
+		"10:	subq $%c[u_count], %c[u_ctr](%%rsi)\n"   /* read unlock, the guard, the C half */
+		"0:	incq %%fs:%c[seq](%%r8)\n"
+		".endif\n"
+		"2:	pushq %%rbp\n"
+		"	movq %%rsp, %%rbp\n"
+		"	subq $48, %%rsp\n"
+		"	andq $-16, %%rsp\n"      /* whatever the function left, the C call is aligned */
+		"	movq %%rax, 0(%%rsp)\n"
+		"	movq %%rdx, 8(%%rsp)\n"
+		"	movaps %%xmm0, 16(%%rsp)\n"
+		"	movaps %%xmm1, 32(%%rsp)\n"
+		"	leaq 8(%%rbp), %%rdi\n"   /* key: the stack pointer the function returned with */
+		"	movq %%rsp, %%rsi\n"      /* ret regs */
+		"	call stitch__ftrace_graph_return\n"
+		"	movq %%rax, %%r11\n"      /* r11: scratch at a return, as at an entry */
+		"	movq 0(%%rsp), %%rax\n"
+		"	movq 8(%%rsp), %%rdx\n"
+		"	movaps 16(%%rsp), %%xmm0\n"
+		"	movaps 32(%%rsp), %%xmm1\n"
+		"	movq %%rbp, %%rsp\n"
+		"	popq %%rbp\n"
+		"	jmp *%%r11\n"
+		".size stitch__ftrace_return, . - stitch__ftrace_return\n"
+		".popsection\n"
+		:
+		: [seq] "i"(offsetof(struct ft_thread, seq)), [shadow] "i"(offsetof(struct ft_thread, shadow)),
+		  [lean] "i"(offsetof(struct ft_rec, lean)), [lean_ret] "i"(offsetof(struct ft_rec, lean_ret)),
+		  [single_ret] "i"(offsetof(struct ft_rec, single_ret)),
+		  [ip] "i"(offsetof(struct ft_rec, a.func)),
+		  [func] "i"(offsetof(struct stitch_ftrace_ops, func)),
+		  [retf] "i"(offsetof(struct stitch_ftrace_ops, ret_func)),
+		  [depth] "i"(offsetof(struct ft_shadow_stack, depth)), [e] "i"(offsetof(struct ft_shadow_stack, e)),
+		  [max] "i"(STITCH_FTRACE_GRAPH_DEPTH), [orig] "i"(offsetof(struct ft_shadow, orig)),
+		  [key] "i"(offsetof(struct ft_shadow, key)), [rec] "i"(offsetof(struct ft_shadow, rec)),
+		  [ops] "i"(offsetof(struct ft_shadow, ops)), [fast] "i"(FT_ASM_FAST), [u_ctr] "i"(U_CTR_OP),
+		  [u_gp_ctr] "i"(U_GP_CTR_OP), [u_count] "i"(U_COUNT_OP));
+}
+
+uintptr_t arch_ftrace_entry(uintptr_t direct, bool lean)
+{
+	if (direct)
+		return direct;
+	return (uintptr_t)(lean ? stitch__ftrace_tramp_lean_x86 : stitch__ftrace_tramp_x86);
+}
+
+bool arch_ftrace_has_lean(void)
+{
+	return FT_ASM_FAST;
+}
+
 
 
 void arch_ftrace_tramp_range(uintptr_t *start, uintptr_t *end)
@@ -258,19 +701,17 @@ int arch_ftrace_site_init(struct arch_ftrace_site *s)
 int arch_ftrace_region_fill(uint8_t *buf, uintptr_t addr, struct arch_ftrace_site *const *sites,
 			    const uintptr_t *cookies, size_t n)
 {
-	uint64_t tramp = (uint64_t)(uintptr_t)stitch__ftrace_tramp_x86;
 	memset(buf, X86_INT3, arch_ftrace_region_size(n));
-	memcpy(buf, &tramp, 8);
 	for (size_t i = 0; i < n; i++) {
 		uint8_t *st = buf + REGION_HEAD + STUB_SIZE * i;
 		uint64_t cookie = cookies[i];
-		int32_t disp = -(int32_t)(REGION_HEAD + STUB_SIZE * i + 16);
 		st[0] = 0x49;
 		st[1] = 0xbb; /* movabs $cookie, %r11 */
 		memcpy(st + 2, &cookie, 8);
-		st[10] = 0xff;
-		st[11] = 0x25; /* jmp *disp32(%rip) */
-		memcpy(st + 12, &disp, 4);
+		st[10] = 0x41;
+		st[11] = 0xff;
+		st[12] = 0x63;
+		st[13] = 0x08; /* jmp *8(%r11): the record's entry word */
 		sites[i]->stub = addr + REGION_HEAD + STUB_SIZE * i;
 		sites[i]->cookie = cookies[i];
 	}
