@@ -177,18 +177,26 @@ static int mappings_for(uintptr_t lo, uintptr_t hi, struct mapping **out)
  * Every patch must lie inside executable mappings: we never write data, and
  * a patch at an unmapped address must be refused before anyone reads it.
  */
+/* [*lo, *hi): the bytes count (> 0) patches touch, sorted or not. */
+static void patches_span(const struct stitch_patch *patches, size_t count, uintptr_t *lo, uintptr_t *hi)
+{
+	*lo = UINTPTR_MAX;
+	*hi = 0;
+	for (size_t i = 0; i < count; i++) {
+		if (patches[i].addr < *lo)
+			*lo = patches[i].addr;
+		if (patches[i].addr + patches[i].len > *hi)
+			*hi = patches[i].addr + patches[i].len;
+	}
+}
+
 int stitch_text_check(const struct stitch_patch *patches, size_t count)
 {
 	stitch_text_forget_checked();
 	if (count == 0)
 		return 0;
-	uintptr_t lo = UINTPTR_MAX, hi = 0;
-	for (size_t i = 0; i < count; i++) {
-		if (patches[i].addr < lo)
-			lo = patches[i].addr;
-		if (patches[i].addr + patches[i].len > hi)
-			hi = patches[i].addr + patches[i].len;
-	}
+	uintptr_t lo, hi;
+	patches_span(patches, count, &lo, &hi);
 	struct mapping *maps = NULL;
 	int nmaps = read_mappings(lo, hi, &maps);
 	if (nmaps < 0)
@@ -313,13 +321,8 @@ static int open_mprotect(const struct stitch_patch *patches, size_t count)
 	np = unique;
 
 	/* the mappings overlapping the patched bytes are those of their pages */
-	uintptr_t lo = UINTPTR_MAX, hi = 0;
-	for (size_t i = 0; i < count; i++) {
-		if (patches[i].addr < lo)
-			lo = patches[i].addr;
-		if (patches[i].addr + patches[i].len > hi)
-			hi = patches[i].addr + patches[i].len;
-	}
+	uintptr_t lo, hi;
+	patches_span(patches, count, &lo, &hi);
 	struct mapping *maps = NULL;
 	int nmaps = mappings_for(lo, hi, &maps);
 	if (nmaps < 0) {
@@ -374,13 +377,8 @@ static int open_mprotect(const struct stitch_patch *patches, size_t count)
  */
 static int open_procmem(const struct stitch_patch *patches, size_t count)
 {
-	uintptr_t lo = patches[0].addr, hi = 0;
-	for (size_t i = 0; i < count; i++) {
-		if (patches[i].addr < lo)
-			lo = patches[i].addr;
-		if (patches[i].addr + patches[i].len > hi)
-			hi = patches[i].addr + patches[i].len;
-	}
+	uintptr_t lo, hi;
+	patches_span(patches, count, &lo, &hi);
 	struct mapping *maps = NULL;
 	int nmaps = mappings_for(lo, hi, &maps);
 	if (nmaps < 0)
