@@ -269,10 +269,12 @@ static void write_model(int result, unsigned part, unsigned parts, bool *member,
 {
 	char path[4200];
 	size_t site_no = 0, first = (size_t)part * LOG_SITES_PER_MODEL;
-	size_t others = 0;
+	size_t others = 0, readers_of[LOG_SITES_PER_MODEL], nreaders = 0;
 	for (size_t i = 0; i < plog.nregions; i++) {
 		member[i] = !plog.regions[i].site || (site_no >= first && site_no < first + LOG_SITES_PER_MODEL);
 		reader[i] = member[i] && plog.regions[i].site;
+		if (reader[i])
+			readers_of[nreaders++] = i;
 		site_no += plog.regions[i].site;
 		others += !plog.regions[i].site;
 	}
@@ -284,10 +286,12 @@ static void write_model(int result, unsigned part, unsigned parts, bool *member,
 		for (size_t i = 0; i < plog.nregions; i++) {
 			if (plog.regions[i].site)
 				continue;
+			const struct log_region *o = &plog.regions[i];
 			member[i] = false;
-			for (size_t k = 0; k < plog.nregions && !member[i]; k++)
-				member[i] = reader[k] && plog.regions[k].addr < plog.regions[i].addr + plog.regions[i].len + LOG_NEAR &&
-					    plog.regions[i].addr < plog.regions[k].addr + plog.regions[k].len + LOG_NEAR;
+			for (size_t j = 0; j < nreaders && !member[i]; j++) {
+				const struct log_region *r = &plog.regions[readers_of[j]];
+				member[i] = r->addr < o->addr + o->len + LOG_NEAR && o->addr < r->addr + r->len + LOG_NEAR;
+			}
 		}
 	/* A rewind from a site of this model to another site (AArch64: back to
 	 * the MOV a BL depends on) needs that site's code, not its reader. */
