@@ -90,8 +90,11 @@ static void log_site(const struct stitch_patch *p, const uint8_t *old, size_t le
 		old = p->old;
 		len = p->len;
 	}
-	if (p->lead + len > sizeof bytes)
+	if (p->lead + len > sizeof bytes) {
+		/* too long for the log: it says so (the model is marked incomplete) */
+		stitch_patch_log_site(p->addr - p->lead, p->old, p->lead + len);
 		return;
+	}
 	memcpy(bytes, (const void *)(p->addr - p->lead), p->lead);
 	memcpy(bytes + p->lead, old, len);
 	stitch_patch_log_site(p->addr - p->lead, bytes, p->lead + len);
@@ -242,14 +245,14 @@ static void log_stopped_sites(const struct stitch_patch *p, size_t n)
 			continue;
 		}
 		size_t len = 0, j = i;
-		for (; j < n && !p[j].data && (j == i || p[j].addr == p[i].addr + len) &&
-		       p[i].lead + len + p[j].len <= sizeof old;
+		for (; j < n && !p[j].data &&
+		       (j == i || (p[j].addr == p[i].addr + len && p[i].lead + len + p[j].len <= sizeof old));
 		     j++) {
 			memcpy(old + len, p[j].old, p[j].len);
 			len += p[j].len;
 		}
 		log_site(&p[i], old, len);
-		i = j > i ? j : i + 1; /* (a site too long to log is left out: log_site) */
+		i = j; /* > i: the first patch is always taken */
 	}
 }
 
