@@ -79,20 +79,28 @@ def raw_request(path, payload):
     return data[4], data[5:4 + n].decode()
 
 
-def main():
-    work = tempfile.mkdtemp(prefix="stitch-live.")
-    d = os.path.join(work, "d")
-    initial = "+alpha_*"
+def start_recording(d, *options):
+    """PROG under `stitch-trace record OPTIONS -o d`; (process, pid), or None once it failed to start."""
     env = dict(os.environ, STITCH_TRACE_EMULATOR=" ".join(EMU))
-    p = subprocess.Popen(EMU + [CLI, "record", "--graph", "-F", "alpha_*", "-o", d, "--", PROG],
+    p = subprocess.Popen(EMU + [CLI, "record", *options, "-o", d, "--", PROG],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     line = p.stdout.readline()
     m = re.match(r"ready (\d+)", line)
     if not m:
         p.kill()
         print("FAIL: program did not start:", line, file=sys.stderr)
+        return None
+    return p, int(m.group(1))
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="stitch-live.")
+    d = os.path.join(work, "d")
+    initial = "+alpha_*"
+    started = start_recording(d, "--graph", "-F", "alpha_*")
+    if not started:
         return 1
-    pid = int(m.group(1))
+    p, pid = started
 
     # The socket is private.
     sdir, spath = sock_path(pid)

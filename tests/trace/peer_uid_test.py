@@ -22,7 +22,6 @@ import os
 import re
 import socket
 import struct
-import subprocess
 import sys
 
 import live_test as lt
@@ -88,16 +87,10 @@ def main():
     import tempfile
     work = tempfile.mkdtemp(prefix="stitch-peer.")
     d = os.path.join(work, "d")
-    env = dict(os.environ, STITCH_TRACE_EMULATOR=" ".join(lt.EMU))
-    p = subprocess.Popen(lt.EMU + [lt.CLI, "record", "-F", "alpha_*", "-o", d, "--", lt.PROG],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-    line = p.stdout.readline()
-    m = re.match(r"ready (\d+)", line)
-    if not m:
-        p.kill()
-        print("FAIL: program did not start:", line, file=sys.stderr)
+    started = lt.start_recording(d, "-F", "alpha_*")
+    if not started:
         return 1
-    pid = int(m.group(1))
+    p, pid = started
     _, spath = lt.sock_path(pid)
     strip = lambda s: re.sub(r"events \d+, lost \d+, ", "", s)
     before = lt.cli("live", str(pid), "status").stdout
