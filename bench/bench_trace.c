@@ -4,7 +4,9 @@
  * three ways from one source (bench/CMakeLists.txt):
  *
  *   bench_trace        (any compiler, BENCH_STITCH)  plain call, stitch site
- *                      untraced, traced entry (empty func), traced
+ *                      untraced (as compiled, and prepared: the form a
+ *                      first enable or stitch_ftrace_prepare() leaves; x86
+ *                      gcc: one NOP5), traced entry (empty func), traced
  *                      entry+exit (empty func and ret_func) if the library
  *                      has function_graph; the same two with the fast
  *                      callback ABI (STITCH_FTRACE_F_PRESERVES_REGS)
@@ -46,6 +48,7 @@
 long bench_loop_plain(long n);
 #if defined(BENCH_STITCH)
 long bench_loop_ftrace(long n);
+long bench_loop_ftrace_pristine(long n);
 int ftrace_leaf(int x);
 #elif defined(BENCH_XRAY)
 long bench_loop_xray(long n);
@@ -115,6 +118,14 @@ static void trace_with(struct stitch_ftrace_ops *ops)
 	registered = ops;
 }
 static void set_none(void) { trace_with(NULL); }
+/* The leaf's site in its prepared form (x86 gcc: one NOP5 for five NOPs),
+ * as after its first enable, untraced. */
+static void set_prepared(void)
+{
+	trace_with(NULL);
+	if (stitch_ftrace_prepare("ftrace_leaf") != 0)
+		fail("stitch_ftrace_prepare", stitch_last_error());
+}
 static void set_entry(void) { trace_with(&ops_entry); }
 #ifdef BENCH_HAVE_FGRAPH
 static void set_graph(void) { trace_with(&ops_graph); }
@@ -167,7 +178,8 @@ struct mode {
 static const struct mode modes[] = {
 	{ "plain", bench_loop_plain, set_none },
 #if defined(BENCH_STITCH)
-	{ "untraced", bench_loop_ftrace, set_none },
+	{ "untraced", bench_loop_ftrace_pristine, set_none },
+	{ "untraced_prepared", bench_loop_ftrace, set_prepared },
 	{ "entry", bench_loop_ftrace, set_entry },
 #ifdef BENCH_HAVE_FGRAPH
 	{ "entry_exit", bench_loop_ftrace, set_graph },

@@ -8,6 +8,8 @@
  *   LEAF_PREFIX   flags                                          traced by
  *   plain         none                                           nothing (the baseline)
  *   ftrace        trace_cflags (-fpatchable-function-entry=5)    stitch_ftrace_register()
+ *   ftrace_pristine  the same                                    nothing: its site stays the
+ *                                                                compiler's (never prepared)
  *   xray          -fxray-instrument -fxray-instruction-threshold=1  __xray_patch_function()
  *   pg            -pg                                            uftrace record
  *

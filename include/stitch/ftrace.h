@@ -217,6 +217,19 @@ STITCH_API int stitch_ftrace_unregister(struct stitch_ftrace_ops *ops);
  * rewritten - neither.  On error nothing changed.
  */
 STITCH_API int stitch_ftrace_modify_direct(struct stitch_ftrace_ops *ops, void *direct, size_t direct_size);
+/*
+ * Do now, for the sites the filter selects, the part of their first
+ * enable that stops the world, and leave them disabled: on x86-64 gcc's
+ * five 1-byte NOPs become one 5-byte NOP (an untraced function then runs
+ * one NOP instead of five); on AArch64 and RISC-V the literal and the
+ * MOV X9, X30 / AUIPC are written.  Afterwards enabling and disabling
+ * these sites never stops the world.  One stop for all the selected
+ * sites; sites enabled or prepared already are left alone.  Optional: a
+ * first enable does the same for its own sites.  Costs memory: each text
+ * page holding a prepared site becomes a private copy.
+ */
+STITCH_API int stitch_ftrace_prepare(const char *filter);
+
 /* Number of sites the ops currently traces; -STITCH_EINVAL if not registered. */
 STITCH_API int stitch_ftrace_ops_site_count(const struct stitch_ftrace_ops *ops);
 

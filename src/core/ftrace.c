@@ -1560,6 +1560,32 @@ int stitch_ftrace_modify_direct(struct stitch_ftrace_ops *ops, void *direct, siz
 	return err ? err : late;
 }
 
+int stitch_ftrace_prepare(const char *filter)
+{
+	stitch_clear_error();
+	stitch_update_lock();
+	int err = rescan();
+	struct sel_list sel = { 0 };
+	if (!err)
+		err = select_filter(filter, &sel);
+	/* the disabled ones (an enabled site is prepared already) */
+	struct arch_ftrace_site **sites = NULL;
+	size_t n = 0;
+	if (!err && sel.n && !(sites = malloc(sel.n * sizeof(*sites))))
+		err = stitch_fail(STITCH_ENOMEM, "out of memory preparing %zu sites", sel.n);
+	for (size_t i = 0; !err && i < sel.n; i++)
+		if (!sel.v[i]->enabled)
+			sites[n++] = &sel.v[i]->a;
+	if (!err && n)
+		err = stitch_ensure_init();
+	if (!err && n)
+		err = arch_ftrace_prepare(sites, n);
+	free(sites);
+	free(sel.v);
+	stitch_update_unlock();
+	return err;
+}
+
 int stitch_ftrace_ops_site_count(const struct stitch_ftrace_ops *ops)
 {
 	stitch_clear_error();

@@ -3,6 +3,7 @@
 #ifndef STITCH_TEST_FTRACE_SITE_BYTES_H
 #define STITCH_TEST_FTRACE_SITE_BYTES_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -13,6 +14,23 @@
 #else
 #define SITE_LEN 4 /* the NOP <-> BL / JALR */
 #endif
+
+/*
+ * Whether `cur` (SITE_LEN bytes at the site) is a disabled site whose
+ * compiler bytes were `orig`: those bytes, or on x86-64 the one 5-byte NOP
+ * that replaces gcc's five 1-byte NOPs at their first enable or
+ * stitch_ftrace_prepare() (docs/ftrace.md, "Prepared sites").
+ */
+static inline bool site_disabled_bytes(const uint8_t *orig, const uint8_t *cur)
+{
+#if defined(__x86_64__)
+	static const uint8_t five_nops[5] = { 0x90, 0x90, 0x90, 0x90, 0x90 };
+	static const uint8_t nop5[5] = { 0x0f, 0x1f, 0x44, 0x00, 0x00 };
+	if (memcmp(orig, five_nops, 5) == 0 && memcmp(cur, nop5, 5) == 0)
+		return true;
+#endif
+	return memcmp(orig, cur, SITE_LEN) == 0;
+}
 
 /* Change a site behind the library's back to another harmless form; returns 0 on success. */
 static inline int tamper_site(uintptr_t site, uint8_t saved[SITE_LEN])

@@ -259,6 +259,21 @@ static bool replay_mov(uintptr_t *pc, void *arg)
 	return false;
 }
 
+/* A never prepared site's writes besides the toggled word, into p[0..2):
+ * the literal over the two NOPs before the function, MOV X9, X30 over
+ * the NOP at func+0.  Returns 2. */
+static size_t prepare_patches(const struct arch_ftrace_site *s, struct stitch_patch *p)
+{
+	const uint32_t nop = A64_NOP;
+	uint32_t mov = 0;
+	a64_encode_mov_reg(&mov, 9, A64_REG_LR);
+	uint64_t lit = s->cookie, nops = ((uint64_t)A64_NOP << 32) | A64_NOP;
+	stitch_patch_init(&p[0], s->record, &nops, &lit, 8);
+	p[0].data = true;
+	stitch_patch_init(&p[1], s->record + 8, &nop, &mov, 4);
+	return 2;
+}
+
 int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, const bool *enable, size_t n)
 {
 	const uint32_t nop = A64_NOP;
@@ -291,10 +306,7 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 		}
 		if (!(s->form & PREPARED)) {
 			/* only reached when enabling: a disabled, never prepared site */
-			uint64_t lit = s->cookie, nops = ((uint64_t)A64_NOP << 32) | A64_NOP;
-			stitch_patch_init(&p[np++], s->record, &nops, &lit, 8);
-			p[np - 1].data = true;
-			stitch_patch_init(&p[np++], s->record + 8, &nop, &mov, 4);
+			np += prepare_patches(s, &p[np]);
 			prep[rp.count++] = s->patch;
 			prepping[i] = true;
 		}
@@ -320,6 +332,47 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 	free(p);
 	free(prep);
 	free(prepping);
+	return err;
+}
+
+/*
+ * stitch_ftrace_prepare(): the first enable's stopped world without the
+ * BL: the literal and MOV X9, X30 are written, func+4 stays a NOP (a
+ * thread at func+4 is replayed from func+0 as in the first enable; it
+ * runs the MOV, harmless: x9 is a scratch register at the entry).  Later
+ * enables of these sites are protocol A.
+ */
+int arch_ftrace_prepare(struct arch_ftrace_site *const *sites, size_t n)
+{
+	struct stitch_patch *p = calloc(2 * (n ? n : 1), sizeof(*p));
+	uintptr_t *prep = calloc(n ? n : 1, sizeof(*prep));
+	struct replay rp = { prep, 0 };
+	size_t np = 0;
+	bool written = false;
+	int err = (!p || !prep) ? stitch_fail(STITCH_ENOMEM, "out of memory preparing %zu sites", n) : 0;
+	for (size_t i = 0; i < n && !err; i++) {
+		const struct arch_ftrace_site *s = sites[i];
+		uint32_t at;
+		if (s->form & PREPARED)
+			continue;
+		/* not written, but what a later enable expects: say so now */
+		memcpy(&at, (const void *)s->patch, 4);
+		if (at != A64_NOP) {
+			err = stitch_fail(STITCH_EMISMATCH, "site %#lx: expected NOP (%08x), found %08x; nothing written",
+					  (unsigned long)s->patch, (unsigned)A64_NOP, (unsigned)at);
+			break;
+		}
+		np += prepare_patches(s, &p[np]);
+		prep[rp.count++] = s->patch;
+	}
+	if (!err && np) {
+		stitch_sort_if_needed(prep, rp.count, sizeof(*prep), stitch_cmp_uintptr);
+		err = stitch_apply_stopped(p, np, replay_mov, (void *)&rp, &written);
+	}
+	for (size_t i = 0; written && i < n; i++)
+		sites[i]->form |= PREPARED;
+	free(p);
+	free(prep);
 	return err;
 }
 

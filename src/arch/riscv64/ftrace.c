@@ -516,6 +516,32 @@ static void undo(struct stitch_patch *p, size_t n)
 		stitch_apply_patches_locked(p, n, "ftrace undo");
 }
 
+/* A never prepared site's writes, into p[0..3): the literal over the
+ * compiler's NOPs before the function, `auipc` at func+0 and `last` (the
+ * JALR, or a NOP4: for a prepare) at func+4.  Returns how many (2 or 3). */
+static size_t prepare_patches(const struct arch_ftrace_site *s, uint32_t auipc, uint32_t last,
+			      struct stitch_patch *p)
+{
+	const uint32_t nop = RV_NOP;
+	uint8_t area[16];
+	uint64_t lit = s->cookie;
+	if ((s->form & ~PREPARED) == FORM_RVC)
+		for (int k = 0; k < 8; k++) {
+			uint16_t cn = RV_C_NOP;
+			memcpy(area + 2 * k, &cn, 2);
+		}
+	else
+		for (int k = 0; k < 4; k++)
+			memcpy(area + 4 * k, &nop, 4);
+	stitch_patch_init(&p[0], s->record, area, &lit, 8);
+	p[0].data = true;
+	stitch_patch_init(&p[1], s->record + 8, area + 8, &auipc, 4);
+	if (memcmp(area + 12, &last, 4) == 0)
+		return 2; /* a prepare without RVC: the NOP4 is there already */
+	stitch_patch_init(&p[2], s->patch, area + 12, &last, 4);
+	return 3;
+}
+
 int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, const bool *enable, size_t n)
 {
 	const uint32_t nop = RV_NOP;
@@ -554,20 +580,7 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 		}
 		if (!(s->form & PREPARED)) {
 			/* only reached when enabling a never prepared site: the compiler's bytes */
-			uint8_t area[16];
-			uint64_t lit = s->cookie;
-			if ((s->form & ~PREPARED) == FORM_RVC)
-				for (int k = 0; k < 8; k++) {
-					uint16_t cn = RV_C_NOP;
-					memcpy(area + 2 * k, &cn, 2);
-				}
-			else
-				for (int k = 0; k < 4; k++)
-					memcpy(area + 4 * k, &nop, 4);
-			stitch_patch_init(&p[np++], s->record, area, &lit, 8);
-			p[np - 1].data = true;
-			stitch_patch_init(&p[np++], func, area + 8, &auipc, 4);
-			stitch_patch_init(&p[np++], s->patch, area + 12, &jalr, 4);
+			np += prepare_patches(s, auipc, jalr, &p[np]);
 			prep[rp.count++] = func;
 			prepping[i] = true;
 			continue;
@@ -629,6 +642,50 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 	free(moved);
 	free(dest);
 	free(prepping);
+	return err;
+}
+
+/*
+ * stitch_ftrace_prepare(): the first enable's stopped world with a NOP4
+ * where the JALR would go: the literal and the AUIPC towards the site's
+ * current destination (s->target: the stub, or the table's slot 0) are
+ * written, and a thread inside (func, func+8) is replayed from func as in
+ * a first enable.  Later enables of these sites are protocol A (with the
+ * AUIPC moved first when a retarget-mode destination is in another page).
+ */
+int arch_ftrace_prepare(struct arch_ftrace_site *const *sites, size_t n)
+{
+	struct stitch_patch *p = calloc(3 * (n ? n : 1), sizeof(*p));
+	uintptr_t *prep = calloc(n ? n : 1, sizeof(*prep));
+	struct replay rp = { prep, 0 };
+	size_t np = 0;
+	bool written = false;
+	int err = (!p || !prep) ? stitch_fail(STITCH_ENOMEM, "out of memory preparing %zu sites", n) : 0;
+	for (size_t i = 0; i < n && !err; i++) {
+		const struct arch_ftrace_site *s = sites[i];
+		uint32_t auipc, jalr;
+		if (s->form & PREPARED)
+			continue;
+		err = site_words(s, s->target, &auipc, &jalr);
+		uint32_t at;
+		memcpy(&at, (const void *)s->patch, 4);
+		if (!err && (s->form & ~PREPARED) != FORM_RVC && at != RV_NOP)
+			/* not written, but what a later enable expects: say so now */
+			err = stitch_fail(STITCH_EMISMATCH, "site %#lx: expected NOP (%08x), found %08x; nothing written",
+					  (unsigned long)s->patch, (unsigned)RV_NOP, (unsigned)at);
+		if (!err) {
+			np += prepare_patches(s, auipc, RV_NOP, &p[np]);
+			prep[rp.count++] = s->record + 8;
+		}
+	}
+	if (!err && np) {
+		stitch_sort_if_needed(prep, rp.count, sizeof(*prep), stitch_cmp_uintptr);
+		err = stitch_apply_stopped(p, np, replay_entry, (void *)&rp, &written);
+	}
+	for (size_t i = 0; written && i < n; i++)
+		sites[i]->form |= PREPARED;
+	free(p);
+	free(prep);
 	return err;
 }
 

@@ -101,6 +101,8 @@ _Static_assert(URCU_BP_GP_CTR_NEST_MASK == 0xffffffffUL && sizeof(unsigned long)
 #endif
 
 enum { FORM_NOP5, FORM_NOP5_DISP, FORM_5NOPS };
+/* form bit: the compiler's five NOPs were replaced by one NOP5 (see "Preparing") */
+#define CONVERTED 0x80
 
 #define SITE_LEN 5
 #define STUB_SIZE 16
@@ -720,6 +722,9 @@ int arch_ftrace_region_fill(uint8_t *buf, uintptr_t addr, struct arch_ftrace_sit
 
 bool arch_ftrace_site_lost(const struct arch_ftrace_site *s, bool enabled)
 {
+	/* a converted site showing the compiler's five NOPs again, enabled or not */
+	if ((s->form & CONVERTED) && memcmp((const void *)s->patch, five_nops, SITE_LEN) == 0)
+		return true;
 	return enabled && memcmp((const void *)s->patch, s->orig, SITE_LEN) == 0;
 }
 
@@ -739,7 +744,28 @@ static int call_bytes(const struct arch_ftrace_site *s, uint8_t out[SITE_LEN])
  * the canonical NOP5 and clang's NOP5 with displacement 8 (x86_decode_site). */
 static bool one_insn_form(const struct arch_ftrace_site *s)
 {
-	return s->form == FORM_NOP5 || s->form == FORM_NOP5_DISP;
+	int form = s->form & ~CONVERTED;
+	return form == FORM_NOP5 || form == FORM_NOP5_DISP;
+}
+
+/*
+ * Preparing gcc's five NOPs.  Protocol A needs a site of one instruction;
+ * five 1-byte NOPs are five, and a thread may be stopped between them.
+ * Once a stopped world has replaced them (protocol B: the site's first
+ * enable, or arch_ftrace_prepare() for stitch_ftrace_prepare()), no thread
+ * can be inside them any more, and none can enter them again: the site's
+ * disabled form is from then on the canonical NOP5 (FORM_NOP5 | CONVERTED,
+ * orig = NOP5).  Every later switch of it is protocol A, which stops
+ * nothing, and the untraced function runs one NOP instead of five.  A
+ * disable never writes the five NOPs back: the NOP5 does the same, and a
+ * site's disabled bytes are its prepared form, as on AArch64 and RISC-V
+ * (docs/ftrace.md).  The CONVERTED bit also tells arch_ftrace_site_lost()
+ * that five NOPs there mean a reloaded module.
+ */
+static void convert_to_nop5(struct arch_ftrace_site *s)
+{
+	s->form = FORM_NOP5 | CONVERTED;
+	memcpy(s->orig, nop5, SITE_LEN);
 }
 
 /* Sites whose current bytes are five 1-byte NOPs, sorted, for the fixup. */
@@ -789,7 +815,7 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 		memcpy(q->old, enabled[i] ? call : s->orig, SITE_LEN);
 		memcpy(q->new_bytes, enable[i] ? call : s->orig, SITE_LEN);
 		all_one_insn &= one_insn_form(s);
-		if (!enabled[i] && s->form == FORM_5NOPS)
+		if (!enabled[i] && s->form == FORM_5NOPS) /* converted by this switch */
 			nops[fix.count++] = s->patch;
 	}
 	if (!err && np) {
@@ -802,8 +828,48 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 			err = stitch_apply_stopped(p, np, skip_nops, &fix, &written);
 		}
 	}
-	for (size_t i = 0; written && i < n; i++)
+	for (size_t i = 0; written && i < n; i++) {
+		if (enable[i] && !enabled[i] && sites[i]->form == FORM_5NOPS)
+			convert_to_nop5(sites[i]); /* stopped world: see "Preparing" */
 		enabled[i] = enable[i];
+	}
+	return err;
+}
+
+int arch_ftrace_prepare(struct arch_ftrace_site *const *sites, size_t n)
+{
+	struct stitch_patch *p = stitch_scratch(STITCH_SCRATCH_ARCH, (n ? n : 1) * sizeof(*p));
+	uintptr_t *nops = stitch_scratch(STITCH_SCRATCH_ARCH_AUX, (n ? n : 1) * sizeof(*nops));
+	struct nops_fixup fix = { nops, 0 };
+	bool written = false;
+	if (!p || !nops)
+		return -STITCH_ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		const struct arch_ftrace_site *s = sites[i];
+		if (s->form != FORM_5NOPS) {
+			/* one instruction already: nothing to write, but what a
+			 * later enable expects, so say so now */
+			if (memcmp((const void *)s->patch, s->orig, SITE_LEN) != 0) {
+				char want[3 * SITE_LEN + 1], found[3 * SITE_LEN + 1];
+				return stitch_fail(STITCH_EMISMATCH, "site %#lx: expected %s, found %s; nothing written",
+						   (unsigned long)s->patch, stitch_hex(want, s->orig, SITE_LEN),
+						   stitch_hex(found, (const uint8_t *)s->patch, SITE_LEN));
+			}
+			continue;
+		}
+		p[fix.count] = (struct stitch_patch){ .addr = s->patch, .len = SITE_LEN };
+		memcpy(p[fix.count].old, five_nops, SITE_LEN);
+		memcpy(p[fix.count].new_bytes, nop5, SITE_LEN);
+		nops[fix.count++] = s->patch;
+	}
+	if (!fix.count)
+		return 0;
+	/* protocol B (the fixup wants its list sorted) */
+	stitch_sort_if_needed(nops, fix.count, sizeof(*nops), stitch_cmp_uintptr);
+	int err = stitch_apply_stopped(p, fix.count, skip_nops, &fix, &written);
+	for (size_t i = 0; written && i < n; i++)
+		if (sites[i]->form == FORM_5NOPS)
+			convert_to_nop5(sites[i]);
 	return err;
 }
 
