@@ -35,6 +35,9 @@ int arch_poke_init(void);
  * with an error before anything is written.
  */
 int arch_batch_apply(const struct stitch_patch *patches, size_t count);
+/* Whether arch_batch_apply() makes threads that run into a site trap
+ * (x86-64's int3 protocol): a thread blocking SIGTRAP must not meet it. */
+bool arch_batch_traps(void);
 
 /* Read and write the interrupted PC of a signal context. */
 uintptr_t arch_ucontext_pc(const ucontext_t *uc);

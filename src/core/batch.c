@@ -4,6 +4,9 @@
  * the architecture's protocol apply them phase by phase with one sync per
  * phase however many sites there are (the kernel's _queue/_apply split).
  */
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,6 +103,53 @@ static void log_site(const struct stitch_patch *p, const uint8_t *old, size_t le
 	stitch_patch_log_site(p->addr - p->lead, bytes, p->lead + len);
 }
 
+/*
+ * A thread that blocks SIGTRAP and runs into an int3 of the trap protocol
+ * is killed: the kernel cannot hand it a synchronous trap it blocks, so it
+ * resets SIGTRAP to its default action.  While such a thread exists the
+ * batch is applied in a stopped world instead: every thread parked at an
+ * instruction boundary, so none is inside a site (each patch of a trap
+ * batch is one instruction, old and new), all stores, one sync, resume.
+ * A thread that blocks the quiescence signal too cannot be parked: the
+ * batch then fails, and says why, with nothing written.  (The check is a
+ * snapshot: a thread that blocks SIGTRAP only after it is not seen.)
+ */
+/* A thread that blocks SIGTRAP, looked for a few times: some block it for
+ * a moment only - glibc's pthread_create() starts every thread with all
+ * signals blocked until it sets the creator's mask, and a thread in our
+ * SIGTRAP handler (emulating a trap of the previous batch) blocks it until
+ * it returns.  Only a thread still blocking it then makes the batch stop
+ * the world (either way is safe). */
+static pid_t sigtrap_blocker(void)
+{
+	pid_t tid = 0;
+	for (int look = 0; look < 16; look++) {
+		tid = stitch_thread_blocking(SIGTRAP);
+		if (!tid)
+			break;
+		sched_yield();
+	}
+	return tid;
+}
+
+static int apply_without_traps(struct stitch_patch *p, size_t n, pid_t tid)
+{
+	bool written;
+	int err = stitch_apply_stopped(p, n, NULL, NULL, &written);
+	if (err && !written) {
+		char why[256];
+		snprintf(why, sizeof(why), "%s", stitch_last_error());
+		return stitch_fail(-err, "thread %d blocks SIGTRAP, so the int3 protocol would kill the process "
+				   "if it ran into a site being patched, and the world could not be stopped "
+				   "instead: %s", (int)tid, why);
+	}
+	if (!err) {
+		stitch_count(batches, 1);
+		stitch_count(sites_written, n);
+	}
+	return err;
+}
+
 int stitch_batch_apply_locked(struct stitch_batch *b)
 {
 	/* Drop no-op patches; sort so that overlaps are adjacent and pages group. */
@@ -129,6 +179,11 @@ int stitch_batch_apply_locked(struct stitch_batch *b)
 			return stitch_fail(STITCH_EMISMATCH, "site %#lx: expected %s, found %s", (unsigned long)p->addr,
 					   stitch_hex(want, p->old, p->len),
 					   stitch_hex(found, (const uint8_t *)p->addr, p->len));
+	}
+	if (arch_batch_traps()) {
+		pid_t tid = sigtrap_blocker();
+		if (tid)
+			return apply_without_traps(b->patches, n, tid);
 	}
 	stitch_patch_log_begin(b->operation ? b->operation : "patch batch");
 	for (size_t i = 0; i < n; i++)

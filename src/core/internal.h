@@ -273,6 +273,9 @@ int stitch_quiesce(const struct stitch_range *ranges, size_t nranges, stitch_pc_
  * stopped.  Caller holds the update lock; calls do not nest.
  */
 int stitch_stop_world(stitch_pc_fixup_fn fixup, void *arg);
+/* A thread of the process (this one included) that blocks signal `sig`
+ * now, or 0 if none does (or /proc/self/task cannot be read). */
+pid_t stitch_thread_blocking(int sig);
 int stitch_resume_world(void);
 
 /*

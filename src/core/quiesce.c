@@ -272,8 +272,8 @@ static int read_small_file(const char *path, char *buf, size_t size)
 	return 0;
 }
 
-/* Does the thread block our signal? */
-static bool blocks_signal(pid_t tid)
+/* Does the thread block signal `sig`? */
+static bool blocks(pid_t tid, int sig)
 {
 	char path[64], buf[2048];
 	snprintf(path, sizeof(path), "/proc/self/task/%d/status", (int)tid);
@@ -283,7 +283,32 @@ static bool blocks_signal(pid_t tid)
 	if (!p)
 		return false;
 	unsigned long long mask = strtoull(p + 7, NULL, 16);
-	return (mask >> (quiesce_signal - 1)) & 1;
+	return (mask >> (sig - 1)) & 1;
+}
+
+/* Does the thread block our signal? */
+static bool blocks_signal(pid_t tid)
+{
+	return blocks(tid, quiesce_signal);
+}
+
+pid_t stitch_thread_blocking(int sig)
+{
+	DIR *d = opendir("/proc/self/task");
+	if (!d)
+		return 0; /* cannot tell: as before this check existed */
+	pid_t found = 0;
+	struct dirent *e;
+	while (!found && (e = readdir(d))) {
+		char *end;
+		long tid = strtol(e->d_name, &end, 10);
+		if (*end || tid <= 0 || contains(emulator_tids, emulator_count, (pid_t)tid))
+			continue;
+		if (blocks((pid_t)tid, sig))
+			found = (pid_t)tid;
+	}
+	closedir(d);
+	return found;
 }
 
 /* Is the thread asleep in a system call (so its PC is at a syscall instruction)? */

@@ -58,6 +58,15 @@ static void park_trace_handler(int sig, siginfo_t *info, void *ctx)
 	ucontext_t *uc = ctx;
 	if (arch_ucontext_pc(uc) == atomic_load(&park_pc)) {
 		uc->uc_mcontext.gregs[REG_EFL] &= ~PARK_X86_TF;
+		/* Parked, the worker must look like a thread at that PC: inside
+		 * this SIGTRAP handler it blocks SIGTRAP, and the library would
+		 * then switch in a stopped world instead of the int3 protocol
+		 * under test (src/core/batch.c).  The mask of the interrupted
+		 * code comes back at the handler's return. */
+		sigset_t trap;
+		sigemptyset(&trap);
+		sigaddset(&trap, SIGTRAP);
+		sigprocmask(SIG_UNBLOCK, &trap, NULL);
 		park_here();
 		atomic_store(&park_answered, 1);
 	} else if (!atomic_load(&park_pc)) {

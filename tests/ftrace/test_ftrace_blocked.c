@@ -4,8 +4,10 @@
  * switching compiler-emitted sites that stop the world (gcc's five NOPs on
  * x86-64, the first enable on AArch64 and RISC-V) must fail with a clear
  * error after the timeout and leave every site's bytes as they were.
- * clang's one 5-byte NOP on x86-64 switches through the int3 protocol,
- * which stops nobody: there the switch succeeds.
+ * clang's one 5-byte NOP on x86-64 would switch through the int3
+ * protocol, which stops nobody - but that thread blocks SIGTRAP too, and
+ * would be killed by an int3: the library falls back to stopping the
+ * world (src/core/batch.c), which fails the same way, saying so.
  * Run with STITCH_QUIESCE_TIMEOUT_MS small (see CMakeLists.txt).
  */
 #include <pthread.h>
@@ -58,27 +60,15 @@ int main(void)
 	while (!atomic_load(&started))
 		;
 	struct stitch_ftrace_ops ops = { .func = cb };
-#if defined(__x86_64__)
-	bool stops = orig[0][0] == 0x90; /* gcc: five NOPs */
-#else
-	bool stops = true;
-#endif
 	int err = stitch_ftrace_register(&ops, "*");
-	if (!stops) {
-		CHECK(err == 0, "register while a thread blocks signals, int3 protocol: %s", stitch_last_error());
-		CHECK_EQ(tf_table[7](1), 3 + 7);
-		CHECK_EQ(stitch_ftrace_unregister(&ops), 0);
-		for (size_t i = 0; i < ns; i++)
-			CHECK(memcmp(orig[i], (const void *)info[i].site, SITE_LEN) == 0, "site %zu restored", i);
-		atomic_store(&stop, 1);
-		pthread_join(th, NULL);
-		free(info);
-		free(orig);
-		return check_summary("test_ftrace_blocked");
-	}
 	CHECK_EQ(err, -STITCH_EQUIESCE);
 	printf("blocked thread: %s\n", stitch_last_error());
 	CHECK(strstr(stitch_last_error(), "thread") != NULL, "message: %s", stitch_last_error());
+#if defined(__x86_64__)
+	/* clang's and -mfentry's NOP5: the int3 protocol is refused first */
+	if (orig[0][0] == 0x0f)
+		CHECK(strstr(stitch_last_error(), "SIGTRAP") != NULL, "message: %s", stitch_last_error());
+#endif
 	size_t changed = 0;
 	for (size_t i = 0; i < ns; i++)
 		changed += memcmp(orig[i], (const void *)info[i].site, SITE_LEN) != 0;

@@ -48,6 +48,11 @@ int arch_poke_init(void)
 	return 0;
 }
 
+bool arch_batch_traps(void)
+{
+	return false; /* CMODX word stores: nobody traps */
+}
+
 int arch_batch_apply(const struct stitch_patch *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {

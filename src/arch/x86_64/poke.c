@@ -241,6 +241,11 @@ static void roll_back(const struct stitch_patch *p, size_t n)
 		stitch_die("x86 int3 protocol: cannot restore code after a failed write");
 }
 
+bool arch_batch_traps(void)
+{
+	return true;
+}
+
 int arch_batch_apply(const struct stitch_patch *p, size_t n)
 {
 	int err = ensure_sigtrap_handler();
