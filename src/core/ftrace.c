@@ -346,6 +346,12 @@ static bool set_put(struct ft_set *s)
 	return s && --s->refs == 0;
 }
 
+/* A record's name and index, for a module's name index (select_filter). */
+struct ft_name {
+	const char *name;
+	size_t rec;
+};
+
 struct ft_module {
 	char *path;
 	uintptr_t base;
@@ -353,6 +359,7 @@ struct ft_module {
 	struct ft_elf elf;
 	struct ft_rec *recs;
 	size_t nrecs;
+	struct ft_name *by_name; /* the records in name order, made by the first filter (NULL: not yet) */
 	uintptr_t region;
 	size_t region_size;
 	bool present;
@@ -714,6 +721,7 @@ static void module_free(struct ft_module *m)
 	if (m->region)
 		munmap((void *)m->region, m->region_size);
 	free(m->recs);
+	free(m->by_name);
 	ft_elf_free(&m->elf);
 	free(m->path);
 	free(m);
@@ -933,16 +941,18 @@ static int refuse_bad(const struct ft_rec *r)
 }
 
 /*
- * One pattern of a filter, classified once: matching 100 000 names with
- * fnmatch() took milliseconds, most of a switch.  fnmatch(p, name, 0) - no
+ * One pattern of a filter, classified once.  fnmatch(p, name, 0) - no
  * FNM_PATHNAME, FNM_PERIOD or FNM_NOESCAPE - gives "*" every name, a
  * pattern without *, ?, [ or backslash only itself, and such a literal
- * followed by one final * every name it begins; the rest go to fnmatch.
+ * followed by one final * every name it begins; the rest go to fnmatch,
+ * and only for the names that begin with the pattern's literal part (its
+ * characters before the first *, ?, [ or backslash match only
+ * themselves).
  */
 enum pat_kind { PAT_ALL, PAT_EXACT, PAT_PREFIX, PAT_GLOB, PAT_ADDR };
 struct pat {
 	const char *s; /* without the leading '!' */
-	size_t len;    /* PAT_PREFIX: length of the literal part */
+	size_t len;    /* the literal part: all of s for PAT_EXACT */
 	enum pat_kind kind;
 	bool neg;
 	const struct ft_rec *rec; /* PAT_ADDR: the record at that address, or NULL */
@@ -968,22 +978,90 @@ static void pat_init(struct pat *p, const char *tok)
 	p->len = lit;
 }
 
-static bool pat_match(const struct pat *p, const struct ft_rec *r)
+static int cmp_name(const void *a, const void *b)
 {
-	switch (p->kind) {
-	case PAT_ALL: return true;
-	case PAT_EXACT: return strcmp(p->s, r->name) == 0;
-	case PAT_PREFIX:
-		/* strncmp() without the call, once per site: p->s has no NUL
-		 * in its first len bytes, so a shorter name differs first */
-		for (size_t i = 0; i < p->len; i++)
-			if (r->name[i] != p->s[i])
-				return false;
-		return true;
-	case PAT_ADDR: return p->rec == r;
-	case PAT_GLOB: break;
+	return strcmp(((const struct ft_name *)a)->name, ((const struct ft_name *)b)->name);
+}
+
+/*
+ * The module's records sorted by name, made once per loaded module (its
+ * records never change): a filter then finds its names by binary search
+ * instead of comparing every name of the program - for one function out
+ * of 100 000 that was ~450 us of the ~500 us an enable took.  Names that
+ * begin with the same literal are one range of it.  Update lock held.
+ */
+static int module_name_index(struct ft_module *m)
+{
+	if (m->by_name || !m->nrecs)
+		return 0;
+	struct ft_name *v = malloc(m->nrecs * sizeof(*v));
+	if (!v)
+		return stitch_fail(STITCH_ENOMEM, "%s: out of memory indexing %zu names", m->path, m->nrecs);
+	for (size_t i = 0; i < m->nrecs; i++)
+		v[i] = (struct ft_name){ m->recs[i].name, i };
+	stitch_sort_if_needed(v, m->nrecs, sizeof(*v), cmp_name);
+	m->by_name = v;
+	return 0;
+}
+
+/* [*lo, *hi): the positions in m's name index of the names that begin with the len bytes of s. */
+static void name_range(const struct ft_module *m, const char *s, size_t len, size_t *lo, size_t *hi)
+{
+	size_t a = 0, b = m->nrecs;
+	while (a < b) { /* first name >= s[0, len) */
+		size_t mid = a + (b - a) / 2;
+		if (strncmp(m->by_name[mid].name, s, len) < 0)
+			a = mid + 1;
+		else
+			b = mid;
 	}
-	return fnmatch(p->s, r->name, 0) == 0;
+	*lo = a;
+	b = m->nrecs;
+	while (a < b) { /* first name after those beginning with s[0, len) */
+		size_t mid = a + (b - a) / 2;
+		if (strncmp(m->by_name[mid].name, s, len) <= 0)
+			a = mid + 1;
+		else
+			b = mid;
+	}
+	*hi = a;
+}
+
+/*
+ * Call fn(index of the record in m->recs, arg) for each record of m that p
+ * matches, in name order, until fn returns true; returns whether it did.
+ * m's name index is made.
+ */
+static bool pat_each(const struct pat *p, const struct ft_module *m, bool (*fn)(size_t, void *), void *arg)
+{
+	if (p->kind == PAT_ADDR)
+		return p->rec && p->rec->mod == m && fn((size_t)(p->rec - m->recs), arg);
+	size_t lo = 0, hi = m->nrecs;
+	if (p->kind != PAT_ALL)
+		name_range(m, p->s, p->len, &lo, &hi);
+	for (size_t i = lo; i < hi; i++) {
+		const struct ft_name *e = &m->by_name[i];
+		if (p->kind == PAT_EXACT && e->name[p->len] != '\0')
+			continue; /* a longer name that begins with it */
+		if (p->kind == PAT_GLOB && fnmatch(p->s, e->name, 0) != 0)
+			continue;
+		if (fn(e->rec, arg))
+			return true;
+	}
+	return false;
+}
+
+static bool stop_at_first(size_t rec, void *arg)
+{
+	(void)rec, (void)arg;
+	return true;
+}
+
+static bool mark_rec(size_t rec, void *arg)
+{
+	uint64_t *bits = arg;
+	bits[rec / 64] |= (uint64_t)1 << (rec % 64);
+	return false;
 }
 
 /* Select the sites of a filter string (see ftrace.h).  Sorted, no duplicates. */
@@ -1009,14 +1087,15 @@ static int select_filter(const char *filter, struct sel_list *out)
 	int err = 0;
 	if (total_sites() == 0)
 		err = no_site_error(filter && *filter ? filter : "*");
+	for (struct ft_module *m = modules; !err && m; m = m->next)
+		err = module_name_index(m);
 	/* every positive pattern must match something */
 	for (size_t k = 0; !err && k < ntok; k++) {
 		if (pat[k].neg)
 			continue;
-		bool hit = pat[k].kind == PAT_ADDR ? pat[k].rec != NULL : false;
-		for (struct ft_module *m = modules; m && !hit && pat[k].kind != PAT_ADDR; m = m->next)
-			for (size_t i = 0; i < m->nrecs && !hit; i++)
-				hit = pat_match(&pat[k], &m->recs[i]);
+		bool hit = false;
+		for (struct ft_module *m = modules; m && !hit; m = m->next)
+			hit = pat_each(&pat[k], m, stop_at_first, NULL);
 		if (!hit) {
 			void *sym = strchr(tok[k], '*') || strchr(tok[k], '?') || strchr(tok[k], '[') || tok[k][0] == '0'
 					    ? NULL
@@ -1029,24 +1108,48 @@ static int select_filter(const char *filter, struct sel_list *out)
 						  tok[k]);
 		}
 	}
-	for (struct ft_module *m = modules; !err && m; m = m->next)
-		for (size_t i = 0; !err && i < m->nrecs; i++) {
-			struct ft_rec *r = &m->recs[i];
-			bool pos = npos == 0, neg = false;
-			for (size_t k = 0; k < ntok; k++) {
-				bool match = pat_match(&pat[k], r);
-				if (match && pat[k].neg)
-					neg = true;
-				else if (match)
-					pos = true;
-			}
-			if (!pos || neg)
-				continue;
-			if (r->bad)
-				err = refuse_bad(r);
-			else
-				err = sel_add(out, r);
+	/*
+	 * Per module, a bit per record for "a positive pattern matches" and
+	 * one for "a negative one does" (scratch: no fresh pages each time);
+	 * the selected records are then read off in address order.
+	 */
+	for (struct ft_module *m = modules; !err && m; m = m->next) {
+		size_t words = (m->nrecs + 63) / 64;
+		if (!words)
+			continue;
+		uint64_t *pos = stitch_scratch(STITCH_SCRATCH_SELECT, 2 * words * sizeof(*pos));
+		if (!pos) {
+			err = -STITCH_ENOMEM;
+			break;
 		}
+		uint64_t *neg = pos + words;
+		memset(pos, npos ? 0 : 0xff, words * sizeof(*pos));
+		memset(neg, 0, words * sizeof(*neg));
+		if (m->nrecs % 64)
+			pos[words - 1] &= ((uint64_t)1 << (m->nrecs % 64)) - 1;
+		for (size_t k = 0; k < ntok; k++)
+			(void)pat_each(&pat[k], m, mark_rec, pat[k].neg ? neg : pos);
+		size_t count = 0;
+		for (size_t w = 0; w < words; w++)
+			count += (size_t)__builtin_popcountll(pos[w] & ~neg[w]);
+		if (!count)
+			continue;
+		struct ft_rec **v = realloc(out->v, (out->n + count) * sizeof(*v));
+		if (!v) {
+			err = stitch_fail(STITCH_ENOMEM, "out of memory selecting sites");
+			break;
+		}
+		out->v = v;
+		out->cap = out->n + count;
+		for (size_t w = 0; !err && w < words; w++)
+			for (uint64_t b = pos[w] & ~neg[w]; b && !err; b &= b - 1) {
+				struct ft_rec *r = &m->recs[w * 64 + (size_t)__builtin_ctzll(b)];
+				if (r->bad)
+					err = refuse_bad(r);
+				else
+					out->v[out->n++] = r;
+			}
+	}
 	free(copy);
 	if (!err && out->n == 0)
 		err = no_site_error(filter && *filter ? filter : "*");

@@ -210,6 +210,7 @@ enum stitch_scratch_slot {
 	STITCH_SCRATCH_BATCH,    /* stitch_apply_patches_locked()'s copy */
 	STITCH_SCRATCH_TRAPS,    /* the x86 int3 trap table (unused once unpublished) */
 	STITCH_SCRATCH_RUN,      /* text.c: a page run being written */
+	STITCH_SCRATCH_SELECT,   /* core/ftrace.c select_filter(): a module's bitmaps */
 	STITCH_SCRATCH_SLOTS
 };
 void *stitch_scratch(enum stitch_scratch_slot slot, size_t bytes);
