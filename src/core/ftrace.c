@@ -1198,6 +1198,28 @@ static int select_ips(const uintptr_t *ips, size_t n, struct sel_list *out)
 
 static int direct_grace(struct ft_set *const *old, size_t n);
 
+/* The lean trampoline may run s's ops (see ftrace.h, fast ABI). */
+static struct stitch_ftrace_ops *set_lean(const struct ft_set *s)
+{
+	struct stitch_ftrace_ops *o = s && s->n == 1 ? s->ops[0] : NULL;
+	if (!o || o->direct || !(o->flags & STITCH_FTRACE_F_PRESERVES_REGS) || !arch_ftrace_has_lean() ||
+	    !ft_fast_ok())
+		return NULL;
+	return o;
+}
+
+/* The words of a record traced by s (NULL: untraced): where its stub goes,
+ * its lean and single ops.  ft_fast_ok() is decided before any update. */
+static void set_words(const struct ft_set *s, struct ft_words *w)
+{
+	uintptr_t direct = s && s->ops[0]->direct ? (uintptr_t)s->ops[0]->direct : 0;
+	w->lean = set_lean(s);
+	w->lean_ret = w->lean && w->lean->ret_func ? (uintptr_t)w->lean : FT_NO_LEAN_RET;
+	w->single = s && s->n == 1 && !direct && ft_fast_ok() ? s->ops[0] : NULL;
+	w->single_ret = w->single && w->single->ret_func ? (uintptr_t)w->single : FT_NO_LEAN_RET;
+	w->entry = arch_ftrace_entry(direct, w->lean != NULL);
+}
+
 /* The set of r with ops removed (add=false) or added; *out NULL if empty. */
 static int set_with(const struct ft_set *cur, struct stitch_ftrace_ops *ops, bool add, struct ft_set **out)
 {
@@ -1218,34 +1240,20 @@ static int set_with(const struct ft_set *cur, struct stitch_ftrace_ops *ops, boo
 	s->refs = 0;
 	for (size_t i = 0; i < k; i++)
 		s->ngraph += s->ops[i]->ret_func != NULL;
+	set_words(s, &s->words);
 	*out = s;
 	return 0;
 }
 
-/* The lean trampoline may run s's ops (see ftrace.h, fast ABI). */
-static struct stitch_ftrace_ops *set_lean(const struct ft_set *s)
+/* Publish r's words for a set whose words are w; its `direct` word is
+ * published by the caller. */
+static void rec_publish_words(struct ft_rec *r, const struct ft_words *w)
 {
-	struct stitch_ftrace_ops *o = s && s->n == 1 ? s->ops[0] : NULL;
-	if (!o || o->direct || !(o->flags & STITCH_FTRACE_F_PRESERVES_REGS) || !arch_ftrace_has_lean() ||
-	    !ft_fast_ok())
-		return NULL;
-	return o;
-}
-
-/* Where r's stub goes, and its lean ops, for the set s (NULL: untraced);
- * its `direct` word is published by the caller. */
-static void rec_publish_entry(struct ft_rec *r, const struct ft_set *s)
-{
-	struct stitch_ftrace_ops *lean = set_lean(s);
-	uintptr_t direct = s && s->ops[0]->direct ? (uintptr_t)s->ops[0]->direct : 0;
-	atomic_store_explicit(&r->lean, lean, memory_order_release);
-	atomic_store_explicit(&r->lean_ret, lean && lean->ret_func ? (uintptr_t)lean : FT_NO_LEAN_RET,
-			      memory_order_release);
-	struct stitch_ftrace_ops *single = s && s->n == 1 && !direct && ft_fast_ok() ? s->ops[0] : NULL;
-	atomic_store_explicit(&r->single, single, memory_order_release);
-	atomic_store_explicit(&r->single_ret, single && single->ret_func ? (uintptr_t)single : FT_NO_LEAN_RET,
-			      memory_order_release);
-	atomic_store_explicit(&r->entry, arch_ftrace_entry(direct, lean != NULL), memory_order_release);
+	atomic_store_explicit(&r->lean, w->lean, memory_order_release);
+	atomic_store_explicit(&r->lean_ret, w->lean_ret, memory_order_release);
+	atomic_store_explicit(&r->single, w->single, memory_order_release);
+	atomic_store_explicit(&r->single_ret, w->single_ret, memory_order_release);
+	atomic_store_explicit(&r->entry, w->entry, memory_order_release);
 }
 
 /*
@@ -1283,6 +1291,8 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 		bool used, add;
 	} memo[64];
 	memset(memo, 0, sizeof(memo));
+	struct ft_words untraced;
+	set_words(NULL, &untraced);
 	int err = 0;
 	if (!block)
 		err = -STITCH_ENOMEM;
@@ -1327,6 +1337,14 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 				}
 				made[nmade++] = nset[na];
 			}
+			/* a direct call owns its site: checked once per new set
+			 * (a memo hit is a set already checked) */
+			for (size_t o = 0; !err && nset[na] && nset[na]->n > 1 && o < nset[na]->n; o++)
+				if (nset[na]->ops[o]->direct)
+					err = stitch_fail(STITCH_EINVAL,
+							  "cannot trace %s (%#lx): a direct call cannot share its site "
+							  "with another ops",
+							  *r->name ? r->name : "?", (unsigned long)r->a.func);
 			if (!err) {
 				memo[h].used = true;
 				memo[h].add = in_new;
@@ -1334,14 +1352,7 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 				memo[h].new_set = nset[na];
 			}
 		}
-		/* in the same pass over the records: a direct call owns its site;
-		 * the sites whose code changes */
-		for (size_t o = 0; !err && nset[na] && nset[na]->n > 1 && o < nset[na]->n; o++)
-			if (nset[na]->ops[o]->direct)
-				err = stitch_fail(STITCH_EINVAL,
-						  "cannot trace %s (%#lx): a direct call cannot share its site with "
-						  "another ops",
-						  *r->name ? r->name : "?", (unsigned long)r->a.func);
+		/* in the same pass over the records: the sites whose code changes */
 		if (!err && (nset[na] != NULL) != r->enabled) {
 			sites[nsw] = &r->a;
 			was[nsw] = r->enabled;
@@ -1363,7 +1374,7 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 				if (nset[k]->ops[0]->direct)
 					atomic_store_explicit(&aff[k]->direct, (uintptr_t)nset[k]->ops[0]->direct,
 							      memory_order_release);
-				rec_publish_entry(aff[k], nset[k]);
+				rec_publish_words(aff[k], &nset[k]->words);
 			}
 		/* 2. switch the code */
 		if (nsw)
@@ -1375,7 +1386,7 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 						      oset[k] && oset[k]->ops[0]->direct ? (uintptr_t)oset[k]->ops[0]->direct
 											 : 0,
 						      memory_order_release);
-				rec_publish_entry(aff[k], oset[k]);
+				rec_publish_words(aff[k], oset[k] ? &oset[k]->words : &untraced);
 			}
 			/* what is in memory now (a late failure may leave new bytes) */
 			for (size_t s = 0; s < nsw; s++)
@@ -1383,16 +1394,23 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 			ft_synchronize();
 			goto fail;
 		}
-		for (size_t s = 0; s < nsw; s++)
-			aff[sw_idx[s]]->enabled = was[s];
-		/* 3. sets of sites that became untraced; direct calls that went */
+		/*
+		 * 3. in one pass: the state of the switched sites; sets of sites
+		 * that became untraced; direct calls that went.  A record's
+		 * direct word is non-zero exactly while its set is a direct
+		 * call's (steps 1 and 3, the roll-back above, modify_direct), so
+		 * the sets say where it goes without loading the record.
+		 */
 		bool direct_gone = false;
-		for (size_t k = 0; k < na; k++) {
+		for (size_t k = 0, s = 0; k < na; k++) {
+			if (s < nsw && sw_idx[s] == k)
+				aff[k]->enabled = was[s++];
+			bool was_direct = oset[k] && oset[k]->ops[0]->direct;
 			if (!nset[k]) {
 				atomic_store_explicit(&aff[k]->set, NULL, memory_order_release);
-				rec_publish_entry(aff[k], NULL);
+				rec_publish_words(aff[k], &untraced);
 			}
-			if (!(nset[k] && nset[k]->ops[0]->direct) && atomic_load(&aff[k]->direct)) {
+			if (was_direct && !(nset[k] && nset[k]->ops[0]->direct)) {
 				atomic_store_explicit(&aff[k]->direct, 0, memory_order_release);
 				direct_gone = true;
 			}

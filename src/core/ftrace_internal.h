@@ -62,10 +62,19 @@ uintptr_t ft_map_near(uintptr_t lo, uintptr_t hi, size_t size, uintptr_t reach);
  * `refs` counts the records pointing at it, under the update lock only -
  * readers never touch it, the grace period protects them.
  */
+/* What the words of a record traced by a set hold (see struct ft_rec). */
+struct ft_words {
+	struct stitch_ftrace_ops *lean, *single;
+	uintptr_t lean_ret, single_ret, entry;
+};
+
 struct ft_set {
 	size_t n;
 	size_t ngraph; /* how many of the ops have a ret_func */
 	size_t refs;   /* records whose set this is (update lock) */
+	/* the record words for this set, worked out once when it is made (the
+	 * same for each of its records); `direct` is ops[0]'s, published apart */
+	struct ft_words words;
 	struct stitch_ftrace_ops *ops[];
 };
 
