@@ -1113,6 +1113,7 @@ static int select_filter(const char *filter, struct sel_list *out)
 	 * one for "a negative one does" (scratch: no fresh pages each time);
 	 * the selected records are then read off in address order.
 	 */
+	bool unsorted = false;
 	for (struct ft_module *m = modules; !err && m; m = m->next) {
 		size_t words = (m->nrecs + 63) / 64;
 		if (!words)
@@ -1141,6 +1142,10 @@ static int select_filter(const char *filter, struct sel_list *out)
 		}
 		out->v = v;
 		out->cap = out->n + count;
+		/* each module's records come in address order; the sort below
+		 * only when modules do not follow each other in memory */
+		if (out->n && (uintptr_t)out->v[out->n - 1] > (uintptr_t)m->recs)
+			unsorted = true;
 		for (size_t w = 0; !err && w < words; w++)
 			for (uint64_t b = pos[w] & ~neg[w]; b && !err; b &= b - 1) {
 				struct ft_rec *r = &m->recs[w * 64 + (size_t)__builtin_ctzll(b)];
@@ -1158,7 +1163,8 @@ static int select_filter(const char *filter, struct sel_list *out)
 		memset(out, 0, sizeof(*out));
 		return err;
 	}
-	stitch_sort_if_needed(out->v, out->n, sizeof(*out->v), cmp_rec_ptr);
+	if (unsorted)
+		qsort(out->v, out->n, sizeof(*out->v), cmp_rec_ptr);
 	return 0;
 }
 

@@ -192,6 +192,8 @@ void stitch_patch_init(struct stitch_patch *p, uintptr_t addr, const void *old, 
 void stitch_sort_if_needed(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *));
 /* Comparison of two uintptr_t, for qsort and stitch_sort_if_needed. */
 int stitch_cmp_uintptr(const void *a, const void *b);
+/* stitch_sort_if_needed() of uintptr_t, its check without a call per element. */
+void stitch_sort_uintptr(uintptr_t *v, size_t n);
 
 /*
  * Scratch arrays of one operation, kept from one operation to the next
