@@ -62,9 +62,19 @@ int stitch_batch_add(struct stitch_batch *b, uintptr_t addr, const uint8_t *old,
 	return 0;
 }
 
-/* memcmp(a, b, n) == 0 for the few bytes of a site, without a library call per site. */
+/* memcmp(a, b, n) == 0 for the few bytes of a site, without a library call
+ * per site; 4 to 8 bytes (every site of 100 000 in a switch) as two
+ * overlapping 4-byte words, no byte loop. */
 static bool same_bytes(const uint8_t *a, const uint8_t *b, size_t n)
 {
+	if (n >= 4 && n <= 8) {
+		uint32_t a0, a1, b0, b1;
+		memcpy(&a0, a, 4);
+		memcpy(&a1, a + n - 4, 4);
+		memcpy(&b0, b, 4);
+		memcpy(&b1, b + n - 4, 4);
+		return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+	}
 	uint8_t d = 0;
 	for (size_t i = 0; i < n; i++)
 		d |= a[i] ^ b[i];

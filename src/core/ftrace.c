@@ -360,6 +360,7 @@ struct ft_module {
 	struct ft_rec *recs;
 	size_t nrecs;
 	struct ft_name *by_name; /* the records in name order, made by the first filter (NULL: not yet) */
+	size_t nbad; /* records refused (bad != 0): a selection need not look at each record when 0 */
 	uintptr_t region;
 	size_t region_size;
 	bool present;
@@ -677,6 +678,7 @@ static int module_init_sites(struct ft_module *m)
 		if (err) {
 			r->bad = -err;
 			r->why = strdup(stitch_last_error());
+			m->nbad++;
 		}
 	}
 	if (!m->nrecs)
@@ -829,6 +831,7 @@ static int rescan(void)
 				if (!m->recs[k].bad) {
 					m->recs[k].bad = -e;
 					m->recs[k].why = strdup(stitch_last_error());
+					m->nbad++;
 				}
 		}
 		/* A module we cannot read has no sites for us (libraries of the
@@ -1149,7 +1152,7 @@ static int select_filter(const char *filter, struct sel_list *out)
 		for (size_t w = 0; !err && w < words; w++)
 			for (uint64_t b = pos[w] & ~neg[w]; b && !err; b &= b - 1) {
 				struct ft_rec *r = &m->recs[w * 64 + (size_t)__builtin_ctzll(b)];
-				if (r->bad)
+				if (m->nbad && r->bad)
 					err = refuse_bad(r);
 				else
 					out->v[out->n++] = r;
