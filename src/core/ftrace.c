@@ -654,9 +654,11 @@ static int cmp_addr(const void *a, const void *b)
 static int module_init_sites(struct ft_module *m)
 {
 	stitch_sort_if_needed(m->elf.records, m->elf.nrecords, sizeof(uintptr_t), cmp_addr);
-	m->recs = calloc(m->elf.nrecords, sizeof(*m->recs));
+	/* sizeof is a multiple of the alignment (struct ft_rec) */
+	m->recs = aligned_alloc(_Alignof(struct ft_rec), m->elf.nrecords * sizeof(*m->recs));
 	if (!m->recs)
 		return stitch_fail(STITCH_ENOMEM, "%s: out of memory for %zu sites", m->path, m->elf.nrecords);
+	memset(m->recs, 0, m->elf.nrecords * sizeof(*m->recs));
 	for (size_t i = 0; i < m->elf.nrecords; i++) {
 		if (i && m->elf.records[i] == m->elf.records[i - 1])
 			continue;
