@@ -1032,41 +1032,55 @@ static void name_range(const struct ft_module *m, const char *s, size_t len, siz
 	*hi = a;
 }
 
-/*
- * Call fn(index of the record in m->recs, arg) for each record of m that p
- * matches, in name order, until fn returns true; returns whether it did.
- * m's name index is made.
- */
-static bool pat_each(const struct pat *p, const struct ft_module *m, bool (*fn)(size_t, void *), void *arg)
+/* Whether p matches a name of its range in the name index (p not PAT_ADDR). */
+static bool pat_keeps(const struct pat *p, const char *name)
 {
-	if (p->kind == PAT_ADDR)
-		return p->rec && p->rec->mod == m && fn((size_t)(p->rec - m->recs), arg);
-	size_t lo = 0, hi = m->nrecs;
-	if (p->kind != PAT_ALL)
-		name_range(m, p->s, p->len, &lo, &hi);
-	for (size_t i = lo; i < hi; i++) {
-		const struct ft_name *e = &m->by_name[i];
-		if (p->kind == PAT_EXACT && e->name[p->len] != '\0')
-			continue; /* a longer name that begins with it */
-		if (p->kind == PAT_GLOB && fnmatch(p->s, e->name, 0) != 0)
-			continue;
-		if (fn(e->rec, arg))
-			return true;
-	}
-	return false;
-}
-
-static bool stop_at_first(size_t rec, void *arg)
-{
-	(void)rec, (void)arg;
+	if (p->kind == PAT_EXACT)
+		return name[p->len] == '\0'; /* not a longer name that begins with it */
+	if (p->kind == PAT_GLOB)
+		return fnmatch(p->s, name, 0) == 0;
 	return true;
 }
 
-static bool mark_rec(size_t rec, void *arg)
+/* [*lo, *hi): the positions in m's name index (made) of the names p may match (p not PAT_ADDR). */
+static void pat_range(const struct pat *p, const struct ft_module *m, size_t *lo, size_t *hi)
 {
-	uint64_t *bits = arg;
-	bits[rec / 64] |= (uint64_t)1 << (rec % 64);
+	*lo = 0;
+	*hi = m->nrecs;
+	if (p->kind != PAT_ALL)
+		name_range(m, p->s, p->len, lo, hi);
+}
+
+/* Whether p matches a record of m. */
+static bool pat_hits(const struct pat *p, const struct ft_module *m)
+{
+	if (p->kind == PAT_ADDR)
+		return p->rec && p->rec->mod == m;
+	size_t lo, hi;
+	pat_range(p, m, &lo, &hi);
+	for (size_t i = lo; i < hi; i++)
+		if (pat_keeps(p, m->by_name[i].name))
+			return true;
 	return false;
+}
+
+/* Set the bit of each record of m that p matches (bit i: m->recs[i]). */
+static void pat_mark(const struct pat *p, const struct ft_module *m, uint64_t *bits)
+{
+	if (p->kind == PAT_ADDR) {
+		if (p->rec && p->rec->mod == m) {
+			size_t r = (size_t)(p->rec - m->recs);
+			bits[r / 64] |= (uint64_t)1 << (r % 64);
+		}
+		return;
+	}
+	size_t lo, hi;
+	pat_range(p, m, &lo, &hi);
+	for (size_t i = lo; i < hi; i++)
+		if (pat_keeps(p, m->by_name[i].name)) {
+			size_t r = m->by_name[i].rec;
+			bits[r / 64] |= (uint64_t)1 << (r % 64);
+		}
 }
 
 /* Select the sites of a filter string (see ftrace.h).  Sorted, no duplicates. */
@@ -1100,7 +1114,7 @@ static int select_filter(const char *filter, struct sel_list *out)
 			continue;
 		bool hit = false;
 		for (struct ft_module *m = modules; m && !hit; m = m->next)
-			hit = pat_each(&pat[k], m, stop_at_first, NULL);
+			hit = pat_hits(&pat[k], m);
 		if (!hit) {
 			void *sym = strchr(tok[k], '*') || strchr(tok[k], '?') || strchr(tok[k], '[') || tok[k][0] == '0'
 					    ? NULL
@@ -1134,7 +1148,7 @@ static int select_filter(const char *filter, struct sel_list *out)
 		if (m->nrecs % 64)
 			pos[words - 1] &= ((uint64_t)1 << (m->nrecs % 64)) - 1;
 		for (size_t k = 0; k < ntok; k++)
-			(void)pat_each(&pat[k], m, mark_rec, pat[k].neg ? neg : pos);
+			pat_mark(&pat[k], m, pat[k].neg ? neg : pos);
 		size_t count = 0;
 		for (size_t w = 0; w < words; w++)
 			count += (size_t)__builtin_popcountll(pos[w] & ~neg[w]);
