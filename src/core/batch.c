@@ -308,7 +308,7 @@ int stitch_apply_stopped(struct stitch_patch *p, size_t n, stitch_pc_fixup_fn fi
 					  stitch_hex(found, (const uint8_t *)p[i].addr, p[i].len));
 	bool opened = false;
 	if (!err) {
-		err = stitch_text_open(p, n);
+		err = stitch_text_open_checked(p, n); /* checked at step 0, addresses unchanged */
 		opened = !err;
 	}
 	/* step 3: every site at once (text.c merges the stores of a page run) */

@@ -99,6 +99,10 @@ struct stitch_patch;
 int stitch_text_open(const struct stitch_patch *patches, size_t count);
 /* Refuse (-STITCH_EPROTECT) a patch outside executable mappings; reads nothing there. */
 int stitch_text_check(const struct stitch_patch *patches, size_t count);
+/* stitch_text_open() of exactly the patches the last stitch_text_check()
+ * passed, their addresses unchanged since: the check noted which mappings
+ * they touch, so the open does not walk them again. */
+int stitch_text_open_checked(const struct stitch_patch *patches, size_t count);
 /* Drop the mappings the last check read (kept for the next open; update lock release). */
 void stitch_text_forget_checked(void);
 /*

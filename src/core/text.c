@@ -149,9 +149,11 @@ static int read_mappings(uintptr_t lo, uintptr_t hi, struct mapping **out)
  * lock is released: the program may map and unmap as it likes between two
  * operations.  Within one, the code being patched stays mapped as it was -
  * a program unmapping code that is being patched has no right answer.
- * With them, for the open of the very patches that were checked, a patched
- * byte of each mapping they touch (0: none), so that the open need not
- * walk 100 000 patches again to find which mappings those are.
+ * With them, a patched byte of each mapping the checked patches touch
+ * (0: none), so that stitch_text_open_checked() of those same patches
+ * need not walk 100 000 of them again to find which mappings those are;
+ * only on the caller's word that they are the same (a check of some other
+ * address, e.g. a static call's target, may come between).
  */
 static struct mapping *checked;
 static int nchecked;
@@ -393,12 +395,12 @@ static int open_mprotect(const struct stitch_patch *patches, size_t count)
  * for the session: stitch_text_store_patches() merges stores into page runs
  * only inside one mapping that is not writable.
  */
-static int open_procmem(const struct stitch_patch *patches, size_t count)
+static int open_procmem(const struct stitch_patch *patches, size_t count, bool use_checked)
 {
 	/* probe[m]: a patched byte inside mapping m (0: none) - found by the
-	 * check of these same patches, or here */
+	 * check of these same patches (stitch_text_open_checked), or here */
 	uintptr_t *probe = NULL;
-	if (checked && checked_probe && patches == checked_patches && count == checked_count) {
+	if (use_checked && checked && checked_probe && patches == checked_patches && count == checked_count) {
 		probe = checked_probe;
 		checked_probe = NULL;
 	}
@@ -458,15 +460,25 @@ static int open_procmem(const struct stitch_patch *patches, size_t count)
 	return err;
 }
 
-int stitch_text_open(const struct stitch_patch *patches, size_t count)
+static int text_open(const struct stitch_patch *patches, size_t count, bool use_checked)
 {
 	if (count == 0)
 		return 0;
 	if (backend == STITCH_BACKEND_MPROTECT)
 		return open_mprotect(patches, count);
 	if (backend == STITCH_BACKEND_PROCMEM)
-		return open_procmem(patches, count);
+		return open_procmem(patches, count, use_checked);
 	return stitch_fail(STITCH_EBACKEND, "no write backend");
+}
+
+int stitch_text_open(const struct stitch_patch *patches, size_t count)
+{
+	return text_open(patches, count, false);
+}
+
+int stitch_text_open_checked(const struct stitch_patch *patches, size_t count)
+{
+	return text_open(patches, count, true);
 }
 
 int stitch_text_close(void)
