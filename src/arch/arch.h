@@ -63,6 +63,9 @@ bool arch_procmem_word_atomic(void);
 bool arch_procmem_runs(void);
 /* Local instruction-cache maintenance after writing [start, end). */
 void arch_flush_icache_range(uintptr_t start, uintptr_t end);
+/* Whether arch_flush_icache_range() does nothing whatever the range, so
+ * that a sync need not walk a batch's patches to call it (x86). */
+bool arch_flush_icache_is_nop(void);
 /* Extra cross-thread sync the architecture offers besides membarrier
  * (RISC-V: riscv_flush_icache for all threads); 0 if done, -1 if none. */
 int arch_sync_all_threads(void);

@@ -99,6 +99,10 @@ struct stitch_patch;
 int stitch_text_open(const struct stitch_patch *patches, size_t count);
 /* Refuse (-STITCH_EPROTECT) a patch outside executable mappings; reads nothing there. */
 int stitch_text_check(const struct stitch_patch *patches, size_t count);
+/* stitch_text_open() of exactly the patches the last stitch_text_check()
+ * passed, their addresses unchanged since: the check noted which mappings
+ * they touch, so the open does not walk them again. */
+int stitch_text_open_checked(const struct stitch_patch *patches, size_t count);
 /* Drop the mappings the last check read (kept for the next open; update lock release). */
 void stitch_text_forget_checked(void);
 /*
@@ -192,6 +196,8 @@ void stitch_patch_init(struct stitch_patch *p, uintptr_t addr, const void *old, 
 void stitch_sort_if_needed(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *));
 /* Comparison of two uintptr_t, for qsort and stitch_sort_if_needed. */
 int stitch_cmp_uintptr(const void *a, const void *b);
+/* stitch_sort_if_needed() of uintptr_t, its check without a call per element. */
+void stitch_sort_uintptr(uintptr_t *v, size_t n);
 
 /*
  * Scratch arrays of one operation, kept from one operation to the next
@@ -210,6 +216,7 @@ enum stitch_scratch_slot {
 	STITCH_SCRATCH_BATCH,    /* stitch_apply_patches_locked()'s copy */
 	STITCH_SCRATCH_TRAPS,    /* the x86 int3 trap table (unused once unpublished) */
 	STITCH_SCRATCH_RUN,      /* text.c: a page run being written */
+	STITCH_SCRATCH_SELECT,   /* core/ftrace.c select_filter(): a module's bitmaps */
 	STITCH_SCRATCH_SLOTS
 };
 void *stitch_scratch(enum stitch_scratch_slot slot, size_t bytes);

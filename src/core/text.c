@@ -74,8 +74,9 @@ int stitch_sync_init(void)
 
 int stitch_text_sync(const struct stitch_patch *patches, size_t count)
 {
-	for (size_t i = 0; i < count; i++)
-		arch_flush_icache_range(patches[i].addr, patches[i].addr + patches[i].len);
+	if (!arch_flush_icache_is_nop()) /* x86: no walk over 100 000 patches for nothing */
+		for (size_t i = 0; i < count; i++)
+			arch_flush_icache_range(patches[i].addr, patches[i].addr + patches[i].len);
 	/* The architecture's own all-threads flush first (RISC-V fence.i on every
 	 * hart running us), then membarrier, which also orders our stores before
 	 * every other thread's next instruction fetch. */
@@ -148,35 +149,29 @@ static int read_mappings(uintptr_t lo, uintptr_t hi, struct mapping **out)
  * lock is released: the program may map and unmap as it likes between two
  * operations.  Within one, the code being patched stays mapped as it was -
  * a program unmapping code that is being patched has no right answer.
+ * With them, a patched byte of each mapping the checked patches touch
+ * (0: none), so that stitch_text_open_checked() of those same patches
+ * need not walk 100 000 of them again to find which mappings those are;
+ * only on the caller's word that they are the same (a check of some other
+ * address, e.g. a static call's target, may come between).
  */
 static struct mapping *checked;
 static int nchecked;
-static uintptr_t checked_lo, checked_hi;
+static uintptr_t *checked_probe;
+static const struct stitch_patch *checked_patches;
+static size_t checked_count;
 
 void stitch_text_forget_checked(void)
 {
 	free(checked);
+	free(checked_probe);
 	checked = NULL;
+	checked_probe = NULL;
+	checked_patches = NULL;
 	nchecked = 0;
+	checked_count = 0;
 }
 
-/* The mappings overlapping [lo, hi): those of the last check if they cover it (ownership moves to the caller). */
-static int mappings_for(uintptr_t lo, uintptr_t hi, struct mapping **out)
-{
-	if (checked && checked_lo <= lo && hi <= checked_hi) {
-		*out = checked;
-		int n = nchecked;
-		checked = NULL;
-		nchecked = 0;
-		return n;
-	}
-	return read_mappings(lo, hi, out);
-}
-
-/*
- * Every patch must lie inside executable mappings: we never write data, and
- * a patch at an unmapped address must be refused before anyone reads it.
- */
 /* [*lo, *hi): the bytes count (> 0) patches touch, sorted or not. */
 static void patches_span(const struct stitch_patch *patches, size_t count, uintptr_t *lo, uintptr_t *hi)
 {
@@ -190,22 +185,45 @@ static void patches_span(const struct stitch_patch *patches, size_t count, uintp
 	}
 }
 
+/* The mappings overlapping the patches: those of the last check if any (ownership moves to the caller). */
+static int mappings_for(const struct stitch_patch *patches, size_t count, struct mapping **out)
+{
+	if (checked) {
+		*out = checked;
+		int n = nchecked;
+		checked = NULL;
+		nchecked = 0;
+		return n;
+	}
+	uintptr_t lo, hi;
+	patches_span(patches, count, &lo, &hi);
+	return read_mappings(lo, hi, out);
+}
+
+/*
+ * Every patch must lie inside executable mappings: we never write data, and
+ * a patch at an unmapped address must be refused before anyone reads it.
+ * All the mappings are read (the file is parsed whole either way), so no
+ * pass over the patches is needed to bound them first.
+ */
 int stitch_text_check(const struct stitch_patch *patches, size_t count)
 {
 	stitch_text_forget_checked();
 	if (count == 0)
 		return 0;
-	uintptr_t lo, hi;
-	patches_span(patches, count, &lo, &hi);
 	struct mapping *maps = NULL;
-	int nmaps = read_mappings(lo, hi, &maps);
+	int nmaps = read_mappings(0, UINTPTR_MAX, &maps);
 	if (nmaps < 0)
 		return nmaps;
-	int err = 0;
+	uintptr_t *probe = calloc(nmaps ? (size_t)nmaps : 1, sizeof(*probe));
+	int err = probe ? 0 : stitch_fail(STITCH_ENOMEM, "out of memory checking code addresses");
 	int first = 0; /* where the previous patch began: patches usually come sorted */
 	for (size_t i = 0; i < count && !err; i++) {
-		/* The mappings are sorted; a patch may span two adjacent ones. */
 		uintptr_t at = patches[i].addr, end = patches[i].addr + patches[i].len;
+		/* inside the executable mapping of the previous patch: checked, probed */
+		if (first < nmaps && probe[first] && maps[first].start <= at && end <= maps[first].end)
+			continue;
+		/* The mappings are sorted; a patch may span two adjacent ones. */
 		if (first >= nmaps || maps[first].start > at)
 			first = 0;
 		while (first < nmaps && maps[first].end <= at)
@@ -215,6 +233,8 @@ int stitch_text_check(const struct stitch_patch *patches, size_t count)
 				continue;
 			if (!(maps[m].prot & PROT_EXEC))
 				break;
+			if (!probe[m])
+				probe[m] = at;
 			at = maps[m].end;
 		}
 		if (at < end)
@@ -223,12 +243,14 @@ int stitch_text_check(const struct stitch_patch *patches, size_t count)
 	}
 	if (err) {
 		free(maps);
+		free(probe);
 		return err;
 	}
 	checked = maps;
 	nchecked = nmaps;
-	checked_lo = lo;
-	checked_hi = hi;
+	checked_probe = probe;
+	checked_patches = patches;
+	checked_count = count;
 	return 0;
 }
 
@@ -313,7 +335,7 @@ static int open_mprotect(const struct stitch_patch *patches, size_t count)
 		if (last != first)
 			pages[np++] = last;
 	}
-	stitch_sort_if_needed(pages, np, sizeof(*pages), stitch_cmp_uintptr);
+	stitch_sort_uintptr(pages, np);
 	size_t unique = 0;
 	for (size_t i = 0; i < np; i++)
 		if (!unique || pages[unique - 1] != pages[i])
@@ -321,10 +343,8 @@ static int open_mprotect(const struct stitch_patch *patches, size_t count)
 	np = unique;
 
 	/* the mappings overlapping the patched bytes are those of their pages */
-	uintptr_t lo, hi;
-	patches_span(patches, count, &lo, &hi);
 	struct mapping *maps = NULL;
-	int nmaps = mappings_for(lo, hi, &maps);
+	int nmaps = mappings_for(patches, count, &maps);
 	if (nmaps < 0) {
 		free(pages);
 		return nmaps;
@@ -375,39 +395,49 @@ static int open_mprotect(const struct stitch_patch *patches, size_t count)
  * for the session: stitch_text_store_patches() merges stores into page runs
  * only inside one mapping that is not writable.
  */
-static int open_procmem(const struct stitch_patch *patches, size_t count)
+static int open_procmem(const struct stitch_patch *patches, size_t count, bool use_checked)
 {
-	uintptr_t lo, hi;
-	patches_span(patches, count, &lo, &hi);
+	/* probe[m]: a patched byte inside mapping m (0: none) - found by the
+	 * check of these same patches (stitch_text_open_checked), or here */
+	uintptr_t *probe = NULL;
+	if (use_checked && checked && checked_probe && patches == checked_patches && count == checked_count) {
+		probe = checked_probe;
+		checked_probe = NULL;
+	}
 	struct mapping *maps = NULL;
-	int nmaps = mappings_for(lo, hi, &maps);
-	if (nmaps < 0)
+	int nmaps = mappings_for(patches, count, &maps);
+	if (nmaps < 0) {
+		free(probe);
 		return nmaps;
-	/* probe[m]: a patched byte inside mapping m (0: none); the mappings are
-	 * sorted, a patch may straddle two of them */
-	uintptr_t *probe = calloc(nmaps ? (size_t)nmaps : 1, sizeof(*probe));
-	int err = probe ? 0 : stitch_fail(STITCH_ENOMEM, "out of memory opening code for writing");
-	int prev = -1;
-	for (size_t i = 0; i < count && !err; i++) {
-		uintptr_t ends[2] = { patches[i].addr, patches[i].addr + patches[i].len - 1 };
-		for (int k = 0; k < 2; k++) {
-			if (prev >= 0 && maps[prev].start <= ends[k] && ends[k] < maps[prev].end)
-				continue; /* same mapping as the byte before: probed already */
-			int a = 0, b = nmaps;
-			while (a < b) {
-				int mid = a + (b - a) / 2;
-				if (maps[mid].end <= ends[k])
-					a = mid + 1;
-				else
-					b = mid;
+	}
+	int err = 0;
+	if (!probe) {
+		probe = calloc(nmaps ? (size_t)nmaps : 1, sizeof(*probe));
+		err = probe ? 0 : stitch_fail(STITCH_ENOMEM, "out of memory opening code for writing");
+		/* the mappings are sorted, a patch may straddle two of them */
+		int prev = -1;
+		for (size_t i = 0; i < count && !err; i++) {
+			uintptr_t ends[2] = { patches[i].addr, patches[i].addr + patches[i].len - 1 };
+			for (int k = 0; k < 2; k++) {
+				if (prev >= 0 && maps[prev].start <= ends[k] && ends[k] < maps[prev].end)
+					continue; /* same mapping as the byte before: probed already */
+				int a = 0, b = nmaps;
+				while (a < b) {
+					int mid = a + (b - a) / 2;
+					if (maps[mid].end <= ends[k])
+						a = mid + 1;
+					else
+						b = mid;
+				}
+				if (a == nmaps || maps[a].start > ends[k]) {
+					err = stitch_fail(STITCH_EPROTECT, "address %#lx is not mapped",
+							  (unsigned long)ends[k]);
+					break;
+				}
+				if (!probe[a])
+					probe[a] = ends[k];
+				prev = a;
 			}
-			if (a == nmaps || maps[a].start > ends[k]) {
-				err = stitch_fail(STITCH_EPROTECT, "address %#lx is not mapped", (unsigned long)ends[k]);
-				break;
-			}
-			if (!probe[a])
-				probe[a] = ends[k];
-			prev = a;
 		}
 	}
 	for (int m = 0; m < nmaps && !err; m++) {
@@ -430,15 +460,25 @@ static int open_procmem(const struct stitch_patch *patches, size_t count)
 	return err;
 }
 
-int stitch_text_open(const struct stitch_patch *patches, size_t count)
+static int text_open(const struct stitch_patch *patches, size_t count, bool use_checked)
 {
 	if (count == 0)
 		return 0;
 	if (backend == STITCH_BACKEND_MPROTECT)
 		return open_mprotect(patches, count);
 	if (backend == STITCH_BACKEND_PROCMEM)
-		return open_procmem(patches, count);
+		return open_procmem(patches, count, use_checked);
 	return stitch_fail(STITCH_EBACKEND, "no write backend");
+}
+
+int stitch_text_open(const struct stitch_patch *patches, size_t count)
+{
+	return text_open(patches, count, false);
+}
+
+int stitch_text_open_checked(const struct stitch_patch *patches, size_t count)
+{
+	return text_open(patches, count, true);
 }
 
 int stitch_text_close(void)
@@ -608,40 +648,44 @@ static int store_patches_procmem(const struct stitch_patch *p, size_t n, const s
 			break;
 		}
 		/* One pass: the run [a, end) grows store by store; buf holds the
-		 * memory of [a, copied), copied a page at a time. */
-		uintptr_t end = a, copied = a;
+		 * memory of [a, copied), copied a page at a time.  The run may
+		 * reach the next page (or end at the mapping, or at RUN_MAX). */
+		uintptr_t end = a, copied = a, next_page = (a & ~(page_size - 1)) + page_size;
+		uintptr_t limit = m->end < a + RUN_MAX ? m->end : a + RUN_MAX;
 		size_t changed = 0, j = i;
+		bool logging = stitch_patch_log_active();
+		uint8_t fill[STITCH_MAX_INSN];
+		if (part->src == STITCH_STORE_FILL)
+			memset(fill, part->fill, sizeof(fill));
 		for (; j < n; j++) {
 			uintptr_t b;
 			size_t blen;
 			if (!part_range(&p[j], part, &b, &blen))
 				continue;
-			if (j > i && (b < end || b + blen > m->end || b + blen - a > RUN_MAX ||
-				      (b & ~(page_size - 1)) > ((end - 1) & ~(page_size - 1)) + page_size))
+			if (j > i && (b < end || b + blen > limit || b >= next_page + page_size))
 				break;
 			if (b + blen > copied) {
 				uintptr_t to = (b + blen + page_size - 1) & ~(page_size - 1);
-				if (to > m->end)
-					to = m->end;
-				if (to > a + RUN_MAX)
-					to = a + RUN_MAX; /* still >= b + blen */
+				if (to > limit)
+					to = limit; /* still >= b + blen */
 				memcpy(buf + (copied - a), (const void *)copied, to - copied);
 				copied = to;
 			}
 			/* byte by byte, no library call: this loop runs once per site */
-			const uint8_t *src = part->src == STITCH_STORE_FILL ? NULL
+			const uint8_t *src = part->src == STITCH_STORE_FILL ? fill
 					     : (part->src == STITCH_STORE_OLD ? p[j].old : p[j].new_bytes) + part->from;
 			uint8_t *dst = buf + (b - a);
-			bool differs = false;
+			uint8_t differs = 0;
 			for (size_t t = 0; t < blen; t++) {
-				uint8_t v = src ? src[t] : part->fill;
-				differs |= dst[t] != v;
-				dst[t] = v;
+				differs |= dst[t] ^ src[t];
+				dst[t] = src[t];
 			}
 			end = b + blen;
+			next_page = ((end - 1) & ~(page_size - 1)) + page_size;
 			if (!differs)
 				continue; /* what memory holds already: no store */
-			stitch_patch_log_store(b, dst, blen); /* announced before the write (memory still old) */
+			if (logging)
+				stitch_patch_log_store(b, dst, blen); /* announced before the write (memory still old) */
 			changed++;
 		}
 		if (changed && pwrite(procmem_fd, buf, end - a, (off_t)a) != (ssize_t)(end - a))

@@ -211,6 +211,38 @@ int main(void)
 	call_all(1);
 	CHECK_EQ(total, 192);
 
+	/* the other kinds of pattern: globs with ?, [...] and a * inside or
+	 * first, a name excluded, an address (filters search a name index) */
+	CHECK(stitch_ftrace_set_filter(&ops, "tf_a?0[12]?") == 0, "set_filter: %s", stitch_last_error());
+	CHECK_EQ(stitch_ftrace_ops_site_count(&ops), 32);
+	reset_counts();
+	call_all(1);
+	CHECK_EQ(total, 32);
+	CHECK_EQ(counts[4], 1);  /* tf_a0010 */
+	CHECK_EQ(counts[0], 0);  /* tf_a0000 */
+	CHECK_EQ(counts[12], 0); /* tf_a0030 */
+	CHECK(stitch_ftrace_set_filter(&ops, "tf_[bc]0* *_d3333 tf_a0*3 !tf_b0000") == 0, "set_filter: %s",
+	      stitch_last_error());
+	CHECK_EQ(stitch_ftrace_ops_site_count(&ops), 2 * 64 - 1 + 1 + 16);
+	reset_counts();
+	call_all(1);
+	CHECK_EQ(counts[256], 0);  /* tf_b0000 */
+	CHECK_EQ(counts[257], 1);  /* tf_b0001 */
+	CHECK_EQ(counts[1023], 1); /* tf_d3333 */
+	CHECK_EQ(counts[3], 1);    /* tf_a0003 */
+	CHECK_EQ(counts[2], 0);    /* tf_a0002 */
+	char addr[32];
+	snprintf(addr, sizeof addr, "%#lx", (unsigned long)(uintptr_t)tf_table[5]);
+	CHECK(stitch_ftrace_set_filter(&ops, addr) == 0, "set_filter %s: %s", addr, stitch_last_error());
+	CHECK_EQ(stitch_ftrace_ops_site_count(&ops), 1);
+	reset_counts();
+	call_all(1);
+	CHECK_EQ(total, 1);
+	CHECK_EQ(counts[5], 1);
+	CHECK_EQ(stitch_ftrace_set_filter(&ops, "tf_e*"), -STITCH_ENOTFOUND);
+	CHECK_EQ(stitch_ftrace_set_filter(&ops, "tf_a0000 tf_a000"), -STITCH_ENOTFOUND);
+	CHECK_EQ(stitch_ftrace_ops_site_count(&ops), 1); /* a failed set_filter changes nothing */
+
 	/* a second ops on overlapping sites, arguments, FP registers */
 	struct stitch_ftrace_ops ops2 = { .func = args_cb };
 	CHECK(stitch_ftrace_set_filter(&ops, "parse_one six_args fp_args") == 0, "%s", stitch_last_error());

@@ -320,7 +320,7 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 			err = stitch_apply_patches_locked(p, np, "ftrace switch");
 			written = !err;
 		} else {
-			stitch_sort_if_needed(prep, rp.count, sizeof(*prep), stitch_cmp_uintptr);
+			stitch_sort_uintptr(prep, rp.count);
 			err = stitch_apply_stopped(p, np, replay_mov, (void *)&rp, &written);
 		}
 	}

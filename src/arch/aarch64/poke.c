@@ -117,6 +117,11 @@ void arch_flush_icache_range(uintptr_t start, uintptr_t end)
 	__builtin___clear_cache((char *)start, (char *)end);
 }
 
+bool arch_flush_icache_is_nop(void)
+{
+	return false;
+}
+
 int arch_sync_all_threads(void)
 {
 	return -1; /* membarrier SYNC_CORE is the way on arm64 */

@@ -494,7 +494,7 @@ static int replay_quiesce(uintptr_t *funcs, size_t n)
 	struct stitch_range *r = calloc(n ? n : 1, sizeof(*r));
 	if (!r)
 		return stitch_fail(STITCH_ENOMEM, "out of memory");
-	stitch_sort_if_needed(funcs, n, sizeof(*funcs), stitch_cmp_uintptr);
+	stitch_sort_uintptr(funcs, n);
 	for (size_t i = 0; i < n; i++)
 		r[i] = (struct stitch_range){ funcs[i] + 4, funcs[i] + 8 };
 	struct replay rp = { funcs, n };
@@ -607,7 +607,7 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 				p[np++] = pre[k];
 				prep[rp.count++] = moved[k];
 			}
-			stitch_sort_if_needed(prep, rp.count, sizeof(*prep), stitch_cmp_uintptr);
+			stitch_sort_uintptr(prep, rp.count);
 			err = stitch_apply_stopped(p, np, replay_entry, (void *)&rp, &written);
 		} else {
 			/* AUIPC' (harmless before a NOP), sync, replay, then the JALRs:

@@ -117,6 +117,11 @@ void arch_flush_icache_range(uintptr_t start, uintptr_t end)
 	(void)end;
 }
 
+bool arch_flush_icache_is_nop(void)
+{
+	return true;
+}
+
 int arch_sync_all_threads(void)
 {
 	return syscall(__NR_riscv_flush_icache, 0, 0, 0) == 0 ? 0 : -1;

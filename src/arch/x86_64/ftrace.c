@@ -824,7 +824,7 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 			err = stitch_apply_patches_inplace_locked(p, np, "ftrace switch");
 			written = !err; /* a failed batch leaves every site as it was */
 		} else {
-			stitch_sort_if_needed(nops, fix.count, sizeof(*nops), stitch_cmp_uintptr);
+			stitch_sort_uintptr(nops, fix.count);
 			err = stitch_apply_stopped(p, np, skip_nops, &fix, &written);
 		}
 	}

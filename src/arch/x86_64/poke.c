@@ -359,6 +359,11 @@ void arch_flush_icache_range(uintptr_t start, uintptr_t end)
 	(void)end;
 }
 
+bool arch_flush_icache_is_nop(void)
+{
+	return true;
+}
+
 int arch_sync_all_threads(void)
 {
 	return -1; /* membarrier SYNC_CORE is the way on x86 */
