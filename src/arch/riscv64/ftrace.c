@@ -460,7 +460,16 @@ static int table_slot(const struct arch_ftrace_site *s, uintptr_t dest, uintptr_
 			}
 		for (uint32_t k = 1; k < TABLE_SLOTS; k++)
 			if (t->slot[k] == 0) {
+				/* A site may select the slot as soon as its JALR store
+				 * is fetched, before that store's sync: every thread
+				 * must load the destination by then.  The release store
+				 * orders nothing after it, so sync here (patch log:
+				 * without it, a thread loads 0 from the slot;
+				 * models/patchlog-rv-table-slot-nosync.model). */
 				slot_store(&t->slot[k], (uint64_t)dest);
+				int err = stitch_text_sync(NULL, 0);
+				if (err)
+					return err;
 				*out = k;
 				return 0;
 			}
