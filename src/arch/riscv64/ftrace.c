@@ -64,6 +64,10 @@
  *     is needed only once: at the later syncs no thread can be at func+4
  *     with a stale t0.  models/riscv-retarget-rewind.model (rewind at
  *     every sync; its -norewind mutant is UNSAFE).  Same hi: one JALR store.
+ *     Patch log: one model per operation, the quiescence's fixup as
+ *     `rewind … on quiesce` (models/patchlog-rv-retarget.model; without
+ *     the quiescence UNSAFE, without only its fixup still SAFE, since the
+ *     quiescence also waits for func+4 to be empty).
  *
  *   table      the region is a writable page of destination slots and three
  *              executable pages of stubs; slot 0 is the common trampoline,
@@ -78,12 +82,15 @@
  *     over the three pages, and H puts t1 in the middle page, so every
  *     4 KiB window around a t1 holds a copy of every stub.
  *     Enable/disable/switch destination: one aligned JALR store (protocol
- *     A).  Moving a direct call whose slot only its own sites use: one
+ *     A); a fresh slot is stored and synced before any JALR selects it (a
+ *     thread may fetch the JALR before its own sync).  Moving a direct call whose slot only its own sites use: one
  *     aligned 8-byte store into the slot (data: a thread loads the old or
  *     the new trampoline; the core's grace period then waits for the old
  *     one), no code written.  A slot no site uses any more is reused only
  *     after a quiescence of the stub pages (a thread may be between a
- *     stub's AUIPC and its load).  models/riscv-tramp-table.model.
+ *     stub's AUIPC and its load).  models/riscv-tramp-table.model; patch
+ *     logs carry the stubs and slots a site reaches
+ *     (models/patchlog-rv-table-switch.model and its -slot-* mutants).
  */
 #include <stdlib.h>
 #include <string.h>
