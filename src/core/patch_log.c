@@ -252,6 +252,7 @@ static void add_step(enum log_step kind, uintptr_t addr, const uint8_t *bytes, s
 	st->kind = kind;
 	st->addr = addr;
 	st->len = len;
+	st->qfirst = st->qcount = 0;
 	if (len)
 		memcpy(st->bytes, bytes, len);
 }
