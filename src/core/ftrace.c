@@ -49,6 +49,7 @@
 #include "arch/arch.h"
 #include "core/ftrace_internal.h"
 #include "core/internal.h"
+#include "core/patch_log.h"
 #include "stitch/ftrace.h"
 
 #if defined(__x86_64__)
@@ -1685,6 +1686,10 @@ int stitch_ftrace_modify_direct(struct stitch_ftrace_ops *ops, void *direct, siz
 			atomic_store_explicit(&priv->sel[i]->direct, to, memory_order_release);
 			atomic_store_explicit(&priv->sel[i]->entry, arch_ftrace_entry(to, false), memory_order_release);
 		}
+		/* One patch-log operation with the grace period: the architecture
+		 * may only store into a destination slot (RISC-V table mode),
+		 * which threads stop loading the old value of at the quiescence. */
+		stitch_patch_log_begin("ftrace modify_direct");
 		err = arch_ftrace_retarget(sites, n, from, to);
 		if (err) {
 			for (size_t i = 0; i < n; i++) {
@@ -1698,6 +1703,7 @@ int stitch_ftrace_modify_direct(struct stitch_ftrace_ops *ops, void *direct, siz
 			struct stitch_range gone = { from, from + from_size };
 			late = direct_grace_ranges(&gone, 1);
 		}
+		stitch_patch_log_end(err ? err : late);
 	} else if (!err) {
 		ops->direct_size = direct_size;
 	}

@@ -504,7 +504,7 @@ int stitch_quiesce(const struct stitch_range *ranges, size_t nranges, stitch_pc_
 		err = run_request(&req, ranges, nranges, NULL);
 	free(req.slots);
 	if (!err)
-		stitch_patch_log_quiesce();
+		stitch_patch_log_quiesce(ranges, nranges, fixup, arg);
 	return err;
 }
 

@@ -36,6 +36,18 @@ cli)
 	sed '/^        \.align 4$/d' "$models/riscv-static-key.model" >"$tmp/mut2.model"
 	"$sc" "$tmp/mut2.model" >/dev/null
 	[ $? -eq 1 ] || fail "riscv static key without .align 4 must be UNSAFE"
+	# `rewind … on quiesce LABEL`: the replay of a quiescence reaches a
+	# preempted reader, and only at its own quiesce step
+	q="$models/riscv-retarget-quiesce-rewind.model"
+	sed '/^rewind /d' "$q" >"$tmp/q1.model"
+	sed 's/ on quiesce replay$/ on sync/' "$q" >"$tmp/q2.model"
+	sed 's/ on quiesce replay$/ on quiesce done/' "$q" >"$tmp/q3.model"
+	for k in 1 2 3; do
+		"$sc" "$tmp/q$k.model" >"$tmp/out"
+		[ $? -eq 1 ] || fail "riscv-retarget-quiesce-rewind mutant $k must be UNSAFE"
+	done
+	sed 's/ on quiesce replay$/ on quiesce/' "$q" >"$tmp/q4.model"
+	"$sc" "$tmp/q4.model" >/dev/null || fail "a rewind at every quiesce must keep it SAFE"
 	# --expect reports a mismatch with status 1
 	sed 's/^# expect: SAFE/# expect: UNSAFE/' "$models/aarch64-static-key.model" >"$tmp/wrong.model"
 	"$sc" --expect "$tmp/wrong.model" >"$tmp/out"

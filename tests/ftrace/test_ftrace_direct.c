@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <stitch/ftrace.h>
@@ -78,8 +79,11 @@ __asm__(".text\n"
 	".globl direct_tramp_end\n"
 	"direct_tramp_end:\n"
 	/* another 4 KiB page: moving between the two changes the sites' AUIPC
-	 * in the retarget mode (the 3-step), not only their JALR */
+	 * in the retarget mode (the 3-step), and, 0x40 into it, their JALR as
+	 * well (direct_tramp starts a page of its own: the section is
+	 * page-aligned), so every step of the 3-step writes */
 	".p2align 12\n"
+	".skip 0x40\n"
 	".globl direct_tramp2\n"
 	"direct_tramp2:\n"
 	"	lla t1, direct_hits2\n"
@@ -126,8 +130,11 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-int main(void)
+/* test_ftrace_direct [MOVES [SWITCHES]]: live moves between the two
+ * trampolines (default 40) and unregister/register rounds (default 20) */
+int main(int argc, char **argv)
 {
+	int moves = argc > 1 ? atoi(argv[1]) : 40, switches = argc > 2 ? atoi(argv[2]) : 20;
 	CHECK_EQ(stitch_init(), 0);
 	int n = stitch_ftrace_site_count();
 	CHECK(n > TF_COUNT, "site count %d", n);
@@ -165,7 +172,7 @@ int main(void)
 	pthread_t th[2];
 	for (int i = 0; i < 2; i++)
 		pthread_create(&th[i], NULL, worker, NULL);
-	for (int r = 0; r < 20; r++) {
+	for (int r = 0; r < switches; r++) {
 		CHECK(stitch_ftrace_unregister(&d) == 0, "unregister: %s", stitch_last_error());
 		long h = hits();
 		CHECK_EQ(call_range(512, 768), 0);
@@ -183,7 +190,7 @@ int main(void)
 	CHECK(stitch_ftrace_register(&d2, "tf_d*") == 0, "register d2: %s", stitch_last_error());
 	char *tr[2] = { direct_tramp, direct_tramp2 };
 	size_t tr_size[2] = { (size_t)(direct_tramp_end - direct_tramp), (size_t)(direct_tramp2_end - direct_tramp2) };
-	for (int r = 1; r <= 40; r++) {
+	for (int r = 1; r <= moves; r++) {
 		int to = r % 2;
 		int e = stitch_ftrace_modify_direct(&d, tr[to], tr_size[to]);
 		CHECK(e == 0, "modify_direct: %s", stitch_last_error());

@@ -6,9 +6,11 @@
  * (not started / running / preempted / done), its pc and the registers
  * the model uses.  Memory is not in the state: it is a function of the
  * writer's position (mem.c).  Transitions, all interleaved:
- *   - the writer does its next step (a `quiesce` only when no reader is
- *     inside the range; a `sync` also applies `rewind … on sync` rules to
- *     every running reader, as the IPI that delivers it would);
+ *   - the writer does its next step (a `quiesce` applies its `rewind … on
+ *     quiesce` rules to every started reader and completes only when no
+ *     reader is then inside its ranges; a `sync` also applies `rewind … on
+ *     sync` rules to every running reader, as the IPI that delivers it
+ *     would);
  *   - a reader fetches and executes one instruction, choosing among every
  *     value the fetch model allows (stale versions, torn combinations);
  *   - a `preempt` reader is descheduled / scheduled again (`rewind … on
@@ -521,12 +523,18 @@ static void execute(struct model *m, struct ctx_out *o, const struct gst *s, int
 	o->cb(o->ctx, &ev, &n, NULL, desc);
 }
 
-static void apply_rewinds(const struct model *m, struct rst *r, bool at_sync, char *desc, size_t dn,
+enum rewind_at { AT_SYNC, AT_RESUME, AT_QUIESCE };
+
+/* `wpc`: the writer's position (AT_QUIESCE: the quiesce step being done). */
+static void apply_rewinds(const struct model *m, struct rst *r, enum rewind_at at, int wpc, char *desc, size_t dn,
 			  const char *name)
 {
 	for (int k = 0; k < m->nrewind; k++) {
 		const struct rewind *w = &m->rewinds[k];
-		if ((at_sync ? w->on_sync : w->on_resume) && r->pc == w->from) {
+		bool when = at == AT_SYNC     ? w->on_sync
+			    : at == AT_RESUME ? w->on_resume
+					      : w->on_quiesce && (w->quiesce_pos < 0 || w->quiesce_pos == wpc);
+		if (when && r->pc == w->from) {
 			if (desc)
 				snprintf(desc + strlen(desc), dn - strlen(desc), " [%s at %s rewound to %s]", name,
 					 sym(m, w->from), sym(m, w->to));
@@ -547,24 +555,36 @@ int successors(struct model *m, const struct gst *s, bool describe, succ_cb cb, 
 	if (s->wpc < (uint32_t)m->nsteps) {
 		const struct step *st = &m->steps[s->wpc];
 		bool enabled = true;
-		if (st->kind == ST_QUIESCE)
+		struct gst n = *s;
+		char desc[1024] = "";
+		if (describe)
+			snprintf(desc, sizeof desc, "writer: %s", st->text);
+		if (st->kind == ST_QUIESCE) {
+			/* The library's quiescence signals every thread, running or
+			 * not, and its handler applies the fixup before the thread
+			 * reports where it is: the step completes once no reader is
+			 * in a range after its rewind.  (Each thread is handled at
+			 * its own moment, but the writer does nothing meanwhile and
+			 * readers do not interact, so one moment for all is the same.) */
 			for (int i = 0; i < m->nreaders; i++) {
-				const struct rst *r = &s->r[i];
-				if ((r->status == RS_RUN || r->status == RS_PREEMPTED) && r->pc >= st->lo && r->pc < st->hi)
-					enabled = false;
+				struct rst *r = &n.r[i];
+				if (r->status != RS_RUN && r->status != RS_PREEMPTED)
+					continue;
+				apply_rewinds(m, r, AT_QUIESCE, (int)s->wpc, describe ? desc : NULL, sizeof desc,
+					      m->readers[i].name);
+				for (int q = 0; q < st->nranges; q++)
+					if (r->pc >= st->lo[q] && r->pc < st->hi[q])
+						enabled = false;
 			}
+		}
 		if (enabled) {
-			struct gst n = *s;
 			struct event ev = {.actor = -1, .kind = EV_WRITER, .cls = -1};
-			char desc[1024] = "";
 			n.wpc++;
-			if (describe)
-				snprintf(desc, sizeof desc, "writer: %s", st->text);
 			if (st->kind == ST_SYNC)
 				for (int i = 0; i < m->nreaders; i++)
 					if (n.r[i].status == RS_RUN)
-						apply_rewinds(m, &n.r[i], true, describe ? desc : NULL, sizeof desc,
-							      m->readers[i].name);
+						apply_rewinds(m, &n.r[i], AT_SYNC, (int)s->wpc, describe ? desc : NULL,
+							      sizeof desc, m->readers[i].name);
 			cb(ctx, &ev, &n, NULL, desc);
 			count++;
 		}
@@ -583,7 +603,7 @@ int successors(struct model *m, const struct gst *s, bool describe, succ_cb cb, 
 			if (describe)
 				snprintf(desc, sizeof desc, "%s is scheduled again at %s", rd->name, sym(m, r->pc));
 			n.r[i].status = RS_RUN;
-			apply_rewinds(m, &n.r[i], false, describe ? desc : NULL, sizeof desc, rd->name);
+			apply_rewinds(m, &n.r[i], AT_RESUME, (int)s->wpc, describe ? desc : NULL, sizeof desc, rd->name);
 			cb(ctx, &ev, &n, NULL, desc);
 			count++;
 			continue;

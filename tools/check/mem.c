@@ -15,8 +15,8 @@
  * RISC-V, one byte on x86 (the SDM promises nothing larger for code being
  * modified by another CPU, so any multi-byte instruction can be torn).
  *
- * Data loads use the same scheme with data_from[p], reset by `fence` as
- * well as `sync`: this is deliberately simple (it treats the reader as
+ * Data loads use the same scheme with data_from[p], reset by `fence`,
+ * `sync` and `quiesce`: this is deliberately simple (it treats the reader as
  * ordering its own dependent loads), it only matters for literal pools
  * and trampoline tables, and is documented in docs/model-format.md.
  *
@@ -136,6 +136,11 @@ void mem_prepare(struct model *m)
 			break;
 		}
 		case ST_QUIESCE:
+			/* a handshake with every thread (stitch: a signal whose handler
+			 * acquires the request the writer released after its stores;
+			 * the kernel's rcu_tasks: full barriers): data loads after it
+			 * see memory as it is now.  Instruction fetch is not synced. */
+			m->data_from[p] = p;
 			break;
 		}
 	}
@@ -160,7 +165,22 @@ static int region_of(const struct model *m, uint64_t addr)
  * RISC-V's AUIPC + JALR) behaves as a whole.  The pc-relative constants
  * and additions met on the way are tracked, so that an indirect jump
  * through a register set inside the region (AUIPC t0; JALR t0) is known.
+ * A branch into a code region that holds no `site` (a destination
+ * table's stub) is followed too, and a load from the model's memory
+ * gives what version q holds there (the stub's slot), so the behaviour
+ * is where the stub sends the thread.
  */
+/* A code region holding no `site`: code the site's thread runs on its way (a stub). */
+static bool passage(const struct model *m, int reg)
+{
+	if (reg < 0 || !m->regions[reg].code)
+		return false;
+	for (int s = 0; s < m->nsites; s++)
+		if (region_of(m, m->sites[s]) == reg)
+			return false;
+	return true;
+}
+
 static int behaviour(const struct model *m, int q, uint64_t pc, uint64_t *to)
 {
 	int reg = region_of(m, pc);
@@ -168,17 +188,28 @@ static int behaviour(const struct model *m, int q, uint64_t pc, uint64_t *to)
 	bool known[32] = { false };
 	struct insn in;
 
-	for (;;) {
+	for (int steps = 0; steps < 256; steps++) {
 		int f = model_flat(m, pc);
 		decode_insn(m->arch, m->snap[q] + f, m->memsize - (uint32_t)f, pc, &in);
 		bool rd_ok = in.rd >= 0 && in.rd < 32;
+		bool src = in.rn >= 0 && in.rn < 32 && known[in.rn];
 		switch (in.kind) {
+		case IK_LOAD: {
+			/* a load from the model's memory (a destination slot, a
+			 * literal) as version q holds it */
+			uint64_t at = in.rn < 0 ? in.target : src ? val[in.rn] + (uint64_t)in.imm : 0;
+			int lf = (in.rn < 0 || src) ? model_flat(m, at) : -1;
+			if (rd_ok) {
+				known[in.rd] = lf >= 0 && region_of(m, at) == region_of(m, at + 7);
+				if (known[in.rd])
+					memcpy(&val[in.rd], m->snap[q] + lf, 8);
+			}
+			goto next;
+		}
 		case IK_SETREG:
 		case IK_ADDIMM:
 		case IK_MOV:
-		case IK_LOAD:
 			if (rd_ok) {
-				bool src = in.rn >= 0 && in.rn < 32 && known[in.rn];
 				bool arith = in.kind == IK_ADDIMM || in.kind == IK_MOV;
 				known[in.rd] = in.kind == IK_SETREG || (arith && src);
 				val[in.rd] = in.kind == IK_SETREG ? in.target
@@ -187,6 +218,7 @@ static int behaviour(const struct model *m, int q, uint64_t pc, uint64_t *to)
 			}
 			/* fall through */
 		case IK_FALL:
+		next:
 			*to = pc + in.len;
 			if (in.len && region_of(m, *to) == reg) {
 				pc = *to;
@@ -195,10 +227,22 @@ static int behaviour(const struct model *m, int q, uint64_t pc, uint64_t *to)
 			return 1;
 		case IK_JUMP:
 			*to = in.target;
+			if (passage(m, region_of(m, *to))) {
+				reg = region_of(m, *to);
+				pc = *to;
+				continue;
+			}
 			return 1;
 		case IK_JUMP_REG:
-			if (in.rn >= 0 && in.rn < 32 && known[in.rn]) {
+			if (src) {
 				*to = (val[in.rn] + (uint64_t)in.imm) & (m->arch == ARCH_RISCV64 ? ~1ULL : ~0ULL);
+				/* into code of the model that is no site (a table's stub):
+				 * follow it, its loads included, to where it goes */
+				if (passage(m, region_of(m, *to))) {
+					reg = region_of(m, *to);
+					pc = *to;
+					continue;
+				}
 				return 1;
 			}
 			break;
@@ -211,6 +255,9 @@ static int behaviour(const struct model *m, int q, uint64_t pc, uint64_t *to)
 			m->file, in.text, (unsigned long long)pc, q);
 		return -1;
 	}
+	fprintf(stderr, "%s: error: the behaviour at 0x%llx (version %d) does not leave the model's code\n", m->file,
+		(unsigned long long)pc, q);
+	return -1;
 }
 
 static int add_outcome_rule(struct model *m, struct reader *r, const char *cls, int kind, uint64_t to)

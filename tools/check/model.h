@@ -26,6 +26,7 @@
 #define MAX_TRAPS 16
 #define NREGSLOT 8 /* registers a model may use (mapped lazily, regmap) */
 #define MAX_INSN 16
+#define MAX_QRANGES 8 /* ranges of one `quiesce` step */
 
 enum arch { ARCH_NONE, ARCH_X86_64, ARCH_AARCH64, ARCH_RISCV64 };
 
@@ -74,7 +75,7 @@ enum step_kind {
 	ST_FENCE,   /* writer-side ordering: later data loads no longer see older data */
 	ST_STOP,    /* stop the world: readers are parked where they are */
 	ST_RESUME,
-	ST_QUIESCE, /* wait until no reader is inside [lo, hi) */
+	ST_QUIESCE, /* apply `rewind … on quiesce`, then wait until no reader is inside any [lo[i], hi[i]) */
 	ST_TRAP,    /* arm the int3 handler for addr: it emulates .bytes */
 	ST_UNTRAP,
 };
@@ -83,7 +84,9 @@ struct step {
 	enum step_kind kind;
 	int line;
 	char text[160];
-	uint64_t addr, lo, hi;
+	uint64_t addr;
+	int nranges; /* ST_QUIESCE */
+	uint64_t lo[MAX_QRANGES], hi[MAX_QRANGES];
 	uint32_t len;
 	uint8_t *bytes; /* ST_STORE: the stored bytes; ST_TRAP: the emulated instruction */
 };
@@ -120,6 +123,8 @@ struct reader {
 struct rewind {
 	uint64_t from, to;
 	bool on_sync, on_resume;
+	bool on_quiesce;  /* at a `quiesce` step, to every started reader (the library's quiescence fixup) */
+	int quiesce_pos;  /* that step only (writer position), or -1: every `quiesce` */
 	int line;
 };
 

@@ -39,6 +39,7 @@ struct pending_reader {
 
 struct pending_rewind {
 	char from[128], to[128];
+	char label[64]; /* `on quiesce LABEL` */
 };
 
 struct pending_site {
@@ -395,18 +396,31 @@ static int parse_lines(struct parser *p, FILE *f)
 			snprintf(p->pw[m->nrewind].from, sizeof p->pw[0].from, "%s", from);
 			snprintf(p->pw[m->nrewind].to, sizeof p->pw[0].to, "%s", to);
 			w->line = line;
-			while ((kw = word(&rest))) {
+			w->quiesce_pos = -1;
+			char *next = NULL;
+			while ((kw = next ? next : word(&rest))) {
 				char *what;
+				next = NULL;
 				if (strcmp(kw, "on") || !(what = word(&rest)))
-					return fail(m, line, "expected `on sync` or `on resume`, found '%s'", kw);
-				if (!strcmp(what, "sync"))
+					return fail(m, line, "expected `on sync`, `on resume` or `on quiesce [LABEL]`, found '%s'",
+						    kw);
+				if (!strcmp(what, "sync")) {
 					w->on_sync = true;
-				else if (!strcmp(what, "resume"))
+				} else if (!strcmp(what, "resume")) {
 					w->on_resume = true;
-				else
-					return fail(m, line, "expected `on sync` or `on resume`, found 'on %s'", what);
+				} else if (!strcmp(what, "quiesce")) {
+					w->on_quiesce = true;
+					/* an optional writer label: the quiesce step right after it */
+					char *label = word(&rest);
+					if (label && !strcmp(label, "on"))
+						next = label, label = NULL;
+					snprintf(p->pw[m->nrewind].label, sizeof p->pw[0].label, "%s", label ? label : "");
+				} else {
+					return fail(m, line,
+						    "expected `on sync`, `on resume` or `on quiesce [LABEL]`, found 'on %s'", what);
+				}
 			}
-			if (!w->on_sync && !w->on_resume)
+			if (!w->on_sync && !w->on_resume && !w->on_quiesce)
 				w->on_sync = w->on_resume = true;
 			m->nrewind++;
 			sec = SEC_TOP;
@@ -696,17 +710,26 @@ static int resolve(struct parser *p)
 			char *a = ps->loc, *b;
 			/* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): pass 1 sets loc for every quiesce step */
 			if (!*a) {
-				st->lo = 0, st->hi = UINT64_MAX;
+				st->nranges = 1;
+				st->lo[0] = 0, st->hi[0] = UINT64_MAX;
 			} else {
+				/* FROM TO [FROM TO]…: one wait for all of them (a thread is
+				 * outside every range at one moment, not each at its own) */
 				b = a;
-				char *lo = word(&b), *hi = word(&b);
-				if (!lo || !hi || word(&b))
-					return fail(m, st->line, "expected `quiesce` or `quiesce FROM TO`");
-				if (!eval(m, lo, st->line, &st->lo, err, sizeof err) ||
-				    !eval(m, hi, st->line, &st->hi, err, sizeof err))
-					return fail(m, st->line, "%s", err);
-				if (st->lo >= st->hi)
-					return fail(m, st->line, "empty quiesce range");
+				char *lo, *hi;
+				while ((lo = word(&b))) {
+					hi = word(&b);
+					if (!hi)
+						return fail(m, st->line, "expected `quiesce` or `quiesce FROM TO [FROM TO]…`");
+					if (st->nranges == MAX_QRANGES)
+						return fail(m, st->line, "too many quiesce ranges (max %d)", MAX_QRANGES);
+					int q = st->nranges++;
+					if (!eval(m, lo, st->line, &st->lo[q], err, sizeof err) ||
+					    !eval(m, hi, st->line, &st->hi[q], err, sizeof err))
+						return fail(m, st->line, "%s", err);
+					if (st->lo[q] >= st->hi[q])
+						return fail(m, st->line, "empty quiesce range");
+				}
 			}
 		}
 	}
@@ -767,6 +790,16 @@ static int resolve(struct parser *p)
 		/* TO may be a terminal outside the code (the reader ends there) */
 		if (model_flat(m, w->from) < 0)
 			return fail(m, w->line, "a rewind's FROM must be inside a code region");
+		if (p->pw[i].label[0]) {
+			int j;
+			for (j = 0; j < p->nlabels && strcmp(p->labels[j], p->pw[i].label); j++)
+				;
+			if (j == p->nlabels)
+				return fail(m, w->line, "unknown writer label '%s'", p->pw[i].label);
+			w->quiesce_pos = p->label_pos[j];
+			if (w->quiesce_pos >= m->nsteps || m->steps[w->quiesce_pos].kind != ST_QUIESCE)
+				return fail(m, w->line, "writer label '%s' is not followed by a `quiesce`", p->pw[i].label);
+		}
 	}
 	for (int i = 0; i < m->nsites; i++) {
 		if (!eval(m, p->psite[i].loc, p->psite[i].line, &m->sites[i], err, sizeof err))

@@ -64,6 +64,10 @@
  *     is needed only once: at the later syncs no thread can be at func+4
  *     with a stale t0.  models/riscv-retarget-rewind.model (rewind at
  *     every sync; its -norewind mutant is UNSAFE).  Same hi: one JALR store.
+ *     Patch log: one model per operation, the quiescence's fixup as
+ *     `rewind … on quiesce` (models/patchlog-rv-retarget.model; without
+ *     the quiescence UNSAFE, without only its fixup still SAFE, since the
+ *     quiescence also waits for func+4 to be empty).
  *
  *   table      the region is a writable page of destination slots and three
  *              executable pages of stubs; slot 0 is the common trampoline,
@@ -78,12 +82,15 @@
  *     over the three pages, and H puts t1 in the middle page, so every
  *     4 KiB window around a t1 holds a copy of every stub.
  *     Enable/disable/switch destination: one aligned JALR store (protocol
- *     A).  Moving a direct call whose slot only its own sites use: one
+ *     A); a fresh slot is stored and synced before any JALR selects it (a
+ *     thread may fetch the JALR before its own sync).  Moving a direct call whose slot only its own sites use: one
  *     aligned 8-byte store into the slot (data: a thread loads the old or
  *     the new trampoline; the core's grace period then waits for the old
  *     one), no code written.  A slot no site uses any more is reused only
  *     after a quiescence of the stub pages (a thread may be between a
- *     stub's AUIPC and its load).  models/riscv-tramp-table.model.
+ *     stub's AUIPC and its load).  models/riscv-tramp-table.model; patch
+ *     logs carry the stubs and slots a site reaches
+ *     (models/patchlog-rv-table-switch.model and its -slot-* mutants).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +98,7 @@
 
 #include "arch/arch.h"
 #include "arch/riscv64/insn.h"
+#include "core/patch_log.h"
 #include "stitch/ftrace.h"
 
 #define FORM_RVC 1   /* c.nop x 8 */
@@ -376,7 +384,8 @@ bool arch_ftrace_site_lost(const struct arch_ftrace_site *s, bool enabled)
  * The words at func+0 (AUIPC) and func+4 (enabled) that reach `dest`: an
  * address (call_ops, retarget) or a slot index (table).
  */
-static int site_words(const struct arch_ftrace_site *s, uintptr_t dest, uint32_t *auipc, uint32_t *jalr)
+static int site_words_stub(const struct arch_ftrace_site *s, uintptr_t dest, uint32_t *auipc, uint32_t *jalr,
+			   uintptr_t *stub)
 {
 	uintptr_t func = s->record + 8;
 	if (rv_mode() != MODE_TABLE) {
@@ -397,10 +406,44 @@ static int site_words(const struct arch_ftrace_site *s, uintptr_t dest, uint32_t
 			if (h < -(1 << 19) || h >= (1 << 19) || rv_encode_auipc(auipc, RV_REG_T1, (int32_t)h) ||
 			    rv_encode_jalr(jalr, RV_REG_T0, RV_REG_T1, (int32_t)(int64_t)(b - t1)))
 				break;
+			if (stub)
+				*stub = b;
 			return 0;
 		}
 	return stitch_fail(STITCH_ERANGE, "site %#lx: table stub %lu is out of reach", (unsigned long)s->patch,
 			   (unsigned long)dest);
+}
+
+static int site_words(const struct arch_ftrace_site *s, uintptr_t dest, uint32_t *auipc, uint32_t *jalr)
+{
+	return site_words_stub(s, dest, auipc, jalr, NULL);
+}
+
+/* ---- patch log (core/patch_log.h) ----------------------------------------------- */
+
+/* The site as a thread enters it: func+0 and func+4, as they are now. */
+static void log_site(const struct arch_ftrace_site *s)
+{
+	uintptr_t func = s->record + 8;
+	stitch_patch_log_site(func, (const uint8_t *)func, 8);
+}
+
+/* Table mode: the stub that slot `slot` of s's JALR reaches, and the slot it loads. */
+static void log_table_path(const struct arch_ftrace_site *s, uintptr_t slot)
+{
+	uint32_t a, j;
+	uintptr_t stub;
+	if (rv_mode() != MODE_TABLE || !stitch_patch_log_active() || site_words_stub(s, slot, &a, &j, &stub) != 0)
+		return;
+	stitch_patch_log_context(s->record + 8, stub, 12, false);
+	stitch_patch_log_context(s->record + 8, s->stub + 8 * slot, 8, true);
+}
+
+/* A data store into a slot, logged first (the log reads what it replaces). */
+static void slot_store(uint64_t *slot, uint64_t v)
+{
+	stitch_patch_log_store_data((uintptr_t)slot, (const uint8_t *)&v, 8);
+	__atomic_store_n(slot, v, __ATOMIC_RELEASE);
 }
 
 static uintptr_t direct_of(const struct arch_ftrace_site *s)
@@ -424,7 +467,16 @@ static int table_slot(const struct arch_ftrace_site *s, uintptr_t dest, uintptr_
 			}
 		for (uint32_t k = 1; k < TABLE_SLOTS; k++)
 			if (t->slot[k] == 0) {
-				__atomic_store_n(&t->slot[k], (uint64_t)dest, __ATOMIC_RELEASE);
+				/* A site may select the slot as soon as its JALR store
+				 * is fetched, before that store's sync: every thread
+				 * must load the destination by then.  The release store
+				 * orders nothing after it, so sync here (patch log:
+				 * without it, a thread loads 0 from the slot;
+				 * models/patchlog-rv-table-slot-nosync.model). */
+				slot_store(&t->slot[k], (uint64_t)dest);
+				int err = stitch_text_sync(NULL, 0);
+				if (err)
+					return err;
 				*out = k;
 				return 0;
 			}
@@ -436,8 +488,8 @@ static int table_slot(const struct arch_ftrace_site *s, uintptr_t dest, uintptr_
 		if (err)
 			return err;
 		for (uint32_t k = 1; k < TABLE_SLOTS; k++)
-			if (t->users[k] == 0)
-				t->slot[k] = 0;
+			if (t->users[k] == 0 && t->slot[k] != 0)
+				slot_store(&t->slot[k], 0);
 	}
 	return stitch_fail(STITCH_EOVERFLOW, "the ftrace destination table of region %#lx is full (%u direct "
 			   "trampolines)", (unsigned long)s->stub, TABLE_SLOTS - 1);
@@ -555,6 +607,13 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 	int err = (!p || !pre || !prep || !moved || !dest || !prepping)
 			  ? stitch_fail(STITCH_ENOMEM, "out of memory switching %zu sites", n)
 			  : 0;
+	/* one model for the whole switch: slot stores, AUIPC moves, replay, JALRs */
+	static const char *const op_name[] = { "ftrace switch", "ftrace switch (retarget mode)",
+					       "ftrace switch (table mode)", "ftrace switch" };
+	stitch_patch_log_begin(op_name[rv_mode()]);
+	for (size_t i = 0; i < n && !err; i++)
+		if (enabled[i] != enable[i])
+			log_site(sites[i]);
 	for (size_t i = 0; i < n && !err; i++) {
 		struct arch_ftrace_site *s = sites[i];
 		uintptr_t func = s->record + 8;
@@ -562,8 +621,12 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 		if (enabled[i] == enable[i])
 			continue;
 		dest[i] = s->target;
+		if (enabled[i])
+			log_table_path(s, s->target);
 		if (enable[i])
 			err = want_dest(s, &dest[i]);
+		if (!err && enable[i])
+			log_table_path(s, dest[i]);
 		if (!err)
 			err = site_words(s, dest[i], &auipc, &jalr);
 		if (!err && (s->form & PREPARED))
@@ -636,6 +699,7 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 		sites[i]->target = dest[i];
 		enabled[i] = enable[i];
 	}
+	stitch_patch_log_end(err);
 	free(p);
 	free(pre);
 	free(prep);
@@ -699,6 +763,10 @@ static int retarget_code(struct arch_ftrace_site *const *sites, size_t n, uintpt
 	uintptr_t *moved = calloc(n ? n : 1, sizeof(*moved));
 	size_t n1 = 0, n2 = 0;
 	int err = (!step1 || !step2 || !step3 || !moved) ? stitch_fail(STITCH_ENOMEM, "out of memory") : 0;
+	/* one model for the three steps and the replay between them */
+	stitch_patch_log_begin("ftrace retarget (3-step)");
+	for (size_t i = 0; i < n && !err; i++)
+		log_site(sites[i]);
 	for (size_t i = 0; i < n && !err; i++) {
 		const struct arch_ftrace_site *s = sites[i];
 		uint32_t a0, j0, a1, j1;
@@ -709,6 +777,7 @@ static int retarget_code(struct arch_ftrace_site *const *sites, size_t n, uintpt
 			break;
 		uintptr_t func = s->record + 8;
 		if (a0 != a1) {
+			stitch_patch_log_skip(func, func + 8); /* J +8: this call is not traced */
 			stitch_patch_init(&step1[n1], func, &a0, &jal8, 4);
 			stitch_patch_init(&step3[n1], func, &jal8, &a1, 4);
 			moved[n1++] = func;
@@ -728,6 +797,7 @@ static int retarget_code(struct arch_ftrace_site *const *sites, size_t n, uintpt
 	}
 	for (size_t i = 0; !err && i < n; i++)
 		sites[i]->target = to;
+	stitch_patch_log_end(err);
 	free(step1);
 	free(step2);
 	free(step3);
@@ -738,6 +808,11 @@ static int retarget_code(struct arch_ftrace_site *const *sites, size_t n, uintpt
 static int retarget_table(struct arch_ftrace_site *const *sites, size_t n, uintptr_t to)
 {
 	int err = 0;
+	stitch_patch_log_begin("ftrace retarget (table)");
+	for (size_t i = 0; i < n; i++) {
+		log_site(sites[i]);
+		log_table_path(sites[i], sites[i]->target);
+	}
 	/* per region (the sites come sorted by record, so a module's are together) */
 	for (size_t i = 0; i < n && !err;) {
 		struct table_page *t = table_of(sites[i]);
@@ -747,8 +822,10 @@ static int retarget_table(struct arch_ftrace_site *const *sites, size_t n, uintp
 		uintptr_t from_slot = sites[i]->target, to_slot;
 		if (t->users[from_slot] == j - i) {
 			/* the slot is this direct call's alone: one data store */
-			__atomic_store_n(&t->slot[from_slot], (uint64_t)to, __ATOMIC_RELEASE);
+			slot_store(&t->slot[from_slot], (uint64_t)to);
 		} else if ((err = table_slot(sites[i], to, &to_slot)) == 0) {
+			for (size_t k = i; k < j; k++)
+				log_table_path(sites[k], to_slot);
 			struct stitch_patch *p = calloc(j - i, sizeof(*p));
 			err = p ? 0 : stitch_fail(STITCH_ENOMEM, "out of memory");
 			for (size_t k = i; k < j && !err; k++) {
@@ -770,6 +847,7 @@ static int retarget_table(struct arch_ftrace_site *const *sites, size_t n, uintp
 		}
 		i = j;
 	}
+	stitch_patch_log_end(err);
 	return err;
 }
 
