@@ -135,6 +135,23 @@ static void log_site(const struct stitch_patch *p, const uint8_t *old, size_t le
  * batch then fails, and says why, with nothing written.  (The check is a
  * snapshot: a thread that blocks SIGTRAP only after it is not seen.)
  */
+/*
+ * Not under ThreadSanitizer: its runtime's background thread blocks every
+ * signal and wakes periodically, and it runs signal handlers only at its
+ * own safe points, so a stopped world cannot be had there; the int3
+ * protocol is all there is.
+ */
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+#ifndef UNDER_TSAN
+#define UNDER_TSAN 0
+#endif
+
 /* A thread that blocks SIGTRAP, looked for a few times: some block it for
  * a moment only - glibc's pthread_create() starts every thread with all
  * signals blocked until it sets the creator's mask, and a thread in our
@@ -201,7 +218,7 @@ int stitch_batch_apply_locked(struct stitch_batch *b)
 					   stitch_hex(want, p->old, p->len),
 					   stitch_hex(found, (const uint8_t *)p->addr, p->len));
 	}
-	if (arch_batch_traps()) {
+	if (arch_batch_traps() && !UNDER_TSAN) {
 		pid_t tid = sigtrap_blocker();
 		if (tid)
 			return apply_without_traps(b->patches, n, tid);
