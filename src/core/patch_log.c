@@ -599,7 +599,7 @@ void stitch_patch_log_end(int result)
 		return; /* nothing was written: nothing to check */
 	sort_regions();
 	size_t n = plog.nregions ? plog.nregions : 1, others = 0;
-	bool *member = calloc(3 * n, sizeof(*member)), *owned = member + 2 * n; /* owned: goes with some site */
+	bool *member = calloc(3 * n, sizeof(*member));
 	unsigned *part_of = calloc(n, sizeof(*part_of));
 	long *owner_site = calloc(plog.nowners ? plog.nowners : 1, sizeof(*owner_site));
 	if (!member || !part_of || !owner_site) {
@@ -609,6 +609,7 @@ void stitch_patch_log_end(int result)
 		free(owner_site);
 		return;
 	}
+	bool *owned = member + 2 * n; /* owned: goes with some site */
 	for (size_t k = 0; k < plog.nowners; k++) {
 		long j = find_region(plog.owners[k].site, 1);
 		owner_site[k] = j >= 0 && plog.regions[j].site ? j : -1;

@@ -432,7 +432,7 @@ static void log_site(const struct arch_ftrace_site *s)
 static void log_table_path(const struct arch_ftrace_site *s, uintptr_t slot)
 {
 	uint32_t a, j;
-	uintptr_t stub;
+	uintptr_t stub = 0;
 	if (rv_mode() != MODE_TABLE || !stitch_patch_log_active() || site_words_stub(s, slot, &a, &j, &stub) != 0)
 		return;
 	stitch_patch_log_context(s->record + 8, stub, 12, false);
