@@ -125,21 +125,11 @@ static void log_site(const struct stitch_patch *p, const uint8_t *old, size_t le
 }
 
 /*
- * A thread that blocks SIGTRAP and runs into an int3 of the trap protocol
- * is killed: the kernel cannot hand it a synchronous trap it blocks, so it
- * resets SIGTRAP to its default action.  While such a thread exists the
- * batch is applied in a stopped world instead: every thread parked at an
- * instruction boundary, so none is inside a site (each patch of a trap
- * batch is one instruction, old and new), all stores, one sync, resume.
- * A thread that blocks the quiescence signal too cannot be parked: the
- * batch then fails, and says why, with nothing written.  (The check is a
- * snapshot: a thread that blocks SIGTRAP only after it is not seen.)
- */
-/*
- * Not under ThreadSanitizer: its runtime's background thread blocks every
- * signal and wakes periodically, and it runs signal handlers only at its
- * own safe points, so a stopped world cannot be had there; the int3
- * protocol is all there is.
+ * The SIGTRAP check below (apply_without_traps) is off under
+ * ThreadSanitizer: its runtime's background thread blocks every signal and
+ * wakes periodically, and it runs signal handlers only at its own safe
+ * points, so a stopped world cannot be had there; the int3 protocol is all
+ * there is.
  */
 #if defined(__SANITIZE_THREAD__)
 #define UNDER_TSAN 1
@@ -170,6 +160,17 @@ static pid_t sigtrap_blocker(void)
 	return tid;
 }
 
+/*
+ * A thread that blocks SIGTRAP and runs into an int3 of the trap protocol
+ * is killed: the kernel cannot hand it a synchronous trap it blocks, so it
+ * resets SIGTRAP to its default action.  While such a thread exists the
+ * batch is applied in a stopped world instead: every thread parked at an
+ * instruction boundary, so none is inside a site (each patch of a trap
+ * batch is one instruction, old and new), all stores, one sync, resume.
+ * A thread that blocks the quiescence signal too cannot be parked: the
+ * batch then fails, and says why, with nothing written.  (The check is a
+ * snapshot: a thread that blocks SIGTRAP only after it is not seen.)
+ */
 static int apply_without_traps(struct stitch_patch *p, size_t n, pid_t tid)
 {
 	bool written;

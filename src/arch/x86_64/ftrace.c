@@ -44,7 +44,8 @@
  *      No thread can be inside the site: it is one instruction.  Patch-
  *      logged and checked like every batch; models/x86-int3-call.model,
  *      ftrace-x86-clang-nop-int3.model (and its -plain-store mutant).
- *   B. gcc's five NOPs: stop the world.  Every
+ *   B. gcc's five NOPs, once per site (its first enable, or a prepare:
+ *      see "Preparing" below; after it the site is a NOP5): stop the world.  Every
  *      other thread is parked in the quiescence handler at an instruction
  *      boundary.  A thread parked at offsets 1-4 of five 1-byte NOPs is
  *      moved to offset 5 by the fixup (skipping NOPs changes nothing);
@@ -865,7 +866,7 @@ int arch_ftrace_prepare(struct arch_ftrace_site *const *sites, size_t n)
 	if (!fix.count)
 		return 0;
 	/* protocol B (the fixup wants its list sorted) */
-	stitch_sort_if_needed(nops, fix.count, sizeof(*nops), stitch_cmp_uintptr);
+	stitch_sort_uintptr(nops, fix.count);
 	int err = stitch_apply_stopped(p, fix.count, skip_nops, &fix, &written);
 	for (size_t i = 0; written && i < n; i++)
 		if (sites[i]->form == FORM_5NOPS)
