@@ -65,25 +65,6 @@ int stitch_batch_add(struct stitch_batch *b, uintptr_t addr, const uint8_t *old,
 	return 0;
 }
 
-/* memcmp(a, b, n) == 0 for the few bytes of a site, without a library call
- * per site; 4 to 8 bytes (every site of 100 000 in a switch) as two
- * overlapping 4-byte words, no byte loop. */
-static bool same_bytes(const uint8_t *a, const uint8_t *b, size_t n)
-{
-	if (n >= 4 && n <= 8) {
-		uint32_t a0, a1, b0, b1;
-		memcpy(&a0, a, 4);
-		memcpy(&a1, a + n - 4, 4);
-		memcpy(&b0, b, 4);
-		memcpy(&b1, b + n - 4, 4);
-		return ((a0 ^ b0) | (a1 ^ b1)) == 0;
-	}
-	uint8_t d = 0;
-	for (size_t i = 0; i < n; i++)
-		d |= a[i] ^ b[i];
-	return d == 0;
-}
-
 static int cmp_patch(const void *a, const void *b)
 {
 	uintptr_t x = ((const struct stitch_patch *)a)->addr, y = ((const struct stitch_patch *)b)->addr;
@@ -194,7 +175,7 @@ int stitch_batch_apply_locked(struct stitch_batch *b)
 	/* Drop no-op patches; sort so that overlaps are adjacent and pages group. */
 	size_t n = 0;
 	for (size_t i = 0; i < b->count; i++)
-		if (!same_bytes(b->patches[i].old, b->patches[i].new_bytes, b->patches[i].len)) {
+		if (!stitch_same_bytes(b->patches[i].old, b->patches[i].new_bytes, b->patches[i].len)) {
 			if (n != i)
 				b->patches[n] = b->patches[i];
 			n++;
@@ -214,7 +195,7 @@ int stitch_batch_apply_locked(struct stitch_batch *b)
 					   (unsigned long)b->patches[i - 1].addr, (unsigned long)p->addr);
 		/* Compare-and-patch: every site must hold exactly what the caller
 		 * planned from; otherwise someone else changed it, and we write nothing. */
-		if (!same_bytes((const uint8_t *)p->addr, p->old, p->len))
+		if (!stitch_same_bytes((const uint8_t *)p->addr, p->old, p->len))
 			return stitch_fail(STITCH_EMISMATCH, "site %#lx: expected %s, found %s", (unsigned long)p->addr,
 					   stitch_hex(want, p->old, p->len),
 					   stitch_hex(found, (const uint8_t *)p->addr, p->len));
@@ -225,8 +206,9 @@ int stitch_batch_apply_locked(struct stitch_batch *b)
 			return apply_without_traps(b->patches, n, tid);
 	}
 	stitch_patch_log_begin(b->operation ? b->operation : "patch batch");
-	for (size_t i = 0; i < n; i++)
-		log_site(&b->patches[i], NULL, 0);
+	if (stitch_patch_log_active()) /* (not a call per site for nothing) */
+		for (size_t i = 0; i < n; i++)
+			log_site(&b->patches[i], NULL, 0);
 	batch_syncs = 0;
 	batch_running = true;
 	stitch_batch_step(0);
@@ -375,7 +357,7 @@ int stitch_apply_stopped(struct stitch_patch *p, size_t n, stitch_pc_fixup_fn fi
 	stitch_patch_log_stop(fixup, arg);
 	char want[3 * STITCH_MAX_INSN + 1], found[3 * STITCH_MAX_INSN + 1];
 	for (size_t i = 0; i < n && !err; i++) /* step 2 */
-		if (!same_bytes((const uint8_t *)p[i].addr, p[i].old, p[i].len))
+		if (!stitch_same_bytes((const uint8_t *)p[i].addr, p[i].old, p[i].len))
 			err = stitch_fail(STITCH_EMISMATCH, "site %#lx: expected %s, found %s; nothing written",
 					  (unsigned long)p[i].addr, stitch_hex(want, p[i].old, p[i].len),
 					  stitch_hex(found, (const uint8_t *)p[i].addr, p[i].len));

@@ -1282,6 +1282,10 @@ static void rec_publish_words(struct ft_rec *r, const struct ft_words *w)
 	atomic_store_explicit(&r->entry, w->entry, memory_order_release);
 }
 
+/* Records a few ahead of commit()'s walk over them: a switch of 100 000
+ * sites reads megabytes of records, and would otherwise wait for each. */
+#define FT_AHEAD 8
+
 /*
  * Make `ops` trace exactly the records of `sel` (sorted; NULL/0 for none).
  * Update lock held.  On error nothing changed.  *late: an error found after
@@ -1326,6 +1330,10 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 	while (!err && (i < nold || j < nsel)) {
 		struct ft_rec *r;
 		bool in_new;
+		if (j + FT_AHEAD < nsel)
+			__builtin_prefetch(&sel[j + FT_AHEAD]->set, 1);
+		if (i + FT_AHEAD < nold)
+			__builtin_prefetch(&old[i + FT_AHEAD]->set, 1);
 		// cppcheck-suppress nullPointer ; sel[j] is read only when j < nsel
 		if (j >= nsel || (i < nold && (uintptr_t)old[i] < (uintptr_t)sel[j])) {
 			r = old[i++];
@@ -1393,10 +1401,13 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 			goto fail;
 	}
 	if (!err) {
-		/* 1. sets of sites that stay or become traced, and direct calls */
+		/* 1. sets of sites that stay or become traced, and direct calls;
+		 * `enabled` (the updater's alone) already as it will be, in the
+		 * line just written: the roll-back below says what memory holds */
 		for (size_t k = 0; k < na; k++)
 			if (nset[k]) {
 				atomic_store_explicit(&aff[k]->set, nset[k], memory_order_release);
+				aff[k]->enabled = true;
 				if (nset[k]->ops[0]->direct)
 					atomic_store_explicit(&aff[k]->direct, (uintptr_t)nset[k]->ops[0]->direct,
 							      memory_order_release);
@@ -1421,16 +1432,17 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 			goto fail;
 		}
 		/*
-		 * 3. in one pass: the state of the switched sites; sets of sites
-		 * that became untraced; direct calls that went.  A record's
+		 * 3. in one pass: the state of the sites switched off (those
+		 * switched on were set at step 1); sets of sites that became
+		 * untraced; direct calls that went.  A record's
 		 * direct word is non-zero exactly while its set is a direct
 		 * call's (steps 1 and 3, the roll-back above, modify_direct), so
 		 * the sets say where it goes without loading the record.
 		 */
 		bool direct_gone = false;
 		for (size_t k = 0, s = 0; k < na; k++) {
-			if (s < nsw && sw_idx[s] == k)
-				aff[k]->enabled = was[s++];
+			if (s < nsw && sw_idx[s] == k && !was[s++])
+				aff[k]->enabled = false;
 			bool was_direct = oset[k] && oset[k]->ops[0]->direct;
 			if (!nset[k]) {
 				atomic_store_explicit(&aff[k]->set, NULL, memory_order_release);

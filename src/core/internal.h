@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <signal.h>
 #include <ucontext.h>
 
@@ -168,6 +169,25 @@ struct stitch_patch {
 	uint8_t old[STITCH_MAX_INSN];
 	uint8_t new_bytes[STITCH_MAX_INSN];
 };
+
+/* memcmp(a, b, n) == 0 for the few bytes of a site, without a library call
+ * per site; 4 to 8 bytes (every site of 100 000 in a switch) as two
+ * overlapping 4-byte words, no byte loop. */
+static inline bool stitch_same_bytes(const uint8_t *a, const uint8_t *b, size_t n)
+{
+	if (n >= 4 && n <= 8) {
+		uint32_t a0, a1, b0, b1;
+		memcpy(&a0, a, 4);
+		memcpy(&a1, a + n - 4, 4);
+		memcpy(&b0, b, 4);
+		memcpy(&b1, b + n - 4, 4);
+		return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+	}
+	uint8_t d = 0;
+	for (size_t i = 0; i < n; i++)
+		d |= a[i] ^ b[i];
+	return d == 0;
+}
 
 struct stitch_batch {
 	struct stitch_patch *patches;

@@ -829,8 +829,9 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 			err = stitch_apply_stopped(p, np, skip_nops, &fix, &written);
 		}
 	}
+	/* (fix.count first: a switch of prepared sites reads no site again) */
 	for (size_t i = 0; written && i < n; i++) {
-		if (enable[i] && !enabled[i] && sites[i]->form == FORM_5NOPS)
+		if (fix.count && enable[i] && !enabled[i] && sites[i]->form == FORM_5NOPS)
 			convert_to_nop5(sites[i]); /* stopped world: see "Preparing" */
 		enabled[i] = enable[i];
 	}

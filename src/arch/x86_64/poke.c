@@ -263,8 +263,9 @@ int arch_batch_apply(const struct stitch_patch *p, size_t n)
 		 * emulates the new one, and a thread can only be at byte 0 of the old.
 		 * Sites with the same bytes as the one before (NOPs, by the
 		 * thousand) reuse its decoding, unless it branches (pc-relative). */
-		bool same_old = i && p[i].len == p[i - 1].len && memcmp(p[i].old, p[i - 1].old, p[i].len) == 0;
-		bool same_new = i && p[i].len == p[i - 1].len && memcmp(p[i].new_bytes, p[i - 1].new_bytes, p[i].len) == 0 &&
+		bool same_old = i && p[i].len == p[i - 1].len && stitch_same_bytes(p[i].old, p[i - 1].old, p[i].len);
+		bool same_new = i && p[i].len == p[i - 1].len &&
+				stitch_same_bytes(p[i].new_bytes, p[i - 1].new_bytes, p[i].len) &&
 				(t->sites[i - 1].insn.kind == X86_INSN_NOP || t->sites[i - 1].insn.kind == X86_INSN_RET);
 		if (same_new)
 			t->sites[i].insn = t->sites[i - 1].insn;
@@ -280,7 +281,7 @@ int arch_batch_apply(const struct stitch_patch *p, size_t n)
 					   stitch_hex(b, p[i].new_bytes, p[i].len));
 		}
 	}
-	err = stitch_text_open(p, n);
+	err = stitch_text_open_checked(p, n); /* batch.c checked these very patches */
 	if (err)
 		return err;
 	atomic_store(&trap_table, t); /* patches are sorted by address (batch.c) */
