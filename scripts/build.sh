@@ -13,9 +13,19 @@ case "$name" in
     args+=(-DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchain-$name.cmake")
     # Recorded patch logs are verified by the host's stitch-check.
     host_check="$root/build/x86_64-gcc/tools/check/stitch-check"
-    [ -x "$host_check" ] && args+=(-DSTITCH_HOST_CHECK="$host_check") ;;
+    [ -x "$host_check" ] && args+=(-DSTITCH_HOST_CHECK="$host_check")
+    # liburcu for the target (tracing's RCU), built from Debian's source
+    if "$root/scripts/cross-urcu.sh" "$name"; then
+      args+=(-DSTITCH_URCU_ROOT="$root/build/deps/liburcu-$name")
+    else
+      echo "build.sh: $name builds with the tracing core's fallback RCU (no liburcu for it)" >&2
+      args+=(-DSTITCH_URCU_ROOT=)
+    fi ;;
   # -O0: also proves the static-branch macros build without optimisation.
-  x86_64-asan)  args+=(-DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=Debug -DSTITCH_SANITIZE=address,undefined) ;;
+  # Without liburcu: every other build uses it, so this one covers the
+  # tracing core's fallback RCU (what a build without liburcu-dev gets).
+  x86_64-asan)  args+=(-DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=Debug -DSTITCH_SANITIZE=address,undefined
+                       -DSTITCH_URCU=OFF) ;;
   x86_64-tsan)  args+=(-DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTITCH_SANITIZE=thread) ;;
   *) echo "build.sh: unknown configuration '$name'" >&2; exit 2 ;;
 esac

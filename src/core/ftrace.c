@@ -88,9 +88,10 @@
  *
  * RCU: liburcu's urcu-bp where the build found it (readers register
  * lazily, at their first read lock, and unregister at thread exit; the
- * flavour that survives fork(), see "fork()" below); otherwise the small
- * fallback (cross builds: Debian has no riscv64 liburcu), a per-thread
- * sequence counter with a full fence on the read side.
+ * flavour that survives fork(), see "fork()" below): the host's, or for a
+ * cross build one built from Debian's source (scripts/cross-urcu.sh);
+ * without it the small fallback, a per-thread sequence counter with a full
+ * fence on the read side.
  *
  * fork().  Only the forking thread exists in the child, but whatever the
  * other threads had registered as readers is copied, including a reader
