@@ -1332,6 +1332,7 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 		struct ft_rec *r;
 		bool in_new;
 		if (j + FT_AHEAD < nsel)
+			// cppcheck-suppress nullPointer ; sel[] is read only when j + FT_AHEAD < nsel
 			__builtin_prefetch(&sel[j + FT_AHEAD]->set, 1);
 		if (i + FT_AHEAD < nold)
 			__builtin_prefetch(&old[i + FT_AHEAD]->set, 1);

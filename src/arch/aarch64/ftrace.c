@@ -47,6 +47,7 @@
 
 #include "arch/aarch64/insn.h"
 #include "arch/arch.h"
+#include "core/ftrace_asm.h"
 #include "stitch/ftrace.h"
 
 #define FORM_CALL_OPS 1
@@ -57,12 +58,52 @@ struct stitch_ftrace_regs {
 	uint64_t fp, lr;
 	uint8_t q[8][16];
 };
+#define A64_FRAME 224 /* the trampoline's frame: struct stitch_ftrace_regs */
+_Static_assert(sizeof(struct stitch_ftrace_regs) == A64_FRAME && offsetof(struct stitch_ftrace_regs, x[9]) == 72,
+	       "the trampoline's frame");
 
 uintptr_t stitch_ftrace_regs_arg(const struct stitch_ftrace_regs *regs, unsigned n)
 {
 	return regs && n < 8 ? regs->x[n] : 0;
 }
 
+/*
+ * The trampoline's fast path: what the dispatcher does for one ops of the
+ * plain ABI on the site (record->single; a set of several, a direct call
+ * or a first call of the thread take the dispatcher), in assembly, after
+ * the register saves: the x86-64 full trampoline's fast path (see
+ * src/arch/x86_64/ftrace.c, "Lean trampolines" and "RCU in the fast
+ * paths", for the argument), with liburcu-bp's read side inlined:
+ *
+ *   t = &stitch__ftrace_thread (initial-exec TLS: tpidr_el0 + GOT offset)
+ *   t->seq odd? else (first call, or inside a callback) -> dispatcher
+ *   t->seq += 1 (even: the guard is set)
+ *   RCU_LOCK: r = urcu_bp_reader; NULL, or nested (ctr's low 32 bits
+ *     not 0) -> leave the guard, dispatcher; r->ctr = urcu_bp_gp.ctr
+ *   ops = record->single; NULL -> leave both, dispatcher
+ *   parent (x9) == the return trampoline (a hooked function's tail
+ *     call) -> leave both, dispatcher
+ *   no ret_func: func(ip, parent, ops, regs)
+ *   ret_func: unless the shadow stack is mapped, not full, and empty or
+ *     its top entry's key above this call's (nothing to prune) -> leave
+ *     both, dispatcher; push {orig = parent, key, record, ops}, then
+ *     func(...) if set, then the saved x9 (the function's return
+ *     address, restored into x30) := the return trampoline
+ *   RCU_UNLOCK (r reloaded: the callback clobbers every caller-saved
+ *     register); t->seq += 1 (odd)
+ *
+ * The record, x9 and the frame are the trampoline's until the callback
+ * runs; after it only the frame is: the thread block and the reader are
+ * found again from tpidr_el0.  No fence around the read section: the
+ * record offers `single` only when liburcu-bp's grace periods use
+ * membarrier() (ft_fast_ok() in core/ftrace.c), which makes urcu-bp's
+ * slave barrier a compiler barrier; the loads of record->single and the
+ * ops are address-dependent on nothing the lock's store must precede
+ * except through that membarrier.  Signal handlers: as on x86-64 (before
+ * the guard their traced calls run normally and leave ctr and the shadow
+ * stack as they found them; after it they call nothing).  Without liburcu
+ * (FT_ASM_FAST 0) every call takes the dispatcher.
+ */
 void stitch__ftrace_tramp_a64(void);
 __asm__(".text\n"
 	".p2align 3\n"
@@ -73,8 +114,8 @@ __asm__(".text\n"
 	"	hint #34\n" /* BTI C: reached by BR X16 */
 	"	ldur x16, [x30, #-16]\n" /* the record */
 	"	ldr x17, [x16]\n"        /* its direct call (stitch/ftrace.h, ops->direct) */
-	"	cbnz x17, 1f\n"
-	"	sub sp, sp, #224\n"
+	"	cbnz x17, 9f\n"
+	"	sub sp, sp, #" STR(A64_FRAME) "\n"
 	"	stp x0, x1, [sp, #0]\n"
 	"	stp x2, x3, [sp, #16]\n"
 	"	stp x4, x5, [sp, #32]\n"
@@ -86,11 +127,97 @@ __asm__(".text\n"
 	"	stp q4, q5, [sp, #160]\n"
 	"	stp q6, q7, [sp, #192]\n"
 	"	add x29, sp, #80\n"
-	"	mov x0, x16\n" /* the record, from the literal at func-8 */
+	".if " STR(FT_ASM_FAST) "\n"
+	"	mrs x11, tpidr_el0\n"
+	"	adrp x10, :gottprel:stitch__ftrace_thread\n"
+	"	ldr x10, [x10, #:gottprel_lo12:stitch__ftrace_thread]\n"
+	"	add x10, x11, x10\n"     /* x10: the thread block */
+	"	ldr x12, [x10, #" STR(T_SEQ) "]\n"
+	"	tbz x12, #0, 3f\n"
+	"	add x12, x12, #1\n"
+	"	str x12, [x10, #" STR(T_SEQ) "]\n"
+	"	adrp x13, :gottprel:urcu_bp_reader\n"
+	"	ldr x13, [x13, #:gottprel_lo12:urcu_bp_reader]\n"
+	"	ldr x13, [x11, x13]\n"   /* x13: the thread's urcu-bp reader */
+	"	cbz x13, 2f\n"
+	"	ldr w14, [x13, #" STR(U_CTR) "]\n"
+	"	cbnz w14, 2f\n"          /* nested in another read section */
+	"	adrp x14, :got:urcu_bp_gp\n"
+	"	ldr x14, [x14, #:got_lo12:urcu_bp_gp]\n"
+	"	ldr x14, [x14, #" STR(U_GP_CTR) "]\n"
+	"	str x14, [x13, #" STR(U_CTR) "]\n"
+	"	ldr x2, [x16, #" STR(R_SINGLE) "]\n"
+	"	cbz x2, 8f\n"
+	"	adrp x15, stitch__ftrace_return\n"
+	"	add x15, x15, :lo12:stitch__ftrace_return\n"
+	"	cmp x9, x15\n"
+	"	b.eq 8f\n"
+	"	ldr x15, [x2, #" STR(O_RETF) "]\n"
+	"	cbnz x15, 5f\n"
+	"	ldr x0, [x16, #" STR(R_IP) "]\n"
+	"	mov x1, x9\n"
+	"	mov x3, sp\n"            /* regs */
+	"	ldr x15, [x2, #" STR(O_FUNC) "]\n"
+	"	blr x15\n"               /* no ret_func: func is set */
+	"4:	mrs x11, tpidr_el0\n"
+	"	adrp x13, :gottprel:urcu_bp_reader\n"
+	"	ldr x13, [x13, #:gottprel_lo12:urcu_bp_reader]\n"
+	"	ldr x13, [x11, x13]\n"
+	"	ldr x14, [x13, #" STR(U_CTR) "]\n"
+	"	sub x14, x14, #" STR(U_COUNT) "\n"
+	"	str x14, [x13, #" STR(U_CTR) "]\n" /* urcu-bp's read unlock */
+	"	adrp x10, :gottprel:stitch__ftrace_thread\n"
+	"	ldr x10, [x10, #:gottprel_lo12:stitch__ftrace_thread]\n"
+	"	add x10, x11, x10\n"
+	"	ldr x12, [x10, #" STR(T_SEQ) "]\n"
+	"	add x12, x12, #1\n"
+	"	str x12, [x10, #" STR(T_SEQ) "]\n"
+	"	b 1f\n"
+	/* graph: x10 the thread, x2 the ops, x16 the record, x9 the parent */
+	"5:	ldr x12, [x10, #" STR(T_SHADOW) "]\n"
+	"	cbz x12, 8f\n"
+	"	ldr x14, [x12, #" STR(S_DEPTH) "]\n"
+	"	cmp x14, #" STR(STITCH_FTRACE_GRAPH_DEPTH) "\n"
+	"	b.hs 8f\n"
+	"	add x15, sp, #" STR(A64_FRAME) "\n" /* key: the function's stack pointer */
+	"	add x17, x12, x14, lsl #5\n"        /* &e[depth] - S_E */
+	"	cbz x14, 6f\n"
+	/* prune nothing: the top entry's key is above ours (compared as
+	 * key | 1: a tail call's tagged key equal to ours is not) */
+	"	ldur x0, [x17, #" STR(S_E) "-" STR(E_SIZE) "+" STR(E_KEY) "]\n"
+	"	orr x1, x15, #1\n"
+	"	cmp x0, x1\n"
+	"	b.ls 8f\n"
+	"6:	add x14, x14, #1\n"
+	"	str x14, [x12, #" STR(S_DEPTH) "]\n"
+	"	add x17, x17, #" STR(S_E) "\n"
+	"	str x9, [x17, #" STR(E_ORIG) "]\n"
+	"	str x15, [x17, #" STR(E_KEY) "]\n"
+	"	str x16, [x17, #" STR(E_REC) "]\n"
+	"	str x2, [x17, #" STR(E_OPS) "]\n"
+	"	ldr x15, [x2, #" STR(O_FUNC) "]\n"
+	"	cbz x15, 7f\n"
+	"	ldr x0, [x16, #" STR(R_IP) "]\n"
+	"	mov x1, x9\n"
+	"	mov x3, sp\n"
+	"	blr x15\n"
+	"7:	adrp x15, stitch__ftrace_return\n"
+	"	add x15, x15, :lo12:stitch__ftrace_return\n"
+	"	str x15, [sp, #72]\n"    /* hook the return: the saved x9 */
+	"	b 4b\n"
+	/* 8: leave the read section (x13: the reader), 2: the guard (x10) */
+	"8:	ldr x14, [x13, #" STR(U_CTR) "]\n"
+	"	sub x14, x14, #" STR(U_COUNT) "\n"
+	"	str x14, [x13, #" STR(U_CTR) "]\n"
+	"2:	ldr x12, [x10, #" STR(T_SEQ) "]\n"
+	"	add x12, x12, #1\n"
+	"	str x12, [x10, #" STR(T_SEQ) "]\n"
+	".endif\n"
+	"3:	mov x0, x16\n" /* the record, from the literal at func-8 */
 	"	mov x1, x9\n"           /* parent ip */
 	"	mov x2, sp\n"           /* regs */
 	"	bl stitch__ftrace_dispatch\n"
-	"	ldp x0, x1, [sp, #0]\n"
+	"1:	ldp x0, x1, [sp, #0]\n"
 	"	ldp x2, x3, [sp, #16]\n"
 	"	ldp x4, x5, [sp, #32]\n"
 	"	ldp x6, x7, [sp, #48]\n"
@@ -100,11 +227,11 @@ __asm__(".text\n"
 	"	ldp q2, q3, [sp, #128]\n"
 	"	ldp q4, q5, [sp, #160]\n"
 	"	ldp q6, q7, [sp, #192]\n"
-	"	add sp, sp, #224\n"
+	"	add sp, sp, #" STR(A64_FRAME) "\n"
 	"	mov x16, x30\n" /* func+8 */
 	"	mov x30, x9\n"  /* the function's own return address */
 	"	ret x16\n"
-	"1:	br x17\n"
+	"9:	br x17\n"
 	".size stitch__ftrace_tramp_a64, . - stitch__ftrace_tramp_a64\n"
 	".globl stitch__ftrace_tramp_a64_end\n"
 	".hidden stitch__ftrace_tramp_a64_end\n"
@@ -119,11 +246,23 @@ __asm__(".text\n"
  * it keeps x0-x7 and q0-q3 (AAPCS64 result registers: integers and
  * composites in x0-x7, HFA/HVA in v0-v3) and returns through x16, which
  * is scratch at a return.
+ *
+ * Its fast path (FT_ASM_FAST, the x86-64 return trampoline's): the top
+ * shadow entry is this return's (its key is sp; a tail call's entry has
+ * bit 0 of its key set and never is) and its ops is the site's one ops,
+ * with a ret_func (record->single_ret): inside the guard and an urcu-bp
+ * read section taken as at the entry, pop the entry, keep its orig on the
+ * frame (once the guard is left a signal handler's traced call may reuse
+ * the slot), ret_func(ip, orig, ops, rregs), leave both, return to orig.
+ * Anything else leaves what it took and runs the C half,
+ * stitch__ftrace_graph_return().  It uses x8-x17 only: free at a return
+ * (x8, the indirect result register at a call, is no result).
  */
 struct stitch_ftrace_ret_regs {
 	uint64_t x[8];
 	uint8_t q[4][16];
 };
+_Static_assert(sizeof(struct stitch_ftrace_ret_regs) == 128, "the return trampoline's frame (sp + 0..127)");
 
 uintptr_t stitch_ftrace_ret_value(const struct stitch_ftrace_ret_regs *rregs)
 {
@@ -132,7 +271,7 @@ uintptr_t stitch_ftrace_ret_value(const struct stitch_ftrace_ret_regs *rregs)
 
 uintptr_t *arch_ftrace_parent_slot(struct stitch_ftrace_regs *regs, uintptr_t *key)
 {
-	*key = (uintptr_t)regs + 224;
+	*key = (uintptr_t)regs + A64_FRAME;
 	return (uintptr_t *)&regs->x[9];
 }
 
@@ -142,7 +281,93 @@ __asm__(".text\n"
 	".hidden stitch__ftrace_return\n"
 	".type stitch__ftrace_return, %function\n"
 	"stitch__ftrace_return:\n"
-	"	sub sp, sp, #144\n"
+	".if " STR(FT_ASM_FAST) "\n"
+	/* the fast path (see the comment above): x8-x17 are free at a return */
+	"	mrs x11, tpidr_el0\n"
+	"	adrp x10, :gottprel:stitch__ftrace_thread\n"
+	"	ldr x10, [x10, #:gottprel_lo12:stitch__ftrace_thread]\n"
+	"	add x10, x11, x10\n"     /* x10: the thread block */
+	"	ldr x12, [x10, #" STR(T_SEQ) "]\n"
+	"	tbz x12, #0, 2f\n"
+	"	ldr x13, [x10, #" STR(T_SHADOW) "]\n"
+	"	cbz x13, 2f\n"
+	"	ldr x14, [x13, #" STR(S_DEPTH) "]\n"
+	"	cbz x14, 2f\n"
+	"	add x15, x13, x14, lsl #5\n"
+	"	sub x15, x15, #" STR(E_SIZE) "-" STR(S_E) "\n" /* x15: the top entry */
+	"	ldr x9, [x15, #" STR(E_KEY) "]\n"
+	"	mov x16, sp\n"
+	"	cmp x9, x16\n"
+	"	b.ne 2f\n"
+	"	ldr x16, [x15, #" STR(E_OPS) "]\n"
+	"	ldr x17, [x15, #" STR(E_REC) "]\n"
+	"	add x12, x12, #1\n"
+	"	str x12, [x10, #" STR(T_SEQ) "]\n" /* the guard */
+	"	adrp x9, :gottprel:urcu_bp_reader\n"
+	"	ldr x9, [x9, #:gottprel_lo12:urcu_bp_reader]\n"
+	"	ldr x9, [x11, x9]\n"     /* x9: the thread's urcu-bp reader */
+	"	cbz x9, 0f\n"
+	"	ldr w8, [x9, #" STR(U_CTR) "]\n"
+	"	cbnz w8, 0f\n"
+	"	adrp x8, :got:urcu_bp_gp\n"
+	"	ldr x8, [x8, #:got_lo12:urcu_bp_gp]\n"
+	"	ldr x8, [x8, #" STR(U_GP_CTR) "]\n"
+	"	str x8, [x9, #" STR(U_CTR) "]\n"
+	"	ldr x8, [x17, #" STR(R_SINGLE_RET) "]\n"
+	"	cmp x8, x16\n"            /* the entry's ops, alone on the site, with its ret_func */
+	"	b.ne 10f\n"
+	"	sub x14, x14, #1\n"
+	"	str x14, [x13, #" STR(S_DEPTH) "]\n" /* pop */
+	"	ldr x9, [x15, #" STR(E_ORIG) "]\n" /* before leaving: see above */
+	"	sub sp, sp, #160\n"
+	"	stp x0, x1, [sp, #0]\n"   /* struct stitch_ftrace_ret_regs */
+	"	stp x2, x3, [sp, #16]\n"
+	"	stp x4, x5, [sp, #32]\n"
+	"	stp x6, x7, [sp, #48]\n"
+	"	stp q0, q1, [sp, #64]\n"
+	"	stp q2, q3, [sp, #96]\n"
+	"	stp x29, x30, [sp, #128]\n"
+	"	str x9, [sp, #144]\n"
+	"	add x29, sp, #128\n"
+	"	ldr x0, [x17, #" STR(R_IP) "]\n"
+	"	mov x1, x9\n"
+	"	mov x2, x16\n"
+	"	mov x3, sp\n"
+	"	ldr x8, [x16, #" STR(O_RETF) "]\n"
+	"	blr x8\n"
+	"	ldp x0, x1, [sp, #0]\n"
+	"	ldp x2, x3, [sp, #16]\n"
+	"	ldp x4, x5, [sp, #32]\n"
+	"	ldp x6, x7, [sp, #48]\n"
+	"	ldp q0, q1, [sp, #64]\n"
+	"	ldp q2, q3, [sp, #96]\n"
+	"	ldp x29, x30, [sp, #128]\n"
+	"	ldr x16, [sp, #144]\n"
+	"	add sp, sp, #160\n"
+	"	mrs x11, tpidr_el0\n"
+	"	adrp x9, :gottprel:urcu_bp_reader\n"
+	"	ldr x9, [x9, #:gottprel_lo12:urcu_bp_reader]\n"
+	"	ldr x9, [x11, x9]\n"
+	"	ldr x8, [x9, #" STR(U_CTR) "]\n"
+	"	sub x8, x8, #" STR(U_COUNT) "\n"
+	"	str x8, [x9, #" STR(U_CTR) "]\n" /* urcu-bp's read unlock */
+	"	adrp x10, :gottprel:stitch__ftrace_thread\n"
+	"	ldr x10, [x10, #:gottprel_lo12:stitch__ftrace_thread]\n"
+	"	add x10, x11, x10\n"
+	"	ldr x12, [x10, #" STR(T_SEQ) "]\n"
+	"	add x12, x12, #1\n"
+	"	str x12, [x10, #" STR(T_SEQ) "]\n"
+	"	mov x30, x16\n"
+	"	ret x16\n"
+	/* 10: leave the read section (x9: the reader), 0: the guard, then the C half */
+	"10:	ldr x8, [x9, #" STR(U_CTR) "]\n"
+	"	sub x8, x8, #" STR(U_COUNT) "\n"
+	"	str x8, [x9, #" STR(U_CTR) "]\n"
+	"0:	ldr x12, [x10, #" STR(T_SEQ) "]\n"
+	"	add x12, x12, #1\n"
+	"	str x12, [x10, #" STR(T_SEQ) "]\n"
+	".endif\n"
+	"2:	sub sp, sp, #144\n"
 	"	stp x0, x1, [sp, #0]\n"
 	"	stp x2, x3, [sp, #16]\n"
 	"	stp x4, x5, [sp, #32]\n"

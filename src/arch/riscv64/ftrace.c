@@ -97,6 +97,7 @@
 #include <sys/mman.h>
 
 #include "arch/arch.h"
+#include "core/ftrace_asm.h"
 #include "arch/riscv64/insn.h"
 #include "core/patch_log.h"
 #include "stitch/ftrace.h"
@@ -117,6 +118,21 @@ uintptr_t stitch_ftrace_regs_arg(const struct stitch_ftrace_regs *regs, unsigned
 	return regs && n < 8 ? regs->a[n] : 0;
 }
 
+#define RV_FRAME 160 /* the trampoline's frame: struct stitch_ftrace_regs */
+_Static_assert(sizeof(struct stitch_ftrace_regs) == RV_FRAME && offsetof(struct stitch_ftrace_regs, ra) == 72,
+	       "the trampoline's frame");
+
+/*
+ * The trampoline's fast path: one ops of the plain ABI on the site
+ * (record->single), in assembly, after the register saves - the same
+ * steps as AArch64's (src/arch/aarch64/ftrace.c) and x86-64's, with
+ * liburcu-bp's read side inlined; see those for the argument.  Here t0 is
+ * func+8 and ra the parent until the callback runs (both are on the frame
+ * for after it); the thread block and the reader are reached from tp
+ * (initial-exec TLS) and found again after the callback.  The return is
+ * hooked through the saved ra.  Without liburcu (FT_ASM_FAST 0) every
+ * call takes the dispatcher.
+ */
 void stitch__ftrace_tramp_rv(void);
 __asm__(".text\n"
 	".p2align 3\n"
@@ -126,8 +142,8 @@ __asm__(".text\n"
 	"stitch__ftrace_tramp_rv:\n"
 	"	ld t1, -16(t0)\n" /* the record */
 	"	ld t1, 0(t1)\n"   /* its direct call (stitch/ftrace.h, ops->direct) */
-	"	bnez t1, 1f\n"
-	"	addi sp, sp, -160\n"
+	"	bnez t1, 9f\n"
+	"	addi sp, sp, -" STR(RV_FRAME) "\n"
 	"	sd a0, 0(sp)\n"
 	"	sd a1, 8(sp)\n"
 	"	sd a2, 16(sp)\n"
@@ -146,11 +162,90 @@ __asm__(".text\n"
 	"	fsd fa5, 120(sp)\n"
 	"	fsd fa6, 128(sp)\n"
 	"	fsd fa7, 136(sp)\n"
-	"	ld a0, -16(t0)\n" /* the record, from the literal at func-8 */
+	".if " STR(FT_ASM_FAST) "\n"
+	"	la.tls.ie t1, stitch__ftrace_thread\n"
+	"	add t1, tp, t1\n"        /* t1: the thread block */
+	"	ld t2, " STR(T_SEQ) "(t1)\n"
+	"	andi t3, t2, 1\n"
+	"	beqz t3, 3f\n"
+	"	addi t2, t2, 1\n"
+	"	sd t2, " STR(T_SEQ) "(t1)\n"
+	"	la.tls.ie t3, urcu_bp_reader\n"
+	"	add t3, tp, t3\n"
+	"	ld t3, 0(t3)\n"          /* t3: the thread's urcu-bp reader */
+	"	beqz t3, 2f\n"
+	"	lw t4, " STR(U_CTR) "(t3)\n"
+	"	bnez t4, 2f\n"           /* nested in another read section */
+	"	la t4, urcu_bp_gp\n"
+	"	ld t4, " STR(U_GP_CTR) "(t4)\n"
+	"	sd t4, " STR(U_CTR) "(t3)\n"
+	"	ld t5, -16(t0)\n"        /* t5: the record */
+	"	ld a2, " STR(R_SINGLE) "(t5)\n"
+	"	beqz a2, 8f\n"
+	"	lla t6, stitch__ftrace_return\n"
+	"	beq ra, t6, 8f\n"
+	"	ld t6, " STR(O_RETF) "(a2)\n"
+	"	bnez t6, 5f\n"
+	"	ld a0, " STR(R_IP) "(t5)\n"
+	"	mv a1, ra\n"
+	"	mv a3, sp\n"             /* regs */
+	"	ld t6, " STR(O_FUNC) "(a2)\n"
+	"	jalr t6\n"               /* no ret_func: func is set */
+	"4:	la.tls.ie t3, urcu_bp_reader\n"
+	"	add t3, tp, t3\n"
+	"	ld t3, 0(t3)\n"
+	"	ld t4, " STR(U_CTR) "(t3)\n"
+	"	addi t4, t4, -" STR(U_COUNT) "\n"
+	"	sd t4, " STR(U_CTR) "(t3)\n" /* urcu-bp's read unlock */
+	"	la.tls.ie t1, stitch__ftrace_thread\n"
+	"	add t1, tp, t1\n"
+	"	ld t2, " STR(T_SEQ) "(t1)\n"
+	"	addi t2, t2, 1\n"
+	"	sd t2, " STR(T_SEQ) "(t1)\n"
+	"	j 1f\n"
+	/* graph: t1 the thread, t3 the reader, a2 the ops, t5 the record, ra the parent */
+	"5:	ld t2, " STR(T_SHADOW) "(t1)\n"
+	"	beqz t2, 8f\n"
+	"	ld t4, " STR(S_DEPTH) "(t2)\n"
+	"	li t6, " STR(STITCH_FTRACE_GRAPH_DEPTH) "\n"
+	"	bgeu t4, t6, 8f\n"
+	"	addi a4, sp, " STR(RV_FRAME) "\n" /* key: the function's stack pointer */
+	"	slli a5, t4, 5\n"
+	"	add a5, t2, a5\n"        /* &e[depth] - S_E */
+	"	beqz t4, 6f\n"
+	/* prune nothing: the top entry's key is above ours (as key | 1) */
+	"	ld a6, " STR(S_E) "-" STR(E_SIZE) "+" STR(E_KEY) "(a5)\n"
+	"	ori a7, a4, 1\n"
+	"	bleu a6, a7, 8f\n"
+	"6:	addi t4, t4, 1\n"
+	"	sd t4, " STR(S_DEPTH) "(t2)\n"
+	"	addi a5, a5, " STR(S_E) "\n"
+	"	sd ra, " STR(E_ORIG) "(a5)\n"
+	"	sd a4, " STR(E_KEY) "(a5)\n"
+	"	sd t5, " STR(E_REC) "(a5)\n"
+	"	sd a2, " STR(E_OPS) "(a5)\n"
+	"	ld t6, " STR(O_FUNC) "(a2)\n"
+	"	beqz t6, 7f\n"
+	"	ld a0, " STR(R_IP) "(t5)\n"
+	"	mv a1, ra\n"
+	"	mv a3, sp\n"
+	"	jalr t6\n"
+	"7:	lla t6, stitch__ftrace_return\n"
+	"	sd t6, 72(sp)\n"         /* hook the return: the saved ra */
+	"	j 4b\n"
+	/* 8: leave the read section (t3: the reader), 2: the guard (t1) */
+	"8:	ld t4, " STR(U_CTR) "(t3)\n"
+	"	addi t4, t4, -" STR(U_COUNT) "\n"
+	"	sd t4, " STR(U_CTR) "(t3)\n"
+	"2:	ld t2, " STR(T_SEQ) "(t1)\n"
+	"	addi t2, t2, 1\n"
+	"	sd t2, " STR(T_SEQ) "(t1)\n"
+	".endif\n"
+	"3:	ld a0, -16(t0)\n" /* the record, from the literal at func-8 */
 	"	mv a1, ra\n"      /* parent ip */
 	"	mv a2, sp\n"      /* regs */
 	"	call stitch__ftrace_dispatch\n"
-	"	ld a0, 0(sp)\n"
+	"1:	ld a0, 0(sp)\n"
 	"	ld a1, 8(sp)\n"
 	"	ld a2, 16(sp)\n"
 	"	ld a3, 24(sp)\n"
@@ -168,9 +263,9 @@ __asm__(".text\n"
 	"	fld fa5, 120(sp)\n"
 	"	fld fa6, 128(sp)\n"
 	"	fld fa7, 136(sp)\n"
-	"	addi sp, sp, 160\n"
+	"	addi sp, sp, " STR(RV_FRAME) "\n"
 	"	jr t0\n"
-	"1:	jr t1\n"
+	"9:	jr t1\n"
 	".size stitch__ftrace_tramp_rv, . - stitch__ftrace_tramp_rv\n"
 	".globl stitch__ftrace_tramp_rv_end\n"
 	".hidden stitch__ftrace_tramp_rv_end\n"
@@ -183,6 +278,9 @@ __asm__(".text\n"
  * was entered with, the trampoline's before its 160 bytes.  The return
  * trampoline keeps a0, a1, fa0, fa1 (the psABI's return registers) and
  * jumps to the real return address through t0, a temporary at a return.
+ * Its fast path is AArch64's (src/arch/aarch64/ftrace.c): the top shadow
+ * entry is this return's and its ops the site's one ops with a ret_func;
+ * anything else takes the C half with nothing held.
  */
 struct stitch_ftrace_ret_regs {
 	uint64_t a[2];
@@ -196,7 +294,7 @@ uintptr_t stitch_ftrace_ret_value(const struct stitch_ftrace_ret_regs *rregs)
 
 uintptr_t *arch_ftrace_parent_slot(struct stitch_ftrace_regs *regs, uintptr_t *key)
 {
-	*key = (uintptr_t)regs + 160;
+	*key = (uintptr_t)regs + RV_FRAME;
 	return (uintptr_t *)&regs->ra;
 }
 
@@ -206,7 +304,79 @@ __asm__(".text\n"
 	".hidden stitch__ftrace_return\n"
 	".type stitch__ftrace_return, @function\n"
 	"stitch__ftrace_return:\n"
+	".if " STR(FT_ASM_FAST) "\n"
+	/* the fast path (see above): t0-t6, a2-a7 and ra are free at a return */
+	"	la.tls.ie t1, stitch__ftrace_thread\n"
+	"	add t1, tp, t1\n"        /* t1: the thread block */
+	"	ld t2, " STR(T_SEQ) "(t1)\n"
+	"	andi t3, t2, 1\n"
+	"	beqz t3, 2f\n"
+	"	ld t3, " STR(T_SHADOW) "(t1)\n"
+	"	beqz t3, 2f\n"
+	"	ld t4, " STR(S_DEPTH) "(t3)\n"
+	"	beqz t4, 2f\n"
+	"	slli t5, t4, 5\n"
+	"	add t5, t3, t5\n"
+	"	addi t5, t5, " STR(S_E) "-" STR(E_SIZE) "\n" /* t5: the top entry */
+	"	ld t6, " STR(E_KEY) "(t5)\n"
+	"	bne t6, sp, 2f\n"
+	"	ld a2, " STR(E_OPS) "(t5)\n"
+	"	ld a3, " STR(E_REC) "(t5)\n"
+	"	addi t2, t2, 1\n"
+	"	sd t2, " STR(T_SEQ) "(t1)\n" /* the guard */
+	"	la.tls.ie a4, urcu_bp_reader\n"
+	"	add a4, tp, a4\n"
+	"	ld a4, 0(a4)\n"          /* a4: the thread's urcu-bp reader */
+	"	beqz a4, 0f\n"
+	"	lw a5, " STR(U_CTR) "(a4)\n"
+	"	bnez a5, 0f\n"
+	"	la a5, urcu_bp_gp\n"
+	"	ld a5, " STR(U_GP_CTR) "(a5)\n"
+	"	sd a5, " STR(U_CTR) "(a4)\n"
+	"	ld a5, " STR(R_SINGLE_RET) "(a3)\n"
+	"	bne a5, a2, 10f\n"       /* the entry's ops, alone on the site, with its ret_func */
+	"	addi t4, t4, -1\n"
+	"	sd t4, " STR(S_DEPTH) "(t3)\n" /* pop */
+	"	ld a6, " STR(E_ORIG) "(t5)\n" /* before leaving: see above */
 	"	addi sp, sp, -48\n"
+	"	sd a0, 0(sp)\n"          /* struct stitch_ftrace_ret_regs */
+	"	sd a1, 8(sp)\n"
+	"	fsd fa0, 16(sp)\n"
+	"	fsd fa1, 24(sp)\n"
+	"	sd a6, 32(sp)\n"
+	"	ld a0, " STR(R_IP) "(a3)\n"
+	"	mv a1, a6\n"
+	"	mv a3, sp\n"
+	"	ld t6, " STR(O_RETF) "(a2)\n"
+	"	jalr t6\n"
+	"	ld a0, 0(sp)\n"
+	"	ld a1, 8(sp)\n"
+	"	fld fa0, 16(sp)\n"
+	"	fld fa1, 24(sp)\n"
+	"	ld t0, 32(sp)\n"
+	"	addi sp, sp, 48\n"
+	"	la.tls.ie a4, urcu_bp_reader\n"
+	"	add a4, tp, a4\n"
+	"	ld a4, 0(a4)\n"
+	"	ld a5, " STR(U_CTR) "(a4)\n"
+	"	addi a5, a5, -" STR(U_COUNT) "\n"
+	"	sd a5, " STR(U_CTR) "(a4)\n" /* urcu-bp's read unlock */
+	"	la.tls.ie t1, stitch__ftrace_thread\n"
+	"	add t1, tp, t1\n"
+	"	ld t2, " STR(T_SEQ) "(t1)\n"
+	"	addi t2, t2, 1\n"
+	"	sd t2, " STR(T_SEQ) "(t1)\n"
+	"	mv ra, t0\n"
+	"	jr t0\n"
+	/* 10: leave the read section (a4: the reader), 0: the guard, then the C half */
+	"10:	ld a5, " STR(U_CTR) "(a4)\n"
+	"	addi a5, a5, -" STR(U_COUNT) "\n"
+	"	sd a5, " STR(U_CTR) "(a4)\n"
+	"0:	ld t2, " STR(T_SEQ) "(t1)\n"
+	"	addi t2, t2, 1\n"
+	"	sd t2, " STR(T_SEQ) "(t1)\n"
+	".endif\n"
+	"2:	addi sp, sp, -48\n"
 	"	sd a0, 0(sp)\n"
 	"	sd a1, 8(sp)\n"
 	"	fsd fa0, 16(sp)\n"

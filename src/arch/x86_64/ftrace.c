@@ -65,41 +65,9 @@
 
 #include "arch/arch.h"
 #include "arch/x86_64/insn.h"
+#include "core/ftrace_asm.h"
 #include "core/ftrace_internal.h"
 #include "stitch/ftrace.h"
-
-/*
- * The RCU read side of the trampolines' fast paths: liburcu-bp's, inlined
- * (what _urcu_bp_read_lock/_unlock in <urcu/static/urcu-bp.h> do), with
- * the offsets and constants taken from that header (see "RCU in the fast
- * paths" below).  Without liburcu (the core's fallback RCU) the fast paths
- * are not assembled: FT_ASM_FAST is 0 and every call takes the dispatcher.
- */
-#ifdef STITCH_HAVE_URCU
-#define _LGPL_SOURCE
-#include <urcu/urcu-bp.h>
-#define FT_ASM_FAST 1
-#define U_CTR 0 /* offsetof(struct urcu_bp_reader, ctr), checked below */
-#define U_GP_CTR 0 /* offsetof(struct urcu_bp_gp, ctr) */
-#define U_COUNT 1 /* URCU_BP_GP_COUNT */
-_Static_assert(offsetof(struct urcu_bp_reader, ctr) == U_CTR && offsetof(struct urcu_bp_gp, ctr) == U_GP_CTR &&
-		       URCU_BP_GP_COUNT == U_COUNT,
-	       "the full trampoline's urcu-bp offsets");
-/* `cmpl $0, ctr`: the nesting count is the low 32 bits of ctr */
-_Static_assert(URCU_BP_GP_CTR_NEST_MASK == 0xffffffffUL && sizeof(unsigned long) == 8, "urcu-bp's nest mask");
-/* the lean trampolines' asm operands, from the header itself */
-#define U_CTR_OP offsetof(struct urcu_bp_reader, ctr)
-#define U_GP_CTR_OP offsetof(struct urcu_bp_gp, ctr)
-#define U_COUNT_OP URCU_BP_GP_COUNT
-#else
-#define FT_ASM_FAST 0
-#define U_CTR 0
-#define U_GP_CTR 0
-#define U_COUNT 1
-#define U_CTR_OP 0
-#define U_GP_CTR_OP 0
-#define U_COUNT_OP 1
-#endif
 
 enum { FORM_NOP5, FORM_NOP5_DISP, FORM_5NOPS };
 /* form bit: the compiler's five NOPs were replaced by one NOP5 (see "Preparing") */
@@ -132,25 +100,6 @@ __attribute__((target("general-regs-only"))) uintptr_t stitch_ftrace_regs_arg(co
 	default: return 0;
 	}
 }
-
-/*
- * Offsets the full trampoline's fast path uses (top-level asm takes no
- * operands; checked against the structures below).
- */
-#define STR_(x) #x
-#define STR(x) STR_(x)
-#define T_SEQ 0      /* struct ft_thread */
-#define T_SHADOW 8
-#define R_SINGLE 32  /* struct ft_rec */
-#define R_IP 56
-#define O_FUNC 0     /* struct stitch_ftrace_ops */
-#define O_RETF 48
-#define S_DEPTH 0    /* struct ft_shadow_stack */
-#define S_E 8
-#define E_ORIG 0     /* struct ft_shadow */
-#define E_KEY 8
-#define E_REC 16
-#define E_OPS 24
 
 void stitch__ftrace_tramp_x86(void);
 __asm__(".text\n"
@@ -402,14 +351,6 @@ uintptr_t *arch_ftrace_parent_slot(struct stitch_ftrace_regs *regs, uintptr_t *k
 }
 
 _Static_assert(offsetof(struct ft_rec, entry) == 8, "the stub's jmp *8(%r11)");
-_Static_assert(offsetof(struct ft_thread, seq) == T_SEQ && offsetof(struct ft_thread, shadow) == T_SHADOW &&
-		       offsetof(struct ft_rec, single) == R_SINGLE && offsetof(struct ft_rec, a.func) == R_IP &&
-		       offsetof(struct stitch_ftrace_ops, func) == O_FUNC &&
-		       offsetof(struct stitch_ftrace_ops, ret_func) == O_RETF &&
-		       offsetof(struct ft_shadow_stack, depth) == S_DEPTH && offsetof(struct ft_shadow_stack, e) == S_E &&
-		       offsetof(struct ft_shadow, orig) == E_ORIG && offsetof(struct ft_shadow, key) == E_KEY &&
-		       offsetof(struct ft_shadow, rec) == E_REC && offsetof(struct ft_shadow, ops) == E_OPS,
-	       "the full trampoline's offsets");
 _Static_assert(sizeof(struct ft_shadow) == 32, "shlq $5");
 
 void stitch__ftrace_tramp_lean_x86(void);
