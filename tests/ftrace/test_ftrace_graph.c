@@ -13,7 +13,9 @@
  * trampolines (and the other architectures like any callback).  The
  * lean trampolines need liburcu-bp (GRAPH_FAST_LEAN: the library was
  * built with it) and its membarrier(); without them every entry takes the
- * full trampoline, with regs (which is checked then).
+ * full trampoline, with regs (which is checked then).  With liburcu both
+ * builds also check that the trampolines' assembly fast paths called the
+ * callbacks (all three architectures), and without it that nothing did.
  */
 #include <pthread.h>
 #include <sched.h>
@@ -87,6 +89,39 @@ static CB_HELPER void add_ev(char kind, uintptr_t ip, uintptr_t parent, uintptr_
 
 /* entries seen without argument registers: the x86-64 lean trampoline ran */
 static atomic_long no_regs;
+
+/*
+ * Callbacks called from the trampolines' assembly fast paths (the entry
+ * trampoline's one-ops path, the return trampoline's) rather than from
+ * the C dispatcher or the return's C half: told by where the callback
+ * returns to.  The trampolines' symbols are the library's, hidden, and
+ * reachable here because this test links it statically.  (x86-64 fast
+ * ABI: the lean trampoline, which stitch__ftrace_return follows.)
+ */
+#if defined(__x86_64__) && defined(GRAPH_FAST)
+extern const char stitch__ftrace_tramp_lean_x86[], stitch__ftrace_return[];
+#define ENTRY_ASM stitch__ftrace_tramp_lean_x86
+#define ENTRY_ASM_END stitch__ftrace_return
+#elif defined(__x86_64__)
+extern const char stitch__ftrace_tramp_x86[], stitch__ftrace_tramp_x86_end[];
+#define ENTRY_ASM stitch__ftrace_tramp_x86
+#define ENTRY_ASM_END stitch__ftrace_tramp_x86_end
+#elif defined(__aarch64__)
+extern const char stitch__ftrace_tramp_a64[], stitch__ftrace_tramp_a64_end[];
+#define ENTRY_ASM stitch__ftrace_tramp_a64
+#define ENTRY_ASM_END stitch__ftrace_tramp_a64_end
+#else
+extern const char stitch__ftrace_tramp_rv[], stitch__ftrace_tramp_rv_end[];
+#define ENTRY_ASM stitch__ftrace_tramp_rv
+#define ENTRY_ASM_END stitch__ftrace_tramp_rv_end
+#endif
+extern const char stitch__ftrace_return[], stitch__ftrace_return_end[];
+static atomic_long entries_from_asm, returns_from_asm;
+
+static CB_HELPER int called_from(const void *ret, const char *start, const char *end)
+{
+	return (const char *)ret >= start && (const char *)ret < end;
+}
 /* set: on_entry of g_even calls traced code, which must not recurse into callbacks */
 static int call_from_callback;
 static int from_callback_result;
@@ -96,6 +131,8 @@ static CB void on_entry(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops
 	(void)ops;
 	if (!regs)
 		atomic_fetch_add(&no_regs, 1);
+	if (called_from(__builtin_return_address(0), ENTRY_ASM, ENTRY_ASM_END))
+		atomic_fetch_add(&entries_from_asm, 1);
 	add_ev('E', ip, parent, 0);
 	if (call_from_callback && ip == (uintptr_t)g_even)
 		from_callback_result = g_chain_c(1);
@@ -105,6 +142,8 @@ static CB void on_return(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_op
 		      struct stitch_ftrace_ret_regs *rregs)
 {
 	(void)ops;
+	if (called_from(__builtin_return_address(0), stitch__ftrace_return, stitch__ftrace_return_end))
+		atomic_fetch_add(&returns_from_asm, 1);
 	add_ev(rregs ? 'R' : 'A', ip, parent, rregs ? stitch_ftrace_ret_value(rregs) : 0);
 }
 
@@ -418,6 +457,17 @@ int main(void)
 		CHECK(atomic_load(&no_regs) > 0, "fast ABI: every entry went through the full trampoline");
 #else
 		CHECK_EQ(atomic_load(&no_regs), 0);
+#endif
+#if defined(GRAPH_ASM_FAST)
+		/* one ops on the sites: the assembly fast paths ran (and the
+		 * cases above that they hand to C - tail calls, longjmp, nested
+		 * callbacks, overflow - still came out right) */
+		CHECK(atomic_load(&entries_from_asm) > 0, "no entry took the trampoline's fast path");
+		CHECK(atomic_load(&returns_from_asm) > 0, "no return took the return trampoline's fast path");
+#else
+		/* without liburcu there are none */
+		CHECK_EQ(atomic_load(&entries_from_asm), 0);
+		CHECK_EQ(atomic_load(&returns_from_asm), 0);
 #endif
 		run_thread_exit();
 		CHECK_EQ(stitch_ftrace_unregister(&graph), 0);

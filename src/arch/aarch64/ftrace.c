@@ -390,7 +390,10 @@ __asm__(".text\n"
 	"	add sp, sp, #144\n"
 	"	mov x30, x16\n"
 	"	ret x16\n"
-	".size stitch__ftrace_return, . - stitch__ftrace_return\n");
+	".size stitch__ftrace_return, . - stitch__ftrace_return\n"
+	".globl stitch__ftrace_return_end\n"
+	".hidden stitch__ftrace_return_end\n"
+	"stitch__ftrace_return_end:\n");
 
 
 void arch_ftrace_tramp_range(uintptr_t *start, uintptr_t *end)

@@ -393,7 +393,10 @@ __asm__(".text\n"
 	"	addi sp, sp, 48\n"
 	"	mv ra, t0\n"
 	"	jr t0\n"
-	".size stitch__ftrace_return, . - stitch__ftrace_return\n");
+	".size stitch__ftrace_return, . - stitch__ftrace_return\n"
+	".globl stitch__ftrace_return_end\n"
+	".hidden stitch__ftrace_return_end\n"
+	"stitch__ftrace_return_end:\n");
 
 
 void arch_ftrace_tramp_range(uintptr_t *start, uintptr_t *end)

@@ -572,6 +572,9 @@ __attribute__((used)) static void lean_trampolines(void)
 		"	popq %%rbp\n"
 		"	jmp *%%r11\n"
 		".size stitch__ftrace_return, . - stitch__ftrace_return\n"
+		".globl stitch__ftrace_return_end\n"
+		".hidden stitch__ftrace_return_end\n"
+		"stitch__ftrace_return_end:\n"
 		".popsection\n"
 		:
 		: [seq] "i"(offsetof(struct ft_thread, seq)), [shadow] "i"(offsetof(struct ft_thread, shadow)),
