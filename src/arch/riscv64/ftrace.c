@@ -134,7 +134,36 @@ _Static_assert(sizeof(struct stitch_ftrace_regs) == RV_FRAME && offsetof(struct 
  * call takes the dispatcher.
  */
 void stitch__ftrace_tramp_rv(void);
-__asm__(".text\n"
+__asm__(/* the fast paths' steps (assembler macros, used by both trampolines) */
+	".macro ft_thread dst\n" /* dst := &stitch__ftrace_thread */
+	"	la.tls.ie \\dst, stitch__ftrace_thread\n"
+	"	add \\dst, tp, \\dst\n"
+	".endm\n"
+	".macro ft_reader dst\n" /* dst := the thread's urcu_bp_reader */
+	"	la.tls.ie \\dst, urcu_bp_reader\n"
+	"	add \\dst, tp, \\dst\n"
+	"	ld \\dst, 0(\\dst)\n"
+	".endm\n"
+	/* urcu-bp's read lock, outermost section only: else to fail */
+	".macro ft_read_lock reader, x, fail\n"
+	"	beqz \\reader, \\fail\n"
+	"	lw \\x, " STR(U_CTR) "(\\reader)\n"
+	"	bnez \\x, \\fail\n"
+	"	la \\x, urcu_bp_gp\n"
+	"	ld \\x, " STR(U_GP_CTR) "(\\x)\n"
+	"	sd \\x, " STR(U_CTR) "(\\reader)\n"
+	".endm\n"
+	".macro ft_read_unlock reader, x\n"
+	"	ld \\x, " STR(U_CTR) "(\\reader)\n"
+	"	addi \\x, \\x, -" STR(U_COUNT) "\n"
+	"	sd \\x, " STR(U_CTR) "(\\reader)\n"
+	".endm\n"
+	".macro ft_seq_inc thread, x\n" /* the guard: set (odd -> even) or left (even -> odd) */
+	"	ld \\x, " STR(T_SEQ) "(\\thread)\n"
+	"	addi \\x, \\x, 1\n"
+	"	sd \\x, " STR(T_SEQ) "(\\thread)\n"
+	".endm\n"
+	".text\n"
 	".p2align 3\n"
 	".globl stitch__ftrace_tramp_rv\n"
 	".hidden stitch__ftrace_tramp_rv\n"
@@ -163,22 +192,14 @@ __asm__(".text\n"
 	"	fsd fa6, 128(sp)\n"
 	"	fsd fa7, 136(sp)\n"
 	".if " STR(FT_ASM_FAST) "\n"
-	"	la.tls.ie t1, stitch__ftrace_thread\n"
-	"	add t1, tp, t1\n"        /* t1: the thread block */
+	"	ft_thread t1\n"          /* t1: the thread block */
 	"	ld t2, " STR(T_SEQ) "(t1)\n"
 	"	andi t3, t2, 1\n"
 	"	beqz t3, 3f\n"
 	"	addi t2, t2, 1\n"
 	"	sd t2, " STR(T_SEQ) "(t1)\n"
-	"	la.tls.ie t3, urcu_bp_reader\n"
-	"	add t3, tp, t3\n"
-	"	ld t3, 0(t3)\n"          /* t3: the thread's urcu-bp reader */
-	"	beqz t3, 2f\n"
-	"	lw t4, " STR(U_CTR) "(t3)\n"
-	"	bnez t4, 2f\n"           /* nested in another read section */
-	"	la t4, urcu_bp_gp\n"
-	"	ld t4, " STR(U_GP_CTR) "(t4)\n"
-	"	sd t4, " STR(U_CTR) "(t3)\n"
+	"	ft_reader t3\n"          /* t3: the thread's urcu-bp reader */
+	"	ft_read_lock t3, t4, 2f\n"
 	"	ld t5, -16(t0)\n"        /* t5: the record */
 	"	ld a2, " STR(R_SINGLE) "(t5)\n"
 	"	beqz a2, 8f\n"
@@ -191,17 +212,10 @@ __asm__(".text\n"
 	"	mv a3, sp\n"             /* regs */
 	"	ld t6, " STR(O_FUNC) "(a2)\n"
 	"	jalr t6\n"               /* no ret_func: func is set */
-	"4:	la.tls.ie t3, urcu_bp_reader\n"
-	"	add t3, tp, t3\n"
-	"	ld t3, 0(t3)\n"
-	"	ld t4, " STR(U_CTR) "(t3)\n"
-	"	addi t4, t4, -" STR(U_COUNT) "\n"
-	"	sd t4, " STR(U_CTR) "(t3)\n" /* urcu-bp's read unlock */
-	"	la.tls.ie t1, stitch__ftrace_thread\n"
-	"	add t1, tp, t1\n"
-	"	ld t2, " STR(T_SEQ) "(t1)\n"
-	"	addi t2, t2, 1\n"
-	"	sd t2, " STR(T_SEQ) "(t1)\n"
+	"4:	ft_reader t3\n"
+	"	ft_read_unlock t3, t4\n"
+	"	ft_thread t1\n"
+	"	ft_seq_inc t1, t2\n"
 	"	j 1f\n"
 	/* graph: t1 the thread, t3 the reader, a2 the ops, t5 the record, ra the parent */
 	"5:	ld t2, " STR(T_SHADOW) "(t1)\n"
@@ -234,12 +248,8 @@ __asm__(".text\n"
 	"	sd t6, 72(sp)\n"         /* hook the return: the saved ra */
 	"	j 4b\n"
 	/* 8: leave the read section (t3: the reader), 2: the guard (t1) */
-	"8:	ld t4, " STR(U_CTR) "(t3)\n"
-	"	addi t4, t4, -" STR(U_COUNT) "\n"
-	"	sd t4, " STR(U_CTR) "(t3)\n"
-	"2:	ld t2, " STR(T_SEQ) "(t1)\n"
-	"	addi t2, t2, 1\n"
-	"	sd t2, " STR(T_SEQ) "(t1)\n"
+	"8:	ft_read_unlock t3, t4\n"
+	"2:	ft_seq_inc t1, t2\n"
 	".endif\n"
 	"3:	ld a0, -16(t0)\n" /* the record, from the literal at func-8 */
 	"	mv a1, ra\n"      /* parent ip */
@@ -304,10 +314,17 @@ __asm__(".text\n"
 	".hidden stitch__ftrace_return\n"
 	".type stitch__ftrace_return, @function\n"
 	"stitch__ftrace_return:\n"
+	/* the return registers (struct stitch_ftrace_ret_regs), ra, and the
+	 * return address once known */
+	"	addi sp, sp, -48\n"
+	"	sd a0, 0(sp)\n"
+	"	sd a1, 8(sp)\n"
+	"	fsd fa0, 16(sp)\n"
+	"	fsd fa1, 24(sp)\n"
+	"	sd ra, 32(sp)\n"
 	".if " STR(FT_ASM_FAST) "\n"
-	/* the fast path (see above): t0-t6, a2-a7 and ra are free at a return */
-	"	la.tls.ie t1, stitch__ftrace_thread\n"
-	"	add t1, tp, t1\n"        /* t1: the thread block */
+	/* the fast path (see above): t0-t6, a2-a7 are free at a return */
+	"	ft_thread t1\n"          /* t1: the thread block */
 	"	ld t2, " STR(T_SEQ) "(t1)\n"
 	"	andi t3, t2, 1\n"
 	"	beqz t3, 2f\n"
@@ -319,74 +336,39 @@ __asm__(".text\n"
 	"	add t5, t3, t5\n"
 	"	addi t5, t5, " STR(S_E) "-" STR(E_SIZE) "\n" /* t5: the top entry */
 	"	ld t6, " STR(E_KEY) "(t5)\n"
-	"	bne t6, sp, 2f\n"
+	"	addi t0, sp, 48\n"       /* the stack pointer the function returned with */
+	"	bne t6, t0, 2f\n"
 	"	ld a2, " STR(E_OPS) "(t5)\n"
 	"	ld a3, " STR(E_REC) "(t5)\n"
 	"	addi t2, t2, 1\n"
 	"	sd t2, " STR(T_SEQ) "(t1)\n" /* the guard */
-	"	la.tls.ie a4, urcu_bp_reader\n"
-	"	add a4, tp, a4\n"
-	"	ld a4, 0(a4)\n"          /* a4: the thread's urcu-bp reader */
-	"	beqz a4, 0f\n"
-	"	lw a5, " STR(U_CTR) "(a4)\n"
-	"	bnez a5, 0f\n"
-	"	la a5, urcu_bp_gp\n"
-	"	ld a5, " STR(U_GP_CTR) "(a5)\n"
-	"	sd a5, " STR(U_CTR) "(a4)\n"
+	"	ft_reader a4\n"          /* a4: the thread's urcu-bp reader */
+	"	ft_read_lock a4, a5, 0f\n"
 	"	ld a5, " STR(R_SINGLE_RET) "(a3)\n"
 	"	bne a5, a2, 10f\n"       /* the entry's ops, alone on the site, with its ret_func */
 	"	addi t4, t4, -1\n"
 	"	sd t4, " STR(S_DEPTH) "(t3)\n" /* pop */
-	"	ld a6, " STR(E_ORIG) "(t5)\n" /* before leaving: see above */
-	"	addi sp, sp, -48\n"
-	"	sd a0, 0(sp)\n"          /* struct stitch_ftrace_ret_regs */
-	"	sd a1, 8(sp)\n"
-	"	fsd fa0, 16(sp)\n"
-	"	fsd fa1, 24(sp)\n"
-	"	sd a6, 32(sp)\n"
+	"	ld a1, " STR(E_ORIG) "(t5)\n"
+	"	sd a1, 40(sp)\n"         /* before leaving: see above */
 	"	ld a0, " STR(R_IP) "(a3)\n"
-	"	mv a1, a6\n"
 	"	mv a3, sp\n"
 	"	ld t6, " STR(O_RETF) "(a2)\n"
 	"	jalr t6\n"
-	"	ld a0, 0(sp)\n"
-	"	ld a1, 8(sp)\n"
-	"	fld fa0, 16(sp)\n"
-	"	fld fa1, 24(sp)\n"
-	"	ld t0, 32(sp)\n"
-	"	addi sp, sp, 48\n"
-	"	la.tls.ie a4, urcu_bp_reader\n"
-	"	add a4, tp, a4\n"
-	"	ld a4, 0(a4)\n"
-	"	ld a5, " STR(U_CTR) "(a4)\n"
-	"	addi a5, a5, -" STR(U_COUNT) "\n"
-	"	sd a5, " STR(U_CTR) "(a4)\n" /* urcu-bp's read unlock */
-	"	la.tls.ie t1, stitch__ftrace_thread\n"
-	"	add t1, tp, t1\n"
-	"	ld t2, " STR(T_SEQ) "(t1)\n"
-	"	addi t2, t2, 1\n"
-	"	sd t2, " STR(T_SEQ) "(t1)\n"
-	"	mv ra, t0\n"
-	"	jr t0\n"
+	"	ft_reader a4\n"
+	"	ft_read_unlock a4, a5\n"
+	"	ft_thread t1\n"
+	"	ft_seq_inc t1, t2\n"
+	"	ld t0, 40(sp)\n"
+	"	j 1f\n"
 	/* 10: leave the read section (a4: the reader), 0: the guard, then the C half */
-	"10:	ld a5, " STR(U_CTR) "(a4)\n"
-	"	addi a5, a5, -" STR(U_COUNT) "\n"
-	"	sd a5, " STR(U_CTR) "(a4)\n"
-	"0:	ld t2, " STR(T_SEQ) "(t1)\n"
-	"	addi t2, t2, 1\n"
-	"	sd t2, " STR(T_SEQ) "(t1)\n"
+	"10:	ft_read_unlock a4, a5\n"
+	"0:	ft_seq_inc t1, t2\n"
 	".endif\n"
-	"2:	addi sp, sp, -48\n"
-	"	sd a0, 0(sp)\n"
-	"	sd a1, 8(sp)\n"
-	"	fsd fa0, 16(sp)\n"
-	"	fsd fa1, 24(sp)\n"
-	"	sd ra, 32(sp)\n"
-	"	addi a0, sp, 48\n" /* key: the stack pointer the function returned with */
+	"2:	addi a0, sp, 48\n" /* key: the stack pointer the function returned with */
 	"	mv a1, sp\n"       /* ret regs */
 	"	call stitch__ftrace_graph_return\n"
 	"	mv t0, a0\n"
-	"	ld a0, 0(sp)\n"
+	"1:	ld a0, 0(sp)\n"
 	"	ld a1, 8(sp)\n"
 	"	fld fa0, 16(sp)\n"
 	"	fld fa1, 24(sp)\n"
