@@ -68,9 +68,9 @@ uintptr_t stitch_ftrace_regs_arg(const struct stitch_ftrace_regs *regs, unsigned
 }
 
 /*
- * The trampoline's fast path: what the dispatcher does for one ops of the
- * plain ABI on the site (record->single; a set of several, a direct call
- * or a first call of the thread take the dispatcher), in assembly, after
+ * The trampoline's fast path: what the dispatcher does for one ops on the
+ * site (record->single; a set of several, a direct call or a first call
+ * of the thread take the dispatcher), in assembly, after
  * the register saves: the x86-64 full trampoline's fast path (see
  * src/arch/x86_64/ftrace.c, "Lean trampolines" and "RCU in the fast
  * paths", for the argument), with liburcu-bp's read side inlined:
@@ -94,12 +94,14 @@ uintptr_t stitch_ftrace_regs_arg(const struct stitch_ftrace_regs *regs, unsigned
  *
  * The record, x9 and the frame are the trampoline's until the callback
  * runs; after it only the frame is: the thread block and the reader are
- * found again from tpidr_el0.  No fence around the read section: the
- * record offers `single` only when liburcu-bp's grace periods use
- * membarrier() (ft_fast_ok() in core/ftrace.c), which makes urcu-bp's
- * slave barrier a compiler barrier; the loads of record->single and the
- * ops are address-dependent on nothing the lock's store must precede
- * except through that membarrier.  Signal handlers: as on x86-64 (before
+ * found again from tpidr_el0.  No fence around the read section, as in
+ * urcu-bp's own read side: the record offers `single` only when
+ * liburcu-bp's grace periods use membarrier() (ft_fast_ok() in
+ * core/ftrace.c), whose barrier on every running thread orders the lock's
+ * store of ctr before this thread's loads of record->single and the ops,
+ * and its last use of them before the unlock's store, as far as a grace
+ * period can tell (urcu-bp's slave barrier is then a compiler barrier,
+ * which the asm statement is).  Signal handlers: as on x86-64 (before
  * the guard their traced calls run normally and leave ctr and the shadow
  * stack as they found them; after it they call nothing).  Without liburcu
  * (FT_ASM_FAST 0) every call takes the dispatcher.
@@ -256,8 +258,9 @@ __asm__(/* the fast paths' steps (assembler macros, used by both trampolines) */
  * is scratch at a return.
  *
  * Its fast path (FT_ASM_FAST, the x86-64 return trampoline's): the top
- * shadow entry is this return's (its key is sp; a tail call's entry has
- * bit 0 of its key set and never is) and its ops is the site's one ops,
+ * shadow entry is this return's (its key is the stack pointer the function
+ * returned with; a tail call's entry has bit 0 of its key set and never
+ * is) and its ops is the site's one ops,
  * with a ret_func (record->single_ret): inside the guard and an urcu-bp
  * read section taken as at the entry, pop the entry, keep its orig on the
  * frame (once the guard is left a signal handler's traced call may reuse

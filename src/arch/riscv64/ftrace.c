@@ -123,7 +123,7 @@ _Static_assert(sizeof(struct stitch_ftrace_regs) == RV_FRAME && offsetof(struct 
 	       "the trampoline's frame");
 
 /*
- * The trampoline's fast path: one ops of the plain ABI on the site
+ * The trampoline's fast path: one ops on the site (either ABI)
  * (record->single), in assembly, after the register saves - the same
  * steps as AArch64's (src/arch/aarch64/ftrace.c) and x86-64's, with
  * liburcu-bp's read side inlined; see those for the argument.  Here t0 is
