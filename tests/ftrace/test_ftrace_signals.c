@@ -1,0 +1,175 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Signals that land anywhere in traced calls - in the middle of the entry
+ * or the return trampoline, their assembly fast paths included - while the
+ * handler itself calls traced functions.  The trampolines' argument
+ * (src/arch/x86_64/ftrace.c, "Lean trampolines"; the same on AArch64 and
+ * RISC-V): before the recursion guard is set a handler's traced calls run
+ * normally and leave urcu-bp's ctr and the shadow stack as they found
+ * them; once it is set they call nothing.  What would show a mistake:
+ *   - a wrong result (a clobbered register, a return to the wrong place),
+ *     in the worker or in the handler;
+ *   - a return reported on a thread that has no entry open, or entries
+ *     left open once a thread's calls have all returned (a shadow entry
+ *     lost or doubled, a read section left or taken twice);
+ *   - a crash or a hang (a grace period waiting for a section never left).
+ * Worker threads call function_graph-traced chains and recursion in a
+ * loop; a signaller thread sends them SIGUSR1 back to back; the handler
+ * calls a traced chain.  The run goes on until enough signals landed in
+ * the trampolines (the interrupted PC, from the handler's context), so the
+ * cases the argument is about really happen; it fails if they do not
+ * within its time budget.  Under qemu-user this runs with -singlestep so
+ * that a signal can land at any instruction.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+#include <ucontext.h>
+
+#include "arch/arch.h"
+#include "common/check.h"
+#include "graph_funcs.h"
+#include "stitch/ftrace.h"
+
+#define WORKERS 3
+
+/* The library's trampolines (hidden symbols, reachable from this static link). */
+#if defined(__x86_64__)
+extern const char stitch__ftrace_tramp_x86[], stitch__ftrace_tramp_x86_end[];
+#define ENTRY_TRAMP stitch__ftrace_tramp_x86
+#define ENTRY_TRAMP_END stitch__ftrace_tramp_x86_end
+#elif defined(__aarch64__)
+extern const char stitch__ftrace_tramp_a64[], stitch__ftrace_tramp_a64_end[];
+#define ENTRY_TRAMP stitch__ftrace_tramp_a64
+#define ENTRY_TRAMP_END stitch__ftrace_tramp_a64_end
+#else
+extern const char stitch__ftrace_tramp_rv[], stitch__ftrace_tramp_rv_end[];
+#define ENTRY_TRAMP stitch__ftrace_tramp_rv
+#define ENTRY_TRAMP_END stitch__ftrace_tramp_rv_end
+#endif
+extern const char stitch__ftrace_return_end[]; /* stitch__ftrace_return: arch.h */
+
+/* Per thread: entries open (reported, their return not yet) and errors. */
+static __thread long open_entries;
+static atomic_long negative;   /* a return with no entry open on its thread */
+static atomic_long wrong;      /* a wrong result, in a worker or a handler */
+static atomic_long left_open;  /* entries still open when a worker stopped */
+static atomic_long handler_calls, landed_entry, landed_return;
+static atomic_int stop;
+static atomic_int ready;
+
+static void on_entry(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops, struct stitch_ftrace_regs *regs)
+{
+	(void)ip, (void)parent, (void)ops, (void)regs;
+	open_entries++;
+}
+
+static void on_return(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops,
+		      struct stitch_ftrace_ret_regs *rregs)
+{
+	(void)ip, (void)parent, (void)ops, (void)rregs;
+	if (--open_entries < 0)
+		atomic_fetch_add(&negative, 1);
+}
+
+static struct stitch_ftrace_ops graph = { .func = on_entry, .ret_func = on_return };
+
+static int in_range(uintptr_t pc, const char *start, const char *end)
+{
+	return pc >= (uintptr_t)start && pc < (uintptr_t)end;
+}
+
+static void on_signal(int sig, siginfo_t *info, void *context)
+{
+	(void)sig, (void)info;
+	uintptr_t pc = arch_ucontext_pc(context);
+	if (in_range(pc, ENTRY_TRAMP, ENTRY_TRAMP_END))
+		atomic_fetch_add(&landed_entry, 1);
+	else if (in_range(pc, (const char *)(uintptr_t)stitch__ftrace_return, stitch__ftrace_return_end))
+		atomic_fetch_add(&landed_return, 1);
+	atomic_fetch_add(&handler_calls, 1);
+	/* traced calls of the handler's own, nested in whatever it interrupted */
+	if (g_chain_a(2) != 4 * 2 + 12)
+		atomic_fetch_add(&wrong, 1);
+}
+
+static void *worker(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&ready, 1);
+	for (int v = 0; !atomic_load(&stop); v = (v + 1) & 0xff) {
+		if (g_chain_a(v) != 4 * v + 12)
+			atomic_fetch_add(&wrong, 1);
+		if (g_fact(6) != 720)
+			atomic_fetch_add(&wrong, 1);
+	}
+	/* every call this thread made has returned */
+	if (open_entries != 0)
+		atomic_fetch_add(&left_open, 1);
+	return NULL;
+}
+
+static double now_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+int main(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_signal;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	CHECK(sigaction(SIGUSR1, &sa, NULL) == 0, "sigaction");
+
+	int err = stitch_ftrace_register(&graph, "g_chain_* g_fact");
+	CHECK(err == 0, "register: %s", stitch_last_error());
+	if (err)
+		return check_summary("test_ftrace_signals");
+
+	pthread_t t[WORKERS];
+	for (int i = 0; i < WORKERS; i++)
+		CHECK(pthread_create(&t[i], NULL, worker, NULL) == 0, "pthread_create");
+	while (atomic_load(&ready) < WORKERS)
+		sched_yield();
+
+	/* Signal the workers in turn until enough signals landed inside each
+	 * trampoline (or the budget is spent: then the check below fails). */
+#if defined(__SANITIZE_ADDRESS__)
+	const long want = 1000; /* -O0 and ASan: the dispatcher's share of the time is larger */
+#elif defined(__x86_64__)
+	const long want = 5000; /* native: a second or so */
+#else
+	const long want = 2000; /* qemu -singlestep */
+#endif
+	double deadline = now_s() + 120;
+	long sent = 0;
+	while ((atomic_load(&landed_entry) < want || atomic_load(&landed_return) < want) && now_s() < deadline) {
+		pthread_kill(t[sent % WORKERS], SIGUSR1);
+		sent++;
+		if (sent % 64 == 0)
+			sched_yield(); /* let the workers run between bursts on a small machine */
+	}
+	atomic_store(&stop, 1);
+	for (int i = 0; i < WORKERS; i++)
+		pthread_join(t[i], NULL);
+	CHECK_EQ(stitch_ftrace_unregister(&graph), 0);
+
+	printf("test_ftrace_signals: %ld signals sent, %ld handled, %ld landed in the entry trampoline, %ld in the "
+	       "return trampoline\n",
+	       sent, atomic_load(&handler_calls), atomic_load(&landed_entry), atomic_load(&landed_return));
+	CHECK(atomic_load(&landed_entry) >= want && atomic_load(&landed_return) >= want,
+	      "too few signals landed in the trampolines within the time budget");
+	CHECK_EQ(atomic_load(&wrong), 0);
+	CHECK_EQ(atomic_load(&negative), 0);
+	CHECK_EQ(atomic_load(&left_open), 0);
+	/* the handlers' own traced calls balance too (this thread made none) */
+	CHECK_EQ(open_entries, 0);
+	return check_summary("test_ftrace_signals");
+}
