@@ -28,6 +28,7 @@
 #include "common/check.h"
 #include "graph_funcs.h"
 #include "stitch/ftrace.h"
+#include "trampolines.h"
 
 #ifdef GRAPH_FAST
 #define CB STITCH_FTRACE_PRESERVES_REGS /* the callbacks */
@@ -98,30 +99,8 @@ static atomic_long no_regs;
  * reachable here because this test links it statically.  (x86-64 fast
  * ABI: the lean trampoline, which stitch__ftrace_return follows.)
  */
-#if defined(__x86_64__) && defined(GRAPH_FAST)
-extern const char stitch__ftrace_tramp_lean_x86[], stitch__ftrace_return[];
-#define ENTRY_ASM stitch__ftrace_tramp_lean_x86
-#define ENTRY_ASM_END stitch__ftrace_return
-#elif defined(__x86_64__)
-extern const char stitch__ftrace_tramp_x86[], stitch__ftrace_tramp_x86_end[];
-#define ENTRY_ASM stitch__ftrace_tramp_x86
-#define ENTRY_ASM_END stitch__ftrace_tramp_x86_end
-#elif defined(__aarch64__)
-extern const char stitch__ftrace_tramp_a64[], stitch__ftrace_tramp_a64_end[];
-#define ENTRY_ASM stitch__ftrace_tramp_a64
-#define ENTRY_ASM_END stitch__ftrace_tramp_a64_end
-#else
-extern const char stitch__ftrace_tramp_rv[], stitch__ftrace_tramp_rv_end[];
-#define ENTRY_ASM stitch__ftrace_tramp_rv
-#define ENTRY_ASM_END stitch__ftrace_tramp_rv_end
-#endif
-extern const char stitch__ftrace_return[], stitch__ftrace_return_end[];
 static atomic_long entries_from_asm, returns_from_asm;
 
-static CB_HELPER int called_from(const void *ret, const char *start, const char *end)
-{
-	return (const char *)ret >= start && (const char *)ret < end;
-}
 /* set: on_entry of g_even calls traced code, which must not recurse into callbacks */
 static int call_from_callback;
 static int from_callback_result;
@@ -131,7 +110,12 @@ static CB void on_entry(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops
 	(void)ops;
 	if (!regs)
 		atomic_fetch_add(&no_regs, 1);
-	if (called_from(__builtin_return_address(0), ENTRY_ASM, ENTRY_ASM_END))
+	uintptr_t from = (uintptr_t)__builtin_return_address(0);
+#if defined(GRAPH_FAST) && defined(__x86_64__)
+	if (tramp_in_lean(from))
+#else
+	if (tramp_in_entry(from))
+#endif
 		atomic_fetch_add(&entries_from_asm, 1);
 	add_ev('E', ip, parent, 0);
 	if (call_from_callback && ip == (uintptr_t)g_even)
@@ -142,7 +126,7 @@ static CB void on_return(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_op
 		      struct stitch_ftrace_ret_regs *rregs)
 {
 	(void)ops;
-	if (called_from(__builtin_return_address(0), stitch__ftrace_return, stitch__ftrace_return_end))
+	if (tramp_in_return((uintptr_t)__builtin_return_address(0)))
 		atomic_fetch_add(&returns_from_asm, 1);
 	add_ev(rregs ? 'R' : 'A', ip, parent, rregs ? stitch_ftrace_ret_value(rregs) : 0);
 }

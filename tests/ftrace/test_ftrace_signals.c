@@ -33,6 +33,7 @@
 #include "common/check.h"
 #include "graph_funcs.h"
 #include "stitch/ftrace.h"
+#include "trampolines.h"
 
 #define WORKERS 3
 #ifdef SIGNALS_FAST
@@ -57,22 +58,6 @@
 #define RFN(f) (f)
 #define OPS_FLAGS 0u
 #endif
-
-/* The library's trampolines (hidden symbols, reachable from this static link). */
-#if defined(__x86_64__)
-extern const char stitch__ftrace_tramp_x86[], stitch__ftrace_tramp_x86_end[];
-#define ENTRY_TRAMP stitch__ftrace_tramp_x86
-#define ENTRY_TRAMP_END stitch__ftrace_tramp_x86_end
-#elif defined(__aarch64__)
-extern const char stitch__ftrace_tramp_a64[], stitch__ftrace_tramp_a64_end[];
-#define ENTRY_TRAMP stitch__ftrace_tramp_a64
-#define ENTRY_TRAMP_END stitch__ftrace_tramp_a64_end
-#else
-extern const char stitch__ftrace_tramp_rv[], stitch__ftrace_tramp_rv_end[];
-#define ENTRY_TRAMP stitch__ftrace_tramp_rv
-#define ENTRY_TRAMP_END stitch__ftrace_tramp_rv_end
-#endif
-extern const char stitch__ftrace_return_end[]; /* stitch__ftrace_return: arch.h */
 
 /* Per thread: entries open (reported, their return not yet) and errors. */
 static __thread long open_entries;
@@ -99,34 +84,15 @@ static CB void on_return(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_op
 
 static struct stitch_ftrace_ops graph = { .func = FN(on_entry), .ret_func = RFN(on_return), .flags = OPS_FLAGS };
 
-static int in_range(uintptr_t pc, const char *start, const char *end)
-{
-	return pc >= (uintptr_t)start && pc < (uintptr_t)end;
-}
-
-/* x86-64, fast ABI: the lean trampoline (followed by stitch__ftrace_return);
- * without liburcu it only jumps to the full one, where the signals land */
-#if defined(__x86_64__) && defined(SIGNALS_FAST)
-extern const char stitch__ftrace_tramp_lean_x86[];
-static int in_lean(uintptr_t pc)
-{
-	return in_range(pc, stitch__ftrace_tramp_lean_x86, (const char *)(uintptr_t)stitch__ftrace_return);
-}
-#else
-static int in_lean(uintptr_t pc)
-{
-	(void)pc;
-	return 0;
-}
-#endif
-
 static void on_signal(int sig, siginfo_t *info, void *context)
 {
 	(void)sig, (void)info;
 	uintptr_t pc = arch_ucontext_pc(context);
-	if (in_range(pc, ENTRY_TRAMP, ENTRY_TRAMP_END) || in_lean(pc))
+	/* (x86-64, fast ABI: the lean trampoline; without liburcu it only
+	 * jumps to the full one, where the signals land then) */
+	if (tramp_in_entry(pc) || tramp_in_lean(pc))
 		atomic_fetch_add(&landed_entry, 1);
-	else if (in_range(pc, (const char *)(uintptr_t)stitch__ftrace_return, stitch__ftrace_return_end))
+	else if (tramp_in_return(pc))
 		atomic_fetch_add(&landed_return, 1);
 	atomic_fetch_add(&handler_calls, 1);
 	/* traced calls of the handler's own, nested in whatever it interrupted */
