@@ -5,9 +5,12 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+#include "stitch/ftrace.h"
 
 #if defined(__x86_64__)
 #define SITE_LEN 5 /* the NOP(s) <-> call */
@@ -30,6 +33,25 @@ static inline bool site_disabled_bytes(const uint8_t *orig, const uint8_t *cur)
 		return true;
 #endif
 	return memcmp(orig, cur, SITE_LEN) == 0;
+}
+
+/*
+ * Every site's info (stitch_ftrace_site_info) and its SITE_LEN bytes as
+ * they are now, in two arrays of n the caller frees; 0, or -1 if an
+ * allocation or an info call failed.
+ */
+static inline int site_snapshot(size_t n, struct stitch_ftrace_site_info **info, uint8_t (**orig)[SITE_LEN])
+{
+	*info = calloc(n ? n : 1, sizeof(**info));
+	*orig = calloc(n ? n : 1, sizeof(**orig));
+	if (!*info || !*orig)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (stitch_ftrace_site_info(i, &(*info)[i]) != 0)
+			return -1;
+		memcpy((*orig)[i], (const void *)(*info)[i].site, SITE_LEN);
+	}
+	return 0;
 }
 
 /* Change a site behind the library's back to another harmless form; returns 0 on success. */

@@ -49,12 +49,12 @@ int main(void)
 	int n = stitch_ftrace_site_count();
 	CHECK(n > TF_COUNT, "site count %d", n);
 	size_t ns = n > 0 ? (size_t)n : 0;
-	struct stitch_ftrace_site_info *info = calloc(ns, sizeof(*info));
-	uint8_t(*orig)[SITE_LEN] = calloc(ns, sizeof(*orig));
-	for (size_t i = 0; i < ns; i++) {
-		stitch_ftrace_site_info(i, &info[i]);
-		memcpy(orig[i], (const void *)info[i].site, SITE_LEN);
-	}
+	struct stitch_ftrace_site_info *info;
+	uint8_t(*orig)[SITE_LEN];
+	int snap = site_snapshot(ns, &info, &orig);
+	CHECK(snap == 0, "site_snapshot: %s", stitch_last_error());
+	if (snap)
+		return check_summary("test_ftrace_blocked");
 	pthread_t th;
 	pthread_create(&th, NULL, blocker, NULL);
 	while (!atomic_load(&started))

@@ -101,15 +101,12 @@ int main(int argc, char **argv)
 	int n = stitch_ftrace_site_count();
 	CHECK(n > TF_COUNT, "site count %d", n);
 	size_t ns = n > 0 ? (size_t)n : 0;
-	struct stitch_ftrace_site_info *info = calloc(ns, sizeof(*info));
-	uint8_t(*orig)[SITE_LEN] = calloc(ns, sizeof(*orig));
-	CHECK(info && orig, "calloc");
-	if (!info || !orig)
+	struct stitch_ftrace_site_info *info;
+	uint8_t(*orig)[SITE_LEN];
+	int snap = site_snapshot(ns, &info, &orig);
+	CHECK(snap == 0, "site_snapshot: %s", stitch_last_error());
+	if (snap)
 		return check_summary("test_ftrace_prepare");
-	for (size_t i = 0; i < ns; i++) {
-		CHECK_EQ(stitch_ftrace_site_info(i, &info[i]), 0);
-		memcpy(orig[i], (const void *)info[i].site, SITE_LEN);
-	}
 	pthread_t th[4];
 	for (int t = 0; t < 4; t++)
 		pthread_create(&th[t], NULL, worker, (void *)(uintptr_t)(t + 1));
