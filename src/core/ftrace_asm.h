@@ -62,7 +62,7 @@ _Static_assert(URCU_BP_GP_CTR_NEST_MASK == 0xffffffffUL && sizeof(unsigned long)
 #define E_KEY 8
 #define E_REC 16
 #define E_OPS 24
-#define E_SIZE 32
+#define E_SIZE 32    /* every trampoline indexes the entries with a shift by 5 */
 
 _Static_assert(offsetof(struct ft_thread, seq) == T_SEQ && offsetof(struct ft_thread, shadow) == T_SHADOW &&
 		       offsetof(struct ft_rec, single) == R_SINGLE &&

@@ -351,7 +351,6 @@ uintptr_t *arch_ftrace_parent_slot(struct stitch_ftrace_regs *regs, uintptr_t *k
 }
 
 _Static_assert(offsetof(struct ft_rec, entry) == 8, "the stub's jmp *8(%r11)");
-_Static_assert(sizeof(struct ft_shadow) == 32, "shlq $5");
 
 void stitch__ftrace_tramp_lean_x86(void);
 
