@@ -15,12 +15,7 @@ case "$name" in
     host_check="$root/build/x86_64-gcc/tools/check/stitch-check"
     [ -x "$host_check" ] && args+=(-DSTITCH_HOST_CHECK="$host_check")
     # liburcu for the target (tracing's RCU), built from Debian's source
-    if "$root/scripts/cross-urcu.sh" "$name"; then
-      args+=(-DSTITCH_URCU_ROOT="$root/build/deps/liburcu-$name")
-    else
-      echo "build.sh: $name builds with the tracing core's fallback RCU (no liburcu for it)" >&2
-      args+=(-DSTITCH_URCU_ROOT=)
-    fi ;;
+    args+=("$("$root/scripts/cross-urcu.sh" --cmake-arg "$name")") ;;
   # -O0: also proves the static-branch macros build without optimisation.
   # Without liburcu: every other build uses it, so this one covers the
   # tracing core's fallback RCU (what a build without liburcu-dev gets).

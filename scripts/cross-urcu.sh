@@ -8,16 +8,31 @@
 # (-DSTITCH_URCU_ROOT): the tracing core then uses liburcu on every
 # architecture, as on the host, instead of its fallback RCU.
 #
-#   scripts/cross-urcu.sh ARCH        ARCH: aarch64 riscv64
+#   scripts/cross-urcu.sh ARCH              ARCH: aarch64 riscv64
+#   scripts/cross-urcu.sh --cmake-arg ARCH  the same, then print the cmake
+#                                           argument a cross build takes:
+#                                           -DSTITCH_URCU_ROOT=<prefix>, or
+#                                           -DSTITCH_URCU_ROOT= (the fallback,
+#                                           said on stderr) if it failed
 #
 # Nothing on the machine changes: the source is fetched with apt-get under
 # a private state directory (deb-src entries made from the host's own
 # Debian repositories), and the build is redone only when the host's
 # liburcu version changes.  Exit status 1 (with the reason) when it cannot
-# be had; scripts/build.sh then builds with the fallback and says so.
+# be had (with --cmake-arg: the argument that builds with the fallback).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-arch=${1:?usage: scripts/cross-urcu.sh aarch64|riscv64}
+if [ "${1:-}" = --cmake-arg ]; then
+  arch=${2:?usage: scripts/cross-urcu.sh --cmake-arg aarch64|riscv64}
+  if "$0" "$arch" >&2; then
+    echo "-DSTITCH_URCU_ROOT=$root/build/deps/liburcu-$arch"
+  else
+    echo "cross-urcu: the $arch build uses the tracing core's fallback RCU (no liburcu for it)" >&2
+    echo "-DSTITCH_URCU_ROOT="
+  fi
+  exit 0
+fi
+arch=${1:?usage: scripts/cross-urcu.sh [--cmake-arg] aarch64|riscv64}
 case "$arch" in
   aarch64|riscv64) triple=$arch-linux-gnu ;;
   *) echo "cross-urcu: unknown architecture '$arch'" >&2; exit 2 ;;
