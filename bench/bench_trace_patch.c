@@ -18,6 +18,16 @@
  *                      separately; TSV lines:
  *                      patch <method> <n> <enable|disable> <median µs> <min> <max>
  *                            <reps> <syncs/op> ("-" for XRay, which keeps no counters)
+ *   --first [--stopped]  (stitch) the first enable of every site, once per
+ *                      process: gcc's five NOPs become a call (and later a
+ *                      NOP5) through the int3 batch with a quiescence (x86-64);
+ *                      with --stopped a thread that blocks SIGTRAP sleeps
+ *                      meanwhile, so the batch stops the world instead (what
+ *                      the library did before 2026-11-27).  The workers of
+ *                      --disturb run through it.  TSV:
+ *                      first <int3+quiesce|stopped> <n> <enable µs> <syncs>
+ *                            <quiescence rounds> <stopped worlds>
+ *                      and stall lines for "idle" (0.3 s) and "first-enable"
  *   --disturb SECONDS  one worker thread per CPU calls 16 of the functions per
  *                      iteration and records each iteration's duration; first
  *                      with nothing patching, then while the main thread
@@ -28,6 +38,7 @@
  * Numbers only: nothing here passes or fails on a timing.
  */
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,11 +199,9 @@ static void disable(int method, unsigned long n)
 #define MAX_REPS 200
 
 /*
- * Only the sync count: stitch_get_stats() does not (yet) count the sites
- * written or the world-stops of the stopped-world path that gcc's five-NOP
- * sites use on x86-64 (stitch_apply_stopped; clang's NOP goes through the
- * int3 batch, 3 syncs); the sites switched are checked with
- * stitch_ftrace_ops_site_count() instead.
+ * Only the sync count (stitch_get_stats(); --first also prints the
+ * quiescence rounds and stopped worlds); the sites switched are checked
+ * with stitch_ftrace_ops_site_count() instead.
  */
 static void print_op(const char *method, unsigned long n, const char *op, double *us, int reps, uint64_t syncs)
 {
@@ -300,32 +309,25 @@ static void print_stall(const char *name, const struct bench_hist *h, uint64_t n
 	       (unsigned long long)nlong, (double)long_ns / 1e6);
 }
 
-static void bench_disturb(double seconds)
+static struct worker *start_workers(long *ncpu)
 {
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	if (ncpu < 1)
-		ncpu = 1;
-	struct worker *w = calloc((size_t)ncpu, sizeof(*w));
+	*ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	if (*ncpu < 1)
+		*ncpu = 1;
+	struct worker *w = calloc((size_t)*ncpu, sizeof(*w));
 	if (!w)
 		fail("calloc", "out of memory");
-	for (long i = 0; i < ncpu; i++)
+	for (long i = 0; i < *ncpu; i++)
 		if (pthread_create(&w[i].thread, NULL, worker_main, &w[i]))
 			fail("pthread_create", "failed");
 	usleep(100000);
+	return w;
+}
 
-	/* Same duration, same workers; the main thread sleeps, then patches. */
-	__atomic_store_n(&phase, PHASE_IDLE, __ATOMIC_RELAXED);
-	usleep((useconds_t)(seconds * 1e6));
-	__atomic_store_n(&phase, PHASE_PATCHING, __ATOMIC_RELAXED);
-	long switches = 0;
-	double end = bench_now_ns() + seconds * 1e9;
-	while (bench_now_ns() < end) {
-		enable(0, bt_nfuncs);
-		disable(0, bt_nfuncs);
-		switches += 2;
-	}
+/* Stop the workers and print their two phases under these names. */
+static void stop_workers(struct worker *w, long ncpu, const char *idle_name, const char *busy_name, long switches)
+{
 	__atomic_store_n(&phase, PHASE_STOP, __ATOMIC_RELAXED);
-
 	struct bench_hist *all = calloc(2, sizeof(*all));
 	uint64_t nlong[2] = { 0, 0 }, long_ns[2] = { 0, 0 };
 	if (!all)
@@ -339,28 +341,108 @@ static void bench_disturb(double seconds)
 		}
 	}
 	printf("workers\t%ld\t%d\n", ncpu, WORKER_CALLS);
-	print_stall("idle", &all[0], nlong[0], long_ns[0], 0);
-	print_stall("patching", &all[1], nlong[1], long_ns[1], switches);
+	print_stall(idle_name, &all[0], nlong[0], long_ns[0], 0);
+	print_stall(busy_name, &all[1], nlong[1], long_ns[1], switches);
 	free(all);
 	free(w);
 }
 
+static void bench_disturb(double seconds)
+{
+	long ncpu;
+	struct worker *w = start_workers(&ncpu);
+
+	/* Same duration, same workers; the main thread sleeps, then patches. */
+	__atomic_store_n(&phase, PHASE_IDLE, __ATOMIC_RELAXED);
+	usleep((useconds_t)(seconds * 1e6));
+	__atomic_store_n(&phase, PHASE_PATCHING, __ATOMIC_RELAXED);
+	long switches = 0;
+	double end = bench_now_ns() + seconds * 1e9;
+	while (bench_now_ns() < end) {
+		enable(0, bt_nfuncs);
+		disable(0, bt_nfuncs);
+		switches += 2;
+	}
+	stop_workers(w, ncpu, "idle", "patching", switches);
+}
+
+/* ---- --first ---------------------------------------------------------------- */
+
+#if defined(BENCH_STITCH)
+static int blocker_ready;
+
+/* Blocks SIGTRAP and sleeps: the int3 protocol would kill it, so the
+ * library stops the world instead (it parks this thread from pause()). */
+static void *sigtrap_blocker(void *arg)
+{
+	(void)arg;
+	sigset_t trap;
+	sigemptyset(&trap);
+	sigaddset(&trap, SIGTRAP);
+	pthread_sigmask(SIG_BLOCK, &trap, NULL);
+	__atomic_store_n(&blocker_ready, 1, __ATOMIC_RELEASE);
+	for (;;)
+		pause();
+	return NULL;
+}
+
+static void bench_first(int stopped)
+{
+	if (stopped) {
+		pthread_t t;
+		if (pthread_create(&t, NULL, sigtrap_blocker, NULL))
+			fail("pthread_create", "failed");
+		while (!__atomic_load_n(&blocker_ready, __ATOMIC_ACQUIRE))
+			usleep(1000);
+	}
+	long ncpu;
+	struct worker *w = start_workers(&ncpu);
+	__atomic_store_n(&phase, PHASE_IDLE, __ATOMIC_RELAXED);
+	usleep(300000);
+	struct stitch_stats s0, s1;
+	get_stats(&s0);
+	__atomic_store_n(&phase, PHASE_PATCHING, __ATOMIC_RELAXED);
+	double t0 = bench_now_ns();
+	enable(0, bt_nfuncs);
+	double t1 = bench_now_ns();
+	get_stats(&s1);
+	stop_workers(w, ncpu, "idle", "first-enable", 1);
+	disable(0, bt_nfuncs);
+	printf("first\t%s\t%lu\t%.1f\t%llu\t%llu\t%llu\n", stopped ? "stopped" : "int3+quiesce", bt_nfuncs,
+	       (t1 - t0) / 1e3, (unsigned long long)(s1.syncs - s0.syncs),
+	       (unsigned long long)(s1.quiesce_rounds - s0.quiesce_rounds),
+	       (unsigned long long)(s1.world_stops - s0.world_stops));
+}
+#endif
+
 int main(int argc, char **argv)
 {
-	int quick = 0, patch = 0;
+	int quick = 0, patch = 0, first = 0, stopped = 0;
 	double disturb = 0;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--quick"))
 			quick = 1;
 		else if (!strcmp(argv[i], "--patch"))
 			patch = 1;
+#if defined(BENCH_STITCH)
+		else if (!strcmp(argv[i], "--first"))
+			first = 1;
+		else if (!strcmp(argv[i], "--stopped"))
+			stopped = 1;
+#endif
 		else if (!strcmp(argv[i], "--disturb") && i + 1 < argc)
 			disturb = atof(argv[++i]);
 		else
-			fail("usage", "bench_trace_patch [--quick] [--patch] [--disturb SECONDS]");
+			fail("usage", "bench_trace_patch [--quick] [--patch] [--first [--stopped]] [--disturb SECONDS]");
 	}
 	backend_init();
 	printf("functions\t%lu\ncompiler\t%s\n", bt_nfuncs, BENCH_COMPILER);
+#if defined(BENCH_STITCH)
+	if (first) /* before anything else switched a site */
+		bench_first(stopped);
+#else
+	(void)first, (void)stopped;
+#endif
 	if (patch)
 		bench_patch(quick);
 	if (disturb > 0)

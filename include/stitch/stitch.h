@@ -84,6 +84,7 @@ struct stitch_stats {
 	uint64_t quiesce_rounds; /* quiescence rounds (all threads signalled once) */
 	uint64_t quiesce_fixups; /* thread PCs rewritten by a quiescence fixup */
 	uint64_t graph_overflows; /* traced calls whose return was not hooked: shadow stack full */
+	uint64_t world_stops;    /* times every other thread was parked (stop the world) */
 };
 
 /* A snapshot of the library's counters since start-up. */

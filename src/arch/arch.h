@@ -38,6 +38,19 @@ int arch_batch_apply(const struct stitch_patch *patches, size_t count);
 /* Whether arch_batch_apply() makes threads that run into a site trap
  * (x86-64's int3 protocol): a thread blocking SIGTRAP must not meet it. */
 bool arch_batch_traps(void);
+/*
+ * A stitch_pc_fixup_fn over a batch sorted by address (arg: a struct
+ * stitch_patch_span).  A patch's old bytes may be several instructions
+ * that are all NOPs (x86-64: gcc's five one-byte NOPs); a thread stopped
+ * between two of them is moved past the patch, which only skips NOPs.
+ * False (nothing moved) for any other PC, and always where no batch has
+ * such patches (AArch64, RISC-V).  Async-signal-safe.
+ */
+struct stitch_patch_span {
+	const struct stitch_patch *p;
+	size_t n;
+};
+bool arch_batch_skip_nops(uintptr_t *pc, void *span);
 
 /* Read and write the interrupted PC of a signal context. */
 uintptr_t arch_ucontext_pc(const ucontext_t *uc);

@@ -147,7 +147,9 @@ static pid_t sigtrap_blocker(void)
  * resets SIGTRAP to its default action.  While such a thread exists the
  * batch is applied in a stopped world instead: every thread parked at an
  * instruction boundary, so none is inside a site (each patch of a trap
- * batch is one instruction, old and new), all stores, one sync, resume.
+ * batch is one instruction, old and new, or its old bytes are NOPs past
+ * which arch_batch_skip_nops moves a thread parked among them), all
+ * stores, one sync, resume.
  * A thread that blocks the quiescence signal too cannot be parked: the
  * batch then fails, and says why, with nothing written.  (The check is a
  * snapshot: a thread that blocks SIGTRAP only after it is not seen.)
@@ -155,7 +157,8 @@ static pid_t sigtrap_blocker(void)
 static int apply_without_traps(struct stitch_patch *p, size_t n, pid_t tid)
 {
 	bool written;
-	int err = stitch_apply_stopped(p, n, NULL, NULL, &written);
+	struct stitch_patch_span span = { p, n }; /* sorted by the caller, as the fixup bisects */
+	int err = stitch_apply_stopped(p, n, arch_batch_skip_nops, &span, &written);
 	if (err && !written) {
 		char why[256];
 		snprintf(why, sizeof(why), "%s", stitch_last_error());

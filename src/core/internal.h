@@ -50,7 +50,7 @@ __attribute__((noreturn)) void stitch_die_at(const char *file, int line, const c
 
 struct stitch_counters {
 	atomic_uint_fast64_t batches, sites_written, syncs, protect_calls;
-	atomic_uint_fast64_t trap_hits, quiesce_rounds, quiesce_fixups, graph_overflows;
+	atomic_uint_fast64_t trap_hits, quiesce_rounds, quiesce_fixups, graph_overflows, world_stops;
 };
 extern struct stitch_counters stitch_counters;
 #define stitch_count(field, n) atomic_fetch_add_explicit(&stitch_counters.field, (n), memory_order_relaxed)
@@ -235,6 +235,8 @@ enum stitch_scratch_slot {
 	STITCH_SCRATCH_ARCH_AUX, /* arch_ftrace_apply(): anything else */
 	STITCH_SCRATCH_BATCH,    /* stitch_apply_patches_locked()'s copy */
 	STITCH_SCRATCH_TRAPS,    /* the x86 int3 trap table (unused once unpublished) */
+	STITCH_SCRATCH_RUNS,     /* x86 int3 batch: which sites' old bytes are several NOPs */
+	STITCH_SCRATCH_QRANGES,  /* x86 int3 batch: the ranges its quiescence waits for */
 	STITCH_SCRATCH_RUN,      /* text.c: a page run being written */
 	STITCH_SCRATCH_SELECT,   /* core/ftrace.c select_filter(): a module's bitmaps */
 	STITCH_SCRATCH_SLOTS

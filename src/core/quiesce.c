@@ -73,9 +73,10 @@ struct request {
 	bool park; /* stop the world: stay in the handler until the epoch moves on */
 	const struct stitch_range *ranges; /* what the requester waits for threads to leave */
 	size_t nranges;
+	bool sorted; /* ranges ascending and disjoint: looked up by bisection */
 };
 
-static bool in_ranges(uintptr_t pc, const struct stitch_range *r, size_t n);
+static bool in_ranges(uintptr_t pc, const struct request *req);
 
 static int quiesce_signal;
 static long timeout_ms = 2000;
@@ -121,7 +122,7 @@ static void quiesce_handler(int sig, siginfo_t *info, void *context)
 					stitch_nested_set_pc(outer[k], opc);
 					stitch_count(quiesce_fixups, 1);
 				}
-				if (in_ranges(opc, req->ranges, req->nranges))
+				if (in_ranges(opc, req))
 					pc = opc;
 			}
 			park = req->park;
@@ -191,12 +192,35 @@ int stitch_quiesce_init(void)
 	return 0;
 }
 
-static bool in_ranges(uintptr_t pc, const struct stitch_range *r, size_t n)
+/* Async-signal-safe.  A batch of 100 000 sites waits for as many ranges
+ * (one per site), so sorted ones are bisected, in the handler too. */
+static bool in_ranges(uintptr_t pc, const struct request *req)
 {
-	for (size_t i = 0; i < n; i++)
-		if (pc >= r[i].start && pc < r[i].end)
-			return true;
-	return false;
+	const struct stitch_range *r = req->ranges;
+	size_t n = req->nranges;
+	if (!req->sorted) {
+		for (size_t i = 0; i < n; i++)
+			if (pc >= r[i].start && pc < r[i].end)
+				return true;
+		return false;
+	}
+	size_t lo = 0, hi = n; /* the first range that ends after pc */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (r[mid].end <= pc)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && pc >= r[lo].start;
+}
+
+static bool sorted_disjoint(const struct stitch_range *r, size_t n)
+{
+	for (size_t i = 1; i < n; i++)
+		if (r[i].start < r[i - 1].end)
+			return false;
+	return true;
 }
 
 static bool contains(const pid_t *v, size_t n, pid_t tid)
@@ -360,11 +384,11 @@ static int check_handler(void)
 }
 
 /* The deadline passed with thread s unaccounted for: end the request, say why. */
-static int give_up(const struct slot *s, const struct stitch_range *ranges, size_t nranges)
+static int give_up(const struct slot *s, const struct request *req)
 {
 	bool blocked = blocks_signal(s->tid);
 	unpublish();
-	if (s->pc && in_ranges(s->pc, ranges, nranges))
+	if (s->pc && in_ranges(s->pc, req))
 		return stitch_fail(STITCH_EQUIESCE, "thread %d was still inside a patched range (pc %#lx) after %ld ms",
 				   (int)s->tid, (unsigned long)s->pc, timeout_ms);
 	if (blocked)
@@ -426,6 +450,7 @@ static int run_request(struct request *req, const struct stitch_range *ranges, s
 {
 	req->ranges = ranges;
 	req->nranges = nranges;
+	req->sorted = sorted_disjoint(ranges, nranges);
 	atomic_store(&published, req);
 	stitch_count(quiesce_rounds, 1);
 	for (size_t i = 0; i < req->count; i++)
@@ -440,7 +465,7 @@ static int run_request(struct request *req, const struct stitch_range *ranges, s
 			struct slot *s = &req->slots[i];
 			int st = atomic_load_explicit(&s->state, memory_order_acquire);
 			if (st == SLOT_REPORTED) {
-				if (in_ranges(s->pc, ranges, nranges)) {
+				if (in_ranges(s->pc, req)) {
 					ask(s); /* still inside: look again once it has moved on */
 					asked_again = true;
 				} else {
@@ -457,8 +482,8 @@ static int run_request(struct request *req, const struct stitch_range *ranges, s
 			 * looked at below, where blocked signals are told apart). */
 			for (size_t i = 0; i < req->count; i++)
 				if (atomic_load(&req->slots[i].state) == SLOT_PENDING && req->slots[i].pc &&
-				    in_ranges(req->slots[i].pc, ranges, nranges))
-					return give_up(&req->slots[i], ranges, nranges);
+				    in_ranges(req->slots[i].pc, req))
+					return give_up(&req->slots[i], req);
 		}
 		if (asked_again)
 			stitch_count(quiesce_rounds, 1);
@@ -482,7 +507,7 @@ static int run_request(struct request *req, const struct stitch_range *ranges, s
 				}
 				atomic_store(&s->state, SLOT_DONE);
 			} else if (late) {
-				return give_up(s, ranges, nranges);
+				return give_up(s, req);
 			}
 		}
 	}
@@ -539,6 +564,7 @@ int stitch_stop_world(stitch_pc_fixup_fn fixup, void *arg)
 		return err;
 	atomic_fetch_add(&world_epoch, 1); /* odd: parked threads stay parked */
 	world.stopped = true;
+	stitch_count(world_stops, 1);
 	/*
 	 * Park every thread we can see; a thread we had not seen yet may have
 	 * been created by one not yet parked, so look again until a listing

@@ -12,18 +12,22 @@
  *   enable, released after the last step:
  *     at the site's first instruction                 -> traced
  *     inside gcc's five NOPs (x86, first enable,
- *       moved to func+5)                              -> not traced
+ *       moved to func+5 by the quiescence)            -> not traced
  *     at func+2..func+6 (AArch64/RISC-V, replayed
  *       from func+0 when the site is first prepared)  -> traced
  *     past the site                                   -> not traced
  *   disable, released after the last step             -> not traced
  *   released earlier                                  -> either
  *
- * Switches that stop the world (first enables: x86 gcc's five NOPs
- * become one NOP5, AArch64/RISC-V write MOV/AUIPC) have one step: the stop, during which the
- * worker is parked in the program's handler, so the library reaches the
- * site's PC only through src/core/signals.c.  Every cell (switch, kind,
- * offset, p, q) that is reachable must be hit; the table is printed.
+ * Switches that stop the world (first enables on AArch64/RISC-V write
+ * MOV/AUIPC) have one step: the stop, during which the worker is parked in
+ * the program's handler, so the library reaches the site's PC only
+ * through src/core/signals.c.  So does the quiescence of x86's first
+ * enable of gcc's five NOPs (three steps, the quiescence between the
+ * first two): a worker parked inside the NOPs is moved past them there.
+ * Inside the NOPs it can only be parked at p = 0: once the int3 is synced
+ * no thread gets past byte 0.  Every cell (switch, kind, offset, p, q)
+ * that is reachable must be hit; the table is printed.
  * Under qemu-user: -singlestep.
  *
  *   preempt_ftrace [repetitions per cell]   (default 2)
@@ -114,6 +118,7 @@ struct layout {
 	unsigned noff;
 	uintptr_t off[MAX_OFF];  /* from func */
 	int expect[MAX_OFF];     /* when released after the last step */
+	bool before_only[MAX_OFF]; /* reachable at p = 0 only (x86: inside five NOPs) */
 	unsigned steps;          /* syncs of the switch */
 	bool stopped;            /* the switch stops the world: p = 0 only */
 	bool used;
@@ -178,6 +183,12 @@ static void run_cell(int sw, int i, unsigned o, unsigned p, unsigned q)
 	c->wrong += !ok;
 }
 
+/* The last step before which a worker can be parked at offset o. */
+static unsigned last_p(const struct layout *l, unsigned o)
+{
+	return l->stopped || l->before_only[o] ? 0 : l->steps;
+}
+
 static void measure(int sw, int i, struct layout *l)
 {
 	struct stitch_stats a, b;
@@ -186,7 +197,7 @@ static void measure(int sw, int i, struct layout *l)
 	CHECK(err == 0, "%s: %s", sw_name[sw], stitch_last_error());
 	stitch_get_stats(&b);
 	l->steps = (unsigned)(b.syncs - a.syncs);
-	l->stopped = b.quiesce_rounds != a.quiesce_rounds;
+	l->stopped = b.world_stops != a.world_stops;
 	if (l->stopped)
 		l->steps = 1;
 	l->used = true;
@@ -235,10 +246,11 @@ int main(int argc, char **argv)
 	static const uint8_t five_nops[5] = { 0x90, 0x90, 0x90, 0x90, 0x90 };
 	bool nops = memcmp((const void *)sites[0], five_nops, 5) == 0;
 	if (nops) {
-		/* gcc's five NOPs: the first enable stops the world and leaves
-		 * one NOP5, switched from then on like -mfentry's */
+		/* gcc's five NOPs: the first enable (int3 and a quiescence)
+		 * leaves one NOP5, switched from then on like -mfentry's */
 		for (unsigned k = 0; k < 5; k++) {
 			f->off[f->noff] = s0 + k;
+			f->before_only[f->noff] = k > 0;
 			f->expect[f->noff++] = k == 0 ? EXPECT_TRACED : EXPECT_UNTRACED;
 		}
 		f->off[f->noff] = s0 + 5;
@@ -295,7 +307,7 @@ int main(int argc, char **argv)
 			if (!l->used)
 				continue;
 			for (unsigned o = 0; o < l->noff; o++)
-				for (unsigned p = 0; p <= (l->stopped ? 0 : l->steps); p++)
+				for (unsigned p = 0; p <= last_p(l, o); p++)
 					for (unsigned q = p; q <= l->steps; q++) {
 						/* start from the state before the switch */
 						int i = 0;
@@ -329,7 +341,7 @@ int main(int argc, char **argv)
 		if (!l->used)
 			continue;
 		for (unsigned o = 0; o < l->noff; o++)
-			for (unsigned p = 0; p <= (l->stopped ? 0 : l->steps); p++)
+			for (unsigned p = 0; p <= last_p(l, o); p++)
 				for (unsigned q = p; q <= l->steps; q++) {
 					struct cell *c = &table[sw][o][p][q];
 					printf("  %-13s func+%-4lu %3u %3u %3u %6u %6u%s\n", sw_name[sw], (unsigned long)l->off[o],

@@ -100,10 +100,10 @@ int main(void)
 	finish(th);
 	CHECK_EQ(toggles, 200);
 	CHECK_EQ(b.trap_hits - a.trap_hits, 0);
-	CHECK(b.quiesce_rounds - a.quiesce_rounds >= 200, "%llu stops for 200 toggles",
-	      (unsigned long long)(b.quiesce_rounds - a.quiesce_rounds));
+	CHECK(b.world_stops - a.world_stops == 200, "%llu stops for 200 toggles",
+	      (unsigned long long)(b.world_stops - a.world_stops));
 	printf("200 toggles beside a thread blocking SIGTRAP: %llu stopped worlds, %llu syncs, 0 int3 hits\n",
-	       (unsigned long long)(b.quiesce_rounds - a.quiesce_rounds), (unsigned long long)(b.syncs - a.syncs));
+	       (unsigned long long)(b.world_stops - a.world_stops), (unsigned long long)(b.syncs - a.syncs));
 
 	/* the same thread gone: the int3 protocol again, no stop */
 	stitch_get_stats(&a);

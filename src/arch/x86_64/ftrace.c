@@ -45,17 +45,18 @@
  *      logged and checked like every batch; models/x86-int3-call.model,
  *      ftrace-x86-clang-nop-int3.model (and its -plain-store mutant).
  *   B. gcc's five NOPs, once per site (its first enable, or a prepare:
- *      see "Preparing" below; after it the site is a NOP5): stop the world.  Every
- *      other thread is parked in the quiescence handler at an instruction
- *      boundary.  A thread parked at offsets 1-4 of five 1-byte NOPs is
- *      moved to offset 5 by the fixup (skipping NOPs changes nothing);
- *      then no thread is inside any site, none executes, the 5 bytes are
- *      stored, synced (membarrier SYNC_CORE), and the world resumes:
- *      every thread's next fetch at the site sees all five new bytes.
- *      models/ftrace-x86-five-nops-stop.model (SAFE) and its mutant
- *      without the fixup (UNSAFE).  The int3 + quiesce alternative,
- *      models/x86-five-nops-quiesce.model, needs poke.c's trap table to
- *      accept a multi-instruction old form; it does not yet.
+ *      see "Preparing" below; after it the site is a NOP5): the same int3
+ *      batch, with poke.c's step 1b.  Five NOPs are five instructions, so
+ *      a thread may be stopped between two of them; after step 1's sync
+ *      nobody new gets past byte 0 (int3), and a quiescence asks every
+ *      thread where it is, moving one found at offsets 1-4 to offset 5
+ *      (skipping NOPs changes nothing).  Only then are bytes 1-4 written.
+ *      Nobody is stopped: each thread runs the quiescence handler once.
+ *      models/x86-five-nops-quiesce.model (SAFE), x86-five-nops.model
+ *      (without the quiescence, UNSAFE).  While a thread blocks SIGTRAP
+ *      the batch stops the world instead (src/core/batch.c) with the same
+ *      fixup for the parked threads: models/ftrace-x86-five-nops-stop.model
+ *      (SAFE) and its mutant without the fixup (UNSAFE).
  *   Either way every site is first compared with the bytes of the state
  *   the core believes it is in; one mismatch and nothing is written.
  */
@@ -683,28 +684,20 @@ static int call_bytes(const struct arch_ftrace_site *s, uint8_t out[SITE_LEN])
 	return 0;
 }
 
-/* Whether the int3 protocol can switch this site: its compiler form is one
- * 5-byte instruction poke.c's trap handler knows (the call is one too):
- * the canonical NOP5 and clang's NOP5 with displacement 8 (x86_decode_site). */
-static bool one_insn_form(const struct arch_ftrace_site *s)
-{
-	int form = s->form & ~CONVERTED;
-	return form == FORM_NOP5 || form == FORM_NOP5_DISP;
-}
-
 /*
- * Preparing gcc's five NOPs.  Protocol A needs a site of one instruction;
- * five 1-byte NOPs are five, and a thread may be stopped between them.
- * Once a stopped world has replaced them (protocol B: the site's first
- * enable, or arch_ftrace_prepare() for stitch_ftrace_prepare()), no thread
- * can be inside them any more, and none can enter them again: the site's
- * disabled form is from then on the canonical NOP5 (FORM_NOP5 | CONVERTED,
- * orig = NOP5).  Every later switch of it is protocol A, which stops
- * nothing, and the untraced function runs one NOP instead of five.  A
- * disable never writes the five NOPs back: the NOP5 does the same, and a
- * site's disabled bytes are its prepared form, as on AArch64 and RISC-V
- * (docs/ftrace.md).  The CONVERTED bit also tells arch_ftrace_site_lost()
- * that five NOPs there mean a reloaded module.
+ * Preparing gcc's five NOPs.  Five 1-byte NOPs are five instructions, and
+ * a thread may be stopped between them; protocol B copes with that by a
+ * quiescence (or the stopped world's fixup), protocol A needs none.  Once
+ * B has replaced them (the site's first enable, or arch_ftrace_prepare()
+ * for stitch_ftrace_prepare()), no thread can be inside them any more, and
+ * none can enter them again: the site's disabled form is from then on the
+ * canonical NOP5 (FORM_NOP5 | CONVERTED, orig = NOP5).  Every later switch
+ * of it is protocol A, which asks no thread anything, and the untraced
+ * function runs one NOP instead of five.  A disable never writes the five
+ * NOPs back: the NOP5 does the same, and a site's disabled bytes are its
+ * prepared form, as on AArch64 and RISC-V (docs/ftrace.md).  The CONVERTED
+ * bit also tells arch_ftrace_site_lost() that five NOPs there mean a
+ * reloaded module.
  */
 static void convert_to_nop5(struct arch_ftrace_site *s)
 {
@@ -712,40 +705,12 @@ static void convert_to_nop5(struct arch_ftrace_site *s)
 	memcpy(s->orig, nop5, SITE_LEN);
 }
 
-/* Sites whose current bytes are five 1-byte NOPs, sorted, for the fixup. */
-struct nops_fixup {
-	const uintptr_t *start;
-	size_t count;
-};
-
-/* Async-signal-safe: a thread parked at offsets 1..4 of five NOPs goes to offset 5. */
-static bool skip_nops(uintptr_t *pc, void *arg)
-{
-	const struct nops_fixup *f = arg;
-	size_t lo = 0, hi = f->count;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (f->start[mid] + SITE_LEN <= *pc)
-			lo = mid + 1;
-		else if (f->start[mid] >= *pc)
-			hi = mid;
-		else {
-			*pc = f->start[mid] + SITE_LEN;
-			return true;
-		}
-	}
-	return false;
-}
-
 int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, const bool *enable, size_t n)
 {
 	/* scratch, not calloc: 100 000 sites are 5 MB; every field used is set below */
 	struct stitch_patch *p = stitch_scratch(STITCH_SCRATCH_ARCH, (n ? n : 1) * sizeof(*p));
-	uintptr_t *nops = stitch_scratch(STITCH_SCRATCH_ARCH_AUX, (n ? n : 1) * sizeof(*nops));
-	struct nops_fixup fix = { nops, 0 };
-	size_t np = 0;
-	bool all_one_insn = true, written = false;
-	int err = (!p || !nops) ? -STITCH_ENOMEM : 0;
+	size_t np = 0, converting = 0;
+	int err = !p ? -STITCH_ENOMEM : 0;
 	for (size_t i = 0; i < n && !err; i++) {
 		const struct arch_ftrace_site *s = sites[i];
 		uint8_t call[SITE_LEN];
@@ -758,24 +723,15 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 		*q = (struct stitch_patch){ .addr = s->patch, .len = SITE_LEN }; /* scratch: whatever was there before */
 		memcpy(q->old, enabled[i] ? call : s->orig, SITE_LEN);
 		memcpy(q->new_bytes, enable[i] ? call : s->orig, SITE_LEN);
-		all_one_insn &= one_insn_form(s);
-		if (!enabled[i] && s->form == FORM_5NOPS) /* converted by this switch */
-			nops[fix.count++] = s->patch;
+		converting += s->form == FORM_5NOPS; /* enabled for the first time */
 	}
-	if (!err && np) {
-		if (all_one_insn) {
-			/* Protocol A: poke.c's int3 batch (compares every site first). */
-			err = stitch_apply_patches_inplace_locked(p, np, "ftrace switch");
-			written = !err; /* a failed batch leaves every site as it was */
-		} else {
-			stitch_sort_uintptr(nops, fix.count);
-			err = stitch_apply_stopped(p, np, skip_nops, &fix, &written);
-		}
-	}
-	/* (fix.count first: a switch of prepared sites reads no site again) */
-	for (size_t i = 0; written && i < n; i++) {
-		if (fix.count && enable[i] && !enabled[i] && sites[i]->form == FORM_5NOPS)
-			convert_to_nop5(sites[i]); /* stopped world: see "Preparing" */
+	/* Protocol A, or B for five NOPs: poke.c's int3 batch (compares every
+	 * site first; a failed batch leaves every site as it was) */
+	if (!err && np)
+		err = stitch_apply_patches_inplace_locked(p, np, "ftrace switch");
+	for (size_t i = 0; !err && i < n; i++) {
+		if (converting && enable[i] && !enabled[i] && sites[i]->form == FORM_5NOPS)
+			convert_to_nop5(sites[i]); /* see "Preparing" */
 		enabled[i] = enable[i];
 	}
 	return err;
@@ -784,10 +740,8 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 int arch_ftrace_prepare(struct arch_ftrace_site *const *sites, size_t n)
 {
 	struct stitch_patch *p = stitch_scratch(STITCH_SCRATCH_ARCH, (n ? n : 1) * sizeof(*p));
-	uintptr_t *nops = stitch_scratch(STITCH_SCRATCH_ARCH_AUX, (n ? n : 1) * sizeof(*nops));
-	struct nops_fixup fix = { nops, 0 };
-	bool written = false;
-	if (!p || !nops)
+	size_t np = 0;
+	if (!p)
 		return -STITCH_ENOMEM;
 	for (size_t i = 0; i < n; i++) {
 		const struct arch_ftrace_site *s = sites[i];
@@ -802,17 +756,15 @@ int arch_ftrace_prepare(struct arch_ftrace_site *const *sites, size_t n)
 			}
 			continue;
 		}
-		p[fix.count] = (struct stitch_patch){ .addr = s->patch, .len = SITE_LEN };
-		memcpy(p[fix.count].old, five_nops, SITE_LEN);
-		memcpy(p[fix.count].new_bytes, nop5, SITE_LEN);
-		nops[fix.count++] = s->patch;
+		p[np] = (struct stitch_patch){ .addr = s->patch, .len = SITE_LEN };
+		memcpy(p[np].old, five_nops, SITE_LEN);
+		memcpy(p[np].new_bytes, nop5, SITE_LEN);
+		np++;
 	}
-	if (!fix.count)
+	if (!np)
 		return 0;
-	/* protocol B (the fixup wants its list sorted) */
-	stitch_sort_uintptr(nops, fix.count);
-	int err = stitch_apply_stopped(p, fix.count, skip_nops, &fix, &written);
-	for (size_t i = 0; written && i < n; i++)
+	int err = stitch_apply_patches_inplace_locked(p, np, "ftrace prepare"); /* protocol B */
+	for (size_t i = 0; !err && i < n; i++)
 		if (sites[i]->form == FORM_5NOPS)
 			convert_to_nop5(sites[i]);
 	return err;

@@ -25,8 +25,29 @@
  *   after step 3's sync    new
  * A thread stopped *inside* the old instruction cannot exist: the site is
  * one instruction and threads stop only at instruction boundaries, so its
- * next fetch starts at byte 0.  (gcc's five one-byte NOPs are five
- * instructions: such sites are refused here, see the tracing core.)
+ * next fetch starts at byte 0.
+ *
+ * Except when the old bytes are several NOPs (gcc's five one-byte NOPs at
+ * a patchable function entry, NOTES section 2): a thread may be stopped
+ * between two of them, and step 2 would rewrite the bytes it fetches next
+ * (it would resume inside the call's displacement).  Such a batch has one
+ * more step, without stopping anybody:
+ *
+ *   step 1b  quiesce: every other thread reports where it is (quiesce.c);
+ *            one found at offsets 1..len-1 of such a site is moved past
+ *            it (arch_batch_skip_nops: skipping NOPs does what they do),
+ *            so every thread answers outside them in one round.
+ *
+ * Why that suffices: after step 1's sync a thread reaches the site only
+ * through byte 0, which traps (the handler sends it past the site or to
+ * the call's target); so a thread seen outside offsets 1..len-1 after
+ * that sync never comes back into them, and step 2 stores bytes no thread
+ * will decode.  A thread that cannot answer (it blocks the quiescence
+ * signal and runs) fails the batch after the timeout, and the roll-back
+ * puts byte 0 back: the tails were never written.
+ * Models: models/x86-five-nops-quiesce.model (SAFE), x86-five-nops.model
+ * (the same without step 1b: UNSAFE); the library's own logs of it are
+ * checked by tests/check (patch log of a gcc site's first enable).
  *
  * The trap: our SIGTRAP handler finds the site in the published table and
  * emulates the *new* instruction (either is correct while the update is in
@@ -58,6 +79,7 @@
 #include <string.h>
 #include <ucontext.h>
 #include <sched.h>
+#include <stdio.h>
 
 #include "arch/arch.h"
 #include "arch/x86_64/insn.h"
@@ -215,9 +237,12 @@ static const struct stitch_store_part step2_tails = { 1, STITCH_MAX_INSN, 2, STI
 static const struct stitch_store_part step3_byte0 = { 0, 1, 0, STITCH_STORE_NEW, 0 };
 
 /*
- * Undo after a failed step (only reachable if a store fails after the
- * session opened, i.e. practically never): every site that differs from its
- * old bytes goes back through the same three steps, in reverse.
+ * Undo after a failed step (a store that fails after the session opened,
+ * practically never, or step 1b's quiescence, which a thread blocking its
+ * signal fails): every site that differs from its old bytes goes back
+ * through the same three steps, in reverse.  Tails that were not written
+ * are not written back: after a failed step 1b a thread may still be
+ * among the NOPs, which stay as they are.
  */
 static void roll_back(const struct stitch_patch *p, size_t n)
 {
@@ -229,7 +254,8 @@ static void roll_back(const struct stitch_patch *p, size_t n)
 				continue;
 			if (step == 1 && p[i].len > 1)
 				err = stitch_text_store(p[i].addr, &int3, 1);
-			else if (step == 2 && p[i].len > 1)
+			else if (step == 2 && p[i].len > 1 &&
+				 memcmp((const void *)(p[i].addr + 1), p[i].old + 1, p[i].len - 1u) != 0)
 				err = stitch_text_store(p[i].addr + 1, p[i].old + 1, p[i].len - 1u);
 			else if (step == 3)
 				err = stitch_text_store(p[i].addr, p[i].old, 1);
@@ -246,6 +272,65 @@ bool arch_batch_traps(void)
 	return true;
 }
 
+/* Async-signal-safe: whether `b` (len bytes at addr) is two or more NOP
+ * instructions, gcc's five one-byte NOPs for instance. */
+static bool nop_run(const uint8_t *b, size_t len, uintptr_t addr)
+{
+	size_t off = 0;
+	unsigned count = 0;
+	while (off < len) {
+		struct x86_insn in;
+		if (x86_decode_site(b + off, len - off, addr + off, &in) != 0 || in.kind != X86_INSN_NOP)
+			return false;
+		off += in.len;
+		count++;
+	}
+	return count > 1;
+}
+
+bool arch_batch_skip_nops(uintptr_t *pc, void *arg)
+{
+	const struct stitch_patch_span *span = arg;
+	size_t lo = 0, hi = span->n; /* the first patch at or after pc */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (span->p[mid].addr < *pc)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return false;
+	const struct stitch_patch *q = &span->p[lo - 1]; /* starts before pc */
+	if (*pc >= q->addr + q->len || !nop_run(q->old, q->len, q->addr))
+		return false;
+	*pc = q->addr + q->len;
+	return true;
+}
+
+/* Step 1b (above): no thread between the NOPs of a site whose old bytes
+ * are several; `nruns` of the n patches are such sites. */
+static int quiesce_nop_runs(const struct stitch_patch *p, size_t n, const bool *run, size_t nruns)
+{
+	struct stitch_range *r = stitch_scratch(STITCH_SCRATCH_QRANGES, nruns * sizeof(*r));
+	if (!r)
+		return -STITCH_ENOMEM;
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (run[i])
+			r[k++] = (struct stitch_range){ p[i].addr + 1, p[i].addr + p[i].len };
+	struct stitch_patch_span span = { p, n };
+	int err = stitch_quiesce(r, k, arch_batch_skip_nops, &span); /* sorted ranges: bisected */
+	if (err && err != -STITCH_ENOMEM) {
+		char why[256];
+		snprintf(why, sizeof(why), "%s", stitch_last_error());
+		return stitch_fail(-err, "%zu site(s) made of several NOPs (such as %#lx) need every thread to say "
+				   "where it is before they are first switched, and one could not: %s; nothing written",
+				   k, (unsigned long)r[0].start - 1, why);
+	}
+	return err;
+}
+
 int arch_batch_apply(const struct stitch_patch *p, size_t n)
 {
 	int err = ensure_sigtrap_handler();
@@ -253,30 +338,40 @@ int arch_batch_apply(const struct stitch_patch *p, size_t n)
 		return err;
 	/* scratch (batch.c): reused by the next batch, after unpublish_trap_table() */
 	struct trap_table *t = stitch_scratch(STITCH_SCRATCH_TRAPS, sizeof(*t) + n * sizeof(t->sites[0]));
-	if (!t)
+	bool *run = stitch_scratch(STITCH_SCRATCH_RUNS, n * sizeof(*run));
+	if (!t || !run)
 		return -STITCH_ENOMEM;
 	t->count = n;
+	size_t nruns = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct x86_insn old_insn;
 		t->sites[i].addr = p[i].addr;
-		/* Both must be exactly one instruction filling the site: the trap
-		 * emulates the new one, and a thread can only be at byte 0 of the old.
-		 * Sites with the same bytes as the one before (NOPs, by the
-		 * thousand) reuse its decoding, unless it branches (pc-relative). */
+		/* The new bytes must be exactly one instruction filling the site:
+		 * the trap emulates it.  The old, one instruction too (a thread can
+		 * only be at its byte 0) or several NOPs (step 1b).  Sites with the
+		 * same bytes as the one before (NOPs, by the thousand) reuse its
+		 * decoding, unless it branches (pc-relative). */
 		bool same_old = i && p[i].len == p[i - 1].len && stitch_same_bytes(p[i].old, p[i - 1].old, p[i].len);
 		bool same_new = i && p[i].len == p[i - 1].len &&
 				stitch_same_bytes(p[i].new_bytes, p[i - 1].new_bytes, p[i].len) &&
 				(t->sites[i - 1].insn.kind == X86_INSN_NOP || t->sites[i - 1].insn.kind == X86_INSN_RET);
 		if (same_new)
 			t->sites[i].insn = t->sites[i - 1].insn;
-		if ((!same_old &&
-		     (x86_decode_site(p[i].old, p[i].len, p[i].addr, &old_insn) != 0 || old_insn.len != p[i].len)) ||
-		    (!same_new && x86_decode_site(p[i].new_bytes, p[i].len, p[i].addr, &t->sites[i].insn) != 0) ||
+		bool old_ok = true;
+		if (same_old) {
+			run[i] = run[i - 1];
+		} else {
+			run[i] = nop_run(p[i].old, p[i].len, p[i].addr);
+			old_ok = run[i] || (x86_decode_site(p[i].old, p[i].len, p[i].addr, &old_insn) == 0 &&
+					    old_insn.len == p[i].len);
+		}
+		nruns += run[i];
+		if (!old_ok || (!same_new && x86_decode_site(p[i].new_bytes, p[i].len, p[i].addr, &t->sites[i].insn) != 0) ||
 		    t->sites[i].insn.len != p[i].len || t->sites[i].insn.kind == X86_INSN_INT3) {
 			char a[3 * STITCH_MAX_INSN + 1], b[3 * STITCH_MAX_INSN + 1];
 			return stitch_fail(STITCH_EUNKNOWN,
-					   "site %#lx: %s -> %s is not one known instruction replaced by another of "
-					   "the same length",
+					   "site %#lx: %s -> %s is not one known instruction (or a run of NOPs) "
+					   "replaced by one instruction of the same length",
 					   (unsigned long)p[i].addr, stitch_hex(a, p[i].old, p[i].len),
 					   stitch_hex(b, p[i].new_bytes, p[i].len));
 		}
@@ -294,6 +389,8 @@ int arch_batch_apply(const struct stitch_patch *p, size_t n)
 		err = stitch_text_store_patches(p, n, &step1_int3);
 		if (!err)
 			err = stitch_text_sync(p, n);
+		if (!err && nruns)
+			err = quiesce_nop_runs(p, n, run, nruns); /* step 1b */
 		/* step 2: the tails, which no thread decodes while byte 0 is int3
 		 * (tails that do not change are not stored) */
 		if (!err)
