@@ -219,12 +219,14 @@ STITCH_API int stitch_ftrace_unregister(struct stitch_ftrace_ops *ops);
 STITCH_API int stitch_ftrace_modify_direct(struct stitch_ftrace_ops *ops, void *direct, size_t direct_size);
 /*
  * Do now, for the sites the filter selects, the part of their first
- * enable that stops the world, and leave them disabled: on x86-64 gcc's
- * five 1-byte NOPs become one 5-byte NOP (an untraced function then runs
- * one NOP instead of five); on AArch64 and RISC-V the literal and the
- * MOV X9, X30 / AUIPC are written.  Afterwards enabling and disabling
- * these sites never stops the world.  One stop for all the selected
- * sites; sites enabled or prepared already are left alone.  Optional: a
+ * enable that must reach every thread, and leave them disabled: on x86-64
+ * gcc's five 1-byte NOPs become one 5-byte NOP (an untraced function then
+ * runs one NOP instead of five; every thread is asked once where it is,
+ * none is stopped); on AArch64 and RISC-V the literal and the MOV X9, X30
+ * / AUIPC are written (in a stopped world).  Afterwards enabling and
+ * disabling these sites needs neither, and works beside threads that
+ * block every signal but SIGTRAP.  One quiescence or stop for all the
+ * selected sites; sites enabled or prepared already are left alone.  Optional: a
  * first enable does the same for its own sites.  Costs memory: each text
  * page holding a prepared site becomes a private copy.
  */

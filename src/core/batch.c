@@ -128,13 +128,16 @@ static void log_site(const struct stitch_patch *p, const uint8_t *old, size_t le
  * signals blocked until it sets the creator's mask, and a thread in our
  * SIGTRAP handler (emulating a trap of the previous batch) blocks it until
  * it returns.  Only a thread still blocking it then makes the batch stop
- * the world (either way is safe). */
+ * the world (either way is safe).  Those moments are spent running; a
+ * blocker asleep in a system call (a sigwait() thread, say) keeps its mask
+ * until it wakes, so it is not waited for: each look gives up the CPU,
+ * which on a busy machine costs a time slice. */
 static pid_t sigtrap_blocker(void)
 {
 	pid_t tid = 0;
 	for (int look = 0; look < 16; look++) {
 		tid = stitch_thread_blocking(SIGTRAP);
-		if (!tid)
+		if (!tid || stitch_thread_in_syscall(tid))
 			break;
 		sched_yield();
 	}
