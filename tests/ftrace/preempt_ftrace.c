@@ -26,8 +26,11 @@
  * enable of gcc's five NOPs (three steps, the quiescence between the
  * first two): a worker parked inside the NOPs is moved past them there.
  * Inside the NOPs it can only be parked at p = 0: once the int3 is synced
- * no thread gets past byte 0.  Every cell (switch, kind, offset, p, q)
- * that is reachable must be hit; the table is printed.
+ * no thread gets past byte 0.  "first stopped" (x86, five NOPs) is that
+ * first enable beside a thread that blocks SIGTRAP, asleep: the library
+ * stops the world instead, and its park handler moves the worker past the
+ * NOPs.  Every cell (switch, kind, offset, p, q) that is reachable must be
+ * hit; the table is printed.
  * Under qemu-user: -singlestep.
  *
  *   preempt_ftrace [repetitions per cell]   (default 2)
@@ -103,8 +106,8 @@ static void step_hook(unsigned step)
 
 /* ---- cells ------------------------------------------------------------------ */
 
-enum { SW_FIRST, SW_ENABLE, SW_DISABLE, SW_COUNT };
-static const char *const sw_name[SW_COUNT] = { "first enable", "enable", "disable" };
+enum { SW_FIRST, SW_FIRST_STOPPED, SW_ENABLE, SW_DISABLE, SW_COUNT };
+static const char *const sw_name[SW_COUNT] = { "first enable", "first stopped", "enable", "disable" };
 enum { EXPECT_ANY, EXPECT_TRACED, EXPECT_UNTRACED };
 
 #define MAX_OFF 8
@@ -183,6 +186,43 @@ static void run_cell(int sw, int i, unsigned o, unsigned p, unsigned q)
 	c->wrong += !ok;
 }
 
+/*
+ * A thread that blocks SIGTRAP and sleeps in a system call while
+ * sigtrap_sleeper_on is 1 (x86, "first stopped"): every int3 batch then
+ * stops the world instead (src/core/batch.c), parking it too.
+ */
+static atomic_int sigtrap_sleeper_on, sigtrap_sleeper_ready;
+static pthread_t sigtrap_sleeper_thread;
+
+static void *sigtrap_sleeper(void *arg)
+{
+	(void)arg;
+	sigset_t trap;
+	sigemptyset(&trap);
+	sigaddset(&trap, SIGTRAP);
+	pthread_sigmask(SIG_BLOCK, &trap, NULL);
+	atomic_store(&sigtrap_sleeper_ready, 1);
+	while (atomic_load(&sigtrap_sleeper_on))
+		syscall(SYS_futex, &sigtrap_sleeper_on, FUTEX_WAIT_PRIVATE, 1, NULL, NULL, 0);
+	return NULL;
+}
+
+static void sigtrap_sleeper_start(void)
+{
+	atomic_store(&sigtrap_sleeper_on, 1);
+	atomic_store(&sigtrap_sleeper_ready, 0);
+	pthread_create(&sigtrap_sleeper_thread, NULL, sigtrap_sleeper, NULL);
+	while (!atomic_load(&sigtrap_sleeper_ready))
+		sched_yield();
+}
+
+static void sigtrap_sleeper_stop(void)
+{
+	atomic_store(&sigtrap_sleeper_on, 0);
+	syscall(SYS_futex, &sigtrap_sleeper_on, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	pthread_join(sigtrap_sleeper_thread, NULL);
+}
+
 /* The last step before which a worker can be parked at offset o. */
 static unsigned last_p(const struct layout *l, unsigned o)
 {
@@ -255,9 +295,18 @@ int main(int argc, char **argv)
 		}
 		f->off[f->noff] = s0 + 5;
 		f->expect[f->noff++] = EXPECT_UNTRACED;
-		next_fresh = 2;
+		next_fresh = 3;
 		measure(SW_FIRST, 1, f);
 		CHECK_EQ(disable_fn(), 0);
+		/* the same offsets, stopped (p = 0 only: measure() sees the stop) */
+		struct layout *fs = &layouts[SW_FIRST_STOPPED];
+		*fs = *f;
+		memset(fs->before_only, 0, sizeof(fs->before_only));
+		sigtrap_sleeper_start();
+		measure(SW_FIRST_STOPPED, 2, fs);
+		CHECK_EQ(disable_fn(), 0);
+		sigtrap_sleeper_stop();
+		CHECK(fs->stopped, "a first enable beside a SIGTRAP blocker stops the world");
 		CHECK_EQ(enable_fn(0), 0); /* function 0: prepared, for the plain switches */
 		CHECK_EQ(disable_fn(), 0);
 	}
@@ -306,12 +355,14 @@ int main(int argc, char **argv)
 			struct layout *l = &layouts[sw];
 			if (!l->used)
 				continue;
+			if (sw == SW_FIRST_STOPPED)
+				sigtrap_sleeper_start();
 			for (unsigned o = 0; o < l->noff; o++)
 				for (unsigned p = 0; p <= last_p(l, o); p++)
 					for (unsigned q = p; q <= l->steps; q++) {
 						/* start from the state before the switch */
 						int i = 0;
-						if (sw == SW_FIRST)
+						if (sw == SW_FIRST || sw == SW_FIRST_STOPPED)
 							i = next_fresh++;
 						if (sw == SW_DISABLE)
 							CHECK_EQ(enable_fn(i), 0);
@@ -321,6 +372,8 @@ int main(int argc, char **argv)
 						if (sw != SW_DISABLE)
 							CHECK_EQ(disable_fn(), 0);
 					}
+			if (sw == SW_FIRST_STOPPED)
+				sigtrap_sleeper_stop();
 		}
 	stitch_batch_step_hook = NULL;
 	atomic_store(&stop, 1);
