@@ -26,6 +26,7 @@
 #include <linux/futex.h>
 #include <sched.h>
 #include <signal.h>
+#include <string.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/syscall.h>
@@ -126,6 +127,25 @@ static bool park_at(uintptr_t pc)
 	}
 	atomic_store(&park_pc, 0);
 	return false;
+}
+
+/* Install the handlers: park_handler for `sig` (park_signal), and on x86
+ * park_trace_handler for the single-step SIGTRAPs.  Call it before
+ * stitch_init(): the library's SIGTRAP handler chains to the one it finds
+ * installed, and wraps the program's other handlers (src/core/signals.c). */
+static void park_install(int sig)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+#if defined(__x86_64__)
+	sa.sa_sigaction = park_trace_handler;
+	sa.sa_flags = SA_SIGINFO;
+	sigaction(SIGTRAP, &sa, NULL);
+#endif
+	park_signal = sig;
+	sa.sa_sigaction = park_handler;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigaction(park_signal, &sa, NULL);
 }
 
 static void unpark(void)

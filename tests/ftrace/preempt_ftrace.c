@@ -246,17 +246,7 @@ static void measure(int sw, int i, struct layout *l)
 int main(int argc, char **argv)
 {
 	int reps = argc > 1 ? atoi(argv[1]) : 2;
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-#if defined(__x86_64__)
-	sa.sa_sigaction = park_trace_handler;
-	sa.sa_flags = SA_SIGINFO;
-	sigaction(SIGTRAP, &sa, NULL);
-#endif
-	park_signal = SIGUSR1;
-	sa.sa_sigaction = park_handler;
-	sa.sa_flags = SA_SIGINFO | SA_RESTART;
-	sigaction(park_signal, &sa, NULL);
+	park_install(SIGUSR1);
 	CHECK(stitch_init() == 0, "init: %s", stitch_last_error());
 
 	/* function -> site */

@@ -95,21 +95,8 @@ static struct cell table[2][2][MAX_STEPS + 1][MAX_STEPS + 1];
 int main(int argc, char **argv)
 {
 	int reps = argc > 1 ? atoi(argv[1]) : 3;
-#if defined(__x86_64__)
-	/* Installed before stitch_init(): the library's SIGTRAP handler chains to it. */
-	struct sigaction ta;
-	memset(&ta, 0, sizeof(ta));
-	ta.sa_sigaction = park_trace_handler;
-	ta.sa_flags = SA_SIGINFO;
-	sigaction(SIGTRAP, &ta, NULL);
-#endif
+	park_install(SIGRTMIN + 6);
 	CHECK(stitch_init() == 0, "init: %s", stitch_last_error());
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	park_signal = SIGRTMIN + 6;
-	sa.sa_sigaction = park_handler;
-	sa.sa_flags = SA_SIGINFO | SA_RESTART;
-	sigaction(park_signal, &sa, NULL);
 
 	struct test_key_group g = test_key_group(&key.key);
 	CHECK_EQ(g.count, 1);
