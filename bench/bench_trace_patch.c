@@ -222,17 +222,6 @@ static void bench_patch(int quick)
 		for (int m = 0; m < NMETHODS; m++) {
 			unsigned long n = counts[c];
 			int reps = quick ? reps_quick[c] : reps_full[c];
-			/*
-			 * stitch_ftrace_register_ips() looks each address up with a
-			 * linear scan of the sites (ftrace.c rec_at), so 100 000
-			 * addresses take seconds: measured once in full mode, not in
-			 * --quick, where it would take a third of the budget.
-			 */
-			if (!strcmp(methods[m], "ips") && n >= 100000) {
-				if (quick)
-					continue;
-				reps = 1;
-			}
 			uint64_t en_syncs = 0, dis_syncs = 0;
 			for (int r = 0; r < reps; r++) {
 				struct stitch_stats s0, s1, s2;

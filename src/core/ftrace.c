@@ -905,16 +905,40 @@ static int sel_add(struct sel_list *s, struct ft_rec *r)
  * The record whose function, patched instruction or record address is
  * addr.  A module's records are sorted by record address, and the other
  * two lie within a few bytes of it (x86: an endbr64 before the record;
- * AArch64/RISC-V: the record 8 bytes before the function): binary search,
- * then a look at the neighbours - register_ips of 100 000 functions must
- * not be quadratic.
+ * AArch64/RISC-V: the record 8 bytes before the function): a search, then
+ * a look at the neighbours - register_ips of 100 000 functions must not be
+ * quadratic.  Modules whose records cannot hold addr are skipped at once.
+ * The cursor (NULL: none) remembers where the last lookup ended: when
+ * addresses come in ascending order (a symbol table, an earlier
+ * selection) the next search gallops forward from there instead of
+ * bisecting 128-byte records from scratch, a cache miss per step.
  */
 #define REC_SLACK 16
-static struct ft_rec *rec_at(uintptr_t addr)
+struct rec_cursor {
+	const struct ft_module *m;
+	size_t i;
+};
+
+static struct ft_rec *rec_at(uintptr_t addr, struct rec_cursor *c)
 {
 	uintptr_t lo_addr = addr > REC_SLACK ? addr - REC_SLACK : 0;
 	for (struct ft_module *m = modules; m; m = m->next) {
+		if (!m->nrecs || m->recs[0].a.record > addr + REC_SLACK ||
+		    m->recs[m->nrecs - 1].a.record + REC_SLACK < lo_addr)
+			continue;
 		size_t lo = 0, hi = m->nrecs;
+		if (c && c->m == m && c->i < m->nrecs && m->recs[c->i].a.record < lo_addr) {
+			/* the first record at or after lo_addr is past c->i:
+			 * gallop to a record beyond it, then bisect the gap */
+			size_t a = c->i + 1, b = a, step = 1;
+			while (b < m->nrecs && m->recs[b].a.record < lo_addr) {
+				a = b + 1;
+				b += step;
+				step *= 2;
+			}
+			lo = a;
+			hi = b < m->nrecs ? b + 1 : m->nrecs;
+		}
 		while (lo < hi) {
 			size_t mid = lo + (hi - lo) / 2;
 			if (m->recs[mid].a.record < lo_addr)
@@ -924,8 +948,11 @@ static struct ft_rec *rec_at(uintptr_t addr)
 		}
 		for (size_t i = lo; i < m->nrecs && m->recs[i].a.record <= addr + REC_SLACK; i++) {
 			struct ft_rec *r = &m->recs[i];
-			if (r->a.func == addr || r->a.patch == addr || r->a.record == addr)
+			if (r->a.func == addr || r->a.patch == addr || r->a.record == addr) {
+				if (c)
+					*c = (struct rec_cursor){ m, i };
 				return r;
+			}
 		}
 	}
 	return NULL;
@@ -974,7 +1001,7 @@ static void pat_init(struct pat *p, const char *tok)
 	size_t len = strlen(p->s);
 	if (strncmp(p->s, "0x", 2) == 0) {
 		p->kind = PAT_ADDR;
-		p->rec = rec_at((uintptr_t)strtoull(p->s, NULL, 16));
+		p->rec = rec_at((uintptr_t)strtoull(p->s, NULL, 16), NULL);
 	} else if (lit == len) {
 		p->kind = PAT_EXACT;
 	} else if (lit == len - 1 && p->s[lit] == '*') {
@@ -1193,8 +1220,9 @@ static int select_ips(const uintptr_t *ips, size_t n, struct sel_list *out)
 {
 	memset(out, 0, sizeof(*out));
 	int err = n == 0 ? stitch_fail(STITCH_EINVAL, "empty list of functions") : 0;
+	struct rec_cursor cursor = { NULL, 0 };
 	for (size_t i = 0; !err && i < n; i++) {
-		struct ft_rec *r = rec_at(ips[i]);
+		struct ft_rec *r = rec_at(ips[i], &cursor);
 		if (!r) {
 			Dl_info info;
 			const char *name = dladdr((void *)ips[i], &info) && info.dli_sname ? info.dli_sname : "?";

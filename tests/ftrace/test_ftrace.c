@@ -269,6 +269,49 @@ int main(void)
 	CHECK_EQ(total, 2);
 	CHECK_EQ(stitch_ftrace_unregister(&ops3), 0);
 
+	/* functions by address, in ascending, descending and scattered order,
+	 * with duplicates and site addresses mixed in, and sparse ascending
+	 * (the lookup gallops from its last hit when the next address is
+	 * further than its slack): each selects exactly its functions */
+	uintptr_t *all = malloc(2 * TF_COUNT * sizeof(*all));
+	static bool want[TF_COUNT];
+	CHECK(all != NULL, "malloc");
+	for (int order = 0; all && order < 6; order++) {
+		size_t k = 0, nwant = 0;
+		memset(want, 0, sizeof(want));
+		for (size_t i = 0; i < TF_COUNT; i++) {
+			size_t pick = i;
+			if (order == 1)
+				pick = TF_COUNT - 1 - i;
+			else if (order == 2)
+				pick = (i * 389) % TF_COUNT;
+			else if (order == 4) /* every other one ascending, then the rest */
+				pick = i < (TF_COUNT + 1) / 2 ? 2 * i : 2 * (i - (TF_COUNT + 1) / 2) + 1;
+			else if (order == 5 && i % 37) /* every 37th: long gallops */
+				continue;
+			all[k++] = fns[pick].addr;
+			nwant += !want[fns[pick].idx];
+			want[fns[pick].idx] = true;
+		}
+		if (order == 3) /* and each function's site address, and one repeated */
+			for (size_t i = 0; i < nsites; i++)
+				if (fn_index(info[i].func) >= 0)
+					all[k++] = info[i].site;
+		all[k++] = fns[0].addr; /* a duplicate, out of order */
+		nwant += !want[fns[0].idx];
+		want[fns[0].idx] = true;
+		CHECK(stitch_ftrace_register_ips(&ops3, all, k) == 0, "order %d: %s", order, stitch_last_error());
+		CHECK_EQ(stitch_ftrace_ops_site_count(&ops3), (int)nwant);
+		reset_counts();
+		call_all(1);
+		size_t right = 0;
+		for (size_t i = 0; i < TF_COUNT; i++)
+			right += counts[i] == (want[i] ? 1u : 0u);
+		CHECK(right == TF_COUNT, "order %d: %zu of %d functions traced as asked", order, right, TF_COUNT);
+		CHECK_EQ(stitch_ftrace_unregister(&ops3), 0);
+	}
+	free(all);
+
 	/* a callback calling traced code does not recurse */
 	struct stitch_ftrace_ops ops4 = { .func = recursing_cb };
 	CHECK(stitch_ftrace_register(&ops4, "parse_two recurse") == 0, "%s", stitch_last_error());
