@@ -361,9 +361,11 @@ int arch_batch_apply(const struct stitch_patch *p, size_t n)
 		if (same_old) {
 			run[i] = run[i - 1];
 		} else {
-			run[i] = nop_run(p[i].old, p[i].len, p[i].addr);
-			old_ok = run[i] || (x86_decode_site(p[i].old, p[i].len, p[i].addr, &old_insn) == 0 &&
-					    old_insn.len == p[i].len);
+			/* one instruction (the usual case: decoded once), or a run */
+			bool one = x86_decode_site(p[i].old, p[i].len, p[i].addr, &old_insn) == 0 &&
+				   old_insn.len == p[i].len;
+			run[i] = !one && nop_run(p[i].old, p[i].len, p[i].addr);
+			old_ok = one || run[i];
 		}
 		nruns += run[i];
 		if (!old_ok || (!same_new && x86_decode_site(p[i].new_bytes, p[i].len, p[i].addr, &t->sites[i].insn) != 0) ||
