@@ -273,7 +273,7 @@ int main(void)
 	 * with duplicates and site addresses mixed in, and sparse ascending
 	 * (the lookup gallops from its last hit when the next address is
 	 * further than its slack): each selects exactly its functions */
-	uintptr_t *all = malloc(2 * TF_COUNT * sizeof(*all));
+	uintptr_t *all = malloc((2 * TF_COUNT + 1) * sizeof(*all)); /* order 3: functions, sites, a duplicate */
 	static bool want[TF_COUNT];
 	CHECK(all != NULL, "malloc");
 	for (int order = 0; all && order < 6; order++) {
