@@ -185,11 +185,11 @@ int arch_ftrace_region_fill(uint8_t *buf, uintptr_t addr, struct arch_ftrace_sit
  */
 int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, const bool *enable, size_t n);
 /*
- * Write, in one stopped world, what a first enable of these disabled
- * sites would write besides the call (x86-64: gcc's five NOPs become one
- * NOP5; AArch64: the literal and MOV X9, X30; RISC-V: the literal and the
- * AUIPC), leaving them disabled, so that their later switches stop
- * nothing.  Sites already in that form are skipped.  On error nothing is
+ * Write, in one operation, what a first enable of these disabled sites
+ * would write besides the call (x86-64: gcc's five NOPs become one NOP5,
+ * an int3 batch with a quiescence; AArch64: the literal and MOV X9, X30;
+ * RISC-V: the literal and the AUIPC, in a stopped world), leaving them
+ * disabled, so that their later switches need neither.  Sites already in that form are skipped.  On error nothing is
  * written (or, after a late failure, every site was).
  */
 int arch_ftrace_prepare(struct arch_ftrace_site *const *sites, size_t n);

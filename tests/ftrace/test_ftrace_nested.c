@@ -2,8 +2,9 @@
 /*
  * A thread interrupted inside a site by one of the program's signal
  * handlers, and still in that handler while the site is switched, goes
- * back to the site when the handler returns.  The quiescence signal that
- * stops the world only sees the handler's frame; the site's PC is in the
+ * back to the site when the handler returns.  The quiescence signal (of
+ * x86's first switch of five NOPs, or the one that stops the world on
+ * AArch64 and RISC-V) only sees the handler's frame; the site's PC is in the
  * context the handler interrupted (src/core/signals.c keeps it).  The
  * fixups must reach it:
  *   x86-64, gcc's five 1-byte NOPs: parked at func+2, it must resume at
@@ -13,7 +14,7 @@
  *           replayed from func+0.
  * Without that, the released thread crashes or returns to garbage.  Each
  * round parks the worker there with a handler installed by sigaction(),
- * enables tracing (world stopped), releases it, and checks that its call
+ * enables tracing (a quiescence or a stopped world), releases it, and checks that its call
  * returns the right value and the thread goes on calling.
  * Under qemu-user this runs with -singlestep so a signal can land there.
  */
@@ -86,7 +87,8 @@ int main(void)
 		if (!park_at(at))
 			continue;
 		parked_rounds++;
-		/* the first enable stops the world while the worker sits in our handler */
+		/* the first enable asks (x86) or stops (AArch64, RISC-V) every
+		 * thread while the worker sits in our handler */
 		int err = stitch_ftrace_register(&ops, "g_nested_target");
 		CHECK(err == 0, "register: %s", stitch_last_error());
 		atomic_store(&parked_call_done, 0);
