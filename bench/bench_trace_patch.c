@@ -26,7 +26,8 @@
  *                      the library did before 2026-11-27).  The workers of
  *                      --disturb run through it.  TSV:
  *                      first <int3+quiesce|stopped> <n> <enable µs> <syncs>
- *                            <quiescence rounds> <stopped worlds>
+ *                            <quiescence rounds> <stopped worlds> <TLB shootdowns,
+ *                            all CPUs, the machine's whole (-1: unknown)>
  *                      and stall lines for "idle" (0.3 s) and "first-enable"
  *   --disturb SECONDS  one worker thread per CPU calls 16 of the functions per
  *                      iteration and records each iteration's duration; first
@@ -375,6 +376,37 @@ static void *sigtrap_blocker(void *arg)
 	return NULL;
 }
 
+/* TLB shootdowns so far, all CPUs (/proc/interrupts "TLB:"), or -1 if unknown:
+ * the first write to a text page replaces its page-table entry, which
+ * every CPU running the process must flush. */
+static long long tlb_shootdowns(void)
+{
+	FILE *f = fopen("/proc/interrupts", "r");
+	if (!f)
+		return -1;
+	char line[4096];
+	long long sum = -1;
+	while (fgets(line, sizeof(line), f)) {
+		char *p = line;
+		while (*p == ' ')
+			p++;
+		if (strncmp(p, "TLB:", 4) != 0)
+			continue;
+		sum = 0;
+		for (p += 4;;) {
+			char *end;
+			long long v = strtoll(p, &end, 10);
+			if (end == p)
+				break;
+			sum += v;
+			p = end;
+		}
+		break;
+	}
+	fclose(f);
+	return sum;
+}
+
 static void bench_first(int stopped)
 {
 	if (stopped) {
@@ -390,17 +422,19 @@ static void bench_first(int stopped)
 	usleep(300000);
 	struct stitch_stats s0, s1;
 	get_stats(&s0);
+	long long tlb0 = tlb_shootdowns();
 	__atomic_store_n(&phase, PHASE_PATCHING, __ATOMIC_RELAXED);
 	double t0 = bench_now_ns();
 	enable(0, bt_nfuncs);
 	double t1 = bench_now_ns();
+	long long tlb1 = tlb_shootdowns();
 	get_stats(&s1);
 	stop_workers(w, ncpu, "idle", "first-enable", 1);
 	disable(0, bt_nfuncs);
-	printf("first\t%s\t%lu\t%.1f\t%llu\t%llu\t%llu\n", stopped ? "stopped" : "int3+quiesce", bt_nfuncs,
+	printf("first\t%s\t%lu\t%.1f\t%llu\t%llu\t%llu\t%lld\n", stopped ? "stopped" : "int3+quiesce", bt_nfuncs,
 	       (t1 - t0) / 1e3, (unsigned long long)(s1.syncs - s0.syncs),
 	       (unsigned long long)(s1.quiesce_rounds - s0.quiesce_rounds),
-	       (unsigned long long)(s1.world_stops - s0.world_stops));
+	       (unsigned long long)(s1.world_stops - s0.world_stops), tlb0 < 0 || tlb1 < 0 ? -1 : tlb1 - tlb0);
 }
 #endif
 
