@@ -46,8 +46,10 @@
  * signal and runs) fails the batch after the timeout, and the roll-back
  * puts byte 0 back: the tails were never written.
  * Models: models/x86-five-nops-quiesce.model (SAFE), x86-five-nops.model
- * (the same without step 1b: UNSAFE); the library's own logs of it are
- * checked by tests/check (patch log of a gcc site's first enable).
+ * (the same without step 1b: UNSAFE); the library's own patch logs of it
+ * are checked by patchlog_test_ftrace_prepare and patchlog_stress_ftrace
+ * (tests/ftrace), and models/patchlog-x86-five-nops-quiesce*.model keeps
+ * one (SAFE, and UNSAFE without the quiescence).
  *
  * The trap: our SIGTRAP handler finds the site in the published table and
  * emulates the *new* instruction (either is correct while the update is in
