@@ -93,13 +93,26 @@ int main(int argc, char **argv)
 	stitch_get_stats(&s2);
 	CHECK(s2.quiesce_fixups > s1.quiesce_fixups, "the fixup ran");
 
-	/* 3. Without a fixup, a thread that never leaves the range is named. */
+	/* 3. Without a fixup, a thread that never leaves the range is named.
+	 * The range is one of many, sorted (as a batch of 100 000 sites asks:
+	 * the quiescence bisects them), with ranges on both sides of it. */
+	enum { SIDE = 500 };
+	struct stitch_range *many = malloc((2 * SIDE + 1) * sizeof(*many));
+	CHECK(many != NULL, "malloc");
+	if (!many)
+		return check_summary("test_quiesce");
+	for (size_t i = 0; i < SIDE; i++) {
+		many[i] = (struct stitch_range){ loop.start - 64 * (SIDE - i), loop.start - 64 * (SIDE - i) + 8 };
+		many[SIDE + 1 + i] = (struct stitch_range){ loop.end + 64 * (i + 1), loop.end + 64 * (i + 1) + 8 };
+	}
+	many[SIDE] = loop;
 	atomic_store(&spinner_returned, 0);
 	spin_count = 0;
 	pthread_create(&sp, NULL, spinner, NULL);
 	while (spin_count == 0)
 		sched_yield();
-	err = stitch_quiesce(&loop, 1, NULL, NULL);
+	err = stitch_quiesce(many, 2 * SIDE + 1, NULL, NULL);
+	free(many);
 	CHECK_EQ(err, -STITCH_EQUIESCE);
 	CHECK(strstr(stitch_last_error(), "inside") != NULL, "message: %s", stitch_last_error());
 	printf("stuck thread: %s\n", stitch_last_error());
