@@ -4,11 +4,11 @@
  * the architecture's protocol apply them phase by phase with one sync per
  * phase however many sites there are (the kernel's _queue/_apply split).
  */
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "arch/arch.h"
 #include "core/internal.h"
@@ -128,18 +128,24 @@ static void log_site(const struct stitch_patch *p, const uint8_t *old, size_t le
  * signals blocked until it sets the creator's mask, and a thread in our
  * SIGTRAP handler (emulating a trap of the previous batch) blocks it until
  * it returns.  Only a thread still blocking it then makes the batch stop
- * the world (either way is safe).  Those moments are spent running; a
- * blocker asleep in a system call (a sigwait() thread, say) keeps its mask
- * until it wakes, so it is not waited for: each look gives up the CPU,
- * which on a busy machine costs a time slice. */
+ * the world (either way is safe).  Between looks we sleep 64 µs rather
+ * than yield: on a busy machine a yield costs a whole time slice (16 of
+ * them before every batch beside a sigwait() thread that never unblocks),
+ * while a sleep frees this CPU for the starting thread and bounds the
+ * wait at ~1 ms.  A thread seen "in a system call" is waited for all the
+ * same: a thread starting up is in one too (its sigprocmask, or stopped
+ * there by a debugger that attaches to new threads); taken for a
+ * permanent blocker it would make the batch stop the world, fail to park
+ * it, and fail when it ran. */
 static pid_t sigtrap_blocker(void)
 {
 	pid_t tid = 0;
 	for (int look = 0; look < 16; look++) {
 		tid = stitch_thread_blocking(SIGTRAP);
-		if (!tid || stitch_thread_in_syscall(tid))
+		if (!tid)
 			break;
-		sched_yield();
+		const struct timespec pause_64us = { 0, 64 * 1000 };
+		nanosleep(&pause_64us, NULL);
 	}
 	return tid;
 }

@@ -305,8 +305,6 @@ int stitch_stop_world(stitch_pc_fixup_fn fixup, void *arg);
 /* A thread of the process (this one included) that blocks signal `sig`
  * now, or 0 if none does (or /proc/self/task cannot be read). */
 pid_t stitch_thread_blocking(int sig);
-/* Whether thread tid is asleep in a system call (/proc/self/task/TID/syscall). */
-bool stitch_thread_in_syscall(pid_t tid);
 int stitch_resume_world(void);
 
 /*

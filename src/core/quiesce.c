@@ -346,11 +346,6 @@ static bool sleeping_in_syscall(pid_t tid)
 	return buf[0] >= '0' && buf[0] <= '9';
 }
 
-bool stitch_thread_in_syscall(pid_t tid)
-{
-	return sleeping_in_syscall(tid);
-}
-
 static int64_t now_ms(void)
 {
 	struct timespec ts;
