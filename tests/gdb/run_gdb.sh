@@ -24,7 +24,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/stitch-gdb.XXXXXX") || exit 1
 trap 'rm -rf "$work"' EXIT
 failed=0
 fail() { echo "FAIL: $*" >&2; failed=1; }
-num() { sed -n "s/^$1 *\([0-9][0-9]*\).*/\1/p" "$work/out" | tail -1; }
+num() { sed -n "s/^$1 *\([0-9][0-9]*\).*/\1/p" "$work/out1" | tail -1; }
 
 # `handle all` leaves SIGTRAP and SIGINT alone; it covers the library's
 # quiescence signal (SIGRTMIN+5 unless STITCH_QUIESCE_SIGNAL says otherwise).
@@ -49,8 +49,8 @@ printf "gdb hits: %d\n", $hits
 printf "gdb passed SIGTRAPs: %d\n", $traps
 printf "exit code: %d\n", $_exitcode
 GDB
-"$gdb" -batch -nx -x "$work/1.gdb" --args "$prog" $rounds >"$work/out" 2>&1
-grep -q "^gdb_prog: [0-9]* passed, 0 failed" "$work/out" || fail "gdb_prog's own checks failed under gdb"
+"$gdb" -batch -nx -x "$work/1.gdb" --args "$prog" $rounds >"$work/out1" 2>&1
+grep -q "^gdb_prog: [0-9]* passed, 0 failed" "$work/out1" || fail "gdb_prog's own checks failed under gdb"
 [ "$(num "exit code:")" = 0 ] || fail "gdb_prog did not exit with 0 under gdb"
 calls=$(num "probe_fn calls:") hits=$(num "gdb hits:")
 [ -n "$calls" ] && [ "$calls" = "$hits" ] || fail "gdb stopped ${hits:-?} times in probe_fn, which was called ${calls:-?} times"
@@ -67,13 +67,17 @@ handle all nostop noprint pass
 break *probe_fn
 run
 GDB
-"$gdb" -batch -nx -x "$work/2.gdb" --args "$prog" 2 >"$work/out" 2>&1
-grep -q "cannot trace probe_fn.*expected a patchable entry.*found cc" "$work/out" ||
+"$gdb" -batch -nx -x "$work/2.gdb" --args "$prog" 2 >"$work/out2" 2>&1
+grep -q "cannot trace probe_fn.*expected a patchable entry.*found cc" "$work/out2" ||
 	fail "a gdb breakpoint on the tracing site: no error naming the int3 from stitch_ftrace_register"
 [ $failed -eq 0 ] && echo "ok: a breakpoint on the tracing site: refused with a clear error"
 
 if [ $failed -ne 0 ]; then
-	echo "--- last gdb output:" >&2
-	tail -30 "$work/out" >&2
+	# both runs: the first one's failure must not be hidden by the second's output
+	for run in 1 2; do
+		echo "--- gdb output, run $run (the program's check failures first):" >&2
+		grep "check failed" "$work/out$run" | head -5 >&2
+		tail -30 "$work/out$run" >&2
+	done
 fi
 exit $failed
