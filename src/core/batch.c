@@ -4,11 +4,11 @@
  * the architecture's protocol apply them phase by phase with one sync per
  * phase however many sites there are (the kernel's _queue/_apply split).
  */
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "arch/arch.h"
 #include "core/internal.h"
@@ -128,15 +128,15 @@ static void log_site(const struct stitch_patch *p, const uint8_t *old, size_t le
  * signals blocked until it sets the creator's mask, and a thread in our
  * SIGTRAP handler (emulating a trap of the previous batch) blocks it until
  * it returns.  Only a thread still blocking it then makes the batch stop
- * the world (either way is safe).  Between looks we sleep 64 µs rather
- * than yield: on a busy machine a yield costs a whole time slice (16 of
- * them before every batch beside a sigwait() thread that never unblocks),
- * while a sleep frees this CPU for the starting thread and bounds the
- * wait at ~1 ms.  A thread seen "in a system call" is waited for all the
- * same: a thread starting up is in one too (its sigprocmask, or stopped
- * there by a debugger that attaches to new threads); taken for a
- * permanent blocker it would make the batch stop the world, fail to park
- * it, and fail when it ran. */
+ * the world (either way is safe).  The looks yield the CPU, which on a
+ * loaded machine gives a thread preempted in that moment a time slice to
+ * finish it; the price is paid beside a thread that never unblocks (a
+ * sigwait() thread): up to 16 time slices before each batch.  Shorter
+ * waits (16 sleeps of 64 µs) and taking a blocker asleep in a system call
+ * at once were both tried on 2026-11-27: each let a transient blocker
+ * pass for a permanent one under load, so that a batch stopped the world
+ * (in CI: gdb_prog's step counts failed with the sleeps; test_gdb failed
+ * once with the shortcut, plausibly so). */
 static pid_t sigtrap_blocker(void)
 {
 	pid_t tid = 0;
@@ -144,8 +144,7 @@ static pid_t sigtrap_blocker(void)
 		tid = stitch_thread_blocking(SIGTRAP);
 		if (!tid)
 			break;
-		const struct timespec pause_64us = { 0, 64 * 1000 };
-		nanosleep(&pause_64us, NULL);
+		sched_yield();
 	}
 	return tid;
 }
