@@ -232,10 +232,9 @@ void stitch_sort_uintptr(uintptr_t *v, size_t n);
 enum stitch_scratch_slot {
 	STITCH_SCRATCH_FTRACE,   /* core/ftrace.c commit() */
 	STITCH_SCRATCH_ARCH,     /* arch_ftrace_apply(): the patch list */
-	STITCH_SCRATCH_ARCH_AUX, /* arch_ftrace_apply(): anything else */
 	STITCH_SCRATCH_BATCH,    /* stitch_apply_patches_locked()'s copy */
 	STITCH_SCRATCH_TRAPS,    /* the x86 int3 trap table (unused once unpublished) */
-	STITCH_SCRATCH_RUNS,     /* x86 int3 batch: which sites' old bytes are several NOPs */
+	STITCH_SCRATCH_NOP_RUNS, /* x86 int3 batch: which sites' old bytes are several NOPs */
 	STITCH_SCRATCH_QRANGES,  /* x86 int3 batch: the ranges its quiescence waits for */
 	STITCH_SCRATCH_RUN,      /* text.c: a page run being written */
 	STITCH_SCRATCH_SELECT,   /* core/ftrace.c select_filter(): a module's bitmaps */

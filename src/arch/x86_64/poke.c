@@ -340,7 +340,7 @@ int arch_batch_apply(const struct stitch_patch *p, size_t n)
 		return err;
 	/* scratch (batch.c): reused by the next batch, after unpublish_trap_table() */
 	struct trap_table *t = stitch_scratch(STITCH_SCRATCH_TRAPS, sizeof(*t) + n * sizeof(t->sites[0]));
-	bool *run = stitch_scratch(STITCH_SCRATCH_RUNS, n * sizeof(*run));
+	bool *run = stitch_scratch(STITCH_SCRATCH_NOP_RUNS, n * sizeof(*run));
 	if (!t || !run)
 		return -STITCH_ENOMEM;
 	t->count = n;
