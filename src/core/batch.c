@@ -372,7 +372,7 @@ int stitch_apply_stopped(struct stitch_patch *p, size_t n, stitch_pc_fixup_fn fi
 			err = stitch_fail(STITCH_EMISMATCH, "site %#lx: expected %s, found %s; nothing written",
 					  (unsigned long)p[i].addr, stitch_hex(want, p[i].old, p[i].len),
 					  stitch_hex(found, (const uint8_t *)p[i].addr, p[i].len));
-	bool opened = false;
+	bool opened = false, kept = false;
 	if (!err) {
 		err = stitch_text_open_checked(p, n); /* checked at step 0, addresses unchanged */
 		opened = !err;
@@ -393,11 +393,27 @@ int stitch_apply_stopped(struct stitch_patch *p, size_t n, stitch_pc_fixup_fn fi
 	}
 	if (opened) {
 		int serr = stitch_text_sync(p, n);
-		int cerr = stitch_text_close();
 		if (!err)
-			err = serr ? serr : cerr;
+			err = serr ? serr : stitch_world_check_sleepers();
+		if (err && (serr || err == -STITCH_EQUIESCE)) {
+			/* Written but not synced (membarrier refused), or a thread
+			 * that could not be parked woke up during the stores: put the
+			 * old bytes back before anyone else runs, so that memory says
+			 * what the caller's state will (nothing changed).  The woken
+			 * thread may meet these stores as it may have met the first
+			 * ones: the risk it took is not made smaller by keeping them,
+			 * and an error must mean that nothing changed. */
+			if (stitch_text_store_patches(p, n, &all_old) != 0)
+				stitch_die("stopped-world patch: cannot restore code after a failed sync or "
+					   "during a woken thread");
+			(void)stitch_text_sync(p, n); /* may fail as the first did */
+		}
+		kept = !err;
+		int cerr = stitch_text_close(); /* restoring the rights: checked possible at the open */
+		if (!err)
+			err = cerr;
 	}
-	*written = !err;
+	*written = kept;
 	stitch_patch_log_resume();
 	int rerr = stitch_resume_world(); /* step 4 */
 	stitch_patch_log_end(err ? err : rerr);

@@ -1128,6 +1128,12 @@ static int select_filter(const char *filter, struct sel_list *out)
 			free(copy);
 			return stitch_fail(STITCH_EINVAL, "filter has more than 256 patterns");
 		}
+		if (t[0] == '!' && t[1] == '\0') {
+			free(copy);
+			return stitch_fail(STITCH_EINVAL, "filter \"%s\": '!' must be followed by the pattern it "
+					   "excludes, with no space (\"!name\")",
+					   filter);
+		}
 		pat_init(&pat[ntok], t);
 		tok[ntok++] = t;
 		npos += t[0] != '!';
@@ -1572,6 +1578,16 @@ static void ops_forget_module(struct ft_module *m)
 		atomic_store(&m->recs[i].set, atomic_load(&m->recs[i].set)); /* freed with the module */
 }
 
+/* A direct trampoline must be code: sites will jump there.  Update lock held. */
+static int check_direct(const void *direct, size_t size)
+{
+	int err = stitch_text_check_code((uintptr_t)direct, size);
+	if (err == -STITCH_EPROTECT)
+		return stitch_fail(STITCH_EINVAL, "direct trampoline %p (%zu bytes) is not all in executable memory",
+				   direct, size);
+	return err;
+}
+
 static bool is_registered(const struct stitch_ftrace_ops *ops)
 {
 	for (size_t i = 0; i < ops_count; i++)
@@ -1599,11 +1615,11 @@ static int ops_update(struct stitch_ftrace_ops *ops, const char *filter, const u
 		return stitch_fail(STITCH_EINVAL, "ftrace ops: STITCH_FTRACE_F_PRESERVES_REGS is for callbacks, not "
 				   "direct calls");
 	stitch_update_lock();
-	int err = 0;
+	int err = ops->direct ? check_direct(ops->direct, ops->direct_size) : 0;
 	bool reg = is_registered(ops);
-	if (must_be_registered && !reg)
+	if (!err && must_be_registered && !reg)
 		err = stitch_fail(STITCH_EINVAL, "ftrace ops %p is not registered", (void *)ops);
-	else if (!must_be_registered && reg)
+	else if (!err && !must_be_registered && reg)
 		err = stitch_fail(STITCH_EINVAL, "ftrace ops %p is already registered", (void *)ops);
 	if (!err)
 		err = rescan();
@@ -1712,6 +1728,8 @@ int stitch_ftrace_modify_direct(struct stitch_ftrace_ops *ops, void *direct, siz
 	int err = 0;
 	if (!is_registered(ops) || !ops->direct)
 		err = stitch_fail(STITCH_EINVAL, "ftrace ops %p is not a registered direct call", (void *)ops);
+	else
+		err = check_direct(direct, direct_size);
 	if (!err)
 		err = rescan();
 	struct ft_ops_priv *priv = err ? NULL : ops->priv_;
@@ -1818,16 +1836,18 @@ int stitch_ftrace_site_info(size_t idx, struct stitch_ftrace_site_info *out)
 		return stitch_fail(STITCH_EINVAL, "out is NULL");
 	stitch_update_lock();
 	int err = -STITCH_ENOTFOUND;
+	size_t left = idx, total = 0;
 	for (struct ft_module *m = modules; m; m = m->next) {
-		if (idx < m->nrecs) {
-			fill_info(&m->recs[idx], out);
+		if (err && left < m->nrecs) {
+			fill_info(&m->recs[left], out);
 			err = 0;
-			break;
 		}
-		idx -= m->nrecs;
+		if (err)
+			left -= m->nrecs;
+		total += m->nrecs;
 	}
 	stitch_update_unlock();
-	return err ? stitch_fail(STITCH_ENOTFOUND, "no site %zu", idx) : 0;
+	return err ? stitch_fail(STITCH_ENOTFOUND, "no site %zu: there are %zu", idx, total) : 0;
 }
 
 int stitch_ftrace_lookup(const char *name, struct stitch_ftrace_site_info *out)

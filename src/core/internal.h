@@ -106,6 +106,11 @@ int stitch_text_check(const struct stitch_patch *patches, size_t count);
 int stitch_text_open_checked(const struct stitch_patch *patches, size_t count);
 /* Drop the mappings the last check read (kept for the next open; update lock release). */
 void stitch_text_forget_checked(void);
+/* Is [addr, addr + len) mapped executable?  0, -STITCH_EPROTECT (with a
+ * message) if not, or another error when it could not tell.  A target of
+ * ours (a static call's function, a direct trampoline), not a patch: it
+ * keeps nothing for the next open.  Update lock held. */
+int stitch_text_check_code(uintptr_t addr, size_t len);
 /*
  * One store into code, inside a session.  A store of 1, 2, 4 or 8
  * naturally aligned bytes is a single-copy-atomic store; longer or
@@ -304,6 +309,15 @@ int stitch_stop_world(stitch_pc_fixup_fn fixup, void *arg);
 /* A thread of the process (this one included) that blocks signal `sig`
  * now, or 0 if none does (or /proc/self/task cannot be read). */
 pid_t stitch_thread_blocking(int sig);
+/*
+ * While the world is stopped, after the stores and their sync: did a thread
+ * that could not be parked (it blocks the signal, and was asleep in a system
+ * call) run since the stop?  It may then have met the stores half done.
+ * -STITCH_EQUIESCE with a message if so: the caller puts the old code back
+ * (an error must mean that nothing changed) before resuming.  A wake-up
+ * after this check is harmless: the code is whole again.
+ */
+int stitch_world_check_sleepers(void);
 int stitch_resume_world(void);
 
 /*
@@ -314,9 +328,10 @@ int stitch_resume_world(void);
  *   2  compare every site with its old bytes (mismatch: nothing written)
  *   3  store every patch, sync
  *   4  resume
- * *written tells whether step 3 happened: stitch_resume_world() may still
- * report a signal-blocking sleeper that woke up meanwhile.  A store that
- * fails part-way is undone before resuming.  Caller holds the update lock.
+ * *written tells whether step 3's bytes stayed: a store that fails
+ * part-way, a failed sync, or a signal-blocking sleeper that woke up during
+ * the stores (stitch_world_check_sleepers) has them undone before resuming,
+ * with an error.  Caller holds the update lock.
  */
 int stitch_apply_stopped(struct stitch_patch *p, size_t n, stitch_pc_fixup_fn fixup, void *arg, bool *written);
 

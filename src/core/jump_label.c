@@ -197,12 +197,27 @@ void stitch__jump_module_unregister(const void *dso)
 	stitch_update_unlock();
 }
 
+/* key->sites is a group of a registered module whose sites are this key's:
+ * not so for a copy of a key (its pointer names the original's sites, which
+ * an update of the copy would rewrite behind the original's count).
+ * Update lock held. */
+static bool key_sites_valid(const struct stitch_static_key *key)
+{
+	const struct jl_group *g = key->sites;
+	if (!g)
+		return true;
+	for (const struct jl_module *m = modules; m; m = m->next)
+		if ((uintptr_t)g >= (uintptr_t)m->groups && (uintptr_t)g < (uintptr_t)(m->groups + m->ngroups))
+			return g->sites[0].key == key;
+	return false;
+}
+
 int stitch_static_key_site_count(const struct stitch_static_key *key)
 {
 	if (!key)
 		return 0;
 	stitch_update_lock();
-	const struct jl_group *g = key->sites;
+	const struct jl_group *g = key_sites_valid(key) ? key->sites : NULL;
 	int n = g ? (int)g->count : 0;
 	stitch_update_unlock();
 	return n;
@@ -244,6 +259,12 @@ static int key_update(struct stitch_static_key *key, enum key_op op)
 		return stitch_fail(STITCH_EINVAL, "static key is NULL");
 	stitch_update_lock();
 	int cur = key_count(key), next = cur, err = 0;
+	if (!key_sites_valid(key)) {
+		stitch_update_unlock();
+		return stitch_fail(STITCH_EINVAL, "static key %p is not one the library registered (a copy of a "
+				   "key? only the key its branches name can switch them)",
+				   (void *)key);
+	}
 	switch (op) {
 	case KEY_ENABLE: next = cur > 0 ? cur : 1; break;
 	case KEY_DISABLE: next = 0; break;

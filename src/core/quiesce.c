@@ -599,24 +599,30 @@ int stitch_stop_world(stitch_pc_fixup_fn fixup, void *arg)
 	return 0;
 }
 
+int stitch_world_check_sleepers(void)
+{
+	if (!world.stopped)
+		stitch_die("stitch_world_check_sleepers() without stitch_stop_world()");
+	/* A thread that could not be parked because it blocks the signal was
+	 * asleep in a system call; if it has run since, it may have executed
+	 * code while it was being rewritten.  Say so: nobody else can. */
+	for (size_t i = 0; i < world.sleepers.count; i++) {
+		unsigned long long now = context_switches(world.sleepers.tid[i]);
+		if (now != ULLONG_MAX && now != world.sleepers.switches[i])
+			return stitch_fail(STITCH_EQUIESCE,
+					   "thread %d blocks signal %d and woke up while the world was stopped; it "
+					   "may have run code that was being rewritten",
+					   (int)world.sleepers.tid[i], quiesce_signal);
+	}
+	return 0;
+}
+
 int stitch_resume_world(void)
 {
 	if (!world.stopped)
 		stitch_die("stitch_resume_world() without stitch_stop_world()");
-	/* A thread that could not be parked because it blocks the signal was
-	 * asleep in a system call; if it has run since, it may have executed
-	 * code while it was being rewritten.  Say so: nobody else can. */
-	int err = 0;
-	for (size_t i = 0; i < world.sleepers.count && !err; i++) {
-		unsigned long long now = context_switches(world.sleepers.tid[i]);
-		if (now != ULLONG_MAX && now != world.sleepers.switches[i])
-			err = stitch_fail(STITCH_EQUIESCE,
-					  "thread %d blocks signal %d and woke up while the world was stopped; it may "
-					  "have run code that was being rewritten",
-					  (int)world.sleepers.tid[i], quiesce_signal);
-	}
 	release_world();
-	return err;
+	return 0;
 }
 
 void stitch_quiesce_note_emulator_threads(void)

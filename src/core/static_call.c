@@ -65,14 +65,13 @@ static int check_target(const struct stitch_static_call *sc, void *func)
 {
 	if (!func)
 		return 0;
+	if (func == sc->tramp)
+		return stitch_fail(STITCH_EINVAL, "static call %s: its own trampoline as the target would make every "
+				   "call loop forever", sc->name);
 	int err = arch_static_call_check_target((uintptr_t)func);
 	if (err)
 		return err;
-	struct stitch_patch p;
-	memset(&p, 0, sizeof(p));
-	p.addr = (uintptr_t)func;
-	p.len = 1;
-	err = stitch_text_check(&p, 1);
+	err = stitch_text_check_code((uintptr_t)func, 1);
 	if (err && err != -STITCH_EPROTECT)
 		return err; /* could not tell (e.g. out of memory reading the mappings) */
 	if (err)

@@ -220,6 +220,11 @@ int stitch_text_check(const struct stitch_patch *patches, size_t count)
 	int first = 0; /* where the previous patch began: patches usually come sorted */
 	for (size_t i = 0; i < count && !err; i++) {
 		uintptr_t at = patches[i].addr, end = patches[i].addr + patches[i].len;
+		if (end <= at) { /* empty, or past the end of the address space */
+			err = stitch_fail(STITCH_EPROTECT, "site %#lx: %zu bytes there are not mapped executable code",
+					  (unsigned long)at, (size_t)patches[i].len);
+			break;
+		}
 		/* inside the executable mapping of the previous patch: checked, probed */
 		if (first < nmaps && probe[first] && maps[first].start <= at && end <= maps[first].end)
 			continue;
@@ -252,6 +257,17 @@ int stitch_text_check(const struct stitch_patch *patches, size_t count)
 	checked_patches = patches;
 	checked_count = count;
 	return 0;
+}
+
+int stitch_text_check_code(uintptr_t addr, size_t len)
+{
+	struct stitch_patch p;
+	memset(&p, 0, sizeof(p));
+	p.addr = addr;
+	p.len = len;
+	int err = stitch_text_check(&p, 1);
+	stitch_text_forget_checked(); /* it would point at p */
+	return err;
 }
 
 /* ---- write sessions ---------------------------------------------------------- */
@@ -367,6 +383,24 @@ static int open_mprotect(const struct stitch_patch *patches, size_t count)
 	}
 	free(maps);
 	free(pages);
+	/*
+	 * First ask for each run's own rights: nothing changes, but the call
+	 * meets the seccomp filter and security module that the restore at
+	 * close will meet.  A restore that would be refused is found here,
+	 * before anything is made writable or written; found at close, the new
+	 * code would stay in place while the caller's state says it failed.
+	 */
+	for (size_t i = 0; i < opened_count && !err; i++) {
+		stitch_count(protect_calls, 1);
+		if (mprotect((void *)opened[i].start, opened[i].end - opened[i].start, opened[i].prot) != 0) {
+			err = stitch_fail_errno(STITCH_EPROTECT,
+						"mprotect(%#lx, %lu) to the rights it has is refused, so they could "
+						"not be restored after writing; nothing written",
+						(unsigned long)opened[i].start,
+						(unsigned long)(opened[i].end - opened[i].start));
+			opened_count = 0; /* nothing changed */
+		}
+	}
 	/* Now change the rights, one call per merged run. */
 	for (size_t i = 0; i < opened_count && !err; i++) {
 		stitch_count(protect_calls, 1);

@@ -242,6 +242,11 @@ int main(void)
 	CHECK_EQ(stitch_ftrace_set_filter(&ops, "tf_e*"), -STITCH_ENOTFOUND);
 	CHECK_EQ(stitch_ftrace_set_filter(&ops, "tf_a0000 tf_a000"), -STITCH_ENOTFOUND);
 	CHECK_EQ(stitch_ftrace_ops_site_count(&ops), 1); /* a failed set_filter changes nothing */
+	/* '!' alone (a typo for "!name") excludes nothing: refused, not read as "everything" */
+	CHECK_EQ(stitch_ftrace_set_filter(&ops, "!"), -STITCH_EINVAL);
+	CHECK_EQ(stitch_ftrace_set_filter(&ops, "tf_a* ! tf_a1*"), -STITCH_EINVAL);
+	CHECK(strstr(stitch_last_error(), "'!'") != NULL, "message: %s", stitch_last_error());
+	CHECK_EQ(stitch_ftrace_ops_site_count(&ops), 1);
 
 	/* a second ops on overlapping sites, arguments, FP registers */
 	struct stitch_ftrace_ops ops2 = { .func = args_cb };

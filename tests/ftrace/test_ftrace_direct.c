@@ -19,6 +19,7 @@
 #include "site_bytes.h"
 
 long direct_hits;  /* incremented atomically by direct_tramp */
+static const unsigned char not_code[16]; /* data, for the bad-input checks */
 long direct_hits2; /* ... by direct_tramp2 (stitch_ftrace_modify_direct) */
 extern char direct_tramp[], direct_tramp_end[], direct_tramp2[], direct_tramp2_end[];
 
@@ -222,6 +223,8 @@ int main(int argc, char **argv)
 	CHECK_EQ(stitch_ftrace_modify_direct(&d, direct_tramp, tr_size[0]), 0);
 	CHECK_EQ(stitch_ftrace_modify_direct(&t, direct_tramp2, tr_size[1]), -STITCH_EINVAL); /* not direct */
 	CHECK_EQ(stitch_ftrace_modify_direct(&d, NULL, 4), -STITCH_EINVAL);
+	CHECK_EQ(stitch_ftrace_modify_direct(&d, (void *)not_code, sizeof(not_code)), -STITCH_EINVAL);
+	CHECK(d.direct == (void *)direct_tramp, "a refused modify_direct keeps the trampoline");
 
 	atomic_store(&stop, 1);
 	for (int i = 0; i < 2; i++)
@@ -233,6 +236,11 @@ int main(int argc, char **argv)
 	struct stitch_ftrace_ops nosize = { .direct = direct_tramp };
 	CHECK_EQ(stitch_ftrace_register(&both, "tf_d*"), -STITCH_EINVAL);
 	CHECK_EQ(stitch_ftrace_register(&nosize, "tf_d*"), -STITCH_EINVAL);
+	/* a trampoline that is not code: sites would jump into data */
+	struct stitch_ftrace_ops data_tramp = { .direct = (void *)not_code, .direct_size = sizeof(not_code) };
+	CHECK_EQ(stitch_ftrace_register(&data_tramp, "tf_d*"), -STITCH_EINVAL);
+	CHECK(strstr(stitch_last_error(), "executable") != NULL, "message: %s", stitch_last_error());
+	CHECK_EQ(stitch_ftrace_ops_site_count(&data_tramp), -STITCH_EINVAL);
 
 	CHECK_EQ(stitch_ftrace_unregister(&d), 0);
 	CHECK_EQ(stitch_ftrace_unregister(&t), 0);

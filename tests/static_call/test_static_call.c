@@ -433,6 +433,14 @@ static void test_errors(void)
 	printf("non-executable target: %s\n", stitch_last_error());
 	CHECK(memcmp(before, sc->tramp, SNAP) == 0, "trampoline unchanged after a non-code target");
 	CHECK(stitch_static_call_query(op) == f_a, "target unchanged");
+	/* its own trampoline: every call would loop */
+	CHECK_EQ(stitch_static_call_update_desc(sc, sc->tramp), -STITCH_EINVAL);
+	CHECK(stitch_static_call_query(op) == f_a, "target unchanged");
+	/* the last byte of the address space: its range must not wrap to 0 */
+	err = stitch_static_call_update_desc(sc, (void *)UINTPTR_MAX);
+	CHECK(err == -STITCH_EINVAL || err == -STITCH_EALIGN, "target ~0: %d (%s)", err, stitch_last_error());
+	CHECK(memcmp(before, sc->tramp, SNAP) == 0, "trampoline unchanged after target ~0");
+	CHECK(stitch_static_call_query(op) == f_a, "target unchanged");
 
 #if !defined(__x86_64__)
 	err = stitch_static_call_update_desc(sc, (char *)(uintptr_t)f_b + 1);

@@ -9,8 +9,14 @@
  *      was stopped for every toggle;
  *   2. a thread blocking every signal cannot be stopped either: the toggle
  *      fails with -STITCH_EQUIESCE, says why (SIGTRAP), and the branch is
- *      as it was.
- * Without the check, case 1 dies of SIGTRAP within a few toggles.
+ *      as it was;
+ *   3. a thread blocking every signal that sleeps in short nanosleep()s is
+ *      taken for asleep and left unparked; when it wakes up during the
+ *      stores, the toggle fails - and then the key's count, its branch and
+ *      the code are as before (the stores were undone), so that backing
+ *      out works and the next toggle starts from what memory holds.
+ * Without the check, case 1 dies of SIGTRAP within a few toggles; without
+ * the undo, case 3 finds a failed toggle's branch switched (every run).
  * Run with STITCH_QUIESCE_TIMEOUT_MS small (CMakeLists.txt).
  */
 #include <pthread.h>
@@ -19,6 +25,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdbool.h>
+#include <time.h>
 
 #include <stitch/static_key.h>
 
@@ -51,6 +59,19 @@ static void *runner(void *arg)
 		else
 			atomic_fetch_add(&seen_off, 1);
 	}
+	return NULL;
+}
+
+static void *sleeper(void *arg)
+{
+	(void)arg;
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	atomic_store(&started, 1);
+	struct timespec ts = { 0, 20000 };
+	while (!atomic_load(&stop))
+		nanosleep(&ts, NULL);
 	return NULL;
 }
 
@@ -123,5 +144,46 @@ int main(void)
 	finish(th);
 	CHECK_EQ(stitch_static_key_enable(&key), 0);
 	CHECK_EQ(branch(), 1);
+
+	/* 3. a sleeper that blocks every signal and wakes up often */
+	CHECK_EQ(stitch_static_key_disable(&key), 0);
+	uint8_t code_off[64], code_on[64];
+	memcpy(code_off, (const void *)(uintptr_t)&branch, sizeof(code_off));
+	atomic_store(&stop, 0);
+	atomic_store(&started, 0);
+	pthread_create(&th, NULL, sleeper, NULL);
+	while (!atomic_load(&started))
+		;
+	int ok = 0, failed = 0, have_on = 0;
+	for (int i = 0; i < 100; i++) {
+		bool want = !stitch_static_key_enabled(&key);
+		err = want ? stitch_static_key_enable(&key) : stitch_static_key_disable(&key);
+		bool now = stitch_static_key_enabled(&key);
+		const uint8_t *expect = now ? code_on : code_off;
+		if (err) {
+			failed++;
+			CHECK(err == -STITCH_EQUIESCE, "toggle %d: %s", i, stitch_last_error());
+			CHECK(now != want, "toggle %d failed, yet the key changed", i);
+		} else {
+			ok++;
+			CHECK(now == want, "toggle %d succeeded, yet the key did not change", i);
+			if (now && !have_on) {
+				memcpy(code_on, (const void *)(uintptr_t)&branch, sizeof(code_on));
+				have_on = 1;
+			}
+		}
+		CHECK(branch() == (int)now, "toggle %d (%s): the branch says %d, the key %d", i,
+		      err ? "failed" : "done", branch(), now);
+		if (!now || have_on)
+			CHECK(memcmp(expect, (const void *)(uintptr_t)&branch, sizeof(code_on)) == 0,
+			      "toggle %d: the code is not the key's", i);
+	}
+	finish(th);
+	printf("100 toggles beside a sleeper blocking every signal: %d done, %d failed with nothing changed\n", ok,
+	       failed);
+	CHECK_EQ(stitch_static_key_enable(&key), 0);
+	CHECK_EQ(branch(), 1);
+	CHECK_EQ(stitch_static_key_disable(&key), 0);
+	CHECK_EQ(branch(), 0);
 	return check_summary("test_sigtrap_blocked");
 }

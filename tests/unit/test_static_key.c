@@ -87,6 +87,16 @@ int main(void)
 	CHECK(stitch_static_key_enabled(&key_no_sites), "siteless key enabled");
 	CHECK_EQ(stitch_static_key_enable_key(NULL), -STITCH_EINVAL);
 
+	/* A copy of a key is not the key: refused, and the original's sites,
+	 * which the copy's pointer names, are not rewritten behind its count. */
+	struct stitch_static_key copy = key_false.key;
+	CHECK_EQ(stitch_static_key_enable_key(&copy), -STITCH_EINVAL);
+	CHECK(strstr(stitch_last_error(), "copy") != NULL, "message: %s", stitch_last_error());
+	CHECK_EQ(stitch_static_key_count(&copy), 0);
+	CHECK_EQ(stitch_static_key_count(&key_false.key), 0);
+	CHECK_EQ(f_unlikely(), 3);
+	CHECK_EQ(stitch_static_key_site_count(&copy), 0);
+
 	/* Syncs per update do not grow with the number of sites. */
 	struct stitch_stats s0, s1, s2;
 	stitch_get_stats(&s0);

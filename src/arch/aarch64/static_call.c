@@ -425,15 +425,15 @@ static int seed_update(struct stitch_static_call *sc, void *func)
 		err = stitch_stop_world(NULL, NULL);
 		if (!err) {
 			err = write_words(sc, cur, next, 2, SEED_WORDS); /* puts the old words back on failure */
-			int rerr = stitch_resume_world();
-			if (!err && rerr) {
-				/* Written and synced, but a thread that blocks the quiescence
-				 * signal woke up meanwhile: record the new tail (it is in the
-				 * code), report the problem. */
-				sc->state = (ns & ~SEED_W4_B) | (sc->state & SEED_W4_B);
-				sc->priv[1] = far;
-				return rerr;
+			if (!err) {
+				/* A thread that blocks the quiescence signal woke up during
+				 * the stores: put the old tail back (batch.c's
+				 * stitch_apply_stopped says why), report it. */
+				err = stitch_world_check_sleepers();
+				if (err && write_words(sc, next, cur, 2, SEED_WORDS) != 0)
+					stitch_die("static_call seed: cannot put the old tail back");
 			}
+			stitch_resume_world();
 		}
 		if (err) {
 			__atomic_store_n(&sc->lit, old_lit, __ATOMIC_SEQ_CST);

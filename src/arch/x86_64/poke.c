@@ -240,17 +240,29 @@ static const struct stitch_store_part step3_byte0 = { 0, 1, 0, STITCH_STORE_NEW,
 
 /*
  * Undo after a failed step (a store that fails after the session opened,
- * practically never, or step 1b's quiescence, which a thread blocking its
- * signal fails): every site that differs from its old bytes goes back
- * through the same three steps, in reverse.  Tails that were not written
- * are not written back: after a failed step 1b a thread may still be
- * among the NOPs, which stay as they are.
+ * practically never; a failed sync, when a seccomp filter denies
+ * membarrier; or step 1b's quiescence, which a thread blocking its signal
+ * fails): every site that differs from its old bytes goes back through the
+ * same three steps, in reverse.  Tails that were not written are not
+ * written back: after a failed step 1b a thread may still be among the
+ * NOPs, which stay as they are.
+ *
+ * Before any tail was stored (`tails_stored` false) only byte 0s differ,
+ * each an int3 or its old value: step 3 alone puts them back, and its sync
+ * may fail (the very reason we are here, when step 1's sync failed)
+ * without harm.  A thread whose core still runs a stale int3 traps; the
+ * handler finds the table gone (or emulates the site, as during any
+ * switch) and, seeing the old byte in memory, resumes at it; the trap and
+ * its return serialize that core, which then fetches the old byte.  With
+ * tails stored, a sync must separate each step from the next (the old
+ * byte 0 must not meet a new tail): without one there is no safe way
+ * back.
  */
-static void roll_back(const struct stitch_patch *p, size_t n)
+static void roll_back(const struct stitch_patch *p, size_t n, bool tails_stored)
 {
 	static const uint8_t int3 = X86_INT3;
 	int err = 0;
-	for (int step = 1; step <= 3 && !err; step++) {
+	for (int step = tails_stored ? 1 : 3; step <= 3 && !err; step++) {
 		for (size_t i = 0; i < n && !err; i++) {
 			if (memcmp((const void *)p[i].addr, p[i].old, p[i].len) == 0)
 				continue;
@@ -262,8 +274,8 @@ static void roll_back(const struct stitch_patch *p, size_t n)
 			else if (step == 3)
 				err = stitch_text_store(p[i].addr, p[i].old, 1);
 		}
-		if (!err)
-			err = stitch_text_sync(p, n);
+		if (!err && stitch_text_sync(p, n) != 0 && tails_stored)
+			err = -STITCH_ESYS;
 	}
 	if (err)
 		stitch_die("x86 int3 protocol: cannot restore code after a failed write");
@@ -386,7 +398,7 @@ int arch_batch_apply(const struct stitch_patch *p, size_t n)
 	atomic_store(&trap_table, t); /* patches are sorted by address (batch.c) */
 
 	/* step 1: int3 over byte 0 of every site longer than one byte */
-	bool any_long = false;
+	bool any_long = false, tails_stored = false;
 	for (size_t i = 0; i < n; i++)
 		any_long |= p[i].len > 1;
 	if (any_long) {
@@ -397,8 +409,10 @@ int arch_batch_apply(const struct stitch_patch *p, size_t n)
 			err = quiesce_nop_runs(p, n, run, nruns); /* step 1b */
 		/* step 2: the tails, which no thread decodes while byte 0 is int3
 		 * (tails that do not change are not stored) */
-		if (!err)
+		if (!err) {
+			tails_stored = true; /* some, even if the store fails */
 			err = stitch_text_store_patches(p, n, &step2_tails);
+		}
 		if (!err)
 			err = stitch_text_sync(p, n);
 	}
@@ -409,7 +423,7 @@ int arch_batch_apply(const struct stitch_patch *p, size_t n)
 		err = stitch_text_sync(p, n);
 	if (err) {
 		int saved = err;
-		roll_back(p, n);
+		roll_back(p, n, tails_stored);
 		err = saved;
 	}
 	int cerr = stitch_text_close();
