@@ -456,11 +456,14 @@ static void graph_report(const struct ft_shadow_stack *st, size_t idx, const str
 	struct ft_set *s = atomic_load_explicit(&e->rec->set, memory_order_consume);
 	uintptr_t parent = real_parent(st, idx, e->orig);
 	if (e->ops) {
-		/* not if it was unregistered meanwhile, nor if it came back
+		/* not if it was unregistered meanwhile (its memory may be freed
+		 * since: membership first, by pointer), nor if it came back
 		 * without a ret_func */
-		stitch_ftrace_ret_func_t fn = e->ops->ret_func;
-		if (fn && set_has_ops(s, e->ops))
-			fn(e->rec->a.func, parent, e->ops, rregs);
+		if (set_has_ops(s, e->ops)) {
+			stitch_ftrace_ret_func_t fn = e->ops->ret_func;
+			if (fn)
+				fn(e->rec->a.func, parent, e->ops, rregs);
+		}
 		return;
 	}
 	for (size_t i = 0; s && i < s->n; i++)
@@ -574,10 +577,14 @@ uintptr_t stitch__ftrace_graph_return(uintptr_t key, struct stitch_ftrace_ret_re
 		const struct ft_shadow *e = &st->e[--st->depth];
 		uintptr_t orig = e->orig;
 		struct stitch_ftrace_ops *ops = e->ops;
-		stitch_ftrace_ret_func_t fn = ops->ret_func;
-		/* not if it was unregistered meanwhile, nor if it came back without a ret_func */
-		if (fn && set_has_ops(atomic_load_explicit(&e->rec->set, memory_order_consume), ops))
-			fn(e->rec->a.func, orig, ops, rregs);
+		/* not if it was unregistered meanwhile (its memory may be freed
+		 * since: membership first, by pointer), nor if it came back
+		 * without a ret_func */
+		if (set_has_ops(atomic_load_explicit(&e->rec->set, memory_order_consume), ops)) {
+			stitch_ftrace_ret_func_t fn = ops->ret_func;
+			if (fn)
+				fn(e->rec->a.func, orig, ops, rregs);
+		}
 		ft_read_unlock(t, s);
 		return orig;
 	}
@@ -1578,6 +1585,18 @@ static void ops_forget_module(struct ft_module *m)
 		atomic_store(&m->recs[i].set, atomic_load(&m->recs[i].set)); /* freed with the module */
 }
 
+/* An update waits for the callbacks running to end: called from one, it
+ * would wait for itself (and hold the update lock meanwhile).  `seq` is
+ * even and non-zero while this thread runs a callback. */
+static int refuse_in_callback(const char *what)
+{
+	unsigned long seq = stitch__ftrace_thread.seq;
+	if (seq != 0 && seq % 2 == 0)
+		return stitch_fail(STITCH_EINVAL, "%s called from a tracing callback: it would wait for that "
+				   "callback to end", what);
+	return 0;
+}
+
 /* A direct trampoline must be code: sites will jump there.  Update lock held. */
 static int check_direct(const void *direct, size_t size)
 {
@@ -1614,6 +1633,8 @@ static int ops_update(struct stitch_ftrace_ops *ops, const char *filter, const u
 	if ((ops->flags & STITCH_FTRACE_F_PRESERVES_REGS) && ops->direct)
 		return stitch_fail(STITCH_EINVAL, "ftrace ops: STITCH_FTRACE_F_PRESERVES_REGS is for callbacks, not "
 				   "direct calls");
+	if (refuse_in_callback(must_be_registered ? "stitch_ftrace_set_filter()" : "stitch_ftrace_register()"))
+		return -STITCH_EINVAL;
 	stitch_update_lock();
 	int err = ops->direct ? check_direct(ops->direct, ops->direct_size) : 0;
 	bool reg = is_registered(ops);
@@ -1683,6 +1704,8 @@ int stitch_ftrace_unregister(struct stitch_ftrace_ops *ops)
 	stitch_clear_error();
 	if (!ops)
 		return stitch_fail(STITCH_EINVAL, "ftrace ops is NULL");
+	if (refuse_in_callback("stitch_ftrace_unregister()"))
+		return -STITCH_EINVAL;
 	stitch_update_lock();
 	int err = 0;
 	if (!is_registered(ops))
@@ -1724,6 +1747,8 @@ int stitch_ftrace_modify_direct(struct stitch_ftrace_ops *ops, void *direct, siz
 	stitch_clear_error();
 	if (!ops || !direct || !direct_size)
 		return stitch_fail(STITCH_EINVAL, "modify_direct: ops, trampoline and its size must be given");
+	if (refuse_in_callback("stitch_ftrace_modify_direct()"))
+		return -STITCH_EINVAL;
 	stitch_update_lock();
 	int err = 0;
 	if (!is_registered(ops) || !ops->direct)
@@ -1775,6 +1800,8 @@ int stitch_ftrace_modify_direct(struct stitch_ftrace_ops *ops, void *direct, siz
 int stitch_ftrace_prepare(const char *filter)
 {
 	stitch_clear_error();
+	if (refuse_in_callback("stitch_ftrace_prepare()"))
+		return -STITCH_EINVAL;
 	stitch_update_lock();
 	int err = rescan();
 	struct sel_list sel = { 0 };

@@ -142,6 +142,16 @@ static double ms_since(const struct timespec *t0)
 	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
+/* A callback that tries to change tracing: refused, not a wait for itself. */
+static struct stitch_ftrace_ops reent_ops;
+static int reent_err = 1, reent_filter_err = 1;
+static void reent_cb(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *o, struct stitch_ftrace_regs *regs)
+{
+	(void)ip, (void)parent, (void)o, (void)regs;
+	reent_err = stitch_ftrace_unregister(&reent_ops);
+	reent_filter_err = stitch_ftrace_set_filter(&reent_ops, "tf_a0003");
+}
+
 int main(void)
 {
 	for (int i = 0; i < TF_COUNT; i++)
@@ -342,6 +352,15 @@ int main(void)
 	reset_counts();
 	call_all(1);
 	CHECK_EQ(total, 0);
+
+	/* an update from inside a callback: refused (it would wait for itself) */
+	reent_ops.func = reent_cb;
+	CHECK(stitch_ftrace_register(&reent_ops, "tf_a0002") == 0, "%s", stitch_last_error());
+	CHECK_EQ(tf_table[2](1), 1 * 3 + 2);
+	CHECK_EQ(reent_err, -STITCH_EINVAL);
+	CHECK_EQ(reent_filter_err, -STITCH_EINVAL);
+	CHECK_EQ(stitch_ftrace_ops_site_count(&reent_ops), 1);
+	CHECK_EQ(stitch_ftrace_unregister(&reent_ops), 0);
 
 	/* bad input: nothing is written */
 	CHECK_EQ(stitch_ftrace_register(&ops, "no_such_function"), -STITCH_ENOTFOUND);

@@ -19,7 +19,7 @@
 #include "site_bytes.h"
 
 long direct_hits;  /* incremented atomically by direct_tramp */
-static const unsigned char not_code[16]; /* data, for the bad-input checks */
+static unsigned char not_code[16]; /* writable data (never in an executable segment, as .rodata may be), for the bad-input checks */
 long direct_hits2; /* ... by direct_tramp2 (stitch_ftrace_modify_direct) */
 extern char direct_tramp[], direct_tramp_end[], direct_tramp2[], direct_tramp2_end[];
 

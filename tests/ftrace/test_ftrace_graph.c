@@ -24,6 +24,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "common/check.h"
 #include "graph_funcs.h"
@@ -342,6 +343,37 @@ static void run_ops_change_in_flight(void)
 	CHECK_EQ((intptr_t)r, 7);
 	CHECK_EQ(atomic_load(&wait_returned), 0);
 	CHECK_EQ(stitch_ftrace_unregister(&o), 0);
+
+	/* The same, the ops freed once unregister returned ("the ops may be
+	 * freed"): its page unmapped, so a read of it faults.  Alone on the
+	 * site (the fast paths), and beside a plain ops (the C path). */
+	for (int beside = 0; beside < 2; beside++) {
+		struct stitch_ftrace_ops plain = { .func = FN(wait_entry), .flags = OPS_FLAGS };
+		struct stitch_ftrace_ops *g = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		CHECK(g != MAP_FAILED, "mmap");
+		if (g == MAP_FAILED)
+			return;
+		memset(g, 0, sizeof(*g));
+		g->func = FN(wait_entry);
+		g->ret_func = RFN(wait_return);
+		g->flags = OPS_FLAGS;
+		if (beside)
+			CHECK_EQ(stitch_ftrace_register(&plain, "g_wait"), 0);
+		CHECK_EQ(stitch_ftrace_register(g, "g_wait"), 0);
+		atomic_store(&wait_entered, 0);
+		__atomic_store_n(&wait_flag, 0, __ATOMIC_RELEASE);
+		pthread_create(&t, NULL, waiting_thread, NULL);
+		while (!atomic_load(&wait_entered))
+			sched_yield();
+		CHECK_EQ(stitch_ftrace_unregister(g), 0);
+		munmap(g, 4096);
+		__atomic_store_n(&wait_flag, 1, __ATOMIC_RELEASE);
+		pthread_join(t, &r);
+		CHECK_EQ((intptr_t)r, 7);
+		CHECK_EQ(atomic_load(&wait_returned), 0);
+		if (beside)
+			CHECK_EQ(stitch_ftrace_unregister(&plain), 0);
+	}
 }
 
 /* ---- threads while graph ops come and go ------------------------------- */

@@ -126,11 +126,20 @@ int main(int argc, char **argv)
 	stitch_batch_step_hook = step_hook;
 	struct stitch_stats before;
 	stitch_get_stats(&before);
+	/* A batch finds a thread blocking SIGTRAP when gdb holds one inside the
+	 * library's SIGTRAP handler (all-stop: gdb stops every thread while it
+	 * looks at another's trap) for longer than the batch looks (batch.c):
+	 * it then stops the world instead, with no int3 step for the hook. */
+	int int3_batches = 0;
 	for (int i = 0; i < rounds; i++) {
 		bool on = i % 2 == 0;
+		struct stitch_stats s0, s1;
+		stitch_get_stats(&s0);
 		hook_on = true; /* only k_work's batches; the main thread alone reads it */
 		CHECK_EQ(on ? stitch_static_key_enable(&k_work) : stitch_static_key_disable(&k_work), 0);
 		hook_on = false;
+		stitch_get_stats(&s1);
+		int3_batches += s1.world_stops == s0.world_stops;
 		CHECK_EQ(on ? stitch_static_key_enable(&k_probe) : stitch_static_key_disable(&k_probe), 0);
 		CHECK_EQ(probe_fn(i), i * 3 + (on ? 1 : 0));
 	}
@@ -143,7 +152,9 @@ int main(int argc, char **argv)
 	pthread_cond_broadcast(&cv);
 	pthread_mutex_unlock(&mu);
 	pthread_join(tt, NULL);
-	CHECK(done == 2 * rounds, "the trapper called worker_fn %d times during toggles, want %d", done, 2 * rounds);
+	CHECK(int3_batches > 0, "no toggle of k_work took the int3 protocol");
+	CHECK(done == 2 * int3_batches, "the trapper called worker_fn %d times during toggles, want %d", done,
+	      2 * int3_batches);
 	CHECK_EQ(stitch_ftrace_unregister(&ops), 0);
 	CHECK_EQ(probe_fn(1), 3 + (rounds % 2 ? 1 : 0)); /* not traced any more: not counted below */
 	struct stitch_stats after;
@@ -152,8 +163,9 @@ int main(int argc, char **argv)
 	CHECK(atomic_load(&traced_work) > 0, "the workers' calls were traced");
 	CHECK_EQ(atomic_load(&worker_bad), 0);
 	unsigned long long traps = (unsigned long long)(after.trap_hits - before.trap_hits);
-	CHECK(traps >= 2ull * (unsigned)rounds, "%llu int3 traps, at least %d expected", traps, 2 * rounds);
+	CHECK(traps >= 2ull * (unsigned)int3_batches, "%llu int3 traps, at least %d expected", traps, 2 * int3_batches);
 	printf("probe_fn calls: %d\n", rounds + 1);
+	printf("k_work toggles through int3: %d of %d\n", int3_batches, rounds);
 	printf("int3 traps: %llu\n", traps);
 	return check_summary("gdb_prog");
 }

@@ -155,6 +155,16 @@ static void emulate(ucontext_t *uc, const struct trap_site *s)
 static void chain_sigtrap(int sig, siginfo_t *info, void *context)
 {
 	const struct sigaction *p = &previous_sigtrap;
+	/* Our handler runs with every signal blocked (ensure_sigtrap_handler);
+	 * the program's runs with the mask the kernel would have given it: the
+	 * interrupted code's, its sa_mask, and SIGTRAP unless SA_NODEFER. */
+	if (p->sa_handler != SIG_DFL && p->sa_handler != SIG_IGN) {
+		sigset_t mask = ((const ucontext_t *)context)->uc_sigmask;
+		sigorset(&mask, &mask, &p->sa_mask);
+		if (!(p->sa_flags & SA_NODEFER))
+			sigaddset(&mask, SIGTRAP);
+		pthread_sigmask(SIG_SETMASK, &mask, NULL);
+	}
 	if (p->sa_flags & SA_SIGINFO) {
 		if (p->sa_sigaction)
 			p->sa_sigaction(sig, info, context);
@@ -213,7 +223,12 @@ static int ensure_sigtrap_handler(void)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = sigtrap_handler;
 	sa.sa_flags = SA_SIGINFO | SA_RESTART;
-	sigemptyset(&sa.sa_mask);
+	/* Every signal waits while the handler runs (a few instructions): a
+	 * handler of the program's that ran nested in it would run with
+	 * SIGTRAP blocked, and the kernel kills a process whose thread meets
+	 * an int3 with SIGTRAP blocked - as a timer handler calling traced
+	 * code meets the int3s of a switch. */
+	sigfillset(&sa.sa_mask);
 	previous_sigtrap = cur;
 	if (stitch_sigaction_raw(SIGTRAP, &sa, NULL) != 0)
 		return stitch_fail_errno(STITCH_ESYS, "sigaction(SIGTRAP)");
