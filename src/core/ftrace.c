@@ -366,8 +366,25 @@ struct ft_module {
 	uintptr_t region;
 	size_t region_size;
 	bool present;
+	bool graph_seen; /* a set with graph ops was published on one of its records */
 	struct ft_module *next;
 };
+
+/*
+ * Records of unloaded modules that a shadow entry may still name: a call
+ * of the module's code that was hooked, then left by longjmp(), leaves an
+ * abandoned entry pointing at its record, reported (and dropped) only at
+ * the thread's next traced call, or never.  Such records are kept, with no
+ * set and the untraced words, so that the report finds no ops; never
+ * freed, nor reused (a new copy of the module gets new records): 128 bytes
+ * per site of a module that was traced with function_graph and unloaded.
+ * Update lock.
+ */
+struct ft_retired {
+	struct ft_rec *recs;
+	struct ft_retired *next;
+};
+static struct ft_retired *retired;
 
 /* Everything below is guarded by the update lock. */
 static struct ft_module *modules;
@@ -723,17 +740,39 @@ static int module_init_sites(struct ft_module *m)
 	return err;
 }
 
+static void rec_publish_words(struct ft_rec *r, const struct ft_words *w);
+static void set_words(const struct ft_set *s, struct ft_words *w);
+
 static void module_free(struct ft_module *m)
 {
+	struct ft_words untraced;
+	set_words(NULL, &untraced);
+	struct ft_retired *keep = m->graph_seen ? malloc(sizeof(*keep)) : NULL;
 	for (size_t i = 0; i < m->nrecs; i++) {
-		struct ft_set *set = atomic_load(&m->recs[i].set);
+		struct ft_rec *r = &m->recs[i];
+		struct ft_set *set = atomic_load(&r->set);
+		free(r->why);
+		r->why = NULL;
+		if (m->graph_seen) {
+			atomic_store_explicit(&r->set, NULL, memory_order_release);
+			atomic_store_explicit(&r->direct, 0, memory_order_release);
+			rec_publish_words(r, &untraced);
+			r->mod = NULL;
+		}
 		if (set_put(set))
 			free(set);
-		free(m->recs[i].why);
 	}
 	if (m->region)
 		munmap((void *)m->region, m->region_size);
-	free(m->recs);
+	if (keep) {
+		keep->recs = m->recs;
+		keep->next = retired;
+		retired = keep;
+	} else if (m->graph_seen) {
+		/* out of memory for the list entry: keep the records anyway, unlisted */
+	} else {
+		free(m->recs);
+	}
 	free(m->by_name);
 	ft_elf_free(&m->elf);
 	free(m->path);
@@ -1451,6 +1490,8 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 			if (nset[k]) {
 				atomic_store_explicit(&aff[k]->set, nset[k], memory_order_release);
 				aff[k]->enabled = true;
+				if (nset[k]->ngraph)
+					aff[k]->mod->graph_seen = true;
 				if (nset[k]->ops[0]->direct)
 					atomic_store_explicit(&aff[k]->direct, (uintptr_t)nset[k]->ops[0]->direct,
 							      memory_order_release);

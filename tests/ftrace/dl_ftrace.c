@@ -5,7 +5,9 @@
  *   dl_ftrace LIBRARY
  */
 #include <dlfcn.h>
+#include <setjmp.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -18,6 +20,25 @@ static void cb(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops, st
 {
 	(void)ip, (void)parent, (void)ops, (void)regs;
 	atomic_fetch_add(&calls, 1);
+}
+
+static _Atomic int returns;
+static void ret_cb(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops, struct stitch_ftrace_ret_regs *rr)
+{
+	(void)ip, (void)parent, (void)ops, (void)rr;
+	atomic_fetch_add(&returns, 1);
+}
+
+static int twice(int v)
+{
+	return 2 * v;
+}
+
+static jmp_buf back;
+static int jump_back(int v)
+{
+	(void)v;
+	longjmp(back, 1);
 }
 
 /* Sites of the library's own functions (sanitizer builds add their ctors). */
@@ -49,7 +70,7 @@ int main(int argc, char **argv)
 			break;
 		int (*call_all)(void) = (int (*)(void))dlsym(h, "lib_call_all");
 		CHECK(call_all != NULL, "dlsym lib_call_all");
-		CHECK_EQ(lib_sites(), 65);
+		CHECK_EQ(lib_sites(), 66);
 		struct stitch_ftrace_site_info info;
 		CHECK_EQ(stitch_ftrace_lookup("lib_fn_000", &info), 0);
 		CHECK(strstr(info.module, "dl_ftrace_lib") != NULL, "module %s", info.module);
@@ -90,7 +111,7 @@ int main(int argc, char **argv)
 	if (h) {
 		int (*call_all)(void) = (int (*)(void))dlsym(h, "lib_call_all");
 		CHECK_EQ(stitch_ftrace_ops_site_count(&ops), 64); /* no rescan yet: as it was */
-		CHECK_EQ(lib_sites(), 65);                        /* rescan */
+		CHECK_EQ(lib_sites(), 66);                        /* rescan */
 		CHECK_EQ(stitch_ftrace_ops_site_count(&ops), 0);
 		CHECK(stitch_ftrace_unregister(&ops) == 0, "unregister: %s", stitch_last_error());
 		CHECK(stitch_ftrace_register(&ops, "lib_fn_*") == 0, "register: %s", stitch_last_error());
@@ -103,5 +124,49 @@ int main(int argc, char **argv)
 		CHECK_EQ(calls, 0);
 		dlclose(h);
 	}
+	/*
+	 * function_graph: a hooked call of the library left by longjmp() leaves
+	 * an abandoned shadow entry naming its record; the library is unloaded
+	 * and forgotten, memory is reused, and the next hooked call (in a new
+	 * copy of the library) drops that entry.  Its record must still be
+	 * there to say that no ops is left (it was freed: a use after free,
+	 * seen by ASan, a crash once the memory was reused).
+	 */
+	struct stitch_ftrace_ops gops = { .func = cb, .ret_func = ret_cb };
+	static char *reuse[2000];
+	h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+	CHECK(h != NULL, "dlopen: %s", dlerror());
+	if (h) {
+		int (*call_back)(int (*)(int), int) = (int (*)(int (*)(int), int))dlsym(h, "lib_call_back");
+		CHECK(stitch_ftrace_register(&gops, "lib_call_back") == 0, "register: %s", stitch_last_error());
+		if (!setjmp(back))
+			call_back(jump_back, 1);
+		dlclose(h);
+		CHECK_EQ(lib_sites(), 0); /* forgets the module */
+		for (int i = 0; i < 2000; i++) { /* kept until the end: the memory stays reused */
+			size_t n = 64 * (1 + i % 16);
+			reuse[i] = malloc(n);
+			if (reuse[i])
+				memset(reuse[i], 0x41, n);
+		}
+		h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+		CHECK(h != NULL, "dlopen again: %s", dlerror());
+	}
+	if (h) {
+		int (*call_back)(int (*)(int), int) = (int (*)(int (*)(int), int))dlsym(h, "lib_call_back");
+		CHECK(stitch_ftrace_set_filter(&gops, "lib_call_back") == 0, "set_filter: %s", stitch_last_error());
+		calls = 0;
+		returns = 0;
+		/* from the same frame as the call left by longjmp: its entry is
+		 * dropped here (the abandoned entry's ops went with its module: not
+		 * reported) */
+		CHECK_EQ(call_back(twice, 4), 9);
+		CHECK_EQ(calls, 1);
+		CHECK_EQ(returns, 1);
+		CHECK_EQ(stitch_ftrace_unregister(&gops), 0);
+		dlclose(h);
+	}
+	for (int i = 0; i < 2000; i++)
+		free(reuse[i]);
 	return check_summary("dl_ftrace");
 }

@@ -20,3 +20,12 @@ int lib_call_all(void)
 		s += table[i](0);
 	return s;
 }
+
+/* Calls fn(v): a frame of the library that fn may leave by longjmp(). */
+int lib_call_back(int (*fn)(int), int v);
+__attribute__((noinline)) int lib_call_back(int (*fn)(int), int v)
+{
+	int r = fn(v);
+	__asm__ volatile("");
+	return r + 1;
+}
