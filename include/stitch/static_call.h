@@ -47,7 +47,8 @@
  * target is unchanged; stitch_last_error() says why.
  *
  * Errors of stitch_static_call_update():
- *   -STITCH_EINVAL     the target is not in executable memory
+ *   -STITCH_EINVAL     the target is not in executable memory, or is the
+ *                      static call's own trampoline (every call would loop)
  *   -STITCH_EALIGN     the target is misaligned for the architecture
  *   -STITCH_ENOTFOUND  the static call is not registered (its module's
  *                      constructor has not run, or it was dlclose()d)
@@ -55,6 +56,10 @@
  *                      wrote last (changed behind its back)
  *   -STITCH_EQUIESCE   threads could not be stopped / did not report
  *   and the engine's errors (-STITCH_EPROTECT, -STITCH_ENOSYNC, ...).
+ *
+ * A target is not followed: a static call left pointing into a library
+ * that is then dlclose()d crashes its next caller.  Update it first (as
+ * the kernel does before a module's text goes).
  *
  * Scope: like static keys, a static call is private to the module that
  * defines it (hidden visibility); other modules call it through a function

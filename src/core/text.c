@@ -865,6 +865,7 @@ int stitch_text_init(void)
 		 perr ? stitch_last_error() : "works, but is not word-atomic on this architecture");
 	if (self_test(STITCH_BACKEND_MPROTECT) == 0) {
 		drop_backend();
+		stitch_clear_error(); /* procmem's failure is not the caller's */
 		return 0;
 	}
 	snprintf(why[1], sizeof(why[1]), "%s", stitch_last_error());
