@@ -102,6 +102,9 @@ struct stitch_ftrace_ops {
 	 *   RISC-V   by `JALR t0` at func+4: t0 = func+8, ra = the caller's
 	 *            return address; preserve a0-a7, fa0-fa7, ra; t1-t6 are
 	 *            free; return with `jr t0`.
+	 * It must be executable code where the architecture can branch (4-byte
+	 * aligned on AArch64, 2 on RISC-V): else register and modify_direct
+	 * fail with -STITCH_EINVAL or -STITCH_EALIGN and change nothing.
 	 * [direct, direct + direct_size) must be all of its code: after
 	 * unregister (or a filter change that drops sites) the library waits
 	 * until no thread's PC is in that range or in the library's

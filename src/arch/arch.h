@@ -104,8 +104,9 @@ struct stitch_static_call;
  * it.  Writes nothing.  -STITCH_EUNKNOWN (with the bytes) otherwise.
  */
 int arch_static_call_register(struct stitch_static_call *sc);
-/* -STITCH_EALIGN if `target` cannot be the target of a call here. */
-int arch_static_call_check_target(uintptr_t target);
+/* -STITCH_EALIGN, naming `what`, if `target` cannot be the target of a
+ * branch here (a static call's target, a direct-call trampoline). */
+int arch_check_branch_target(uintptr_t target, const char *what);
 /*
  * Inline call sites: a direct call (or tail jump) of a trampoline found in
  * the module's relocations (src/core/static_call.c), rewritten to call the

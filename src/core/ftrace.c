@@ -1641,7 +1641,10 @@ static int refuse_in_callback(const char *what)
 /* A direct trampoline must be code: sites will jump there.  Update lock held. */
 static int check_direct(const void *direct, size_t size)
 {
-	int err = stitch_text_check_code((uintptr_t)direct, size);
+	int err = arch_check_branch_target((uintptr_t)direct, "direct trampoline");
+	if (err)
+		return err;
+	err = stitch_text_check_code((uintptr_t)direct, size);
 	if (err == -STITCH_EPROTECT)
 		return stitch_fail(STITCH_EINVAL, "direct trampoline %p (%zu bytes) is not all in executable memory",
 				   direct, size);

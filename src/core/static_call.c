@@ -68,7 +68,7 @@ static int check_target(const struct stitch_static_call *sc, void *func)
 	if (func == sc->tramp)
 		return stitch_fail(STITCH_EINVAL, "static call %s: its own trampoline as the target would make every "
 				   "call loop forever", sc->name);
-	int err = arch_static_call_check_target((uintptr_t)func);
+	int err = arch_check_branch_target((uintptr_t)func, "static call target");
 	if (err)
 		return err;
 	err = stitch_text_check_code((uintptr_t)func, 1);

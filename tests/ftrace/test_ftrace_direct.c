@@ -225,6 +225,13 @@ int main(int argc, char **argv)
 	CHECK_EQ(stitch_ftrace_modify_direct(&d, NULL, 4), -STITCH_EINVAL);
 	CHECK_EQ(stitch_ftrace_modify_direct(&d, (void *)not_code, sizeof(not_code)), -STITCH_EINVAL);
 	CHECK(d.direct == (void *)direct_tramp, "a refused modify_direct keeps the trampoline");
+#if !defined(__x86_64__)
+	/* a trampoline the architecture cannot branch to (the branch register
+	 * faults on AArch64, drops bit 0 on RISC-V) */
+	CHECK_EQ(stitch_ftrace_modify_direct(&d, direct_tramp + 1, tr_size[0] - 1), -STITCH_EALIGN);
+	CHECK(strstr(stitch_last_error(), "direct trampoline") != NULL, "message: %s", stitch_last_error());
+	CHECK(d.direct == (void *)direct_tramp, "a refused modify_direct keeps the trampoline");
+#endif
 
 	atomic_store(&stop, 1);
 	for (int i = 0; i < 2; i++)

@@ -401,10 +401,10 @@ int arch_static_call_register(struct stitch_static_call *sc)
 	return stitch_fail(STITCH_EUNKNOWN, "static call %s: layout %u is not an AArch64 one", sc->name, sc->layout);
 }
 
-int arch_static_call_check_target(uintptr_t target)
+int arch_check_branch_target(uintptr_t target, const char *what)
 {
 	if (target % 4 != 0)
-		return stitch_fail(STITCH_EALIGN, "static call target %#lx is not 4-byte aligned", (unsigned long)target);
+		return stitch_fail(STITCH_EALIGN, "%s %#lx is not 4-byte aligned", what, (unsigned long)target);
 	return 0;
 }
 

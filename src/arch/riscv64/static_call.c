@@ -99,7 +99,7 @@ int arch_static_call_register(struct stitch_static_call *sc)
 	return 0;
 }
 
-int arch_static_call_check_target(uintptr_t target)
+int arch_check_branch_target(uintptr_t target, const char *what)
 {
 #if defined(__riscv_compressed)
 	const uintptr_t align = 2;
@@ -107,7 +107,7 @@ int arch_static_call_check_target(uintptr_t target)
 	const uintptr_t align = 4;
 #endif
 	if (target % align != 0)
-		return stitch_fail(STITCH_EALIGN, "static call target %#lx is not %lu-byte aligned", (unsigned long)target,
+		return stitch_fail(STITCH_EALIGN, "%s %#lx is not %lu-byte aligned", what, (unsigned long)target,
 				   (unsigned long)align);
 	return 0;
 }

@@ -107,9 +107,9 @@ int arch_static_call_register(struct stitch_static_call *sc)
 	return 0;
 }
 
-int arch_static_call_check_target(uintptr_t target)
+int arch_check_branch_target(uintptr_t target, const char *what)
 {
-	(void)target; /* any byte address can start an instruction */
+	(void)target, (void)what; /* any byte address can start an instruction */
 	return 0;
 }
 
