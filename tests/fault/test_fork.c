@@ -483,7 +483,7 @@ static void *ft_holder_thread(void *arg)
 {
 	(void)arg;
 	ft_holder = true;
-	for (int i = 0; !atomic_load(&ft_stop); i++)
+	for (int i = 0; !atomic_load(&ft_stop); i = (i + 1) & 0xffff) /* no overflow in a long run (UBSan) */
 		(void)parse_one(i);
 	return NULL;
 }
@@ -491,7 +491,7 @@ static void *ft_holder_thread(void *arg)
 static void *ft_caller(void *arg)
 {
 	(void)arg;
-	for (int i = 0; !atomic_load(&ft_stop); i++)
+	for (int i = 0; !atomic_load(&ft_stop); i = (i + 1) & 0xffff) /* tf_* compute v * 3: no overflow (UBSan) */
 		(void)tf_table[i % TF_COUNT](i);
 	return NULL;
 }
