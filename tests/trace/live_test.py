@@ -198,7 +198,18 @@ def main():
             fail(f"window {g} (rules {rules!r}) has entries of {sorted(got - want)}")
         if g != 0 and want != got:
             fail(f"window {g} (rules {rules!r}): entries of {sorted(got)}, expected {sorted(want)}")
-    print(f"live: {checked} entries in {len(windows)}/{len(filters)} windows checked")
+    # The readers that build call trees: the entries of the "graph off"
+    # window have no exits and must not nest the rest of the thread under
+    # them (they did: millions deep in a longer run, and the readers crashed
+    # or hung).  live_prog's calls are two deep at most.
+    folded = cli("dump", d, "--folded").stdout.splitlines()
+    deepest = max((l.rsplit(" ", 1)[0].count(";") + 1 for l in folded if l.strip()), default=0)
+    if not folded or deepest > 8:
+        fail(f"dump --folded: {len(folded)} stacks, the deepest {deepest} frames (expected at most 8)")
+    for args in (("dump", d, "--tree"), ("replay", d)):
+        cli(*args)
+    print(f"live: {checked} entries in {len(windows)}/{len(filters)} windows checked; folded stacks at most "
+          f"{deepest} deep")
     shutil.rmtree(work, ignore_errors=True)
     return 1 if FAILS else 0
 

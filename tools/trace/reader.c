@@ -100,10 +100,33 @@ static void convert_times(struct tr_proc *p)
 		}
 }
 
+/*
+ * Whether an entry made under filter generation `gen` had its return
+ * hooked: the mode in force then - the file header's, then each applied
+ * mark's from its gen_after on (graph switched on or off live).  An odd
+ * generation (a switch under way) may be either; it is taken as not
+ * hooked, so that an entry whose exit never comes cannot nest the rest of
+ * the thread under it (an exit that does come is counted as an orphan).
+ * Without this, a recording whose graph mode was switched off pushed every
+ * later entry, millions deep, and the tree's readers crashed or hung.
+ */
+static int gen_hooked(const struct tr_proc *p, uint32_t gen)
+{
+	if (gen & 1)
+		return 0;
+	int graph = (p->h.flags & ST_FLAG_GRAPH) != 0;
+	for (size_t i = 0; i < p->nmark; i++)
+		if (p->mark[i].m.ok && p->mark[i].m.gen_after <= gen)
+			graph = p->mark[i].m.graph != 0;
+	return graph;
+}
+
 /* Turn a thread's events into its call tree (pre-order nodes). */
 static void build_tree(struct tr_proc *p, struct tr_thread *t)
 {
 	int graph = tr_has_exits(p);
+	uint32_t cached_gen = 1;
+	int cached_hooked = 0; /* gen_hooked(p, cached_gen): odd, not hooked */
 	size_t *stack = NULL, sp = 0, cap = 0;
 	t->node = xrealloc(NULL, (t->nev + 1) * sizeof *t->node);
 	t->nnode = 0;
@@ -118,10 +141,15 @@ static void build_tree(struct tr_proc *p, struct tr_thread *t)
 			break;
 		case ST_EV_ENTRY:
 		case ST_EV_NORET: {
+			if (graph && e->gen != cached_gen) {
+				cached_gen = e->gen;
+				cached_hooked = gen_hooked(p, cached_gen);
+			}
+			int hooked = graph && cached_hooked;
 			struct tr_node *n = &t->node[t->nnode];
 			*n = (struct tr_node){ .ip = e->ip, .start = e->ts_ns, .end = e->ts_ns, .depth = (uint32_t)sp,
 					       .subtree = 1, .gen = e->gen,
-					       .how = !graph ? TR_END_NONE : e->kind == ST_EV_NORET ? TR_END_MISSING
+					       .how = !hooked ? TR_END_NONE : e->kind == ST_EV_NORET ? TR_END_MISSING
 											  : TR_END_RUNNING };
 			if (sp)
 				t->node[stack[sp - 1]].nchildren++;
@@ -129,7 +157,7 @@ static void build_tree(struct tr_proc *p, struct tr_thread *t)
 				t->noret++;
 			/* Without exits there is no nesting; a NORET call's end is never
 			 * seen, so its callees are shown as its siblings. */
-			if (graph && e->kind == ST_EV_ENTRY) {
+			if (hooked && e->kind == ST_EV_ENTRY) {
 				if (sp == cap) {
 					cap = cap ? 2 * cap : 64;
 					stack = xrealloc(stack, cap * sizeof *stack);
