@@ -507,6 +507,13 @@ void agent_block_signals(void)
 	sigset_t set;
 	sigfillset(&set);
 	sigdelset(&set, quiesce);
+	/* Nor SIGTRAP: a thread that blocks it makes the library switch sites in
+	 * a stopped world instead of with int3s (an int3 would kill such a
+	 * thread), which signals every thread - and a program's pause() or
+	 * nanosleep() then returns early with EINTR (a program whose thread
+	 * called exit(3) while main slept in pause() exited 0 under record).
+	 * Our threads run no traced code, so they meet no int3. */
+	sigdelset(&set, SIGTRAP);
 	/* SETMASK: the thread was created with everything blocked */
 	pthread_sigmask(SIG_SETMASK, &set, NULL);
 }
