@@ -51,6 +51,15 @@ total=$(awk '$1 == "E" { if ($4 == "lost") s += $7; else s += 1 } END { print s 
 run report "$work/d" | grep -q "LOST" || fail "report does not mention the loss"
 run replay "$work/d" | grep -q "LOST" || fail "replay does not mention the loss"
 
+# A -F glob that matches no function: said, and the other rules still
+# apply (it traced nothing at all, silently: the library refuses a filter
+# one of whose patterns selects nothing).
+run record -F leaf -F 'zzz_no_such*' -o "$work/f" -- "$prog" 100 >/dev/null 2>"$work/err" || fail "record -F leaf -F zzz failed"
+grep -q "'zzz_no_such\*' matches no instrumented function" "$work/err" || fail "no word about the glob that matches nothing"
+run dump "$work/f" --events >"$work/fev" || fail "dump --events failed"
+leaf=$(awk '$1 == "E" && $4 == "entry" && $7 == "leaf"' "$work/fev" | wc -l)
+[ "$leaf" -eq 100 ] || fail "-F leaf -F zzz_no_such*: $leaf entries of leaf, expected 100"
+
 # Damaged files (the reader, tools/trace/reader.c): rejected with a message
 # and exit 1 when not readable at all; read up to the damage, with a
 # message, when a record is damaged or cut short.  The file is never changed.

@@ -688,6 +688,18 @@ static int text_add(struct text *t, const char *piece)
 	return 0;
 }
 
+/* Sites whose name the glob matches. */
+static int glob_sites(const char *glob)
+{
+	int n = stitch_ftrace_site_count(), k = 0;
+	for (int i = 0; i < n; i++) {
+		struct stitch_ftrace_site_info si;
+		if (stitch_ftrace_site_info((size_t)i, &si) == 0 && si.name[0] && fnmatch(glob, si.name, 0) == 0)
+			k++;
+	}
+	return k;
+}
+
 /* The library filter for the rules, and how many sites it selects. */
 static int rules_filter(struct text *out, int *selected)
 {
@@ -704,6 +716,12 @@ static int rules_filter(struct text *out, int *selected)
 	if (rules_native()) {
 		char piece[sizeof rules[0].glob + 1];
 		for (size_t i = 0; i < nrules; i++) {
+			/* The library refuses a filter one of whose patterns selects
+			 * nothing: one -F glob without a match would trace nothing at
+			 * all.  Such a rule selects nothing here either: left out
+			 * (agent_start says so; `live enable` refuses one). */
+			if (rules[i].enable && glob_sites(rules[i].glob) == 0)
+				continue;
 			size_t k = strlen(rules[i].glob), neg = !rules[i].enable;
 			piece[0] = '!';
 			memcpy(piece + neg, rules[i].glob, k + 1);
@@ -724,17 +742,6 @@ static int rules_filter(struct text *out, int *selected)
 	return 0;
 }
 
-/* Sites whose name the glob matches. */
-static int glob_sites(const char *glob)
-{
-	int n = stitch_ftrace_site_count(), k = 0;
-	for (int i = 0; i < n; i++) {
-		struct stitch_ftrace_site_info si;
-		if (stitch_ftrace_site_info((size_t)i, &si) == 0 && si.name[0] && fnmatch(glob, si.name, 0) == 0)
-			k++;
-	}
-	return k;
-}
 
 /* Make the registration match rules/paused/graph.  Returns 0 or a stitch
  * error; on error the registration is as it was (the library changes
@@ -1311,6 +1318,10 @@ __attribute__((constructor)) static void agent_start(void)
 	pthread_mutex_lock(&ctl_lock);
 	int sites = stitch_ftrace_site_count();
 	if (sites > 0) {
+		for (size_t i = 0; i < nrules; i++)
+			if (rules[i].enable && glob_sites(rules[i].glob) == 0)
+				agent_say("'%s' matches no instrumented function of this program; the other rules apply",
+					  rules[i].glob);
 		int err = apply_registration(ag.graph);
 		char text[2048];
 		if (rules_text(text, sizeof text) == (size_t)-1)
