@@ -77,7 +77,13 @@ damaged() { # damaged WHAT EXPECTED_RC MESSAGE
 echo "not a trace" >"$bad"
 damaged "a text file" 1 "not a stitch trace file"
 : >"$bad"
-damaged "an empty file" 1 "not a stitch trace file"
+damaged "an empty file alone" 1 "empty (its process died"
+# beside a readable file (a fork child killed before its header): skipped,
+# the others read (it made the whole recording unreadable)
+cp "$f" "$work/bad/trace-2.dat"
+damaged "an empty file beside a good one" 0 "empty (its process died"
+grep -q "^# process" "$work/out" || fail "an empty file beside a good one: the good one was not read"
+rm -f "$work/bad/trace-2.dat"
 cp "$f" "$bad"
 printf '\002' | dd of="$bad" bs=1 seek=8 conv=notrunc 2>/dev/null
 damaged "format version 2" 1 "format version 2"

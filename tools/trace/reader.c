@@ -439,8 +439,12 @@ static int load_file(const char *path, struct tr_proc *p, int skip_events)
 		return -1;
 	}
 	if (st.st_size == 0) {
+		/* A process killed between creating its file and writing the
+		 * header (a fork child killed at once): nothing to read, and no
+		 * reason to refuse the others. */
 		close(fd);
-		return tr_parse("", 0, path, p, skip_events);
+		fprintf(stderr, "stitch-trace: %s: empty (its process died before writing anything); skipped\n", path);
+		return 1;
 	}
 	void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 	close(fd);
@@ -494,9 +498,10 @@ int tr_load_opt(const char *dir, struct tr_trace *t, int skip_events)
 		char path[4096];
 		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
 		t->proc = xrealloc(t->proc, (t->nproc + 1) * sizeof *t->proc);
-		if (load_file(path, &t->proc[t->nproc], skip_events) == 0)
+		int r = load_file(path, &t->proc[t->nproc], skip_events);
+		if (r == 0)
 			t->nproc++;
-		else
+		else if (r < 0)
 			err = -1;
 	}
 	closedir(d);
