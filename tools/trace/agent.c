@@ -298,6 +298,8 @@ static int write_all(int fd, const void *buf, size_t n)
 	return 0;
 }
 
+static int write_failed; /* a write of the file failed (file_lock) */
+
 /* One record: header, payload, zero padding to a multiple of 8.  file_lock. */
 static void put_record(uint32_t type, const void *a, size_t na, const void *b, size_t nb)
 {
@@ -313,7 +315,11 @@ static void put_record(uint32_t type, const void *a, size_t na, const void *b, s
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
-			agent_say("writing %s: %s; tracing stops", ag.path, strerror(errno));
+			/* once: every later record fails the same way (a full disk
+			 * printed this some 40 times) */
+			if (!write_failed)
+				agent_say("writing %s: %s; tracing stops", ag.path, strerror(errno));
+			write_failed = 1;
 			atomic_store(&recording, 0);
 			return;
 		}
@@ -417,7 +423,9 @@ static void drain_ring(struct ring *r)
 			n = 0x10000;
 		struct st_events e = { .tid = r->tid, .count = (uint32_t)n };
 		put_record(ST_REC_EVENTS, &e, sizeof e, &r->ev[start], n * sizeof(struct st_event));
-		events_written += n;
+		/* a loss marker is not an event: the totals say events + lost */
+		for (uint64_t k = 0; k < n; k++)
+			events_written += r->ev[start + k].kind != ST_EV_LOST;
 		tail += n;
 		atomic_store_explicit(&r->tail, tail, memory_order_release);
 	}
