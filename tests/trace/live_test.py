@@ -123,6 +123,35 @@ def main():
         status, text = raw_request(spath, msg)
         if status != 1 or not text.startswith("refused"):
             fail(f"malformed request {msg!r} answered {status} {text!r}")
+    # A client sending a byte now and then cannot hold the channel: the
+    # whole request has 2 s (each read had 2 s: 17 s for a probe's byte
+    # every 1.5 s).  Here a byte every 0.5 s: refused within about 2 s.
+    import time
+    slow = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    slow.settimeout(30)
+    slow.connect(spath)
+    t0 = time.monotonic()
+    answered = None
+    slow.sendall(struct.pack("<I", 60))  # a valid length: the agent waits for 60 bytes
+    try:
+        for _ in range(20):
+            slow.sendall(b"\x01")
+            time.sleep(0.5)
+            slow.setblocking(False)
+            try:
+                if slow.recv(4096) is not None:
+                    answered = time.monotonic() - t0
+                    break
+            except BlockingIOError:
+                pass
+            finally:
+                slow.setblocking(True)
+                slow.settimeout(30)
+    except OSError:
+        answered = time.monotonic() - t0  # reset by the agent: it gave up
+    slow.close()
+    if answered is None or answered > 4.5:
+        fail(f"a client sending a byte every 0.5 s held the channel {answered} s")
     after = cli("live", str(pid), "status").stdout
     strip = lambda s: re.sub(r"events \d+, lost \d+, ", "", s)
     if strip(after) != strip(before):

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -33,13 +34,26 @@ static _Atomic int ctl_running;
 static int detached;
 static char sock_path[108];
 
-/* Read exactly n bytes or fail (peer closed, timeout, error). */
-static int read_full(int fd, uint8_t *buf, size_t n)
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Read exactly n bytes by `deadline` (now_ms) or fail (peer closed, time
+ * out, error): the whole request shares one CTL_READ_TIMEOUT_MS, so a
+ * client sending a byte now and then cannot hold the channel (a probe's
+ * byte every 1.5 s held it 17 s). */
+static int read_full(int fd, uint8_t *buf, size_t n, long long deadline)
 {
 	size_t got = 0;
 	while (got < n) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int r = poll(&p, 1, CTL_READ_TIMEOUT_MS);
+		long long left = deadline - now_ms();
+		if (left <= 0)
+			return -1;
+		int r = poll(&p, 1, (int)left);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
@@ -84,7 +98,8 @@ static void serve(int fd)
 		return;
 	}
 	uint8_t buf[CTL_MAX_REQUEST];
-	if (read_full(fd, buf, 4) != 0) {
+	long long deadline = now_ms() + CTL_READ_TIMEOUT_MS;
+	if (read_full(fd, buf, 4, deadline) != 0) {
 		send_reply(fd, 1, "refused: truncated request");
 		return;
 	}
@@ -94,7 +109,7 @@ static void serve(int fd)
 		send_reply(fd, 1, "refused: request length out of range");
 		return;
 	}
-	if (read_full(fd, buf + 4, body) != 0) {
+	if (read_full(fd, buf + 4, body, deadline) != 0) {
 		send_reply(fd, 1, "refused: truncated request");
 		return;
 	}

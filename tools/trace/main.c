@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -486,8 +487,11 @@ static const char live_help[] =
 	"Exit status: 0 all done, 1 refused or unreachable, 2 usage error.\n";
 
 /* Send one request to pid; print the answer.  0 done, 1 refused/failed. */
+#define LIVE_TIMEOUT_S 60
+
 static int live_send(pid_t pid, const uint8_t *req, size_t len)
 {
+	errno = 0;
 	char path[108];
 	const char *why = "";
 	if (stitch_trace_ctl_socket_path(path, sizeof path, pid, 0, &why) != 0) {
@@ -504,6 +508,11 @@ static int live_send(pid_t pid, const uint8_t *req, size_t len)
 			close(fd);
 		return 1;
 	}
+	/* A process that does not answer (stopped, or busy in a long switch)
+	 * is given LIVE_TIMEOUT_S, not forever. */
+	struct timeval tv = { LIVE_TIMEOUT_S, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 	if (write(fd, req, len) != (ssize_t)len) {
 		fprintf(stderr, "stitch-trace live: %d: %s\n", (int)pid, strerror(errno));
 		close(fd);
@@ -519,9 +528,14 @@ static int live_send(pid_t pid, const uint8_t *req, size_t len)
 			break;
 		got += (size_t)k;
 	}
+	int timed_out = errno == EAGAIN || errno == EWOULDBLOCK;
 	close(fd);
 	if (got < 5) {
-		fprintf(stderr, "stitch-trace live: %d: no answer\n", (int)pid);
+		if (timed_out)
+			fprintf(stderr, "stitch-trace live: %d: no answer within %d s (is the process stopped?)\n",
+				(int)pid, LIVE_TIMEOUT_S);
+		else
+			fprintf(stderr, "stitch-trace live: %d: no answer\n", (int)pid);
 		return 1;
 	}
 	uint32_t n = (uint32_t)buf[0] | (uint32_t)buf[1] << 8 | (uint32_t)buf[2] << 16 | (uint32_t)buf[3] << 24;
