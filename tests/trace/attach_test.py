@@ -72,6 +72,12 @@ def main():
     st = subprocess.run([CLI, "live", str(pid), "status"], capture_output=True, text=True, timeout=60)
     if "enabled 2" not in st.stdout:
         fail(f"status after attach: {st.stdout!r} {st.stderr!r}")
+    # A second attach is refused, saying why (it said "recording into d2"
+    # while the recording went on in d).
+    d2 = os.path.join(work, "d2")
+    r = subprocess.run([CLI, "attach", str(pid), "-o", d2], capture_output=True, text=True, timeout=60)
+    if r.returncode != 1 or "agent loaded already" not in r.stderr:
+        fail(f"a second attach: {r.returncode} {r.stderr.strip()!r}")
     r = subprocess.run([CLI, "live", str(pid), "detach"], capture_output=True, text=True, timeout=60)
     if r.returncode != 0 or "detached" not in r.stdout:
         fail(f"detach: {r.returncode} {r.stdout!r} {r.stderr!r}")
@@ -85,6 +91,17 @@ def main():
     out, rc = finish(p)
     if out != ref_out or rc != ref_rc:
         fail(f"output/status {out!r}/{rc} differ from the untraced run's {ref_out!r}/{ref_rc}")
+
+    # A program without patchable entries: refused before anything is
+    # loaded into it, naming the flags.
+    sl = subprocess.Popen(["sleep", "30"])
+    r = subprocess.run([CLI, "attach", str(sl.pid), "-o", os.path.join(work, "d3")], capture_output=True,
+                       text=True, timeout=60)
+    maps = open(f"/proc/{sl.pid}/maps").read()
+    sl.kill()
+    sl.wait()
+    if r.returncode != 1 or "patchable function entries" not in r.stderr or "libstitch-agent" in maps:
+        fail(f"attach to sleep: {r.returncode} {r.stderr.strip()!r}")
 
     tree = subprocess.run([CLI, "dump", d, "--tree", "--collapse"], capture_output=True, text=True).stdout
     if not re.search(r"^  tick( \*\d+)?\n    tock$", tree, re.M):

@@ -8,6 +8,7 @@
  * `record` exits with the program's status (128+N if killed by signal N).
  */
 #include <dirent.h>
+#include <elf.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -628,6 +629,88 @@ static const char attach_help[] =
 	"with `stitch-trace live PID detach` (its original code is restored).\n"
 	"x86-64 only.  Needs ptrace permission over PID.\n";
 
+/* Does the ELF file have a section of patchable entries (what the agent
+ * traces)?  1 yes, 0 no, -1 unreadable. */
+static int elf_has_entries(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return -1;
+	Elf64_Ehdr eh;
+	int found = -1;
+	if (fread(&eh, sizeof eh, 1, f) == 1 && memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0 &&
+	    eh.e_ident[EI_CLASS] == ELFCLASS64 && eh.e_shentsize == sizeof(Elf64_Shdr) && eh.e_shnum > 0 &&
+	    eh.e_shstrndx < eh.e_shnum) {
+		Elf64_Shdr *sh = calloc(eh.e_shnum, sizeof *sh);
+		Elf64_Shdr str;
+		if (sh && fseek(f, (long)eh.e_shoff, SEEK_SET) == 0 && fread(sh, sizeof *sh, eh.e_shnum, f) == eh.e_shnum) {
+			str = sh[eh.e_shstrndx];
+			char *names = str.sh_size < (1u << 24) ? malloc(str.sh_size + 1) : NULL;
+			if (names && fseek(f, (long)str.sh_offset, SEEK_SET) == 0 &&
+			    fread(names, 1, str.sh_size, f) == str.sh_size) {
+				names[str.sh_size] = '\0';
+				found = 0;
+				for (unsigned i = 0; i < eh.e_shnum && !found; i++)
+					if (sh[i].sh_name < str.sh_size && sh[i].sh_size > 0 &&
+					    (strcmp(names + sh[i].sh_name, "__patchable_function_entries") == 0 ||
+					     strcmp(names + sh[i].sh_name, "__mcount_loc") == 0))
+						found = 1;
+			}
+			free(names);
+		}
+		free(sh);
+	}
+	fclose(f);
+	return found;
+}
+
+/* Before attaching: the agent must not be loaded already, and some module
+ * of the process must have patchable entries.  0, or 1 with a message. */
+static int attach_precheck(long pid)
+{
+	char path[64], line[4096];
+	snprintf(path, sizeof path, "/proc/%ld/maps", pid);
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		fprintf(stderr, "stitch-trace attach: %ld: %s\n", pid, strerror(errno));
+		return 1;
+	}
+	int agent = 0, entries = 0;
+	char last[4096] = "";
+	while (fgets(line, sizeof line, f)) {
+		char *file = strchr(line, '/');
+		if (!file)
+			continue;
+		file[strcspn(file, "\n")] = '\0';
+		if (strstr(file, "libstitch-agent"))
+			agent = 1;
+		if (!entries && strcmp(file, last) != 0) {
+			snprintf(last, sizeof last, "%s", file);
+			char mapped[PATH_MAX];
+			/* the process's own view of the file (another mount namespace) */
+			snprintf(mapped, sizeof mapped, "/proc/%ld/root%s", pid, file);
+			entries = elf_has_entries(mapped) == 1;
+		}
+	}
+	fclose(f);
+	if (agent) {
+		fprintf(stderr,
+			"stitch-trace attach: process %ld has the agent loaded already (recorded, or attached "
+			"before): control it with `stitch-trace live %ld`\n",
+			pid, pid);
+		return 1;
+	}
+	if (!entries) {
+		fprintf(stderr,
+			"stitch-trace attach: no module of process %ld has patchable function entries.\n"
+			"  Rebuild the program with: %s\n"
+			"  (pkg-config --variable=trace_cflags stitch, or cmake/StitchTrace.cmake)\n",
+			pid, STITCH_TRACE_CFLAGS);
+		return 1;
+	}
+	return 0;
+}
+
 static int cmd_attach(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -661,6 +744,8 @@ static int cmd_attach(int argc, char **argv)
 		fprintf(stderr, "stitch-trace attach: %ld: %s\n", pid, strerror(errno));
 		return 1;
 	}
+	if (attach_precheck(pid) != 0)
+		return 1;
 	char agent[PATH_MAX], absdir[PATH_MAX];
 	if (find_agent_named(agent, sizeof agent, "libstitch-agent-dl.so") != 0) {
 		fprintf(stderr, "stitch-trace attach: libstitch-agent-dl.so not found (set STITCH_TRACE_AGENT to "
