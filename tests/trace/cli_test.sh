@@ -60,6 +60,24 @@ run dump "$work/f" --events >"$work/fev" || fail "dump --events failed"
 leaf=$(awk '$1 == "E" && $4 == "entry" && $7 == "leaf"' "$work/fev" | wc -l)
 [ "$leaf" -eq 100 ] || fail "-F leaf -F zzz_no_such*: $leaf entries of leaf, expected 100"
 
+# A second record into a directory still being recorded into is refused
+# (it deleted the first's file).  Decided only when the first still runs
+# once the second returned.
+calls=3000000
+[ -n "$emu" ] && calls=100000 # qemu: a few seconds as well
+run record --buffer 16 -o "$work/same" -- "$prog" $calls >/dev/null 2>&1 &
+first=$!
+i=0
+while ! ls "$work/same"/trace-*.dat >/dev/null 2>&1 && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+run record -o "$work/same" -- "$prog" 10 >/dev/null 2>"$work/err2"
+rc=$?
+if kill -0 $first 2>/dev/null; then
+	[ $rc -eq 1 ] && grep -q "is being recorded into" "$work/err2" ||
+		fail "a second record into a directory being recorded into: rc $rc, $(cat "$work/err2")"
+fi
+wait $first || fail "the first record into $work/same failed"
+run report "$work/same" >/dev/null 2>&1 || fail "the first recording in $work/same is not readable"
+
 # Damaged files (the reader, tools/trace/reader.c): rejected with a message
 # and exit 1 when not readable at all; read up to the damage, with a
 # message, when a record is damaged or cut short.  The file is never changed.

@@ -141,6 +141,21 @@ static int find_agent(char *buf, size_t size)
 
 /* An empty DIR, or one holding only an earlier recording (whose trace
  * files are removed): never delete anything else. */
+/* Is process pid alive with the agent loaded? */
+static int process_has_agent(long pid)
+{
+	char path[64], line[4096];
+	snprintf(path, sizeof path, "/proc/%ld/maps", pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	int found = 0;
+	while (!found && fgets(line, sizeof line, f))
+		found = strstr(line, "libstitch-agent") != NULL;
+	fclose(f);
+	return found;
+}
+
 static int prepare_dir(const char *dir)
 {
 	if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
@@ -153,6 +168,23 @@ static int prepare_dir(const char *dir)
 		return -1;
 	}
 	struct dirent *de;
+	/* A recording still being written (its process alive with the agent
+	 * loaded): refused, not deleted under it (a second record into the
+	 * same DIR silently destroyed the first's). */
+	while ((de = readdir(d))) {
+		size_t n = strlen(de->d_name);
+		if (strncmp(de->d_name, "trace-", 6) != 0 || n <= 10 || strcmp(de->d_name + n - 4, ".dat") != 0)
+			continue;
+		long pid = strtol(de->d_name + 6, NULL, 10);
+		if (pid > 0 && process_has_agent(pid)) {
+			fprintf(stderr, "stitch-trace: %s is being recorded into by process %ld, still running; choose "
+					"another directory\n",
+				dir, pid);
+			closedir(d);
+			return -1;
+		}
+	}
+	rewinddir(d);
 	while ((de = readdir(d))) {
 		size_t n = strlen(de->d_name);
 		if (strncmp(de->d_name, "trace-", 6) == 0 && n > 10 && strcmp(de->d_name + n - 4, ".dat") == 0) {
@@ -675,16 +707,14 @@ static int attach_precheck(long pid)
 		fprintf(stderr, "stitch-trace attach: %ld: %s\n", pid, strerror(errno));
 		return 1;
 	}
-	int agent = 0, entries = 0;
+	int entries = 0;
 	char last[4096] = "";
-	while (fgets(line, sizeof line, f)) {
+	while (!entries && fgets(line, sizeof line, f)) {
 		char *file = strchr(line, '/');
 		if (!file)
 			continue;
 		file[strcspn(file, "\n")] = '\0';
-		if (strstr(file, "libstitch-agent"))
-			agent = 1;
-		if (!entries && strcmp(file, last) != 0) {
+		if (strcmp(file, last) != 0) {
 			snprintf(last, sizeof last, "%s", file);
 			char mapped[PATH_MAX];
 			/* the process's own view of the file (another mount namespace) */
@@ -693,7 +723,7 @@ static int attach_precheck(long pid)
 		}
 	}
 	fclose(f);
-	if (agent) {
+	if (process_has_agent(pid)) {
 		fprintf(stderr,
 			"stitch-trace attach: process %ld has the agent loaded already (recorded, or attached "
 			"before): control it with `stitch-trace live %ld`\n",
