@@ -385,14 +385,16 @@ static int cmd_record(int argc, char **argv)
 	uint64_t events = 0, lost = 0;
 	size_t unclean = 0;
 	for (size_t i = 0; i < t.nproc; i++) {
-		events += t.proc[i].end.events;
+		/* a process that did not exit cleanly has no totals: count what
+		 * its file holds (a killed program's 10 million events were "0") */
+		events += t.proc[i].ended ? t.proc[i].end.events : t.proc[i].events_in_file;
 		lost += t.proc[i].end.lost;
 		unclean += !t.proc[i].ended;
 	}
 	fprintf(stderr, "stitch-trace: %zu process%s, %llu events, %llu lost, in %s\n", t.nproc,
 		t.nproc == 1 ? "" : "es", (unsigned long long)events, (unsigned long long)lost, sel.dir);
 	if (unclean)
-		fprintf(stderr, "stitch-trace: %zu process%s did not exit cleanly (no totals; last events may be missing)\n",
+		fprintf(stderr, "stitch-trace: %zu process%s did not exit cleanly (events counted from the file; losses and the last events may be missing)\n",
 			unclean, unclean == 1 ? "" : "es");
 	if (WIFSIGNALED(status))
 		fprintf(stderr, "stitch-trace: %s was killed by signal %d\n", argv[optind], WTERMSIG(status));

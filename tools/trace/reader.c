@@ -252,8 +252,15 @@ int tr_parse(const void *data, size_t size, const char *name, struct tr_proc *p,
 		}
 		size_t at = off;
 		off += sizeof rh + rh.size;
-		if (skip_events && rh.type == ST_REC_EVENTS)
+		if (skip_events && rh.type == ST_REC_EVENTS) {
+			/* counted, not read: the totals of a file without END */
+			struct st_events eh;
+			if (rh.size >= sizeof eh) {
+				memcpy(&eh, d + at + sizeof rh, sizeof eh);
+				p->events_in_file += eh.count;
+			}
 			continue;
+		}
 		/* a NUL-terminated copy: string payloads may lack their NUL */
 		if (rh.size + 1 > bufcap) {
 			bufcap = rh.size + 1;

@@ -70,6 +70,7 @@ struct tr_proc {
 	int execed;
 	char *exec_path;
 	struct st_end end;
+	uint64_t events_in_file; /* skip_events: the EVENTS records' counts (loss markers included) */
 };
 
 struct tr_trace {
