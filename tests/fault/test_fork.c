@@ -86,16 +86,35 @@ static bool child_threads = true; /* false with --emulated */
 
 static atomic_bool readers_stop;
 static atomic_long reader_bad;
+static atomic_int readers_running; /* readers past their first round */
+
+/*
+ * Wait until `*running` threads have made one round of their loop.  A fork
+ * must not catch a thread still starting up: its start-up allocates, and an
+ * allocator without fork handlers (ASan's in gcc 12: google/sanitizers#774,
+ * fixed in LLVM 18 by llvm-project#75290) then leaves its lock held in the
+ * child, whose own threads hang on it.  Once in their loops these threads
+ * allocate nothing, so every fork below sees them at a site, where the test
+ * wants them.
+ */
+static void wait_running(atomic_int *running, int want)
+{
+	while (atomic_load(running) < want)
+		sched_yield();
+}
 
 static void *reader(void *arg)
 {
 	(void)arg;
+	bool first = true;
 	while (!atomic_load(&readers_stop)) {
 		int n = many_on();
 		int r = stitch_static_call(sc)(10);
 		/* During an update each site is old or new; nothing else. */
 		if (n < 0 || n > NMANY || (r != 11 && r != 12))
 			atomic_fetch_add(&reader_bad, 1);
+		if (first)
+			atomic_fetch_add(&readers_running, 1), first = false;
 	}
 	return NULL;
 }
@@ -108,11 +127,13 @@ struct readers {
 static void readers_start(struct readers *r)
 {
 	atomic_store(&readers_stop, false);
+	atomic_store(&readers_running, 0);
 	r->n = 0;
 	for (int i = 0; i < 2; i++)
 		if (pthread_create(&r->t[i], NULL, reader, NULL) == 0)
 			r->n++;
 	CHECK_EQ(r->n, 2);
+	wait_running(&readers_running, r->n);
 }
 
 static void readers_stop_join(struct readers *r)
@@ -455,6 +476,7 @@ static __thread bool ft_holder; /* the thread that is held in its callback */
 static pthread_mutex_t ft_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t ft_cv = PTHREAD_COND_INITIALIZER;
 static bool ft_held, ft_release;
+static atomic_int ft_callers_running; /* ft_caller threads past their first round */
 
 static void ft_cb(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops, struct stitch_ftrace_regs *regs)
 {
@@ -491,8 +513,12 @@ static void *ft_holder_thread(void *arg)
 static void *ft_caller(void *arg)
 {
 	(void)arg;
-	for (int i = 0; !atomic_load(&ft_stop); i = (i + 1) & 0xffff) /* tf_* compute v * 3: no overflow (UBSan) */
+	bool first = true;
+	for (int i = 0; !atomic_load(&ft_stop); i = (i + 1) & 0xffff) { /* tf_* compute v * 3: no overflow (UBSan) */
 		(void)tf_table[i % TF_COUNT](i);
+		if (first)
+			atomic_fetch_add(&ft_callers_running, 1), first = false;
+	}
 	return NULL;
 }
 
@@ -549,6 +575,7 @@ static void test_tracing(void)
 	pthread_t holder, callers[2];
 	atomic_store(&ft_stop, false);
 	atomic_store(&ft_hold_armed, 1);
+	atomic_store(&ft_callers_running, 0);
 	CHECK_EQ(pthread_create(&holder, NULL, ft_holder_thread, NULL), 0);
 	for (int i = 0; i < 2; i++)
 		CHECK_EQ(pthread_create(&callers[i], NULL, ft_caller, NULL), 0);
@@ -556,6 +583,7 @@ static void test_tracing(void)
 	while (!ft_held)
 		pthread_cond_wait(&ft_cv, &ft_mu);
 	pthread_mutex_unlock(&ft_mu);
+	wait_running(&ft_callers_running, 2); /* in their loops, not starting up (see wait_running) */
 	/* Under qemu-user (--emulated) the child's first enables would stop
 	 * the world beside the helper thread qemu creates anew in a fork
 	 * child: its tid is not the one the library noted as the emulator's
