@@ -21,6 +21,7 @@
 
 static atomic_long hits;
 static atomic_int running = 1;
+static atomic_int workers_in_loop;
 
 static void on_entry(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops, struct stitch_ftrace_regs *regs)
 {
@@ -33,6 +34,7 @@ static void *worker(void *arg)
 {
 	(void)arg;
 	long bad = 0;
+	atomic_fetch_add(&workers_in_loop, 1);
 	while (atomic_load(&running))
 		for (int i = 0; i < 64; i++)
 			bad += tf_table[i](i) != i * 3 + i;
@@ -44,8 +46,11 @@ int main(void)
 	CHECK_EQ(stitch_ftrace_register(&ops, "tf_a*"), 0);
 	pthread_t t[2];
 	for (int i = 0; i < 2; i++)
-		pthread_create(&t[i], NULL, worker, NULL);
-	while (atomic_load(&hits) < 1000)
+		CHECK_EQ(pthread_create(&t[i], NULL, worker, NULL), 0);
+	/* Both workers past their start-up, which allocates: under gcc 12's
+	 * ASan a fork during another thread's allocation leaves the child's
+	 * allocator locked (tests/fault/test_fork.c, wait_running). */
+	while (atomic_load(&workers_in_loop) < 2 || atomic_load(&hits) < 1000)
 		sched_yield();
 	int hung = 0, failed = 0;
 	for (int k = 0; k < 20; k++) {

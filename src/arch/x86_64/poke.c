@@ -155,9 +155,9 @@ static void emulate(ucontext_t *uc, const struct trap_site *s)
 static void chain_sigtrap(int sig, siginfo_t *info, void *context)
 {
 	const struct sigaction *p = &previous_sigtrap;
-	/* The program's handler runs with the mask the kernel would have given
-	 * it: the interrupted code's, its sa_mask, and SIGTRAP unless
-	 * SA_NODEFER. */
+	/* Our handler runs with every signal blocked (ensure_sigtrap_handler);
+	 * the program's runs with the mask the kernel would have given it: the
+	 * interrupted code's, its sa_mask, and SIGTRAP unless SA_NODEFER. */
 	if (p->sa_handler != SIG_DFL && p->sa_handler != SIG_IGN) {
 		sigset_t mask = ((const ucontext_t *)context)->uc_sigmask;
 		sigorset(&mask, &mask, &p->sa_mask);
@@ -222,14 +222,13 @@ static int ensure_sigtrap_handler(void)
 		return 0;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = sigtrap_handler;
-	/* Known gap: a program's handler that runs nested in this one (a timer
-	 * firing during an emulation) runs with SIGTRAP blocked, and if it calls
-	 * traced code that meets an int3 of the same switch the kernel kills the
-	 * process.  Blocking every signal here closed that but made fork
-	 * children of tests/fault/test_fork hang under load (2026-11-27), and
-	 * SA_NODEFER was not tested enough to land: docs/ftrace.md, "Not done". */
 	sa.sa_flags = SA_SIGINFO | SA_RESTART;
-	sigemptyset(&sa.sa_mask);
+	/* Every signal waits while the handler runs (a few instructions): a
+	 * handler of the program's that ran nested in it would run with
+	 * SIGTRAP blocked, and the kernel kills a process whose thread meets
+	 * an int3 with SIGTRAP blocked - as a timer handler calling traced
+	 * code meets the int3s of a switch. */
+	sigfillset(&sa.sa_mask);
 	previous_sigtrap = cur;
 	if (stitch_sigaction_raw(SIGTRAP, &sa, NULL) != 0)
 		return stitch_fail_errno(STITCH_ESYS, "sigaction(SIGTRAP)");
