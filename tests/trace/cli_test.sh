@@ -30,6 +30,23 @@ for args in "" "bogus" "record" "record --depth 3 -- true" "record --buffer 1000
 	[ $rc -eq 2 ] || fail "'$args' exited $rc, expected 2"
 	[ -s "$work/err" ] || fail "'$args' printed no error"
 done
+# a bad option is said once, in our words (getopt's own line came first)
+for args in "record -o" "record --output" "record -gx -- true" "record --bogus -- true" "report -s" \
+	"attach --depth" "dump --nope"; do
+	# shellcheck disable=SC2086
+	run $args >/dev/null 2>"$work/err"
+	[ "$(grep -c "^stitch-trace" "$work/err")" -eq 1 ] || fail "'$args': not one message: $(cat "$work/err")"
+done
+# a program that cannot be run: exit 127, and no empty output directory
+# left behind (an existing one stays)
+run record -o "$work/never" -- "$work/no-such-program" >/dev/null 2>"$work/err"
+rc=$?
+[ $rc -eq 127 ] || fail "record of a missing program exited $rc, expected 127"
+[ -e "$work/never" ] && fail "record of a missing program left $work/never behind"
+[ "$(wc -l <"$work/err")" -eq 1 ] || fail "record of a missing program: not one message: $(cat "$work/err")"
+mkdir "$work/kept"
+run record -o "$work/kept" -- "$work/no-such-program" >/dev/null 2>&1
+[ -d "$work/kept" ] || fail "record of a missing program removed a directory it had not made"
 # failures: exit 1 with a message
 for args in "replay $work/missing" "report $work" "live 999999999 status" "live $work status"; do
 	# shellcheck disable=SC2086
@@ -50,6 +67,14 @@ total=$(awk '$1 == "E" { if ($4 == "lost") s += $7; else s += 1 } END { print s 
 [ "$total" = $((4 * n + 2)) ] || fail "$total events recorded or lost, expected $((4 * n + 2))"
 run report "$work/d" | grep -q "LOST" || fail "report does not mention the loss"
 run replay "$work/d" | grep -q "LOST" || fail "replay does not mention the loss"
+
+# A ring that cannot be mapped (a 2 GiB ring under a 1 GiB address-space
+# limit): every event lost, and said so - not "rings full".
+if [ -z "$emu" ] && command -v prlimit >/dev/null; then
+	prlimit --as=1073741824 "$cli" record --buffer 67108864 -o "$work/nomap" -- "$prog" 100 >/dev/null 2>"$work/err"
+	grep -q "ring could not be mapped" "$work/err" || fail "unmappable ring: $(cat "$work/err")"
+	grep -q "rings full" "$work/err" && fail "unmappable ring reported as rings full"
+fi
 
 # A -F glob that matches no function: said, and the other rules still
 # apply (it traced nothing at all, silently: the library refuses a filter

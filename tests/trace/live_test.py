@@ -16,6 +16,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import socket
 import stat
 import struct
@@ -118,11 +119,18 @@ def main():
     bad = [b"", b"\x01", b"\x05\x00\x00\x00\x01\x02\x01\x00", struct.pack("<IBBH", 4, 9, 1, 0),
            struct.pack("<IBBH", 4, 1, 99, 0), struct.pack("<IBBH", 7, 1, 2, 3) + b"a b",
            struct.pack("<IBBH", 6, 1, 2, 2) + b"!x", struct.pack("<IBBH", 0xFFFFFFF0, 1, 1, 0),
-           struct.pack("<IBBH", 5, 1, 4, 1) + b"x", struct.pack("<IBBH", 6, 1, 2, 3) + b"ab"]
+           struct.pack("<IBBH", 5, 1, 4, 1) + b"x", struct.pack("<IBBH", 6, 1, 2, 3) + b"ab",
+           # a whole "status" with bytes after it (it was served)
+           struct.pack("<IBBH", 4, 1, 1, 0) + b"junk",
+           # 1 MiB: the refusal must reach the client (it got a reset)
+           struct.pack("<I", 1 << 20) + b"x" * (1 << 20)]
     for msg in bad:
-        status, text = raw_request(spath, msg)
+        try:
+            status, text = raw_request(spath, msg)
+        except OSError as e:
+            status, text = None, f"{e!r}"
         if status != 1 or not text.startswith("refused"):
-            fail(f"malformed request {msg!r} answered {status} {text!r}")
+            fail(f"malformed request {msg[:16]!r} ({len(msg)} bytes) answered {status} {text!r}")
     # A client sending a byte now and then cannot hold the channel: the
     # whole request has 2 s (each read had 2 s: 17 s for a probe's byte
     # every 1.5 s).  Here a byte every 0.5 s: refused within about 2 s.
@@ -240,6 +248,34 @@ def main():
         fail(f"dump --folded: {len(folded)} stacks, the deepest {deepest} frames (expected at most {limit})")
     for args in (("dump", d, "--tree"), ("replay", d)):
         cli(*args)
+
+    # A program killed by a signal cannot remove its socket: `live` says the
+    # process is gone and removes it, and a new recording's agent sweeps
+    # those of dead processes (they stayed for good).
+    for sweeper in ("live", "agent"):
+        started = start_recording(os.path.join(work, f"k{sweeper}"))
+        if not started:
+            return 1
+        k, kpid = started
+        k_sock = sock_path(kpid)[1]
+        os.kill(kpid, signal.SIGKILL)
+        k.wait(timeout=60)
+        # the program's pid, not the CLI's (under qemu they may differ):
+        # gone once its record has returned
+        if not os.path.exists(k_sock):
+            fail(f"{sweeper}: the killed program's socket is already gone: the test shows nothing")
+        if sweeper == "live":
+            r = cli("live", str(kpid), "status", check=False)
+            if r.returncode != 1 or "no such process" not in r.stderr:
+                fail(f"live on a killed process: {r.returncode} {r.stderr!r}")
+        else:
+            again = start_recording(os.path.join(work, "k2"))
+            if not again:
+                return 1
+            again[0].stdin.close()
+            again[0].wait(timeout=60)
+        if os.path.exists(k_sock):
+            fail(f"{sweeper}: the socket of killed process {kpid} is still there")
     print(f"live: {checked} entries in {len(windows)}/{len(filters)} windows checked; folded stacks at most "
           f"{deepest} deep")
     shutil.rmtree(work, ignore_errors=True)

@@ -1381,6 +1381,11 @@ __attribute__((destructor)) static void agent_stop(void)
 	close(ag.fd);
 	ag.fd = -1;
 	ag.active = 0;
-	if (e.lost)
-		agent_say("%llu events lost (rings full); see `stitch-trace report`", (unsigned long long)e.lost);
+	uint64_t no_ring = atomic_load(&lost_no_ring);
+	if (e.lost > no_ring)
+		agent_say("%llu events lost (rings full); see `stitch-trace report`",
+			  (unsigned long long)(e.lost - no_ring));
+	if (no_ring)
+		agent_say("%llu events lost: a thread's ring could not be mapped (out of memory?)",
+			  (unsigned long long)no_ring);
 }

@@ -113,6 +113,13 @@ static void serve(int fd)
 		send_reply(fd, 1, "refused: truncated request");
 		return;
 	}
+	/* One request per connection: bytes that came with it past its
+	 * length are a malformed client, refused rather than ignored. */
+	uint8_t extra;
+	if (recv(fd, &extra, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+		send_reply(fd, 1, "refused: bytes after the request (one request per connection)");
+		return;
+	}
 	struct ctl_request req;
 	int err = stitch_trace_ctl_parse(buf, 4 + (size_t)body, &req);
 	if (err) {
@@ -149,16 +156,20 @@ static void *ctl_main(void *arg)
 		serve(fd);
 		/* Read what the peer still sends before closing: closing with
 		 * unread input resets the connection, and the peer may lose
-		 * the reply (a refusal sent before the rest of a long request). */
+		 * the reply (a refusal sent before the rest of a long request:
+		 * a 1 MiB one got a reset while this stopped at 64 KiB).  Until
+		 * the peer closes, for at most CTL_READ_TIMEOUT_MS. */
 		shutdown(fd, SHUT_WR);
-		uint8_t sink[512];
-		size_t drained = 0;
-		struct pollfd pd = { .fd = fd, .events = POLLIN };
-		while (drained < 65536 && poll(&pd, 1, 200) > 0) {
-			ssize_t k = read(fd, sink, sizeof sink);
-			if (k <= 0)
+		uint8_t sink[4096];
+		long long deadline = now_ms() + CTL_READ_TIMEOUT_MS;
+		for (;;) {
+			long long left = deadline - now_ms();
+			struct pollfd pd = { .fd = fd, .events = POLLIN };
+			if (left <= 0 || poll(&pd, 1, (int)left) <= 0)
 				break;
-			drained += (size_t)k;
+			ssize_t k = read(fd, sink, sizeof sink);
+			if (k <= 0 && !(k < 0 && errno == EINTR))
+				break;
 		}
 		close(fd);
 		if (detached) {
@@ -185,6 +196,7 @@ int agent_ctl_start(void)
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	strcpy(sa.sun_path, sock_path);
 	unlink(sock_path); /* a stale one of an earlier process with this pid */
+	stitch_trace_ctl_sweep(); /* and those of processes killed since */
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || chmod(sock_path, 0600) != 0 ||
 	    listen(fd, 8) != 0 || pipe2(stop_pipe, O_CLOEXEC) != 0) {

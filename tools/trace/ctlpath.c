@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 #include "ctlpath.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -56,4 +59,31 @@ int stitch_trace_ctl_socket_path(char *buf, size_t size, pid_t pid, int create, 
 		return -1;
 	}
 	return 0;
+}
+
+int stitch_trace_ctl_sweep(void)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	const char *why;
+	if (stitch_trace_ctl_dir(dir, sizeof dir, 0, &why) != 0)
+		return 0;
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	int removed = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		char *end;
+		long pid = strtol(de->d_name, &end, 10);
+		if (pid <= 0 || strcmp(end, ".sock") != 0)
+			continue;
+		/* ESRCH: no such process.  EPERM means it exists. */
+		if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		char path[sizeof dir + sizeof de->d_name + 2];
+		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+		removed += unlink(path) == 0;
+	}
+	closedir(d);
+	return removed;
 }

@@ -16,5 +16,11 @@
 int stitch_trace_ctl_dir(char *buf, size_t size, int create, const char **why);
 /* <dir>/<pid>.sock; -1 if it does not fit a sockaddr_un or the dir is unsafe. */
 int stitch_trace_ctl_socket_path(char *buf, size_t size, pid_t pid, int create, const char **why);
+/*
+ * Remove the sockets in the socket directory (never created here) whose
+ * process is gone: a traced program killed by a signal cannot remove its
+ * own.  Returns how many were removed.
+ */
+int stitch_trace_ctl_sweep(void);
 
 #endif

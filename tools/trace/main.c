@@ -71,6 +71,24 @@ static int usage_error(const char *cmd, const char *fmt, const char *arg)
 	return 2;
 }
 
+/*
+ * getopt_long's '?' (unknown option) or ':' (missing argument; the option
+ * strings start with ':' so getopt prints nothing itself: it used to print
+ * its own line before ours, two messages for one mistake).
+ */
+static int option_error(const char *cmd, int c, char **argv)
+{
+	char shown[64];
+	/* A missing argument's option, or an unknown long one, is the word
+	 * getopt has just moved past; an unknown short one may sit inside a
+	 * cluster (-gx), so it is named by its letter. */
+	if (c == ':' || optopt == 0)
+		snprintf(shown, sizeof shown, "%s", optind > 0 ? argv[optind - 1] : "?");
+	else
+		snprintf(shown, sizeof shown, "-%c", optopt);
+	return usage_error(cmd, c == ':' ? "option '%s' needs an argument" : "unknown option '%s'", shown);
+}
+
 static int is_help(const char *s)
 {
 	return strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0;
@@ -139,8 +157,6 @@ static int find_agent(char *buf, size_t size)
 	return find_agent_named(buf, size, "libstitch-agent.so");
 }
 
-/* An empty DIR, or one holding only an earlier recording (whose trace
- * files are removed): never delete anything else. */
 /* Is process pid alive with the agent loaded? */
 static int process_has_agent(long pid)
 {
@@ -156,9 +172,12 @@ static int process_has_agent(long pid)
 	return found;
 }
 
-static int prepare_dir(const char *dir)
+/* An empty DIR, or one holding only an earlier recording (whose trace
+ * files are removed): never delete anything else.  *created: DIR is new. */
+static int prepare_dir(const char *dir, int *created)
 {
-	if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+	*created = mkdir(dir, 0755) == 0;
+	if (!*created && errno != EEXIST) {
 		fprintf(stderr, "stitch-trace record: cannot create %s: %s\n", dir, strerror(errno));
 		return -1;
 	}
@@ -263,7 +282,7 @@ static int cmd_record(int argc, char **argv)
 	const char *fork_mode = "follow";
 	int control = 1, block = 0, c, optrc;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+F:N:gD:o:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:F:N:gD:o:h", opts, NULL)) != -1) {
 		if ((optrc = select_opt("record", c, &sel)) >= 0) {
 			if (optrc)
 				return optrc;
@@ -286,7 +305,7 @@ static int cmd_record(int argc, char **argv)
 		case 3: control = 0; break;
 		case 4: block = 1; break;
 		case 'h': fputs(record_help, stdout); return 0;
-		default: return usage_error("record", "%s", "unknown option");
+		default: return option_error("record", c, argv);
 		}
 	}
 	if (optind >= argc)
@@ -299,7 +318,8 @@ static int cmd_record(int argc, char **argv)
 		return 1;
 	}
 	char absdir[PATH_MAX];
-	if (prepare_dir(sel.dir) != 0)
+	int created_dir;
+	if (prepare_dir(sel.dir, &created_dir) != 0)
 		return 1;
 	if (!realpath(sel.dir, absdir)) {
 		fprintf(stderr, "stitch-trace record: %s: %s\n", sel.dir, strerror(errno));
@@ -367,7 +387,9 @@ static int cmd_record(int argc, char **argv)
 		}
 	int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 	struct tr_trace t;
-	if (tr_load_opt(absdir, &t, 1) != 0) {
+	if (tr_load_opt(absdir, &t, TR_SKIP_EVENTS | TR_QUIET_EMPTY) != 0) {
+		if (created_dir)
+			rmdir(absdir); /* made for nothing: leave no empty directory behind (fails if not empty) */
 		if (rc == 127)
 			return rc; /* the program could not be started; the child said why */
 		fprintf(stderr, "stitch-trace record: nothing was recorded in %s (is %s dynamically linked?)\n", absdir,
@@ -443,7 +465,7 @@ static int read_cmd(int argc, char **argv, const char *cmd)
 	int show_time = 1, sort = SORT_TOTAL, format = 0, collapse = 0, calls = 0, c;
 	const char *outpath = NULL, *title = "stitch-trace flame graph";
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "s:o:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":s:o:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'T': show_time = 0; break;
 		case 's':
@@ -463,7 +485,7 @@ static int read_cmd(int argc, char **argv, const char *cmd)
 		case 'o': outpath = optarg; break;
 		case 'i': title = optarg; break;
 		case 'h': fputs(help, stdout); return 0;
-		default: return usage_error(cmd, "%s", "unknown option");
+		default: return option_error(cmd, c, argv);
 		}
 	}
 	/* options that do not belong to this command */
@@ -537,8 +559,18 @@ static int live_send(pid_t pid, const uint8_t *req, size_t len)
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	strcpy(sa.sun_path, path);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-		fprintf(stderr, "stitch-trace live: %d: cannot reach %s: %s (not recording with control?)\n",
-			(int)pid, path, strerror(errno));
+		int err = errno;
+		if (kill(pid, 0) != 0 && errno == ESRCH) {
+			/* killed before it could remove its socket */
+			if (unlink(path) == 0)
+				fprintf(stderr, "stitch-trace live: %d: no such process (its stale socket %s is removed)\n",
+					(int)pid, path);
+			else
+				fprintf(stderr, "stitch-trace live: %d: no such process\n", (int)pid);
+		} else {
+			fprintf(stderr, "stitch-trace live: %d: cannot reach %s: %s (not recording with control?)\n",
+				(int)pid, path, strerror(err));
+		}
 		if (fd >= 0)
 			close(fd);
 		return 1;
@@ -754,7 +786,7 @@ static int cmd_attach(int argc, char **argv)
 	struct select_opts sel = { .dir = DEFAULT_DIR };
 	int c, rc;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "F:N:gD:o:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":F:N:gD:o:h", opts, NULL)) != -1) {
 		if ((rc = select_opt("attach", c, &sel)) >= 0) {
 			if (rc)
 				return rc;
@@ -764,7 +796,7 @@ static int cmd_attach(int argc, char **argv)
 			fputs(attach_help, stdout);
 			return 0;
 		}
-		return usage_error("attach", "%s", "unknown option");
+		return option_error("attach", c, argv);
 	}
 	if (optind + 1 != argc)
 		return usage_error("attach", "%s", "one PID expected");
@@ -789,7 +821,10 @@ static int cmd_attach(int argc, char **argv)
 		fprintf(stderr, "stitch-trace attach: %s: %s\n", agent, strerror(errno));
 		return 1;
 	}
-	if (prepare_dir(sel.dir) != 0 || !realpath(sel.dir, absdir)) {
+	int created_dir;
+	if (prepare_dir(sel.dir, &created_dir) != 0) /* it says why */
+		return 1;
+	if (!realpath(sel.dir, absdir)) {
 		fprintf(stderr, "stitch-trace attach: %s: %s\n", sel.dir, strerror(errno));
 		return 1;
 	}
@@ -800,8 +835,11 @@ static int cmd_attach(int argc, char **argv)
 	snprintf(e_depth, sizeof e_depth, "STITCH_TRACE_DEPTH=%s", sel.depth[0] ? sel.depth : "0");
 	const char *env[] = { e_dir, e_filter, e_graph, e_depth, "STITCH_TRACE_CONTROL=1", "STITCH_TRACE_FORK=stop",
 			      NULL };
-	if (stitch_trace_attach((pid_t)pid, agent_abs, env) != 0)
+	if (stitch_trace_attach((pid_t)pid, agent_abs, env) != 0) {
+		if (created_dir)
+			rmdir(absdir); /* nothing will be recorded there */
 		return 1;
+	}
 	/* The agent's constructor made its control socket before dlopen
 	 * returned: ask it how it went. */
 	uint8_t req[CTL_MAX_REQUEST];

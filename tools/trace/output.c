@@ -336,7 +336,7 @@ int out_report(FILE *out, const struct tr_trace *tr, int key)
 		free(tab);
 	}
 	if (lost)
-		fprintf(out, "# %" PRIu64 " events were LOST (per-thread rings full): counts are low\n", lost);
+		fprintf(out, "# %" PRIu64 " events were LOST (a thread's ring was full, or could not be mapped): counts are low\n", lost);
 	if (lost_exits)
 		fprintf(out, "# %" PRIu64 " calls had no exit recorded\n", lost_exits);
 	return 0;

@@ -488,8 +488,9 @@ int tr_load(const char *dir, struct tr_trace *t)
 	return tr_load_opt(dir, t, 0);
 }
 
-int tr_load_opt(const char *dir, struct tr_trace *t, int skip_events)
+int tr_load_opt(const char *dir, struct tr_trace *t, int flags)
 {
+	int skip_events = (flags & TR_SKIP_EVENTS) != 0;
 	memset(t, 0, sizeof *t);
 	DIR *d = opendir(dir);
 	if (!d) {
@@ -515,6 +516,8 @@ int tr_load_opt(const char *dir, struct tr_trace *t, int skip_events)
 	if (err)
 		return -1;
 	if (t->nproc == 0) {
+		if (flags & TR_QUIET_EMPTY)
+			return -1;
 		fprintf(stderr, "stitch-trace: %s: no trace files (trace-*.dat); record with `stitch-trace record -o %s -- PROG`\n",
 			dir, dir);
 		return -1;

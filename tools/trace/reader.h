@@ -81,8 +81,11 @@ struct tr_trace {
 
 /* Load every trace-*.dat of dir; 0, or -1 with a message on stderr. */
 int tr_load(const char *dir, struct tr_trace *t);
-/* The same; with skip_events, only headers, symbols, marks and totals. */
-int tr_load_opt(const char *dir, struct tr_trace *t, int skip_events);
+/* The same, with flags: TR_SKIP_EVENTS loads only headers, symbols, marks
+ * and totals; TR_QUIET_EMPTY returns -1 without a message when dir holds
+ * no trace file (the caller says it its own way). */
+enum { TR_SKIP_EVENTS = 1, TR_QUIET_EMPTY = 2 };
+int tr_load_opt(const char *dir, struct tr_trace *t, int flags);
 /*
  * Parse one trace file's bytes (format.h) into p; `name` is for messages.
  * 0, or -1 with a message on stderr (not a trace file, another format
