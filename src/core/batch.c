@@ -415,7 +415,7 @@ int stitch_apply_stopped(struct stitch_patch *p, size_t n, stitch_pc_fixup_fn fi
 	}
 	*written = kept;
 	stitch_patch_log_resume();
-	int rerr = stitch_resume_world(); /* step 4 */
-	stitch_patch_log_end(err ? err : rerr);
-	return err ? err : rerr;
+	stitch_resume_world(); /* step 4 */
+	stitch_patch_log_end(err);
+	return err;
 }

@@ -318,7 +318,8 @@ pid_t stitch_thread_blocking(int sig);
  * after this check is harmless: the code is whole again.
  */
 int stitch_world_check_sleepers(void);
-int stitch_resume_world(void);
+/* Cannot fail: whether a sleeper ran is asked before, above. */
+void stitch_resume_world(void);
 
 /*
  * The stopped-world protocol, for changes no thread may observe half done

@@ -617,12 +617,11 @@ int stitch_world_check_sleepers(void)
 	return 0;
 }
 
-int stitch_resume_world(void)
+void stitch_resume_world(void)
 {
 	if (!world.stopped)
 		stitch_die("stitch_resume_world() without stitch_stop_world()");
 	release_world();
-	return 0;
 }
 
 void stitch_quiesce_note_emulator_threads(void)

@@ -741,14 +741,16 @@ static int attach_precheck(long pid)
 		fprintf(stderr, "stitch-trace attach: %ld: %s\n", pid, strerror(errno));
 		return 1;
 	}
-	int entries = 0;
+	/* One pass over the maps: is the agent loaded, has any module entries? */
+	int entries = 0, has_agent = 0;
 	char last[4096] = "";
-	while (!entries && fgets(line, sizeof line, f)) {
+	while (fgets(line, sizeof line, f)) {
 		char *file = strchr(line, '/');
 		if (!file)
 			continue;
 		file[strcspn(file, "\n")] = '\0';
-		if (strcmp(file, last) != 0) {
+		has_agent |= strstr(file, "libstitch-agent") != NULL;
+		if (!entries && strcmp(file, last) != 0) {
 			snprintf(last, sizeof last, "%s", file);
 			char mapped[PATH_MAX];
 			/* the process's own view of the file (another mount namespace) */
@@ -757,7 +759,7 @@ static int attach_precheck(long pid)
 		}
 	}
 	fclose(f);
-	if (process_has_agent(pid)) {
+	if (has_agent) {
 		fprintf(stderr,
 			"stitch-trace attach: process %ld has the agent loaded already (recorded, or attached "
 			"before): control it with `stitch-trace live %ld`\n",
