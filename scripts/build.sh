@@ -7,8 +7,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 name=$1
 args=(-G Ninja -DBUILD_TESTING=ON)
 case "$name" in
-  x86_64-gcc)   args+=(-DCMAKE_C_COMPILER=gcc) ;;
-  x86_64-clang) args+=(-DCMAKE_C_COMPILER=clang) ;;
+  x86_64-gcc)   args+=(-DCMAKE_C_COMPILER=gcc -DCMAKE_CXX_COMPILER=g++) ;;
+  x86_64-clang) args+=(-DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++) ;;
   aarch64|riscv64)
     args+=(-DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchain-$name.cmake")
     # Recorded patch logs are verified by the host's stitch-check.
@@ -19,9 +19,9 @@ case "$name" in
   # -O0: also proves the static-branch macros build without optimisation.
   # Without liburcu: every other build uses it, so this one covers the
   # tracing core's fallback RCU (what a build without liburcu-dev gets).
-  x86_64-asan)  args+=(-DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=Debug -DSTITCH_SANITIZE=address,undefined
+  x86_64-asan)  args+=(-DCMAKE_C_COMPILER=gcc -DCMAKE_CXX_COMPILER=g++ -DCMAKE_BUILD_TYPE=Debug -DSTITCH_SANITIZE=address,undefined
                        -DSTITCH_URCU=OFF) ;;
-  x86_64-tsan)  args+=(-DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTITCH_SANITIZE=thread) ;;
+  x86_64-tsan)  args+=(-DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTITCH_SANITIZE=thread) ;;
   *) echo "build.sh: unknown configuration '$name'" >&2; exit 2 ;;
 esac
 cmake -S "$root" -B "$root/build/$name" "${args[@]}" >/dev/null

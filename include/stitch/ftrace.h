@@ -124,10 +124,15 @@ struct stitch_ftrace_ops {
 	 * with a library trampoline, kept on a per-thread shadow stack of
 	 * STITCH_FTRACE_GRAPH_DEPTH entries; a call deeper than that runs
 	 * func but gets no ret_func (counted in stitch_stats.graph_overflows).
-	 * Not supported: C++ exceptions or stack switching (swapcontext)
-	 * through a hooked frame - the unwinder cannot see through the
-	 * replaced return address; a return that matches no shadow entry
-	 * aborts the process with a message rather than jump anywhere.
+	 * C++ exceptions and pthread_exit() through hooked frames work on
+	 * x86-64 when libstitch is linked into the program or preloaded
+	 * (the library puts the real return addresses back before the
+	 * unwinder walks the stack, src/core/ftrace_unwind.c): the frames
+	 * unwound get ret_func with rregs NULL.  Not supported: those on
+	 * AArch64 and RISC-V, pthread_cancel(), and stack switching
+	 * (swapcontext) through a hooked frame; a return that matches no
+	 * shadow entry aborts the process with a message rather than jump
+	 * anywhere.
 	 * With several graph ops on one site, each one's ret_func is called
 	 * if it is still registered on the site when the function returns.
 	 */
@@ -245,7 +250,7 @@ STITCH_API int stitch_ftrace_ops_site_count(const struct stitch_ftrace_ops *ops)
 /*
  * Discovery.  stitch_ftrace_site_count() rescans the loaded modules and
  * returns how many sites there are (0 if none is instrumented).
- * stitch_ftrace_site_info() gives site i's function address and name
+ * stitch_ftrace_get_site_info() gives site i's function address and name
  * (valid until the module is unloaded).  stitch_ftrace_lookup() finds the
  * site of a function by name; -STITCH_ENOTFOUND if there is none.
  */
@@ -257,7 +262,7 @@ struct stitch_ftrace_site_info {
 	int enabled;      /* currently calling a tracer */
 };
 STITCH_API int stitch_ftrace_site_count(void);
-STITCH_API int stitch_ftrace_site_info(size_t i, struct stitch_ftrace_site_info *out);
+STITCH_API int stitch_ftrace_get_site_info(size_t i, struct stitch_ftrace_site_info *out);
 STITCH_API int stitch_ftrace_lookup(const char *name, struct stitch_ftrace_site_info *out);
 
 #ifdef __cplusplus

@@ -255,6 +255,13 @@ void stitch__ftrace_dispatch(uintptr_t cookie, uintptr_t parent_ip, struct stitc
 struct stitch_ftrace_ret_regs;
 uintptr_t *arch_ftrace_parent_slot(struct stitch_ftrace_regs *regs, uintptr_t *key);
 void stitch__ftrace_return(void);
+/*
+ * Where a live hooked frame whose shadow entry has `key` keeps its return
+ * address now (the word an unwinder reads), or NULL where that is not
+ * known: core/ftrace_unwind.c puts the real address back there before an
+ * exception or pthread_exit() unwinds the stack.
+ */
+uintptr_t *arch_ftrace_return_slot(uintptr_t key);
 uintptr_t stitch__ftrace_graph_return(uintptr_t key, struct stitch_ftrace_ret_regs *rregs);
 
 #endif /* STITCH_ARCH_ARCH_H */

@@ -430,12 +430,8 @@ static size_t ops_count;
  * other case to the functions below.
  */
 #define FT_STACK_WINDOW ((uintptr_t)64 << 20)
-#define RETURN_TRAMP ((uintptr_t)stitch__ftrace_return)
-/* An entry whose orig is the return trampoline (a tail call's) has bit 0
- * of its key set (keys are stack pointers, 8-aligned), so that the lean
- * return path, which compares keys, leaves it to graph_return (which
- * finds the real parent); E_KEY() is the key. */
-#define E_KEY(e) ((e)->key & ~(uintptr_t)1)
+/* RETURN_TRAMP, ft_entry_key(): ftrace_internal.h */
+#define E_KEY(e) ft_entry_key(e)
 
 static struct ft_shadow_stack *shadow_get(struct ft_thread *t)
 {
@@ -1900,7 +1896,7 @@ static void fill_info(const struct ft_rec *r, struct stitch_ftrace_site_info *ou
 	out->enabled = r->enabled;
 }
 
-int stitch_ftrace_site_info(size_t idx, struct stitch_ftrace_site_info *out)
+int stitch_ftrace_get_site_info(size_t idx, struct stitch_ftrace_site_info *out)
 {
 	stitch_clear_error();
 	if (!out)

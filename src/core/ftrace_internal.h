@@ -127,6 +127,15 @@ struct ft_shadow_stack {
 	size_t depth;
 	struct ft_shadow e[STITCH_FTRACE_GRAPH_DEPTH];
 };
+#define RETURN_TRAMP ((uintptr_t)stitch__ftrace_return)
+/* An entry whose orig is the return trampoline (a tail call's) has bit 0
+ * of its key set (keys are stack pointers, 8-aligned), so that the lean
+ * return path, which compares keys, leaves it to graph_return (which
+ * finds the real parent); this is the key. */
+static inline uintptr_t ft_entry_key(const struct ft_shadow *e)
+{
+	return e->key & ~(uintptr_t)1;
+}
 
 /*
  * A thread's tracing state, one thread-local block (ftrace.c, "per-thread

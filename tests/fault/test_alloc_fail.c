@@ -319,7 +319,7 @@ int main(void)
 	ft_nsites = n > 0 ? (size_t)n : 0;
 	ft_info = __real_calloc(ft_nsites ? ft_nsites : 1, sizeof(*ft_info));
 	for (size_t i = 0; i < ft_nsites; i++)
-		CHECK_EQ(stitch_ftrace_site_info(i, &ft_info[i]), 0);
+		CHECK_EQ(stitch_ftrace_get_site_info(i, &ft_info[i]), 0);
 #endif
 
 	pthread_t t[2];

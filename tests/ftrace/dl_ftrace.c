@@ -47,7 +47,7 @@ static int lib_sites(void)
 	int n = stitch_ftrace_site_count(), k = 0;
 	for (int i = 0; i < n; i++) {
 		struct stitch_ftrace_site_info s;
-		if (stitch_ftrace_site_info((size_t)i, &s) == 0 && strncmp(s.name, "lib_", 4) == 0)
+		if (stitch_ftrace_get_site_info((size_t)i, &s) == 0 && strncmp(s.name, "lib_", 4) == 0)
 			k++;
 	}
 	return k;

@@ -253,7 +253,7 @@ int main(int argc, char **argv)
 	int n = stitch_ftrace_site_count();
 	for (int k = 0; k < n; k++) {
 		struct stitch_ftrace_site_info si;
-		if (stitch_ftrace_site_info((size_t)k, &si) != 0)
+		if (stitch_ftrace_get_site_info((size_t)k, &si) != 0)
 			continue;
 		for (int i = 0; i < TF_COUNT; i++)
 			if (si.func == (uintptr_t)tf_table[i])

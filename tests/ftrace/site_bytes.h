@@ -47,7 +47,7 @@ static inline int site_snapshot(size_t n, struct stitch_ftrace_site_info **info,
 	if (!*info || !*orig)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
-		if (stitch_ftrace_site_info(i, &(*info)[i]) != 0)
+		if (stitch_ftrace_get_site_info(i, &(*info)[i]) != 0)
 			return -1;
 		memcpy((*orig)[i], (const void *)(*info)[i].site, SITE_LEN);
 	}

@@ -85,7 +85,7 @@ static void snapshot(void)
 	info = calloc(nsites, sizeof(*info));
 	orig = calloc(nsites, sizeof(*orig));
 	for (size_t i = 0; i < nsites; i++) {
-		CHECK_EQ(stitch_ftrace_site_info(i, &info[i]), 0);
+		CHECK_EQ(stitch_ftrace_get_site_info(i, &info[i]), 0);
 		memcpy(orig[i], (const void *)info[i].site, SITE_LEN);
 	}
 }
@@ -106,7 +106,7 @@ static size_t enabled_sites(void)
 	size_t n = 0;
 	for (size_t i = 0; i < nsites; i++) {
 		struct stitch_ftrace_site_info s;
-		if (stitch_ftrace_site_info(i, &s) == 0 && s.enabled)
+		if (stitch_ftrace_get_site_info(i, &s) == 0 && s.enabled)
 			n++;
 	}
 	return n;

@@ -132,7 +132,7 @@ int main(int argc, char **argv)
 	size_t bad = 0, left = 0;
 	for (size_t i = 0; i < ns; i++) {
 		struct stitch_ftrace_site_info si;
-		CHECK_EQ(stitch_ftrace_site_info(i, &si), 0);
+		CHECK_EQ(stitch_ftrace_get_site_info(i, &si), 0);
 		if (fnmatch(glob, si.name, 0) == 0)
 			bad += !prepared(&si, orig[i]) || si.enabled;
 		else

@@ -359,7 +359,7 @@ static int write_symbols(void)
 	size_t added = 0;
 	for (int i = 0; i < n; i++) {
 		struct stitch_ftrace_site_info s;
-		if (stitch_ftrace_site_info((size_t)i, &s) != 0 || !s.name[0])
+		if (stitch_ftrace_get_site_info((size_t)i, &s) != 0 || !s.name[0])
 			continue;
 		struct sym_seen key = { s.func, name_hash(s.name) };
 		if (nseen && bsearch(&key, seen, nseen, sizeof *seen, seen_cmp))
@@ -702,7 +702,7 @@ static int glob_sites(const char *glob)
 	int n = stitch_ftrace_site_count(), k = 0;
 	for (int i = 0; i < n; i++) {
 		struct stitch_ftrace_site_info si;
-		if (stitch_ftrace_site_info((size_t)i, &si) == 0 && si.name[0] && fnmatch(glob, si.name, 0) == 0)
+		if (stitch_ftrace_get_site_info((size_t)i, &si) == 0 && si.name[0] && fnmatch(glob, si.name, 0) == 0)
 			k++;
 	}
 	return k;
@@ -715,7 +715,7 @@ static int rules_filter(struct text *out, int *selected)
 	*selected = 0;
 	for (int i = 0; i < n; i++) {
 		struct stitch_ftrace_site_info si;
-		if (stitch_ftrace_site_info((size_t)i, &si) == 0 && si.name[0] && rules_select(si.name))
+		if (stitch_ftrace_get_site_info((size_t)i, &si) == 0 && si.name[0] && rules_select(si.name))
 			++*selected;
 	}
 	out->n = 0;
@@ -741,7 +741,7 @@ static int rules_filter(struct text *out, int *selected)
 	for (int i = 0; i < n; i++) {
 		struct stitch_ftrace_site_info si;
 		char piece[32];
-		if (stitch_ftrace_site_info((size_t)i, &si) != 0 || !si.name[0] || !rules_select(si.name))
+		if (stitch_ftrace_get_site_info((size_t)i, &si) != 0 || !si.name[0] || !rules_select(si.name))
 			continue;
 		snprintf(piece, sizeof piece, "0x%lx", (unsigned long)si.func);
 		if (text_add(out, piece) != 0)

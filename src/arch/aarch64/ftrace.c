@@ -281,6 +281,16 @@ uintptr_t stitch_ftrace_ret_value(const struct stitch_ftrace_ret_regs *rregs)
 	return rregs ? rregs->x[0] : 0;
 }
 
+/* The hooked function gets its return address in x30 and saves it where its
+ * prologue chooses (a frame record, a callee-saved register spilled by a
+ * callee...): no place known to put the real one back before an unwinding
+ * (ftrace_unwind.c), so exceptions through hooked frames stay unsupported. */
+uintptr_t *arch_ftrace_return_slot(uintptr_t key)
+{
+	(void)key;
+	return NULL;
+}
+
 uintptr_t *arch_ftrace_parent_slot(struct stitch_ftrace_regs *regs, uintptr_t *key)
 {
 	*key = (uintptr_t)regs + A64_FRAME;

@@ -302,6 +302,16 @@ uintptr_t stitch_ftrace_ret_value(const struct stitch_ftrace_ret_regs *rregs)
 	return rregs ? rregs->a[0] : 0;
 }
 
+/* The hooked function gets its return address in ra and saves it where its
+ * prologue chooses (a frame record, a callee-saved register spilled by a
+ * callee...): no place known to put the real one back before an unwinding
+ * (ftrace_unwind.c), so exceptions through hooked frames stay unsupported. */
+uintptr_t *arch_ftrace_return_slot(uintptr_t key)
+{
+	(void)key;
+	return NULL;
+}
+
 uintptr_t *arch_ftrace_parent_slot(struct stitch_ftrace_regs *regs, uintptr_t *key)
 {
 	*key = (uintptr_t)regs + RV_FRAME;

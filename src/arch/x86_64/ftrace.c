@@ -351,6 +351,13 @@ uintptr_t *arch_ftrace_parent_slot(struct stitch_ftrace_regs *regs, uintptr_t *k
 	return (uintptr_t *)regs->parent_slot;
 }
 
+/* The return address never moves on x86-64: the call pushed it just below
+ * the stack pointer the function returns with. */
+uintptr_t *arch_ftrace_return_slot(uintptr_t key)
+{
+	return (uintptr_t *)key - 1;
+}
+
 _Static_assert(offsetof(struct ft_rec, entry) == 8, "the stub's jmp *8(%r11)");
 
 void stitch__ftrace_tramp_lean_x86(void);

@@ -1,0 +1,222 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * function_graph and stack unwinding: C++ exceptions and pthread_exit().
+ *
+ * A hooked function's return address is the return trampoline, which has
+ * no unwind information: an unwinder walking the stack stops there as at
+ * the end of the stack.  An exception thrown through a hooked frame found
+ * no handler (std::terminate), and pthread_exit() ran no cleanup handler
+ * and no destructor beyond it.
+ *
+ * So before a stack is unwound the thread's hooked frames get their real
+ * return addresses back (unhook_frames), and when a C++ catch handler is
+ * entered, the frames still live are hooked again (rehook_frames).  The
+ * shadow entries of the frames the exception went through stay, and are
+ * reported as abandoned (ret_func with rregs NULL, innermost first) at the
+ * thread's next hooked entry or return, as after a longjmp() (ftrace.c,
+ * "hooking returns").
+ *
+ * Entry points, interposed by name (libstitch comes before libgcc_s and
+ * libc in a program's lookup order when it is linked or preloaded; not
+ * when it is dlopen()ed, where exceptions stay unsupported as before):
+ *   _Unwind_RaiseException, _Unwind_Resume_or_Rethrow: throw and rethrow;
+ *     they return only when no handler was found (then the frames are
+ *     live: hooked again);
+ *   __cxa_begin_catch: the handler's frame and those above it are live;
+ *   pthread_exit: glibc unwinds through libgcc_s functions it looks up
+ *     itself (not interposable), so before it is called.
+ * Not covered: pthread_cancel() (the unwinding starts inside glibc), and
+ * architectures whose return address has no fixed place
+ * (arch_ftrace_return_slot() NULL: AArch64, RISC-V).
+ *
+ * Which shadow entries are frames on the stack now?  An entry's key is the
+ * stack pointer its function returns with; its return address lives at
+ * arch_ftrace_return_slot(key).  Entries of frames a longjmp() left behind
+ * (not pruned yet) name memory that other frames may use now, so a slot is
+ * written only when it is proved to be a live frame's:
+ *   - the walk (_Unwind_Backtrace) reports, for each frame Y, its stack
+ *     pointer (the CFA of the frame X it called) and the address in Y that
+ *     X returns to.  A group of entries with key == Y's stack pointer whose
+ *     real return address is that address is X's: live.
+ *   - unhooking must write before the walk reads X's slot, so every
+ *     candidate (a slot above this function's frame that holds the
+ *     trampoline) gets its real address first; the walk proves the live
+ *     ones, and the others get the trampoline back.  Only the slots of
+ *     hooked frames hold the trampoline (a hooked call at a stale entry's
+ *     key would have pruned it), so a wrong candidate is a word the program
+ *     copied the trampoline's address into, restored before return.
+ *   - hooking again writes the trampoline into X's slot in Y's callback,
+ *     after the walk has read it.
+ * The walk's stack pointers increase frame by frame, so candidates sorted
+ * by key are merged with it in one pass: linear in frames plus entries.
+ * Meanwhile seq is even (ftrace.c, "per-thread state"): a signal handler's
+ * traced calls leave the shadow stack alone.
+ */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <unwind.h>
+
+#include "core/ftrace_internal.h"
+#include "core/internal.h"
+
+/* One group of shadow entries sharing a key (a tail-call chain): e[lo] is
+ * the outermost, whose orig is the real return address. */
+struct group {
+	uintptr_t key;
+	uintptr_t *slot;
+	uintptr_t real;
+	bool live;
+};
+
+struct walk {
+	struct group *g;
+	size_t n, next;
+	bool rehook;
+};
+
+static int cmp_group(const void *a, const void *b)
+{
+	uintptr_t x = ((const struct group *)a)->key, y = ((const struct group *)b)->key;
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The groups of st whose slot is at or above `floor` (the top of
+ * walk_stack's frame: the walk's own frames are below it) and holds the
+ * trampoline when unhooking, the real address when hooking again.  Sorted
+ * by key.
+ */
+static size_t collect(const struct ft_shadow_stack *st, struct group *g, uintptr_t floor, bool rehook)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < st->depth;) {
+		size_t lo = i;
+		uintptr_t key = ft_entry_key(&st->e[i]);
+		while (i < st->depth && ft_entry_key(&st->e[i]) == key)
+			i++;
+		uintptr_t *slot = arch_ftrace_return_slot(key);
+		uintptr_t real = st->e[lo].orig;
+		if (!slot || (uintptr_t)slot < floor || real == RETURN_TRAMP)
+			continue;
+		if (*slot != (rehook ? real : RETURN_TRAMP))
+			continue;
+		g[n++] = (struct group){ .key = key, .slot = slot, .real = real, .live = false };
+	}
+	qsort(g, n, sizeof(*g), cmp_group);
+	return n;
+}
+
+static _Unwind_Reason_Code walk_frame(struct _Unwind_Context *ctx, void *arg)
+{
+	struct walk *w = arg;
+	uintptr_t sp = (uintptr_t)_Unwind_GetCFA(ctx), ip = (uintptr_t)_Unwind_GetIP(ctx);
+	while (w->next < w->n && w->g[w->next].key < sp)
+		w->next++;
+	for (; w->next < w->n && w->g[w->next].key == sp; w->next++) {
+		struct group *g = &w->g[w->next];
+		if (g->real != ip)
+			continue;
+		g->live = true;
+		if (w->rehook) /* the walk has read it: hooked again */
+			*g->slot = RETURN_TRAMP;
+	}
+	return w->next < w->n ? _URC_NO_REASON : _URC_END_OF_STACK;
+}
+
+/* unhook: real return addresses in; rehook: the trampoline back.  Called
+ * with the thread's seq odd (outside callbacks) and a shadow stack. */
+static __attribute__((noinline)) void walk_stack(struct ft_shadow_stack *st, bool rehook)
+{
+	struct group g[st->depth]; /* at most one per entry; depth > 0 */
+	uintptr_t floor = (uintptr_t)__builtin_dwarf_cfa();
+	struct walk w = { .g = g, .n = collect(st, g, floor, rehook), .next = 0, .rehook = rehook };
+	if (!w.n)
+		return;
+	if (!rehook)
+		for (size_t i = 0; i < w.n; i++)
+			*g[i].slot = g[i].real;
+	_Unwind_Backtrace(walk_frame, &w);
+	if (!rehook)
+		for (size_t i = 0; i < w.n; i++)
+			if (!g[i].live) /* not a frame: as it was */
+				*g[i].slot = RETURN_TRAMP;
+}
+
+static void fix_frames(bool rehook)
+{
+	struct ft_thread *t = &stitch__ftrace_thread;
+	unsigned long s = __atomic_load_n(&t->seq, __ATOMIC_RELAXED);
+	/* seq 0: never traced; even: inside a callback, whose own throws and
+	 * catches stay inside it and meet no hooked frame */
+	if (!(s & 1) || !t->shadow || !t->shadow->depth)
+		return;
+	__atomic_store_n(&t->seq, s + 1, __ATOMIC_RELAXED);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	walk_stack(t->shadow, rehook);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	__atomic_store_n(&t->seq, s + 2, __ATOMIC_RELAXED);
+}
+
+static void *next_symbol(const char *name, void *volatile *cache)
+{
+	void *f = __atomic_load_n(cache, __ATOMIC_ACQUIRE);
+	if (f)
+		return f;
+	f = dlsym(RTLD_NEXT, name);
+	if (!f) {
+		char msg[160];
+		int n = snprintf(msg, sizeof(msg), "stitch: %s: not found after libstitch (dlsym: %s)\n", name,
+				 dlerror());
+		if (n > 0 && write(2, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1) < 0) {
+			/* nothing more to do */
+		}
+		abort();
+	}
+	__atomic_store_n(cache, f, __ATOMIC_RELEASE);
+	return f;
+}
+
+#define NEXT(name, type) ((type)next_symbol(#name, &next_##name))
+
+static void *volatile next__Unwind_RaiseException;
+static void *volatile next__Unwind_Resume_or_Rethrow;
+static void *volatile next___cxa_begin_catch;
+static void *volatile next_pthread_exit;
+
+typedef _Unwind_Reason_Code (*raise_fn)(struct _Unwind_Exception *);
+
+__attribute__((visibility("default"))) _Unwind_Reason_Code _Unwind_RaiseException(struct _Unwind_Exception *e)
+{
+	fix_frames(false);
+	_Unwind_Reason_Code r = NEXT(_Unwind_RaiseException, raise_fn)(e);
+	fix_frames(true); /* no handler: every frame is still there */
+	return r;
+}
+
+__attribute__((visibility("default"))) _Unwind_Reason_Code _Unwind_Resume_or_Rethrow(struct _Unwind_Exception *e)
+{
+	fix_frames(false);
+	_Unwind_Reason_Code r = NEXT(_Unwind_Resume_or_Rethrow, raise_fn)(e);
+	fix_frames(true);
+	return r;
+}
+
+/* The C++ ABI's name (libstdc++ has it; no C header declares it). */
+void *__cxa_begin_catch(void *exception); // NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
+__attribute__((visibility("default"))) void *__cxa_begin_catch(void *exception) // NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
+{
+	void *r = NEXT(__cxa_begin_catch, void *(*)(void *))(exception);
+	fix_frames(true);
+	return r;
+}
+
+__attribute__((visibility("default"), noreturn)) void pthread_exit(void *retval)
+{
+	fix_frames(false);
+	NEXT(pthread_exit, void (*)(void *))(retval);
+	abort(); /* not reached */
+}

@@ -1,0 +1,293 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * C++ exceptions and pthread_exit() through function_graph-hooked frames
+ * (src/core/ftrace_unwind.c; x86-64, where a frame's return address has a
+ * fixed place).  Before, the unwinder stopped at the first hooked frame's
+ * replaced return address: every throw through one ended in
+ * std::terminate, and pthread_exit() ran no cleanup handler beyond it.
+ *
+ *  1. a throw through hooked frames, caught by a hooked frame: the right
+ *     value, destructors of the frames unwound run once, and each hooked
+ *     call gets exactly one return report - real (rregs) for the frames
+ *     that returned, abandoned (rregs NULL) for those unwound;
+ *  2. a rethrow from a hooked catch(...) further out;
+ *  3. a throw inside a catch block, caught there;
+ *  4. 300-deep hooked recursion unwound at once, 50 times;
+ *  5. a throw after a longjmp() left hooked frames' entries behind, through
+ *     untraced frames that now use their stack, then through traced ones
+ *     (the entries left behind name memory that is not theirs any more);
+ *  6. pthread_exit() three hooked frames deep: the cleanup handler pushed
+ *     by the outermost and the destructors in between run;
+ *  7. four threads do 1-5 in a loop while the main thread registers and
+ *     unregisters the graph ops: no crash, every value and destructor count
+ *     exact.
+ * This file is built with the trace flags; only u_* is traced.
+ */
+#include <atomic>
+#include <csetjmp>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <pthread.h>
+#include <stdexcept>
+
+#include <stitch/ftrace.h>
+
+#include "common/check.h"
+
+static thread_local long t_entries, t_live, t_abandoned, t_dtors;
+
+static void on_entry(uintptr_t, uintptr_t, stitch_ftrace_ops *, stitch_ftrace_regs *)
+{
+	t_entries++;
+}
+
+static void on_return(uintptr_t, uintptr_t, stitch_ftrace_ops *, stitch_ftrace_ret_regs *rregs)
+{
+	if (rregs)
+		t_live++;
+	else
+		t_abandoned++;
+}
+
+static stitch_ftrace_ops ops;
+
+struct Guard {
+	~Guard() { t_dtors++; }
+};
+
+/* Not inlined, nor cloned under another name (gcc's noipa; clang does not
+ * clone a noinline function). */
+#ifdef __clang__
+#define TRACED extern "C" __attribute__((noinline))
+#else
+#define TRACED extern "C" __attribute__((noipa))
+#endif
+
+TRACED int u_thrower(int x)
+{
+	if (x > 0)
+		throw std::runtime_error("boom");
+	return x;
+}
+TRACED int u_middle(int x)
+{
+	Guard g;
+	return u_thrower(x) + 1;
+}
+TRACED int u_catcher(int x)
+{
+	try {
+		return u_middle(x);
+	} catch (const std::exception &) {
+		return -1;
+	}
+}
+TRACED int u_outer(int x) { return u_catcher(x) * 2; }
+
+TRACED int u_rethrower(int x)
+{
+	try {
+		return u_middle(x);
+	} catch (...) {
+		Guard g;
+		throw;
+	}
+}
+TRACED int u_catch_rethrown(int x)
+{
+	try {
+		return u_rethrower(x);
+	} catch (const std::runtime_error &) {
+		return -3;
+	}
+}
+
+/* a throw caught inside a catch block */
+TRACED int u_nested(int x)
+{
+	try {
+		return u_middle(x);
+	} catch (const std::exception &) {
+		return u_catcher(x) - 10; /* throws and catches again inside */
+	}
+}
+
+TRACED int u_rec(int n)
+{
+	Guard g;
+	if (n == 0)
+		throw std::runtime_error("bottom");
+	return u_rec(n - 1) + 1;
+}
+TRACED int u_catch_rec(int n)
+{
+	try {
+		return u_rec(n);
+	} catch (const std::runtime_error &) {
+		return -4;
+	}
+}
+
+/* 5 */
+static __attribute__((noinline)) int plain_throw(int n)
+{
+	volatile char pad[64];
+	pad[n % 64] = (char)n;
+	if (n == 0)
+		throw std::runtime_error("plain");
+	return plain_throw(n - 1) + pad[n % 64];
+}
+TRACED int u_jump_deep(std::jmp_buf *jb, int n)
+{
+	if (n < 0)
+		return n;
+	if (n == 0)
+		std::longjmp(*jb, 1);
+	return u_jump_deep(jb, n - 1) + 1;
+}
+TRACED int u_jumper(int n)
+{
+	std::jmp_buf jb;
+	if (setjmp(jb)) {
+		int r = 0;
+		try {
+			r = plain_throw(n); /* over the left-behind frames' stack */
+		} catch (const std::runtime_error &) {
+			r = -5;
+		}
+		return r + u_catcher(1); /* and through hooked frames again */
+	}
+	return u_jump_deep(&jb, n);
+}
+
+/* A hooked call from the thread's base frame: its entry reports the
+ * entries of unwound frames as abandoned. */
+TRACED int u_flush(int x)
+{
+	__asm__ volatile("" ::: "memory"); /* a call kept even when its result is unused */
+	return x;
+}
+
+/* One round of cases 1-5; false if a value or a destructor count is wrong. */
+static bool one_round(int rec_depth)
+{
+	bool ok = true;
+	long d = t_dtors;
+	ok &= u_outer(1) == -2 && t_dtors == d + 1;
+	ok &= u_outer(0) == 2 && t_dtors == d + 2;
+	d = t_dtors;
+	ok &= u_catch_rethrown(1) == -3 && t_dtors == d + 2; /* u_middle's and the handler's */
+	d = t_dtors;
+	ok &= u_nested(1) == -11 && t_dtors == d + 2;
+	d = t_dtors;
+	ok &= u_catch_rec(rec_depth) == -4 && t_dtors == d + rec_depth + 1;
+	ok &= u_jumper(rec_depth) == -6;
+	return ok;
+}
+
+static void check_balanced(const char *what, long entries_before)
+{
+	(void)u_flush(0);
+	long calls = t_entries - entries_before;
+	CHECK(calls > 0, "%s: no hooked call", what);
+	CHECK(t_entries == t_live + t_abandoned, "%s: %ld entries, %ld returns, %ld abandoned", what, t_entries,
+	      t_live, t_abandoned);
+}
+
+/* ---- 6. pthread_exit ------------------------------------------------------- */
+
+static std::atomic<int> cleanup_ran;
+
+static void cleanup(void *) { cleanup_ran.fetch_add(1); }
+
+TRACED void u_exit_inner(int) { pthread_exit(nullptr); }
+TRACED int u_exit_mid(int x)
+{
+	Guard g;
+	u_exit_inner(x);
+	return x;
+}
+TRACED void u_exit_outer(int x)
+{
+	pthread_cleanup_push(cleanup, nullptr);
+	(void)u_exit_mid(x);
+	pthread_cleanup_pop(0);
+}
+
+static void *exiting_thread(void *)
+{
+	u_exit_outer(1);
+	return (void *)1; /* not reached */
+}
+
+/* ---- 7. threads while tracing is switched ------------------------------- */
+
+static std::atomic<bool> stop;
+static std::atomic<long> bad_rounds, rounds;
+
+static void *worker(void *)
+{
+	while (!stop.load(std::memory_order_relaxed)) {
+		if (!one_round(40))
+			bad_rounds.fetch_add(1);
+		rounds.fetch_add(1, std::memory_order_relaxed);
+	}
+	return nullptr;
+}
+
+int main()
+{
+	ops.func = on_entry;
+	ops.ret_func = on_return;
+	int err = stitch_ftrace_register(&ops, "u_*");
+	CHECK(err == 0, "register: %s", stitch_last_error());
+	if (err)
+		return check_summary("test_ftrace_unwind");
+
+	/* 1: exact reports */
+	long e0 = t_entries;
+	long d = t_dtors;
+	CHECK_EQ(u_outer(1), -2);
+	CHECK_EQ(t_dtors, d + 1);
+	(void)u_flush(0);
+	/* u_outer, u_catcher, u_middle, u_thrower, u_flush */
+	CHECK_EQ(t_entries - e0, 5);
+	CHECK_EQ(t_live, 3);      /* u_catcher, u_outer, u_flush returned */
+	CHECK_EQ(t_abandoned, 2); /* u_middle, u_thrower were unwound */
+	/* 2-5 */
+	CHECK(one_round(300), "a value or a destructor count is wrong");
+	for (int i = 0; i < 50; i++)
+		CHECK(one_round(300), "round %d: a value or a destructor count is wrong", i);
+	check_balanced("cases 1-5", e0);
+
+	/* 6 */
+	pthread_t t;
+	CHECK_EQ(pthread_create(&t, nullptr, exiting_thread, nullptr), 0);
+	void *ret = (void *)2;
+	pthread_join(t, &ret);
+	CHECK(ret == nullptr, "pthread_exit's value: %p", ret);
+	CHECK_EQ(cleanup_ran.load(), 1);
+
+	/* 7 */
+	pthread_t w[4];
+	for (auto &th : w)
+		CHECK_EQ(pthread_create(&th, nullptr, worker, nullptr), 0);
+	int switches = 0;
+	for (; switches < 200 || rounds.load() < 400; switches++) {
+		err = stitch_ftrace_unregister(&ops);
+		CHECK(err == 0, "unregister: %s", stitch_last_error());
+		err = stitch_ftrace_register(&ops, switches % 2 ? "u_*" : "u_rec u_catch* u_middle");
+		CHECK(err == 0, "register: %s", stitch_last_error());
+		if (err)
+			break;
+	}
+	stop.store(true);
+	for (auto &th : w)
+		pthread_join(th, nullptr);
+	CHECK_EQ(bad_rounds.load(), 0);
+	CHECK_EQ(stitch_ftrace_unregister(&ops), 0);
+	printf("%d switches, %ld rounds of throws by 4 threads meanwhile\n", switches, rounds.load());
+	return check_summary("test_ftrace_unwind");
+}
