@@ -114,9 +114,14 @@ struct stitch_static_call {
  * Declarations shared by DEFINE and DECLARE: the trampoline, with the type
  * of the call (so that calls type-check), and the descriptor.
  */
+#ifdef __cplusplus /* unmangled, as the trampoline's asm names them */
+#define STITCH__SC_EXTERN extern "C"
+#else
+#define STITCH__SC_EXTERN extern
+#endif
 #define STITCH__SC_DECL(name, type)                                                 \
-	extern STITCH__SC_HIDDEN __typeof__(type) stitch__sct_##name;               \
-	extern STITCH__SC_HIDDEN struct stitch_static_call stitch__sc_##name
+	STITCH__SC_EXTERN STITCH__SC_HIDDEN __typeof__(type) stitch__sct_##name;    \
+	STITCH__SC_EXTERN STITCH__SC_HIDDEN struct stitch_static_call stitch__sc_##name
 
 #define STITCH_DECLARE_STATIC_CALL(name, func_or_type) STITCH__SC_DECL(name, func_or_type)
 

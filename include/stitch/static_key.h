@@ -98,13 +98,20 @@ struct stitch_jump_entry {
  * The branch macros.  For a TRUE key, _likely() lays out the enabled path
  * as fall-through (site starts as NOP); for a FALSE key, _unlikely() does.
  */
-#define stitch__is_true(x) __builtin_types_compatible_p(__typeof__(*(x)), struct stitch_static_key_true)
-#define stitch__is_false(x) __builtin_types_compatible_p(__typeof__(*(x)), struct stitch_static_key_false)
+#ifdef __cplusplus /* the same checks with C++'s spelling (g++, clang++) */
+#define stitch__same_type(a, b) __is_same(a, b)
+#define stitch__static_assert static_assert
+#else
+#define stitch__same_type(a, b) __builtin_types_compatible_p(a, b)
+#define stitch__static_assert _Static_assert
+#endif
+#define stitch__is_true(x) stitch__same_type(__typeof__(*(x)), struct stitch_static_key_true)
+#define stitch__is_false(x) stitch__same_type(__typeof__(*(x)), struct stitch_static_key_false)
 
 #define stitch_static_branch_likely(x)                                                   \
 	__extension__({                                                                  \
 		bool stitch__b;                                                          \
-		_Static_assert(stitch__is_true(x) || stitch__is_false(x),                \
+		stitch__static_assert(stitch__is_true(x) || stitch__is_false(x),         \
 			       "stitch_static_branch_likely needs a stitch static key");  \
 		if (stitch__is_true(x))                                                  \
 			stitch__b = !stitch_arch_static_branch(&(x)->key, true);         \
@@ -116,7 +123,7 @@ struct stitch_jump_entry {
 #define stitch_static_branch_unlikely(x)                                                 \
 	__extension__({                                                                  \
 		bool stitch__b;                                                          \
-		_Static_assert(stitch__is_true(x) || stitch__is_false(x),                \
+		stitch__static_assert(stitch__is_true(x) || stitch__is_false(x),         \
 			       "stitch_static_branch_unlikely needs a stitch static key"); \
 		if (stitch__is_true(x))                                                  \
 			stitch__b = stitch_arch_static_branch_jump(&(x)->key, false);    \

@@ -64,7 +64,7 @@
 #define STITCH__STATIC_BRANCH(site, key, branch)                                              \
 	__extension__({                                                                       \
 		__label__ l_yes, l_done;                                                      \
-		_Bool stitch__taken;                                                          \
+		bool stitch__taken;                                                          \
 		__asm__ goto(site STITCH__JUMP_TABLE_ENTRY(STITCH__KEY_OPERAND)               \
 			     : : STITCH__KEY_CONSTRAINT(&((char *)(key))[(branch) ? 1 : 0])   \
 			     : : l_yes);                                                      \
