@@ -577,6 +577,17 @@ static __attribute__((noinline)) uintptr_t graph_return_slow(uintptr_t key, stru
 	return orig;
 }
 
+void stitch__ftrace_graph_abandon_all(void)
+{
+	struct ft_thread *t = &stitch__ftrace_thread;
+	unsigned long s = __atomic_load_n(&t->seq, __ATOMIC_RELAXED);
+	if (!(s & 1) || !t->shadow || !t->shadow->depth)
+		return;
+	ft_read_lock(t, s);
+	graph_abandon(t->shadow, 0);
+	ft_read_unlock(t, s);
+}
+
 uintptr_t stitch__ftrace_graph_return(uintptr_t key, struct stitch_ftrace_ret_regs *rregs)
 {
 	struct ft_thread *t = &stitch__ftrace_thread;

@@ -149,4 +149,10 @@ struct ft_thread {
 };
 extern __thread struct ft_thread stitch__ftrace_thread __attribute__((tls_model("initial-exec")));
 
+/* pthread_exit() (ftrace_unwind.c): the thread's hooked frames are all
+ * about to be unwound; report them now, innermost first, as abandoned
+ * (ret_func with rregs NULL), rather than never (the thread's shadow stack
+ * goes with it). */
+void stitch__ftrace_graph_abandon_all(void);
+
 #endif

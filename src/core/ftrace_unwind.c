@@ -24,7 +24,8 @@
  *     live: hooked again);
  *   __cxa_begin_catch: the handler's frame and those above it are live;
  *   pthread_exit: glibc unwinds through libgcc_s functions it looks up
- *     itself (not interposable), so before it is called.
+ *     itself (not interposable), so before it is called; every hooked
+ *     frame of the thread goes, so they are all reported abandoned then.
  * Not covered: pthread_cancel() (the unwinding starts inside glibc), and
  * architectures whose return address has no fixed place
  * (arch_ftrace_return_slot() NULL: AArch64, RISC-V).
@@ -217,6 +218,7 @@ __attribute__((visibility("default"))) void *__cxa_begin_catch(void *exception) 
 __attribute__((visibility("default"), noreturn)) void pthread_exit(void *retval)
 {
 	fix_frames(false);
+	stitch__ftrace_graph_abandon_all();
 	NEXT(pthread_exit, void (*)(void *))(retval);
 	abort(); /* not reached */
 }

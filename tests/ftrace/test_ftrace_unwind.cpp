@@ -17,7 +17,8 @@
  *     untraced frames that now use their stack, then through traced ones
  *     (the entries left behind name memory that is not theirs any more);
  *  6. pthread_exit() three hooked frames deep: the cleanup handler pushed
- *     by the outermost and the destructors in between run;
+ *     by the outermost and the destructors in between run, and the three
+ *     frames are reported abandoned (they were never reported);
  *  7. four threads do 1-5 in a loop while the main thread registers and
  *     unregisters the graph ops: no crash, every value and destructor count
  *     exact.
@@ -43,12 +44,16 @@ static void on_entry(uintptr_t, uintptr_t, stitch_ftrace_ops *, stitch_ftrace_re
 	t_entries++;
 }
 
+static std::atomic<long> abandoned_total;
+
 static void on_return(uintptr_t, uintptr_t, stitch_ftrace_ops *, stitch_ftrace_ret_regs *rregs)
 {
-	if (rregs)
+	if (rregs) {
 		t_live++;
-	else
+	} else {
 		t_abandoned++;
+		abandoned_total.fetch_add(1, std::memory_order_relaxed);
+	}
 }
 
 static stitch_ftrace_ops ops;
@@ -264,11 +269,13 @@ int main()
 
 	/* 6 */
 	pthread_t t;
+	long abandoned = abandoned_total.load();
 	CHECK_EQ(pthread_create(&t, nullptr, exiting_thread, nullptr), 0);
 	void *ret = (void *)2;
 	pthread_join(t, &ret);
 	CHECK(ret == nullptr, "pthread_exit's value: %p", ret);
 	CHECK_EQ(cleanup_ran.load(), 1);
+	CHECK_EQ(abandoned_total.load() - abandoned, 3); /* u_exit_inner, u_exit_mid, u_exit_outer */
 
 	/* 7 */
 	pthread_t w[4];
