@@ -577,6 +577,22 @@ static __attribute__((noinline)) uintptr_t graph_return_slow(uintptr_t key, stru
 	return orig;
 }
 
+void stitch__ftrace_graph_unwound_below(uintptr_t sp)
+{
+	struct ft_thread *t = &stitch__ftrace_thread;
+	unsigned long s = __atomic_load_n(&t->seq, __ATOMIC_RELAXED);
+	if (!(s & 1) || !t->shadow || !t->shadow->depth)
+		return;
+	ft_read_lock(t, s);
+	struct ft_shadow_stack *st = t->shadow;
+	size_t keep = st->depth;
+	/* as graph_prune: within the window below sp (not another stack's) */
+	while (keep && sp - E_KEY(&st->e[keep - 1]) < FT_STACK_WINDOW && E_KEY(&st->e[keep - 1]) <= sp)
+		keep--;
+	graph_abandon(st, keep);
+	ft_read_unlock(t, s);
+}
+
 void stitch__ftrace_graph_abandon_all(void)
 {
 	struct ft_thread *t = &stitch__ftrace_thread;

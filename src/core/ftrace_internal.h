@@ -154,5 +154,11 @@ extern __thread struct ft_thread stitch__ftrace_thread __attribute__((tls_model(
  * (ret_func with rregs NULL), rather than never (the thread's shadow stack
  * goes with it). */
 void stitch__ftrace_graph_abandon_all(void);
+/* __cxa_begin_catch (ftrace_unwind.c): the handler's frame called
+ * __cxa_begin_catch with stack pointer sp, so no hooked frame returning to
+ * sp or below is live any more: report those abandoned now, as a hooked
+ * call there would (rather than at the thread's next hooked event, or
+ * never). */
+void stitch__ftrace_graph_unwound_below(uintptr_t sp);
 
 #endif

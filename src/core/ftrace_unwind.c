@@ -9,12 +9,11 @@
  * and no destructor beyond it.
  *
  * So before a stack is unwound the thread's hooked frames get their real
- * return addresses back (unhook_frames), and when a C++ catch handler is
- * entered, the frames still live are hooked again (rehook_frames).  The
- * shadow entries of the frames the exception went through stay, and are
- * reported as abandoned (ret_func with rregs NULL, innermost first) at the
- * thread's next hooked entry or return, as after a longjmp() (ftrace.c,
- * "hooking returns").
+ * return addresses back (fix_frames(false)), and when a C++ catch handler is
+ * entered, the frames still live are hooked again (fix_frames(true)), and the
+ * shadow entries of the frames the exception went through are reported as
+ * abandoned (ret_func with rregs NULL, innermost first), as a longjmp()'s
+ * are at the next hooked call (ftrace.c, "hooking returns").
  *
  * Entry points, interposed by name (libstitch comes before libgcc_s and
  * libc in a program's lookup order when it is linked or preloaded; not
@@ -22,7 +21,8 @@
  *   _Unwind_RaiseException, _Unwind_Resume_or_Rethrow: throw and rethrow;
  *     they return only when no handler was found (then the frames are
  *     live: hooked again);
- *   __cxa_begin_catch: the handler's frame and those above it are live;
+ *   __cxa_begin_catch: the handler's frame and those above it are live,
+ *     those below it gone;
  *   pthread_exit: glibc unwinds through libgcc_s functions it looks up
  *     itself (not interposable), so before it is called; every hooked
  *     frame of the thread goes, so they are all reported abandoned then.
@@ -212,6 +212,8 @@ __attribute__((visibility("default"))) void *__cxa_begin_catch(void *exception) 
 {
 	void *r = NEXT(__cxa_begin_catch, void *(*)(void *))(exception);
 	fix_frames(true);
+	/* this function's CFA: the handler's stack pointer at the call */
+	stitch__ftrace_graph_unwound_below((uintptr_t)__builtin_dwarf_cfa());
 	return r;
 }
 

@@ -256,6 +256,7 @@ int main()
 	long d = t_dtors;
 	CHECK_EQ(u_outer(1), -2);
 	CHECK_EQ(t_dtors, d + 1);
+	CHECK_EQ(t_abandoned, 2); /* at the catch already */
 	(void)u_flush(0);
 	/* u_outer, u_catcher, u_middle, u_thrower, u_flush */
 	CHECK_EQ(t_entries - e0, 5);

@@ -66,6 +66,7 @@ run dump "$work/d" --events >"$work/ev" || fail "dump --events failed"
 total=$(awk '$1 == "E" { if ($4 == "lost") s += $7; else s += 1 } END { print s }' "$work/ev")
 [ "$total" = $((4 * n + 2)) ] || fail "$total events recorded or lost, expected $((4 * n + 2))"
 run report "$work/d" | grep -q "LOST" || fail "report does not mention the loss"
+run report --no-demangle "$work/d" >/dev/null || fail "report --no-demangle failed"
 run replay "$work/d" | grep -q "LOST" || fail "replay does not mention the loss"
 
 # A ring that cannot be mapped (a 2 GiB ring under a 1 GiB address-space

@@ -448,6 +448,9 @@ static const char dump_help[] =
 static const char flame_help[] =
 	"usage: stitch-trace flame [DIR] -o OUT.svg [--title TEXT]\n"
 	"Write a flame graph (self time for --graph recordings, calls otherwise).\n";
+/* after each reader command's help */
+static const char demangle_help[] =
+	"  --no-demangle   C++ names as recorded (_ZN3foo3barEv), not foo::bar()\n";
 
 static int read_cmd(int argc, char **argv, const char *cmd)
 {
@@ -458,6 +461,7 @@ static int read_cmd(int argc, char **argv, const char *cmd)
 		{ "events", no_argument, NULL, 'e' },
 		{ "collapse", no_argument, NULL, 'C' }, { "calls", no_argument, NULL, 'n' },
 		{ "output", required_argument, NULL, 'o' }, { "title", required_argument, NULL, 'i' },
+		{ "no-demangle", no_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },     { 0 }
 	};
 	const char *help = strcmp(cmd, "replay") == 0 ? replay_help : strcmp(cmd, "report") == 0 ? report_help
@@ -481,10 +485,11 @@ static int read_cmd(int argc, char **argv, const char *cmd)
 			format = c;
 			break;
 		case 'C': collapse = 1; break;
+		case 'M': tr_demangle = 0; break;
 		case 'n': calls = 1; break;
 		case 'o': outpath = optarg; break;
 		case 'i': title = optarg; break;
-		case 'h': fputs(help, stdout); return 0;
+		case 'h': fputs(help, stdout); fputs(demangle_help, stdout); return 0;
 		default: return option_error(cmd, c, argv);
 		}
 	}

@@ -2,6 +2,7 @@
 #include "reader.h"
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -46,6 +47,36 @@ static int cmp_sym(const void *a, const void *b)
 {
 	const struct tr_sym *x = a, *y = b;
 	return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+int tr_demangle = 1;
+
+/*
+ * A C++ name demangled (malloc'd), or NULL to keep it as it is: not a
+ * mangled name, demangling off, or no demangler.  libstdc++'s, loaded on
+ * first use, so that the CLI depends on no C++ library (under qemu the
+ * target's libstdc++ is usually absent: names stay mangled there).
+ */
+static char *demangled(const char *name)
+{
+	typedef char *(*demangle_fn)(const char *, char *, size_t *, int *);
+	static demangle_fn fn;
+	static int tried;
+	if (!tr_demangle || strncmp(name, "_Z", 2) != 0)
+		return NULL;
+	if (!tried) {
+		tried = 1;
+		void *h = dlopen("libstdc++.so.6", RTLD_LAZY | RTLD_LOCAL);
+		if (h)
+			*(void **)&fn = dlsym(h, "__cxa_demangle");
+	}
+	int status = -1;
+	char *out = fn ? fn(name, NULL, NULL, &status) : NULL;
+	if (status != 0) {
+		free(out);
+		return NULL;
+	}
+	return out;
 }
 
 const char *tr_sym_name(const struct tr_proc *p, uint64_t ip, char *buf, size_t size)
@@ -284,8 +315,14 @@ int tr_parse(const void *data, size_t size, const char *name, struct tr_proc *p,
 			const char *sname = buf + sizeof s;
 			size_t ln = strnlen(sname, s.size);
 			const char *mod = ln < s.size ? sname + ln + 1 : "";
+			char *sym_name = xstrndup(sname, ln);
+			char *pretty = demangled(sym_name);
+			if (pretty) {
+				free(sym_name);
+				sym_name = pretty;
+			}
 			p->sym = xrealloc(p->sym, (p->nsym + 1) * sizeof *p->sym);
-			p->sym[p->nsym++] = (struct tr_sym){ s.addr, xstrndup(sname, ln),
+			p->sym[p->nsym++] = (struct tr_sym){ s.addr, sym_name,
 							     xstrndup(mod, strnlen(mod, s.size - ln - (ln < s.size))) };
 			break;
 		}

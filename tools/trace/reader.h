@@ -79,6 +79,10 @@ struct tr_trace {
 	uint64_t t0;            /* earliest start */
 };
 
+/* Symbols whose name is a C++ mangled one (_Z...) are loaded demangled
+ * (libstdc++'s __cxa_demangle, when it can be loaded) unless this is 0. */
+extern int tr_demangle;
+
 /* Load every trace-*.dat of dir; 0, or -1 with a message on stderr. */
 int tr_load(const char *dir, struct tr_trace *t);
 /* The same, with flags: TR_SKIP_EVENTS loads only headers, symbols, marks
