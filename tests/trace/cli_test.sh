@@ -37,13 +37,16 @@ for args in "record -o" "record --output" "record -gx -- true" "record --bogus -
 	run $args >/dev/null 2>"$work/err"
 	[ "$(grep -c "^stitch-trace" "$work/err")" -eq 1 ] || fail "'$args': not one message: $(cat "$work/err")"
 done
-# a program that cannot be run: exit 127, and no empty output directory
-# left behind (an existing one stays)
+# a program that cannot be run: exit 127 with one message (under qemu-user
+# the emulator says it and exits 1), and no empty output directory left
+# behind (an existing one stays)
 run record -o "$work/never" -- "$work/no-such-program" >/dev/null 2>"$work/err"
 rc=$?
-[ $rc -eq 127 ] || fail "record of a missing program exited $rc, expected 127"
 [ -e "$work/never" ] && fail "record of a missing program left $work/never behind"
-[ "$(wc -l <"$work/err")" -eq 1 ] || fail "record of a missing program: not one message: $(cat "$work/err")"
+if [ -z "$emu" ]; then
+	[ $rc -eq 127 ] || fail "record of a missing program exited $rc, expected 127"
+	[ "$(wc -l <"$work/err")" -eq 1 ] || fail "record of a missing program: not one message: $(cat "$work/err")"
+fi
 mkdir "$work/kept"
 run record -o "$work/kept" -- "$work/no-such-program" >/dev/null 2>&1
 [ -d "$work/kept" ] || fail "record of a missing program removed a directory it had not made"
