@@ -23,6 +23,8 @@
  *     unregisters the graph ops: no crash, every value and destructor count
  *     exact.
  * This file is built with the trace flags; only u_* is traced.
+ * UNWIND_FAST (test_ftrace_unwind_fast): the same with fast-ABI callbacks,
+ * which take x86-64's lean trampolines (their own shadow push and pop).
  */
 #include <atomic>
 #include <csetjmp>
@@ -37,22 +39,34 @@
 
 #include "common/check.h"
 
+#ifdef UNWIND_FAST
+#define NAME "test_ftrace_unwind_fast"
+#else
+#define NAME "test_ftrace_unwind"
+#endif
+
 static thread_local long t_entries, t_live, t_abandoned, t_dtors;
 
-static void on_entry(uintptr_t, uintptr_t, stitch_ftrace_ops *, stitch_ftrace_regs *)
+#ifdef UNWIND_FAST
+#define CALLBACK STITCH_FTRACE_PRESERVES_REGS
+#else
+#define CALLBACK
+#endif
+
+static CALLBACK void on_entry(uintptr_t, uintptr_t, stitch_ftrace_ops *, stitch_ftrace_regs *)
 {
 	t_entries++;
 }
 
-static std::atomic<long> abandoned_total;
+static long abandoned_total; /* __atomic builtins: the fast callbacks cannot inline std::atomic's */
 
-static void on_return(uintptr_t, uintptr_t, stitch_ftrace_ops *, stitch_ftrace_ret_regs *rregs)
+static CALLBACK void on_return(uintptr_t, uintptr_t, stitch_ftrace_ops *, stitch_ftrace_ret_regs *rregs)
 {
 	if (rregs) {
 		t_live++;
 	} else {
 		t_abandoned++;
-		abandoned_total.fetch_add(1, std::memory_order_relaxed);
+		__atomic_fetch_add(&abandoned_total, 1, __ATOMIC_RELAXED);
 	}
 }
 
@@ -244,12 +258,18 @@ static void *worker(void *)
 
 int main()
 {
+#ifdef UNWIND_FAST
+	ops.func = STITCH_FTRACE_FAST_FUNC(on_entry);
+	ops.ret_func = STITCH_FTRACE_FAST_RET_FUNC(on_return);
+	ops.flags = STITCH_FTRACE_F_PRESERVES_REGS;
+#else
 	ops.func = on_entry;
 	ops.ret_func = on_return;
+#endif
 	int err = stitch_ftrace_register(&ops, "u_*");
 	CHECK(err == 0, "register: %s", stitch_last_error());
 	if (err)
-		return check_summary("test_ftrace_unwind");
+		return check_summary(NAME);
 
 	/* 1: exact reports */
 	long e0 = t_entries;
@@ -270,13 +290,13 @@ int main()
 
 	/* 6 */
 	pthread_t t;
-	long abandoned = abandoned_total.load();
+	long abandoned = __atomic_load_n(&abandoned_total, __ATOMIC_RELAXED);
 	CHECK_EQ(pthread_create(&t, nullptr, exiting_thread, nullptr), 0);
 	void *ret = (void *)2;
 	pthread_join(t, &ret);
 	CHECK(ret == nullptr, "pthread_exit's value: %p", ret);
 	CHECK_EQ(cleanup_ran.load(), 1);
-	CHECK_EQ(abandoned_total.load() - abandoned, 3); /* u_exit_inner, u_exit_mid, u_exit_outer */
+	CHECK_EQ(__atomic_load_n(&abandoned_total, __ATOMIC_RELAXED) - abandoned, 3); /* u_exit_inner, u_exit_mid, u_exit_outer */
 
 	/* 7 */
 	pthread_t w[4];
@@ -297,5 +317,5 @@ int main()
 	CHECK_EQ(bad_rounds.load(), 0);
 	CHECK_EQ(stitch_ftrace_unregister(&ops), 0);
 	printf("%d switches, %ld rounds of throws by 4 threads meanwhile\n", switches, rounds.load());
-	return check_summary("test_ftrace_unwind");
+	return check_summary(NAME);
 }
