@@ -206,9 +206,13 @@ STITCH_API uintptr_t stitch_ftrace_regs_arg(const struct stitch_ftrace_regs *reg
  * selected if it matches some positive glob (or there is none, i.e. the
  * filter is only exclusions) and no exclusion.  NULL or "" or "*": every
  * site.  "0x..." entries select the site at that address (the function's
- * address, or the site's own).  A filter that selects nothing fails with
- * -STITCH_ENOTFOUND naming it; one that names a function that is not
- * instrumented says which flags to build with.
+ * address, or the site's own).  A pattern with "::" or "(" is a C++ one,
+ * matched against demangled names, and without "(" also against the name
+ * before its parameter list: "ns::Widget::draw" selects every overload,
+ * "ns::*" all of ns ('?' stands for a space: "ns::f(int)?const").  The
+ * demangler is libstdc++'s, loaded if the program has not.  A filter that
+ * selects nothing fails with -STITCH_ENOTFOUND naming it; one that names a
+ * function that is not instrumented says which flags to build with.
  */
 
 /* Start calling ops->func at every site the filter selects. */
@@ -263,6 +267,13 @@ struct stitch_ftrace_site_info {
 };
 STITCH_API int stitch_ftrace_site_count(void);
 STITCH_API int stitch_ftrace_get_site_info(size_t i, struct stitch_ftrace_site_info *out);
+/*
+ * Whether one filter pattern (no '!') selects site i, exactly as in a
+ * filter: 1 or 0, or -STITCH_E*.  For a tool that combines patterns its
+ * own way (stitch-trace's ordered rules) and must agree with filters on
+ * each, C++ patterns included.
+ */
+STITCH_API int stitch_ftrace_pattern_matches(const char *pattern, size_t i);
 STITCH_API int stitch_ftrace_lookup(const char *name, struct stitch_ftrace_site_info *out);
 
 #ifdef __cplusplus

@@ -362,6 +362,7 @@ struct ft_module {
 	struct ft_rec *recs;
 	size_t nrecs;
 	struct ft_name *by_name; /* the records in name order, made by the first filter (NULL: not yet) */
+	char **demangled;        /* per record, its C++ name demangled or NULL; made by the first C++ pattern */
 	size_t nbad; /* records refused (bad != 0): a selection need not look at each record when 0 */
 	uintptr_t region;
 	size_t region_size;
@@ -797,6 +798,9 @@ static void module_free(struct ft_module *m)
 		free(m->recs);
 	}
 	free(m->by_name);
+	for (size_t i = 0; m->demangled && i < m->nrecs; i++)
+		free(m->demangled[i]);
+	free(m->demangled);
 	ft_elf_free(&m->elf);
 	free(m->path);
 	free(m);
@@ -1052,7 +1056,7 @@ static int refuse_bad(const struct ft_rec *r)
  * characters before the first *, ?, [ or backslash match only
  * themselves).
  */
-enum pat_kind { PAT_ALL, PAT_EXACT, PAT_PREFIX, PAT_GLOB, PAT_ADDR };
+enum pat_kind { PAT_ALL, PAT_EXACT, PAT_PREFIX, PAT_GLOB, PAT_ADDR, PAT_CXX };
 struct pat {
 	const char *s; /* without the leading '!' */
 	size_t len;    /* the literal part: all of s for PAT_EXACT */
@@ -1060,6 +1064,74 @@ struct pat {
 	bool neg;
 	const struct ft_rec *rec; /* PAT_ADDR: the record at that address, or NULL */
 };
+
+/*
+ * C++ patterns.  A pattern with "::" or "(" (which no C or mangled name
+ * has) is matched, with fnmatch, against the demangled names of C++
+ * functions, and without a "(" also against the name before its parameter
+ * list: "ns::Widget::draw" selects "ns::Widget::draw(int) const" and its
+ * overloads, "ns::*" everything in ns.  The demangler is libstdc++'s
+ * __cxa_demangle: the process's, or loaded on the first C++ pattern (a
+ * C++ program that uses nothing of libstdc++ does not load it; it stays
+ * loaded, and is absent only where no libstdc++ is installed).
+ */
+typedef char *(*demangle_fn)(const char *, char *, size_t *, int *);
+
+static demangle_fn find_demangler(void)
+{
+	static demangle_fn found; /* update lock */
+	if (found)
+		return found;
+	void *f = dlsym(RTLD_DEFAULT, "__cxa_demangle");
+	if (!f) { /* loaded by dlopen() without RTLD_GLOBAL, or not at all */
+		void *h = dlopen("libstdc++.so.6", RTLD_LAZY | RTLD_LOCAL);
+		if (h)
+			f = dlsym(h, "__cxa_demangle"); /* h stays open: f is used later */
+	}
+	memcpy(&found, &f, sizeof(found));
+	return found;
+}
+
+/* m->demangled, made once (its records never change).  Update lock held. */
+static int module_demangled(struct ft_module *m)
+{
+	if (m->demangled || !m->nrecs)
+		return 0;
+	demangle_fn fn = find_demangler();
+	char **v = calloc(m->nrecs, sizeof(*v));
+	if (!v)
+		return stitch_fail(STITCH_ENOMEM, "%s: out of memory demangling %zu names", m->path, m->nrecs);
+	for (size_t i = 0; fn && i < m->nrecs; i++) {
+		if (strncmp(m->recs[i].name, "_Z", 2) != 0)
+			continue;
+		int status = -1;
+		v[i] = fn(m->recs[i].name, NULL, NULL, &status);
+		if (status != 0) {
+			free(v[i]);
+			v[i] = NULL;
+		}
+	}
+	m->demangled = v;
+	return 0;
+}
+
+static bool cxx_matches(const struct pat *p, const char *name)
+{
+	if (!name)
+		return false;
+	if (fnmatch(p->s, name, 0) == 0)
+		return true;
+	const char *paren = strchr(name, '(');
+	if (!paren || strchr(p->s, '('))
+		return false;
+	char head[512];
+	size_t n = (size_t)(paren - name);
+	if (n >= sizeof(head))
+		return false;
+	memcpy(head, name, n);
+	head[n] = '\0';
+	return fnmatch(p->s, head, 0) == 0;
+}
 
 static void pat_init(struct pat *p, const char *tok)
 {
@@ -1071,6 +1143,8 @@ static void pat_init(struct pat *p, const char *tok)
 	if (strncmp(p->s, "0x", 2) == 0) {
 		p->kind = PAT_ADDR;
 		p->rec = rec_at((uintptr_t)strtoull(p->s, NULL, 16), NULL);
+	} else if (strstr(p->s, "::") || strchr(p->s, '(')) {
+		p->kind = PAT_CXX;
 	} else if (lit == len) {
 		p->kind = PAT_EXACT;
 	} else if (lit == len - 1 && p->s[lit] == '*') {
@@ -1154,6 +1228,12 @@ static bool pat_hits(const struct pat *p, const struct ft_module *m)
 {
 	if (p->kind == PAT_ADDR)
 		return p->rec && p->rec->mod == m;
+	if (p->kind == PAT_CXX) {
+		for (size_t i = 0; m->demangled && i < m->nrecs; i++)
+			if (cxx_matches(p, m->demangled[i]))
+				return true;
+		return false;
+	}
 	size_t lo, hi;
 	pat_range(p, m, &lo, &hi);
 	for (size_t i = lo; i < hi; i++)
@@ -1170,6 +1250,12 @@ static void pat_mark(const struct pat *p, const struct ft_module *m, uint64_t *b
 			size_t r = (size_t)(p->rec - m->recs);
 			bits[r / 64] |= (uint64_t)1 << (r % 64);
 		}
+		return;
+	}
+	if (p->kind == PAT_CXX) {
+		for (size_t r = 0; m->demangled && r < m->nrecs; r++)
+			if (cxx_matches(p, m->demangled[r]))
+				bits[r / 64] |= (uint64_t)1 << (r % 64);
 		return;
 	}
 	size_t lo, hi;
@@ -1210,8 +1296,14 @@ static int select_filter(const char *filter, struct sel_list *out)
 	int err = 0;
 	if (total_sites() == 0)
 		err = no_site_error(filter && *filter ? filter : "*");
-	for (struct ft_module *m = modules; !err && m; m = m->next)
+	bool cxx = false;
+	for (size_t k = 0; k < ntok; k++)
+		cxx |= pat[k].kind == PAT_CXX;
+	for (struct ft_module *m = modules; !err && m; m = m->next) {
 		err = module_name_index(m);
+		if (!err && cxx)
+			err = module_demangled(m);
+	}
 	/* every positive pattern must match something */
 	for (size_t k = 0; !err && k < ntok; k++) {
 		if (pat[k].neg)
@@ -1220,10 +1312,16 @@ static int select_filter(const char *filter, struct sel_list *out)
 		for (struct ft_module *m = modules; m && !hit; m = m->next)
 			hit = pat_hits(&pat[k], m);
 		if (!hit) {
-			void *sym = strchr(tok[k], '*') || strchr(tok[k], '?') || strchr(tok[k], '[') || tok[k][0] == '0'
+			void *sym = strchr(tok[k], '*') || strchr(tok[k], '?') || strchr(tok[k], '[') || tok[k][0] == '0' ||
+					    pat[k].kind == PAT_CXX
 					    ? NULL
 					    : dlsym(RTLD_DEFAULT, tok[k]);
-			if (sym)
+			if (pat[k].kind == PAT_CXX && !find_demangler())
+				err = stitch_fail(STITCH_ENOTFOUND,
+						  "filter pattern '%s' is a C++ name, and this process has no C++ "
+						  "demangler (libstdc++'s __cxa_demangle) to read its functions' names",
+						  tok[k]);
+			else if (sym)
 				err = stitch_fail(STITCH_ENOTFOUND, "function %s is not instrumented for tracing; " FT_HINT,
 						  tok[k]);
 			else
@@ -1942,6 +2040,33 @@ int stitch_ftrace_get_site_info(size_t idx, struct stitch_ftrace_site_info *out)
 	}
 	stitch_update_unlock();
 	return err ? stitch_fail(STITCH_ENOTFOUND, "no site %zu: there are %zu", idx, total) : 0;
+}
+
+int stitch_ftrace_pattern_matches(const char *pattern, size_t idx)
+{
+	stitch_clear_error();
+	if (!pattern || !*pattern || *pattern == '!')
+		return stitch_fail(STITCH_EINVAL, "pattern \"%s\": one pattern, without '!'", pattern ? pattern : "(null)");
+	stitch_update_lock();
+	int r = -STITCH_ENOTFOUND;
+	size_t left = idx;
+	for (struct ft_module *m = modules; m && r == -STITCH_ENOTFOUND; m = m->next) {
+		if (left >= m->nrecs) {
+			left -= m->nrecs;
+			continue;
+		}
+		struct pat p;
+		pat_init(&p, pattern);
+		const struct ft_rec *rec = &m->recs[left];
+		if (p.kind == PAT_ADDR)
+			r = p.rec == rec;
+		else if (p.kind != PAT_CXX)
+			r = fnmatch(p.s, rec->name, 0) == 0;
+		else if ((r = module_demangled(m)) == 0)
+			r = m->demangled && cxx_matches(&p, m->demangled[left]);
+	}
+	stitch_update_unlock();
+	return r == -STITCH_ENOTFOUND ? stitch_fail(STITCH_ENOTFOUND, "no site %zu", idx) : r;
 }
 
 int stitch_ftrace_lookup(const char *name, struct stitch_ftrace_site_info *out)

@@ -30,7 +30,6 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <fnmatch.h>
 #include <link.h>
 #include <poll.h>
 #include <pthread.h>
@@ -655,11 +654,13 @@ static size_t rules_text(char *buf, size_t size)
 	return n;
 }
 
-static int rules_select(const char *name)
+/* The last rule matching site i decides (the library's matching: C++
+ * patterns see demangled names). */
+static int rules_select(size_t i)
 {
-	for (size_t i = nrules; i-- > 0;)
-		if (fnmatch(rules[i].glob, name, 0) == 0)
-			return rules[i].enable;
+	for (size_t k = nrules; k-- > 0;)
+		if (stitch_ftrace_pattern_matches(rules[k].glob, i) == 1)
+			return rules[k].enable;
 	return 0;
 }
 
@@ -700,11 +701,8 @@ static int text_add(struct text *t, const char *piece)
 static int glob_sites(const char *glob)
 {
 	int n = stitch_ftrace_site_count(), k = 0;
-	for (int i = 0; i < n; i++) {
-		struct stitch_ftrace_site_info si;
-		if (stitch_ftrace_get_site_info((size_t)i, &si) == 0 && si.name[0] && fnmatch(glob, si.name, 0) == 0)
-			k++;
-	}
+	for (int i = 0; i < n; i++)
+		k += stitch_ftrace_pattern_matches(glob, (size_t)i) == 1;
 	return k;
 }
 
@@ -715,7 +713,7 @@ static int rules_filter(struct text *out, int *selected)
 	*selected = 0;
 	for (int i = 0; i < n; i++) {
 		struct stitch_ftrace_site_info si;
-		if (stitch_ftrace_get_site_info((size_t)i, &si) == 0 && si.name[0] && rules_select(si.name))
+		if (stitch_ftrace_get_site_info((size_t)i, &si) == 0 && si.name[0] && rules_select((size_t)i))
 			++*selected;
 	}
 	out->n = 0;
@@ -741,7 +739,7 @@ static int rules_filter(struct text *out, int *selected)
 	for (int i = 0; i < n; i++) {
 		struct stitch_ftrace_site_info si;
 		char piece[32];
-		if (stitch_ftrace_get_site_info((size_t)i, &si) != 0 || !si.name[0] || !rules_select(si.name))
+		if (stitch_ftrace_get_site_info((size_t)i, &si) != 0 || !si.name[0] || !rules_select((size_t)i))
 			continue;
 		snprintf(piece, sizeof piece, "0x%lx", (unsigned long)si.func);
 		if (text_add(out, piece) != 0)

@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: MIT
+// Filters with C++ names (src/core/ftrace.c, "C++ patterns"): a pattern
+// with "::" or "(" is matched against demangled names, and without "("
+// against the name before its parameter list too.  Before, every such
+// pattern matched nothing (the names in the symbol table are mangled).
+// This file is built with the trace flags.
+#include <cstdio>
+#include <cstring>
+
+#include <stitch/ftrace.h>
+
+#include "common/check.h"
+
+static long hits;
+static void on_entry(uintptr_t, uintptr_t, stitch_ftrace_ops *, stitch_ftrace_regs *) { hits++; }
+static stitch_ftrace_ops ops;
+
+#ifdef __clang__
+#define NOIPA __attribute__((noinline))
+#else
+#define NOIPA __attribute__((noipa))
+#endif
+/* every call kept: clang drops a noinline call whose result it can work
+ * out (interprocedural constant propagation) when the callee has no effect */
+#define KEEP() __asm__ volatile("" ::: "memory")
+
+namespace ns {
+struct Widget {
+	int v;
+	NOIPA int draw(int x) const { KEEP(); return v + x; }
+	NOIPA int draw(double x) const { KEEP(); return v + (int)x + 1; }
+	NOIPA static int make() { KEEP(); return 7; }
+};
+NOIPA int free_fn(int x) { KEEP(); return x * 2; }
+} // namespace ns
+namespace other {
+NOIPA int free_fn(int x) { KEEP(); return x * 3; }
+}
+extern "C" NOIPA int plain_c(int x) { KEEP(); return x - 1; }
+
+/* Which of the six functions are traced now: a bit each, by calling them. */
+static unsigned traced_set()
+{
+	ns::Widget w{ 1 };
+	unsigned set = 0;
+	int (*calls[])(ns::Widget &) = {
+		[](ns::Widget &o) { return o.draw(1); },       [](ns::Widget &o) { return o.draw(1.0); },
+		[](ns::Widget &) { return ns::Widget::make(); }, [](ns::Widget &) { return ns::free_fn(1); },
+		[](ns::Widget &) { return other::free_fn(1); },  [](ns::Widget &) { return plain_c(1); },
+	};
+	for (unsigned i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
+		long before = hits;
+		(void)calls[i](w);
+		if (hits != before)
+			set |= 1u << i;
+	}
+	return set;
+}
+
+enum { DRAW_INT = 1, DRAW_DOUBLE = 2, MAKE = 4, NS_FREE = 8, OTHER_FREE = 16, PLAIN = 32 };
+
+/* Sites stitch_ftrace_pattern_matches() says one pattern selects. */
+static int pattern_sites(const char *pattern)
+{
+	int n = stitch_ftrace_site_count(), k = 0;
+	for (int i = 0; i < n; i++) {
+		int r = stitch_ftrace_pattern_matches(pattern, (size_t)i);
+		CHECK(r == 0 || r == 1, "%s, site %d: %d %s", pattern, i, r, stitch_last_error());
+		k += r == 1;
+	}
+	return k;
+}
+
+static void expect(const char *filter, unsigned want)
+{
+	int err = stitch_ftrace_register(&ops, filter);
+	CHECK(err == 0, "register \"%s\": %s", filter, stitch_last_error());
+	if (err)
+		return;
+	unsigned got = traced_set();
+	CHECK(got == want, "\"%s\": traced set %#x, expected %#x", filter, got, want);
+	CHECK_EQ(stitch_ftrace_unregister(&ops), 0);
+}
+
+int main()
+{
+	ops.func = on_entry;
+	expect("ns::*", DRAW_INT | DRAW_DOUBLE | MAKE | NS_FREE);
+	expect("ns::Widget::draw", DRAW_INT | DRAW_DOUBLE);
+	expect("ns::Widget::draw(double)*", DRAW_DOUBLE);
+	expect("*::free_fn", NS_FREE | OTHER_FREE);
+	expect("ns::* !ns::Widget::*", NS_FREE);
+	expect("other::free_fn(int) plain_c", OTHER_FREE | PLAIN);
+	/* still refused when nothing matches, with the pattern named */
+	int err = stitch_ftrace_register(&ops, "nope::*");
+	CHECK(err == -STITCH_ENOTFOUND, "nope::*: %d", err);
+	CHECK(strstr(stitch_last_error(), "nope::*") != nullptr, "message: %s", stitch_last_error());
+	CHECK_EQ(traced_set(), 0);
+	/* one pattern, as a filter sees it */
+	CHECK_EQ(pattern_sites("ns::*"), 4);
+	CHECK_EQ(pattern_sites("ns::Widget::draw"), 2);
+	CHECK_EQ(pattern_sites("*::free_fn"), 2);
+	CHECK_EQ(pattern_sites("plain_c"), 1);
+	CHECK_EQ(pattern_sites("nope::*"), 0);
+	CHECK_EQ(stitch_ftrace_pattern_matches("!plain_c", 0), -STITCH_EINVAL);
+	CHECK_EQ(stitch_ftrace_pattern_matches("plain_c", 1u << 30), -STITCH_ENOTFOUND);
+	return check_summary("test_ftrace_cxx_filter");
+}
