@@ -5,7 +5,9 @@
 // not include them: the key type check was C's __builtin_types_compatible_p
 // and _Static_assert, the static call's trampoline was declared with C++
 // linkage (a mangled name the trampoline's asm does not define), and
-// stitch_ftrace_site_info() hid its struct's constructor.  cxx_headers.cpp
+// stitch_ftrace_site_info() hid its struct's constructor; and a key used
+// in an inline function or a template failed to link (test_cxx_inline.h).
+// cxx_headers.cpp
 // is the same compiled for the other architectures (CMakeLists.txt).
 #include <atomic>
 #include <cstdio>
@@ -17,8 +19,10 @@
 #include <stitch/stitch.h>
 
 #include "common/check.h"
+#include "test_cxx_inline.h"
 
 STITCH_DEFINE_STATIC_KEY_FALSE(k_off);
+STITCH_DEFINE_STATIC_KEY_FALSE(k_inline);
 STITCH_DEFINE_STATIC_KEY_TRUE(k_on);
 
 static __attribute__((noinline)) int f_a(int x) { return x + 1; }
@@ -80,6 +84,12 @@ int main()
 	stitch_static_call_cond(sc_null)(&n);
 	CHECK_EQ(n, 1);
 	CHECK(stitch_static_key_enabled(&k_on) == (i % 2 == 0), "k_on after %d switches", i);
+	/* the COMDAT sites: one copy of each function kept, and its site */
+	CHECK_EQ(inline_site() + template_site<2>() + inline_sites_b(), 0);
+	CHECK_EQ(stitch_static_key_enable(&k_inline), 0);
+	CHECK_EQ(inline_site() + template_site<2>() + inline_sites_b(), 6);
+	CHECK_EQ(stitch_static_key_disable(&k_inline), 0);
+	CHECK_EQ(inline_site() + template_site<2>() + inline_sites_b(), 0);
 	std::printf("%d switches, %ld reader loops\n", i, loops.load());
 	return check_summary("test_cxx");
 }

@@ -12,8 +12,15 @@
 #ifndef STITCH_ARCH_JUMP_LABEL_H
 #define STITCH_ARCH_JUMP_LABEL_H
 
+/*
+ * "?": the entry joins the section group of the code around it, so that a
+ * site in a C++ inline function or template (a COMDAT group, one copy kept
+ * by the linker) has its entry kept or discarded with it; in a plain
+ * section the entry of a discarded copy failed the link.  GNU as and
+ * LLVM's integrated assembler both know the flag.
+ */
 #define STITCH__JUMP_TABLE_ENTRY(key_operand)                    \
-	".pushsection __stitch_jump_table, \"a\"\n\t"            \
+	".pushsection __stitch_jump_table, \"a?\"\n\t"           \
 	".balign 8\n\t"                                          \
 	".long 1b - ., %l[l_yes] - .\n\t"                        \
 	".quad " key_operand " - .\n\t"                          \
