@@ -5,8 +5,8 @@ set -euo pipefail
 
 packages=(
   gcc g++ clang lld cmake ninja-build make pkg-config
-  gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu
-  gcc-riscv64-linux-gnu libc6-dev-riscv64-cross binutils-riscv64-linux-gnu
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu g++-aarch64-linux-gnu
+  gcc-riscv64-linux-gnu libc6-dev-riscv64-cross binutils-riscv64-linux-gnu g++-riscv64-linux-gnu
   qemu-user binutils valgrind spin libclang-rt-14-dev
   liburcu-dev
   python3 uftrace

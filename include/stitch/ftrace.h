@@ -124,15 +124,14 @@ struct stitch_ftrace_ops {
 	 * with a library trampoline, kept on a per-thread shadow stack of
 	 * STITCH_FTRACE_GRAPH_DEPTH entries; a call deeper than that runs
 	 * func but gets no ret_func (counted in stitch_stats.graph_overflows).
-	 * C++ exceptions and pthread_exit() through hooked frames work on
-	 * x86-64 when libstitch is linked into the program or preloaded
-	 * (the library puts the real return addresses back before the
-	 * unwinder walks the stack, src/core/ftrace_unwind.c): the frames
-	 * unwound get ret_func with rregs NULL.  Not supported: those on
-	 * AArch64 and RISC-V, pthread_cancel(), and stack switching
-	 * (swapcontext) through a hooked frame; a return that matches no
-	 * shadow entry aborts the process with a message rather than jump
-	 * anywhere.
+	 * C++ exceptions and pthread_exit() through hooked frames work
+	 * when libstitch is linked into the program or preloaded (the
+	 * library puts the real return addresses back before the unwinder
+	 * walks the stack, src/core/ftrace_unwind.c): the frames unwound
+	 * get ret_func with rregs NULL.  Not supported: pthread_cancel(),
+	 * and stack switching (swapcontext) through a hooked frame; a
+	 * return that matches no shadow entry aborts the process with a
+	 * message rather than jump anywhere.
 	 * With several graph ops on one site, each one's ret_func is called
 	 * if it is still registered on the site when the function returns.
 	 */

@@ -257,9 +257,10 @@ uintptr_t *arch_ftrace_parent_slot(struct stitch_ftrace_regs *regs, uintptr_t *k
 void stitch__ftrace_return(void);
 /*
  * Where a live hooked frame whose shadow entry has `key` keeps its return
- * address now (the word an unwinder reads), or NULL where that is not
- * known: core/ftrace_unwind.c puts the real address back there before an
- * exception or pthread_exit() unwinds the stack.
+ * address now (the word an unwinder reads), or NULL where that has no
+ * fixed place (then found in the frame): core/ftrace_unwind.c puts the
+ * real address back there before an exception or pthread_exit() unwinds
+ * the stack.
  */
 uintptr_t *arch_ftrace_return_slot(uintptr_t key);
 uintptr_t stitch__ftrace_graph_return(uintptr_t key, struct stitch_ftrace_ret_regs *rregs);

@@ -26,13 +26,12 @@
  *   pthread_exit: glibc unwinds through libgcc_s functions it looks up
  *     itself (not interposable), so before it is called; every hooked
  *     frame of the thread goes, so they are all reported abandoned then.
- * Not covered: pthread_cancel() (the unwinding starts inside glibc), and
- * architectures whose return address has no fixed place
- * (arch_ftrace_return_slot() NULL: AArch64, RISC-V).
+ * Not covered: pthread_cancel() (the unwinding starts inside glibc).
  *
  * Which shadow entries are frames on the stack now?  An entry's key is the
- * stack pointer its function returns with; its return address lives at
- * arch_ftrace_return_slot(key).  Entries of frames a longjmp() left behind
+ * stack pointer its function returns with; on x86-64 its return address
+ * lives at arch_ftrace_return_slot(key) (AArch64 and RISC-V: below,
+ * "no fixed place").  Entries of frames a longjmp() left behind
  * (not pruned yet) name memory that other frames may use now, so a slot is
  * written only when it is proved to be a live frame's:
  *   - the walk (_Unwind_Backtrace) reports, for each frame Y, its stack
@@ -65,11 +64,13 @@
 #include "core/internal.h"
 
 /* One group of shadow entries sharing a key (a tail-call chain): e[lo] is
- * the outermost, whose orig is the real return address. */
+ * the outermost, whose orig is the real return address; the innermost
+ * names the function whose frame is on the stack. */
 struct group {
 	uintptr_t key;
-	uintptr_t *slot;
+	uintptr_t *slot; /* NULL: not known (yet) */
 	uintptr_t real;
+	uintptr_t func;
 	bool live;
 };
 
@@ -77,6 +78,8 @@ struct walk {
 	struct group *g;
 	size_t n, next;
 	bool rehook;
+	bool scan;         /* the architecture has no fixed slot: find it */
+	uintptr_t prev_sp; /* scan: the stack pointer of the frame walked before */
 };
 
 static int cmp_group(const void *a, const void *b)
@@ -91,7 +94,7 @@ static int cmp_group(const void *a, const void *b)
  * trampoline when unhooking, the real address when hooking again.  Sorted
  * by key.
  */
-static size_t collect(const struct ft_shadow_stack *st, struct group *g, uintptr_t floor, bool rehook)
+static size_t collect(const struct ft_shadow_stack *st, struct group *g, uintptr_t floor, bool rehook, bool scan)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < st->depth;) {
@@ -101,14 +104,47 @@ static size_t collect(const struct ft_shadow_stack *st, struct group *g, uintptr
 			i++;
 		uintptr_t *slot = arch_ftrace_return_slot(key);
 		uintptr_t real = st->e[lo].orig;
-		if (!slot || (uintptr_t)slot < floor || real == RETURN_TRAMP)
+		if (real == RETURN_TRAMP || key <= floor)
 			continue;
-		if (*slot != (rehook ? real : RETURN_TRAMP))
+		if (!scan && ((uintptr_t)slot < floor || *slot != (rehook ? real : RETURN_TRAMP)))
 			continue;
-		g[n++] = (struct group){ .key = key, .slot = slot, .real = real, .live = false };
+		g[n++] = (struct group){
+			.key = key, .slot = slot, .real = real, .func = st->e[i - 1].rec->a.func, .live = false
+		};
 	}
 	qsort(g, n, sizeof(*g), cmp_group);
 	return n;
+}
+
+/*
+ * Where the return address is kept has no fixed place on some
+ * architectures (AArch64, RISC-V: wherever the prologue saves the link
+ * register).  There the walk finds it: in the callback for frame X, before
+ * the unwinder reads X's return address, _Unwind_GetRegionStart() is X's
+ * function; if the next group's function is X's, the group is X's and its
+ * key X's CFA, and X's frame [X's stack pointer, key) holds the trampoline
+ * in exactly one word - the saved return address (several: not touched).
+ * Hooking again looks in the same frame for the one word holding the real
+ * address, once the unwinder has read it (the callback of X's caller).
+ */
+#define SCAN_LIMIT ((uintptr_t)1 << 20) /* a frame larger than 1 MiB is not scanned */
+/* The unwind information of a function with patchable entry NOPs starts
+ * after those at its symbol (AArch64: 8 bytes, RISC-V: 8): a region start
+ * this far after a group's function (and not before) is that function. */
+#define FDE_AFTER_SYMBOL 16u
+
+static uintptr_t *unique_word(uintptr_t lo, uintptr_t hi, uintptr_t value)
+{
+	uintptr_t *found = NULL;
+	if (hi <= lo || hi - lo > SCAN_LIMIT)
+		return NULL;
+	for (uintptr_t *p = (uintptr_t *)((lo + 7) & ~(uintptr_t)7); (uintptr_t)(p + 1) <= hi; p++)
+		if (*p == value) {
+			if (found)
+				return NULL;
+			found = p;
+		}
+	return found;
 }
 
 static _Unwind_Reason_Code walk_frame(struct _Unwind_Context *ctx, void *arg)
@@ -117,14 +153,28 @@ static _Unwind_Reason_Code walk_frame(struct _Unwind_Context *ctx, void *arg)
 	uintptr_t sp = (uintptr_t)_Unwind_GetCFA(ctx), ip = (uintptr_t)_Unwind_GetIP(ctx);
 	while (w->next < w->n && w->g[w->next].key < sp)
 		w->next++;
+	/* the frame walked before (X's callee) returns with sp: its group */
 	for (; w->next < w->n && w->g[w->next].key == sp; w->next++) {
 		struct group *g = &w->g[w->next];
 		if (g->real != ip)
+			continue;
+		if (w->scan && w->rehook)
+			g->slot = unique_word(w->prev_sp, sp, g->real);
+		if (!g->slot)
 			continue;
 		g->live = true;
 		if (w->rehook) /* the walk has read it: hooked again */
 			*g->slot = RETURN_TRAMP;
 	}
+	/* scan, unhook: this frame's own slot, before the unwinder reads it */
+	if (w->scan && !w->rehook && w->next < w->n &&
+	    (uintptr_t)_Unwind_GetRegionStart(ctx) - w->g[w->next].func <= FDE_AFTER_SYMBOL) {
+		struct group *g = &w->g[w->next];
+		g->slot = unique_word(sp, g->key, RETURN_TRAMP);
+		if (g->slot)
+			*g->slot = g->real;
+	}
+	w->prev_sp = sp;
 	return w->next < w->n ? _URC_NO_REASON : _URC_END_OF_STACK;
 }
 
@@ -134,16 +184,19 @@ static __attribute__((noinline)) void walk_stack(struct ft_shadow_stack *st, boo
 {
 	struct group g[st->depth]; /* at most one per entry; depth > 0 */
 	uintptr_t floor = (uintptr_t)__builtin_dwarf_cfa();
-	struct walk w = { .g = g, .n = collect(st, g, floor, rehook), .next = 0, .rehook = rehook };
+	bool scan = arch_ftrace_return_slot(floor) == NULL; /* no fixed place on this architecture */
+	struct walk w = {
+		.g = g, .n = collect(st, g, floor, rehook, scan), .next = 0, .rehook = rehook, .scan = scan, .prev_sp = floor
+	};
 	if (!w.n)
 		return;
-	if (!rehook)
+	if (!rehook && !scan)
 		for (size_t i = 0; i < w.n; i++)
 			*g[i].slot = g[i].real;
 	_Unwind_Backtrace(walk_frame, &w);
 	if (!rehook)
 		for (size_t i = 0; i < w.n; i++)
-			if (!g[i].live) /* not a frame: as it was */
+			if (g[i].slot && !g[i].live) /* not a frame: as it was */
 				*g[i].slot = RETURN_TRAMP;
 }
 

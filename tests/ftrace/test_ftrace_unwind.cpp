@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * C++ exceptions and pthread_exit() through function_graph-hooked frames
- * (src/core/ftrace_unwind.c; x86-64, where a frame's return address has a
- * fixed place).  Before, the unwinder stopped at the first hooked frame's
+ * (src/core/ftrace_unwind.c; all three architectures, AArch64 and RISC-V
+ * under qemu with their cross g++).  Before, the unwinder stopped at the
+ * first hooked frame's
  * replaced return address: every throw through one ended in
  * std::terminate, and pthread_exit() ran no cleanup handler beyond it.
  *

@@ -282,9 +282,8 @@ uintptr_t stitch_ftrace_ret_value(const struct stitch_ftrace_ret_regs *rregs)
 }
 
 /* The hooked function gets its return address in x30 and saves it where its
- * prologue chooses (a frame record, a callee-saved register spilled by a
- * callee...): no place known to put the real one back before an unwinding
- * (ftrace_unwind.c), so exceptions through hooked frames stay unsupported. */
+ * prologue chooses: no fixed place.  ftrace_unwind.c finds it in the
+ * frame during the unwinder's walk ("no fixed place"). */
 uintptr_t *arch_ftrace_return_slot(uintptr_t key)
 {
 	(void)key;

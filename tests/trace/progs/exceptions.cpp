@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// C++ exceptions through traced frames (x86-64; src/core/ftrace_unwind.c):
+// C++ exceptions through traced frames (src/core/ftrace_unwind.c):
 // the frames a throw went through are reported unwound, the catcher and its
 // callers return normally, a rethrow and pthread_exit() work too.
 #include <cstdio>
