@@ -38,15 +38,17 @@
  *     pointer (the CFA of the frame X it called) and the address in Y that
  *     X returns to.  A group of entries with key == Y's stack pointer whose
  *     real return address is that address is X's: live.
- *   - unhooking must write before the walk reads X's slot, so every
- *     candidate (a slot above this function's frame that holds the
- *     trampoline) gets its real address first; the walk proves the live
+ *   - x86-64 (fixed slots): unhooking must write before the walk reads
+ *     X's slot, so every candidate (a slot above this function's frame
+ *     that holds the trampoline) gets its real address first; the walk proves the live
  *     ones, and the others get the trampoline back.  Only the slots of
  *     hooked frames hold the trampoline (a hooked call at a stale entry's
  *     key would have pruned it), so a wrong candidate is a word the program
  *     copied the trampoline's address into, restored before return.
  *   - hooking again writes the trampoline into X's slot in Y's callback,
  *     after the walk has read it.
+ *   - AArch64, RISC-V: the slot is found in X's own callback, X named by
+ *     its function (walk_frame, "no fixed place"); proved live the same way.
  * The walk's stack pointers increase frame by frame, so candidates sorted
  * by key are merged with it in one pass: linear in frames plus entries.
  * Meanwhile seq is even (ftrace.c, "per-thread state"): a signal handler's
