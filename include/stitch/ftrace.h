@@ -141,6 +141,16 @@ struct stitch_ftrace_ops {
 #define STITCH_FTRACE_GRAPH_DEPTH 1024
 
 /*
+ * 1 if C++ exceptions and pthread_exit() through hooked frames are handled
+ * in this process: libstitch is linked into the program or preloaded, so
+ * its interposers come first (or no unwinder is loaded at all).  0 if
+ * libstitch was loaded by dlopen() after the unwinder: a throw through a
+ * hooked frame then terminates the program.  Ask before function_graph
+ * tracing of a C++ program.
+ */
+STITCH_API int stitch_ftrace_unwind_ready(void);
+
+/*
  * Fast callback ABI (opt-in, ops->flags): func and ret_func preserve every
  * register but the four that carry their arguments, so the trampoline
  * saves only those of the traced function's registers.  Declare both with

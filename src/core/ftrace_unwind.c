@@ -217,6 +217,19 @@ static void fix_frames(bool rehook)
 	__atomic_store_n(&t->seq, s + 2, __ATOMIC_RELAXED);
 }
 
+int stitch_ftrace_unwind_ready(void)
+{
+	/* the definition the program's own calls reach: ours, or the
+	 * unwinder's (then this library was loaded after it, by dlopen) */
+	void *global = dlsym(RTLD_DEFAULT, "_Unwind_RaiseException");
+	if (!global)
+		return 1; /* no unwinder in the process: nothing can throw */
+	Dl_info theirs, ours;
+	if (!dladdr(global, &theirs) || !dladdr((void *)fix_frames, &ours))
+		return 0;
+	return theirs.dli_fbase == ours.dli_fbase;
+}
+
 static void *next_symbol(const char *name, void *volatile *cache)
 {
 	void *f = __atomic_load_n(cache, __ATOMIC_ACQUIRE);

@@ -267,6 +267,7 @@ int main()
 	ops.func = on_entry;
 	ops.ret_func = on_return;
 #endif
+	CHECK_EQ(stitch_ftrace_unwind_ready(), 1); /* linked in: its interposers come first */
 	int err = stitch_ftrace_register(&ops, "u_*");
 	CHECK(err == 0, "register: %s", stitch_last_error());
 	if (err)
