@@ -5,7 +5,7 @@
 The program's output and exit status must be those of a run without the
 tracer; its code bytes must change while traced and be the original ones
 after detach (in their prepared form: one 5-byte NOP for gcc's five); the recording must hold its calls.
-usage: attach_test.py CLI PROG
+usage: attach_test.py CLI PROG [PROG_CXX]
 """
 import os
 import re
@@ -15,6 +15,7 @@ import sys
 import tempfile
 
 CLI, PROG = sys.argv[1], sys.argv[2]
+PROG_CXX = sys.argv[3] if len(sys.argv) > 3 else None  # a C++ build of PROG
 FAILS = []
 
 
@@ -102,6 +103,29 @@ def main():
     sl.wait()
     if r.returncode != 1 or "patchable function entries" not in r.stderr or "libstitch-agent" in maps:
         fail(f"attach to sleep: {r.returncode} {r.stderr.strip()!r}")
+
+    # A C++ program (its unwinder loaded before the agent): --graph is
+    # attached, and the agent warns that a throw through a traced function
+    # would end the program (stitch_ftrace_unwind_ready()).
+    if PROG_CXX:
+        c = subprocess.Popen([PROG_CXX], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        m = re.match(r"ready (\d+) ", c.stdout.readline())
+        if not m:
+            c.kill()
+            fail("the C++ program did not start")
+        else:
+            r = subprocess.run([CLI, "attach", m.group(1), "-F", "t*ck", "--graph", "-o", os.path.join(work, "d4")],
+                               capture_output=True, text=True, timeout=60)
+            if r.returncode != 0:
+                fail(f"attach to the C++ program exited {r.returncode}: {r.stderr.strip()}")
+            subprocess.run([CLI, "live", m.group(1), "detach"], capture_output=True, text=True, timeout=60)
+            c.stdin.close()
+            c.stdout.read()
+            err = c.stderr.read()
+            c.wait(timeout=60)
+            if "warning: a C++ exception" not in err:
+                fail(f"no warning about exceptions in the C++ program's stderr: {err.strip()!r}")
 
     tree = subprocess.run([CLI, "dump", d, "--tree", "--collapse"], capture_output=True, text=True).stdout
     if not re.search(r"^  tick( \*\d+)?\n    tock$", tree, re.M):

@@ -30,7 +30,7 @@ int main(void)
 	for (int i = 0;; i++) {
 		if (tick(i) != 2 * i + 1)
 			bad++;
-		struct pollfd p = { .fd = 0, .events = POLLIN };
+		struct pollfd p = { .fd = 0, .events = POLLIN, .revents = 0 }; /* all three: also built as C++ */
 		if (poll(&p, 1, 1) > 0) { /* input or EOF: stop at EOF */
 			char buf[64];
 			if (read(0, buf, sizeof buf) <= 0)
