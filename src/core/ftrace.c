@@ -2021,25 +2021,39 @@ static void fill_info(const struct ft_rec *r, struct stitch_ftrace_site_info *ou
 	out->enabled = r->enabled;
 }
 
+/*
+ * Site idx, in the order stitch_ftrace_get_site_info() numbers them: its
+ * module and position there; false if there is none.  *total: how many
+ * sites there are.  Update lock held.
+ */
+static bool site_at(size_t idx, struct ft_module **mod, size_t *pos, size_t *total)
+{
+	bool found = false;
+	*total = 0;
+	for (struct ft_module *m = modules; m; m = m->next) {
+		if (!found && idx - *total < m->nrecs) {
+			*mod = m;
+			*pos = idx - *total;
+			found = true;
+		}
+		*total += m->nrecs;
+	}
+	return found;
+}
+
 int stitch_ftrace_get_site_info(size_t idx, struct stitch_ftrace_site_info *out)
 {
 	stitch_clear_error();
 	if (!out)
 		return stitch_fail(STITCH_EINVAL, "out is NULL");
 	stitch_update_lock();
-	int err = -STITCH_ENOTFOUND;
-	size_t left = idx, total = 0;
-	for (struct ft_module *m = modules; m; m = m->next) {
-		if (err && left < m->nrecs) {
-			fill_info(&m->recs[left], out);
-			err = 0;
-		}
-		if (err)
-			left -= m->nrecs;
-		total += m->nrecs;
-	}
+	struct ft_module *m = NULL;
+	size_t pos = 0, total;
+	bool found = site_at(idx, &m, &pos, &total);
+	if (found)
+		fill_info(&m->recs[pos], out);
 	stitch_update_unlock();
-	return err ? stitch_fail(STITCH_ENOTFOUND, "no site %zu: there are %zu", idx, total) : 0;
+	return found ? 0 : stitch_fail(STITCH_ENOTFOUND, "no site %zu: there are %zu", idx, total);
 }
 
 int stitch_ftrace_pattern_matches(const char *pattern, size_t idx)
@@ -2048,25 +2062,24 @@ int stitch_ftrace_pattern_matches(const char *pattern, size_t idx)
 	if (!pattern || !*pattern || *pattern == '!')
 		return stitch_fail(STITCH_EINVAL, "pattern \"%s\": one pattern, without '!'", pattern ? pattern : "(null)");
 	stitch_update_lock();
-	int r = -STITCH_ENOTFOUND;
-	size_t left = idx;
-	for (struct ft_module *m = modules; m && r == -STITCH_ENOTFOUND; m = m->next) {
-		if (left >= m->nrecs) {
-			left -= m->nrecs;
-			continue;
-		}
+	struct ft_module *m = NULL;
+	size_t pos = 0, total;
+	int r;
+	if (!site_at(idx, &m, &pos, &total)) {
+		r = stitch_fail(STITCH_ENOTFOUND, "no site %zu: there are %zu", idx, total);
+	} else {
 		struct pat p;
 		pat_init(&p, pattern);
-		const struct ft_rec *rec = &m->recs[left];
+		const struct ft_rec *rec = &m->recs[pos];
 		if (p.kind == PAT_ADDR)
 			r = p.rec == rec;
 		else if (p.kind != PAT_CXX)
 			r = fnmatch(p.s, rec->name, 0) == 0;
 		else if ((r = module_demangled(m)) == 0)
-			r = m->demangled && cxx_matches(&p, m->demangled[left]);
+			r = m->demangled && cxx_matches(&p, m->demangled[pos]);
 	}
 	stitch_update_unlock();
-	return r == -STITCH_ENOTFOUND ? stitch_fail(STITCH_ENOTFOUND, "no site %zu", idx) : r;
+	return r;
 }
 
 int stitch_ftrace_lookup(const char *name, struct stitch_ftrace_site_info *out)
