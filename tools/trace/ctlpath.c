@@ -61,6 +61,14 @@ int stitch_trace_ctl_socket_path(char *buf, size_t size, pid_t pid, int create, 
 	return 0;
 }
 
+int stitch_trace_ctl_remove_stale(pid_t pid, const char *path)
+{
+	/* ESRCH: no such process.  EPERM means it exists. */
+	if (kill(pid, 0) == 0 || errno != ESRCH)
+		return -1;
+	return unlink(path) == 0;
+}
+
 int stitch_trace_ctl_sweep(void)
 {
 	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -77,12 +85,9 @@ int stitch_trace_ctl_sweep(void)
 		long pid = strtol(de->d_name, &end, 10);
 		if (pid <= 0 || strcmp(end, ".sock") != 0)
 			continue;
-		/* ESRCH: no such process.  EPERM means it exists. */
-		if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
-			continue;
 		char path[sizeof dir + sizeof de->d_name + 2];
 		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-		removed += unlink(path) == 0;
+		removed += stitch_trace_ctl_remove_stale((pid_t)pid, path) == 1;
 	}
 	closedir(d);
 	return removed;

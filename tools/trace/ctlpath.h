@@ -17,6 +17,11 @@ int stitch_trace_ctl_dir(char *buf, size_t size, int create, const char **why);
 /* <dir>/<pid>.sock; -1 if it does not fit a sockaddr_un or the dir is unsafe. */
 int stitch_trace_ctl_socket_path(char *buf, size_t size, pid_t pid, int create, const char **why);
 /*
+ * The socket `path` of process pid, if that process is gone: removed.
+ * -1: the process exists; 0: it is gone, no socket removed; 1: removed.
+ */
+int stitch_trace_ctl_remove_stale(pid_t pid, const char *path);
+/*
  * Remove the sockets in the socket directory (never created here) whose
  * process is gone: a traced program killed by a signal cannot remove its
  * own.  Returns how many were removed.

@@ -565,13 +565,12 @@ static int live_send(pid_t pid, const uint8_t *req, size_t len)
 	strcpy(sa.sun_path, path);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
 		int err = errno;
-		if (kill(pid, 0) != 0 && errno == ESRCH) {
-			/* killed before it could remove its socket */
-			if (unlink(path) == 0)
-				fprintf(stderr, "stitch-trace live: %d: no such process (its stale socket %s is removed)\n",
-					(int)pid, path);
-			else
-				fprintf(stderr, "stitch-trace live: %d: no such process\n", (int)pid);
+		int stale = stitch_trace_ctl_remove_stale(pid, path); /* killed before it could remove it */
+		if (stale == 1) {
+			fprintf(stderr, "stitch-trace live: %d: no such process (its stale socket %s is removed)\n",
+				(int)pid, path);
+		} else if (stale == 0) {
+			fprintf(stderr, "stitch-trace live: %d: no such process\n", (int)pid);
 		} else {
 			fprintf(stderr, "stitch-trace live: %d: cannot reach %s: %s (not recording with control?)\n",
 				(int)pid, path, strerror(err));
