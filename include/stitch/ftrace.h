@@ -143,10 +143,16 @@ struct stitch_ftrace_ops {
 /*
  * 1 if C++ exceptions and pthread_exit() through hooked frames are handled
  * in this process: libstitch is linked into the program or preloaded, so
- * its interposers come first (or no unwinder is loaded at all).  0 if
- * libstitch was loaded by dlopen() after the unwinder: a throw through a
- * hooked frame then terminates the program.  Ask before function_graph
- * tracing of a C++ program.
+ * its interposers come first; or it was loaded by dlopen() after the
+ * unwinder and the program's calls to the unwinder, to __cxa_begin_catch
+ * and to pthread_exit() were redirected to them (their GOT slots, in every
+ * loaded module: done by this call and by the first registration of an
+ * ops with a ret_func, and again for modules loaded later, at the next
+ * call that rescans modules); or no unwinder is loaded at all.  0, with
+ * stitch_last_error() saying why, if that cannot be done (the C++ runtime
+ * and the unwinder linked statically into one module, or a GOT page that
+ * cannot be made writable): a throw through a hooked frame then
+ * terminates the program.  Not covered either way: pthread_cancel().
  */
 STITCH_API int stitch_ftrace_unwind_ready(void);
 

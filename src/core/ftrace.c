@@ -937,6 +937,7 @@ static int rescan(void)
 		seen_adds = l.adds;
 		seen_subs = l.subs;
 		scanned_once = true;
+		stitch__ftrace_unwind_modules_changed();
 	}
 out:
 	for (size_t i = 0; i < l.n; i++)
@@ -1800,6 +1801,8 @@ static int ops_update(struct stitch_ftrace_ops *ops, const char *filter, const u
 				   "direct calls");
 	if (refuse_in_callback(must_be_registered ? "stitch_ftrace_set_filter()" : "stitch_ftrace_register()"))
 		return -STITCH_EINVAL;
+	if (ops->ret_func)
+		stitch__ftrace_unwind_lookup(); /* before the lock */
 	stitch_update_lock();
 	int err = ops->direct ? check_direct(ops->direct, ops->direct_size) : 0;
 	bool reg = is_registered(ops);
@@ -1809,6 +1812,8 @@ static int ops_update(struct stitch_ftrace_ops *ops, const char *filter, const u
 		err = stitch_fail(STITCH_EINVAL, "ftrace ops %p is already registered", (void *)ops);
 	if (!err)
 		err = rescan();
+	if (!err && ops->ret_func)
+		(void)stitch__ftrace_unwind_prepare(); /* stitch_ftrace_unwind_ready() tells how it went */
 	struct sel_list sel = { 0 };
 	if (!err)
 		err = ips ? select_ips(ips, nips, &sel) : select_filter(filter, &sel);

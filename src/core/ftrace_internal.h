@@ -160,5 +160,15 @@ void stitch__ftrace_graph_abandon_all(void);
  * call there would (rather than at the thread's next hooked event, or
  * never). */
 void stitch__ftrace_graph_unwound_below(uintptr_t sp);
+/* Look up the originals of ftrace_unwind.c's interposers.  Not under the
+ * update lock (dlsym takes the loader's lock: ftrace_unwind.c says why). */
+void stitch__ftrace_unwind_lookup(void);
+/* Make C++ exceptions and pthread_exit() through hooked frames reach
+ * ftrace_unwind.c's interposers (where libstitch was loaded by dlopen():
+ * by redirecting the calls to the originals looked up); 1 if they do.
+ * Update lock held. */
+int stitch__ftrace_unwind_prepare(void);
+/* The set of loaded modules changed (rescan): the new ones' calls too. */
+void stitch__ftrace_unwind_modules_changed(void);
 
 #endif

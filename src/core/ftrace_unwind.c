@@ -15,9 +15,11 @@
  * abandoned (ret_func with rregs NULL, innermost first), as a longjmp()'s
  * are at the next hooked call (ftrace.c, "hooking returns").
  *
- * Entry points, interposed by name (libstitch comes before libgcc_s and
- * libc in a program's lookup order when it is linked or preloaded; not
- * when it is dlopen()ed, where exceptions stay unsupported as before):
+ * Entry points, interposed by name: libstitch comes before libgcc_s and
+ * libc in a program's lookup order when it is linked or preloaded.  When
+ * it is loaded by dlopen() (stitch-trace attach) it comes after them, and
+ * the program's bound calls are redirected to these instead (imports.c;
+ * below, "loaded after the unwinder"):
  *   _Unwind_RaiseException, _Unwind_Resume_or_Rethrow: throw and rethrow;
  *     they return only when no handler was found (then the frames are
  *     live: hooked again);
@@ -217,19 +219,6 @@ static void fix_frames(bool rehook)
 	__atomic_store_n(&t->seq, s + 2, __ATOMIC_RELAXED);
 }
 
-int stitch_ftrace_unwind_ready(void)
-{
-	/* the definition the program's own calls reach: ours, or the
-	 * unwinder's (then this library was loaded after it, by dlopen) */
-	void *global = dlsym(RTLD_DEFAULT, "_Unwind_RaiseException");
-	if (!global)
-		return 1; /* no unwinder in the process: nothing can throw */
-	Dl_info theirs, ours;
-	if (!dladdr(global, &theirs) || !dladdr((void *)fix_frames, &ours))
-		return 0;
-	return theirs.dli_fbase == ours.dli_fbase;
-}
-
 static void *next_symbol(const char *name, void *volatile *cache)
 {
 	void *f = __atomic_load_n(cache, __ATOMIC_ACQUIRE);
@@ -251,6 +240,8 @@ static void *next_symbol(const char *name, void *volatile *cache)
 
 #define NEXT(name, type) ((type)next_symbol(#name, &next_##name))
 
+/* The originals: looked up on first call (RTLD_NEXT), or before their
+ * callers are redirected here (redirect_to_ours). */
 static void *volatile next__Unwind_RaiseException;
 static void *volatile next__Unwind_Resume_or_Rethrow;
 static void *volatile next___cxa_begin_catch;
@@ -258,25 +249,34 @@ static void *volatile next_pthread_exit;
 
 typedef _Unwind_Reason_Code (*raise_fn)(struct _Unwind_Exception *);
 
-__attribute__((visibility("default"))) _Unwind_Reason_Code _Unwind_RaiseException(struct _Unwind_Exception *e)
+/*
+ * Each interposer is a static function exported under the interposed name
+ * by an alias: the address of the static one is ours for sure, where the
+ * exported name's may be bound to the original (in a dlopen()ed libstitch,
+ * its own references to the name resolve in the global scope first).
+ */
+/* name is the declarator: it cannot be parenthesised */
+#define EXPORT_AS(name, fn) extern __typeof(fn) name __attribute__((alias(#fn), visibility("default"))) // NOLINT(bugprone-macro-parentheses)
+
+static _Unwind_Reason_Code raise_hook(struct _Unwind_Exception *e)
 {
 	fix_frames(false);
 	_Unwind_Reason_Code r = NEXT(_Unwind_RaiseException, raise_fn)(e);
 	fix_frames(true); /* no handler: every frame is still there */
 	return r;
 }
+EXPORT_AS(_Unwind_RaiseException, raise_hook);
 
-__attribute__((visibility("default"))) _Unwind_Reason_Code _Unwind_Resume_or_Rethrow(struct _Unwind_Exception *e)
+static _Unwind_Reason_Code rethrow_hook(struct _Unwind_Exception *e)
 {
 	fix_frames(false);
 	_Unwind_Reason_Code r = NEXT(_Unwind_Resume_or_Rethrow, raise_fn)(e);
 	fix_frames(true);
 	return r;
 }
+EXPORT_AS(_Unwind_Resume_or_Rethrow, rethrow_hook);
 
-/* The C++ ABI's name (libstdc++ has it; no C header declares it). */
-void *__cxa_begin_catch(void *exception); // NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
-__attribute__((visibility("default"))) void *__cxa_begin_catch(void *exception) // NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
+static void *begin_catch_hook(void *exception)
 {
 	void *r = NEXT(__cxa_begin_catch, void *(*)(void *))(exception);
 	fix_frames(true);
@@ -284,11 +284,161 @@ __attribute__((visibility("default"))) void *__cxa_begin_catch(void *exception) 
 	stitch__ftrace_graph_unwound_below((uintptr_t)__builtin_dwarf_cfa());
 	return r;
 }
+/* The C++ ABI's name (libstdc++ has it; no C header declares it). */
+EXPORT_AS(__cxa_begin_catch, begin_catch_hook); // NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
 
-__attribute__((visibility("default"), noreturn)) void pthread_exit(void *retval)
+static __attribute__((noreturn)) void pthread_exit_hook(void *retval)
 {
 	fix_frames(false);
 	stitch__ftrace_graph_abandon_all();
 	NEXT(pthread_exit, void (*)(void *))(retval);
 	abort(); /* not reached */
+}
+EXPORT_AS(pthread_exit, pthread_exit_hook);
+
+/* ---- loaded after the unwinder --------------------------------------------
+ *
+ * Loaded by dlopen(), libstitch's definitions above come after libgcc_s's,
+ * libstdc++'s and libc's in the lookup order, so the program's calls are
+ * bound to those: a throw through a hooked frame would end the program.
+ * So the words those calls go through (GOT slots, in every module:
+ * imports.c says which and why it is safe while threads call through them)
+ * are pointed at the definitions above, each original looked up first.
+ * Linked in or preloaded, the same walk finds every word bound here
+ * already and changes nothing.  Done once function_graph is first asked
+ * for (stitch__ftrace_unwind_prepare, from registration) or
+ * stitch_ftrace_unwind_ready() is called, and again whenever modules were
+ * loaded since (their words were bound meanwhile).
+ *
+ * The originals are looked up (dlsym) before the update lock is taken
+ * (stitch__ftrace_unwind_lookup): dlsym() takes the loader's lock, which
+ * dlopen() holds while it runs a module's constructors, and those take the
+ * update lock when they register static keys.  Under the update lock only
+ * dl_iterate_phdr() is called, whose lock dlopen() does not hold there.
+ * No dlopen() at all: a program or a preloaded tool may interpose it
+ * (stitch-trace's agent does, and holds its lock around these calls).
+ *
+ * What cannot be reached that way: calls inside one module, which need no
+ * word.  They matter where the C++ runtime and the unwinder are one module
+ * (linked statically): __cxa_throw calls _Unwind_RaiseException directly.
+ * Seen as a main program that exports __cxa_throw and has no word bound
+ * to _Unwind_RaiseException, and refused.  (A static runtime that does not
+ * export __cxa_throw, or is linked into a library, goes unseen.)
+ * A __cxa_begin_catch called within libstdc++ is missed harmlessly: the
+ * frames above the handler stay unhooked until they return (their returns
+ * go unreported, as after a longjmp) and the unwound ones are reported at
+ * the next hooked call.
+ */
+struct interposer {
+	const char *name;
+	void *ours;
+	void *volatile *next;
+};
+
+static const struct interposer interposers[] = {
+	{ "_Unwind_RaiseException", (void *)raise_hook, &next__Unwind_RaiseException },
+	{ "_Unwind_Resume_or_Rethrow", (void *)rethrow_hook, &next__Unwind_Resume_or_Rethrow },
+	{ "__cxa_begin_catch", (void *)begin_catch_hook, &next___cxa_begin_catch },
+	{ "pthread_exit", (void *)pthread_exit_hook, &next_pthread_exit },
+};
+#define NINTERPOSERS (sizeof(interposers) / sizeof(interposers[0]))
+
+static enum { NOT_ASKED, READY, CANNOT } unwind_state;
+static int unwind_err;
+static char unwind_error[512];
+
+/*
+ * The original of a name: what the interposer calls (the one it called
+ * already, if any).  RTLD_NEXT: the next definition in libstitch's own
+ * scope (the global one when linked or preloaded; a dlopen()ed libstitch's
+ * dependencies, libgcc_s and libc, otherwise); else the global scope's
+ * (libstdc++ of a C++ program).  NULL if only ours is loaded.
+ */
+static void *original(const struct interposer *ip)
+{
+	void *f = __atomic_load_n(ip->next, __ATOMIC_ACQUIRE);
+	if (!f)
+		f = dlsym(RTLD_NEXT, ip->name);
+	if (!f || f == ip->ours)
+		f = dlsym(RTLD_DEFAULT, ip->name);
+	return f == ip->ours ? NULL : f;
+}
+
+/* The C++ runtime's __cxa_throw, if the process has one in its global scope. */
+static void *volatile thrower;
+
+void stitch__ftrace_unwind_lookup(void)
+{
+	for (size_t i = 0; i < NINTERPOSERS; i++) {
+		void *orig = original(&interposers[i]);
+		if (orig) /* before any call can come */
+			__atomic_store_n(interposers[i].next, orig, __ATOMIC_RELEASE);
+	}
+	if (!__atomic_load_n(&thrower, __ATOMIC_ACQUIRE))
+		__atomic_store_n(&thrower, dlsym(RTLD_DEFAULT, "__cxa_throw"), __ATOMIC_RELEASE);
+}
+
+/* With the originals looked up (the ones not found yet are left alone). */
+static int redirect_to_ours(void)
+{
+	struct stitch_import_redirect r[NINTERPOSERS];
+	/* A C++ runtime linked into the program (-static-libstdc++): its
+	 * throws must come here through a word.  (A runtime in a library of its
+	 * own binds through one: libstdc++.so does, and a sanitizer's
+	 * interceptor calls on through a pointer to the next definition.) */
+	void *throw_fn = __atomic_load_n(&thrower, __ATOMIC_ACQUIRE);
+	if (throw_fn && !stitch_in_main_program(throw_fn))
+		throw_fn = NULL;
+	for (size_t i = 0; i < NINTERPOSERS; i++)
+		r[i] = (struct stitch_import_redirect){ .name = interposers[i].name, .to = interposers[i].ours,
+							.real = interposers[i].next, .probe = throw_fn };
+	int err = stitch_redirect_imports(r, NINTERPOSERS, (const void *)fix_frames);
+	if (err)
+		return err;
+	for (size_t i = 0; i < 2; i++) /* the throws: _Unwind_RaiseException, _Unwind_Resume_or_Rethrow */
+		if (r[i].missed)
+			return stitch_fail(STITCH_EUNKNOWN,
+					   "%d call(s) to %s are bound to another definition than the original "
+					   "(another interposer?) and were left alone: a throw through them and a "
+					   "function_graph-hooked frame would end the program",
+					   r[i].missed, r[i].name);
+	if (throw_fn && !r[0].bound_in_probe)
+		return stitch_fail(STITCH_EUNKNOWN,
+				   "the C++ runtime calls _Unwind_RaiseException through no GOT slot (linked "
+				   "statically with its unwinder?): its throws cannot be redirected to libstitch, and a "
+				   "throw through a function_graph-hooked frame would end the program");
+	return 0;
+}
+
+/* Update lock held.  1 if exceptions through hooked frames are handled. */
+int stitch__ftrace_unwind_prepare(void)
+{
+	if (unwind_state == READY)
+		return 1;
+	unwind_err = redirect_to_ours();
+	if (unwind_err)
+		snprintf(unwind_error, sizeof(unwind_error), "%s", stitch_last_error());
+	unwind_state = unwind_err ? CANNOT : READY;
+	return !unwind_err;
+}
+
+/* Update lock held: modules were loaded or unloaded; the new ones' calls
+ * are bound to the originals, where libstitch is not first. */
+void stitch__ftrace_unwind_modules_changed(void)
+{
+	if (unwind_state == NOT_ASKED)
+		return;
+	unwind_state = NOT_ASKED;
+	(void)stitch__ftrace_unwind_prepare();
+}
+
+int stitch_ftrace_unwind_ready(void)
+{
+	stitch__ftrace_unwind_lookup();
+	stitch_update_lock();
+	int ready = stitch__ftrace_unwind_prepare();
+	if (!ready)
+		(void)stitch_fail(-unwind_err, "%s", unwind_error);
+	stitch_update_unlock();
+	return ready;
 }

@@ -118,6 +118,30 @@ int stitch_text_check_code(uintptr_t addr, size_t len);
  * away from any instruction fetch.  Does not sync instruction fetch.
  */
 int stitch_text_store(uintptr_t addr, const uint8_t *bytes, size_t len);
+/* One aligned word of data that other threads may read meanwhile (a GOT
+ * slot), stored atomically; a read-only page is made writable around the
+ * store (text.c says why not /proc/self/mem). */
+int stitch_store_word(uintptr_t *word, uintptr_t value);
+/*
+ * Redirect the program's bound references to a function (GOT slots, data
+ * words; every loaded module but the one holding `self`) to another
+ * definition (imports.c).  *real is the original, looked up by the caller
+ * (a reference is redirected only from it, or from a lazy binding's PLT
+ * stub; NULL: none is).  Sets each one's `bound` to how many references now
+ * go to `to`, `missed` to how many go elsewhere, and `bound_in_probe` to
+ * how many of the first go from the module holding `probe` (if not NULL);
+ * returns 0 or a negative error.
+ */
+struct stitch_import_redirect {
+	const char *name;
+	void *to;
+	void *volatile *real;
+	const void *probe;
+	int bound, missed, bound_in_probe; /* out */
+};
+int stitch_redirect_imports(struct stitch_import_redirect *r, size_t n, const void *self);
+/* Whether addr is in the main program's image. */
+bool stitch_in_main_program(const void *addr);
 /*
  * The same part of many patches, in one go: for every patch p[i] (sorted by
  * address, none overlapping) of at least min_len bytes, bytes [from,

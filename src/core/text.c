@@ -593,6 +593,39 @@ int stitch_text_store(uintptr_t addr, const uint8_t *bytes, size_t len)
 	return stitch_fail(STITCH_EBACKEND, "no write backend");
 }
 
+/*
+ * Not code: one pointer-sized word that other threads may load at any
+ * moment (a GOT slot, imports.c).  One aligned atomic store, so a load sees
+ * the old or the new value; a page that is not writable (RELRO) is made
+ * writable around the store and given back its protection as read from
+ * /proc/self/maps.  Not /proc/self/mem: the kernel's copy is not promised
+ * to be one store.  Nothing is written when the page's protection cannot
+ * be read or changed.
+ */
+int stitch_store_word(uintptr_t *word, uintptr_t value)
+{
+	uintptr_t addr = (uintptr_t)word;
+	if (addr % sizeof(uintptr_t))
+		return stitch_fail(STITCH_EALIGN, "word at %#lx is not aligned", (unsigned long)addr);
+	struct mapping *maps = NULL;
+	int n = read_mappings(addr, addr + sizeof(uintptr_t), &maps);
+	if (n < 0)
+		return n;
+	int prot = n == 1 ? maps[0].prot : 0;
+	free(maps);
+	if (n != 1 || !(prot & PROT_READ))
+		return stitch_fail(STITCH_EPROTECT, "word at %#lx is not in one readable mapping", (unsigned long)addr);
+	uintptr_t page = addr & ~((uintptr_t)sysconf(_SC_PAGESIZE) - 1);
+	size_t len = (size_t)sysconf(_SC_PAGESIZE);
+	if (!(prot & PROT_WRITE) && mprotect((void *)page, len, prot | PROT_WRITE) != 0)
+		return stitch_fail_errno(STITCH_EPROTECT, "mprotect of the page at %#lx failed", (unsigned long)page);
+	__atomic_store_n(word, value, __ATOMIC_RELEASE);
+	if (!(prot & PROT_WRITE) && mprotect((void *)page, len, prot) != 0)
+		return stitch_fail_errno(STITCH_EPROTECT, "the page at %#lx stays writable: mprotect failed",
+					 (unsigned long)page);
+	return 0;
+}
+
 /* Where `part` stores for patch p: false if nowhere (too short a patch, empty range). */
 static bool part_range(const struct stitch_patch *p, const struct stitch_store_part *part, uintptr_t *addr,
 		       size_t *len)

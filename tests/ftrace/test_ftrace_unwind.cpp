@@ -26,6 +26,12 @@
  * This file is built with the trace flags; only u_* is traced.
  * UNWIND_FAST (test_ftrace_unwind_fast): the same with fast-ABI callbacks,
  * which take x86-64's lean trampolines (their own shadow push and pop).
+ * UNWIND_DLOPEN (test_ftrace_unwind_dlopen PATH/libstitch.so): the same
+ * with libstitch loaded by dlopen() once the program has thrown - as
+ * stitch-trace attach loads its agent - so the program's calls are bound
+ * to libgcc_s and libstdc++, and reach libstitch's interposers only
+ * through the redirect (imports.c): without it the first throw through a
+ * hooked frame ends the program.
  */
 #include <atomic>
 #include <csetjmp>
@@ -42,8 +48,45 @@
 
 #ifdef UNWIND_FAST
 #define NAME "test_ftrace_unwind_fast"
+#elif defined(UNWIND_DLOPEN)
+#define NAME "test_ftrace_unwind_dlopen"
 #else
 #define NAME "test_ftrace_unwind"
+#endif
+
+#ifdef UNWIND_DLOPEN
+#include <dlfcn.h>
+/* The library's functions, from the dlopen()ed copy. */
+static int (*dl_register)(stitch_ftrace_ops *, const char *);
+static int (*dl_unregister)(stitch_ftrace_ops *);
+static int (*dl_unwind_ready)();
+static const char *(*dl_last_error)();
+#define stitch_ftrace_register dl_register
+#define stitch_ftrace_unregister dl_unregister
+#define stitch_ftrace_unwind_ready dl_unwind_ready
+#define stitch_last_error dl_last_error
+
+template <typename F> static bool load(void *h, F *f, const char *name)
+{
+	*f = reinterpret_cast<F>(dlsym(h, name));
+	CHECK(*f != nullptr, "%s: %s", name, dlerror());
+	return *f != nullptr;
+}
+
+static bool load_library(const char *path)
+{
+	/* the program has thrown and caught already: its calls are bound */
+	try {
+		throw std::runtime_error("before");
+	} catch (const std::exception &) {
+	}
+	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	CHECK(h != nullptr, "dlopen %s: %s", path, dlerror());
+	return h && load(h, &dl_register, "stitch_ftrace_register") &&
+	       load(h, &dl_unregister, "stitch_ftrace_unregister") &&
+	       load(h, &dl_unwind_ready, "stitch_ftrace_unwind_ready") &&
+	       load(h, &dl_last_error, "stitch_last_error");
+}
 #endif
 
 static thread_local long t_entries, t_live, t_abandoned, t_dtors;
@@ -257,8 +300,16 @@ static void *worker(void *)
 	return nullptr;
 }
 
-int main()
+int main(int argc, char **argv)
 {
+#ifdef UNWIND_DLOPEN
+	CHECK(argc == 2, "usage: %s PATH/libstitch.so", argv[0]);
+	if (argc != 2 || !load_library(argv[1]))
+		return check_summary(NAME);
+#else
+	(void)argc;
+	(void)argv;
+#endif
 #ifdef UNWIND_FAST
 	ops.func = STITCH_FTRACE_FAST_FUNC(on_entry);
 	ops.ret_func = STITCH_FTRACE_FAST_RET_FUNC(on_return);
@@ -267,7 +318,9 @@ int main()
 	ops.func = on_entry;
 	ops.ret_func = on_return;
 #endif
-	CHECK_EQ(stitch_ftrace_unwind_ready(), 1); /* linked in: its interposers come first */
+	/* linked in: its interposers come first; loaded later: the program's
+	 * calls are redirected to them */
+	CHECK(stitch_ftrace_unwind_ready() == 1, "not ready: %s", stitch_last_error());
 	int err = stitch_ftrace_register(&ops, "u_*");
 	CHECK(err == 0, "register: %s", stitch_last_error());
 	if (err)

@@ -1326,8 +1326,7 @@ __attribute__((constructor)) static void agent_start(void)
 	if (sites > 0) {
 		if (ag.graph && !stitch_ftrace_unwind_ready())
 			agent_say("warning: a C++ exception or pthread_exit() through a traced function will end "
-				  "this program: loaded by dlopen (attach), the agent cannot interpose the unwinder; "
-				  "record the program from its start, or trace without --graph");
+				  "this program (%s); trace without --graph", stitch_last_error());
 		for (size_t i = 0; i < nrules; i++)
 			if (rules[i].enable && glob_sites(rules[i].glob) == 0)
 				agent_say("'%s' matches no instrumented function of this program; the other rules apply",

@@ -30,6 +30,10 @@ int main(void)
 	for (int i = 0;; i++) {
 		if (tick(i) != 2 * i + 1)
 			bad++;
+#ifdef EXTRA_ROUND
+		if (!EXTRA_ROUND(i)) /* the C++ build's throw and catch */
+			bad++;
+#endif
 		struct pollfd p = { .fd = 0, .events = POLLIN, .revents = 0 }; /* all three: also built as C++ */
 		if (poll(&p, 1, 1) > 0) { /* input or EOF: stop at EOF */
 			char buf[64];
