@@ -224,8 +224,11 @@ STITCH_API uintptr_t stitch_ftrace_regs_arg(const struct stitch_ftrace_regs *reg
  * address, or the site's own).  A pattern with "::" or "(" is a C++ one,
  * matched against demangled names, and without "(" also against the name
  * before its parameter list: "ns::Widget::draw" selects every overload,
- * "ns::*" all of ns ('?' stands for a space: "ns::f(int)?const").  The
- * demangler is libstdc++'s, loaded if the program has not.  A filter that
+ * "ns::*" all of ns ('?' stands for a space: "ns::f(int)?const").  A
+ * plain pattern matches a C++ function's demangled name before its
+ * parameter list too ("handle" selects "handle(int)"; "draw" does not
+ * select "ns::Widget::draw").  The demangler is libstdc++'s, loaded if the
+ * program has not.  A filter that
  * selects nothing fails with -STITCH_ENOTFOUND naming it; one that names a
  * function that is not instrumented says which flags to build with.
  */

@@ -363,6 +363,7 @@ struct ft_module {
 	size_t nrecs;
 	struct ft_name *by_name; /* the records in name order, made by the first filter (NULL: not yet) */
 	char **demangled;        /* per record, its C++ name demangled or NULL; made by the first C++ pattern */
+	int mangled;             /* -1: not counted yet; else how many of its names are C++ ones ("_Z...") */
 	size_t nbad; /* records refused (bad != 0): a selection need not look at each record when 0 */
 	uintptr_t region;
 	size_t region_size;
@@ -896,6 +897,7 @@ static int rescan(void)
 		}
 		m->path = l.v[i].path;
 		l.v[i].path = NULL;
+		m->mangled = -1;
 		m->base = l.v[i].base;
 		m->phdr = l.v[i].phdr;
 		m->present = true;
@@ -1071,10 +1073,14 @@ struct pat {
  * has) is matched, with fnmatch, against the demangled names of C++
  * functions, and without a "(" also against the name before its parameter
  * list: "ns::Widget::draw" selects "ns::Widget::draw(int) const" and its
- * overloads, "ns::*" everything in ns.  The demangler is libstdc++'s
- * __cxa_demangle: the process's, or loaded on the first C++ pattern (a
- * C++ program that uses nothing of libstdc++ does not load it; it stays
- * loaded, and is absent only where no libstdc++ is installed).
+ * overloads, "ns::*" everything in ns.  A plain pattern is matched against
+ * symbol names (through the name index) and, in modules that have C++
+ * names, against their names before the parameter list as well, so
+ * "handle" selects "handle(Parser&, int)" as it would a C function.  The
+ * demangler is libstdc++'s __cxa_demangle: the process's, or loaded on the
+ * first C++ pattern (a C++ program that uses nothing of libstdc++ does not
+ * load it; it stays loaded, and is absent only where no libstdc++ is
+ * installed).
  */
 typedef char *(*demangle_fn)(const char *, char *, size_t *, int *);
 
@@ -1116,21 +1122,52 @@ static int module_demangled(struct ft_module *m)
 	return 0;
 }
 
+/* Whether m has C++ names (counted once: its records never change). */
+static bool module_has_mangled(struct ft_module *m)
+{
+	if (m->mangled < 0) {
+		m->mangled = 0;
+		for (size_t i = 0; i < m->nrecs; i++)
+			m->mangled += strncmp(m->recs[i].name, "_Z", 2) == 0;
+	}
+	return m->mangled > 0;
+}
+
+/* A demangled name's head: before its parameter list (all of it if none). */
+static bool cxx_head(const char *name, char *head, size_t size)
+{
+	const char *paren = strchr(name, '(');
+	size_t n = paren ? (size_t)(paren - name) : strlen(name);
+	if (n >= size)
+		return false;
+	memcpy(head, name, n);
+	head[n] = '\0';
+	return true;
+}
+
+/* A plain pattern (no "::" or "("): a C++ function's demangled name before
+ * its parameter list, as a C function's name ("handle" selects
+ * "handle(Parser&, int)"; "Parser::parse" needs a C++ pattern). */
+static bool plain_matches_cxx(const struct pat *p, const char *demangled)
+{
+	char head[512];
+	return demangled && cxx_head(demangled, head, sizeof(head)) && fnmatch(p->s, head, 0) == 0;
+}
+
+static bool pat_is_plain(const struct pat *p)
+{
+	return p->kind == PAT_EXACT || p->kind == PAT_PREFIX || p->kind == PAT_GLOB;
+}
+
 static bool cxx_matches(const struct pat *p, const char *name)
 {
 	if (!name)
 		return false;
 	if (fnmatch(p->s, name, 0) == 0)
 		return true;
-	const char *paren = strchr(name, '(');
-	if (!paren || strchr(p->s, '('))
-		return false;
 	char head[512];
-	size_t n = (size_t)(paren - name);
-	if (n >= sizeof(head))
+	if (!strchr(name, '(') || strchr(p->s, '(') || !cxx_head(name, head, sizeof(head)))
 		return false;
-	memcpy(head, name, n);
-	head[n] = '\0';
 	return fnmatch(p->s, head, 0) == 0;
 }
 
@@ -1240,6 +1277,9 @@ static bool pat_hits(const struct pat *p, const struct ft_module *m)
 	for (size_t i = lo; i < hi; i++)
 		if (pat_keeps(p, m->by_name[i].name))
 			return true;
+	for (size_t i = 0; pat_is_plain(p) && m->demangled && i < m->nrecs; i++)
+		if (plain_matches_cxx(p, m->demangled[i]))
+			return true;
 	return false;
 }
 
@@ -1266,6 +1306,9 @@ static void pat_mark(const struct pat *p, const struct ft_module *m, uint64_t *b
 			size_t r = m->by_name[i].rec;
 			bits[r / 64] |= (uint64_t)1 << (r % 64);
 		}
+	for (size_t r = 0; pat_is_plain(p) && m->demangled && r < m->nrecs; r++)
+		if (plain_matches_cxx(p, m->demangled[r]))
+			bits[r / 64] |= (uint64_t)1 << (r % 64);
 }
 
 /* Select the sites of a filter string (see ftrace.h).  Sorted, no duplicates. */
@@ -1297,12 +1340,14 @@ static int select_filter(const char *filter, struct sel_list *out)
 	int err = 0;
 	if (total_sites() == 0)
 		err = no_site_error(filter && *filter ? filter : "*");
-	bool cxx = false;
-	for (size_t k = 0; k < ntok; k++)
+	bool cxx = false, plain = false;
+	for (size_t k = 0; k < ntok; k++) {
 		cxx |= pat[k].kind == PAT_CXX;
+		plain |= pat_is_plain(&pat[k]);
+	}
 	for (struct ft_module *m = modules; !err && m; m = m->next) {
 		err = module_name_index(m);
-		if (!err && cxx)
+		if (!err && (cxx || (plain && module_has_mangled(m))))
 			err = module_demangled(m);
 	}
 	/* every positive pattern must match something */
@@ -2078,10 +2123,13 @@ int stitch_ftrace_pattern_matches(const char *pattern, size_t idx)
 		const struct ft_rec *rec = &m->recs[pos];
 		if (p.kind == PAT_ADDR)
 			r = p.rec == rec;
-		else if (p.kind != PAT_CXX)
-			r = fnmatch(p.s, rec->name, 0) == 0;
+		else if (p.kind != PAT_CXX && fnmatch(p.s, rec->name, 0) == 0)
+			r = 1;
+		else if (p.kind != PAT_CXX && (p.kind == PAT_ALL || strncmp(rec->name, "_Z", 2) != 0))
+			r = 0;
 		else if ((r = module_demangled(m)) == 0)
-			r = m->demangled && cxx_matches(&p, m->demangled[pos]);
+			r = m->demangled && (p.kind == PAT_CXX ? cxx_matches(&p, m->demangled[pos])
+							     : plain_matches_cxx(&p, m->demangled[pos]));
 	}
 	stitch_update_unlock();
 	return r;

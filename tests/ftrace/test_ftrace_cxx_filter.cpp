@@ -3,6 +3,8 @@
 // with "::" or "(" is matched against demangled names, and without "("
 // against the name before its parameter list too.  Before, every such
 // pattern matched nothing (the names in the symbol table are mangled).
+// A plain pattern matches a C++ function's name before its parameter list
+// as well ("handle" selects handle(int)); before, only its mangled name.
 // This file is built with the trace flags.
 #include <cstdio>
 #include <cstring>
@@ -37,8 +39,9 @@ namespace other {
 NOIPA int free_fn(int x) { KEEP(); return x * 3; }
 }
 extern "C" NOIPA int plain_c(int x) { KEEP(); return x - 1; }
+NOIPA int handle(int x) { KEEP(); return x + 5; } /* C++ linkage, no namespace: _Z6handlei */
 
-/* Which of the six functions are traced now: a bit each, by calling them. */
+/* Which of the seven functions are traced now: a bit each, by calling them. */
 static unsigned traced_set()
 {
 	ns::Widget w{ 1 };
@@ -47,6 +50,7 @@ static unsigned traced_set()
 		[](ns::Widget &o) { return o.draw(1); },       [](ns::Widget &o) { return o.draw(1.0); },
 		[](ns::Widget &) { return ns::Widget::make(); }, [](ns::Widget &) { return ns::free_fn(1); },
 		[](ns::Widget &) { return other::free_fn(1); },  [](ns::Widget &) { return plain_c(1); },
+		[](ns::Widget &) { return handle(1); },
 	};
 	for (unsigned i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
 		long before = hits;
@@ -57,7 +61,7 @@ static unsigned traced_set()
 	return set;
 }
 
-enum { DRAW_INT = 1, DRAW_DOUBLE = 2, MAKE = 4, NS_FREE = 8, OTHER_FREE = 16, PLAIN = 32 };
+enum { DRAW_INT = 1, DRAW_DOUBLE = 2, MAKE = 4, NS_FREE = 8, OTHER_FREE = 16, PLAIN = 32, HANDLE = 64 };
 
 /* Sites stitch_ftrace_pattern_matches() says one pattern selects. */
 static int pattern_sites(const char *pattern)
@@ -91,6 +95,14 @@ int main()
 	expect("*::free_fn", NS_FREE | OTHER_FREE);
 	expect("ns::* !ns::Widget::*", NS_FREE);
 	expect("other::free_fn(int) plain_c", OTHER_FREE | PLAIN);
+	/* plain patterns: a C++ name before its parameter list, or the mangled one */
+	expect("handle", HANDLE);
+	expect("hand*", HANDLE);
+	expect("*free_fn", NS_FREE | OTHER_FREE);
+	expect("_ZN2ns7free_fnEi", NS_FREE);
+	expect("*free_fn hand* !other::* !handle", NS_FREE);
+	/* the head is the qualified name: "draw" is not ns::Widget::draw */
+	CHECK_EQ(stitch_ftrace_register(&ops, "draw"), -STITCH_ENOTFOUND);
 	/* still refused when nothing matches, with the pattern named */
 	int err = stitch_ftrace_register(&ops, "nope::*");
 	CHECK(err == -STITCH_ENOTFOUND, "nope::*: %d", err);
@@ -101,6 +113,9 @@ int main()
 	CHECK_EQ(pattern_sites("ns::Widget::draw"), 2);
 	CHECK_EQ(pattern_sites("*::free_fn"), 2);
 	CHECK_EQ(pattern_sites("plain_c"), 1);
+	CHECK_EQ(pattern_sites("handle"), 1);
+	CHECK_EQ(pattern_sites("*free_fn"), 2);
+	CHECK_EQ(pattern_sites("draw"), 0);
 	CHECK_EQ(pattern_sites("nope::*"), 0);
 	CHECK_EQ(stitch_ftrace_pattern_matches("!plain_c", 0), -STITCH_EINVAL);
 	CHECK_EQ(stitch_ftrace_pattern_matches("plain_c", 1u << 30), -STITCH_ENOTFOUND);
