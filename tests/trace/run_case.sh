@@ -47,7 +47,11 @@ tree:*)
 		echo "--- replay:" >&2
 		$emu "$cli" replay "$work/d" >&2
 		fail "call tree differs from $expected"
-	fi ;;
+	fi
+	# a demangled name has its parameter list: no "()" after it
+	$emu "$cli" replay "$work/d" | grep -F ')()' && fail "replay puts () after a name with its parameters"
+	$emu "$cli" dump "$work/d" --ftrace | grep -F ')()' && fail "dump --ftrace puts () after a name with its parameters"
+	;;
 deep:*)
 	n=${check#deep:}
 	$emu "$cli" dump "$work/d" --tree >"$work/full" || fail "dump --tree failed"

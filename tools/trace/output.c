@@ -60,6 +60,13 @@ static void proc_title(FILE *out, const struct tr_proc *p)
 		fprintf(out, "# process %u: %" PRIu64 " events LOST in total\n", p->h.pid, p->end.lost);
 }
 
+/* What follows a name in a call line: "()", unless the name has its
+ * parameter list already (a demangled C++ name). */
+static const char *call_parens(const char *name)
+{
+	return strchr(name, '(') ? "" : "()";
+}
+
 void out_replay(FILE *out, const struct tr_trace *tr, int show_time)
 {
 	char nb[32], d[32];
@@ -92,16 +99,17 @@ void out_replay(FILE *out, const struct tr_trace *tr, int show_time)
 				if (!graph) {
 					if (show_time)
 						fprintf(out, "%12.6f [%6u] | ", (double)(n->start - tr->t0) / 1e9, t->tid);
-					fprintf(out, "%s()\n", name);
+					fprintf(out, "%s%s\n", name, call_parens(name));
 				} else if (n->nchildren == 0) {
 					fmt_dur(d, sizeof d, n->end - n->start);
 					if (show_time)
 						fprintf(out, "%s [%6u] | ", n->how == TR_END_EXIT ? d : "          ", t->tid);
-					fprintf(out, "%*s%s();%s\n", 2 * (int)n->depth, "", name, end_note(n->how));
+					fprintf(out, "%*s%s%s;%s\n", 2 * (int)n->depth, "", name, call_parens(name),
+						end_note(n->how));
 				} else {
 					if (show_time)
 						fprintf(out, "%10s [%6u] | ", "", t->tid);
-					fprintf(out, "%*s%s() {\n", 2 * (int)n->depth, "", name);
+					fprintf(out, "%*s%s%s {\n", 2 * (int)n->depth, "", name, call_parens(name));
 					stack[sp++] = i;
 				}
 			}
@@ -522,10 +530,11 @@ void out_ftrace(FILE *out, const struct tr_trace *tr)
 				(void)pb;
 				if (n->nchildren == 0) {
 					fmt_dur(d, sizeof d, n->end - n->start);
-					fprintf(out, " %6u) %s |  %*s%s();%s\n", t->tid, n->how == TR_END_EXIT ? d : "          ",
-						2 * (int)n->depth, "", name, end_note(n->how));
+					fprintf(out, " %6u) %s |  %*s%s%s;%s\n", t->tid, n->how == TR_END_EXIT ? d : "          ",
+						2 * (int)n->depth, "", name, call_parens(name), end_note(n->how));
 				} else {
-					fprintf(out, " %6u) %10s |  %*s%s() {\n", t->tid, "", 2 * (int)n->depth, "", name);
+					fprintf(out, " %6u) %10s |  %*s%s%s {\n", t->tid, "", 2 * (int)n->depth, "", name,
+						call_parens(name));
 				}
 				stack[sp++] = i;
 			}
