@@ -73,6 +73,8 @@ template <typename F> static bool load(void *h, F *f, const char *name)
 	return *f != nullptr;
 }
 
+static void *library;
+
 static bool load_library(const char *path)
 {
 	/* the program has thrown and caught already: its calls are bound */
@@ -80,7 +82,7 @@ static bool load_library(const char *path)
 		throw std::runtime_error("before");
 	} catch (const std::exception &) {
 	}
-	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	void *h = library = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	CHECK(h != nullptr, "dlopen %s: %s", path, dlerror());
 	return h && load(h, &dl_register, "stitch_ftrace_register") &&
 	       load(h, &dl_unregister, "stitch_ftrace_unregister") &&
@@ -372,5 +374,11 @@ int main(int argc, char **argv)
 	CHECK_EQ(bad_rounds.load(), 0);
 	CHECK_EQ(stitch_ftrace_unregister(&ops), 0);
 	printf("%d switches, %ld rounds of throws by 4 threads meanwhile\n", switches, rounds.load());
+#ifdef UNWIND_DLOPEN
+	/* dlclose() leaves libstitch mapped (-z nodelete): the program's throws
+	 * go through its interposers for good */
+	CHECK_EQ(dlclose(library), 0);
+	CHECK(one_round(10), "a throw after dlclose(libstitch)");
+#endif
 	return check_summary(NAME);
 }
