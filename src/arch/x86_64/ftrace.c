@@ -358,15 +358,31 @@ uintptr_t *arch_ftrace_return_slot(uintptr_t key)
 	return (uintptr_t *)key - 1;
 }
 
+/* Not asked: the slot has its fixed place. */
+uintptr_t *arch_ftrace_return_slot_usual(uintptr_t sp, uintptr_t cfa)
+{
+	(void)sp;
+	return (uintptr_t *)cfa - 1;
+}
+
 _Static_assert(offsetof(struct ft_rec, entry) == 8, "the stub's jmp *8(%r11)");
 
 void stitch__ftrace_tramp_lean_x86(void);
 
-/* Never called: its asm puts both trampolines in .text, with the offsets. */
+/*
+ * Never called: its asm puts both trampolines in a text section of their
+ * own, with the offsets.  Not in this function's own section: there they
+ * would lie inside its unwind information's range, and an unwinder that
+ * meets a hooked frame's return address (this return trampoline) would
+ * apply this function's rules there and walk on through garbage (glibc's
+ * backtrace() crashed so).  Outside any range, an unwinder stops there as
+ * at the end of the stack (ftrace_unwind.c makes the usual ones walk the
+ * real return addresses instead).
+ */
 __attribute__((used)) static void lean_trampolines(void)
 {
 	__asm__ volatile(
-		".pushsection .text\n"
+		".pushsection .text.stitch_trampolines, \"ax\", @progbits\n"
 		".p2align 4\n"
 		".globl stitch__ftrace_tramp_lean_x86\n"
 		".hidden stitch__ftrace_tramp_lean_x86\n"
