@@ -263,6 +263,13 @@ void stitch__ftrace_return(void);
  * the stack.
  */
 uintptr_t *arch_ftrace_return_slot(uintptr_t key);
+/*
+ * Where there is no fixed place: the word where the compilers' prologues
+ * usually save the return address, in a frame spanning [sp, cfa) - the
+ * tie-break when several words of the frame hold the value looked for
+ * (stale copies in its padding, left by earlier calls at that depth).
+ */
+uintptr_t *arch_ftrace_return_slot_usual(uintptr_t sp, uintptr_t cfa);
 uintptr_t stitch__ftrace_graph_return(uintptr_t key, struct stitch_ftrace_ret_regs *rregs);
 
 #endif /* STITCH_ARCH_ARCH_H */

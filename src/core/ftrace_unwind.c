@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * function_graph and stack unwinding: C++ exceptions and pthread_exit().
+ * function_graph and stack unwinding: C++ exceptions, pthread_exit() and
+ * stack walks (backtrace()).
  *
  * A hooked function's return address is the return trampoline, which has
  * no unwind information: an unwinder walking the stack stops there as at
@@ -10,7 +11,8 @@
  *
  * So before a stack is unwound the thread's hooked frames get their real
  * return addresses back (fix_frames(false)), and when a C++ catch handler is
- * entered, the frames still live are hooked again (fix_frames(true)), and the
+ * entered (the last exception in flight caught), the frames still live are
+ * hooked again (fix_frames(true)), and the
  * shadow entries of the frames the exception went through are reported as
  * abandoned (ret_func with rregs NULL, innermost first), as a longjmp()'s
  * are at the next hooked call (ftrace.c, "hooking returns").
@@ -27,7 +29,10 @@
  *     those below it gone;
  *   pthread_exit: glibc unwinds through libgcc_s functions it looks up
  *     itself (not interposable), so before it is called; every hooked
- *     frame of the thread goes, so they are all reported abandoned then.
+ *     frame of the thread goes, so they are all reported abandoned then;
+ *   backtrace, _Unwind_Backtrace: stack walks, which return - the frames
+ *     are hooked again after (not while the thread is being unwound:
+ *     being_unwound() says why).
  * Not covered: pthread_cancel() (the unwinding starts inside glibc).
  *
  * Which shadow entries are frames on the stack now?  An entry's key is the
@@ -127,7 +132,9 @@ static size_t collect(const struct ft_shadow_stack *st, struct group *g, uintptr
  * the unwinder reads X's return address, _Unwind_GetRegionStart() is X's
  * function; if the next group's function is X's, the group is X's and its
  * key X's CFA, and X's frame [X's stack pointer, key) holds the trampoline
- * in exactly one word - the saved return address (several: not touched).
+ * in exactly one word - the saved return address (several: the one in
+ * the slot where prologues usually save it, arch_ftrace_return_slot_usual;
+ * none there: not touched).
  * Hooking again looks in the same frame for the one word holding the real
  * address, once the unwinder has read it (the callback of X's caller).
  */
@@ -139,15 +146,20 @@ static size_t collect(const struct ft_shadow_stack *st, struct group *g, uintptr
 
 static uintptr_t *unique_word(uintptr_t lo, uintptr_t hi, uintptr_t value)
 {
-	uintptr_t *found = NULL;
+	uintptr_t *found = NULL, *usual = arch_ftrace_return_slot_usual(lo, hi);
+	size_t n = 0;
 	if (hi <= lo || hi - lo > SCAN_LIMIT)
 		return NULL;
 	for (uintptr_t *p = (uintptr_t *)((lo + 7) & ~(uintptr_t)7); (uintptr_t)(p + 1) <= hi; p++)
 		if (*p == value) {
-			if (found)
-				return NULL;
 			found = p;
+			n++;
 		}
+	/* several: stale copies in the frame's padding too; the prologue's
+	 * usual slot is the saved one (a saved return address is the value
+	 * looked for, so that slot holds it when it is the one) */
+	if (n > 1)
+		found = (uintptr_t)usual >= lo && (uintptr_t)(usual + 1) <= hi && *usual == value ? usual : NULL;
 	return found;
 }
 
@@ -182,43 +194,6 @@ static _Unwind_Reason_Code walk_frame(struct _Unwind_Context *ctx, void *arg)
 	return w->next < w->n ? _URC_NO_REASON : _URC_END_OF_STACK;
 }
 
-/* unhook: real return addresses in; rehook: the trampoline back.  Called
- * with the thread's seq odd (outside callbacks) and a shadow stack. */
-static __attribute__((noinline)) void walk_stack(struct ft_shadow_stack *st, bool rehook)
-{
-	struct group g[st->depth]; /* at most one per entry; depth > 0 */
-	uintptr_t floor = (uintptr_t)__builtin_dwarf_cfa();
-	bool scan = arch_ftrace_return_slot(floor) == NULL; /* no fixed place on this architecture */
-	struct walk w = {
-		.g = g, .n = collect(st, g, floor, rehook, scan), .next = 0, .rehook = rehook, .scan = scan, .prev_sp = floor
-	};
-	if (!w.n)
-		return;
-	if (!rehook && !scan)
-		for (size_t i = 0; i < w.n; i++)
-			*g[i].slot = g[i].real;
-	_Unwind_Backtrace(walk_frame, &w);
-	if (!rehook)
-		for (size_t i = 0; i < w.n; i++)
-			if (g[i].slot && !g[i].live) /* not a frame: as it was */
-				*g[i].slot = RETURN_TRAMP;
-}
-
-static void fix_frames(bool rehook)
-{
-	struct ft_thread *t = &stitch__ftrace_thread;
-	unsigned long s = __atomic_load_n(&t->seq, __ATOMIC_RELAXED);
-	/* seq 0: never traced; even: inside a callback, whose own throws and
-	 * catches stay inside it and meet no hooked frame */
-	if (!(s & 1) || !t->shadow || !t->shadow->depth)
-		return;
-	__atomic_store_n(&t->seq, s + 1, __ATOMIC_RELAXED);
-	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	walk_stack(t->shadow, rehook);
-	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	__atomic_store_n(&t->seq, s + 2, __ATOMIC_RELAXED);
-}
-
 static void *next_symbol(const char *name, void *volatile *cache)
 {
 	void *f = __atomic_load_n(cache, __ATOMIC_ACQUIRE);
@@ -246,6 +221,89 @@ static void *volatile next__Unwind_RaiseException;
 static void *volatile next__Unwind_Resume_or_Rethrow;
 static void *volatile next___cxa_begin_catch;
 static void *volatile next_pthread_exit;
+static void *volatile next_backtrace;
+static void *volatile next__Unwind_Backtrace;
+
+/* unhook: real return addresses in; rehook: the trampoline back.  Called
+ * with the thread's seq odd (outside callbacks) and a shadow stack. */
+static __attribute__((noinline)) void walk_stack(struct ft_shadow_stack *st, bool rehook)
+{
+	struct group g[st->depth]; /* at most one per entry; depth > 0 */
+	uintptr_t floor = (uintptr_t)__builtin_dwarf_cfa();
+	bool scan = arch_ftrace_return_slot(floor) == NULL; /* no fixed place on this architecture */
+	struct walk w = {
+		.g = g, .n = collect(st, g, floor, rehook, scan), .next = 0, .rehook = rehook, .scan = scan, .prev_sp = floor
+	};
+	if (!w.n)
+		return;
+	if (!rehook && !scan)
+		for (size_t i = 0; i < w.n; i++)
+			*g[i].slot = g[i].real;
+	NEXT(_Unwind_Backtrace, _Unwind_Reason_Code(*)(_Unwind_Trace_Fn, void *))(walk_frame, &w);
+	if (!rehook)
+		for (size_t i = 0; i < w.n; i++)
+			if (g[i].slot && !g[i].live) /* not a frame: as it was */
+				*g[i].slot = RETURN_TRAMP;
+}
+
+/*
+ * When frames must not be hooked again: while the thread is being unwound.
+ * An exception that is in flight (thrown, not caught yet: the C++ ABI's
+ * per-thread count) is unwinding frames that a hook again would put the
+ * trampoline back into - the next step of its unwinding would find no
+ * frame there and abort.  That happens when a destructor run by that
+ * unwinding catches an exception of its own, or walks the stack.  And
+ * pthread_exit() unwinds the thread to its end (no C++ count for that).
+ * Those frames stay unhooked: their returns go unreported, and their
+ * entries are reported abandoned by the catch (or the exit) that ends it.
+ */
+static __thread bool thread_exiting;
+struct cxa_eh_globals { /* the Itanium C++ ABI's __cxa_eh_globals */
+	void *caught_exceptions;
+	unsigned int uncaught_exceptions;
+};
+typedef struct cxa_eh_globals *(*cxa_get_globals_fn)(void);
+static void *volatile cxa_get_globals; /* libstdc++'s, once looked up (not in signal handlers) */
+
+static void look_up_cxa_globals(void)
+{
+	if (!__atomic_load_n(&cxa_get_globals, __ATOMIC_ACQUIRE)) {
+		void *f = dlsym(RTLD_NEXT, "__cxa_get_globals");
+		if (!f)
+			f = dlsym(RTLD_DEFAULT, "__cxa_get_globals");
+		__atomic_store_n(&cxa_get_globals, f, __ATOMIC_RELEASE);
+	}
+}
+
+static bool being_unwound(void)
+{
+	if (thread_exiting)
+		return true;
+	void *f = __atomic_load_n(&cxa_get_globals, __ATOMIC_ACQUIRE);
+	if (!f)
+		return false; /* no C++ runtime seen yet: nothing thrown */
+	cxa_get_globals_fn get;
+	memcpy(&get, &f, sizeof(get));
+	const struct cxa_eh_globals *g = get();
+	return g && g->uncaught_exceptions > 0;
+}
+
+static void fix_frames(bool rehook)
+{
+	struct ft_thread *t = &stitch__ftrace_thread;
+	unsigned long s = __atomic_load_n(&t->seq, __ATOMIC_RELAXED);
+	/* seq 0: never traced; even: inside a callback, whose own throws and
+	 * catches stay inside it and meet no hooked frame */
+	if (!(s & 1) || !t->shadow || !t->shadow->depth)
+		return;
+	if (rehook && being_unwound())
+		return;
+	__atomic_store_n(&t->seq, s + 1, __ATOMIC_RELAXED);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	walk_stack(t->shadow, rehook);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	__atomic_store_n(&t->seq, s + 2, __ATOMIC_RELAXED);
+}
 
 typedef _Unwind_Reason_Code (*raise_fn)(struct _Unwind_Exception *);
 
@@ -278,6 +336,7 @@ EXPORT_AS(_Unwind_Resume_or_Rethrow, rethrow_hook);
 
 static void *begin_catch_hook(void *exception)
 {
+	look_up_cxa_globals(); /* libstdc++ is loaded: it calls here */
 	void *r = NEXT(__cxa_begin_catch, void *(*)(void *))(exception);
 	fix_frames(true);
 	/* this function's CFA: the handler's stack pointer at the call */
@@ -289,12 +348,34 @@ EXPORT_AS(__cxa_begin_catch, begin_catch_hook); // NOLINT(bugprone-reserved-iden
 
 static __attribute__((noreturn)) void pthread_exit_hook(void *retval)
 {
+	thread_exiting = true;
 	fix_frames(false);
 	stitch__ftrace_graph_abandon_all();
 	NEXT(pthread_exit, void (*)(void *))(retval);
 	abort(); /* not reached */
 }
 EXPORT_AS(pthread_exit, pthread_exit_hook);
+
+/* Stack walks (glibc's backtrace() calls libgcc_s through its own pointer,
+ * so both): the real return addresses while they walk, the trampoline
+ * back after - unless the thread is being unwound (then they stay). */
+static int backtrace_hook(void **buffer, int size)
+{
+	fix_frames(false);
+	int n = NEXT(backtrace, int (*)(void **, int))(buffer, size);
+	fix_frames(true);
+	return n;
+}
+EXPORT_AS(backtrace, backtrace_hook);
+
+static _Unwind_Reason_Code unwind_backtrace_hook(_Unwind_Trace_Fn fn, void *arg)
+{
+	fix_frames(false);
+	_Unwind_Reason_Code r = NEXT(_Unwind_Backtrace, _Unwind_Reason_Code(*)(_Unwind_Trace_Fn, void *))(fn, arg);
+	fix_frames(true);
+	return r;
+}
+EXPORT_AS(_Unwind_Backtrace, unwind_backtrace_hook);
 
 /* ---- loaded after the unwinder --------------------------------------------
  *
@@ -340,6 +421,8 @@ static const struct interposer interposers[] = {
 	{ "_Unwind_Resume_or_Rethrow", (void *)rethrow_hook, &next__Unwind_Resume_or_Rethrow },
 	{ "__cxa_begin_catch", (void *)begin_catch_hook, &next___cxa_begin_catch },
 	{ "pthread_exit", (void *)pthread_exit_hook, &next_pthread_exit },
+	{ "backtrace", (void *)backtrace_hook, &next_backtrace },
+	{ "_Unwind_Backtrace", (void *)unwind_backtrace_hook, &next__Unwind_Backtrace },
 };
 #define NINTERPOSERS (sizeof(interposers) / sizeof(interposers[0]))
 
@@ -376,6 +459,7 @@ void stitch__ftrace_unwind_lookup(void)
 	}
 	if (!__atomic_load_n(&thrower, __ATOMIC_ACQUIRE))
 		__atomic_store_n(&thrower, dlsym(RTLD_DEFAULT, "__cxa_throw"), __ATOMIC_RELEASE);
+	look_up_cxa_globals();
 }
 
 /* With the originals looked up (the ones not found yet are left alone). */

@@ -20,9 +20,14 @@
  *  6. pthread_exit() three hooked frames deep: the cleanup handler pushed
  *     by the outermost and the destructors in between run, and the three
  *     frames are reported abandoned (they were never reported);
- *  7. four threads do 1-5 in a loop while the main thread registers and
- *     unregisters the graph ops: no crash, every value and destructor count
- *     exact.
+ *  7. four threads do 1-5, 8 and 9 in a loop while the main thread
+ *     registers and unregisters the graph ops: no crash, every value and
+ *     destructor count exact;
+ *  8. while an exception unwinds hooked frames, a destructor throws and
+ *     catches another one through hooked frames: the first one's unwinding
+ *     goes on (the inner catch must not hook the frames it is unwinding);
+ *  9. backtrace() and _Unwind_Backtrace() inside hooked frames see the
+ *     frames beyond them (as many as untraced), and the frames stay hooked.
  * This file is built with the trace flags; only u_* is traced.
  * UNWIND_FAST (test_ftrace_unwind_fast): the same with fast-ABI callbacks,
  * which take x86-64's lean trampolines (their own shadow push and pop).
@@ -235,21 +240,92 @@ TRACED int u_flush(int x)
 	return x;
 }
 
-/* One round of cases 1-5; false if a value or a destructor count is wrong. */
-static bool one_round(int rec_depth)
+/* 8: a destructor that throws and catches through hooked frames, run by
+ * the unwinding of another exception */
+struct CatchingGuard {
+	~CatchingGuard()
+	{
+		t_dtors++;
+		(void)u_catcher(1); /* throws through u_middle, u_thrower; caught in u_catcher */
+	}
+};
+TRACED int u_unwinding(int x)
 {
-	bool ok = true;
+	CatchingGuard g;
+	return u_middle(x); /* throws through here: g's destructor runs in the unwinding */
+}
+TRACED int u_catch_unwinding(int x)
+{
+	try {
+		return u_unwinding(x);
+	} catch (const std::runtime_error &) {
+		return -7;
+	}
+}
+
+/* 9: the depth a stack walk sees */
+#include <execinfo.h>
+#include <unwind.h>
+static _Unwind_Reason_Code count_frame(struct _Unwind_Context *, void *n)
+{
+	++*static_cast<int *>(n);
+	return _URC_NO_REASON;
+}
+struct Depths {
+	int glibc, unwinder;
+};
+static Depths walk_depths()
+{
+	void *buf[256];
+	Depths d{ backtrace(buf, 256), 0 };
+	_Unwind_Backtrace(count_frame, &d.unwinder);
+	return d;
+}
+TRACED Depths u_bt_inner(int)
+{
+	Depths d = walk_depths();
+	__asm__ volatile("" ::: "memory");
+	return d;
+}
+/* not traced: its walk sees two frames fewer than u_bt_inner's */
+#ifdef __clang__
+__attribute__((noinline))
+#else
+__attribute__((noipa))
+#endif
+static Depths depths_here()
+{
+	Depths d = walk_depths();
+	__asm__ volatile("" ::: "memory");
+	return d;
+}
+TRACED Depths u_bt_mid(int x) { Depths d = u_bt_inner(x); __asm__ volatile("" ::: "memory"); return d; }
+TRACED Depths u_bt_outer(int x) { Depths d = u_bt_mid(x); __asm__ volatile("" ::: "memory"); return d; }
+
+/* One round of cases 1-5, 8 and 9: 0, or bit n set if case n got a wrong
+ * value or destructor count, or its stack walk a depth other than
+ * untraced. */
+static unsigned one_round(int rec_depth)
+{
+	unsigned bad = 0; /* bit n: case n went wrong */
 	long d = t_dtors;
-	ok &= u_outer(1) == -2 && t_dtors == d + 1;
-	ok &= u_outer(0) == 2 && t_dtors == d + 2;
+	bad |= !(u_outer(1) == -2 && t_dtors == d + 1) << 1;
+	bad |= !(u_outer(0) == 2 && t_dtors == d + 2) << 1;
 	d = t_dtors;
-	ok &= u_catch_rethrown(1) == -3 && t_dtors == d + 2; /* u_middle's and the handler's */
+	bad |= !(u_catch_rethrown(1) == -3 && t_dtors == d + 2) << 2; /* u_middle's and the handler's */
 	d = t_dtors;
-	ok &= u_nested(1) == -11 && t_dtors == d + 2;
+	bad |= !(u_nested(1) == -11 && t_dtors == d + 2) << 3;
 	d = t_dtors;
-	ok &= u_catch_rec(rec_depth) == -4 && t_dtors == d + rec_depth + 1;
-	ok &= u_jumper(rec_depth) == -6;
-	return ok;
+	bad |= !(u_catch_rec(rec_depth) == -4 && t_dtors == d + rec_depth + 1) << 4;
+	bad |= !(u_jumper(rec_depth) == -6) << 5;
+	d = t_dtors;
+	bad |= !(u_catch_unwinding(1) == -7 && t_dtors == d + 3) << 8; /* g's, and u_middle's twice */
+	Depths here = depths_here(), got = u_bt_outer(0);
+	bad |= !(got.glibc == here.glibc + 2 && got.unwinder == here.unwinder + 2) << 9;
+	if ((bad >> 9) & 1)
+		fprintf(stderr, "case 9: depths %d %d, untraced %d %d (+2)\n", got.glibc, got.unwinder, here.glibc,
+			here.unwinder);
+	return bad;
 }
 
 static void check_balanced(const char *what, long entries_before)
@@ -295,7 +371,7 @@ static std::atomic<long> bad_rounds, rounds;
 static void *worker(void *)
 {
 	while (!stop.load(std::memory_order_relaxed)) {
-		if (!one_round(40))
+		if (one_round(40))
 			bad_rounds.fetch_add(1);
 		rounds.fetch_add(1, std::memory_order_relaxed);
 	}
@@ -323,6 +399,10 @@ int main(int argc, char **argv)
 	/* linked in: its interposers come first; loaded later: the program's
 	 * calls are redirected to them */
 	CHECK(stitch_ftrace_unwind_ready() == 1, "not ready: %s", stitch_last_error());
+	/* 9's premise, untraced: two frames more inside u_bt_inner */
+	Depths here = depths_here(), inner = u_bt_outer(0);
+	CHECK(inner.glibc == here.glibc + 2 && inner.unwinder == here.unwinder + 2, "untraced depths %d %d, %d %d",
+	      here.glibc, here.unwinder, inner.glibc, inner.unwinder);
 	int err = stitch_ftrace_register(&ops, "u_*");
 	CHECK(err == 0, "register: %s", stitch_last_error());
 	if (err)
@@ -340,9 +420,11 @@ int main(int argc, char **argv)
 	CHECK_EQ(t_live, 3);      /* u_catcher, u_outer, u_flush returned */
 	CHECK_EQ(t_abandoned, 2); /* u_middle, u_thrower were unwound */
 	/* 2-5 */
-	CHECK(one_round(300), "a value or a destructor count is wrong");
+	unsigned bad = one_round(300);
+	CHECK(bad == 0, "cases %#x: a value, a destructor count or a stack depth is wrong", bad);
 	for (int i = 0; i < 50; i++)
-		CHECK(one_round(300), "round %d: a value or a destructor count is wrong", i);
+		CHECK((bad = one_round(300)) == 0, "round %d, cases %#x: a value, a destructor count or a stack depth is wrong",
+		      i, bad);
 	check_balanced("cases 1-5", e0);
 
 	/* 6 */
@@ -378,7 +460,7 @@ int main(int argc, char **argv)
 	/* dlclose() leaves libstitch mapped (-z nodelete): the program's throws
 	 * go through its interposers for good */
 	CHECK_EQ(dlclose(library), 0);
-	CHECK(one_round(10), "a throw after dlclose(libstitch)");
+	CHECK(one_round(10) == 0, "a throw after dlclose(libstitch)");
 #endif
 	return check_summary(NAME);
 }

@@ -290,6 +290,14 @@ uintptr_t *arch_ftrace_return_slot(uintptr_t key)
 	return NULL;
 }
 
+/* gcc and clang: the frame record (x29, x30) at the bottom of the frame,
+ * "stp x29, x30, [sp, #-N]!" - x30 one word above the stack pointer. */
+uintptr_t *arch_ftrace_return_slot_usual(uintptr_t sp, uintptr_t cfa)
+{
+	(void)cfa;
+	return (uintptr_t *)sp + 1;
+}
+
 uintptr_t *arch_ftrace_parent_slot(struct stitch_ftrace_regs *regs, uintptr_t *key)
 {
 	*key = (uintptr_t)regs + A64_FRAME;

@@ -311,6 +311,13 @@ uintptr_t *arch_ftrace_return_slot(uintptr_t key)
 	return NULL;
 }
 
+/* gcc and clang: "sd ra, N-8(sp)" - ra at the top of the frame. */
+uintptr_t *arch_ftrace_return_slot_usual(uintptr_t sp, uintptr_t cfa)
+{
+	(void)sp;
+	return (uintptr_t *)cfa - 1;
+}
+
 uintptr_t *arch_ftrace_parent_slot(struct stitch_ftrace_regs *regs, uintptr_t *key)
 {
 	*key = (uintptr_t)regs + RV_FRAME;
