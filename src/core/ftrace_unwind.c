@@ -462,6 +462,17 @@ void stitch__ftrace_unwind_lookup(void)
 	look_up_cxa_globals();
 }
 
+/*
+ * At load: the interposers above run in any program that has libstitch,
+ * traced or not, and backtrace() is what crash handlers call from signal
+ * handlers, where the dlsym() of a first call is not safe.  A constructor
+ * runs with the loader's lock taken by its own thread: dlsym() is safe.
+ */
+__attribute__((constructor)) static void look_up_at_load(void)
+{
+	stitch__ftrace_unwind_lookup();
+}
+
 /* With the originals looked up (the ones not found yet are left alone). */
 static int redirect_to_ours(void)
 {
