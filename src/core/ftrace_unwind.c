@@ -215,8 +215,9 @@ static void *next_symbol(const char *name, void *volatile *cache)
 
 #define NEXT(name, type) ((type)next_symbol(#name, &next_##name))
 
-/* The originals: looked up on first call (RTLD_NEXT), or before their
- * callers are redirected here (redirect_to_ours). */
+/* The originals: looked up at load (look_up_at_load), again before the
+ * program's calls are redirected here (redirect_to_ours), else on first
+ * call (RTLD_NEXT). */
 static void *volatile next__Unwind_RaiseException;
 static void *volatile next__Unwind_Resume_or_Rethrow;
 static void *volatile next___cxa_begin_catch;
