@@ -1171,6 +1171,18 @@ static bool cxx_matches(const struct pat *p, const char *name)
 	return fnmatch(p->s, head, 0) == 0;
 }
 
+/* Whether p is matched against demangled names at all: C++ and plain patterns. */
+static bool pat_reads_demangled(const struct pat *p)
+{
+	return p->kind == PAT_CXX || pat_is_plain(p);
+}
+
+/* Whether p selects a record by its demangled name (NULL: not a C++ name). */
+static bool demangled_matches(const struct pat *p, const char *demangled)
+{
+	return p->kind == PAT_CXX ? cxx_matches(p, demangled) : plain_matches_cxx(p, demangled);
+}
+
 static void pat_init(struct pat *p, const char *tok)
 {
 	p->neg = tok[0] == '!';
@@ -1266,19 +1278,15 @@ static bool pat_hits(const struct pat *p, const struct ft_module *m)
 {
 	if (p->kind == PAT_ADDR)
 		return p->rec && p->rec->mod == m;
-	if (p->kind == PAT_CXX) {
-		for (size_t i = 0; m->demangled && i < m->nrecs; i++)
-			if (cxx_matches(p, m->demangled[i]))
+	if (p->kind != PAT_CXX) {
+		size_t lo, hi;
+		pat_range(p, m, &lo, &hi);
+		for (size_t i = lo; i < hi; i++)
+			if (pat_keeps(p, m->by_name[i].name))
 				return true;
-		return false;
 	}
-	size_t lo, hi;
-	pat_range(p, m, &lo, &hi);
-	for (size_t i = lo; i < hi; i++)
-		if (pat_keeps(p, m->by_name[i].name))
-			return true;
-	for (size_t i = 0; pat_is_plain(p) && m->demangled && i < m->nrecs; i++)
-		if (plain_matches_cxx(p, m->demangled[i]))
+	for (size_t i = 0; pat_reads_demangled(p) && m->demangled && i < m->nrecs; i++)
+		if (demangled_matches(p, m->demangled[i]))
 			return true;
 	return false;
 }
@@ -1293,21 +1301,17 @@ static void pat_mark(const struct pat *p, const struct ft_module *m, uint64_t *b
 		}
 		return;
 	}
-	if (p->kind == PAT_CXX) {
-		for (size_t r = 0; m->demangled && r < m->nrecs; r++)
-			if (cxx_matches(p, m->demangled[r]))
+	if (p->kind != PAT_CXX) {
+		size_t lo, hi;
+		pat_range(p, m, &lo, &hi);
+		for (size_t i = lo; i < hi; i++)
+			if (pat_keeps(p, m->by_name[i].name)) {
+				size_t r = m->by_name[i].rec;
 				bits[r / 64] |= (uint64_t)1 << (r % 64);
-		return;
+			}
 	}
-	size_t lo, hi;
-	pat_range(p, m, &lo, &hi);
-	for (size_t i = lo; i < hi; i++)
-		if (pat_keeps(p, m->by_name[i].name)) {
-			size_t r = m->by_name[i].rec;
-			bits[r / 64] |= (uint64_t)1 << (r % 64);
-		}
-	for (size_t r = 0; pat_is_plain(p) && m->demangled && r < m->nrecs; r++)
-		if (plain_matches_cxx(p, m->demangled[r]))
+	for (size_t r = 0; pat_reads_demangled(p) && m->demangled && r < m->nrecs; r++)
+		if (demangled_matches(p, m->demangled[r]))
 			bits[r / 64] |= (uint64_t)1 << (r % 64);
 }
 
@@ -2128,8 +2132,7 @@ int stitch_ftrace_pattern_matches(const char *pattern, size_t idx)
 		else if (p.kind != PAT_CXX && (p.kind == PAT_ALL || strncmp(rec->name, "_Z", 2) != 0))
 			r = 0;
 		else if ((r = module_demangled(m)) == 0)
-			r = m->demangled && (p.kind == PAT_CXX ? cxx_matches(&p, m->demangled[pos])
-							     : plain_matches_cxx(&p, m->demangled[pos]));
+			r = m->demangled && demangled_matches(&p, m->demangled[pos]);
 	}
 	stitch_update_unlock();
 	return r;
