@@ -615,8 +615,8 @@ int stitch_store_word(uintptr_t *word, uintptr_t value)
 	free(maps);
 	if (n != 1 || !(prot & PROT_READ))
 		return stitch_fail(STITCH_EPROTECT, "word at %#lx is not in one readable mapping", (unsigned long)addr);
-	uintptr_t page = addr & ~((uintptr_t)sysconf(_SC_PAGESIZE) - 1);
-	size_t len = (size_t)sysconf(_SC_PAGESIZE);
+	size_t len = (size_t)sysconf(_SC_PAGESIZE); /* ready before stitch_text_init() sets page_size */
+	uintptr_t page = addr & ~((uintptr_t)len - 1);
 	if (!(prot & PROT_WRITE) && mprotect((void *)page, len, prot | PROT_WRITE) != 0)
 		return stitch_fail_errno(STITCH_EPROTECT, "mprotect of the page at %#lx failed", (unsigned long)page);
 	__atomic_store_n(word, value, __ATOMIC_RELEASE);
