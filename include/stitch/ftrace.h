@@ -125,11 +125,13 @@ struct stitch_ftrace_ops {
 	 * STITCH_FTRACE_GRAPH_DEPTH entries; a call deeper than that runs
 	 * func but gets no ret_func (counted in stitch_stats.graph_overflows).
 	 * C++ exceptions and pthread_exit() through hooked frames work
-	 * when libstitch is linked into the program or preloaded (the
-	 * library puts the real return addresses back before the unwinder
-	 * walks the stack, src/core/ftrace_unwind.c): the frames unwound
-	 * get ret_func with rregs NULL.  Not supported: pthread_cancel(),
-	 * and stack switching (swapcontext) through a hooked frame; a
+	 * (the library puts the real return addresses back before the
+	 * unwinder walks the stack, src/core/ftrace_unwind.c; see
+	 * stitch_ftrace_unwind_ready()): the frames unwound get ret_func
+	 * with rregs NULL.  pthread_cancel() too (the unwinder is given
+	 * unwind information for the return trampoline), but the calls
+	 * in flight get no ret_func.  Not supported: stack switching
+	 * (swapcontext) through a hooked frame; a
 	 * return that matches no shadow entry aborts the process with a
 	 * message rather than jump anywhere.
 	 * With several graph ops on one site, each one's ret_func is called
@@ -152,7 +154,8 @@ struct stitch_ftrace_ops {
  * stitch_last_error() saying why, if that cannot be done (the C++ runtime
  * and the unwinder linked statically into one module, or a GOT page that
  * cannot be made writable): a throw through a hooked frame then
- * terminates the program.  Not covered either way: pthread_cancel().
+ * terminates the program.  The same redirect covers pthread_cancel()'s
+ * unwinding (the unwinder's _Unwind_Find_FDE).
  */
 STITCH_API int stitch_ftrace_unwind_ready(void);
 

@@ -270,6 +270,17 @@ uintptr_t *arch_ftrace_return_slot(uintptr_t key);
  * (stale copies in its padding, left by earlier calls at that depth).
  */
 uintptr_t *arch_ftrace_return_slot_usual(uintptr_t sp, uintptr_t cfa);
+/*
+ * The return trampoline's first instruction as an unwinder sees it
+ * (core/ftrace_unwind.c describes it to libgcc's unwinder): the DWARF
+ * numbers, the psABI's, of the stack pointer - which is the hooked frame's
+ * shadow key there - and of the return-address column.
+ */
+struct arch_dwarf_return {
+	uint8_t sp_reg;
+	uint8_t ra_column;
+};
+extern const struct arch_dwarf_return arch_ftrace_return_dwarf;
 uintptr_t stitch__ftrace_graph_return(uintptr_t key, struct stitch_ftrace_ret_regs *rregs);
 
 #endif /* STITCH_ARCH_ARCH_H */

@@ -296,9 +296,13 @@ static void thread_exit(void *arg)
 	/* even meanwhile: a signal handler's traced calls call nothing */
 	__atomic_store_n(&t->seq, 2, __ATOMIC_RELAXED);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	if (t->shadow) {
-		munmap(t->shadow, sizeof(*t->shadow));
+	struct ft_shadow_stack *st = t->shadow;
+	if (st) {
+		/* gone before it is unmapped: an unwinder run by a signal
+		 * handler meanwhile reads it (ftrace_unwind.c) */
 		t->shadow = NULL;
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
+		munmap(st, sizeof(*st));
 	}
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	__atomic_store_n(&t->seq, 0, __ATOMIC_RELAXED);

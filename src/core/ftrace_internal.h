@@ -126,6 +126,9 @@ struct ft_shadow {
 struct ft_shadow_stack {
 	size_t depth;
 	struct ft_shadow e[STITCH_FTRACE_GRAPH_DEPTH];
+	/* the return trampoline's unwind information for this thread
+	 * (ftrace_unwind.c, "walking through the return trampoline") */
+	_Alignas(8) unsigned char fde[128];
 };
 #define RETURN_TRAMP ((uintptr_t)stitch__ftrace_return)
 /* An entry whose orig is the return trampoline (a tail call's) has bit 0

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * function_graph and stack unwinding: C++ exceptions, pthread_exit() and
- * stack walks (backtrace()).
+ * function_graph and stack unwinding: C++ exceptions, pthread_exit(),
+ * pthread_cancel() and stack walks (backtrace()).
  *
  * A hooked function's return address is the return trampoline, which has
  * no unwind information: an unwinder walking the stack stops there as at
@@ -32,8 +32,12 @@
  *     frame of the thread goes, so they are all reported abandoned then;
  *   backtrace, _Unwind_Backtrace: stack walks, which return - the frames
  *     are hooked again after (not while the thread is being unwound:
- *     being_unwound() says why).
- * Not covered: pthread_cancel() (the unwinding starts inside glibc).
+ *     being_unwound() says why);
+ *   _Unwind_Find_FDE: what an unwinding started where nothing above can be
+ *     interposed - pthread_cancel()'s, inside glibc - needs: unwind
+ *     information for the return trampoline, so that the unwinder walks
+ *     through the hooked frames as they are ("walking through the return
+ *     trampoline", below).
  *
  * Which shadow entries are frames on the stack now?  An entry's key is the
  * stack pointer its function returns with; on x86-64 its return address
@@ -224,6 +228,7 @@ static void *volatile next___cxa_begin_catch;
 static void *volatile next_pthread_exit;
 static void *volatile next_backtrace;
 static void *volatile next__Unwind_Backtrace;
+static void *volatile next__Unwind_Find_FDE;
 
 /* unhook: real return addresses in; rehook: the trampoline back.  Called
  * with the thread's seq odd (outside callbacks) and a shadow stack. */
@@ -378,6 +383,219 @@ static _Unwind_Reason_Code unwind_backtrace_hook(_Unwind_Trace_Fn fn, void *arg)
 }
 EXPORT_AS(_Unwind_Backtrace, unwind_backtrace_hook);
 
+/* ---- walking through the return trampoline --------------------------------
+ *
+ * What the interposers above cannot reach: an unwinding started inside a
+ * library, through its own pointers to the unwinder - glibc's for
+ * pthread_cancel() (it looks libgcc_s's _Unwind_ForcedUnwind up itself).
+ * There the unwinder meets a hooked frame's return address, the return
+ * trampoline, and without unwind information for it stops as at the end
+ * of the stack: the C++ destructors and cleanup handlers of the frames
+ * beyond never ran.
+ *
+ * So the unwinder is told how to walk through the trampoline.  libgcc's
+ * unwinder asks _Unwind_Find_FDE() for the unwind information of each
+ * frame's address, through its own PLT (an exported function): that call
+ * is interposed here (and redirected where libstitch is loaded after it,
+ * as the others).  Asked for the trampoline - a return address T is looked
+ * up as T - 1 (x86-64 has no instruction starting there: the trampoline's
+ * assembly says why), an interrupted instruction at T as T - it answers
+ * with a CIE and FDE describing the trampoline at its first instruction as
+ * a frame of its own:
+ *   - CFA = the stack pointer, unchanged: the frame the unwinder goes on
+ *     to is the caller at its real return address, with the hooked
+ *     function's callee-saved registers already restored (every other
+ *     register's rule is "same value");
+ *   - the return address is in the thread's shadow stack: the entry whose
+ *     key is that stack pointer (the key is the stack pointer the function
+ *     returns with, which is the trampoline's at its first instruction).
+ * A DWARF expression finds it: it walks the shadow entries from the top
+ * down and yields the address of the first one whose stored key equals
+ * the CFA.  A tail call's entries have bit 0 of their stored key set
+ * (ftrace_internal.h), so the first match is the outermost entry of the
+ * group, whose orig is the real return address.  An entry left behind by
+ * a longjmp() with the same key is below the live one (a hooked call at
+ * its key prunes it), so the live one is found first.  No match: the
+ * address of a zero word, and a return address of 0 is the end of the
+ * stack to the unwinder - what it saw before.
+ * A CFI expression cannot reach thread-local storage, so the addresses of
+ * the thread's shadow stack are constants in it: the CIE and FDE are
+ * built in the thread's shadow stack block, by the thread that unwinds
+ * (an unwinder walks its own thread's stack).  They are rebuilt at every
+ * such look-up with the same bytes, so a signal handler unwinding in the
+ * middle of a build, or while the interrupted unwinder reads them, finds
+ * them whole.  The entries are read while the unwinder runs in the thread
+ * that owns them: a signal handler's traced calls push and pop entries
+ * above the live ones, and prune none of them (their keys are above the
+ * handler's stack pointer).
+ * The unwound frames' shadow entries stay (those calls get no end); the
+ * thread's next hooked call prunes them, as after a longjmp().
+ * Only libgcc's unwinder (libgcc_s, and the copies of unwind-dw2 in
+ * libgcc_eh.a) calls _Unwind_Find_FDE; LLVM's libunwind does not.
+ */
+struct dwarf_eh_bases { /* libgcc's unwind-dw2-fde.h; LLVM's libunwind has the same */
+	void *tbase;
+	void *dbase;
+	void *func;
+};
+typedef const void *(*find_fde_fn)(void *pc, struct dwarf_eh_bases *bases);
+
+/* DWARF 4, sections 7.7.1 (expressions) and 7.23 (call frame instructions) */
+enum {
+	DW_OP_deref = 0x06,
+	DW_OP_const1u = 0x08,
+	DW_OP_const8u = 0x0e,
+	DW_OP_dup = 0x12,
+	DW_OP_pick = 0x15,
+	DW_OP_minus = 0x1c,
+	DW_OP_mul = 0x1e,
+	DW_OP_plus = 0x22,
+	DW_OP_plus_uconst = 0x23,
+	DW_OP_bra = 0x28,
+	DW_OP_eq = 0x29,
+	DW_OP_ne = 0x2e,
+	DW_OP_skip = 0x2f,
+	DW_CFA_nop = 0x00,
+	DW_CFA_def_cfa = 0x0c,
+	DW_CFA_expression = 0x10,
+	DW_EH_PE_absptr = 0x00,
+};
+
+static const uintptr_t end_of_stack; /* a return address of 0 */
+
+struct emit {
+	unsigned char *p;
+};
+
+static void put8(struct emit *e, unsigned v) { *e->p++ = (unsigned char)v; }
+static void put32(struct emit *e, uint32_t v)
+{
+	memcpy(e->p, &v, sizeof(v)); /* little-endian on all three */
+	e->p += sizeof(v);
+}
+static void put64(struct emit *e, uint64_t v)
+{
+	memcpy(e->p, &v, sizeof(v));
+	e->p += sizeof(v);
+}
+static void put_addr(struct emit *e, const void *a)
+{
+	put8(e, DW_OP_const8u);
+	put64(e, (uintptr_t)a);
+}
+/* a DW_OP_bra or DW_OP_skip whose target is patched in later: its operand */
+static unsigned char *put_branch(struct emit *e, unsigned op)
+{
+	put8(e, op);
+	unsigned char *operand = e->p;
+	e->p += 2;
+	return operand;
+}
+static void land(unsigned char *operand, const unsigned char *target)
+{
+	int16_t off = (int16_t)(target - (operand + 2));
+	memcpy(operand, &off, sizeof(off));
+}
+/* pad with DW_CFA_nop to 8 bytes from start; the length word's value */
+static uint32_t close_entry(struct emit *e, unsigned char *start)
+{
+	while ((e->p - start) % 8)
+		put8(e, DW_CFA_nop);
+	uint32_t len = (uint32_t)(e->p - start - 4);
+	memcpy(start, &len, sizeof(len));
+	return len;
+}
+
+/* The CIE and FDE (.eh_frame format) of the return trampoline for the
+ * thread owning st, in st->fde; the FDE's address. */
+static const void *build_return_fde(struct ft_shadow_stack *st)
+{
+	const size_t size = sizeof(struct ft_shadow);
+	const unsigned char *base = (const unsigned char *)st->e;
+	struct emit e = { st->fde };
+	unsigned char *cie = e.p;
+	put32(&e, 0); /* length, below */
+	put32(&e, 0); /* CIE id */
+	put8(&e, 1);  /* version */
+	put8(&e, 'z');
+	put8(&e, 'R');
+	put8(&e, 0);
+	put8(&e, 1);    /* code alignment */
+	put8(&e, 0x78); /* data alignment -8 (sleb128) */
+	put8(&e, arch_ftrace_return_dwarf.ra_column);
+	put8(&e, 1); /* augmentation data: */
+	put8(&e, DW_EH_PE_absptr);
+	put8(&e, DW_CFA_def_cfa); /* CFA = sp + 0 */
+	put8(&e, arch_ftrace_return_dwarf.sp_reg);
+	put8(&e, 0);
+	(void)close_entry(&e, cie);
+
+	unsigned char *fde = e.p;
+	put32(&e, 0);                                       /* length, below */
+	put32(&e, (uint32_t)(e.p - cie));                   /* back to the CIE */
+	put64(&e, RETURN_TRAMP - 1);                        /* covers T - 1 and T */
+	put64(&e, 2);
+	put8(&e, 0); /* no augmentation data */
+	put8(&e, DW_CFA_expression);
+	put8(&e, arch_ftrace_return_dwarf.ra_column);
+	unsigned char *len = e.p++; /* the expression's length (< 128) */
+	unsigned char *expr = e.p;
+	/* the stack starts as [cfa]; a copy of it below, for DW_OP_pick
+	 * (libgcc's cannot pick the bottom element) */
+	put8(&e, DW_OP_dup);
+	put_addr(&e, base); /* [cfa cfa p = &e[depth]] */
+	put_addr(&e, &st->depth);
+	put8(&e, DW_OP_deref);
+	put8(&e, DW_OP_const1u);
+	put8(&e, size);
+	put8(&e, DW_OP_mul);
+	put8(&e, DW_OP_plus);
+	unsigned char *loop = e.p; /* [cfa cfa p] */
+	put8(&e, DW_OP_dup);
+	put_addr(&e, base);
+	put8(&e, DW_OP_eq);
+	unsigned char *to_none = put_branch(&e, DW_OP_bra); /* p == &e[0]: none */
+	put8(&e, DW_OP_const1u);
+	put8(&e, size);
+	put8(&e, DW_OP_minus); /* [cfa cfa p-1] */
+	put8(&e, DW_OP_dup);
+	put8(&e, DW_OP_plus_uconst);
+	put8(&e, offsetof(struct ft_shadow, key));
+	put8(&e, DW_OP_deref); /* [cfa cfa p key] */
+	put8(&e, DW_OP_pick);
+	put8(&e, 2);
+	put8(&e, DW_OP_ne);
+	land(put_branch(&e, DW_OP_bra), loop); /* key != cfa: the next one down */
+	put8(&e, DW_OP_plus_uconst);
+	put8(&e, offsetof(struct ft_shadow, orig)); /* [cfa cfa &p->orig] */
+	unsigned char *to_end = put_branch(&e, DW_OP_skip);
+	land(to_none, e.p);
+	put_addr(&e, &end_of_stack); /* [cfa cfa p &end_of_stack] */
+	land(to_end, e.p);
+	*len = (unsigned char)(e.p - expr);
+	(void)close_entry(&e, fde);
+	return fde;
+}
+
+_Static_assert(sizeof(struct ft_shadow) < 256 && offsetof(struct ft_shadow, key) < 128 &&
+		       offsetof(struct ft_shadow, orig) < 128,
+	       "build_return_fde: one-byte operands");
+_Static_assert(sizeof(((struct ft_shadow_stack *)0)->fde) >= 24 + 96, "build_return_fde: room for the CIE and FDE");
+
+static const void *find_fde_hook(void *pc, struct dwarf_eh_bases *bases)
+{
+	uintptr_t a = (uintptr_t)pc;
+	struct ft_shadow_stack *st = __atomic_load_n(&stitch__ftrace_thread.shadow, __ATOMIC_RELAXED);
+	if ((a == RETURN_TRAMP - 1 || a == RETURN_TRAMP) && st) {
+		const void *fde = build_return_fde(st);
+		*bases = (struct dwarf_eh_bases){ .tbase = NULL, .dbase = NULL, .func = (void *)(RETURN_TRAMP - 1) };
+		return fde;
+	}
+	return NEXT(_Unwind_Find_FDE, find_fde_fn)(pc, bases);
+}
+/* libgcc's name (no header declares it) */
+EXPORT_AS(_Unwind_Find_FDE, find_fde_hook); // NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
+
 /* ---- loaded after the unwinder --------------------------------------------
  *
  * Loaded by dlopen(), libstitch's definitions above come after libgcc_s's,
@@ -424,6 +642,7 @@ static const struct interposer interposers[] = {
 	{ "pthread_exit", (void *)pthread_exit_hook, &next_pthread_exit },
 	{ "backtrace", (void *)backtrace_hook, &next_backtrace },
 	{ "_Unwind_Backtrace", (void *)unwind_backtrace_hook, &next__Unwind_Backtrace },
+	{ "_Unwind_Find_FDE", (void *)find_fde_hook, &next__Unwind_Find_FDE },
 };
 #define NINTERPOSERS (sizeof(interposers) / sizeof(interposers[0]))
 

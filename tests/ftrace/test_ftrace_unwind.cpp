@@ -28,6 +28,10 @@
  *     goes on (the inner catch must not hook the frames it is unwinding);
  *  9. backtrace() and _Unwind_Backtrace() inside hooked frames see the
  *     frames beyond them (as many as untraced), and the frames stay hooked.
+ * 10. pthread_cancel() three hooked frames deep, 20 times: the destructors
+ *     in between and the cleanup handler of the outermost run (glibc
+ *     unwinds from inside itself: the unwinder must walk through the return
+ *     trampoline, with the unwind information libstitch gives it).
  * This file is built with the trace flags; only u_* is traced.
  * UNWIND_FAST (test_ftrace_unwind_fast): the same with fast-ABI callbacks,
  * which take x86-64's lean trampolines (their own shadow push and pop).
@@ -45,6 +49,7 @@
 #include <cstdio>
 #include <cstring>
 #include <pthread.h>
+#include <sched.h>
 #include <stdexcept>
 
 #include <stitch/ftrace.h>
@@ -363,6 +368,75 @@ static void *exiting_thread(void *)
 	return (void *)1; /* not reached */
 }
 
+/* ---- 10. pthread_cancel ------------------------------------------------------ */
+
+/* The cancelled thread reaches u_cancel_inner (stage 1), the main thread
+ * cancels it and says so (stage 2), and the thread acts on it at
+ * pthread_testcancel(): glibc unwinds it from inside itself, through
+ * libgcc_s functions it looked up itself - nothing on the way can be
+ * interposed.  The unwinder meets the hooked frames' return addresses (the
+ * trampoline) and must walk on through them to run the destructors and the
+ * cleanup handler further out. */
+static std::atomic<int> cancel_stage, cancel_dtors;
+
+struct CancelGuard { /* t_dtors is per thread */
+	~CancelGuard() { cancel_dtors.fetch_add(1); }
+};
+
+TRACED void u_cancel_inner(int)
+{
+	cancel_stage.store(1);
+	while (cancel_stage.load() != 2)
+		sched_yield();
+	pthread_testcancel();
+}
+TRACED int u_cancel_mid(int x)
+{
+	CancelGuard g;
+	u_cancel_inner(x);
+	return x;
+}
+TRACED int u_cancel_mid2(int x)
+{
+	CancelGuard g;
+	return u_cancel_mid(x) + 1;
+}
+TRACED void u_cancel_outer(int x)
+{
+	pthread_cleanup_push(cleanup, nullptr);
+	(void)u_cancel_mid2(x);
+	pthread_cleanup_pop(0);
+}
+
+static void *cancelled_thread(void *)
+{
+	u_cancel_outer(1);
+	return (void *)1; /* not reached */
+}
+
+/* 0 if a thread cancelled three hooked frames deep ran both destructors
+ * and the cleanup handler, and ended cancelled */
+static bool cancel_case()
+{
+	int d = cancel_dtors.load();
+	int c = cleanup_ran.load();
+	cancel_stage.store(0);
+	pthread_t t;
+	if (pthread_create(&t, nullptr, cancelled_thread, nullptr) != 0)
+		return true;
+	while (cancel_stage.load() != 1)
+		sched_yield();
+	CHECK_EQ(pthread_cancel(t), 0);
+	cancel_stage.store(2);
+	void *ret = nullptr;
+	CHECK_EQ(pthread_join(t, &ret), 0);
+	bool bad = ret != PTHREAD_CANCELED || cancel_dtors.load() != d + 2 || cleanup_ran.load() != c + 1;
+	if (bad)
+		fprintf(stderr, "case 10: %s, %d destructors (2), %d cleanups (1)\n",
+			ret == PTHREAD_CANCELED ? "cancelled" : "not cancelled", cancel_dtors.load() - d, cleanup_ran.load() - c);
+	return bad;
+}
+
 /* ---- 7. threads while tracing is switched ------------------------------- */
 
 static std::atomic<bool> stop;
@@ -436,6 +510,10 @@ int main(int argc, char **argv)
 	CHECK(ret == nullptr, "pthread_exit's value: %p", ret);
 	CHECK_EQ(cleanup_ran.load(), 1);
 	CHECK_EQ(__atomic_load_n(&abandoned_total, __ATOMIC_RELAXED) - abandoned, 3); /* u_exit_inner, u_exit_mid, u_exit_outer */
+
+	/* 10 */
+	for (int i = 0; i < 20; i++)
+		CHECK(!cancel_case(), "round %d: pthread_cancel() through hooked frames", i);
 
 	/* 7 */
 	pthread_t w[4];

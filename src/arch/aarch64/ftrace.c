@@ -290,6 +290,9 @@ uintptr_t *arch_ftrace_return_slot(uintptr_t key)
 	return NULL;
 }
 
+/* DWARF register numbers: sp is 31, x30 (LR) 30. */
+const struct arch_dwarf_return arch_ftrace_return_dwarf = { .sp_reg = 31, .ra_column = 30 };
+
 /* gcc and clang: the frame record (x29, x30) at the bottom of the frame,
  * "stp x29, x30, [sp, #-N]!" - x30 one word above the stack pointer. */
 uintptr_t *arch_ftrace_return_slot_usual(uintptr_t sp, uintptr_t cfa)

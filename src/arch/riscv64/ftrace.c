@@ -311,6 +311,9 @@ uintptr_t *arch_ftrace_return_slot(uintptr_t key)
 	return NULL;
 }
 
+/* DWARF register numbers: sp (x2) is 2, ra (x1) 1. */
+const struct arch_dwarf_return arch_ftrace_return_dwarf = { .sp_reg = 2, .ra_column = 1 };
+
 /* gcc and clang: "sd ra, N-8(sp)" - ra at the top of the frame. */
 uintptr_t *arch_ftrace_return_slot_usual(uintptr_t sp, uintptr_t cfa)
 {

@@ -358,6 +358,9 @@ uintptr_t *arch_ftrace_return_slot(uintptr_t key)
 	return (uintptr_t *)key - 1;
 }
 
+/* DWARF register numbers: rsp is 7, the return address (RIP) column 16. */
+const struct arch_dwarf_return arch_ftrace_return_dwarf = { .sp_reg = 7, .ra_column = 16 };
+
 /* Not asked: the slot has its fixed place. */
 uintptr_t *arch_ftrace_return_slot_usual(uintptr_t sp, uintptr_t cfa)
 {
@@ -489,7 +492,11 @@ __attribute__((used)) static void lean_trampolines(void)
 		"	jmp stitch__ftrace_tramp_x86\n"
 		".size stitch__ftrace_tramp_lean_x86, . - stitch__ftrace_tramp_lean_x86\n"
 
-		/* The return trampoline: the lean fast path, then the C half. */
+		/* The return trampoline: the lean fast path, then the C half.
+		 * What comes before it (an unconditional jmp, then padding) is
+		 * never stopped at by a thread at an instruction that starts one
+		 * byte before it: an unwinder's look-up of that byte is for a frame
+		 * returning here (core/ftrace_unwind.c answers it). */
 		".p2align 4\n"
 		".globl stitch__ftrace_return\n"
 		".hidden stitch__ftrace_return\n"
