@@ -129,11 +129,10 @@ struct stitch_ftrace_ops {
 	 * unwinder walks the stack, src/core/ftrace_unwind.c; see
 	 * stitch_ftrace_unwind_ready()): the frames unwound get ret_func
 	 * with rregs NULL.  pthread_cancel() too (the unwinder is given
-	 * unwind information for the return trampoline), but the calls
-	 * in flight get no ret_func.  Not supported: stack switching
-	 * (swapcontext) through a hooked frame; a
-	 * return that matches no shadow entry aborts the process with a
-	 * message rather than jump anywhere.
+	 * unwind information for the return trampoline).  Not supported:
+	 * stack switching (swapcontext) through a hooked frame; a return
+	 * that matches no shadow entry aborts the process with a message
+	 * rather than jump anywhere.
 	 * With several graph ops on one site, each one's ret_func is called
 	 * if it is still registered on the site when the function returns.
 	 */

@@ -126,9 +126,14 @@ struct ft_shadow {
 struct ft_shadow_stack {
 	size_t depth;
 	struct ft_shadow e[STITCH_FTRACE_GRAPH_DEPTH];
-	/* the return trampoline's unwind information for this thread
-	 * (ftrace_unwind.c, "walking through the return trampoline") */
-	_Alignas(8) unsigned char fde[128];
+	/* the return trampoline's unwind information for this thread, and
+	 * the return address of the hooked frame an unwinding has just
+	 * gone through (ftrace_unwind.c, "walking through the return
+	 * trampoline") */
+	_Alignas(8) unsigned char fde[192];
+	struct {
+		uintptr_t orig, key;
+	} unwound;
 };
 #define RETURN_TRAMP ((uintptr_t)stitch__ftrace_return)
 /* An entry whose orig is the return trampoline (a tail call's) has bit 0

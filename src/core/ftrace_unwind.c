@@ -416,8 +416,10 @@ EXPORT_AS(_Unwind_Backtrace, unwind_backtrace_hook);
  * group, whose orig is the real return address.  An entry left behind by
  * a longjmp() with the same key is below the live one (a hooked call at
  * its key prunes it), so the live one is found first.  No match: the
- * address of a zero word, and a return address of 0 is the end of the
- * stack to the unwinder - what it saw before.
+ * entry popped by the personality routine just before, if its key is
+ * that (return_personality, below, says why it pops); else the address
+ * of a zero word, and a return address of 0 is the end of the stack to
+ * the unwinder - what it saw before.
  * A CFI expression cannot reach thread-local storage, so the addresses of
  * the thread's shadow stack are constants in it: the CIE and FDE are
  * built in the thread's shadow stack block, by the thread that unwinds
@@ -428,8 +430,9 @@ EXPORT_AS(_Unwind_Backtrace, unwind_backtrace_hook);
  * that owns them: a signal handler's traced calls push and pop entries
  * above the live ones, and prune none of them (their keys are above the
  * handler's stack pointer).
- * The unwound frames' shadow entries stay (those calls get no end); the
- * thread's next hooked call prunes them, as after a longjmp().
+ * The unwound frames' calls end there: the trampoline's personality
+ * routine reports them abandoned (ret_func with rregs NULL) as the
+ * unwinding goes through, innermost first.
  * Only libgcc's unwinder (libgcc_s, and the copies of unwind-dw2 in
  * libgcc_eh.a) calls _Unwind_Find_FDE; LLVM's libunwind does not.
  */
@@ -506,6 +509,42 @@ static uint32_t close_entry(struct emit *e, unsigned char *start)
 	return len;
 }
 
+/*
+ * The trampoline's personality routine: the unwinder calls it in the
+ * phase that unwinds the frames (a forced unwinding's only one; an
+ * exception's second, after the search), before it reads the return
+ * address.  The hooked frame under the trampoline - the one returning with
+ * the stack pointer the CFA is - has just been unwound, and its landing
+ * pads have run: its shadow entries, and any left below them, are
+ * reported abandoned and popped now, as __cxa_begin_catch does for an
+ * exception (a tracer sees the calls of a cancelled thread end).  Its real
+ * return address, which the FDE's expression is about to look for, is
+ * kept aside first, in st->unwound, where the expression looks when the
+ * shadow stack has no entry with that key.  An entry with the key, when
+ * there is one (inside a callback, where nothing is popped), comes first:
+ * st->unwound can be stale, never wrong for the frame the stack holds.
+ */
+static _Unwind_Reason_Code return_personality(int version, _Unwind_Action actions, _Unwind_Exception_Class cls,
+					      struct _Unwind_Exception *exc, struct _Unwind_Context *ctx)
+{
+	(void)version;
+	(void)cls;
+	(void)exc;
+	struct ft_shadow_stack *st = __atomic_load_n(&stitch__ftrace_thread.shadow, __ATOMIC_RELAXED);
+	if (!(actions & _UA_CLEANUP_PHASE) || !st)
+		return _URC_CONTINUE_UNWIND;
+	uintptr_t key = (uintptr_t)_Unwind_GetCFA(ctx); /* the hooked frame's: not updated yet */
+	for (size_t i = st->depth; i--;)
+		if (st->e[i].key == key) { /* the group's outermost: tail calls' keys are tagged */
+			st->unwound.orig = st->e[i].orig;
+			__atomic_signal_fence(__ATOMIC_SEQ_CST);
+			st->unwound.key = key;
+			break;
+		}
+	stitch__ftrace_graph_unwound_below(key);
+	return _URC_CONTINUE_UNWIND;
+}
+
 /* The CIE and FDE (.eh_frame format) of the return trampoline for the
  * thread owning st, in st->fde; the FDE's address. */
 static const void *build_return_fde(struct ft_shadow_stack *st)
@@ -518,12 +557,15 @@ static const void *build_return_fde(struct ft_shadow_stack *st)
 	put32(&e, 0); /* CIE id */
 	put8(&e, 1);  /* version */
 	put8(&e, 'z');
+	put8(&e, 'P');
 	put8(&e, 'R');
 	put8(&e, 0);
 	put8(&e, 1);    /* code alignment */
 	put8(&e, 0x78); /* data alignment -8 (sleb128) */
 	put8(&e, arch_ftrace_return_dwarf.ra_column);
-	put8(&e, 1); /* augmentation data: */
+	put8(&e, 1 + 8 + 1); /* augmentation data: */
+	put8(&e, DW_EH_PE_absptr);
+	put64(&e, (uintptr_t)return_personality);
 	put8(&e, DW_EH_PE_absptr);
 	put8(&e, DW_CFA_def_cfa); /* CFA = sp + 0 */
 	put8(&e, arch_ftrace_return_dwarf.sp_reg);
@@ -569,9 +611,19 @@ static const void *build_return_fde(struct ft_shadow_stack *st)
 	put8(&e, DW_OP_plus_uconst);
 	put8(&e, offsetof(struct ft_shadow, orig)); /* [cfa cfa &p->orig] */
 	unsigned char *to_end = put_branch(&e, DW_OP_skip);
-	land(to_none, e.p);
+	land(to_none, e.p); /* [cfa cfa p] */
+	put_addr(&e, &st->unwound.key);
+	put8(&e, DW_OP_deref);
+	put8(&e, DW_OP_pick);
+	put8(&e, 2);
+	put8(&e, DW_OP_ne);
+	unsigned char *to_end_of_stack = put_branch(&e, DW_OP_bra);
+	put_addr(&e, &st->unwound.orig); /* [cfa cfa p &unwound.orig] */
+	unsigned char *to_end2 = put_branch(&e, DW_OP_skip);
+	land(to_end_of_stack, e.p);
 	put_addr(&e, &end_of_stack); /* [cfa cfa p &end_of_stack] */
 	land(to_end, e.p);
+	land(to_end2, e.p);
 	*len = (unsigned char)(e.p - expr);
 	(void)close_entry(&e, fde);
 	return fde;
@@ -580,7 +632,8 @@ static const void *build_return_fde(struct ft_shadow_stack *st)
 _Static_assert(sizeof(struct ft_shadow) < 256 && offsetof(struct ft_shadow, key) < 128 &&
 		       offsetof(struct ft_shadow, orig) < 128,
 	       "build_return_fde: one-byte operands");
-_Static_assert(sizeof(((struct ft_shadow_stack *)0)->fde) >= 24 + 96, "build_return_fde: room for the CIE and FDE");
+/* the CIE is 32 bytes, the FDE 128 (its expression 93) */
+_Static_assert(sizeof(((struct ft_shadow_stack *)0)->fde) >= 32 + 128, "build_return_fde: room for the CIE and FDE");
 
 static const void *find_fde_hook(void *pc, struct dwarf_eh_bases *bases)
 {

@@ -28,10 +28,11 @@
  *     goes on (the inner catch must not hook the frames it is unwinding);
  *  9. backtrace() and _Unwind_Backtrace() inside hooked frames see the
  *     frames beyond them (as many as untraced), and the frames stay hooked.
- * 10. pthread_cancel() three hooked frames deep, 20 times: the destructors
+ * 10. pthread_cancel() four hooked frames deep, 20 times: the destructors
  *     in between and the cleanup handler of the outermost run (glibc
  *     unwinds from inside itself: the unwinder must walk through the return
- *     trampoline, with the unwind information libstitch gives it).
+ *     trampoline, with the unwind information libstitch gives it), and the
+ *     four calls are reported abandoned.
  * This file is built with the trace flags; only u_* is traced.
  * UNWIND_FAST (test_ftrace_unwind_fast): the same with fast-ABI callbacks,
  * which take x86-64's lean trampolines (their own shadow push and pop).
@@ -414,12 +415,14 @@ static void *cancelled_thread(void *)
 	return (void *)1; /* not reached */
 }
 
-/* 0 if a thread cancelled three hooked frames deep ran both destructors
- * and the cleanup handler, and ended cancelled */
+/* false if a thread cancelled four hooked frames deep ran both
+ * destructors and the cleanup handler, had its four calls reported
+ * abandoned, and ended cancelled */
 static bool cancel_case()
 {
 	int d = cancel_dtors.load();
 	int c = cleanup_ran.load();
+	long abandoned = __atomic_load_n(&abandoned_total, __ATOMIC_RELAXED);
 	cancel_stage.store(0);
 	pthread_t t;
 	if (pthread_create(&t, nullptr, cancelled_thread, nullptr) != 0)
@@ -430,10 +433,13 @@ static bool cancel_case()
 	cancel_stage.store(2);
 	void *ret = nullptr;
 	CHECK_EQ(pthread_join(t, &ret), 0);
-	bool bad = ret != PTHREAD_CANCELED || cancel_dtors.load() != d + 2 || cleanup_ran.load() != c + 1;
+	/* u_cancel_inner, u_cancel_mid, u_cancel_mid2, u_cancel_outer */
+	long ended = __atomic_load_n(&abandoned_total, __ATOMIC_RELAXED) - abandoned;
+	bool bad = ret != PTHREAD_CANCELED || cancel_dtors.load() != d + 2 || cleanup_ran.load() != c + 1 || ended != 4;
 	if (bad)
-		fprintf(stderr, "case 10: %s, %d destructors (2), %d cleanups (1)\n",
-			ret == PTHREAD_CANCELED ? "cancelled" : "not cancelled", cancel_dtors.load() - d, cleanup_ran.load() - c);
+		fprintf(stderr, "case 10: %s, %d destructors (2), %d cleanups (1), %ld calls ended unwound (4)\n",
+			ret == PTHREAD_CANCELED ? "cancelled" : "not cancelled", cancel_dtors.load() - d,
+			cleanup_ran.load() - c, ended);
 	return bad;
 }
 
