@@ -16,6 +16,16 @@
 #   RISC-V   -fpatchable-function-entry=8,4 -falign-functions=8
 #            with RVC: eight c.nops, four before the function (the literal),
 #            four at its entry (AUIPC t0 + NOP/JALR t0); 8-aligned.
+# gcc before 13, every architecture: -fno-function-sections as well.  With
+# -ffunction-sections gcc 11 and 12 put all of an object's entry records in
+# one __patchable_function_entries section tied (SHF_LINK_ORDER) to the
+# object's first function, so -Wl,--gc-sections drops every record of the
+# object when that one function is unused, and its other functions cannot
+# be traced (gcc bug 110729, fixed in 13; clang ties each record to its own
+# function).  With one text section per object, section GC keeps or drops
+# an object's functions and their records together.  The flag comes after
+# the project's own flags (target_compile_options), so it wins over a
+# -ffunction-sections in CMAKE_C_FLAGS.
 function(stitch_trace_cflags out)
   if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
     set(f -fpatchable-function-entry=5)
@@ -26,6 +36,12 @@ function(stitch_trace_cflags out)
   else()
     message(FATAL_ERROR "stitch: no tracing flags for ${CMAKE_SYSTEM_PROCESSOR}")
   endif()
+  foreach(lang C CXX)
+    if(CMAKE_${lang}_COMPILER_ID STREQUAL "GNU" AND CMAKE_${lang}_COMPILER_VERSION VERSION_LESS 13
+       AND NOT "-fno-function-sections" IN_LIST f)
+      list(APPEND f -fno-function-sections)
+    endif()
+  endforeach()
   set(${out} ${f} PARENT_SCOPE)
 endfunction()
 
