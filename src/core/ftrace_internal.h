@@ -135,6 +135,11 @@ struct ft_shadow_stack {
 		uintptr_t orig, key;
 	} unwound;
 };
+/* tools/gdb/stitch.py reads a thread's shadow stack with these offsets */
+_Static_assert(offsetof(struct ft_shadow, orig) == 0 && offsetof(struct ft_shadow, key) == 8 &&
+		       sizeof(struct ft_shadow) == 32 && offsetof(struct ft_shadow_stack, depth) == 0 &&
+		       offsetof(struct ft_shadow_stack, e) == 8 && STITCH_FTRACE_GRAPH_DEPTH == 1024,
+	       "the shadow stack layout tools/gdb/stitch.py reads");
 #define RETURN_TRAMP ((uintptr_t)stitch__ftrace_return)
 /* An entry whose orig is the return trampoline (a tail call's) has bit 0
  * of its key set (keys are stack pointers, 8-aligned), so that the lean
@@ -156,6 +161,7 @@ struct ft_thread {
 	struct ft_shadow_stack *shadow;
 };
 extern __thread struct ft_thread stitch__ftrace_thread __attribute__((tls_model("initial-exec")));
+_Static_assert(offsetof(struct ft_thread, shadow) == 8, "the layout tools/gdb/stitch.py reads");
 
 /* pthread_exit() (ftrace_unwind.c): the thread's hooked frames are all
  * about to be unwound; report them now, innermost first, as abandoned

@@ -19,8 +19,13 @@
 # 2. A breakpoint on the tracing site itself (*probe_fn): gdb's int3 is in
 #    the bytes stitch would rewrite.  Enabling tracing there must fail
 #    with the library's error naming the unexpected byte (cc), not write.
+# 3. With tools/gdb/stitch.py, a backtrace from inside three function_graph
+#    calls (gdb_graph: each returns to stitch's return trampoline) goes on
+#    through the trampoline to the real callers, up to main.  Without it,
+#    gdb's backtrace went astray at the first hooked frame.
+#   run_gdb.sh GDB GDB_PROG GDB_GRAPH STITCH_PY
 set -u
-gdb=$1 prog=$2
+gdb=$1 prog=$2 graph=$3 stitch_py=$4
 rounds=50
 work=$(mktemp -d "${TMPDIR:-/tmp}/stitch-gdb.XXXXXX") || exit 1
 trap 'rm -rf "$work"' EXIT
@@ -78,9 +83,27 @@ grep -q "cannot trace probe_fn.*expected a patchable entry.*found cc" "$work/out
 	fail "a gdb breakpoint on the tracing site: no error naming the int3 from stitch_ftrace_register"
 [ $failed -eq 0 ] && echo "ok: a breakpoint on the tracing site: refused with a clear error"
 
+cat >"$work/3.gdb" <<GDB
+set pagination off
+set confirm off
+handle all nostop noprint pass
+source $stitch_py
+break *g_inner+5
+run
+bt
+continue
+GDB
+"$gdb" -batch -nx -x "$work/3.gdb" --args "$graph" >"$work/out3" 2>&1
+grep -q "^gdb_graph: [0-9]* passed, 0 failed" "$work/out3" || fail "gdb_graph's own checks failed under gdb"
+# frames 0-6: g_inner, the trampoline, g_mid, the trampoline, g_outer, the trampoline, main
+frames=$(sed -n 's/^#\([0-9]\) .* in \([a-z_]*\|<stitch return trampoline>\) (.*/\1 \2/p; s/^#0  \([a-z_]*\) (.*/0 \1/p' "$work/out3" | tr '\n' ',')
+want="0 g_inner,1 <stitch return trampoline>,2 g_mid,3 <stitch return trampoline>,4 g_outer,5 <stitch return trampoline>,6 main,"
+[ "$frames" = "$want" ] || fail "backtrace through hooked returns: got '$frames', want '$want'"
+[ $failed -eq 0 ] && echo "ok: a backtrace through three hooked returns reaches main"
+
 if [ $failed -ne 0 ]; then
-	# both runs: the first one's failure must not be hidden by the second's output
-	for run in 1 2; do
+	# every run: the first one's failure must not be hidden by the next one's output
+	for run in 1 2 3; do
 		echo "--- gdb output, run $run (the program's check failures first):" >&2
 		grep "check failed" "$work/out$run" | head -5 >&2
 		tail -30 "$work/out$run" >&2
