@@ -167,6 +167,13 @@ size_t arch_ftrace_region_size(size_t nsites);
  */
 int arch_ftrace_site_init(struct arch_ftrace_site *s);
 /*
+ * Where the entry record of a function whose symbol is at `func` would
+ * point, had it been compiled with the trace flags (cmake/StitchTrace.cmake):
+ * for the diagnosis of a function whose record the linker dropped.  0: no
+ * such place (not a layout of this architecture).
+ */
+uintptr_t arch_ftrace_record_of(uintptr_t func);
+/*
  * Build the module's trampoline region into `buf` (the bytes that will be
  * mapped executable at `addr`, not yet live): what every site's enabled
  * call reaches, which calls stitch__ftrace_dispatch(cookies[i], ...).

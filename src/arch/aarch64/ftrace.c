@@ -406,6 +406,12 @@ size_t arch_ftrace_region_size(size_t nsites)
 	return 16;
 }
 
+/* Two NOPs before the symbol (-fpatchable-function-entry=4,2). */
+uintptr_t arch_ftrace_record_of(uintptr_t func)
+{
+	return func - 8;
+}
+
 int arch_ftrace_site_init(struct arch_ftrace_site *s)
 {
 	uintptr_t r = s->record;

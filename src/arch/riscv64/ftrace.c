@@ -466,6 +466,13 @@ int arch_ftrace_region_ready(uintptr_t region, size_t size)
 	return 0;
 }
 
+/* Eight bytes of NOPs before the symbol: four c.nops (=8,4), or two
+ * 4-byte NOPs without RVC (=4,2). */
+uintptr_t arch_ftrace_record_of(uintptr_t func)
+{
+	return func - 8;
+}
+
 int arch_ftrace_site_init(struct arch_ftrace_site *s)
 {
 	uintptr_t r = s->record;

@@ -654,6 +654,13 @@ size_t arch_ftrace_region_size(size_t nsites)
 static const uint8_t nop5[SITE_LEN] = { 0x0f, 0x1f, 0x44, 0x00, 0x00 };
 static const uint8_t five_nops[SITE_LEN] = { 0x90, 0x90, 0x90, 0x90, 0x90 };
 
+/* At the symbol, or after an endbr64 (-fcf-protection). */
+uintptr_t arch_ftrace_record_of(uintptr_t func)
+{
+	static const uint8_t endbr64[] = { 0xf3, 0x0f, 0x1e, 0xfa };
+	return memcmp((const void *)func, endbr64, sizeof(endbr64)) == 0 ? func + sizeof(endbr64) : func;
+}
+
 int arch_ftrace_site_init(struct arch_ftrace_site *s)
 {
 	const uint8_t *b = (const uint8_t *)s->record;
