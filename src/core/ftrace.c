@@ -1056,16 +1056,16 @@ static bool literal_name(const char *s)
 
 /*
  * Why a literal name of a filter selects no site, when the process has a
- * function of that name: it is not instrumented - or its record was dropped: its entry has the
- * layout the trace flags give, but no record names it.  That happens with
- * gcc before 13: with -ffunction-sections it ties all of an object's
- * records to the object's first function, and -Wl,--gc-sections drops them
- * with that one (the trace flags say -fno-function-sections for it, which
- * a later -ffunction-sections undoes).  0 when there is no such function.
- * The name is looked for in the modules' symbols, then with dlsym() for
- * modules whose files could not be read (as before): dlsym() takes the
- * loader's lock under the update lock, which ftrace_unwind.c avoids, but
- * only on this error path.
+ * function of that name: it is not instrumented - or its record was
+ * dropped: its entry has the layout the trace flags give, but no record
+ * names it.  That happens with gcc before 13: with -ffunction-sections it
+ * ties all of an object's records to the object's first function, and
+ * -Wl,--gc-sections drops them with that one (the trace flags say
+ * -fno-function-sections for it, which a later -ffunction-sections
+ * undoes).  0 when there is no such function.  The name is looked for in
+ * the modules' symbols, then with dlsym() for modules whose files could
+ * not be read (as before): dlsym() takes the loader's lock under the
+ * update lock, which ftrace_unwind.c avoids, but only on this error path.
  */
 static int name_not_traceable(const char *name)
 {
