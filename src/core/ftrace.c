@@ -1048,49 +1048,6 @@ static int no_site_error(const char *what)
 	return stitch_fail(STITCH_ENOTFOUND, "%s: matches no instrumented function", what);
 }
 
-/* A literal function name (no glob, address, C++ pattern or list). */
-static bool literal_name(const char *s)
-{
-	return s && *s && !strpbrk(s, "*?[]!(): \t") && !(s[0] == '0' && s[1] == 'x');
-}
-
-/*
- * Why a literal name of a filter selects no site, when the process has a
- * function of that name: it is not instrumented - or its record was
- * dropped: its entry has the layout the trace flags give, but no record
- * names it.  That happens with gcc before 13: with -ffunction-sections it
- * ties all of an object's records to the object's first function, and
- * -Wl,--gc-sections drops them with that one (the trace flags say
- * -fno-function-sections for it, which a later -ffunction-sections
- * undoes).  0 when there is no such function.  The name is looked for in
- * the modules' symbols, then with dlsym() for modules whose files could
- * not be read (as before): dlsym() takes the loader's lock under the
- * update lock, which ftrace_unwind.c avoids, but only on this error path.
- */
-static int name_not_traceable(const char *name)
-{
-	if (!literal_name(name))
-		return 0;
-	uintptr_t addr = 0;
-	for (const struct ft_module *m = modules; m && !addr; m = m->next)
-		for (size_t i = 0; i < m->elf.nsyms && !addr; i++)
-			if (strcmp(m->elf.syms[i].name, name) == 0)
-				addr = m->elf.syms[i].addr;
-	if (!addr)
-		addr = (uintptr_t)dlsym(RTLD_DEFAULT, name);
-	if (!addr)
-		return 0;
-	struct arch_ftrace_site s = { .record = arch_ftrace_record_of(addr) };
-	if (s.record && stitch_text_check_code(s.record, 16) == 0 && arch_ftrace_site_init(&s) == 0)
-		return stitch_fail(STITCH_ENOTFOUND,
-				   "function %s has no entry record, though its entry has the NOPs of the trace "
-				   "flags: the linker dropped the record (gcc before 13 with -ffunction-sections "
-				   "and -Wl,--gc-sections: the trace flags add -fno-function-sections, which a "
-				   "-ffunction-sections after them undoes)",
-				   name);
-	return stitch_fail(STITCH_ENOTFOUND, "function %s is not instrumented for tracing; " FT_HINT, name);
-}
-
 static int refuse_bad(const struct ft_rec *r)
 {
 	return stitch_fail(r->bad, "cannot trace %s (%#lx in %s): %s", *r->name ? r->name : "?",
@@ -1252,6 +1209,44 @@ static void pat_init(struct pat *p, const char *tok)
 	p->len = lit;
 }
 
+/*
+ * Why a filter's exact name (PAT_EXACT) selects no site, when the process
+ * has a function of that name: it is not instrumented - or its record was
+ * dropped: its entry has the layout the trace flags give, but no record
+ * names it.  That happens with gcc before 13: with -ffunction-sections it
+ * ties all of an object's records to the object's first function, and
+ * -Wl,--gc-sections drops them with that one (the trace flags say
+ * -fno-function-sections for it, which a later -ffunction-sections
+ * undoes).  0 when there is no such function.  The name is looked for in
+ * the modules' symbols, then with dlsym() for modules whose files could
+ * not be read (as before): dlsym() takes the loader's lock under the
+ * update lock, which ftrace_unwind.c avoids, but only on this error path.
+ */
+static int name_not_traceable(const struct pat *p)
+{
+	if (p->kind != PAT_EXACT || p->neg)
+		return 0;
+	const char *name = p->s;
+	uintptr_t addr = 0;
+	for (const struct ft_module *m = modules; m && !addr; m = m->next)
+		for (size_t i = 0; i < m->elf.nsyms && !addr; i++)
+			if (strcmp(m->elf.syms[i].name, name) == 0)
+				addr = m->elf.syms[i].addr;
+	if (!addr)
+		addr = (uintptr_t)dlsym(RTLD_DEFAULT, name);
+	if (!addr)
+		return 0;
+	struct arch_ftrace_site s = { .record = arch_ftrace_record_of(addr) };
+	if (s.record && stitch_text_check_code(s.record, 16) == 0 && arch_ftrace_site_init(&s) == 0)
+		return stitch_fail(STITCH_ENOTFOUND,
+				   "function %s has no entry record, though its entry has the NOPs of the trace "
+				   "flags: the linker dropped the record (gcc before 13 with -ffunction-sections "
+				   "and -Wl,--gc-sections: the trace flags add -fno-function-sections, which a "
+				   "-ffunction-sections after them undoes)",
+				   name);
+	return stitch_fail(STITCH_ENOTFOUND, "function %s is not instrumented for tracing; " FT_HINT, name);
+}
+
 static int cmp_name(const void *a, const void *b)
 {
 	return strcmp(((const struct ft_name *)a)->name, ((const struct ft_name *)b)->name);
@@ -1389,7 +1384,7 @@ static int select_filter(const char *filter, struct sel_list *out)
 		npos += t[0] != '!';
 	}
 	int err = 0;
-	if (total_sites() == 0 && !(ntok == 1 && (err = name_not_traceable(tok[0])) != 0))
+	if (total_sites() == 0 && !(ntok == 1 && (err = name_not_traceable(&pat[0])) != 0))
 		err = no_site_error(filter && *filter ? filter : "*");
 	bool cxx = false, plain = false;
 	for (size_t k = 0; k < ntok; k++) {
@@ -1414,7 +1409,7 @@ static int select_filter(const char *filter, struct sel_list *out)
 						  "filter pattern '%s' is a C++ name, and this process has no C++ "
 						  "demangler (libstdc++'s __cxa_demangle) to read its functions' names",
 						  tok[k]);
-			else if (pat[k].kind == PAT_CXX || !(err = name_not_traceable(tok[k])))
+			else if (!(err = name_not_traceable(&pat[k])))
 				err = stitch_fail(STITCH_ENOTFOUND, "filter pattern '%s' matches no instrumented function",
 						  tok[k]);
 		}
