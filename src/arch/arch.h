@@ -245,9 +245,12 @@ int arch_ftrace_retarget(struct arch_ftrace_site *const *sites, size_t n, uintpt
 uintptr_t arch_ftrace_entry(uintptr_t direct, bool lean);
 bool arch_ftrace_has_lean(void);
 
-/* The portable dispatcher the trampolines call (src/core/ftrace.c). */
+/* The portable dispatcher the trampolines call (src/core/ftrace.c).  True
+ * when it hooked the function's return (a shadow entry pushed, the
+ * return trampoline stored in the parent slot): x86-64's jump-kind
+ * trampoline then enters the function by a call (its ftrace.c). */
 struct stitch_ftrace_regs;
-void stitch__ftrace_dispatch(uintptr_t cookie, uintptr_t parent_ip, struct stitch_ftrace_regs *regs);
+bool stitch__ftrace_dispatch(uintptr_t cookie, uintptr_t parent_ip, struct stitch_ftrace_regs *regs);
 
 /*
  * function_graph.  arch_ftrace_parent_slot(): where the entry trampoline

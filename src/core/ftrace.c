@@ -531,12 +531,12 @@ static __attribute__((noinline)) struct ft_shadow_stack *graph_prune(struct ft_t
 }
 
 /* After the entry callbacks: hook the return. */
-static inline void graph_push(struct ft_shadow_stack *st, struct ft_rec *r, struct stitch_ftrace_ops *ops,
+static inline bool graph_push(struct ft_shadow_stack *st, struct ft_rec *r, struct stitch_ftrace_ops *ops,
 			      uintptr_t *slot, uintptr_t key)
 {
 	if (__builtin_expect(!st || st->depth == STITCH_FTRACE_GRAPH_DEPTH, 0)) {
 		stitch_count(graph_overflows, 1);
-		return;
+		return false;
 	}
 	struct ft_shadow *e = &st->e[st->depth++];
 	e->orig = *slot;
@@ -544,6 +544,7 @@ static inline void graph_push(struct ft_shadow_stack *st, struct ft_rec *r, stru
 	e->rec = r;
 	e->ops = ops;
 	*slot = RETURN_TRAMP;
+	return true;
 }
 
 static __attribute__((noreturn, noinline)) void graph_lost(void)
@@ -638,7 +639,7 @@ uintptr_t stitch__ftrace_graph_return(uintptr_t key, struct stitch_ftrace_ret_re
 }
 
 /* Several ops on the site (or one caught while its set changes). */
-static __attribute__((noinline)) void dispatch_set(struct ft_thread *t, struct ft_rec *r, struct ft_set *s,
+static __attribute__((noinline)) bool dispatch_set(struct ft_thread *t, struct ft_rec *r, struct ft_set *s,
 						   uintptr_t parent_ip, struct stitch_ftrace_regs *regs)
 {
 	uintptr_t ip = r->a.func;
@@ -655,17 +656,17 @@ static __attribute__((noinline)) void dispatch_set(struct ft_thread *t, struct f
 		if (s->ops[i]->ret_func)
 			graph_ops = s->ops[i];
 	}
-	if (s->ngraph)
-		graph_push(st, r, s->ngraph == 1 ? graph_ops : NULL, slot, key);
+	return s->ngraph && graph_push(st, r, s->ngraph == 1 ? graph_ops : NULL, slot, key);
 }
 
-void stitch__ftrace_dispatch(uintptr_t cookie, uintptr_t parent_ip, struct stitch_ftrace_regs *regs)
+bool stitch__ftrace_dispatch(uintptr_t cookie, uintptr_t parent_ip, struct stitch_ftrace_regs *regs)
 {
 	struct ft_thread *t = &stitch__ftrace_thread;
+	bool hooked = false;
 	unsigned long seq = __atomic_load_n(&t->seq, __ATOMIC_RELAXED);
 	if (__builtin_expect(!(seq & 1), 0)) {
 		if (seq)
-			return; /* a callback called traced code */
+			return false; /* a callback called traced code */
 		seq = thread_register(t);
 	}
 	ft_read_lock(t, seq);
@@ -685,12 +686,13 @@ void stitch__ftrace_dispatch(uintptr_t cookie, uintptr_t parent_ip, struct stitc
 				st = graph_prune(t, slot, key);
 			if (ops->func)
 				ops->func(r->a.func, parent_ip, ops, regs);
-			graph_push(st, r, ops, slot, key);
+			hooked = graph_push(st, r, ops, slot, key);
 		}
 	} else if (s) {
-		dispatch_set(t, r, s, parent_ip, regs);
+		hooked = dispatch_set(t, r, s, parent_ip, regs);
 	}
 	ft_read_unlock(t, seq);
+	return hooked;
 }
 
 static int cmp_rec_ptr(const void *a, const void *b)

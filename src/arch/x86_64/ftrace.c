@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * x86-64 function-entry sites: a 5-byte NOP <-> `call rel32` to a per-site
- * stub in a trampoline region mapped within +-2 GiB of the module's text.
+ * x86-64 function-entry sites: a 5-byte NOP <-> `jmp rel32` (ops) or
+ * `call rel32` (a direct call) to one of the site's two stubs in a
+ * trampoline region mapped within +-2 GiB of the module's text.
  *
  *   The site, as the compilers emit it for -fpatchable-function-entry=5
  *   (checked with gcc 12.2 and clang 14.0.6; with -fcf-protection an
@@ -11,26 +12,68 @@
  *     clang  func: 0f 1f 44 00 08        nopl 0x8(%rax,%rax)   FORM_NOP5_DISP
  *     -pg -mfentry -mnop-mcount:
  *            func: 0f 1f 44 00 00        nopl 0x0(%rax,%rax)   FORM_NOP5
- *   enabled:
- *            func: e8 <stub - (func+5)>  call stub
+ *   enabled, for tracers (ops):
+ *            func: e9 <jstub - (func+5)> jmp jstub             (form |= ENABLED_JMP)
+ *   enabled, for a direct call:
+ *            func: e8 <cstub - (func+5)> call cstub
  *
  *   The module's region (not live until every byte is written, then RX):
- *     +16+16i  49 bb <cookie_i>        movabs $cookie_i, %r11   (the site's record)
- *              41 ff 63 08             jmp *8(%r11)             (the record's entry word)
+ *     +0       <stitch__ftrace_tramp_jmp_x86>   the jump stubs' target
+ *     +16+32i  49 bb <cookie_i>     movabs $cookie_i, %r11   cstub (the site's record)
+ *              41 ff 63 08          jmp *8(%r11)             (the record's entry word)
+ *     +32+32i  49 bb <cookie_i>     movabs $cookie_i, %r11   jstub
+ *              ff 25 <rel32>        jmp *head(%rip)
  *   r11 is free at a function's entry (SysV ABI: scratch, never an
  *   argument); r10 (static chain) and rax (vararg count) are preserved.
- *   The entry word (src/core/ftrace.c publishes it with the site's set)
- *   is one of:
- *     stitch__ftrace_tramp_x86       saves rdi rsi rdx rcx r8 r9 rax r10
- *         and xmm0-7, calls stitch__ftrace_dispatch(cookie, parent_ip,
- *         regs), restores, returns to func+5: the function runs as if the
- *         site were a NOP;
- *     stitch__ftrace_tramp_lean_x86  the fast ABI (one ops whose callbacks
- *         preserve every register, stitch/ftrace.h): saves only what it
- *         uses, see "lean trampolines" below;
- *     a direct call's trampoline     entered with the stack as the site's
- *         call left it.
- *   Reading the word is the stub's one load: a thread that took the old
+ *
+ * Why a jump, and two kinds.  A call at the site pushes func+5 on the
+ * CPU's return stack (its return-address predictor) as well as on the
+ * stack.  function_graph hooks a return by replacing the caller's return
+ * address with the return trampoline; after a call-kind entry the
+ * function's `ret` then goes where the return stack did not predict (the
+ * caller's address), which cost ~6.5 ns a call here, and leaves the
+ * prediction of the return trampoline's own jump to chance.  With the
+ * jump, nothing is pushed at the site; the jump kind's trampoline enters
+ * a hooked function through `call *%r11` at stitch__ftrace_call_in, the
+ * three bytes just before the return trampoline, so the return address
+ * the call pushes IS the return trampoline, on the stack and the return
+ * stack alike: the function's `ret` is predicted, and the return
+ * trampoline leaves by `push; ret` to the caller's address, the entry
+ * the caller's own call pushed (predicted too).  An unhooked function is
+ * entered by `jmp *%r11` to func+5.  (Calls and returns stay paired, as a
+ * CET shadow stack also requires: untested, no kernel here enables it.)
+ * The stack is the same as after a call-kind hooking: the return
+ * trampoline in the slot above the function's frame, keyed as before, so
+ * every consumer of the shadow stack (unwinders, gdb, longjmp) is
+ * unchanged.
+ *   A direct call's trampoline is written for the frame a call leaves
+ *   ([rsp] = func+5), so a site with one gets the call, through the
+ *   call stub and the record's entry word.  A site's set is direct alone
+ *   or has no direct call (the core refuses mixing), and goes through
+ *   untraced between the two, so its enabled instruction never changes
+ *   kind while enabled; arch_ftrace_apply() picks it at enabling, from
+ *   the direct word the core has published by then.
+ *   Each stub leads to trampolines of its own kind only, so a thread that
+ *   took either instruction finds the frame it expects, whatever was
+ *   switched since:
+ *     cstub: the entry word (src/core/ftrace.c publishes it with the
+ *         site's set): stitch__ftrace_tramp_x86 (full), _lean_x86 (the
+ *         fast ABI) or the direct trampoline: the call kind, as before;
+ *     jstub: stitch__ftrace_tramp_jmp_x86, which pushes func+5 (the
+ *         site's `target`) to make the call kind's frame, then runs the
+ *         lean path if the record has a lean ops, else the full jump-kind
+ *         trampoline; they differ from the call kind only in the exits.
+ *         A thread that took the jump before a direct call replaced the
+ *         site's tracers finds no tracer to call and enters the function
+ *         without the direct trampoline: a call in flight during the
+ *         switch, which the enable window allows.
+ *   The full trampoline (either kind) saves rdi rsi rdx rcx r8 r9 rax r10
+ *   and xmm0-7, calls stitch__ftrace_dispatch(cookie, parent_ip, regs),
+ *   restores, and returns (or jumps) to func+5: the function runs as if
+ *   the site were a NOP.  The lean one (one ops whose callbacks preserve
+ *   every register, stitch/ftrace.h) saves only what it uses, see "lean
+ *   trampolines" below.
+ *   Reading a word is a stub's one load: a thread that took the old
  *   value of a word changed under it goes where that value said, which the
  *   core's grace periods cover (RCU for the ops, a quiescence of the
  *   regions for a direct trampoline that went).
@@ -38,12 +81,14 @@
  * Protocols (what a thread at the site may execute):
  *   A. old and new are each ONE instruction of 5 bytes that poke.c's trap
  *      handler knows (x86_decode_site: the canonical NOP5 and clang's
- *      0f 1f 44 00 08 <-> call): the int3 batch of poke.c (steps 1-3
- *      there); a thread runs the NOP or the call, or traps and the handler
- *      emulates the new instruction (the call, or the NOP: skip 5 bytes).
- *      No thread can be inside the site: it is one instruction.  Patch-
- *      logged and checked like every batch; models/x86-int3-call.model,
- *      ftrace-x86-clang-nop-int3.model (and its -plain-store mutant).
+ *      0f 1f 44 00 08 <-> jmp or call): the int3 batch of poke.c (steps
+ *      1-3 there); a thread runs the NOP, the jump or the call, or traps
+ *      and the handler emulates the new instruction (the jump or call, or
+ *      the NOP: skip 5 bytes).  No thread can be inside the site: it is
+ *      one instruction.  Patch-logged and checked like every batch;
+ *      models/ftrace-x86-nop-int3-jmp.model (and its -nosync2 mutant),
+ *      x86-int3-call.model, ftrace-x86-clang-nop-int3.model (and its
+ *      -plain-store mutant).
  *   B. gcc's five NOPs, once per site (its first enable, or a prepare:
  *      see "Preparing" below; after it the site is a NOP5): the same int3
  *      batch, with poke.c's step 1b.  Five NOPs are five instructions, so
@@ -75,8 +120,11 @@ enum { FORM_NOP5, FORM_NOP5_DISP, FORM_5NOPS };
 #define CONVERTED 0x80
 
 #define SITE_LEN 5
-#define STUB_SIZE 16
+#define STUB_SIZE 32 /* the call stub, then the jump stub */
+#define JMP_STUB 16
 #define REGION_HEAD 16
+/* form bit: the enabled instruction written is the jump (else the call) */
+#define ENABLED_JMP 0x40
 
 /* What the trampoline saves, in this order (offsets used by the asm below). */
 struct stitch_ftrace_regs {
@@ -103,12 +151,18 @@ __attribute__((target("general-regs-only"))) uintptr_t stitch_ftrace_regs_arg(co
 }
 
 void stitch__ftrace_tramp_x86(void);
-__asm__(".text\n"
+void stitch__ftrace_tramp_jmp_full_x86(void);
+void stitch__ftrace_call_in(void);
+/* FULL_TRAMP name, jmpk: the call kind (jmpk 0, entered by a site's call
+ * through its call stub) or the jump kind (jmpk 1, entered from
+ * stitch__ftrace_tramp_jmp_x86 below, which pushed func+5 as the site's
+ * call would have: the frame is the same).  Only the exits differ. */
+__asm__(".macro STITCH_FULL_TRAMP name, jmpk\n"
 	".p2align 4\n"
-	".globl stitch__ftrace_tramp_x86\n"
-	".hidden stitch__ftrace_tramp_x86\n"
-	".type stitch__ftrace_tramp_x86, @function\n"
-	"stitch__ftrace_tramp_x86:\n"
+	".globl \\name\n"
+	".hidden \\name\n"
+	".type \\name, @function\n"
+	"\\name:\n"
 	"	.cfi_startproc\n"
 	"	endbr64\n"
 	/* [rsp] = func+5 (return into the traced function), [rsp+8] = its caller's return */
@@ -117,7 +171,7 @@ __asm__(".text\n"
 	"	.cfi_offset %rbp, -16\n"
 	"	movq %rsp, %rbp\n"
 	"	.cfi_def_cfa_register %rbp\n"
-	"	subq $208, %rsp\n"
+	"	subq $224, %rsp\n"
 	"	andq $-16, %rsp\n"
 	"	movq %rdi, 0(%rsp)\n"
 	"	movq %rsi, 8(%rsp)\n"
@@ -127,7 +181,8 @@ __asm__(".text\n"
 	"	movq %r9, 40(%rsp)\n"
 	"	movq %rax, 48(%rsp)\n"
 	"	movq %r10, 56(%rsp)\n"
-	"	movq %r11, 64(%rsp)\n"
+	"	movq %r11, 64(%rsp)\n"   /* the record */
+	"	movq $0, 208(%rsp)\n"    /* 1 once the return is hooked (the jump kind's exit) */
 	"	movaps %xmm0, 80(%rsp)\n"
 	"	movaps %xmm1, 96(%rsp)\n"
 	"	movaps %xmm2, 112(%rsp)\n"
@@ -200,6 +255,7 @@ __asm__(".text\n"
 	"	call *%rax\n"
 	"7:	leaq stitch__ftrace_return(%rip), %rdi\n"
 	"	movq %rdi, 16(%rbp)\n"  /* hook the return */
+	"	movq $1, 208(%rsp)\n"
 	"	jmp 4b\n"
 	"8:	subq $" STR(U_COUNT) ", " STR(U_CTR) "(%r9)\n"
 	"2:	incq %fs:" STR(T_SEQ) "(%rax)\n"
@@ -210,6 +266,8 @@ __asm__(".text\n"
 	"	movq 16(%rbp), %rsi\n"  /* parent ip */
 	"	movq %rsp, %rdx\n"      /* regs */
 	"	call stitch__ftrace_dispatch\n"
+	"	movzbl %al, %eax\n"      /* true: it hooked the return */
+	"	movq %rax, 208(%rsp)\n"
 	"1:	movq 0(%rsp), %rdi\n"
 	"	movq 8(%rsp), %rsi\n"
 	"	movq 16(%rsp), %rdx\n"
@@ -226,12 +284,30 @@ __asm__(".text\n"
 	"	movaps 160(%rsp), %xmm5\n"
 	"	movaps 176(%rsp), %xmm6\n"
 	"	movaps 192(%rsp), %xmm7\n"
+	".if \\jmpk\n"
+	"	cmpq $0, 208(%rsp)\n"    /* hooked? (the flags survive to the jnz) */
+	"	movq %rbp, %rsp\n"
+	"	popq %rbp\n"
+	"	.cfi_def_cfa %rsp, 8\n"
+	"	popq %r11\n"             /* func+5 */
+	"	.cfi_def_cfa_offset 0\n"
+	"	.cfi_undefined rip\n"
+	"	jnz 13f\n"
+	"	jmp *%r11\n"             /* not hooked: into the function, as past a NOP */
+	"13:	addq $8, %rsp\n"         /* hooked: where the caller's return address was; */
+	"	jmp stitch__ftrace_call_in\n" /* the call there pushes the return trampoline */
+	".else\n"
 	"	movq %rbp, %rsp\n"
 	"	popq %rbp\n"
 	"	.cfi_def_cfa %rsp, 8\n"
 	"	ret\n"
+	".endif\n"
 	"	.cfi_endproc\n"
-	".size stitch__ftrace_tramp_x86, . - stitch__ftrace_tramp_x86\n"
+	".size \\name, . - \\name\n"
+	".endm\n"
+	".text\n"
+	"STITCH_FULL_TRAMP stitch__ftrace_tramp_x86, 0\n"
+	"STITCH_FULL_TRAMP stitch__ftrace_tramp_jmp_full_x86, 1\n"
 	".globl stitch__ftrace_tramp_x86_end\n"
 	".hidden stitch__ftrace_tramp_x86_end\n"
 	"stitch__ftrace_tramp_x86_end:\n");
@@ -242,8 +318,9 @@ __asm__(".text\n"
  * returns with %rsp just above it.  The return trampoline is entered by
  * the function's `ret`; it keeps rax, rdx, xmm0 and xmm1 (every SysV
  * return register but the x87 stack, which C code here does not touch)
- * and jumps to the real return address through r11, a scratch register
- * at a return as at an entry.
+ * and goes to the real return address by `push %r11; ret` (r11 is a
+ * scratch register at a return as at an entry; the `ret` pairs with the
+ * caller's call, see "Why a jump" above).
  */
 struct stitch_ftrace_ret_regs {
 	uint64_t rax, rdx;
@@ -266,7 +343,9 @@ stitch_ftrace_ret_value(const struct stitch_ftrace_ret_regs *rregs)
  * other case to them (through the full trampoline, or the C half of the
  * return trampoline) from a state where it changed nothing:
  *
- *   entry (r11 = record; [rsp] = func+5, [rsp+8] = the caller's return):
+ *   entry (r11 = record; [rsp] = func+5, [rsp+8] = the caller's return;
+ *     the jump kind pushed func+5 itself, and went to its full trampoline
+ *     at once if record->lean was NULL):
  *     push rax; rax = stitch__ftrace_thread's %fs offset
  *     seq odd? else (first call of the thread, or inside a callback) -> full path
  *     seq += 1 (even: the recursion guard is set)
@@ -280,7 +359,9 @@ stitch_ftrace_ret_value(const struct stitch_ftrace_ret_regs *rregs)
  *       its top entry's key is above this call's (nothing to prune)
  *       -> leave, full path; depth += 1, fill the entry {orig, key,
  *       record, ops}; func(...) if set; [rsp+8] = return trampoline
- *     RCU_UNLOCK; seq += 1 (odd); pop; ret
+ *     RCU_UNLOCK; seq += 1 (odd); pop; ret (the jump kind: pop func+5
+ *     into r11; hooked: drop the hooked slot and enter the function by
+ *     the call at stitch__ftrace_call_in, else jmp *r11)
  *   return (rsp = key; rax rdx xmm0 xmm1: the value; rdi rsi rcx r8-r11 free):
  *     seq odd and the top entry's key is rsp (a tail call's entry has
  *     bit 0 of its key set: never equal), else -> the C half; seq += 1;
@@ -291,7 +372,8 @@ stitch_ftrace_ret_value(const struct stitch_ftrace_ret_regs *rregs)
  *     depth -= 1; push rdx rax (rregs); ret_func(ip, orig, ops, rregs);
  *     pop; orig into r11 (before leaving: a signal handler's traced call
  *     may reuse the popped slot once seq is odd); RCU_UNLOCK; seq += 1;
- *     jmp *r11
+ *     push r11; ret (predicted after a jump-kind entry; after a call-kind
+ *     one, only around a switch, a misprediction)
  * The full trampoline's fast path (record->single, plain ABI) is the same
  * after its register saves.  "leave" is RCU_UNLOCK then seq += 1.
  *
@@ -371,6 +453,7 @@ uintptr_t *arch_ftrace_return_slot_usual(uintptr_t sp, uintptr_t cfa)
 _Static_assert(offsetof(struct ft_rec, entry) == 8, "the stub's jmp *8(%r11)");
 
 void stitch__ftrace_tramp_lean_x86(void);
+void stitch__ftrace_tramp_jmp_x86(void);
 
 /*
  * Never called: its asm puts both trampolines in a text section of their
@@ -386,12 +469,24 @@ __attribute__((used)) static void lean_trampolines(void)
 {
 	__asm__ volatile(
 		".pushsection .text.stitch_trampolines, \"ax\", @progbits\n"
+		/* LEAN_TRAMP name, jmpk, full: the call kind, entered by the
+		 * site's call through its stub's entry word, or the jump kind,
+		 * entered by the site's jump through its jump stub, which first
+		 * pushes func+5 as the call would have (the frame is then the
+		 * same) and sends a site with no lean ops straight on to the full
+		 * trampoline of its kind.  Only the exits differ. */
+		".macro STITCH_LEAN_TRAMP name, jmpk, full\n"
 		".p2align 4\n"
-		".globl stitch__ftrace_tramp_lean_x86\n"
-		".hidden stitch__ftrace_tramp_lean_x86\n"
-		".type stitch__ftrace_tramp_lean_x86, @function\n"
-		"stitch__ftrace_tramp_lean_x86:\n"
+		".globl \\name\n"
+		".hidden \\name\n"
+		".type \\name, @function\n"
+		"\\name:\n"
 		"	endbr64\n"
+		".if \\jmpk\n"
+		"	pushq %c[resume](%%r11)\n"              /* where the site's call would return */
+		"	cmpq $0, %c[lean](%%r11)\n"            /* a hint (the RCU read below decides) */
+		"	je \\full\n"
+		".endif\n"
 		".if %c[fast]\n"
 		"	pushq %%rax\n"
 		"	movq stitch__ftrace_thread@gottpoff(%%rip), %%rax\n"
@@ -435,7 +530,12 @@ __attribute__((used)) static void lean_trampolines(void)
 		"	popq %%rsi\n"
 		"	popq %%rdi\n"
 		"	popq %%rax\n"
+		".if \\jmpk\n"
+		"	popq %%r11\n"                           /* into the function, as past a NOP */
+		"	jmp *%%r11\n"
+		".else\n"
 		"	ret\n"
+		".endif\n"
 		"5:	movq %%fs:%c[shadow](%%rax), %%r8\n"
 		"	testq %%r8, %%r8\n"
 		"	jz 3f\n"
@@ -476,7 +576,13 @@ __attribute__((used)) static void lean_trampolines(void)
 		"	popq %%rsi\n"
 		"	popq %%rdi\n"
 		"	popq %%rax\n"
+		".if \\jmpk\n"
+		"	popq %%r11\n"                           /* func+5 */
+		"	addq $8, %%rsp\n"                       /* the hooked slot: the call pushes it again */
+		"	jmp stitch__ftrace_call_in\n"
+		".else\n"
 		"	ret\n"
+		".endif\n"
 		/* 3: read unlock (the reader reloaded: rcx was reused), 8: the guard */
 		"3:	movq urcu_bp_reader@gottpoff(%%rip), %%rcx\n"
 		"	movq %%fs:(%%rcx), %%rcx\n"
@@ -489,15 +595,25 @@ __attribute__((used)) static void lean_trampolines(void)
 		"	incq %%fs:%c[seq](%%rax)\n"
 		"9:	popq %%rax\n"
 		".endif\n"
-		"	jmp stitch__ftrace_tramp_x86\n"
-		".size stitch__ftrace_tramp_lean_x86, . - stitch__ftrace_tramp_lean_x86\n"
+		"	jmp \\full\n"
+		".size \\name, . - \\name\n"
+		".endm\n"
+		"STITCH_LEAN_TRAMP stitch__ftrace_tramp_lean_x86, 0, stitch__ftrace_tramp_x86\n"
+		"STITCH_LEAN_TRAMP stitch__ftrace_tramp_jmp_x86, 1, stitch__ftrace_tramp_jmp_full_x86\n"
 
 		/* The return trampoline: the lean fast path, then the C half.
-		 * What comes before it (an unconditional jmp, then padding) is
-		 * never stopped at by a thread at an instruction that starts one
-		 * byte before it: an unwinder's look-up of that byte is for a frame
-		 * returning here (core/ftrace_unwind.c answers it). */
+		 * Just before it, stitch__ftrace_call_in: the jump kind's entry
+		 * into a hooked function (r11 = func+5, rsp = the entry's key),
+		 * whose 3-byte call pushes this trampoline's address.  No
+		 * instruction starts one byte before the trampoline: an unwinder's
+		 * look-up of that byte is for a frame returning here
+		 * (core/ftrace_unwind.c answers it). */
 		".p2align 4\n"
+		".skip 13, 0xcc\n"
+		".globl stitch__ftrace_call_in\n"
+		".hidden stitch__ftrace_call_in\n"
+		"stitch__ftrace_call_in:\n"
+		"	call *%%r11\n"                          /* 41 ff d3: pushes the return trampoline */
 		".globl stitch__ftrace_return\n"
 		".hidden stitch__ftrace_return\n"
 		".type stitch__ftrace_return, @function\n"
@@ -546,7 +662,8 @@ __attribute__((used)) static void lean_trampolines(void)
 		"	movq %%fs:(%%rsi), %%rsi\n"
 		"	subq $%c[u_count], %c[u_ctr](%%rsi)\n"     /* read unlock */
 		"	incq %%fs:%c[seq](%%r8)\n"
-		"	jmp *%%r11\n"
+		"	pushq %%r11\n"
+		"	ret\n"
 		/* one ops of the plain ABI with a ret_func: its rregs are rax
 		 * rdx xmm0 xmm1, saved in an aligned frame with orig */
 		"1:	cmpq %%rdi, %c[single_ret](%%rcx)\n"
@@ -578,7 +695,8 @@ __attribute__((used)) static void lean_trampolines(void)
 		"	subq $%c[u_count], %c[u_ctr](%%rsi)\n"     /* read unlock */
 		"	movq stitch__ftrace_thread@gottpoff(%%rip), %%r8\n"
 		"	incq %%fs:%c[seq](%%r8)\n"
-		"	jmp *%%r11\n"
+		"	pushq %%r11\n"
+		"	ret\n"
 		"10:	subq $%c[u_count], %c[u_ctr](%%rsi)\n"   /* read unlock, the guard, the C half */
 		"0:	incq %%fs:%c[seq](%%r8)\n"
 		".endif\n"
@@ -600,7 +718,8 @@ __attribute__((used)) static void lean_trampolines(void)
 		"	movaps 32(%%rsp), %%xmm1\n"
 		"	movq %%rbp, %%rsp\n"
 		"	popq %%rbp\n"
-		"	jmp *%%r11\n"
+		"	pushq %%r11\n"
+		"	ret\n"
 		".size stitch__ftrace_return, . - stitch__ftrace_return\n"
 		".globl stitch__ftrace_return_end\n"
 		".hidden stitch__ftrace_return_end\n"
@@ -616,7 +735,7 @@ __attribute__((used)) static void lean_trampolines(void)
 		  [depth] "i"(offsetof(struct ft_shadow_stack, depth)), [e] "i"(offsetof(struct ft_shadow_stack, e)),
 		  [max] "i"(STITCH_FTRACE_GRAPH_DEPTH), [orig] "i"(offsetof(struct ft_shadow, orig)),
 		  [key] "i"(offsetof(struct ft_shadow, key)), [rec] "i"(offsetof(struct ft_shadow, rec)),
-		  [ops] "i"(offsetof(struct ft_shadow, ops)), [fast] "i"(FT_ASM_FAST), [u_ctr] "i"(U_CTR_OP),
+		  [ops] "i"(offsetof(struct ft_shadow, ops)), [resume] "i"(offsetof(struct ft_rec, a.target)), [fast] "i"(FT_ASM_FAST), [u_ctr] "i"(U_CTR_OP),
 		  [u_gp_ctr] "i"(U_GP_CTR_OP), [u_count] "i"(U_COUNT_OP));
 }
 
@@ -686,17 +805,28 @@ int arch_ftrace_region_fill(uint8_t *buf, uintptr_t addr, struct arch_ftrace_sit
 			    const uintptr_t *cookies, size_t n)
 {
 	memset(buf, X86_INT3, arch_ftrace_region_size(n));
+	uint64_t jmp_tramp = (uint64_t)(uintptr_t)stitch__ftrace_tramp_jmp_x86;
+	memcpy(buf, &jmp_tramp, sizeof(jmp_tramp)); /* the region's head: the jump stubs' target */
 	for (size_t i = 0; i < n; i++) {
 		uint8_t *st = buf + REGION_HEAD + STUB_SIZE * i;
 		uint64_t cookie = cookies[i];
+		/* the call stub: movabs $cookie, %r11; jmp *8(%r11) (the record's entry word) */
+		static const uint8_t jmp_entry_word[] = { 0x41, 0xff, 0x63, 0x08 };
 		st[0] = 0x49;
-		st[1] = 0xbb; /* movabs $cookie, %r11 */
+		st[1] = 0xbb;
 		memcpy(st + 2, &cookie, 8);
-		st[10] = 0x41;
-		st[11] = 0xff;
-		st[12] = 0x63;
-		st[13] = 0x08; /* jmp *8(%r11): the record's entry word */
+		memcpy(st + 10, jmp_entry_word, sizeof(jmp_entry_word));
+		/* the jump stub: movabs $cookie, %r11; jmp *head(%rip) */
+		uint8_t *js = st + JMP_STUB;
+		js[0] = 0x49;
+		js[1] = 0xbb;
+		memcpy(js + 2, &cookie, 8);
+		int32_t to_head = (int32_t)-(REGION_HEAD + STUB_SIZE * i + JMP_STUB + 16);
+		js[10] = 0xff;
+		js[11] = 0x25;
+		memcpy(js + 12, &to_head, 4);
 		sites[i]->stub = addr + REGION_HEAD + STUB_SIZE * i;
+		sites[i]->target = sites[i]->patch + SITE_LEN; /* the jump kind pushes it */
 		sites[i]->cookie = cookies[i];
 	}
 	return 0;
@@ -712,12 +842,15 @@ bool arch_ftrace_site_lost(const struct arch_ftrace_site *s, bool enabled)
 
 /* ---- applying --------------------------------------------------------------- */
 
-static int call_bytes(const struct arch_ftrace_site *s, uint8_t out[SITE_LEN])
+/* The enabled instruction: the jump to the jump stub, or (jmp false) the
+ * call to the call stub. */
+static int enabled_bytes(const struct arch_ftrace_site *s, bool jmp, uint8_t out[SITE_LEN])
 {
-	int err = x86_encode_call_rel32(out, s->patch, s->stub);
+	uintptr_t to = jmp ? s->stub + JMP_STUB : s->stub;
+	int err = (jmp ? x86_encode_jmp_rel32 : x86_encode_call_rel32)(out, s->patch, to);
 	if (err)
-		return stitch_fail(STITCH_ERANGE, "site %#lx: trampoline %#lx is out of call rel32 range",
-				   (unsigned long)s->patch, (unsigned long)s->stub);
+		return stitch_fail(STITCH_ERANGE, "site %#lx: trampoline %#lx is out of rel32 range",
+				   (unsigned long)s->patch, (unsigned long)to);
 	return 0;
 }
 
@@ -742,6 +875,14 @@ static void convert_to_nop5(struct arch_ftrace_site *s)
 	memcpy(s->orig, nop5, SITE_LEN);
 }
 
+/* Enabling, the site gets the jump but for a direct call (src/core/ftrace.c
+ * publishes the record's direct word before it switches the site), whose
+ * trampoline expects the frame of a call. */
+static bool enables_jmp(const struct arch_ftrace_site *s)
+{
+	return !atomic_load_explicit(&((const struct ft_rec *)s->cookie)->direct, memory_order_relaxed);
+}
+
 int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, const bool *enable, size_t n)
 {
 	/* scratch, not calloc: 100 000 sites are 5 MB; every field used is set below */
@@ -749,17 +890,21 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 	size_t np = 0, converting = 0;
 	int err = !p ? -STITCH_ENOMEM : 0;
 	for (size_t i = 0; i < n && !err; i++) {
-		const struct arch_ftrace_site *s = sites[i];
-		uint8_t call[SITE_LEN];
+		struct arch_ftrace_site *s = sites[i];
+		uint8_t insn[SITE_LEN];
 		if (enabled[i] == enable[i])
 			continue;
-		err = call_bytes(s, call);
+		/* enabling: the jump, but for a direct call (src/core/ftrace.c
+		 * publishes its word first), whose trampoline is entered as by a
+		 * call; disabling: what was written */
+		bool jmp = enable[i] ? enables_jmp(s) : (s->form & ENABLED_JMP) != 0;
+		err = enabled_bytes(s, jmp, insn);
 		if (err)
 			break;
 		struct stitch_patch *q = &p[np++];
 		*q = (struct stitch_patch){ .addr = s->patch, .len = SITE_LEN }; /* scratch: whatever was there before */
-		memcpy(q->old, enabled[i] ? call : s->orig, SITE_LEN);
-		memcpy(q->new_bytes, enable[i] ? call : s->orig, SITE_LEN);
+		memcpy(q->old, enabled[i] ? insn : s->orig, SITE_LEN);
+		memcpy(q->new_bytes, enable[i] ? insn : s->orig, SITE_LEN);
 		converting += s->form == FORM_5NOPS; /* enabled for the first time */
 	}
 	/* Protocol A, or B for five NOPs: poke.c's int3 batch (compares every
@@ -767,8 +912,14 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 	if (!err && np)
 		err = stitch_apply_patches_inplace_locked(p, np, "ftrace switch");
 	for (size_t i = 0; !err && i < n; i++) {
-		if (converting && enable[i] && !enabled[i] && sites[i]->form == FORM_5NOPS)
+		if (enable[i] == enabled[i])
+			continue;
+		if (converting && enable[i] && sites[i]->form == FORM_5NOPS)
 			convert_to_nop5(sites[i]); /* see "Preparing" */
+		if (enable[i] && enables_jmp(sites[i]))
+			sites[i]->form |= ENABLED_JMP;
+		else
+			sites[i]->form &= (uint8_t)~ENABLED_JMP;
 		enabled[i] = enable[i];
 	}
 	return err;
