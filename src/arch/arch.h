@@ -151,6 +151,10 @@ struct arch_ftrace_site {
 	uint8_t len;      /* its length in bytes */
 	uint8_t form;     /* arch private: which compiler layout was found */
 	uint8_t orig[8];  /* the compiler's bytes at `patch`, restored when disabled */
+	/* the core's: the record's direct word is set (the site's set is a
+	 * direct call), kept beside the fields a switch reads (x86-64 enters a
+	 * direct call by a call, tracers by a jump) */
+	bool direct;
 	uintptr_t stub;   /* what the enabled call targets (set by arch_ftrace_region_fill) */
 	uintptr_t cookie; /* handed to the dispatcher (set by arch_ftrace_region_fill) */
 	uintptr_t target; /* arch private: where the enabled call goes (RISC-V retarget / table modes) */

@@ -787,6 +787,7 @@ static void module_free(struct ft_module *m)
 		if (m->graph_seen) {
 			atomic_store_explicit(&r->set, NULL, memory_order_release);
 			atomic_store_explicit(&r->direct, 0, memory_order_release);
+			r->a.direct = false;
 			rec_publish_words(r, &untraced);
 			r->mod = NULL;
 		}
@@ -1700,9 +1701,11 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 				aff[k]->enabled = true;
 				if (nset[k]->ngraph)
 					aff[k]->mod->graph_seen = true;
-				if (nset[k]->ops[0]->direct)
+				if (nset[k]->ops[0]->direct) {
 					atomic_store_explicit(&aff[k]->direct, (uintptr_t)nset[k]->ops[0]->direct,
 							      memory_order_release);
+					aff[k]->a.direct = true;
+				}
 				rec_publish_words(aff[k], &nset[k]->words);
 			}
 		/* 2. switch the code */
@@ -1715,6 +1718,7 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 						      oset[k] && oset[k]->ops[0]->direct ? (uintptr_t)oset[k]->ops[0]->direct
 											 : 0,
 						      memory_order_release);
+				aff[k]->a.direct = oset[k] && oset[k]->ops[0]->direct;
 				rec_publish_words(aff[k], oset[k] ? &oset[k]->words : &untraced);
 			}
 			/* what is in memory now (a late failure may leave new bytes) */
@@ -1742,6 +1746,7 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 			}
 			if (was_direct && !(nset[k] && nset[k]->ops[0]->direct)) {
 				atomic_store_explicit(&aff[k]->direct, 0, memory_order_release);
+				aff[k]->a.direct = false;
 				direct_gone = true;
 			}
 		}

@@ -121,6 +121,13 @@ static int call_range(int from, int to)
 	return wrong;
 }
 
+static _Atomic long ret_calls;
+static void ret_cb(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops, struct stitch_ftrace_ret_regs *rregs)
+{
+	(void)ip, (void)parent, (void)ops, (void)rregs;
+	atomic_fetch_add(&ret_calls, 1);
+}
+
 static _Atomic int stop;
 static _Atomic long worker_wrong;
 static void *worker(void *arg)
@@ -131,8 +138,46 @@ static void *worker(void *arg)
 	return NULL;
 }
 
+/*
+ * A direct call and a function_graph tracer take turns on tf_c* while two
+ * threads run through them.  On x86-64 the site's instruction changes kind
+ * at each turn (the call for the direct call, the jump for tracers), and a
+ * thread that took one just before must still find a trampoline of its
+ * kind: every result right, and after each register or unregister returns,
+ * only the ops registered then sees the main thread's calls.
+ */
+static void direct_and_graph_turns(struct stitch_ftrace_ops *d, int turns)
+{
+	struct stitch_ftrace_ops g = { .func = cb, .ret_func = ret_cb };
+	pthread_t th[2];
+	atomic_store(&stop, 0);
+	for (int i = 0; i < 2; i++)
+		pthread_create(&th[i], NULL, worker, NULL);
+	for (int r = 0; r < turns; r++) {
+		CHECK(stitch_ftrace_register(d, "tf_c*") == 0, "register direct: %s", stitch_last_error());
+		long h = hits(), c = cb_calls, rc = ret_calls;
+		CHECK_EQ(call_range(512, 768), 0);
+		CHECK(hits() - h >= 256 && cb_calls == c && ret_calls == rc,
+		      "turn %d, direct: +%ld direct, +%ld entries, +%ld returns", r, hits() - h, cb_calls - c,
+		      ret_calls - rc);
+		CHECK(stitch_ftrace_unregister(d) == 0, "unregister direct: %s", stitch_last_error());
+		CHECK(stitch_ftrace_register(&g, "tf_c*") == 0, "register graph: %s", stitch_last_error());
+		h = hits(), c = cb_calls, rc = ret_calls;
+		CHECK_EQ(call_range(512, 768), 0);
+		CHECK(hits() == h && cb_calls - c >= 256 && ret_calls - rc >= 256,
+		      "turn %d, graph: +%ld direct, +%ld entries, +%ld returns", r, hits() - h, cb_calls - c,
+		      ret_calls - rc);
+		CHECK(stitch_ftrace_unregister(&g) == 0, "unregister graph: %s", stitch_last_error());
+	}
+	atomic_store(&stop, 1);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	CHECK_EQ(worker_wrong, 0);
+}
+
 /* test_ftrace_direct [MOVES [SWITCHES]]: live moves between the two
- * trampolines (default 40) and unregister/register rounds (default 20) */
+ * trampolines (default 40), unregister/register rounds (default 20), and
+ * as many turns of a direct call and a tracer on the same sites */
 int main(int argc, char **argv)
 {
 	int moves = argc > 1 ? atoi(argv[1]) : 40, switches = argc > 2 ? atoi(argv[2]) : 20;
@@ -251,6 +296,7 @@ int main(int argc, char **argv)
 
 	CHECK_EQ(stitch_ftrace_unregister(&d), 0);
 	CHECK_EQ(stitch_ftrace_unregister(&t), 0);
+	direct_and_graph_turns(&d, switches);
 	/* the direct call's sites traced by a callback now (RISC-V retarget
 	 * mode: their AUIPC moves back to the region's page, with the replay) */
 	cb_calls = 0;
