@@ -24,6 +24,15 @@
 
 /* One-time set-up (x86: install the SIGTRAP handler). */
 int arch_poke_init(void);
+/*
+ * A SIGTRAP that reached a handler of the program's (src/core/signals.c's
+ * wrapper) may still be one of the library's: a thread that met an int3
+ * of an update and was preempted before the signal was delivered gets the
+ * handler installed at delivery, and the program may have replaced ours
+ * meanwhile.  True if it was ours and is handled (the context now resumes
+ * where it should); x86-64 only, false elsewhere.
+ */
+bool arch_sigtrap_claim(siginfo_t *info, void *context);
 
 /*
  * Apply a validated batch (every site was just compared with its old
@@ -157,7 +166,8 @@ struct arch_ftrace_site {
 	bool direct;
 	uintptr_t stub;   /* what the enabled call targets (set by arch_ftrace_region_fill) */
 	uintptr_t cookie; /* handed to the dispatcher (set by arch_ftrace_region_fill) */
-	uintptr_t target; /* arch private: where the enabled call goes (RISC-V retarget / table modes) */
+	uintptr_t target; /* arch private: where the enabled call goes (RISC-V retarget / table modes);
+			   * x86-64: func+5, which its jump-kind trampoline pushes */
 };
 
 /* Largest distance between a site and the module's trampoline region. */

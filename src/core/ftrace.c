@@ -1091,31 +1091,52 @@ struct pat {
  */
 typedef char *(*demangle_fn)(const char *, char *, size_t *, int *);
 
-static demangle_fn find_demangler(void)
+/*
+ * libstdc++'s __cxa_demangle, looked up before the update lock is taken
+ * (look_up_demangler(), from the calls that take a filter) and only read
+ * under it: dlsym() and dlopen() take the loader's lock, which dlopen()
+ * holds while it runs constructors, and those take the update lock when
+ * they register static keys (ftrace_unwind.c, "loaded after the
+ * unwinder", the same rule for the interposers' originals).
+ */
+static void *_Atomic demangler;
+
+static void look_up_demangler(const char *filter)
 {
-	static demangle_fn found; /* update lock */
-	if (found)
-		return found;
+	if (atomic_load_explicit(&demangler, memory_order_acquire))
+		return;
 	void *f = dlsym(RTLD_DEFAULT, "__cxa_demangle");
-	if (!f) { /* loaded by dlopen() without RTLD_GLOBAL, or not at all */
+	/* loaded by dlopen() without RTLD_GLOBAL, or not at all: worth
+	 * opening for a C++ pattern (pat_init's test), which needs it */
+	if (!f && filter && (strstr(filter, "::") || strchr(filter, '('))) {
 		void *h = dlopen("libstdc++.so.6", RTLD_LAZY | RTLD_LOCAL);
 		if (h)
 			f = dlsym(h, "__cxa_demangle"); /* h stays open: f is used later */
 	}
-	memcpy(&found, &f, sizeof(found));
-	return found;
+	if (f)
+		atomic_store_explicit(&demangler, f, memory_order_release);
 }
 
-/* m->demangled, made once (its records never change).  Update lock held. */
+static demangle_fn find_demangler(void)
+{
+	void *f = atomic_load_explicit(&demangler, memory_order_acquire);
+	demangle_fn fn;
+	memcpy(&fn, &f, sizeof(fn));
+	return fn;
+}
+
+/* m->demangled, made once (its records never change), once there is a
+ * demangler to make it with (a later C++ pattern may load one).  Update
+ * lock held. */
 static int module_demangled(struct ft_module *m)
 {
-	if (m->demangled || !m->nrecs)
-		return 0;
 	demangle_fn fn = find_demangler();
+	if (m->demangled || !m->nrecs || !fn)
+		return 0;
 	char **v = calloc(m->nrecs, sizeof(*v));
 	if (!v)
 		return stitch_fail(STITCH_ENOMEM, "%s: out of memory demangling %zu names", m->path, m->nrecs);
-	for (size_t i = 0; fn && i < m->nrecs; i++) {
+	for (size_t i = 0; i < m->nrecs; i++) {
 		if (strncmp(m->recs[i].name, "_Z", 2) != 0)
 			continue;
 		int status = -1;
@@ -1894,6 +1915,8 @@ static int ops_update(struct stitch_ftrace_ops *ops, const char *filter, const u
 		return -STITCH_EINVAL;
 	if (ops->ret_func)
 		stitch__ftrace_unwind_lookup(); /* before the lock */
+	if (filter)
+		look_up_demangler(filter); /* before the lock */
 	stitch_update_lock();
 	int err = ops->direct ? check_direct(ops->direct, ops->direct_size) : 0;
 	bool reg = is_registered(ops);
@@ -2157,6 +2180,7 @@ int stitch_ftrace_pattern_matches(const char *pattern, size_t idx)
 	stitch_clear_error();
 	if (!pattern || !*pattern || *pattern == '!')
 		return stitch_fail(STITCH_EINVAL, "pattern \"%s\": one pattern, without '!'", pattern ? pattern : "(null)");
+	look_up_demangler(pattern); /* before the lock */
 	stitch_update_lock();
 	struct ft_module *m = NULL;
 	size_t pos = 0, total;

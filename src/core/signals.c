@@ -128,6 +128,13 @@ static void wrapper(int sig, siginfo_t *info, void *context)
 		nest.e[d] = (struct nest_entry){ uc, arch_ucontext_pc(uc) };
 	nest.depth = d + 1;
 	atomic_signal_fence(memory_order_seq_cst);
+	/* one of the library's int3 traps, delivered after the program replaced
+	 * our SIGTRAP handler (arch.h): not the program's to see */
+	if (sig == SIGTRAP && arch_sigtrap_claim(info, context)) {
+		atomic_signal_fence(memory_order_seq_cst);
+		nest.depth = d;
+		return;
+	}
 	void *fn = atomic_load_explicit(&handlers[sig].fn, memory_order_acquire);
 	int flags = atomic_load_explicit(&handlers[sig].flags, memory_order_relaxed);
 	if (fn && (flags & SA_SIGINFO))

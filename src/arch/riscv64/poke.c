@@ -54,6 +54,12 @@ int arch_poke_init(void)
 	return 0;
 }
 
+bool arch_sigtrap_claim(siginfo_t *info, void *context)
+{
+	(void)info, (void)context;
+	return false; /* no int3 protocol here */
+}
+
 bool arch_batch_traps(void)
 {
 	return false; /* CMODX word stores: nobody traps */

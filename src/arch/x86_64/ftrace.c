@@ -41,7 +41,10 @@
  * trampoline leaves by `push; ret` to the caller's address, the entry
  * the caller's own call pushed (predicted too).  An unhooked function is
  * entered by `jmp *%r11` to func+5.  (Calls and returns stay paired, as a
- * CET shadow stack also requires: untested, no kernel here enables it.)
+ * CET shadow stack also requires: untested, no kernel here enables it.
+ * Those two indirect branches land on func+5, not on an endbr64: CET's
+ * indirect branch tracking, which Linux does not enable for user space,
+ * would need them `notrack`.)
  * The stack is the same as after a call-kind hooking: the return
  * trampoline in the slot above the function's frame, keyed as before, so
  * every consumer of the shadow stack (unwinders, gdb, longjmp) is
@@ -52,7 +55,8 @@
  *   or has no direct call (the core refuses mixing), and goes through
  *   untraced between the two, so its enabled instruction never changes
  *   kind while enabled; arch_ftrace_apply() picks it at enabling, from
- *   the direct word the core has published by then.
+ *   s->direct, which the core sets with the record's direct word before
+ *   it switches the site, and records it (ENABLED_JMP) for the disable.
  *   Each stub leads to trampolines of its own kind only, so a thread that
  *   took either instruction finds the frame it expects, whatever was
  *   switched since:
@@ -285,7 +289,11 @@ __asm__(".macro STITCH_FULL_TRAMP name, jmpk\n"
 	"	movaps 176(%rsp), %xmm6\n"
 	"	movaps 192(%rsp), %xmm7\n"
 	".if \\jmpk\n"
-	"	cmpq $0, 208(%rsp)\n"    /* hooked? (the flags survive to the jnz) */
+	/* hooked?  (The flags survive to the jnz.  Set only by a hooking:
+	 * a hooked return entered by the jump would still return right,
+	 * through the slot, only unpredicted; an unhooked one entered by the
+	 * call would have its caller's address overwritten.) */
+	"	cmpq $0, 208(%rsp)\n"
 	"	movq %rbp, %rsp\n"
 	"	popq %rbp\n"
 	"	.cfi_def_cfa %rsp, 8\n"
@@ -735,7 +743,8 @@ __attribute__((used)) static void lean_trampolines(void)
 		  [depth] "i"(offsetof(struct ft_shadow_stack, depth)), [e] "i"(offsetof(struct ft_shadow_stack, e)),
 		  [max] "i"(STITCH_FTRACE_GRAPH_DEPTH), [orig] "i"(offsetof(struct ft_shadow, orig)),
 		  [key] "i"(offsetof(struct ft_shadow, key)), [rec] "i"(offsetof(struct ft_shadow, rec)),
-		  [ops] "i"(offsetof(struct ft_shadow, ops)), [resume] "i"(offsetof(struct ft_rec, a.target)), [fast] "i"(FT_ASM_FAST), [u_ctr] "i"(U_CTR_OP),
+		  [ops] "i"(offsetof(struct ft_shadow, ops)), [resume] "i"(offsetof(struct ft_rec, a.target)),
+		  [fast] "i"(FT_ASM_FAST), [u_ctr] "i"(U_CTR_OP),
 		  [u_gp_ctr] "i"(U_GP_CTR_OP), [u_count] "i"(U_COUNT_OP));
 }
 
@@ -896,9 +905,8 @@ int arch_ftrace_apply(struct arch_ftrace_site *const *sites, bool *enabled, cons
 		uint8_t insn[SITE_LEN];
 		if (enabled[i] == enable[i])
 			continue;
-		/* enabling: the jump, but for a direct call (src/core/ftrace.c
-		 * publishes its word first), whose trampoline is entered as by a
-		 * call; disabling: what was written */
+		/* enabling: the jump, but for a direct call, whose trampoline is
+		 * entered as by a call; disabling: what was written */
 		bool jmp = enable[i] ? enables_jmp(s) : (s->form & ENABLED_JMP) != 0;
 		err = enabled_bytes(s, jmp, insn);
 		if (err)

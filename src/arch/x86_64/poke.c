@@ -60,16 +60,31 @@
  * displacement byte.  If the
  * site is no longer in the table but its byte 0 is no longer int3, the
  * update finished between the trap and the handler: the handler rewinds
- * the PC to re-execute the now complete instruction.  Any other SIGTRAP
- * (a debugger's breakpoint, the program's own int3) goes to the handler
- * that was installed before ours.
+ * the PC to re-execute the now complete instruction.  If byte 0 is int3
+ * but the table the handler read does not name the site, the next update
+ * may have published its table and written that int3 since (the handler
+ * ran late, after the update it trapped in was over): it reads the table
+ * again, and only an int3 seen while one and the same table was published
+ * and did not name it is someone else's.  Any other SIGTRAP (a debugger's
+ * breakpoint, the program's own int3) goes to the handler that was
+ * installed before ours.  The kernel picks the handler when it delivers
+ * the signal, not at the trap: a thread preempted in between gets the
+ * handler of that moment, which may be the program's if it replaced ours
+ * since (the next update puts ours back in front).  So the wrapper that
+ * runs the program's handlers (src/core/signals.c) first asks
+ * arch_sigtrap_claim() too.  (Before 2026-11-27 that trap reached the
+ * program's handler, which returned to byte 1 of the site: SIGILL, about
+ * once in 150 runs of test_sigtrap_chain; a core dump showed it delivered
+ * to the program's handler directly.)
  *
  * Pairing of barriers:
  *   writer                                   trapped thread
  *   publish table (seq_cst)                  traps_running++ (seq_cst)
  *   store cc, membarrier (step 1)            load table, look up site
- *   ... step 3, membarrier                   traps_running--
- *   unpublish table; wait traps_running==0   (or: byte 0 != cc -> rewind)
+ *   ... step 3, membarrier                   (not found: byte 0 != cc -> rewind;
+ *                                             cc -> load table again, retry if
+ *                                             it changed, else not ours)
+ *   unpublish table; wait traps_running==0   traps_running--
  *   free table
  * Models: models/x86-static-key-jmp32.model, x86-static-key-jmp8.model and
  * x86-int3-call.model (SAFE); x86-int3-call-nosync{1,2,3}.model (each sync dropped
@@ -185,31 +200,52 @@ static void chain_sigtrap(int sig, siginfo_t *info, void *context)
 	p->sa_handler(sig);
 }
 
-static void sigtrap_handler(int sig, siginfo_t *info, void *context)
+bool arch_sigtrap_claim(siginfo_t *info, void *context)
 {
 	ucontext_t *uc = context;
 	/* int3 is reported with si_code SI_KERNEL; single-step and hardware
 	 * breakpoints (TRAP_TRACE, TRAP_HWBKPT) and kill() are not ours. */
-	if (info->si_code == SI_KERNEL) {
-		uintptr_t site = arch_ucontext_pc(uc) - 1;
-		atomic_fetch_add(&traps_running, 1);
-		const struct trap_table *t = atomic_load(&trap_table);
+	if (info->si_code != SI_KERNEL)
+		return false;
+	uintptr_t site = arch_ucontext_pc(uc) - 1;
+	atomic_fetch_add(&traps_running, 1); /* no table is reused until we leave */
+	const struct trap_table *t = atomic_load(&trap_table);
+	bool ours = true;
+	for (;;) {
 		const struct trap_site *s = t ? find_trap_site(t, site) : NULL;
 		if (s) {
 			emulate(uc, s);
-			atomic_fetch_sub(&traps_running, 1);
-			stitch_count(trap_hits, 1);
-			return;
+			break;
 		}
-		atomic_fetch_sub(&traps_running, 1);
 		if (*(volatile const uint8_t *)site != X86_INT3) {
 			/* Our update completed after the trap: run the finished instruction. */
 			arch_ucontext_set_pc(uc, site);
-			stitch_count(trap_hits, 1);
-			return;
+			break;
 		}
+		/* An int3 there, and the table we looked in does not name the
+		 * site.  Ours if an update published its table and wrote this
+		 * int3 since we looked (a table is published before its int3s
+		 * are stored, and x86 keeps our two loads in order): look again.
+		 * The same table before and after seeing the int3 (the batch
+		 * that owns it cannot end, and reuse its memory, while we hold
+		 * traps_running) means the int3 is not ours. */
+		const struct trap_table *again = atomic_load(&trap_table);
+		if (again == t) {
+			ours = false;
+			break;
+		}
+		t = again;
 	}
-	chain_sigtrap(sig, info, context);
+	atomic_fetch_sub(&traps_running, 1);
+	if (ours)
+		stitch_count(trap_hits, 1);
+	return ours;
+}
+
+static void sigtrap_handler(int sig, siginfo_t *info, void *context)
+{
+	if (!arch_sigtrap_claim(info, context))
+		chain_sigtrap(sig, info, context);
 }
 
 /* Install our SIGTRAP handler in front of whatever the program has now. */
