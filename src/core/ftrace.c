@@ -772,6 +772,14 @@ static int module_init_sites(struct ft_module *m)
 }
 
 static void rec_publish_words(struct ft_rec *r, const struct ft_words *w);
+
+/* A record's direct word, and its copy beside the fields a switch reads
+ * (arch_ftrace_site.direct: whether the word is set). */
+static void rec_set_direct(struct ft_rec *r, uintptr_t direct)
+{
+	atomic_store_explicit(&r->direct, direct, memory_order_release);
+	r->a.direct = direct != 0;
+}
 static void set_words(const struct ft_set *s, struct ft_words *w);
 
 static void module_free(struct ft_module *m)
@@ -786,8 +794,7 @@ static void module_free(struct ft_module *m)
 		r->why = NULL;
 		if (m->graph_seen) {
 			atomic_store_explicit(&r->set, NULL, memory_order_release);
-			atomic_store_explicit(&r->direct, 0, memory_order_release);
-			r->a.direct = false;
+			rec_set_direct(r, 0);
 			rec_publish_words(r, &untraced);
 			r->mod = NULL;
 		}
@@ -1091,6 +1098,12 @@ struct pat {
  */
 typedef char *(*demangle_fn)(const char *, char *, size_t *, int *);
 
+/* A C++ pattern ("ns::f", "f(int)"); also true of a filter holding one. */
+static bool is_cxx_pattern(const char *s)
+{
+	return strstr(s, "::") || strchr(s, '(');
+}
+
 /*
  * libstdc++'s __cxa_demangle, looked up before the update lock is taken
  * (look_up_demangler(), from the calls that take a filter) and only read
@@ -1107,8 +1120,8 @@ static void look_up_demangler(const char *filter)
 		return;
 	void *f = dlsym(RTLD_DEFAULT, "__cxa_demangle");
 	/* loaded by dlopen() without RTLD_GLOBAL, or not at all: worth
-	 * opening for a C++ pattern (pat_init's test), which needs it */
-	if (!f && filter && (strstr(filter, "::") || strchr(filter, '('))) {
+	 * opening for a C++ pattern, which needs it */
+	if (!f && filter && is_cxx_pattern(filter)) {
 		void *h = dlopen("libstdc++.so.6", RTLD_LAZY | RTLD_LOCAL);
 		if (h)
 			f = dlsym(h, "__cxa_demangle"); /* h stays open: f is used later */
@@ -1221,7 +1234,7 @@ static void pat_init(struct pat *p, const char *tok)
 	if (strncmp(p->s, "0x", 2) == 0) {
 		p->kind = PAT_ADDR;
 		p->rec = rec_at((uintptr_t)strtoull(p->s, NULL, 16), NULL);
-	} else if (strstr(p->s, "::") || strchr(p->s, '(')) {
+	} else if (is_cxx_pattern(p->s)) {
 		p->kind = PAT_CXX;
 	} else if (lit == len) {
 		p->kind = PAT_EXACT;
@@ -1722,11 +1735,8 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 				aff[k]->enabled = true;
 				if (nset[k]->ngraph)
 					aff[k]->mod->graph_seen = true;
-				if (nset[k]->ops[0]->direct) {
-					atomic_store_explicit(&aff[k]->direct, (uintptr_t)nset[k]->ops[0]->direct,
-							      memory_order_release);
-					aff[k]->a.direct = true;
-				}
+				if (nset[k]->ops[0]->direct)
+					rec_set_direct(aff[k], (uintptr_t)nset[k]->ops[0]->direct);
 				rec_publish_words(aff[k], &nset[k]->words);
 			}
 		/* 2. switch the code */
@@ -1735,11 +1745,7 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 		if (err) {
 			for (size_t k = 0; k < na; k++) {
 				atomic_store_explicit(&aff[k]->set, oset[k], memory_order_release);
-				atomic_store_explicit(&aff[k]->direct,
-						      oset[k] && oset[k]->ops[0]->direct ? (uintptr_t)oset[k]->ops[0]->direct
-											 : 0,
-						      memory_order_release);
-				aff[k]->a.direct = oset[k] && oset[k]->ops[0]->direct;
+				rec_set_direct(aff[k], oset[k] ? (uintptr_t)oset[k]->ops[0]->direct : 0);
 				rec_publish_words(aff[k], oset[k] ? &oset[k]->words : &untraced);
 			}
 			/* what is in memory now (a late failure may leave new bytes) */
@@ -1766,8 +1772,7 @@ static int commit(struct stitch_ftrace_ops *ops, struct ft_rec **sel, size_t nse
 				rec_publish_words(aff[k], &untraced);
 			}
 			if (was_direct && !(nset[k] && nset[k]->ops[0]->direct)) {
-				atomic_store_explicit(&aff[k]->direct, 0, memory_order_release);
-				aff[k]->a.direct = false;
+				rec_set_direct(aff[k], 0);
 				direct_gone = true;
 			}
 		}
@@ -2052,7 +2057,7 @@ int stitch_ftrace_modify_direct(struct stitch_ftrace_ops *ops, void *direct, siz
 	if (!err && from != to) {
 		for (size_t i = 0; i < n; i++) {
 			sites[i] = &priv->sel[i]->a;
-			atomic_store_explicit(&priv->sel[i]->direct, to, memory_order_release);
+			rec_set_direct(priv->sel[i], to);
 			atomic_store_explicit(&priv->sel[i]->entry, arch_ftrace_entry(to, false), memory_order_release);
 		}
 		/* One patch-log operation with the grace period: the architecture
@@ -2062,7 +2067,7 @@ int stitch_ftrace_modify_direct(struct stitch_ftrace_ops *ops, void *direct, siz
 		err = arch_ftrace_retarget(sites, n, from, to);
 		if (err) {
 			for (size_t i = 0; i < n; i++) {
-				atomic_store_explicit(&priv->sel[i]->direct, from, memory_order_release);
+				rec_set_direct(priv->sel[i], from);
 				atomic_store_explicit(&priv->sel[i]->entry, arch_ftrace_entry(from, false),
 						      memory_order_release);
 			}
