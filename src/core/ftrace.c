@@ -1254,11 +1254,34 @@ static void pat_init(struct pat *p, const char *tok)
  * ties all of an object's records to the object's first function, and
  * -Wl,--gc-sections drops them with that one (the trace flags say
  * -fno-function-sections for it, which a later -ffunction-sections
- * undoes).  0 when there is no such function.  The name is looked for in
- * the modules' symbols, then with dlsym() for modules whose files could
- * not be read (as before): dlsym() takes the loader's lock under the
- * update lock, which ftrace_unwind.c avoids, but only on this error path.
+ * undoes).  0 when there is no such function.
  */
+static int explain_name(const char *name, uintptr_t addr)
+{
+	struct arch_ftrace_site s = { .record = arch_ftrace_record_of(addr) };
+	if (s.record && stitch_text_check_code(s.record, 16) == 0 && arch_ftrace_site_init(&s) == 0)
+		return stitch_fail(STITCH_ENOTFOUND,
+				   "function %s has no entry record, though its entry has the NOPs of the trace "
+				   "flags: the linker dropped the record (gcc before 13 with -ffunction-sections "
+				   "and -Wl,--gc-sections: the trace flags add -fno-function-sections, which a "
+				   "-ffunction-sections after them undoes)",
+				   name);
+	return stitch_fail(STITCH_ENOTFOUND, "function %s is not instrumented for tracing; " FT_HINT, name);
+}
+
+/*
+ * An exact name that no instrumented module's symbols hold, noted under
+ * the update lock and looked up with dlsym() after it (explain_later()):
+ * only the loader knows the names of modules we read no symbols of (those
+ * without records, e.g. libc).  dlsym() takes the loader's lock, which
+ * dlopen() holds while constructors run, and a constructor may take the
+ * update lock to register a static key: under the update lock that would
+ * be a lock-order inversion (ftrace_unwind.c and look_up_demangler() avoid
+ * it the same way).
+ */
+static FT_TLS char *unexplained_name;
+
+/* Under the update lock: the module's symbols only (see above). */
 static int name_not_traceable(const struct pat *p)
 {
 	if (p->kind != PAT_EXACT || p->neg)
@@ -1269,19 +1292,26 @@ static int name_not_traceable(const struct pat *p)
 		for (size_t i = 0; i < m->elf.nsyms && !addr; i++)
 			if (strcmp(m->elf.syms[i].name, name) == 0)
 				addr = m->elf.syms[i].addr;
-	if (!addr)
-		addr = (uintptr_t)dlsym(RTLD_DEFAULT, name);
-	if (!addr)
-		return 0;
-	struct arch_ftrace_site s = { .record = arch_ftrace_record_of(addr) };
-	if (s.record && stitch_text_check_code(s.record, 16) == 0 && arch_ftrace_site_init(&s) == 0)
-		return stitch_fail(STITCH_ENOTFOUND,
-				   "function %s has no entry record, though its entry has the NOPs of the trace "
-				   "flags: the linker dropped the record (gcc before 13 with -ffunction-sections "
-				   "and -Wl,--gc-sections: the trace flags add -fno-function-sections, which a "
-				   "-ffunction-sections after them undoes)",
-				   name);
-	return stitch_fail(STITCH_ENOTFOUND, "function %s is not instrumented for tracing; " FT_HINT, name);
+	if (addr)
+		return explain_name(name, addr);
+	if (!unexplained_name)
+		unexplained_name = strdup(name); /* out of memory: the plainer message stays */
+	return 0;
+}
+
+/* After the update lock: a not-found error about a name noted above gets
+ * the reason, when the loader knows the name. */
+static int explain_later(int err)
+{
+	char *name = unexplained_name;
+	unexplained_name = NULL;
+	if (name && err == -STITCH_ENOTFOUND) {
+		uintptr_t addr = (uintptr_t)dlsym(RTLD_DEFAULT, name);
+		if (addr)
+			err = explain_name(name, addr);
+	}
+	free(name);
+	return err;
 }
 
 static int cmp_name(const void *a, const void *b)
@@ -1398,6 +1428,8 @@ static void pat_mark(const struct pat *p, const struct ft_module *m, uint64_t *b
 static int select_filter(const char *filter, struct sel_list *out)
 {
 	memset(out, 0, sizeof(*out));
+	free(unexplained_name); /* only this filter's name is explained */
+	unexplained_name = NULL;
 	char *copy = strdup(filter ? filter : "");
 	if (!copy)
 		return stitch_fail(STITCH_ENOMEM, "out of memory");
@@ -1966,7 +1998,7 @@ static int ops_update(struct stitch_ftrace_ops *ops, const char *filter, const u
 		}
 	}
 	stitch_update_unlock();
-	return err ? err : late;
+	return err ? explain_later(err) : late;
 }
 
 int stitch_ftrace_register(struct stitch_ftrace_ops *ops, const char *filter)
@@ -2111,7 +2143,7 @@ int stitch_ftrace_prepare(const char *filter)
 	free(sites);
 	free(sel.v);
 	stitch_update_unlock();
-	return err;
+	return explain_later(err);
 }
 
 int stitch_ftrace_ops_site_count(const struct stitch_ftrace_ops *ops)
