@@ -5,7 +5,10 @@
 The program's output and exit status must be those of a run without the
 tracer; its code bytes must change while traced and be the original ones
 after detach (in their prepared form: one 5-byte NOP for gcc's five); the recording must hold its calls.
-usage: attach_test.py CLI PROG [PROG_CXX]
+A library the program loads after the attach is traced by the rules given
+at attach (the agent cannot interpose dlopen there: its control thread
+polls the loader).
+usage: attach_test.py CLI PROG DLLIB [PROG_CXX]
 """
 import os
 import re
@@ -13,9 +16,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
-CLI, PROG = sys.argv[1], sys.argv[2]
-PROG_CXX = sys.argv[3] if len(sys.argv) > 3 else None  # a C++ build of PROG
+CLI, PROG, DLLIB = sys.argv[1], sys.argv[2], sys.argv[3]
+PROG_CXX = sys.argv[4] if len(sys.argv) > 4 else None  # a C++ build of PROG
 FAILS = []
 
 
@@ -28,6 +32,18 @@ def code(pid, addr, n=16):
     with open(f"/proc/{pid}/mem", "rb") as f:
         f.seek(addr)
         return f.read(n)
+
+
+def file_code(pid, addr, n=16):
+    """The bytes at addr as the mapped file holds them (before any patch)."""
+    for line in open(f"/proc/{pid}/maps"):
+        f = line.split()
+        lo, hi = (int(x, 16) for x in f[0].split("-"))
+        if lo <= addr < hi and len(f) >= 6:
+            with open(f[5], "rb") as fh:
+                fh.seek(addr - lo + int(f[2], 16))
+                return fh.read(n)
+    return b""
 
 
 def prepared(b):
@@ -92,6 +108,50 @@ def main():
     out, rc = finish(p)
     if out != ref_out or rc != ref_rc:
         fail(f"output/status {out!r}/{rc} differ from the untraced run's {ref_out!r}/{ref_rc}")
+
+    # A library loaded after the attach (dllib.c: lib_entry -> lib_helper),
+    # selected by a rule that matched nothing at attach time.
+    p, pid, tick, tock = start()
+    d5 = os.path.join(work, "d5")
+    r = subprocess.run([CLI, "attach", str(pid), "-F", "t*ck", "-F", "lib_*", "--graph", "-o", d5],
+                       capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        fail(f"attach before the dlopen exited {r.returncode}: {r.stderr.strip()}")
+    p.stdin.write(f"load {DLLIB}\n")
+    p.stdin.flush()
+    m = re.match(r"loaded (0x[0-9a-f]+)", p.stdout.readline())
+    lib_entry = int(m.group(1), 16) if m else 0
+    lib_before = file_code(pid, lib_entry) if lib_entry else b""
+    if not lib_before:
+        fail("the program did not load the library")
+    # Until the agent traces the library's two functions, then until at
+    # least 10 more rounds (4 entries each) went through them.
+    status, events, start_events = "", -1, None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        st = subprocess.run([CLI, "live", str(pid), "status"], capture_output=True, text=True, timeout=60)
+        status = st.stdout
+        e = re.search(r"events (\d+)", status)
+        events = int(e.group(1)) if e else -1
+        if st.returncode != 0:
+            break
+        if start_events is None and "enabled 4" in status:
+            start_events = events
+        if start_events is not None and events >= start_events + 40:
+            break
+    if start_events is None or events < start_events + 40:
+        fail(f"the library loaded after attach is not traced: {status!r}")
+    r = subprocess.run([CLI, "live", str(pid), "detach"], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        fail(f"detach after the dlopen: {r.returncode} {r.stderr.strip()!r}")
+    if lib_before and code(pid, lib_entry) != prepared(lib_before):
+        fail(f"lib_entry after detach: {code(pid, lib_entry).hex()}, not the prepared form of {lib_before.hex()}")
+    out, rc = finish(p)
+    if rc != 0 or "all results right" not in out:
+        fail(f"the program that loaded a library under attach: exit {rc}, {out.strip()!r}")
+    tree = subprocess.run([CLI, "dump", d5, "--tree", "--collapse"], capture_output=True, text=True).stdout
+    if not re.search(r"^  lib_entry( \*\d+)?\n    lib_helper", tree, re.M):
+        fail(f"recording lacks lib_entry -> lib_helper: {tree[:400]!r}")
 
     # A program without patchable entries: refused before anything is
     # loaded into it, naming the flags.

@@ -102,6 +102,8 @@ static struct rule {
 static size_t nrules;
 static int paused;
 static unsigned long dl_adds_seen;
+/* loaded by stitch-trace attach, not LD_PRELOAD (load_attach_conf) */
+static int attached;
 
 static void on_entry(uintptr_t ip, uintptr_t parent_ip, struct stitch_ftrace_ops *o, struct stitch_ftrace_regs *regs);
 #ifdef STITCH_TRACE_HAVE_GRAPH
@@ -999,12 +1001,33 @@ static unsigned long long module_adds(void)
 }
 
 /*
+ * Modules loaded since we last looked get their sites traced by the rules
+ * (the library rescans modules on set_filter), or at least their names
+ * written when nothing is registered.  ctl_lock held.
+ */
+static void note_new_modules(const char *what)
+{
+	unsigned long long adds = module_adds();
+	if (adds == dl_adds_seen)
+		return;
+	dl_adds_seen = adds;
+	if (ag.registered && !ag.forked && apply_registration(ag.graph) != 0) {
+		agent_say("after %s: %s", what, stitch_last_error());
+	} else if (!ag.registered || ag.forked) {
+		pthread_mutex_lock(&file_lock);
+		write_symbols();
+		pthread_mutex_unlock(&file_lock);
+	}
+}
+
+/*
  * dlopen is interposed so a library's sites are traced from the moment
- * dlopen returns: the filter is re-applied (the library rescans modules on
- * set_filter) before the program can call into the new code.  Polling
- * from the writer thread would miss the first calls.  The price: glibc
- * resolves a bare name against the *caller's* RUNPATH, and the caller is
- * now the agent (docs/stitch-trace.md, "Limits").
+ * dlopen returns, before the program can call into the new code.
+ * Polling would miss the first calls.  The price: glibc resolves a bare
+ * name against the *caller's* RUNPATH, and the caller is now the agent
+ * (docs/stitch-trace.md, "Limits").  An attached agent comes too late to
+ * be interposed (the program's calls to dlopen are bound to libc's):
+ * there the control thread polls (agent_poll_modules()).
  */
 AGENT_EXPORT void *dlopen(const char *file, int mode)
 {
@@ -1015,21 +1038,26 @@ AGENT_EXPORT void *dlopen(const char *file, int mode)
 		return NULL;
 	void *h = real_dlopen(file, mode);
 	if (h && ag.active) {
+		char what[256];
+		snprintf(what, sizeof what, "dlopen(%s)", file ? file : "NULL");
 		pthread_mutex_lock(&ctl_lock);
-		unsigned long long adds = module_adds();
-		if (adds != dl_adds_seen) {
-			dl_adds_seen = adds;
-			if (ag.registered && !ag.forked && apply_registration(ag.graph) != 0)
-				agent_say("after dlopen(%s): %s", file ? file : "NULL", stitch_last_error());
-			else if (!ag.registered || ag.forked) {
-				pthread_mutex_lock(&file_lock);
-				write_symbols();
-				pthread_mutex_unlock(&file_lock);
-			}
-		}
+		note_new_modules(what);
 		pthread_mutex_unlock(&ctl_lock);
 	}
 	return h;
+}
+
+int agent_polls_modules(void)
+{
+	return attached;
+}
+
+void agent_poll_modules(void)
+{
+	if (!ag.active || pthread_mutex_trylock(&ctl_lock) != 0)
+		return; /* a control request is being served: the next tick */
+	note_new_modules("a module was loaded");
+	pthread_mutex_unlock(&ctl_lock);
 }
 
 /* Everything recorded so far reaches the file before the image goes. */
@@ -1217,7 +1245,6 @@ static void after_fork_child(void)
  * regular file of ours with no group/other permission; read once, removed.
  */
 static char attach_conf[8192];
-static int attached;
 
 static void load_attach_conf(void)
 {

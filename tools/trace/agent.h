@@ -17,6 +17,13 @@ void agent_ctl_stop(void);
 /* In a fork child: the parent's socket and thread are not ours. */
 void agent_ctl_forget(void);
 
+/* An attached agent is not interposed on the program's dlopen: its
+ * control thread calls agent_poll_modules() every AGENT_MODULE_POLL_MS,
+ * which traces the sites of modules loaded since by the rules. */
+#define AGENT_MODULE_POLL_MS 50
+int agent_polls_modules(void);
+void agent_poll_modules(void);
+
 /* For the agent's own threads: block every signal but the library's
  * quiesce signal (a thread that blocks it cannot be parked, and every
  * filter change would time out). */

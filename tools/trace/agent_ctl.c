@@ -143,10 +143,21 @@ static void *ctl_main(void *arg)
 {
 	(void)arg;
 	agent_block_signals();
+	long long next_module_poll = now_ms() + AGENT_MODULE_POLL_MS;
 	for (;;) {
 		struct pollfd p[2] = { { .fd = listen_fd, .events = POLLIN }, { .fd = stop_pipe[0], .events = POLLIN } };
-		int n = poll(p, 2, -1);
-		if (n < 0 && errno == EINTR)
+		int timeout = -1;
+		if (agent_polls_modules()) {
+			/* by the clock: a stream of requests must not put it off */
+			long long now = now_ms();
+			if (now >= next_module_poll) {
+				agent_poll_modules();
+				next_module_poll = now + AGENT_MODULE_POLL_MS;
+			}
+			timeout = (int)(next_module_poll - now);
+		}
+		int n = poll(p, 2, timeout);
+		if (n == 0 || (n < 0 && errno == EINTR))
 			continue;
 		if (n < 0 || p[1].revents)
 			break;
