@@ -36,6 +36,7 @@
  * and unpublished with the set.
  */
 #include <dlfcn.h>
+#include <errno.h>
 #include <fnmatch.h>
 #include <link.h>
 #include <pthread.h>
@@ -395,6 +396,7 @@ static struct ft_retired *retired;
 /* Everything below is guarded by the update lock. */
 static struct ft_module *modules;
 static unsigned long long seen_adds, seen_subs;
+static bool rescan_again; /* the last rescan left a module for the next (ft_lock) */
 static bool scanned_once;
 
 struct ft_ops_priv {
@@ -843,7 +845,125 @@ struct dl_list {
 	bool first_done;
 	unsigned long long adds, subs;
 	bool oom;
+	bool skipped; /* a module loaded after the update pinned the others */
 };
+
+/*
+ * Pinning the loaded modules for one update.
+ *
+ * An update reads a module's code (its sites' bytes, to compare them) and
+ * writes it, from the rescan that finds the module to the last store.
+ * Another thread's dlclose() may unmap the module meanwhile: a read of its
+ * code then faults, and a store lands in whatever is mapped there next - a
+ * fresh copy of the same library, whose entry then jumps into the old
+ * copy's trampolines while every record says the site is untraced.  So
+ * every update holds a reference to each module it may touch: ft_lock()
+ * takes one with dlopen(RTLD_NOLOAD) before the update lock, ft_unlock()
+ * drops it with dlclose() after.  A dlclose() of the program's then only
+ * lowers the count; the last reference, ours, unloads the module after the
+ * update, outside our lock (its destructors may take it: the static keys
+ * of the module).  dlopen() and dlclose() are never called under the
+ * update lock (the loader holds its own lock while constructors run, and
+ * a constructor may take ours).
+ *
+ * A module loaded after ft_lock() listed the loaded modules has no
+ * reference: the rescan leaves it for the next update (it is racing with
+ * this one anyway) and makes sure that one looks again.  A module listed
+ * that dlopen() does not find by its name (loaded with dlmopen() into
+ * another namespace) is scanned without a reference, as before.
+ */
+struct ft_pin {
+	uintptr_t base;   /* dlpi_addr */
+	const char *name; /* dlpi_name: the loader's own string, compared as a pointer */
+	void *handle;     /* our reference, or NULL */
+};
+static struct ft_pin *pins; /* update lock: the current update's, or NULL */
+static size_t npins;
+
+struct pin_list {
+	struct ft_pin *v;
+	size_t n, cap;
+	bool first_done, oom;
+};
+static bool pins_oom; /* update lock: ft_lock() could not list the modules */
+
+static int list_pin(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	struct pin_list *l = arg;
+	bool main_prog = !l->first_done;
+	l->first_done = true;
+	if (main_prog || !info->dlpi_name || !*info->dlpi_name)
+		return 0; /* the program and the vDSO stay */
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		struct ft_pin *v = realloc(l->v, cap * sizeof(*v));
+		if (!v) {
+			l->oom = true; /* rescan() fails the update */
+			return 1;
+		}
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = (struct ft_pin){ info->dlpi_addr, info->dlpi_name, NULL };
+	return 0;
+}
+
+/*
+ * The loader's own dlopen() and dlclose(), not a definition that comes
+ * before libstitch in the lookup order: a program (the stitch-trace agent
+ * among them) may interpose dlopen() with a wrapper that takes locks of its
+ * own around a call into us.  Looked up at load, where dlsym() is safe.
+ */
+static void *(*loader_dlopen)(const char *, int) = dlopen;
+static int (*loader_dlclose)(void *) = dlclose;
+
+/* priority 101: before constructors that update (the stitch-trace agent's) */
+__attribute__((constructor(101))) static void look_up_loader(void)
+{
+	void *open_fn = dlsym(RTLD_NEXT, "dlopen"), *close_fn = dlsym(RTLD_NEXT, "dlclose");
+	if (open_fn && close_fn) {
+		loader_dlopen = (void *(*)(const char *, int))open_fn;
+		loader_dlclose = (int (*)(void *))close_fn;
+	}
+}
+
+/* Only a listed module is scanned (see above). */
+static bool pinned(const struct dl_phdr_info *info)
+{
+	for (size_t i = 0; i < npins; i++)
+		if (pins[i].base == info->dlpi_addr && pins[i].name == info->dlpi_name)
+			return true;
+	return false;
+}
+
+/* Take the update lock, with every loaded module pinned (see above). */
+static void ft_lock(void)
+{
+	struct pin_list l = { 0 };
+	/* no dlopen() inside the walk: its lock is taken in the other order */
+	dl_iterate_phdr(list_pin, &l);
+	for (size_t i = 0; i < l.n; i++)
+		l.v[i].handle = loader_dlopen(l.v[i].name, RTLD_LAZY | RTLD_NOLOAD);
+	stitch_update_lock();
+	pins = l.v; /* NULL: no library, no module is skipped */
+	npins = l.n;
+	pins_oom = l.oom;
+}
+
+static void ft_unlock(void)
+{
+	struct ft_pin *v = pins;
+	size_t n = npins;
+	pins = NULL;
+	npins = 0;
+	pins_oom = false;
+	stitch_update_unlock();
+	for (size_t i = 0; i < n; i++)
+		if (v[i].handle)
+			loader_dlclose(v[i].handle);
+	free(v);
+}
 
 static int collect_module(struct dl_phdr_info *info, size_t size, void *arg)
 {
@@ -859,6 +979,10 @@ static int collect_module(struct dl_phdr_info *info, size_t size, void *arg)
 		return 0; /* the vDSO */
 	if (!main_prog && strstr(name, "linux-vdso"))
 		return 0;
+	if (!main_prog && pins && !pinned(info)) {
+		l->skipped = true; /* loaded after ft_lock(): the next update's */
+		return 0;
+	}
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? 2 * l->cap : 16;
 		struct dl_entry *v = realloc(l->v, cap * sizeof(*v));
@@ -884,12 +1008,14 @@ static void ops_forget_module(struct ft_module *m);
 /* Bring the module list up to date with what is loaded.  Update lock held. */
 static int rescan(void)
 {
+	if (pins_oom)
+		return stitch_fail(STITCH_ENOMEM, "out of memory listing the loaded modules to hold them");
 	struct dl_list l = { 0 };
 	dl_iterate_phdr(collect_module, &l);
 	int err = 0;
 	if (l.oom)
 		err = stitch_fail(STITCH_ENOMEM, "out of memory listing loaded modules");
-	if (!err && scanned_once && l.adds == seen_adds && l.subs == seen_subs)
+	if (!err && scanned_once && !rescan_again && l.adds == seen_adds && l.subs == seen_subs)
 		goto out;
 	for (struct ft_module *m = modules; m; m = m->next)
 		m->present = false;
@@ -952,6 +1078,7 @@ static int rescan(void)
 		(void)any_gone;
 		seen_adds = l.adds;
 		seen_subs = l.subs;
+		rescan_again = l.skipped;
 		scanned_once = true;
 		stitch__ftrace_unwind_modules_changed();
 	}
@@ -1080,6 +1207,7 @@ struct pat {
 	enum pat_kind kind;
 	bool neg;
 	const struct ft_rec *rec; /* PAT_ADDR: the record at that address, or NULL */
+	bool bad_addr;            /* PAT_ADDR: not only hexadecimal digits after 0x, or too big */
 };
 
 /*
@@ -1231,9 +1359,15 @@ static void pat_init(struct pat *p, const char *tok)
 	p->rec = NULL;
 	size_t lit = strcspn(p->s, "*?[\\");
 	size_t len = strlen(p->s);
+	p->bad_addr = false;
 	if (strncmp(p->s, "0x", 2) == 0) {
 		p->kind = PAT_ADDR;
-		p->rec = rec_at((uintptr_t)strtoull(p->s, NULL, 16), NULL);
+		/* "0x12zz" or "0x12*" must not select the function at 0x12 */
+		const char *digits = p->s + 2;
+		errno = 0;
+		unsigned long long a = strtoull(digits, NULL, 16);
+		p->bad_addr = !*digits || strspn(digits, "0123456789abcdefABCDEF") != strlen(digits) || errno;
+		p->rec = p->bad_addr ? NULL : rec_at((uintptr_t)a, NULL);
 	} else if (is_cxx_pattern(p->s)) {
 		p->kind = PAT_CXX;
 	} else if (lit == len) {
@@ -1280,6 +1414,7 @@ static int explain_name(const char *name, uintptr_t addr)
  * it the same way).
  */
 static FT_TLS char *unexplained_name;
+static FT_TLS uintptr_t unexplained_ip; /* the same for an address (dladdr()) */
 
 /* Under the update lock: the module's symbols only (see above). */
 static int name_not_traceable(const struct pat *p)
@@ -1304,11 +1439,17 @@ static int name_not_traceable(const struct pat *p)
 static int explain_later(int err)
 {
 	char *name = unexplained_name;
+	uintptr_t ip = unexplained_ip;
 	unexplained_name = NULL;
+	unexplained_ip = 0;
+	Dl_info info;
 	if (name && err == -STITCH_ENOTFOUND) {
 		uintptr_t addr = (uintptr_t)dlsym(RTLD_DEFAULT, name);
 		if (addr)
 			err = explain_name(name, addr);
+	} else if (ip && err == -STITCH_ENOTFOUND && dladdr((void *)ip, &info) && info.dli_sname) {
+		err = stitch_fail(STITCH_ENOTFOUND, "%#lx (%s) is not an instrumented function; " FT_HINT,
+				  (unsigned long)ip, info.dli_sname);
 	}
 	free(name);
 	return err;
@@ -1449,6 +1590,12 @@ static int select_filter(const char *filter, struct sel_list *out)
 					   filter);
 		}
 		pat_init(&pat[ntok], t);
+		if (pat[ntok].bad_addr) {
+			int err = stitch_fail(STITCH_EINVAL, "filter pattern '%s' is not an address: 0x and "
+					      "hexadecimal digits (a glob cannot follow them)", t);
+			free(copy);
+			return err;
+		}
 		tok[ntok++] = t;
 		npos += t[0] != '!';
 	}
@@ -1551,12 +1698,21 @@ static int select_ips(const uintptr_t *ips, size_t n, struct sel_list *out)
 	for (size_t i = 0; !err && i < n; i++) {
 		struct ft_rec *r = rec_at(ips[i], &cursor);
 		if (!r) {
-			Dl_info info;
-			const char *name = dladdr((void *)ips[i], &info) && info.dli_sname ? info.dli_sname : "?";
-			err = total_sites() == 0 ? no_site_error("function list")
-						 : stitch_fail(STITCH_ENOTFOUND,
-							       "%#lx (%s) is not an instrumented function; " FT_HINT,
-							       (unsigned long)ips[i], name);
+			/* named from the modules' symbols we read, or by dladdr()
+			 * after the lock (explain_later()) */
+			const struct ft_sym *sym = NULL;
+			for (const struct ft_module *m = modules; m && !sym; m = m->next)
+				sym = ft_elf_sym_at(&m->elf, ips[i]);
+			if (total_sites() == 0)
+				err = no_site_error("function list");
+			else if (sym)
+				err = stitch_fail(STITCH_ENOTFOUND, "%#lx (%s) is not an instrumented function; " FT_HINT,
+						  (unsigned long)ips[i], sym->name);
+			else
+				err = stitch_fail(STITCH_ENOTFOUND, "%#lx is not an instrumented function; " FT_HINT,
+						  (unsigned long)ips[i]);
+			if (total_sites() && !sym)
+				unexplained_ip = ips[i];
 		} else if (r->bad)
 			err = refuse_bad(r);
 		else
@@ -1954,7 +2110,7 @@ static int ops_update(struct stitch_ftrace_ops *ops, const char *filter, const u
 		stitch__ftrace_unwind_lookup(); /* before the lock */
 	if (filter)
 		look_up_demangler(filter); /* before the lock */
-	stitch_update_lock();
+	ft_lock();
 	int err = ops->direct ? check_direct(ops->direct, ops->direct_size) : 0;
 	bool reg = is_registered(ops);
 	if (!err && must_be_registered && !reg)
@@ -1997,7 +2153,7 @@ static int ops_update(struct stitch_ftrace_ops *ops, const char *filter, const u
 			free(priv);
 		}
 	}
-	stitch_update_unlock();
+	ft_unlock();
 	return err ? explain_later(err) : late;
 }
 
@@ -2027,7 +2183,7 @@ int stitch_ftrace_unregister(struct stitch_ftrace_ops *ops)
 		return stitch_fail(STITCH_EINVAL, "ftrace ops is NULL");
 	if (refuse_in_callback("stitch_ftrace_unregister()"))
 		return -STITCH_EINVAL;
-	stitch_update_lock();
+	ft_lock();
 	int err = 0;
 	if (!is_registered(ops))
 		err = stitch_fail(STITCH_EINVAL, "ftrace ops %p is not registered", (void *)ops);
@@ -2047,7 +2203,7 @@ int stitch_ftrace_unregister(struct stitch_ftrace_ops *ops)
 		free(priv);
 		ops->priv_ = NULL;
 	}
-	stitch_update_unlock();
+	ft_unlock();
 	return err ? err : late;
 }
 
@@ -2070,7 +2226,7 @@ int stitch_ftrace_modify_direct(struct stitch_ftrace_ops *ops, void *direct, siz
 		return stitch_fail(STITCH_EINVAL, "modify_direct: ops, trampoline and its size must be given");
 	if (refuse_in_callback("stitch_ftrace_modify_direct()"))
 		return -STITCH_EINVAL;
-	stitch_update_lock();
+	ft_lock();
 	int err = 0;
 	if (!is_registered(ops) || !ops->direct)
 		err = stitch_fail(STITCH_EINVAL, "ftrace ops %p is not a registered direct call", (void *)ops);
@@ -2114,7 +2270,7 @@ int stitch_ftrace_modify_direct(struct stitch_ftrace_ops *ops, void *direct, siz
 		ops->direct_size = direct_size;
 	}
 	free(sites);
-	stitch_update_unlock();
+	ft_unlock();
 	return err ? err : late;
 }
 
@@ -2123,7 +2279,7 @@ int stitch_ftrace_prepare(const char *filter)
 	stitch_clear_error();
 	if (refuse_in_callback("stitch_ftrace_prepare()"))
 		return -STITCH_EINVAL;
-	stitch_update_lock();
+	ft_lock();
 	int err = rescan();
 	struct sel_list sel = { 0 };
 	if (!err)
@@ -2142,7 +2298,7 @@ int stitch_ftrace_prepare(const char *filter)
 		err = arch_ftrace_prepare(sites, n);
 	free(sites);
 	free(sel.v);
-	stitch_update_unlock();
+	ft_unlock();
 	return explain_later(err);
 }
 
@@ -2151,7 +2307,7 @@ int stitch_ftrace_ops_site_count(const struct stitch_ftrace_ops *ops)
 	stitch_clear_error();
 	if (!ops)
 		return stitch_fail(STITCH_EINVAL, "ftrace ops is NULL");
-	stitch_update_lock();
+	stitch_update_lock(); /* reads records only: no module pinned */
 	int n = is_registered(ops) ? (int)((struct ft_ops_priv *)ops->priv_)->nsel
 				   : stitch_fail(STITCH_EINVAL, "ftrace ops %p is not registered", (const void *)ops);
 	stitch_update_unlock();
@@ -2161,10 +2317,10 @@ int stitch_ftrace_ops_site_count(const struct stitch_ftrace_ops *ops)
 int stitch_ftrace_site_count(void)
 {
 	stitch_clear_error();
-	stitch_update_lock();
+	ft_lock();
 	int err = rescan();
 	int n = err ? err : (int)total_sites();
-	stitch_update_unlock();
+	ft_unlock();
 	return n;
 }
 
@@ -2202,7 +2358,7 @@ int stitch_ftrace_get_site_info(size_t idx, struct stitch_ftrace_site_info *out)
 	stitch_clear_error();
 	if (!out)
 		return stitch_fail(STITCH_EINVAL, "out is NULL");
-	stitch_update_lock();
+	stitch_update_lock(); /* reads records only: no module pinned */
 	struct ft_module *m = NULL;
 	size_t pos = 0, total;
 	bool found = site_at(idx, &m, &pos, &total);
@@ -2218,7 +2374,7 @@ int stitch_ftrace_pattern_matches(const char *pattern, size_t idx)
 	if (!pattern || !*pattern || *pattern == '!')
 		return stitch_fail(STITCH_EINVAL, "pattern \"%s\": one pattern, without '!'", pattern ? pattern : "(null)");
 	look_up_demangler(pattern); /* before the lock */
-	stitch_update_lock();
+	stitch_update_lock(); /* reads records only: no module pinned */
 	struct ft_module *m = NULL;
 	size_t pos = 0, total;
 	int r;
@@ -2246,7 +2402,7 @@ int stitch_ftrace_lookup(const char *name, struct stitch_ftrace_site_info *out)
 	stitch_clear_error();
 	if (!name || !out)
 		return stitch_fail(STITCH_EINVAL, "name or out is NULL");
-	stitch_update_lock();
+	ft_lock();
 	int err = rescan();
 	bool found = false;
 	for (struct ft_module *m = modules; !err && m && !found; m = m->next)
@@ -2258,6 +2414,6 @@ int stitch_ftrace_lookup(const char *name, struct stitch_ftrace_site_info *out)
 	if (!err && !found)
 		err = total_sites() ? stitch_fail(STITCH_ENOTFOUND, "no instrumented function named %s", name)
 				    : no_site_error(name);
-	stitch_update_unlock();
+	ft_unlock();
 	return err;
 }

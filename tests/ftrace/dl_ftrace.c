@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Sites of a library loaded with dlopen() are found by the next ftrace
- * call and forgotten after dlclose(), also while an ops traces them.
- *   dl_ftrace LIBRARY
+ * call and forgotten after dlclose(), also while an ops traces them, and
+ * while another thread loads and unloads it during the updates.
+ *   dl_ftrace LIBRARY [ROUNDS]  (rounds of the dlclose race, 300 by default)
  */
 #include <dlfcn.h>
+#include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -51,6 +54,93 @@ static int lib_sites(void)
 			k++;
 	}
 	return k;
+}
+
+/*
+ * Another thread loads and unloads the library in a loop while this one
+ * registers and unregisters an ops on its functions: each update either
+ * finds the library (and holds it loaded until it is done: ftrace.c,
+ * "Pinning the loaded modules") or does not.  Before the pinning, an
+ * update read or wrote the code of a copy being unmapped (SIGSEGV in ~half
+ * of the runs) or wrote a jump into the next copy mapped at the same
+ * address, which every later registration then refused ("found e9 ...").
+ */
+/*
+ * Each round: the loader thread loads the library, the update starts,
+ * and meanwhile the loader unloads it after a few yields (a different
+ * number each round) and loads it again - most likely at the same
+ * address - then waits for the update to end and unloads that copy.
+ */
+static atomic_int round_no, loader_state; /* 0 idle, 1 loaded, 2 reloaded */
+static atomic_int loader_stop;
+static void *load_unload(void *path)
+{
+	for (int done = 0; !atomic_load(&loader_stop);) {
+		if (atomic_load(&round_no) == done) {
+			sched_yield();
+			continue;
+		}
+		void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+		atomic_store(&loader_state, 1);
+		for (int k = done % 16; k > 0; k--)
+			sched_yield();
+		if (h)
+			dlclose(h);
+		h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+		atomic_store(&loader_state, 2);
+		while (atomic_load(&loader_state) != 0 && !atomic_load(&loader_stop))
+			sched_yield(); /* until the update ended */
+		if (h)
+			dlclose(h);
+		done++;
+		atomic_store(&loader_state, 3); /* the round is over */
+	}
+	return NULL;
+}
+
+static void dlclose_during_updates(const char *path, int rounds)
+{
+	struct stitch_ftrace_ops ops = { .func = cb };
+	pthread_t loader;
+	CHECK_EQ(pthread_create(&loader, NULL, load_unload, (void *)path), 0);
+	int found = 0, other = 0;
+	for (int i = 0; i < rounds && other < 5; i++) {
+		atomic_store(&loader_state, 0);
+		atomic_fetch_add(&round_no, 1);
+		while (atomic_load(&loader_state) == 0)
+			sched_yield(); /* loaded */
+		int err = stitch_ftrace_register(&ops, "lib_fn_*");
+		if (err == 0) {
+			found++;
+			err = stitch_ftrace_unregister(&ops);
+		} else if (err == -STITCH_ENOTFOUND) {
+			err = 0;
+		}
+		if (err) {
+			other++;
+			CHECK(0, "update %d while the library comes and goes: %d %s", i, err, stitch_last_error());
+		}
+		while (atomic_load(&loader_state) != 2)
+			sched_yield(); /* reloaded */
+		atomic_store(&loader_state, 0);
+		while (atomic_load(&loader_state) != 3)
+			sched_yield(); /* unloaded */
+	}
+	atomic_store(&loader_stop, 1);
+	pthread_join(loader, NULL);
+	printf("dlclose during updates: the library found by %d of %d registrations\n", found, rounds);
+	/* a fresh copy holds the compiler's entries, and traces */
+	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	CHECK(h != NULL, "dlopen: %s", dlerror());
+	if (!h)
+		return;
+	int (*call_all)(void) = (int (*)(void))dlsym(h, "lib_call_all");
+	CHECK(stitch_ftrace_register(&ops, "lib_fn_*") == 0, "register after the race: %s", stitch_last_error());
+	calls = 0;
+	CHECK_EQ(call_all(), 64 * 63 / 2);
+	CHECK_EQ(calls, 64);
+	CHECK_EQ(stitch_ftrace_unregister(&ops), 0);
+	dlclose(h);
 }
 
 int main(int argc, char **argv)
@@ -168,5 +258,6 @@ int main(int argc, char **argv)
 	}
 	for (int i = 0; i < 2000; i++)
 		free(reuse[i]);
+	dlclose_during_updates(argv[1], argc > 2 ? atoi(argv[2]) : 300);
 	return check_summary("dl_ftrace");
 }

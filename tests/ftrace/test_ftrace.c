@@ -376,8 +376,20 @@ int main(void)
 	      stitch_last_error());
 	uintptr_t not_traced = (uintptr_t)&main;
 	CHECK_EQ(stitch_ftrace_register_ips(&ops, &not_traced, 1), -STITCH_ENOTFOUND);
-	CHECK(strstr(stitch_last_error(), "not an instrumented function") != NULL, "message: %s",
-	      stitch_last_error());
+	CHECK(strstr(stitch_last_error(), "not an instrumented function") && strstr(stitch_last_error(), "(main)"),
+	      "message: %s", stitch_last_error());
+	/* an address with anything after its digits is refused, not read as
+	 * the address before it */
+	static const char *const junk[] = { "junk", "*", "?", "[0-9]", "0x", "0x-12", "0x0x12" };
+	for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
+		char pattern[64];
+		if (i < 4) /* after a real function's address */
+			snprintf(pattern, sizeof(pattern), "%#lx%s", (unsigned long)(uintptr_t)tf_table[5], junk[i]);
+		else
+			snprintf(pattern, sizeof(pattern), "%s", junk[i]);
+		CHECK_EQ(stitch_ftrace_register(&ops, pattern), -STITCH_EINVAL);
+		CHECK(strstr(stitch_last_error(), "is not an address") != NULL, "%s: %s", pattern, stitch_last_error());
+	}
 	CHECK_EQ(stitch_ftrace_register(NULL, "*"), -STITCH_EINVAL);
 	struct stitch_ftrace_ops nofunc = { 0 };
 	CHECK_EQ(stitch_ftrace_register(&nofunc, "*"), -STITCH_EINVAL);
