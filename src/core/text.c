@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -41,6 +42,57 @@
 
 static enum stitch_backend_kind backend = STITCH_BACKEND_NONE;
 static int procmem_fd = -1;
+static dev_t procmem_dev; /* what procmem_fd was when we opened it */
+static ino_t procmem_ino;
+
+/*
+ * Our /proc/self/mem descriptor is a number in the program's table: a
+ * program may close it (close_range(3, ~0U, 0) at start-up, a daemon
+ * closing "all" descriptors) and open a file of its own that gets the same
+ * number.  A pwrite() of code at offset = address would then write into
+ * that file.  So each batch checks that the descriptor still is the one we
+ * opened (fstat: device and inode), and otherwise opens a new one and
+ * leaves that number alone - it is the program's now.  The descriptor is
+ * kept at a high number (>= 512) so that ordinary programs do not take it.
+ */
+static int procmem_open(void)
+{
+	int fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int high = fcntl(fd, F_DUPFD_CLOEXEC, 512);
+	if (high >= 0) {
+		close(fd);
+		fd = high;
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		close(fd);
+		return -1;
+	}
+	procmem_dev = st.st_dev;
+	procmem_ino = st.st_ino;
+	return fd;
+}
+
+static bool procmem_fd_is_ours(void)
+{
+	struct stat st;
+	return procmem_fd >= 0 && fstat(procmem_fd, &st) == 0 && st.st_dev == procmem_dev &&
+	       st.st_ino == procmem_ino;
+}
+
+/* Before a batch's writes (see procmem_open). */
+static int procmem_check(void)
+{
+	if (procmem_fd_is_ours())
+		return 0;
+	procmem_fd = procmem_open();
+	if (procmem_fd < 0)
+		return stitch_fail_errno(STITCH_EBACKEND, "cannot open /proc/self/mem again (the program closed "
+							  "the library's descriptor)");
+	return 0;
+}
 static bool membarrier_registered;
 static bool arch_sync_available;
 static uintptr_t page_size;
@@ -259,15 +311,28 @@ int stitch_text_check(const struct stitch_patch *patches, size_t count)
 	return 0;
 }
 
+/* [addr, addr + len) lies in executable mappings (of any length: not a
+ * patch, whose len is one instruction's). */
 int stitch_text_check_code(uintptr_t addr, size_t len)
 {
-	struct stitch_patch p;
-	memset(&p, 0, sizeof(p));
-	p.addr = addr;
-	p.len = len;
-	int err = stitch_text_check(&p, 1);
-	stitch_text_forget_checked(); /* it would point at p */
-	return err;
+	if (len == 0 || addr + len < addr)
+		return stitch_fail(STITCH_EPROTECT, "%zu bytes at %#lx are not mapped executable code", len,
+				   (unsigned long)addr);
+	uintptr_t end = addr + len, at = addr;
+	struct mapping *maps = NULL;
+	int n = read_mappings(addr, end, &maps);
+	if (n < 0)
+		return n;
+	for (int m = 0; m < n && at < end; m++) { /* sorted, overlapping [addr, end) */
+		if (maps[m].start > at || !(maps[m].prot & PROT_EXEC))
+			break;
+		at = maps[m].end;
+	}
+	free(maps);
+	if (at < end)
+		return stitch_fail(STITCH_EPROTECT, "%#lx (of %zu bytes at %#lx) is not mapped executable code",
+				   (unsigned long)at, len, (unsigned long)addr);
+	return 0;
 }
 
 /* ---- write sessions ---------------------------------------------------------- */
@@ -433,6 +498,9 @@ static int open_procmem(const struct stitch_patch *patches, size_t count, bool u
 {
 	/* probe[m]: a patched byte inside mapping m (0: none) - found by the
 	 * check of these same patches (stitch_text_open_checked), or here */
+	int err = procmem_check();
+	if (err)
+		return err;
 	uintptr_t *probe = NULL;
 	if (use_checked && checked && checked_probe && patches == checked_patches && count == checked_count) {
 		probe = checked_probe;
@@ -444,7 +512,6 @@ static int open_procmem(const struct stitch_patch *patches, size_t count, bool u
 		free(probe);
 		return nmaps;
 	}
-	int err = 0;
 	if (!probe) {
 		probe = calloc(nmaps ? (size_t)nmaps : 1, sizeof(*probe));
 		err = probe ? 0 : stitch_fail(STITCH_ENOMEM, "out of memory opening code for writing");
@@ -566,8 +633,9 @@ __attribute__((no_sanitize("thread"))) static void store_atomic(uintptr_t addr, 
 void stitch_text_after_fork_child(void)
 {
 	if (procmem_fd >= 0) {
-		close(procmem_fd);
-		procmem_fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+		if (procmem_fd_is_ours()) /* else the program's own file now: left alone */
+			close(procmem_fd);
+		procmem_fd = procmem_open();
 		/* On failure every store reports it (procmem_fd < 0 below). */
 	}
 	if (membarrier_registered)
@@ -820,7 +888,7 @@ static int self_test(enum stitch_backend_kind kind)
 {
 	backend = kind;
 	if (kind == STITCH_BACKEND_PROCMEM && procmem_fd < 0) {
-		procmem_fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+		procmem_fd = procmem_open();
 		if (procmem_fd < 0)
 			return stitch_fail_errno(STITCH_EBACKEND, "cannot open /proc/self/mem for writing");
 	}
@@ -848,7 +916,8 @@ static int self_test(enum stitch_backend_kind kind)
 static void drop_backend(void)
 {
 	if (procmem_fd >= 0 && backend != STITCH_BACKEND_PROCMEM) {
-		close(procmem_fd);
+		if (procmem_fd_is_ours())
+			close(procmem_fd);
 		procmem_fd = -1;
 	}
 }

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <stitch/ftrace.h>
 
@@ -293,6 +295,18 @@ int main(int argc, char **argv)
 	CHECK_EQ(stitch_ftrace_register(&data_tramp, "tf_d*"), -STITCH_EINVAL);
 	CHECK(strstr(stitch_last_error(), "executable") != NULL, "message: %s", stitch_last_error());
 	CHECK_EQ(stitch_ftrace_ops_site_count(&data_tramp), -STITCH_EINVAL);
+	/* a trampoline whose range runs from executable memory into data, by
+	 * more than 255 bytes (the length was once checked modulo 256) */
+	long page = sysconf(_SC_PAGESIZE);
+	uint8_t *two = mmap(NULL, 2 * (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	CHECK(two != MAP_FAILED && mprotect(two, (size_t)page, PROT_READ | PROT_EXEC) == 0, "mmap");
+	for (size_t size = 0x108; two != MAP_FAILED && size <= 0x1010; size += 0x1010 - 0x108) {
+		struct stitch_ftrace_ops straddle = { .direct = two + page - 16, .direct_size = size };
+		CHECK_EQ(stitch_ftrace_register(&straddle, "tf_d*"), -STITCH_EINVAL);
+		CHECK(strstr(stitch_last_error(), "executable") != NULL, "size %#zx: %s", size, stitch_last_error());
+	}
+	if (two != MAP_FAILED)
+		munmap(two, 2 * (size_t)page);
 
 	CHECK_EQ(stitch_ftrace_unregister(&d), 0);
 	CHECK_EQ(stitch_ftrace_unregister(&t), 0);
