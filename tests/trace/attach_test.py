@@ -13,6 +13,7 @@ usage: attach_test.py CLI PROG DLLIB [PROG_CXX]
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -105,6 +106,12 @@ def main():
     r = subprocess.run([CLI, "live", str(pid), "status"], capture_output=True, text=True, timeout=60)
     if r.returncode == 0:
         fail("the control socket still answers after detach")
+    # Attaching again after the detach: refused, saying why, without
+    # sending the user to `live PID` (which cannot reach it any more).
+    r = subprocess.run([CLI, "attach", str(pid), "-o", os.path.join(work, "d6")], capture_output=True, text=True,
+                       timeout=60)
+    if r.returncode != 1 or "again after a detach is not possible" not in r.stderr or f"live {pid}" in r.stderr:
+        fail(f"attach after detach: {r.returncode} {r.stderr.strip()!r}")
     out, rc = finish(p)
     if out != ref_out or rc != ref_rc:
         fail(f"output/status {out!r}/{rc} differ from the untraced run's {ref_out!r}/{ref_rc}")
@@ -152,6 +159,51 @@ def main():
     tree = subprocess.run([CLI, "dump", d5, "--tree", "--collapse"], capture_output=True, text=True).stdout
     if not re.search(r"^  lib_entry( \*\d+)?\n    lib_helper", tree, re.M):
         fail(f"recording lacks lib_entry -> lib_helper: {tree[:400]!r}")
+
+    # Refused at once, before anything is loaded: a stopped process (it
+    # waited 60 s, then left the agent loaded and recording), one whose
+    # main thread has exited (it named the compiler flags), one of another
+    # uid (root only: it can make one).
+    def state(pid):
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+
+    def wait_state(pid, want):
+        deadline = time.monotonic() + 10
+        while state(pid) != want and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling the kernel's state, not a synchronisation
+
+    def refused(what, pid, words):
+        t0 = time.monotonic()
+        r = subprocess.run([CLI, "attach", str(pid), "--graph", "-o", os.path.join(work, "d7")],
+                           capture_output=True, text=True, timeout=120)
+        took = time.monotonic() - t0
+        loaded = "libstitch-agent" in open(f"/proc/{pid}/maps").read()
+        if r.returncode != 1 or words not in r.stderr or took > 10 or loaded:
+            fail(f"attach to {what}: exit {r.returncode} after {took:.1f} s, agent loaded {loaded}, "
+                 f"{r.stderr.strip()!r}")
+
+    p, pid, tick, tock = start()
+    os.kill(pid, signal.SIGSTOP)
+    wait_state(pid, "T")
+    refused("a stopped process", pid, "is stopped")
+    os.kill(pid, signal.SIGCONT)
+    out, rc = finish(p)
+    if rc != 0 or "all results right" not in out:
+        fail(f"the program stopped during a refused attach: exit {rc}, {out.strip()!r}")
+    zl = subprocess.Popen([sys.executable, "-c",
+                           "import ctypes, threading, time\n"
+                           "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+                           "ctypes.CDLL(None).pthread_exit(None)\n"])
+    wait_state(zl.pid, "Z")
+    refused("a process whose main thread exited", zl.pid, "main thread of process")
+    zl.kill()
+    zl.wait()
+    if os.getuid() == 0:
+        other = subprocess.Popen(["sleep", "60"], user=65534)
+        wait_state(other.pid, "S")
+        refused("a process of another uid", other.pid, "belongs to uid 65534")
+        other.kill()
+        other.wait()
 
     # A program without patchable entries: refused before anything is
     # loaded into it, naming the flags.

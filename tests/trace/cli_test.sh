@@ -23,7 +23,7 @@ done
 for args in "" "bogus" "record" "record --depth 3 -- true" "record --buffer 1000 -- true" \
 	"record --fork maybe -- true" "dump $work" "dump $work --chrome --tree" "flame $work" \
 	"report -s speed $work" "live" "live 1 frobnicate" "live 1 enable" "live 1 enable a\ b" \
-	"live 1 enable !x" "live 1 graph sideways" "attach" "attach notapid"; do
+	"live 1 enable !x" "live 1 graph sideways" "attach" "attach notapid" "attach --depth 3 999999999"; do
 	# shellcheck disable=SC2086
 	run $args >/dev/null 2>"$work/err"
 	rc=$?
@@ -71,6 +71,24 @@ total=$(awk '$1 == "E" { if ($4 == "lost") s += $7; else s += 1 } END { print s 
 run report "$work/d" | grep -q "LOST" || fail "report does not mention the loss"
 run report --no-demangle "$work/d" >/dev/null || fail "report --no-demangle failed"
 run replay "$work/d" | grep -q "LOST" || fail "replay does not mention the loss"
+
+# A process that did not exit cleanly (_exit: no END record): record counts
+# its losses from the loss markers, as report does (it said "0 lost" while
+# report showed millions).
+run record --graph --buffer 16 -o "$work/ux" -- "$prog" 2000000 _exit >/dev/null 2>"$work/err"
+rec_lost=$(sed -n 's/.* events, at least \([0-9]*\) lost.*/\1/p' "$work/err")
+rep_lost=$(run report "$work/ux" 2>/dev/null | sed -n 's/^# \([0-9]*\) events were LOST.*/\1/p')
+[ -n "$rec_lost" ] && [ "$rec_lost" = "${rep_lost:-0}" ] && [ "$rec_lost" -gt 0 ] ||
+	fail "unclean exit: record says '$(grep ' lost' "$work/err")', report says ${rep_lost:-no} LOST"
+
+# flame: a title with control characters and bytes that are not UTF-8
+# still gives well-formed XML (an ESC in --title made the SVG unreadable).
+if command -v python3 >/dev/null; then
+	run flame "$work/d" -o "$work/t.svg" --title "$(printf 'a\001b\033[31mc\tx\377y\342\202 <&>')" ||
+		fail "flame --title failed"
+	python3 -c 'import sys, xml.dom.minidom; xml.dom.minidom.parse(sys.argv[1])' "$work/t.svg" 2>"$work/err" ||
+		fail "flame --title with control characters: invalid SVG: $(tail -1 "$work/err")"
+fi
 
 # A ring that cannot be mapped (a 2 GiB ring under a 1 GiB address-space
 # limit): every event lost, and said so - not "rings full".

@@ -31,7 +31,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
-#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -65,8 +64,8 @@
 #define DEFAULT_RING_EVENTS (1u << 18)
 
 static struct {
-	int active;            /* constructor succeeded: tracing into fd */
-	int fd;
+	int active;            /* constructor succeeded: tracing into file */
+	struct agent_fd file;  /* the trace file (file_lock; file_usable()) */
 	char dir[4096];
 	char path[4200];
 	int graph;
@@ -78,7 +77,7 @@ static struct {
 	int registered;
 	int forked;
 	pid_t pid;             /* the process the file belongs to */
-} ag = { .fd = -1 };
+} ag = { .file = AGENT_FD_NONE };
 
 static struct ring *_Atomic all_rings;
 static AGENT_TLS struct ring *my_ring;
@@ -91,7 +90,11 @@ static pthread_mutex_t file_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t ctl_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_t writer_thread;
 static int writer_running;
-static int wake_pipe[2] = { -1, -1 };
+/* The writer's tick and stop request: a condition variable, not a pipe,
+ * so that there is no descriptor for the program to close or reuse. */
+static pthread_mutex_t writer_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t writer_cond;
+static int writer_stop; /* writer_lock */
 
 /* What is traced (ctl_lock): see rules_text(). */
 #define MAX_RULES 64
@@ -299,12 +302,91 @@ static int write_all(int fd, const void *buf, size_t n)
 	return 0;
 }
 
-static int write_failed; /* a write of the file failed (file_lock) */
+/*
+ * The file cannot be written any more (a write failed, or the program took
+ * its descriptor and the file could not be reopened): records are dropped
+ * and the events drained from then on are counted in lost_unwritten, so
+ * that the totals never claim "0 lost" for them.  file_lock.
+ */
+static int file_dead;
+static uint64_t lost_unwritten; /* file_lock */
 
-/* One record: header, payload, zero padding to a multiple of 8.  file_lock. */
-static void put_record(uint32_t type, const void *a, size_t na, const void *b, size_t nb)
+int agent_fd_keep(struct agent_fd *a, int fd)
+{
+	a->fd = -1;
+	if (fd < 0)
+		return -1;
+	/* Above the numbers a program opens first: close_range(3, ~0U) and
+	 * dup2 loops still reach it, but ordinary programs then do not meet
+	 * our numbers at all.  A low RLIMIT_NOFILE makes this fail: keep fd. */
+	int high = fcntl(fd, F_DUPFD_CLOEXEC, AGENT_FD_FLOOR);
+	if (high >= 0) {
+		close(fd);
+		fd = high;
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		return -1;
+	a->fd = fd, a->dev = st.st_dev, a->ino = st.st_ino;
+	return fd;
+}
+
+int agent_fd_ours(const struct agent_fd *a)
+{
+	struct stat st;
+	return a->fd >= 0 && fstat(a->fd, &st) == 0 && st.st_dev == a->dev && st.st_ino == a->ino;
+}
+
+void agent_fd_close(struct agent_fd *a)
+{
+	if (agent_fd_ours(a))
+		close(a->fd);
+	a->fd = -1;
+}
+
+/*
+ * Before every write: is ag.file still our trace file?  If the program
+ * closed or replaced it, its number is the program's now: reopen the file
+ * by its path (only if it is still the same file: never append to another
+ * one put there), and say so once.  Returns 0 if the file can be written.
+ * file_lock.
+ */
+static int file_usable(void)
+{
+	if (file_dead)
+		return -1;
+	if (agent_fd_ours(&ag.file))
+		return 0;
+	static int said;
+	struct agent_fd old = ag.file;
+	int fd = open(ag.path, O_WRONLY | O_APPEND | O_CLOEXEC);
+	struct agent_fd fresh = AGENT_FD_NONE;
+	if (fd >= 0 && agent_fd_keep(&fresh, fd) >= 0 && fresh.dev == old.dev && fresh.ino == old.ino) {
+		ag.file = fresh;
+		if (!said)
+			agent_say("the program closed or reused descriptor %d (the trace file); reopened %s", old.fd,
+				  ag.path);
+		said = 1;
+		return 0;
+	}
+	agent_fd_close(&fresh); /* ours: just opened */
+	if (fd >= 0 && fresh.fd < 0)
+		close(fd);
+	agent_say("the program closed or reused descriptor %d (the trace file) and %s cannot be reopened%s%s; "
+		  "recording stops, events from now on are counted as lost",
+		  old.fd, ag.path, fd < 0 ? ": " : " (another file is there now)", fd < 0 ? strerror(errno) : "");
+	ag.file.fd = -1; /* not ours: never closed */
+	file_dead = 1;
+	return -1;
+}
+
+/* One record: header, payload, zero padding to a multiple of 8.  Returns 0
+ * if it was written.  file_lock. */
+static int put_record(uint32_t type, const void *a, size_t na, const void *b, size_t nb)
 {
 	static const char zeros[8];
+	if (file_usable() != 0)
+		return -1;
 	size_t size = (na + nb + 7) & ~(size_t)7;
 	struct st_rec_header h = { .type = type, .size = (uint32_t)size };
 	struct iovec iov[4] = { { &h, sizeof h }, { (void *)a, na }, { (void *)b, nb },
@@ -312,17 +394,17 @@ static void put_record(uint32_t type, const void *a, size_t na, const void *b, s
 	size_t total = sizeof h + size;
 	int i = 0;
 	while (total) {
-		ssize_t w = writev(ag.fd, iov + i, 4 - i);
+		ssize_t w = writev(ag.file.fd, iov + i, 4 - i);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
 			/* once: every later record fails the same way (a full disk
-			 * printed this some 40 times) */
-			if (!write_failed)
-				agent_say("writing %s: %s; tracing stops", ag.path, strerror(errno));
-			write_failed = 1;
-			atomic_store(&recording, 0);
-			return;
+			 * printed this some 40 times); what is drained from now on
+			 * is counted as lost (drain_ring) */
+			agent_say("writing %s: %s; recording stops, events from now on are counted as lost", ag.path,
+				  strerror(errno));
+			file_dead = 1;
+			return -1;
 		}
 		total -= (size_t)w;
 		while (i < 4 && (size_t)w >= iov[i].iov_len)
@@ -332,6 +414,7 @@ static void put_record(uint32_t type, const void *a, size_t na, const void *b, s
 			iov[i].iov_len -= (size_t)w;
 		}
 	}
+	return 0;
 }
 
 /* Addresses (and a hash of the name) already in the file's symbol table. */
@@ -423,10 +506,16 @@ static void drain_ring(struct ring *r)
 		if (n > 0x10000)
 			n = 0x10000;
 		struct st_events e = { .tid = r->tid, .count = (uint32_t)n };
-		put_record(ST_REC_EVENTS, &e, sizeof e, &r->ev[start], n * sizeof(struct st_event));
-		/* a loss marker is not an event: the totals say events + lost */
-		for (uint64_t k = 0; k < n; k++)
-			events_written += r->ev[start + k].kind != ST_EV_LOST;
+		int ok = put_record(ST_REC_EVENTS, &e, sizeof e, &r->ev[start], n * sizeof(struct st_event)) == 0;
+		/* a loss marker is not an event: the totals say events + lost;
+		 * events that could not be written are lost, and so counted */
+		for (uint64_t k = 0; k < n; k++) {
+			const struct st_event *ev = &r->ev[start + k];
+			if (ok)
+				events_written += ev->kind != ST_EV_LOST;
+			else /* a marker's losses are in its ring's lost_total already */
+				lost_unwritten += ev->kind != ST_EV_LOST;
+		}
 		tail += n;
 		atomic_store_explicit(&r->tail, tail, memory_order_release);
 	}
@@ -452,6 +541,9 @@ static int thread_gone(uint32_t tid)
 static int drain_all(int reap)
 {
 	int busy = 0;
+	/* once per drain even when nothing is written: a file the program
+	 * took is reopened (or given up) at once, and said */
+	file_usable();
 	write_clock();
 	for (struct ring *r = atomic_load_explicit(&all_rings, memory_order_acquire); r; r = r->next) {
 		if (atomic_load_explicit(&r->dead, memory_order_relaxed))
@@ -496,7 +588,7 @@ static void totals(struct st_end *e)
 {
 	e->ts_ns = now_ns();
 	e->events = events_written;
-	e->lost = atomic_load(&lost_no_ring);
+	e->lost = atomic_load(&lost_no_ring) + lost_unwritten;
 	e->noret = 0;
 	for (struct ring *r = atomic_load_explicit(&all_rings, memory_order_acquire); r; r = r->next) {
 		e->lost += atomic_load_explicit(&r->lost_total, memory_order_relaxed);
@@ -531,18 +623,25 @@ static void *writer_main(void *arg)
 {
 	(void)arg;
 	agent_block_signals();
-	int busy = 0;
-	for (;;) {
-		struct pollfd p = { .fd = wake_pipe[0], .events = POLLIN };
+	int busy = 0, stop = 0;
+	while (!stop) {
 		/* A periodic drain, not a synchronisation: rings are lock-free and
 		 * the tick only bounds how full they get.  No pause while the
 		 * rings fill faster than a tick drains them. */
-		int n = poll(&p, 1, busy ? 0 : WRITER_TICK_MS);
+		pthread_mutex_lock(&writer_lock);
+		if (!busy && !writer_stop) {
+			struct timespec until;
+			clock_gettime(CLOCK_MONOTONIC, &until);
+			until.tv_nsec += WRITER_TICK_MS * 1000000L;
+			if (until.tv_nsec >= 1000000000L)
+				until.tv_sec++, until.tv_nsec -= 1000000000L;
+			pthread_cond_timedwait(&writer_cond, &writer_lock, &until);
+		}
+		stop = writer_stop; /* asked to stop: this is the last drain */
+		pthread_mutex_unlock(&writer_lock);
 		pthread_mutex_lock(&file_lock);
 		busy = drain_all(1);
 		pthread_mutex_unlock(&file_lock);
-		if (n > 0)
-			break; /* asked to stop */
 	}
 	return NULL;
 }
@@ -557,7 +656,8 @@ static int open_trace_file(void)
 		int fd = open(ag.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 		if (fd >= 0) {
 			ag.exec_seq = seq;
-			return fd;
+			file_dead = 0;
+			return agent_fd_keep(&ag.file, fd);
 		}
 		if (errno != EEXIST)
 			break;
@@ -583,7 +683,7 @@ static void write_header(uint32_t ppid)
 		.exec_seq = ag.exec_seq,
 	};
 	memcpy(h.magic, ST_MAGIC, 8);
-	if (write_all(ag.fd, &h, sizeof h) != 0)
+	if (write_all(ag.file.fd, &h, sizeof h) != 0)
 		agent_say("writing %s: %s", ag.path, strerror(errno));
 	write_clock();
 	char cmd[4096];
@@ -598,8 +698,16 @@ static void write_header(uint32_t ppid)
 
 static int start_writer(void)
 {
-	if (pipe2(wake_pipe, O_CLOEXEC) != 0)
-		return -1;
+	/* The condition's clock is the one writer_main's deadlines use.
+	 * (Re)initialised here: a fork child starts its own writer, and the
+	 * parent's writer may have held writer_lock at the fork. */
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&writer_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&writer_lock, NULL);
+	writer_stop = 0;
 	/* Create the thread with every signal blocked so none lands on it
 	 * before it blocks them itself. */
 	sigset_t all, old;
@@ -619,14 +727,12 @@ static void stop_writer(void)
 {
 	if (!writer_running)
 		return;
-	char c = 1;
-	ssize_t w = write(wake_pipe[1], &c, 1);
-	(void)w;
+	pthread_mutex_lock(&writer_lock);
+	writer_stop = 1;
+	pthread_cond_signal(&writer_cond);
+	pthread_mutex_unlock(&writer_lock);
 	pthread_join(writer_thread, NULL);
 	writer_running = 0;
-	close(wake_pipe[0]);
-	close(wake_pipe[1]);
-	wake_pipe[0] = wake_pipe[1] = -1;
 }
 
 /* ---- filter and registration (ctl_lock) ------------------------------ */
@@ -898,8 +1004,7 @@ int agent_control(const struct ctl_request *req, char *reply, size_t size)
 		struct st_end e;
 		totals(&e);
 		put_record(ST_REC_END, &e, sizeof e, NULL, 0);
-		close(ag.fd);
-		ag.fd = -1;
+		agent_fd_close(&ag.file);
 		ag.active = 0;
 		pthread_mutex_unlock(&file_lock);
 		snprintf(reply, size, "detached: original code restored; %llu events, %llu lost, in %s",
@@ -1000,10 +1105,15 @@ static unsigned long long module_adds(void)
 	return adds;
 }
 
+static int ctl_started; /* ctl_lock */
+
 /*
  * Modules loaded since we last looked get their sites traced by the rules
- * (the library rescans modules on set_filter), or at least their names
- * written when nothing is registered.  ctl_lock held.
+ * (the library rescans modules on set_filter).  That includes the case
+ * where nothing is registered yet: no rule matched at start (-F 'lib_*'
+ * before the library is loaded), or the program itself has no patchable
+ * entries and only its plugins do.  Paused, or in a fork child (which
+ * must not patch), only their names are written.  ctl_lock held.
  */
 static void note_new_modules(const char *what)
 {
@@ -1011,13 +1121,19 @@ static void note_new_modules(const char *what)
 	if (adds == dl_adds_seen)
 		return;
 	dl_adds_seen = adds;
-	if (ag.registered && !ag.forked && apply_registration(ag.graph) != 0) {
-		agent_say("after %s: %s", what, stitch_last_error());
-	} else if (!ag.registered || ag.forked) {
+	if (ag.forked || paused) {
 		pthread_mutex_lock(&file_lock);
 		write_symbols();
 		pthread_mutex_unlock(&file_lock);
+		return;
 	}
+	if (apply_registration(ag.graph) != 0)
+		agent_say("after %s: %s", what, stitch_last_error());
+	/* A process without sites at start opened no control socket (a shell
+	 * on the way to the program must not show up in `live DIR`); one that
+	 * has some now can be controlled. */
+	if (ag.control && !ctl_started && stitch_ftrace_site_count() > 0)
+		ctl_started = agent_ctl_start() == 0;
 }
 
 /*
@@ -1184,8 +1300,7 @@ static void after_fork_child(void)
 	/* The parent's writer and control threads do not exist here. */
 	writer_running = 0;
 	agent_ctl_forget();
-	close(ag.fd);
-	ag.fd = -1;
+	agent_fd_close(&ag.file); /* the parent's, unless the program reused the number */
 	/* Events in the rings were recorded by the parent, which writes them. */
 	uint32_t me = (uint32_t)syscall(SYS_gettid);
 	struct ring *mine = NULL;
@@ -1223,8 +1338,7 @@ static void after_fork_child(void)
 	uint32_t ppid = (uint32_t)getppid();
 	ag.forked = 1;
 	ag.pid = getpid();
-	ag.fd = open_trace_file();
-	if (ag.fd < 0) {
+	if (open_trace_file() < 0) {
 		atomic_store(&recording, 0);
 		ag.active = 0;
 		return;
@@ -1340,8 +1454,7 @@ __attribute__((constructor)) static void agent_start(void)
 	}
 	const char *clock_name = cfg("STITCH_TRACE_CLOCK");
 	use_counter = !(clock_name && strcmp(clock_name, "monotonic") == 0);
-	ag.fd = open_trace_file();
-	if (ag.fd < 0)
+	if (open_trace_file() < 0)
 		return;
 	ag.pid = getpid();
 	ag.active = 1;
@@ -1374,8 +1487,11 @@ __attribute__((constructor)) static void agent_start(void)
 		return;
 	/* Nothing to control in a helper without traceable functions (a shell
 	 * on the way to the program): no socket, so `live DIR` skips it. */
-	if (ag.control && sites > 0)
-		agent_ctl_start();
+	if (ag.control && sites > 0) {
+		pthread_mutex_lock(&ctl_lock);
+		ctl_started = agent_ctl_start() == 0;
+		pthread_mutex_unlock(&ctl_lock);
+	}
 }
 
 __attribute__((destructor)) static void agent_stop(void)
@@ -1405,14 +1521,16 @@ __attribute__((destructor)) static void agent_stop(void)
 	struct st_end e;
 	totals(&e);
 	put_record(ST_REC_END, &e, sizeof e, NULL, 0);
+	agent_fd_close(&ag.file);
 	pthread_mutex_unlock(&file_lock);
-	close(ag.fd);
-	ag.fd = -1;
 	ag.active = 0;
 	uint64_t no_ring = atomic_load(&lost_no_ring);
-	if (e.lost > no_ring)
+	if (e.lost > no_ring + lost_unwritten)
 		agent_say("%llu events lost (rings full); see `stitch-trace report`",
-			  (unsigned long long)(e.lost - no_ring));
+			  (unsigned long long)(e.lost - no_ring - lost_unwritten));
+	if (lost_unwritten)
+		agent_say("%llu events lost: they could not be written to %s (see above)",
+			  (unsigned long long)lost_unwritten, ag.path);
 	if (no_ring)
 		agent_say("%llu events lost: a thread's ring could not be mapped (out of memory?)",
 			  (unsigned long long)no_ring);

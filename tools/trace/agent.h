@@ -4,6 +4,7 @@
 #define STITCH_TRACE_AGENT_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "ctl.h"
 
@@ -28,6 +29,33 @@ void agent_poll_modules(void);
  * quiesce signal (a thread that blocks it cannot be parked, and every
  * filter change would time out). */
 void agent_block_signals(void);
+
+/*
+ * The agent's own descriptors.  A program may close every descriptor above
+ * 2 (close_range, a daemon's loop over fds) or dup2 over them and then open
+ * its own files, which get our numbers: writing through a number we only
+ * remember would write into the program's file.  So each descriptor is
+ * kept with its identity (st_dev, st_ino: unique for pipes and sockets
+ * too) and checked before use; one that changed is the program's now and
+ * is neither written nor closed.  A check then a write is not atomic (the
+ * program may close the fd in between), but it is done at every use, so
+ * a clobbered number is used at most for the write already under way.
+ */
+struct agent_fd {
+	int fd;
+	dev_t dev;
+	ino_t ino;
+};
+#define AGENT_FD_NONE { .fd = -1 }
+/* Move fd above the numbers programs use (F_DUPFD_CLOEXEC, floor
+ * AGENT_FD_FLOOR; the original number if that fails) and remember it.
+ * Returns the descriptor kept, or -1 if fd < 0. */
+#define AGENT_FD_FLOOR 512
+int agent_fd_keep(struct agent_fd *a, int fd);
+/* Is a->fd still the descriptor agent_fd_keep() remembered? */
+int agent_fd_ours(const struct agent_fd *a);
+/* Close it if it is still ours; forget it either way. */
+void agent_fd_close(struct agent_fd *a);
 
 /* The agent's diagnostics, to stderr with the pid, never through stdio. */
 void agent_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

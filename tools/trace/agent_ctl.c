@@ -26,9 +26,18 @@
 #include "ctlpath.h"
 
 #define CTL_READ_TIMEOUT_MS 2000
+/* How often the control thread checks that its descriptors are still its
+ * own (agent.h, struct agent_fd): poll() on a number the program took may
+ * never return, or return at once. */
+#define CTL_FD_CHECK_MS 250
 
-static int listen_fd = -1;
-static int stop_pipe[2] = { -1, -1 };
+static struct agent_fd listen_fd = AGENT_FD_NONE;
+/* The stop pipe: agent_ctl_stop() writes, the thread polls.  stop_lock
+ * serialises the write with the thread replacing a pipe the program took;
+ * ctl_stop is what counts, the byte only wakes the thread early. */
+static struct agent_fd stop_rd = AGENT_FD_NONE, stop_wr = AGENT_FD_NONE;
+static pthread_mutex_t stop_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int ctl_stop;
 static pthread_t ctl_thread;
 static _Atomic int ctl_running;
 static int detached;
@@ -139,14 +148,100 @@ static void serve(int fd)
 	send_reply(fd, r == 0 ? 0 : 1, reply);
 }
 
+/* The listening socket at sock_path (replacing whatever is there). */
+static int open_listener(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	strcpy(sa.sun_path, sock_path);
+	unlink(sock_path); /* a stale one of an earlier process with this pid, or ours gone */
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || chmod(sock_path, 0600) != 0 ||
+	    listen(fd, 8) != 0) {
+		int err = errno;
+		if (fd >= 0)
+			close(fd);
+		unlink(sock_path);
+		errno = err;
+		return -1;
+	}
+	return agent_fd_keep(&listen_fd, fd) < 0 ? -1 : 0;
+}
+
+/* stop_lock held, or no control thread yet.  A socket pair, not a pipe:
+ * the program may close the reading end and leave the writing one (a dup2
+ * loop half way), and only send() can be told not to raise SIGPIPE then. */
+static int open_stop_pipe(void)
+{
+	int p[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) != 0)
+		return -1;
+	if (agent_fd_keep(&stop_rd, p[0]) < 0 || agent_fd_keep(&stop_wr, p[1]) < 0) {
+		agent_fd_close(&stop_rd);
+		agent_fd_close(&stop_wr);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Are the listening socket and the stop pipe still ours?  A program that
+ * closed them (close_range, dup2 over them) may have its own files at
+ * those numbers now: leave the numbers alone, make new ones, say so once.
+ * Returns -1 if the socket could not be made again (nobody can reach us).
+ */
+static int check_fds(void)
+{
+	static int said_sock, said_pipe;
+	if (!agent_fd_ours(&listen_fd)) {
+		int old = listen_fd.fd;
+		listen_fd.fd = -1; /* the program's now: never closed */
+		if (open_listener() != 0) {
+			agent_say("the program closed or reused descriptor %d (the control socket) and %s cannot be made "
+				  "again: %s; `stitch-trace live` cannot reach this process any more",
+				  old, sock_path, strerror(errno));
+			return -1;
+		}
+		if (!said_sock)
+			agent_say("the program closed or reused descriptor %d (the control socket); listening again on %s",
+				  old, sock_path);
+		said_sock = 1;
+	}
+	pthread_mutex_lock(&stop_lock);
+	if (!agent_fd_ours(&stop_rd) || !agent_fd_ours(&stop_wr)) {
+		int old = !agent_fd_ours(&stop_rd) ? stop_rd.fd : stop_wr.fd;
+		/* close only the end still ours; the other number is the program's */
+		agent_fd_close(&stop_rd);
+		agent_fd_close(&stop_wr);
+		/* without a pipe the thread still sees ctl_stop every CTL_FD_CHECK_MS */
+		if (open_stop_pipe() == 0 && !said_pipe) {
+			agent_say("the program closed or reused descriptor %d (the control thread's pipe); made a new one",
+				  old);
+			said_pipe = 1;
+		}
+	}
+	pthread_mutex_unlock(&stop_lock);
+	return 0;
+}
+
+static void close_fds(void)
+{
+	agent_fd_close(&listen_fd);
+	pthread_mutex_lock(&stop_lock);
+	agent_fd_close(&stop_rd);
+	agent_fd_close(&stop_wr);
+	pthread_mutex_unlock(&stop_lock);
+}
+
 static void *ctl_main(void *arg)
 {
 	(void)arg;
 	agent_block_signals();
 	long long next_module_poll = now_ms() + AGENT_MODULE_POLL_MS;
-	for (;;) {
-		struct pollfd p[2] = { { .fd = listen_fd, .events = POLLIN }, { .fd = stop_pipe[0], .events = POLLIN } };
-		int timeout = -1;
+	while (!atomic_load(&ctl_stop)) {
+		if (check_fds() != 0)
+			break;
+		struct pollfd p[2] = { { .fd = listen_fd.fd, .events = POLLIN }, { .fd = stop_rd.fd, .events = POLLIN } };
+		int timeout = CTL_FD_CHECK_MS;
 		if (agent_polls_modules()) {
 			/* by the clock: a stream of requests must not put it off */
 			long long now = now_ms();
@@ -154,14 +249,17 @@ static void *ctl_main(void *arg)
 				agent_poll_modules();
 				next_module_poll = now + AGENT_MODULE_POLL_MS;
 			}
-			timeout = (int)(next_module_poll - now);
+			if (next_module_poll - now < timeout)
+				timeout = (int)(next_module_poll - now);
 		}
 		int n = poll(p, 2, timeout);
-		if (n == 0 || (n < 0 && errno == EINTR))
+		if (n <= 0 || atomic_load(&ctl_stop))
 			continue;
-		if (n < 0 || p[1].revents)
-			break;
-		int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		/* a number the program took may be readable (its file): only
+		 * accept on our own socket */
+		if (!(p[0].revents & POLLIN) || !agent_fd_ours(&listen_fd))
+			continue;
+		int fd = accept4(listen_fd.fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0)
 			continue;
 		serve(fd);
@@ -186,12 +284,9 @@ static void *ctl_main(void *arg)
 		if (detached) {
 			/* nobody joins this thread now: it cleans up after itself */
 			pthread_detach(pthread_self());
-			close(listen_fd);
-			close(stop_pipe[0]);
-			close(stop_pipe[1]);
-			listen_fd = stop_pipe[0] = stop_pipe[1] = -1;
+			close_fds();
 			atomic_store(&ctl_running, 0);
-			break;
+			return NULL;
 		}
 	}
 	return NULL;
@@ -204,20 +299,14 @@ int agent_ctl_start(void)
 		agent_say("no control socket: %s (%s)", why, strerror(errno));
 		return -1;
 	}
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	strcpy(sa.sun_path, sock_path);
-	unlink(sock_path); /* a stale one of an earlier process with this pid */
-	stitch_trace_ctl_sweep(); /* and those of processes killed since */
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || chmod(sock_path, 0600) != 0 ||
-	    listen(fd, 8) != 0 || pipe2(stop_pipe, O_CLOEXEC) != 0) {
+	stitch_trace_ctl_sweep(); /* the sockets of processes killed since */
+	atomic_store(&ctl_stop, 0);
+	if (open_listener() != 0 || open_stop_pipe() != 0) {
 		agent_say("no control socket %s: %s", sock_path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
+		agent_fd_close(&listen_fd);
 		unlink(sock_path);
 		return -1;
 	}
-	listen_fd = fd;
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
@@ -225,8 +314,7 @@ int agent_ctl_start(void)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (err) {
 		agent_say("no control thread: %s", strerror(err));
-		close(listen_fd);
-		listen_fd = -1;
+		close_fds();
 		unlink(sock_path);
 		return -1;
 	}
@@ -238,15 +326,17 @@ void agent_ctl_stop(void)
 {
 	if (!ctl_running)
 		return;
-	char c = 1;
-	ssize_t w = write(stop_pipe[1], &c, 1);
-	(void)w;
+	atomic_store(&ctl_stop, 1);
+	pthread_mutex_lock(&stop_lock);
+	if (agent_fd_ours(&stop_wr)) { /* else the thread sees ctl_stop within CTL_FD_CHECK_MS */
+		char c = 1;
+		ssize_t w = send(stop_wr.fd, &c, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		(void)w;
+	}
+	pthread_mutex_unlock(&stop_lock);
 	pthread_join(ctl_thread, NULL);
 	ctl_running = 0;
-	close(listen_fd);
-	close(stop_pipe[0]);
-	close(stop_pipe[1]);
-	listen_fd = stop_pipe[0] = stop_pipe[1] = -1;
+	close_fds();
 	unlink(sock_path);
 }
 
@@ -254,10 +344,9 @@ void agent_ctl_forget(void)
 {
 	if (!ctl_running)
 		return;
-	/* The socket file is the parent's: close our copies, leave it. */
-	close(listen_fd);
-	close(stop_pipe[0]);
-	close(stop_pipe[1]);
-	listen_fd = stop_pipe[0] = stop_pipe[1] = -1;
+	/* The socket file is the parent's: close our copies (those still ours),
+	 * leave it.  stop_lock may have been held by the parent's thread. */
+	pthread_mutex_init(&stop_lock, NULL);
+	close_fds();
 	ctl_running = 0;
 }

@@ -410,11 +410,14 @@ static int cmd_record(int argc, char **argv)
 		/* a process that did not exit cleanly has no totals: count what
 		 * its file holds (a killed program's 10 million events were "0") */
 		events += t.proc[i].ended ? t.proc[i].end.events : t.proc[i].events_in_file;
-		lost += t.proc[i].end.lost;
+		/* and its losses from the loss markers, as report counts them */
+		lost += t.proc[i].ended ? t.proc[i].end.lost : t.proc[i].lost_in_file;
 		unclean += !t.proc[i].ended;
 	}
-	fprintf(stderr, "stitch-trace: %zu process%s, %llu events, %llu lost, in %s\n", t.nproc,
-		t.nproc == 1 ? "" : "es", (unsigned long long)events, (unsigned long long)lost, sel.dir);
+	/* without an END record, losses not yet marked in the file are unknown */
+	fprintf(stderr, "stitch-trace: %zu process%s, %llu events, %s%llu lost, in %s\n", t.nproc,
+		t.nproc == 1 ? "" : "es", (unsigned long long)events, unclean ? "at least " : "",
+		(unsigned long long)lost, sel.dir);
 	if (unclean)
 		fprintf(stderr, "stitch-trace: %zu process%s did not exit cleanly (events counted from the file; losses and the last events may be missing)\n",
 			unclean, unclean == 1 ? "" : "es");
@@ -584,10 +587,22 @@ static int live_send(pid_t pid, const uint8_t *req, size_t len)
 	struct timeval tv = { LIVE_TIMEOUT_S, 0 };
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-	if (write(fd, req, len) != (ssize_t)len) {
-		fprintf(stderr, "stitch-trace live: %d: %s\n", (int)pid, strerror(errno));
-		close(fd);
-		return 1;
+	/* MSG_NOSIGNAL: a process that exits between connect and send must
+	 * give a message, not kill us with SIGPIPE (exit 141, nothing said). */
+	for (size_t off = 0; off < len;) {
+		ssize_t w = send(fd, req + off, len - off, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			if (errno == EPIPE || errno == ECONNRESET)
+				fprintf(stderr, "stitch-trace live: %d: the process closed the connection before the request "
+						"was sent (did it exit?)\n", (int)pid);
+			else
+				fprintf(stderr, "stitch-trace live: %d: %s\n", (int)pid, strerror(errno));
+			close(fd);
+			return 1;
+		}
+		off += (size_t)w;
 	}
 	uint8_t buf[CTL_MAX_REPLY + 8];
 	size_t got = 0;
@@ -734,6 +749,63 @@ static int elf_has_entries(const char *path)
 	return found;
 }
 
+/*
+ * Before anything else: a process we may and can inject into.  Not one of
+ * another user (the agent there could not read the configuration from our
+ * private directory, nor be controlled by us), not a stopped one (dlopen
+ * would wait for a SIGCONT: attach waited 60 s and left the agent loaded
+ * and recording), not one whose main thread has exited (dlopen runs on
+ * it; its maps are empty, which read as "no patchable entries").  0, or 1
+ * with a message.
+ */
+static int attach_target_check(long pid)
+{
+	char path[64], line[512];
+	snprintf(path, sizeof path, "/proc/%ld/status", pid);
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		fprintf(stderr, "stitch-trace attach: %ld: %s\n", pid, strerror(errno));
+		return 1;
+	}
+	long ruid = -1, euid = -1;
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, "Uid: %ld %ld", &ruid, &euid) == 2)
+			break;
+	fclose(f);
+	if (ruid != (long)getuid() || euid != (long)getuid()) {
+		fprintf(stderr,
+			"stitch-trace attach: process %ld belongs to uid %ld, not to you (uid %ld): run attach as "
+			"uid %ld\n",
+			pid, euid != (long)getuid() ? euid : ruid, (long)getuid(), euid != (long)getuid() ? euid : ruid);
+		return 1;
+	}
+	/* the state follows the last ')': the command name may hold any byte */
+	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+	f = fopen(path, "r");
+	char stat_line[1024] = "";
+	size_t n = f ? fread(stat_line, 1, sizeof stat_line - 1, f) : 0;
+	if (f)
+		fclose(f);
+	stat_line[n] = '\0';
+	char *paren = strrchr(stat_line, ')');
+	char state = paren && paren[1] == ' ' ? paren[2] : '?';
+	if (state == 'T' || state == 't') {
+		fprintf(stderr,
+			"stitch-trace attach: process %ld is stopped (state %c): continue it first (kill -CONT %ld), "
+			"or detach its debugger\n",
+			pid, state, pid);
+		return 1;
+	}
+	if (state == 'Z' || state == 'X') {
+		fprintf(stderr,
+			"stitch-trace attach: the main thread of process %ld has exited (state %c): attach runs "
+			"dlopen on the main thread and cannot trace this process\n",
+			pid, state);
+		return 1;
+	}
+	return 0;
+}
+
 /* Before attaching: the agent must not be loaded already, and some module
  * of the process must have patchable entries.  0, or 1 with a message. */
 static int attach_precheck(long pid)
@@ -764,10 +836,22 @@ static int attach_precheck(long pid)
 	}
 	fclose(f);
 	if (has_agent) {
-		fprintf(stderr,
-			"stitch-trace attach: process %ld has the agent loaded already (recorded, or attached "
-			"before): control it with `stitch-trace live %ld`\n",
-			pid, pid);
+		/* With a control socket it is being traced: live reaches it.
+		 * Without, it was detached (or recorded with --no-control): the
+		 * agent stays loaded and idle, and cannot start again. */
+		char sock[108];
+		const char *why;
+		if (stitch_trace_ctl_socket_path(sock, sizeof sock, (pid_t)pid, 0, &why) == 0 && access(sock, F_OK) == 0)
+			fprintf(stderr,
+				"stitch-trace attach: process %ld has the agent loaded already (recorded, or attached "
+				"before): control it with `stitch-trace live %ld`\n",
+				pid, pid);
+		else
+			fprintf(stderr,
+				"stitch-trace attach: process %ld has the agent loaded but idle (traced and detached "
+				"before, or recorded with --no-control): tracing it again after a detach is not "
+				"possible; restart the program to trace it again\n",
+				pid);
 		return 1;
 	}
 	if (!entries) {
@@ -806,6 +890,8 @@ static int cmd_attach(int argc, char **argv)
 	}
 	if (optind + 1 != argc)
 		return usage_error("attach", "%s", "one PID expected");
+	if (sel.depth[0] && !sel.graph)
+		return usage_error("attach", "%s", "--depth needs --graph (depth is known from returns)");
 	char *end;
 	long pid = strtol(argv[optind], &end, 10);
 	if (*end || pid <= 0)
@@ -814,7 +900,7 @@ static int cmd_attach(int argc, char **argv)
 		fprintf(stderr, "stitch-trace attach: %ld: %s\n", pid, strerror(errno));
 		return 1;
 	}
-	if (attach_precheck(pid) != 0)
+	if (attach_target_check(pid) != 0 || attach_precheck(pid) != 0)
 		return 1;
 	char agent[PATH_MAX], absdir[PATH_MAX];
 	if (find_agent_named(agent, sizeof agent, "libstitch-agent-dl.so") != 0) {

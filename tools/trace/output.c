@@ -18,6 +18,22 @@ static void *xcalloc(size_t n, size_t size)
 	return p;
 }
 
+static void *xrealloc(void *old, size_t size)
+{
+	void *p = realloc(old, size ? size : 1);
+	if (!p) {
+		fprintf(stderr, "stitch-trace: out of memory\n");
+		exit(1);
+	}
+	return p;
+}
+
+static char *xstrdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	return memcpy(xrealloc(NULL, n), s, n);
+}
+
 static void fmt_dur(char *buf, size_t size, uint64_t ns)
 {
 	if (ns < 1000)
@@ -439,59 +455,246 @@ static void walk_stacks(const struct tr_trace *tr, int by_time, stack_fn fn, voi
 	}
 }
 
-struct folded {
-	char **line;
-	uint64_t *value;
-	size_t n, cap;
+/*
+ * A merged call tree for the folded stacks: one node per distinct stack
+ * of names, found from its parent and its name by hash, so building it
+ * takes time proportional to the calls and memory to the distinct stacks.
+ * (A line per call, "a;b;c", then sorted, took calls x depth: 83 s and
+ * 8.8 GB for a 1000-deep recursion recorded into 48 MB.)
+ */
+struct mnode {
+	uint32_t parent, name;  /* node 0 is the root */
+	uint32_t child, sibling; /* 1-based, 0 none: filled after building */
+	uint64_t value;
 };
 
-static void fold_one(void *arg, const char *const *names, size_t depth, uint64_t value)
+struct mtree {
+	char **name;            /* interned names */
+	size_t nname, capname;
+	uint32_t *name_slot;    /* hash of names: id + 1 */
+	size_t name_cap;
+	struct mnode *node;
+	size_t nnode, capnode;
+	uint32_t *node_slot;    /* hash of (parent, name): node + 1 */
+	size_t node_cap;
+};
+
+static uint64_t mix64(uint64_t h)
 {
-	struct folded *f = arg;
-	struct strbuf b = { 0 };
-	for (size_t i = 0; i < depth; i++)
-		sb_add(&b, "%s%s", i ? ";" : "", names[i]);
-	if (f->n == f->cap) {
-		f->cap = f->cap ? 2 * f->cap : 256;
-		f->line = realloc(f->line, f->cap * sizeof *f->line);
-		f->value = realloc(f->value, f->cap * sizeof *f->value);
-		if (!f->line || !f->value)
-			exit(1);
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdu;
+	h ^= h >> 33;
+	return h;
+}
+
+static uint64_t str_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603u;
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 1099511628211u;
+	return h;
+}
+
+/* Open addressing, at most half full; slots hold id + 1. */
+static void mt_rehash(uint32_t **slot, size_t *cap, size_t n, uint64_t (*key)(const struct mtree *, uint32_t),
+		      const struct mtree *m)
+{
+	size_t nc = *cap ? 2 * *cap : 1024;
+	uint32_t *ns = xcalloc(nc, sizeof *ns);
+	for (uint32_t id = 0; id < n; id++) {
+		size_t i = key(m, id) & (nc - 1);
+		while (ns[i])
+			i = (i + 1) & (nc - 1);
+		ns[i] = id + 1;
 	}
-	f->line[f->n] = b.s;
-	f->value[f->n++] = value;
+	free(*slot);
+	*slot = ns, *cap = nc;
 }
 
-static int cmp_idx_line(const void *a, const void *b, void *arg)
+static uint64_t name_key(const struct mtree *m, uint32_t id)
 {
-	char **line = arg;
-	return strcmp(line[*(const size_t *)a], line[*(const size_t *)b]);
+	return str_hash(m->name[id]);
 }
 
-/* "a;b;c VALUE" per distinct stack, sorted; VALUE is self time in ns
- * (calls for an entry-only trace, or with by_time 0). */
+static uint64_t node_key(const struct mtree *m, uint32_t id)
+{
+	return mix64((uint64_t)m->node[id].parent << 32 | m->node[id].name);
+}
+
+static uint32_t mt_name(struct mtree *m, const char *s)
+{
+	if (2 * (m->nname + 1) > m->name_cap)
+		mt_rehash(&m->name_slot, &m->name_cap, m->nname, name_key, m);
+	size_t i = str_hash(s) & (m->name_cap - 1);
+	for (; m->name_slot[i]; i = (i + 1) & (m->name_cap - 1))
+		if (strcmp(m->name[m->name_slot[i] - 1], s) == 0)
+			return m->name_slot[i] - 1;
+	if (m->nname == m->capname) {
+		m->capname = m->capname ? 2 * m->capname : 256;
+		m->name = xrealloc(m->name, m->capname * sizeof *m->name);
+	}
+	m->name[m->nname] = xstrdup(s);
+	m->name_slot[i] = (uint32_t)m->nname + 1;
+	return (uint32_t)m->nname++;
+}
+
+static uint32_t mt_child(struct mtree *m, uint32_t parent, uint32_t name)
+{
+	if (2 * (m->nnode + 1) > m->node_cap)
+		mt_rehash(&m->node_slot, &m->node_cap, m->nnode, node_key, m);
+	size_t i = mix64((uint64_t)parent << 32 | name) & (m->node_cap - 1);
+	for (; m->node_slot[i]; i = (i + 1) & (m->node_cap - 1)) {
+		const struct mnode *n = &m->node[m->node_slot[i] - 1];
+		if (n->parent == parent && n->name == name)
+			return m->node_slot[i] - 1;
+	}
+	if (m->nnode == m->capnode) {
+		m->capnode = m->capnode ? 2 * m->capnode : 1024;
+		m->node = xrealloc(m->node, m->capnode * sizeof *m->node);
+	}
+	m->node[m->nnode] = (struct mnode){ .parent = parent, .name = name };
+	m->node_slot[i] = (uint32_t)m->nnode + 1;
+	return (uint32_t)m->nnode++;
+}
+
+static int cmp_mnode_name(const void *a, const void *b, void *arg)
+{
+	const struct mtree *m = arg;
+	return strcmp(m->name[m->node[*(const uint32_t *)a].name], m->name[m->node[*(const uint32_t *)b].name]);
+}
+
+/* Every call of the trace into m, its value (self ns, or 1) on its stack;
+ * then each node's children linked in name order. */
+static void mt_build(struct mtree *m, const struct tr_trace *tr, int by_time)
+{
+	char nb[32];
+	mt_child(m, 0, mt_name(m, "")); /* the root, node 0 (its own parent) */
+	uint32_t *stack = NULL;
+	size_t capstack = 0;
+	struct ipname { uint64_t ip; uint32_t name; } *ipc = NULL;
+	size_t ipcap = 0;
+	for (size_t pi = 0; pi < tr->nproc; pi++) {
+		const struct tr_proc *p = &tr->proc[pi];
+		int graph = tr_has_exits(p);
+		/* a name per address, looked up once per process (demangling) */
+		size_t nip = 0;
+		for (size_t ti = 0; ti < p->nthr; ti++)
+			nip += p->thr[ti].nnode;
+		size_t want = 16;
+		while (want < 2 * (p->nsym + 16) && want < 2 * (nip + 16))
+			want *= 2;
+		if (want > ipcap) {
+			free(ipc);
+			ipc = xcalloc(want, sizeof *ipc);
+			ipcap = want;
+		} else {
+			memset(ipc, 0, ipcap * sizeof *ipc);
+		}
+		size_t ipused = 0;
+		for (size_t ti = 0; ti < p->nthr; ti++) {
+			const struct tr_thread *t = &p->thr[ti];
+			for (size_t i = 0; i < t->nnode; i++) {
+				const struct tr_node *n = &t->node[i];
+				size_t k = mix64(n->ip) & (ipcap - 1);
+				while (ipc[k].name && ipc[k].ip != n->ip)
+					k = (k + 1) & (ipcap - 1);
+				if (!ipc[k].name) {
+					if (2 * (ipused + 1) > ipcap) { /* full: forget the cache */
+						memset(ipc, 0, ipcap * sizeof *ipc);
+						ipused = 0;
+						k = mix64(n->ip) & (ipcap - 1);
+					}
+					ipc[k].ip = n->ip;
+					ipc[k].name = mt_name(m, tr_sym_name(p, n->ip, nb, sizeof nb)) + 1;
+					ipused++;
+				}
+				if (n->depth + 2 > capstack) {
+					capstack = 2 * (n->depth + 2);
+					stack = xrealloc(stack, capstack * sizeof *stack);
+				}
+				uint32_t parent = n->depth ? stack[n->depth] : 0;
+				uint32_t id = mt_child(m, parent, ipc[k].name - 1);
+				stack[n->depth + 1] = id;
+				uint64_t dur = n->end - n->start;
+				uint64_t self = dur > n->children_ns ? dur - n->children_ns : 0;
+				m->node[id].value += by_time && graph ? self : 1;
+			}
+		}
+	}
+	free(stack);
+	free(ipc);
+	/* children in name order: sort all non-root nodes by (parent, name) */
+	size_t n = m->nnode - 1;
+	uint32_t *order = xcalloc(n + 1, sizeof *order);
+	for (size_t i = 0; i < n; i++)
+		order[i] = (uint32_t)i + 1;
+	if (n > 1)
+		qsort_r(order, n, sizeof *order, cmp_mnode_name, m);
+	/* linked from the last, so each list comes out in name order */
+	for (size_t i = n; i-- > 0;) {
+		struct mnode *c = &m->node[order[i]];
+		c->sibling = m->node[c->parent].child;
+		m->node[c->parent].child = order[i] + 1;
+	}
+	free(order);
+}
+
+static void mt_free(struct mtree *m)
+{
+	for (size_t i = 0; i < m->nname; i++)
+		free(m->name[i]);
+	free(m->name);
+	free(m->name_slot);
+	free(m->node);
+	free(m->node_slot);
+}
+
+/* "a;b;c VALUE" per distinct stack, frame by frame in name order; VALUE
+ * is self time in ns (calls for an entry-only trace, or with by_time 0).
+ * A depth-first walk with one path buffer: time proportional to the
+ * output. */
 void out_folded(FILE *out, const struct tr_trace *tr, int by_time)
 {
-	struct folded f = { 0 };
-	walk_stacks(tr, by_time, fold_one, &f);
-	size_t *idx = xcalloc(f.n, sizeof *idx);
-	for (size_t i = 0; i < f.n; i++)
-		idx[i] = i;
-	if (f.n > 1)
-		qsort_r(idx, f.n, sizeof *idx, cmp_idx_line, f.line);
-	for (size_t i = 0; i < f.n;) {
-		uint64_t sum = 0;
-		size_t j = i;
-		for (; j < f.n && strcmp(f.line[idx[j]], f.line[idx[i]]) == 0; j++)
-			sum += f.value[idx[j]];
-		fprintf(out, "%s %" PRIu64 "\n", f.line[idx[i]], sum);
-		i = j;
+	struct mtree m = { 0 };
+	mt_build(&m, tr, by_time);
+	struct strbuf path = { 0 };
+	sb_add(&path, "%s", "");
+	struct visit { uint32_t node; size_t len; } *st = NULL;
+	size_t sp = 0, cap = 0;
+	/* the root's children, each with the path length before it */
+	for (uint32_t c = m.node[0].child; c; c = m.node[c - 1].sibling) {
+		if (sp == cap) {
+			cap = cap ? 2 * cap : 256;
+			st = xrealloc(st, cap * sizeof *st);
+		}
+		st[sp++] = (struct visit){ c - 1, 0 };
 	}
-	for (size_t i = 0; i < f.n; i++)
-		free(f.line[i]);
-	free(f.line);
-	free(f.value);
-	free(idx);
+	/* reverse, so the first child is on top */
+	for (size_t i = 0; i < sp / 2; i++) {
+		struct visit v = st[i];
+		st[i] = st[sp - 1 - i], st[sp - 1 - i] = v;
+	}
+	while (sp) {
+		struct visit v = st[--sp];
+		path.n = v.len;
+		sb_add(&path, "%s%s", v.len ? ";" : "", m.name[m.node[v.node].name]);
+		fprintf(out, "%s %" PRIu64 "\n", path.s, m.node[v.node].value);
+		size_t first = sp;
+		for (uint32_t c = m.node[v.node].child; c; c = m.node[c - 1].sibling) {
+			if (sp == cap) {
+				cap = cap ? 2 * cap : 256;
+				st = xrealloc(st, cap * sizeof *st);
+			}
+			st[sp++] = (struct visit){ c - 1, path.n };
+		}
+		for (size_t i = 0; i < (sp - first) / 2; i++) {
+			struct visit t = st[first + i];
+			st[first + i] = st[sp - 1 - i], st[sp - 1 - i] = t;
+		}
+	}
+	free(st);
+	free(path.s);
+	mt_free(&m);
 }
 
 /* ---- ftrace-style text ------------------------------------------------ */
@@ -583,15 +786,55 @@ static void flame_add(void *arg, const char *const *names, size_t depth, uint64_
 #define FLAME_ROW 17
 #define FLAME_TOP 40
 
-static void xml_text(FILE *out, const char *s)
+/* Length of the well-formed UTF-8 sequence at s that XML allows, or 0. */
+static size_t utf8_len(const unsigned char *s)
 {
-	for (; *s; s++) {
+	size_t n = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 && s[0] < 0xe0 ? 2 : 0;
+	if (s[0] >= 0xf5)
+		n = 0;
+	for (size_t i = 1; i < n; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	uint32_t c = n == 2 ? (uint32_t)(s[0] & 0x1f) << 6 | (s[1] & 0x3f)
+		   : n == 3 ? (uint32_t)(s[0] & 0x0f) << 12 | (uint32_t)(s[1] & 0x3f) << 6 | (s[2] & 0x3f)
+		   : n == 4 ? (uint32_t)(s[0] & 0x07) << 18 | (uint32_t)(s[1] & 0x3f) << 12 |
+				      (uint32_t)(s[2] & 0x3f) << 6 | (s[3] & 0x3f)
+			    : 0;
+	/* overlong forms, surrogates, beyond U+10FFFF, U+FFFE/U+FFFF */
+	if ((n == 3 && (c < 0x800 || (c >= 0xd800 && c <= 0xdfff) || c >= 0xfffe)) ||
+	    (n == 4 && (c < 0x10000 || c > 0x10ffff)))
+		return 0;
+	return n;
+}
+
+/*
+ * Text for the SVG (titles, function names, command lines): markup
+ * escaped, and what XML 1.0 does not allow at all - control characters
+ * (a --title with an ESC made the file unreadable), DEL, bytes that are
+ * not UTF-8 (a name cut in the middle of a character) - shown as '?'.
+ */
+static void xml_text(FILE *out, const char *str)
+{
+	for (const unsigned char *s = (const unsigned char *)str; *s; s++) {
 		switch (*s) {
 		case '<': fputs("&lt;", out); break;
 		case '>': fputs("&gt;", out); break;
 		case '&': fputs("&amp;", out); break;
 		case '"': fputs("&quot;", out); break;
-		default: fputc(*s, out);
+		default:
+			if (*s < 0x20 || *s == 0x7f) {
+				fputc('?', out);
+			} else if (*s < 0x80) {
+				fputc(*s, out);
+			} else {
+				size_t n = utf8_len(s);
+				if (n) {
+					fwrite(s, 1, n, out);
+					s += n - 1;
+				} else {
+					fputc('?', out);
+				}
+			}
 		}
 	}
 }

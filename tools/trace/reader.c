@@ -284,11 +284,22 @@ int tr_parse(const void *data, size_t size, const char *name, struct tr_proc *p,
 		size_t at = off;
 		off += sizeof rh + rh.size;
 		if (skip_events && rh.type == ST_REC_EVENTS) {
-			/* counted, not read: the totals of a file without END */
+			/* counted, not kept: the totals of a file without END, as
+			 * the full read counts them (a loss marker is not an event,
+			 * its ip is the number lost) */
 			struct st_events eh;
 			if (rh.size >= sizeof eh) {
 				memcpy(&eh, d + at + sizeof rh, sizeof eh);
-				p->events_in_file += eh.count;
+				size_t room = (rh.size - sizeof eh) / sizeof(struct st_event);
+				const unsigned char *ev = d + at + sizeof rh + sizeof eh;
+				for (size_t k = 0; k < eh.count && k < room; k++) {
+					struct st_event e;
+					memcpy(&e, ev + k * sizeof e, sizeof e);
+					if (e.kind == ST_EV_LOST)
+						p->lost_in_file += e.ip;
+					else
+						p->events_in_file++;
+				}
 			}
 			continue;
 		}

@@ -70,7 +70,8 @@ struct tr_proc {
 	int execed;
 	char *exec_path;
 	struct st_end end;
-	uint64_t events_in_file; /* skip_events: the EVENTS records' counts (loss markers included) */
+	uint64_t events_in_file; /* skip_events: events in the EVENTS records (loss markers not counted) */
+	uint64_t lost_in_file;   /* skip_events: events lost, by the loss markers */
 };
 
 struct tr_trace {

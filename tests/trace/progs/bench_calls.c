@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
-/* Call-heavy program for bench_overhead.sh: main -> mid -> leaf, N times. */
+/* Call-heavy program for bench_overhead.sh: main -> mid -> leaf, N times.
+ * "bench_calls N _exit": ends with _exit() (no END record: cli_test.sh). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 long leaf(long x);
 long mid(long x);
 
@@ -13,5 +16,9 @@ int main(int argc, char **argv)
 	for (long i = 0; i < n; i++)
 		s += mid(i);
 	printf("%ld\n", s);
+	if (argc > 2 && strcmp(argv[2], "_exit") == 0) {
+		fflush(stdout);
+		_exit(0);
+	}
 	return 0;
 }

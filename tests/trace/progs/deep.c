@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Deeper than the library's return stack (STITCH_FTRACE_GRAPH_DEPTH = 1024):
- * the calls beyond it are recorded without an exit, and said so. */
+ * the calls beyond it are recorded without an exit, and said so.
+ *   deep [N [REPEAT]] */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -20,6 +21,10 @@ int descend(int n)
 int main(int argc, char **argv)
 {
 	int n = argc > 1 ? atoi(argv[1]) : 1100;
-	printf("deep %d\n", descend(n));
+	int repeat = argc > 2 ? atoi(argv[2]) : 1; /* folded_test.sh: many deep stacks */
+	int r = 0;
+	for (int i = 0; i < repeat; i++)
+		r = descend(n);
+	printf("deep %d\n", r);
 	return 0;
 }
