@@ -41,6 +41,7 @@
 #include <link.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -525,9 +526,27 @@ static __attribute__((noinline)) struct ft_shadow_stack *graph_prune(struct ft_t
 	 * tail call chains to (same key, returning into the trampoline). */
 	bool tail = *slot == RETURN_TRAMP;
 	size_t keep = st->depth;
-	while (keep && key - E_KEY(&st->e[keep - 1]) < FT_STACK_WINDOW &&
-	       (E_KEY(&st->e[keep - 1]) < key || (E_KEY(&st->e[keep - 1]) == key && !tail)))
+	stack_t alt = { .ss_size = 0 };
+	bool alt_read = false;
+	while (keep) {
+		uintptr_t e = E_KEY(&st->e[keep - 1]);
+		if (!(e < key || (e == key && !tail)))
+			break;
+		if (key - e >= FT_STACK_WINDOW) {
+			/* Far below: another stack's.  Gone only if it lies on the
+			 * thread's signal stack while the thread runs elsewhere: a
+			 * handler there left by longjmp (the window alone would keep
+			 * its entries, and the ones under them, for ever). */
+			if (!alt_read) {
+				alt_read = true;
+				if (sigaltstack(NULL, &alt) != 0 || (alt.ss_flags & (SS_ONSTACK | SS_DISABLE)))
+					alt.ss_size = 0;
+			}
+			if (!(alt.ss_size && e - (uintptr_t)alt.ss_sp < alt.ss_size))
+				break;
+		}
 		keep--;
+	}
 	graph_abandon(st, keep);
 	return st;
 }

@@ -23,6 +23,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -194,6 +195,16 @@ static void on_usr1(int sig)
 	CHECK_EQ(g_chain_c(5), 8);
 }
 
+/* On the alternate signal stack: a traced call that longjmps back to
+ * main's sigsetjmp (glibc's longjmp restores the saved mask as
+ * siglongjmp does) */
+static sigjmp_buf alt_env;
+static void on_usr2_jump(int sig)
+{
+	(void)sig;
+	g_lj_mid((jmp_buf *)&alt_env, 1);
+}
+
 static void run_cases(void)
 {
 	start();
@@ -268,6 +279,28 @@ static void run_cases(void)
 	stop();
 	EXPECT_LOG("E:raise E:chain_c R:chain_c=8 R:raise=10");
 	signal(SIGUSR1, SIG_DFL);
+
+	/* a handler on a sigaltstack far below the main stack (malloc'd)
+	 * whose traced calls leave by longjmp to the main stack, again and
+	 * again: the next entry on the main stack finds the handler's entries
+	 * abandoned, and the interrupted ones under them; the shadow stack
+	 * does not fill (it did: the handler's entries, beyond the window
+	 * below the main stack, were taken as another stack's live ones) */
+	stack_t alt = { .ss_sp = malloc(1 << 16), .ss_size = 1 << 16 }, old_alt;
+	struct sigaction jump = { .sa_handler = on_usr2_jump, .sa_flags = SA_ONSTACK }, old_usr2;
+	CHECK(alt.ss_sp && sigaltstack(&alt, &old_alt) == 0, "sigaltstack");
+	CHECK_EQ(sigaction(SIGUSR2, &jump, &old_usr2), 0);
+	stitch_get_stats(&s0);
+	for (volatile int i = 0; i < 100; i++)
+		if (sigsetjmp(alt_env, 1) == 0)
+			g_raise(SIGUSR2);
+	int below = STITCH_FTRACE_GRAPH_DEPTH - 20;
+	CHECK_EQ(g_depth(below), below);
+	stitch_get_stats(&s1);
+	CHECK_EQ(s1.graph_overflows - s0.graph_overflows, 0);
+	sigaction(SIGUSR2, &old_usr2, NULL);
+	sigaltstack(&old_alt, NULL);
+	free(alt.ss_sp);
 
 	/* deeper than the shadow stack: every call runs and returns right;
 	 * the calls beyond the depth get no return hook and are counted */
