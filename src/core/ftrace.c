@@ -295,6 +295,10 @@ static void thread_exit(void *arg)
 {
 	(void)arg;
 	struct ft_thread *t = &stitch__ftrace_thread;
+	/* Hooked calls left: the thread ends without returning through them
+	 * (a cancellation that a C cleanup handler ended with glibc's own
+	 * longjmp, past the frames the unwinder had reported): abandoned. */
+	stitch__ftrace_graph_abandon_all();
 	/* even meanwhile: a signal handler's traced calls call nothing */
 	__atomic_store_n(&t->seq, 2, __ATOMIC_RELAXED);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);

@@ -80,6 +80,21 @@ NOINLINE int g_nested_target(int v)
 }
 
 /* Waits until *flag is set: a hooked call in flight while the test changes its ops. */
+NOINLINE int g_cancel_at(int n)
+{
+	if (n > 0) {
+		int r = g_cancel_at(n - 1);
+		g_sink = r;
+		return r + 1;
+	}
+	for (;;) { /* until cancelled (a return, to the compiler, is possible) */
+		pthread_testcancel();
+		if (g_sink == -1)
+			return 0;
+		sched_yield();
+	}
+}
+
 NOINLINE int g_wait(int *flag)
 {
 	while (!__atomic_load_n(flag, __ATOMIC_ACQUIRE))

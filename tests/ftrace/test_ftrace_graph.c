@@ -107,8 +107,12 @@ static atomic_long entries_from_asm, returns_from_asm;
 static int call_from_callback;
 static int from_callback_result;
 
+static atomic_long cancel_entered, cancel_returned, cancel_abandoned; /* g_cancel_at */
+
 static CB void on_entry(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops, struct stitch_ftrace_regs *regs)
 {
+	if (ip == (uintptr_t)g_cancel_at)
+		atomic_fetch_add(&cancel_entered, 1);
 	(void)ops;
 	if (!regs)
 		atomic_fetch_add(&no_regs, 1);
@@ -131,6 +135,8 @@ static CB void on_return(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_op
 	if (tramp_in_return((uintptr_t)__builtin_return_address(0)))
 		atomic_fetch_add(&returns_from_asm, 1);
 	add_ev(rregs ? 'R' : 'A', ip, parent, rregs ? stitch_ftrace_ret_value(rregs) : 0);
+	if (ip == (uintptr_t)g_cancel_at)
+		atomic_fetch_add(rregs ? &cancel_returned : &cancel_abandoned, 1);
 }
 
 static struct stitch_ftrace_ops graph = { .func = FN(on_entry), .ret_func = RFN(on_return), .flags = OPS_FLAGS };
@@ -320,6 +326,45 @@ static void *exiting_thread(void *arg)
 	(void)arg;
 	g_thread_exit(5);
 	return NULL; /* not reached */
+}
+
+/* Cancelled inside hooked frames below a C cleanup handler: glibc runs
+ * the handler by a longjmp of its own into this frame, past the outermost
+ * hooked one, which the unwinder never reports; the thread's exit does. */
+static atomic_int cleanups;
+static void count_cleanup(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&cleanups, 1);
+}
+
+static void *cancelled_thread(void *arg)
+{
+	pthread_cleanup_push(count_cleanup, NULL);
+	g_cancel_at((int)(intptr_t)arg);
+	pthread_cleanup_pop(0);
+	return NULL; /* not reached */
+}
+
+static void run_cancel(void)
+{
+	for (int n = 0; n < 4; n++) {
+		atomic_store(&cancel_entered, 0);
+		atomic_store(&cancel_returned, 0);
+		atomic_store(&cancel_abandoned, 0);
+		atomic_store(&cleanups, 0);
+		pthread_t t;
+		void *ret = NULL;
+		CHECK_EQ(pthread_create(&t, NULL, cancelled_thread, (void *)(intptr_t)n), 0);
+		while (atomic_load(&cancel_entered) < n + 1)
+			sched_yield(); /* inside all of them */
+		CHECK_EQ(pthread_cancel(t), 0);
+		CHECK_EQ(pthread_join(t, &ret), 0);
+		CHECK(ret == PTHREAD_CANCELED, "cancelled inside %d hooked frames", n + 1);
+		CHECK_EQ(atomic_load(&cleanups), 1);
+		CHECK_EQ(atomic_load(&cancel_returned), 0);
+		CHECK_EQ(atomic_load(&cancel_abandoned), n + 1);
+	}
 }
 
 static void run_thread_exit(void)
@@ -519,6 +564,7 @@ int main(void)
 		CHECK_EQ(atomic_load(&returns_from_asm), 0);
 #endif
 		run_thread_exit();
+		run_cancel();
 		CHECK_EQ(stitch_ftrace_unregister(&graph), 0);
 	}
 	/* unregistered: nothing is reported, and calls still return right */
