@@ -1225,12 +1225,12 @@ static int refuse_bad(const struct ft_rec *r)
  */
 enum pat_kind { PAT_ALL, PAT_EXACT, PAT_PREFIX, PAT_GLOB, PAT_ADDR, PAT_CXX };
 struct pat {
-	const char *s; /* without the leading '!' */
-	size_t len;    /* the literal part: all of s for PAT_EXACT */
+	const char *s;            /* without the leading '!' */
+	size_t len;               /* the literal part: all of s for PAT_EXACT */
+	const struct ft_rec *rec; /* PAT_ADDR: the record at that address, or NULL */
 	enum pat_kind kind;
 	bool neg;
-	const struct ft_rec *rec; /* PAT_ADDR: the record at that address, or NULL */
-	bool bad_addr;            /* PAT_ADDR: not only hexadecimal digits after 0x, or too big */
+	bool bad_addr; /* PAT_ADDR: not only hexadecimal digits after 0x, or too big */
 };
 
 /*
