@@ -196,10 +196,13 @@ static int check_fds(void)
 		int old = listen_fd.fd;
 		listen_fd.fd = -1; /* the program's now: never closed */
 		if (open_listener() != 0) {
-			agent_say("the program closed or reused descriptor %d (the control socket) and %s cannot be made "
-				  "again: %s; `stitch-trace live` cannot reach this process any more",
-				  old, sock_path, strerror(errno));
-			return -1;
+			static int said_fail;
+			if (!said_fail)
+				agent_say("the program closed or reused descriptor %d (the control socket) and %s cannot "
+					  "be made again: %s; trying again every %d ms",
+					  old, sock_path, strerror(errno), CTL_FD_CHECK_MS);
+			said_fail = 1;
+			return 0; /* poll() ignores the -1: the next tick tries again */
 		}
 		if (!said_sock)
 			agent_say("the program closed or reused descriptor %d (the control socket); listening again on %s",
@@ -260,8 +263,15 @@ static void *ctl_main(void *arg)
 		if (!(p[0].revents & POLLIN) || !agent_fd_ours(&listen_fd))
 			continue;
 		int fd = accept4(listen_fd.fd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0)
+		if (fd < 0) {
+			/* not a listening socket: the program put something of its
+			 * own at that number between our socket() and the fstat()
+			 * that recorded it (a dup2 loop running meanwhile), so the
+			 * record names its file - forget it and listen again */
+			if (errno == ENOTSOCK || errno == EINVAL || errno == EBADF)
+				listen_fd.fd = -1;
 			continue;
+		}
 		serve(fd);
 		/* Read what the peer still sends before closing: closing with
 		 * unread input resets the connection, and the peer may lose
