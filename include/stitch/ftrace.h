@@ -48,10 +48,11 @@
  * for the thread while it runs one.  Callbacks run inside an RCU read-side
  * section (liburcu urcu-bp where available, see docs/ftrace.md): they
  * must not call the update functions below (these return -STITCH_EINVAL
- * there), must not longjmp() out (the thread would stay in its read-side
- * section, and every later update would wait for it forever), and must not
- * fork() (the fork waits for the update lock, which an update holds while
- * it waits for the callback).  x86-64: callbacks may use
+ * there), and must not fork() (the fork waits for the update lock, which
+ * an update holds while it waits for the callback).  A longjmp() out of a
+ * callback, or out of a signal handler that interrupted one, ends the
+ * section (the library interposes the longjmp() family; not setcontext(),
+ * nor where libstitch was loaded by dlopen(): docs/ftrace.md).  x86-64: callbacks may use
  * general and SSE registers (xmm0-7 are saved), not AVX upper halves of
  * argument registers - unless the ops chooses the fast ABI below
  * (STITCH_FTRACE_F_PRESERVES_REGS).

@@ -70,13 +70,19 @@
  * Each thread has one thread-local block, stitch__ftrace_thread
  * (ftrace_internal.h).  Its word `seq` is the recursion guard, and only
  * that: 0 until the thread's first traced call (which sets up its exit
- * hook), then odd while the thread is outside callbacks and even while it
- * runs them, so a callback that calls traced code (or a signal handler
- * that interrupts one) finds seq even and calls nothing.  No other thread
- * reads it: it is not a grace-period mechanism.  A signal handler may run
- * between a thread's load of seq and its store: its own sections take seq
- * from s to s + 2 and the thread then stores s + 1 - the parity, all that
- * is tested, stays right.
+ * hook), then odd (FT_SEQ_OUT) while the thread is outside callbacks and
+ * even while it runs them, so a callback that calls traced code (or a
+ * signal handler that interrupts one) finds seq even and calls nothing.
+ * No other thread reads it: it is not a grace-period mechanism.  While
+ * the guard is set seq holds the stack pointer of the code that set it
+ * (FT_SEQ_BUSY, 2, during the thread's set-up and exit): every frame of
+ * that section - the trampoline's or the C function's that set it, the
+ * callbacks' - lies below it, every frame it will return to at or above
+ * it, which is what tells a longjmp() out of a section from one inside it
+ * ("longjmp() out of a section" below).  A signal handler may run between
+ * a thread's load of seq and its store: its own sections set seq and put
+ * FT_SEQ_OUT back before it returns, and the thread then stores its own
+ * value - the parity, all that is tested, stays right.
  *
  * The RCU read side is liburcu's (urcu-bp) where the build found it,
  * else the small fallback below; ft_read_lock() sets the guard first and
@@ -149,6 +155,11 @@ static inline void rcu_lock(void)
 static inline void rcu_unlock(void)
 {
 	urcu_bp_read_unlock();
+}
+
+static inline bool rcu_inside(void)
+{
+	return urcu_bp_read_ongoing() != 0;
 }
 
 static void ft_synchronize(void)
@@ -240,6 +251,11 @@ static inline void rcu_unlock(void)
 	atomic_store_explicit(&me->seq, s + 1, memory_order_release);
 }
 
+static inline bool rcu_inside(void)
+{
+	return me && (atomic_load_explicit(&me->seq, memory_order_relaxed) & 1);
+}
+
 static void ft_synchronize(void)
 {
 	/* the sets were unpublished before this fence; readers that were
@@ -300,7 +316,7 @@ static void thread_exit(void *arg)
 	 * longjmp, past the frames the unwinder had reported): abandoned. */
 	stitch__ftrace_graph_abandon_all();
 	/* even meanwhile: a signal handler's traced calls call nothing */
-	__atomic_store_n(&t->seq, 2, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->seq, FT_SEQ_BUSY, __ATOMIC_RELAXED);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	struct ft_shadow_stack *st = t->shadow;
 	if (st) {
@@ -324,20 +340,23 @@ static void thread_key_init(void)
 static __attribute__((noinline)) unsigned long thread_register(struct ft_thread *t)
 {
 	/* even meanwhile: a signal handler's traced calls return at once */
-	__atomic_store_n(&t->seq, 2, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->seq, FT_SEQ_BUSY, __ATOMIC_RELAXED);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	pthread_once(&thread_once, thread_key_init);
 	pthread_setspecific(thread_key, (void *)1);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	__atomic_store_n(&t->seq, 1, __ATOMIC_RELAXED);
-	return 1;
+	__atomic_store_n(&t->seq, FT_SEQ_OUT, __ATOMIC_RELAXED);
+	return FT_SEQ_OUT;
 }
 
 /* Enter a read section; s is the thread's current (odd) seq: the guard
- * first, then RCU (a signal handler in between calls nothing). */
-static inline void ft_read_lock(struct ft_thread *t, unsigned long s)
+ * first, then RCU (a signal handler in between calls nothing).  Inlined,
+ * so the stack pointer is the calling function's: its callbacks' frames
+ * are below it, the trampoline that called it above. */
+static inline __attribute__((always_inline)) void ft_read_lock(struct ft_thread *t, unsigned long s)
 {
-	__atomic_store_n(&t->seq, s + 1, __ATOMIC_RELAXED);
+	(void)s;
+	__atomic_store_n(&t->seq, ft_stack_pointer(), __ATOMIC_RELAXED);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	rcu_lock();
 }
@@ -347,7 +366,58 @@ static inline void ft_read_unlock(struct ft_thread *t, unsigned long s)
 {
 	rcu_unlock();
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	__atomic_store_n(&t->seq, s + 2, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->seq, s, __ATOMIC_RELAXED);
+}
+
+/*
+ * longjmp() out of a section.  A callback, or a signal handler that
+ * interrupted a section (the interpreter-timeout pattern: SIGALRM, then
+ * siglongjmp() back to the main loop), may leave by longjmp() to a frame
+ * above the section.  The section never ends then: the guard would stay
+ * set - the thread's calls would never be traced again - and the RCU read
+ * side held, so the next grace period (any unregister or filter change)
+ * would wait for ever.  The library interposes the longjmp() family
+ * (ftrace_longjmp.c), which reads the target's stack pointer from the
+ * jmp_buf and calls this first.  The section is left when the target is
+ * at or above the stack pointer in seq (ft_read_lock): every frame of the
+ * section is below it, a setjmp() inside a callback included, so a
+ * handler's jump back into the callback that it interrupted (a callback
+ * probing memory under a SIGSEGV handler) keeps the section.  Two stacks:
+ * a section on the signal stack is left by a jump off it; a section off
+ * it is not left by a jump onto it (the target is a handler that runs
+ * above the section's interruption); otherwise the addresses compare.
+ * Leaving ends what the section had begun: urcu-bp's read side if the
+ * thread is inside it (the trampolines take it just after the guard and
+ * leave it just before: a jump from between the two finds it not taken),
+ * and the guard.  Not seen: a jump by setcontext(), or by a longjmp()
+ * bound inside another library (libstitch loaded by dlopen(), not first
+ * in the symbol lookup) - the section stays as before.  Runs on the
+ * thread itself, typically in a signal handler: stores to its own words
+ * and urcu-bp's, which are async-signal-safe.
+ */
+static bool ft_jump_leaves(uintptr_t section_sp, uintptr_t target_sp)
+{
+	stack_t ss;
+	if (sigaltstack(NULL, &ss) == 0 && !(ss.ss_flags & SS_DISABLE)) {
+		uintptr_t lo = (uintptr_t)ss.ss_sp, hi = lo + ss.ss_size;
+		bool section_on = section_sp >= lo && section_sp < hi;
+		bool target_on = target_sp >= lo && target_sp < hi;
+		if (section_on != target_on)
+			return section_on;
+	}
+	return target_sp >= section_sp;
+}
+
+void stitch__ftrace_longjmp(uintptr_t target_sp)
+{
+	struct ft_thread *t = &stitch__ftrace_thread;
+	unsigned long s = __atomic_load_n(&t->seq, __ATOMIC_RELAXED);
+	if ((s & 1) || s <= FT_SEQ_BUSY || !ft_jump_leaves(s, target_sp))
+		return;
+	if (rcu_inside())
+		rcu_unlock();
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	__atomic_store_n(&t->seq, FT_SEQ_OUT, __ATOMIC_RELAXED);
 }
 
 /* ---- records and modules ---------------------------------------------------- */
@@ -949,6 +1019,7 @@ __attribute__((constructor(101))) static void look_up_loader(void)
 		loader_dlopen = (void *(*)(const char *, int))open_fn;
 		loader_dlclose = (int (*)(void *))close_fn;
 	}
+	stitch__ftrace_longjmp_init();
 }
 
 /* Only a listed module is scanned (see above). */

@@ -47,6 +47,9 @@ _Static_assert(URCU_BP_GP_CTR_NEST_MASK == 0xffffffffUL && sizeof(unsigned long)
 #define U_COUNT_OP 1
 #endif
 
+#define FT_SEQ_OUT_N 1 /* FT_SEQ_OUT, as text */
+_Static_assert(FT_SEQ_OUT == FT_SEQ_OUT_N, "the trampolines' seq outside callbacks");
+
 #define STR_(x) #x
 #define STR(x) STR_(x)
 #define T_SEQ 0      /* struct ft_thread */

@@ -161,6 +161,35 @@ struct ft_thread {
 	struct ft_shadow_stack *shadow;
 };
 extern __thread struct ft_thread stitch__ftrace_thread __attribute__((tls_model("initial-exec")));
+/* seq outside callbacks; while the thread sets itself up or exits (inside
+ * a callback, seq is the stack pointer of the code that set the guard) */
+#define FT_SEQ_OUT 1UL
+#define FT_SEQ_BUSY 2UL
+
+/* The stack pointer, for seq (ftrace.c, "per-thread state"). */
+static inline __attribute__((always_inline)) uintptr_t ft_stack_pointer(void)
+{
+	uintptr_t sp;
+#if defined(__x86_64__)
+	__asm__ volatile("movq %%rsp, %0" : "=r"(sp));
+#elif defined(__aarch64__)
+	__asm__ volatile("mov %0, sp" : "=r"(sp));
+#elif defined(__riscv)
+	__asm__ volatile("mv %0, sp" : "=r"(sp));
+#else
+	sp = (uintptr_t)__builtin_frame_address(0);
+#endif
+	return sp;
+}
+
+/* The thread is about to longjmp() to a frame whose stack pointer is
+ * target_sp: if that leaves the tracing section it is in, end the section
+ * (ftrace.c, "longjmp() out of a section"). */
+void stitch__ftrace_longjmp(uintptr_t target_sp);
+/* At load (ftrace.c's first constructor, which also makes a static link
+ * take ftrace_longjmp.c, where nothing else names it): look up the
+ * originals of the longjmp() family and measure glibc's pointer guard. */
+void stitch__ftrace_longjmp_init(void);
 _Static_assert(offsetof(struct ft_thread, shadow) == 8, "the layout tools/gdb/stitch.py reads");
 
 /* pthread_exit() (ftrace_unwind.c): the thread's hooked frames are all

@@ -304,11 +304,11 @@ static void fix_frames(bool rehook)
 		return;
 	if (rehook && being_unwound())
 		return;
-	__atomic_store_n(&t->seq, s + 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->seq, ft_stack_pointer(), __ATOMIC_RELAXED);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	walk_stack(t->shadow, rehook);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	__atomic_store_n(&t->seq, s + 2, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->seq, s, __ATOMIC_RELAXED);
 }
 
 typedef _Unwind_Reason_Code (*raise_fn)(struct _Unwind_Exception *);

@@ -77,7 +77,8 @@ uintptr_t stitch_ftrace_regs_arg(const struct stitch_ftrace_regs *regs, unsigned
  *
  *   t = &stitch__ftrace_thread (initial-exec TLS: tpidr_el0 + GOT offset)
  *   t->seq odd? else (first call, or inside a callback) -> dispatcher
- *   t->seq += 1 (even: the guard is set)
+ *   t->seq = sp (even: the guard is set; the section's frame, for a
+ *     longjmp() out of it: core/ftrace.c)
  *   RCU_LOCK: r = urcu_bp_reader; NULL, or nested (ctr's low 32 bits
  *     not 0) -> leave the guard, dispatcher; r->ctr = urcu_bp_gp.ctr
  *   ops = record->single; NULL -> leave both, dispatcher
@@ -90,7 +91,7 @@ uintptr_t stitch_ftrace_regs_arg(const struct stitch_ftrace_regs *regs, unsigned
  *     func(...) if set, then the saved x9 (the function's return
  *     address, restored into x30) := the return trampoline
  *   RCU_UNLOCK (r reloaded: the callback clobbers every caller-saved
- *     register); t->seq += 1 (odd)
+ *     register); t->seq = 1 (odd)
  *
  * The record, x9 and the frame are the trampoline's until the callback
  * runs; after it only the frame is: the thread block and the reader are
@@ -134,9 +135,8 @@ __asm__(/* the fast paths' steps (assembler macros, used by both trampolines) */
 	"	sub \\x, \\x, #" STR(U_COUNT) "\n"
 	"	str \\x, [\\reader, #" STR(U_CTR) "]\n"
 	".endm\n"
-	".macro ft_seq_inc thread, x\n" /* the guard: set (odd -> even) or left (even -> odd) */
-	"	ldr \\x, [\\thread, #" STR(T_SEQ) "]\n"
-	"	add \\x, \\x, #1\n"
+	".macro ft_seq_out thread, x\n" /* the guard: left (seq odd again) */
+	"	mov \\x, #" STR(FT_SEQ_OUT_N) "\n"
 	"	str \\x, [\\thread, #" STR(T_SEQ) "]\n"
 	".endm\n"
 	".text\n"
@@ -165,8 +165,8 @@ __asm__(/* the fast paths' steps (assembler macros, used by both trampolines) */
 	"	ft_thread x10, x11\n"   /* x10: the thread block */
 	"	ldr x12, [x10, #" STR(T_SEQ) "]\n"
 	"	tbz x12, #0, 3f\n"
-	"	add x12, x12, #1\n"
-	"	str x12, [x10, #" STR(T_SEQ) "]\n"
+	"	mov x12, sp\n"
+	"	str x12, [x10, #" STR(T_SEQ) "]\n" /* the guard: this frame */
 	"	ft_reader x13, x11\n"   /* x13: the thread's urcu-bp reader */
 	"	ft_read_lock x13, x14, w14, 2f\n"
 	"	ldr x2, [x16, #" STR(R_SINGLE) "]\n"
@@ -185,7 +185,7 @@ __asm__(/* the fast paths' steps (assembler macros, used by both trampolines) */
 	"4:	ft_thread x10, x11\n"
 	"	ft_reader x13, x11\n"
 	"	ft_read_unlock x13, x14\n"
-	"	ft_seq_inc x10, x12\n"
+	"	ft_seq_out x10, x12\n"
 	"	b 1f\n"
 	/* graph: x10 the thread, x2 the ops, x16 the record, x9 the parent */
 	"5:	ldr x12, [x10, #" STR(T_SHADOW) "]\n"
@@ -221,7 +221,7 @@ __asm__(/* the fast paths' steps (assembler macros, used by both trampolines) */
 	"	b 4b\n"
 	/* 8: leave the read section (x13: the reader), 2: the guard (x10) */
 	"8:	ft_read_unlock x13, x14\n"
-	"2:	ft_seq_inc x10, x12\n"
+	"2:	ft_seq_out x10, x12\n"
 	".endif\n"
 	"3:	mov x0, x16\n" /* the record, from the literal at func-8 */
 	"	mov x1, x9\n"           /* parent ip */
@@ -341,8 +341,8 @@ __asm__(".text\n"
 	"	b.ne 2f\n"
 	"	ldr x16, [x15, #" STR(E_OPS) "]\n"
 	"	ldr x17, [x15, #" STR(E_REC) "]\n"
-	"	add x12, x12, #1\n"
-	"	str x12, [x10, #" STR(T_SEQ) "]\n" /* the guard */
+	"	mov x12, sp\n"
+	"	str x12, [x10, #" STR(T_SEQ) "]\n" /* the guard: this frame */
 	"	ft_reader x9, x11\n"    /* x9: the thread's urcu-bp reader */
 	"	ft_read_lock x9, x8, w8, 0f\n"
 	"	ldr x8, [x17, #" STR(R_SINGLE_RET) "]\n"
@@ -361,12 +361,12 @@ __asm__(".text\n"
 	"	ft_thread x10, x11\n"
 	"	ft_reader x9, x11\n"
 	"	ft_read_unlock x9, x8\n"
-	"	ft_seq_inc x10, x12\n"
+	"	ft_seq_out x10, x12\n"
 	"	ldr x16, [sp, #144]\n"
 	"	b 1f\n"
 	/* 10: leave the read section (x9: the reader), 0: the guard, then the C half */
 	"10:	ft_read_unlock x9, x8\n"
-	"0:	ft_seq_inc x10, x12\n"
+	"0:	ft_seq_out x10, x12\n"
 	".endif\n"
 	"2:	add x0, sp, #" STR(A64_RET_FRAME) "\n" /* key: the stack pointer the function returned with */
 	"	mov x1, sp\n"       /* ret regs */

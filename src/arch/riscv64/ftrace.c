@@ -158,9 +158,8 @@ __asm__(/* the fast paths' steps (assembler macros, used by both trampolines) */
 	"	addi \\x, \\x, -" STR(U_COUNT) "\n"
 	"	sd \\x, " STR(U_CTR) "(\\reader)\n"
 	".endm\n"
-	".macro ft_seq_inc thread, x\n" /* the guard: set (odd -> even) or left (even -> odd) */
-	"	ld \\x, " STR(T_SEQ) "(\\thread)\n"
-	"	addi \\x, \\x, 1\n"
+	".macro ft_seq_out thread, x\n" /* the guard: left (seq odd again) */
+	"	li \\x, " STR(FT_SEQ_OUT_N) "\n"
 	"	sd \\x, " STR(T_SEQ) "(\\thread)\n"
 	".endm\n"
 	".text\n"
@@ -196,8 +195,7 @@ __asm__(/* the fast paths' steps (assembler macros, used by both trampolines) */
 	"	ld t2, " STR(T_SEQ) "(t1)\n"
 	"	andi t3, t2, 1\n"
 	"	beqz t3, 3f\n"
-	"	addi t2, t2, 1\n"
-	"	sd t2, " STR(T_SEQ) "(t1)\n"
+	"	sd sp, " STR(T_SEQ) "(t1)\n" /* the guard: this frame */
 	"	ft_reader t3\n"          /* t3: the thread's urcu-bp reader */
 	"	ft_read_lock t3, t4, 2f\n"
 	"	ld t5, -16(t0)\n"        /* t5: the record */
@@ -215,7 +213,7 @@ __asm__(/* the fast paths' steps (assembler macros, used by both trampolines) */
 	"4:	ft_reader t3\n"
 	"	ft_read_unlock t3, t4\n"
 	"	ft_thread t1\n"
-	"	ft_seq_inc t1, t2\n"
+	"	ft_seq_out t1, t2\n"
 	"	j 1f\n"
 	/* graph: t1 the thread, t3 the reader, a2 the ops, t5 the record, ra the parent */
 	"5:	ld t2, " STR(T_SHADOW) "(t1)\n"
@@ -249,7 +247,7 @@ __asm__(/* the fast paths' steps (assembler macros, used by both trampolines) */
 	"	j 4b\n"
 	/* 8: leave the read section (t3: the reader), 2: the guard (t1) */
 	"8:	ft_read_unlock t3, t4\n"
-	"2:	ft_seq_inc t1, t2\n"
+	"2:	ft_seq_out t1, t2\n"
 	".endif\n"
 	"3:	ld a0, -16(t0)\n" /* the record, from the literal at func-8 */
 	"	mv a1, ra\n"      /* parent ip */
@@ -359,8 +357,7 @@ __asm__(".text\n"
 	"	bne t6, t0, 2f\n"
 	"	ld a2, " STR(E_OPS) "(t5)\n"
 	"	ld a3, " STR(E_REC) "(t5)\n"
-	"	addi t2, t2, 1\n"
-	"	sd t2, " STR(T_SEQ) "(t1)\n" /* the guard */
+	"	sd sp, " STR(T_SEQ) "(t1)\n" /* the guard: this frame */
 	"	ft_reader a4\n"          /* a4: the thread's urcu-bp reader */
 	"	ft_read_lock a4, a5, 0f\n"
 	"	ld a5, " STR(R_SINGLE_RET) "(a3)\n"
@@ -376,12 +373,12 @@ __asm__(".text\n"
 	"	ft_reader a4\n"
 	"	ft_read_unlock a4, a5\n"
 	"	ft_thread t1\n"
-	"	ft_seq_inc t1, t2\n"
+	"	ft_seq_out t1, t2\n"
 	"	ld t0, 40(sp)\n"
 	"	j 1f\n"
 	/* 10: leave the read section (a4: the reader), 0: the guard, then the C half */
 	"10:	ft_read_unlock a4, a5\n"
-	"0:	ft_seq_inc t1, t2\n"
+	"0:	ft_seq_out t1, t2\n"
 	".endif\n"
 	"2:	addi a0, sp, 48\n" /* key: the stack pointer the function returned with */
 	"	mv a1, sp\n"       /* ret regs */

@@ -205,7 +205,7 @@ __asm__(".macro STITCH_FULL_TRAMP name, jmpk\n"
 	"	movq stitch__ftrace_thread@gottpoff(%rip), %rax\n"
 	"	testb $1, %fs:" STR(T_SEQ) "(%rax)\n"
 	"	jz 3f\n"
-	"	incq %fs:" STR(T_SEQ) "(%rax)\n"
+	"	movq %rsp, %fs:" STR(T_SEQ) "(%rax)\n" /* the guard: this frame */
 	"	movq urcu_bp_reader@gottpoff(%rip), %r9\n"
 	"	movq %fs:(%r9), %r9\n"
 	"	testq %r9, %r9\n"
@@ -231,7 +231,7 @@ __asm__(".macro STITCH_FULL_TRAMP name, jmpk\n"
 	"	movq %fs:(%rax), %rax\n"
 	"	subq $" STR(U_COUNT) ", " STR(U_CTR) "(%rax)\n" /* urcu-bp's read unlock */
 	"	movq stitch__ftrace_thread@gottpoff(%rip), %rax\n"
-	"	incq %fs:" STR(T_SEQ) "(%rax)\n"
+	"	movq $" STR(FT_SEQ_OUT_N) ", %fs:" STR(T_SEQ) "(%rax)\n"
 	"	jmp 1f\n"
 	"5:	movq %fs:" STR(T_SHADOW) "(%rax), %r8\n"
 	"	testq %r8, %r8\n"
@@ -262,7 +262,7 @@ __asm__(".macro STITCH_FULL_TRAMP name, jmpk\n"
 	"	movq $1, 208(%rsp)\n"
 	"	jmp 4b\n"
 	"8:	subq $" STR(U_COUNT) ", " STR(U_CTR) "(%r9)\n"
-	"2:	incq %fs:" STR(T_SEQ) "(%rax)\n"
+	"2:	movq $" STR(FT_SEQ_OUT_N) ", %fs:" STR(T_SEQ) "(%rax)\n"
 	".endif\n"
 	"3:	movq %r11, %rdi\n"      /* cookie */
 	"	leaq 16(%rbp), %r11\n"
@@ -356,7 +356,8 @@ stitch_ftrace_ret_value(const struct stitch_ftrace_ret_regs *rregs)
  *     at once if record->lean was NULL):
  *     push rax; rax = stitch__ftrace_thread's %fs offset
  *     seq odd? else (first call of the thread, or inside a callback) -> full path
- *     seq += 1 (even: the recursion guard is set)
+ *     seq = rsp (even: the recursion guard is set; the section's frame,
+ *     for a longjmp() out of it: core/ftrace.c)
  *     push rdi rsi rdx rcx r8 (the callbacks' arguments and scratch)
  *     RCU_LOCK (below); the thread not registered with urcu-bp, or
  *       already in a read section -> leave the guard, full path
@@ -367,23 +368,23 @@ stitch_ftrace_ret_value(const struct stitch_ftrace_ret_regs *rregs)
  *       its top entry's key is above this call's (nothing to prune)
  *       -> leave, full path; depth += 1, fill the entry {orig, key,
  *       record, ops}; func(...) if set; [rsp+8] = return trampoline
- *     RCU_UNLOCK; seq += 1 (odd); pop; ret (the jump kind: pop func+5
+ *     RCU_UNLOCK; seq = 1 (odd); pop; ret (the jump kind: pop func+5
  *     into r11; hooked: drop the hooked slot and enter the function by
  *     the call at stitch__ftrace_call_in, else jmp *r11)
  *   return (rsp = key; rax rdx xmm0 xmm1: the value; rdi rsi rcx r8-r11 free):
  *     seq odd and the top entry's key is rsp (a tail call's entry has
- *     bit 0 of its key set: never equal), else -> the C half; seq += 1;
- *     RCU_LOCK, else seq += 1, C half;
+ *     bit 0 of its key set: never equal), else -> the C half; seq = rsp;
+ *     RCU_LOCK, else seq = 1, C half;
  *     record->lean_ret == the entry's ops (alone and lean on the site,
  *     with a ret_func; never NULL), else (and not single_ret either)
- *     RCU_UNLOCK, seq += 1, C half;
+ *     RCU_UNLOCK, seq = 1, C half;
  *     depth -= 1; push rdx rax (rregs); ret_func(ip, orig, ops, rregs);
  *     pop; orig into r11 (before leaving: a signal handler's traced call
- *     may reuse the popped slot once seq is odd); RCU_UNLOCK; seq += 1;
+ *     may reuse the popped slot once seq is odd); RCU_UNLOCK; seq = 1;
  *     push r11; ret (predicted after a jump-kind entry; after a call-kind
  *     one, only around a switch, a misprediction)
  * The full trampoline's fast path (record->single, plain ABI) is the same
- * after its register saves.  "leave" is RCU_UNLOCK then seq += 1.
+ * after its register saves.  "leave" is RCU_UNLOCK then seq = 1.
  *
  * RCU in the fast paths: liburcu-bp's read side, inlined as
  * _urcu_bp_read_lock() / _urcu_bp_read_unlock() (<urcu/static/urcu-bp.h>)
@@ -500,7 +501,7 @@ __attribute__((used)) static void lean_trampolines(void)
 		"	movq stitch__ftrace_thread@gottpoff(%%rip), %%rax\n"
 		"	testb $1, %%fs:%c[seq](%%rax)\n"
 		"	jz 9f\n"
-		"	incq %%fs:%c[seq](%%rax)\n"
+		"	movq %%rsp, %%fs:%c[seq](%%rax)\n"       /* the guard: this frame */
 		"	pushq %%rdi\n"
 		"	pushq %%rsi\n"
 		"	pushq %%rdx\n"
@@ -531,7 +532,7 @@ __attribute__((used)) static void lean_trampolines(void)
 		"4:	movq urcu_bp_reader@gottpoff(%%rip), %%rcx\n"
 		"	movq %%fs:(%%rcx), %%rcx\n"
 		"	subq $%c[u_count], %c[u_ctr](%%rcx)\n"     /* read unlock */
-		"	incq %%fs:%c[seq](%%rax)\n"
+		"	movq $%c[seq_out], %%fs:%c[seq](%%rax)\n"
 		"	popq %%r8\n"
 		"	popq %%rcx\n"
 		"	popq %%rdx\n"
@@ -577,7 +578,7 @@ __attribute__((used)) static void lean_trampolines(void)
 		"	movq urcu_bp_reader@gottpoff(%%rip), %%rcx\n"
 		"	movq %%fs:(%%rcx), %%rcx\n"
 		"	subq $%c[u_count], %c[u_ctr](%%rcx)\n"     /* read unlock */
-		"	incq %%fs:%c[seq](%%rax)\n"
+		"	movq $%c[seq_out], %%fs:%c[seq](%%rax)\n"
 		"	popq %%r8\n"
 		"	popq %%rcx\n"
 		"	popq %%rdx\n"
@@ -600,7 +601,7 @@ __attribute__((used)) static void lean_trampolines(void)
 		"	popq %%rdx\n"
 		"	popq %%rsi\n"
 		"	popq %%rdi\n"
-		"	incq %%fs:%c[seq](%%rax)\n"
+		"	movq $%c[seq_out], %%fs:%c[seq](%%rax)\n"
 		"9:	popq %%rax\n"
 		".endif\n"
 		"	jmp \\full\n"
@@ -641,7 +642,7 @@ __attribute__((used)) static void lean_trampolines(void)
 		"	jne 2f\n"
 		"	movq %c[ops](%%r10), %%rdi\n"
 		"	movq %c[rec](%%r10), %%rcx\n"
-		"	incq %%fs:%c[seq](%%r8)\n"
+		"	movq %%rsp, %%fs:%c[seq](%%r8)\n"       /* the guard: the caller's stack pointer */
 		/* urcu-bp's read lock (rsi: the reader), then the RCU reads */
 		"	movq urcu_bp_reader@gottpoff(%%rip), %%rsi\n"
 		"	movq %%fs:(%%rsi), %%rsi\n"
@@ -669,7 +670,7 @@ __attribute__((used)) static void lean_trampolines(void)
 		"	movq urcu_bp_reader@gottpoff(%%rip), %%rsi\n"
 		"	movq %%fs:(%%rsi), %%rsi\n"
 		"	subq $%c[u_count], %c[u_ctr](%%rsi)\n"     /* read unlock */
-		"	incq %%fs:%c[seq](%%r8)\n"
+		"	movq $%c[seq_out], %%fs:%c[seq](%%r8)\n"
 		"	pushq %%r11\n"
 		"	ret\n"
 		/* one ops of the plain ABI with a ret_func: its rregs are rax
@@ -702,11 +703,11 @@ __attribute__((used)) static void lean_trampolines(void)
 		"	movq %%fs:(%%rsi), %%rsi\n"
 		"	subq $%c[u_count], %c[u_ctr](%%rsi)\n"     /* read unlock */
 		"	movq stitch__ftrace_thread@gottpoff(%%rip), %%r8\n"
-		"	incq %%fs:%c[seq](%%r8)\n"
+		"	movq $%c[seq_out], %%fs:%c[seq](%%r8)\n"
 		"	pushq %%r11\n"
 		"	ret\n"
 		"10:	subq $%c[u_count], %c[u_ctr](%%rsi)\n"   /* read unlock, the guard, the C half */
-		"0:	incq %%fs:%c[seq](%%r8)\n"
+		"0:	movq $%c[seq_out], %%fs:%c[seq](%%r8)\n"
 		".endif\n"
 		"2:	pushq %%rbp\n"
 		"	movq %%rsp, %%rbp\n"
@@ -734,7 +735,7 @@ __attribute__((used)) static void lean_trampolines(void)
 		"stitch__ftrace_return_end:\n"
 		".popsection\n"
 		:
-		: [seq] "i"(offsetof(struct ft_thread, seq)), [shadow] "i"(offsetof(struct ft_thread, shadow)),
+		: [seq] "i"(offsetof(struct ft_thread, seq)), [seq_out] "i"(FT_SEQ_OUT), [shadow] "i"(offsetof(struct ft_thread, shadow)),
 		  [lean] "i"(offsetof(struct ft_rec, lean)), [lean_ret] "i"(offsetof(struct ft_rec, lean_ret)),
 		  [single_ret] "i"(offsetof(struct ft_rec, single_ret)),
 		  [ip] "i"(offsetof(struct ft_rec, a.func)),

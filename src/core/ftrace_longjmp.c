@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * longjmp() out of a tracing section (ftrace.c, "longjmp() out of a
+ * section"): the longjmp() family is interposed so that the tracing core
+ * learns where a jump goes before it is made.
+ *
+ * Why interpose: a program's signal handler that interrupted a tracer
+ * callback (or the trampoline around it) and leaves by siglongjmp() - the
+ * interpreter-timeout pattern - never comes back to end the section.  No
+ * code of the library runs between the jump and wherever it lands, and the
+ * kernel's signal frame says nothing about where that is; the jmp_buf does.
+ *
+ * Where a jump goes: glibc keeps the target's stack pointer in the jmp_buf,
+ * mangled with a per-process guard on x86-64 and AArch64 (PTR_MANGLE: x86-64
+ * xors and rotates left by 17 bits, AArch64 xors; RISC-V stores it plain).
+ * The slot and the transformation are a glibc detail, so neither is taken
+ * on trust: at load, three setjmp()s at stack pointers this code knows fix
+ * the guard and must agree on it; if they do not (another libc, another
+ * layout), the interposers only forward, and a jump out of a section leaves
+ * it as before (docs/ftrace.md says so).
+ *
+ * Interposed: longjmp, _longjmp, siglongjmp (one function in glibc under
+ * three names) and __longjmp_chk (what they become under _FORTIFY_SOURCE).
+ * Each calls the next definition in the lookup order (glibc's, or a
+ * sanitizer's interceptor), found at load (stitch__ftrace_longjmp_init).  The interposers run in signal
+ * handlers: they only read the jmp_buf, call sigaltstack() and store to the
+ * thread's own words (stitch__ftrace_longjmp).
+ */
+#undef _FORTIFY_SOURCE /* setjmp.h would rename longjmp to __longjmp_chk */
+#include <dlfcn.h>
+#include <setjmp.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "core/ftrace_internal.h"
+#include "core/internal.h"
+
+/* A sanitizer runtime linked into the program (clang's) defines its
+ * interceptors there as weak aliases: ours would replace them, and the
+ * runtime would miss the jumps.  Not interposed then. */
+#if defined(__clang__) && defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#define STITCH_NO_LONGJMP_INTERPOSE 1
+#endif
+#endif
+
+#if !defined(STITCH_NO_LONGJMP_INTERPOSE) && defined(__x86_64__)
+#define JB_SP_SLOT 6 /* glibc's JB_RSP */
+#define JB_ROTATE 17
+#elif !defined(STITCH_NO_LONGJMP_INTERPOSE) && defined(__aarch64__)
+#define JB_SP_SLOT 13 /* glibc's JB_SP */
+#define JB_ROTATE 0
+#elif !defined(STITCH_NO_LONGJMP_INTERPOSE) && defined(__riscv)
+#define JB_SP_SLOT 13 /* after the pc and s0-s11 */
+#define JB_ROTATE 0
+#endif
+
+#ifdef JB_SP_SLOT
+typedef void (*jump_fn)(struct __jmp_buf_tag *, int);
+
+static jump_fn next_longjmp, next_siglongjmp, next_underscore_longjmp, next_longjmp_chk;
+static uintptr_t sp_guard;
+static bool sp_known; /* set once, at load, before any interposer can want it */
+
+static inline uintptr_t rotate_right(uintptr_t v, unsigned n)
+{
+	return n ? (v >> n) | (v << (64 - n)) : v;
+}
+
+static inline uintptr_t jmpbuf_word(struct __jmp_buf_tag *env, unsigned slot)
+{
+	uintptr_t w;
+	memcpy(&w, (const char *)env->__jmpbuf + slot * sizeof(w), sizeof(w));
+	return w;
+}
+
+/* One setjmp() with the stack pointer it will store: the caller's, at the
+ * call (no push or stack adjustment lies between the read and the call on
+ * these ABIs; if the compiler put one there, the guards disagree). */
+static __attribute__((noinline)) uintptr_t sample(jmp_buf env, unsigned pad)
+{
+	volatile char shift[pad + 1];
+	shift[0] = 0;
+	uintptr_t sp = ft_stack_pointer();
+	if (_setjmp(env) != 0)
+		stitch_die("ftrace: a jump to the jmp_buf of the longjmp() self-test");
+	return sp + (uintptr_t)shift[0];
+}
+
+static void find_sp_guard(void)
+{
+	static const unsigned pads[3] = { 16, 272, 4112 };
+	jmp_buf env;
+	uintptr_t guard = 0;
+	for (unsigned i = 0; i < 3; i++) {
+		uintptr_t sp = sample(env, pads[i]);
+		uintptr_t g = rotate_right(jmpbuf_word(env, JB_SP_SLOT), JB_ROTATE) ^ sp;
+		if (i > 0 && g != guard)
+			return;
+		guard = g;
+	}
+	sp_guard = guard;
+	sp_known = true;
+}
+
+static jump_fn find_next(const char *name)
+{
+	void *f = dlsym(RTLD_NEXT, name);
+	jump_fn fn;
+	memcpy(&fn, &f, sizeof(fn));
+	return fn;
+}
+
+void stitch__ftrace_longjmp_init(void)
+{
+	next_longjmp = find_next("longjmp");
+	next_siglongjmp = find_next("siglongjmp");
+	next_underscore_longjmp = find_next("_longjmp");
+	next_longjmp_chk = find_next("__longjmp_chk");
+	find_sp_guard();
+}
+
+static void before_jump(struct __jmp_buf_tag *env)
+{
+	if (sp_known)
+		stitch__ftrace_longjmp(rotate_right(jmpbuf_word(env, JB_SP_SLOT), JB_ROTATE) ^ sp_guard);
+}
+
+static __attribute__((noreturn)) void jump(jump_fn *next, const char *name, struct __jmp_buf_tag *env, int val)
+{
+	before_jump(env);
+	jump_fn fn = __atomic_load_n(next, __ATOMIC_RELAXED);
+	if (!fn) /* a jump from a constructor that ran before the library's */
+		fn = find_next(name);
+	if (!fn)
+		stitch_die("ftrace: cannot find the longjmp() family in libc");
+	fn(env, val);
+	__builtin_unreachable();
+}
+
+__attribute__((visibility("default"), noreturn)) void longjmp(jmp_buf env, int val)
+{
+	jump(&next_longjmp, "longjmp", env, val);
+}
+
+__attribute__((visibility("default"), noreturn)) void _longjmp(jmp_buf env, int val)
+{
+	jump(&next_underscore_longjmp, "_longjmp", env, val);
+}
+
+__attribute__((visibility("default"), noreturn)) void siglongjmp(sigjmp_buf env, int val)
+{
+	jump(&next_siglongjmp, "siglongjmp", env, val);
+}
+
+void __longjmp_chk(sigjmp_buf env, int val) __attribute__((noreturn)); // NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
+// NOLINTNEXTLINE(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
+__attribute__((visibility("default"), noreturn)) void __longjmp_chk(sigjmp_buf env, int val)
+{
+	jump(&next_longjmp_chk, "__longjmp_chk", env, val);
+}
+#else
+void stitch__ftrace_longjmp_init(void)
+{
+}
+#endif

@@ -1,0 +1,340 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * longjmp() out of a tracing section (src/core/ftrace.c, "longjmp() out of
+ * a section"; src/core/ftrace_longjmp.c).  A section - a tracer callback
+ * and the trampoline around it - holds the thread's recursion guard and
+ * urcu-bp's read side; a jump out of it must end both, a jump inside it
+ * must end neither.  What would show a mistake:
+ *   - the guard left set: the thread's calls are not traced any more (the
+ *     callback count stops: "tracing did not resume");
+ *   - the read side left held: the next unregister waits for ever;
+ *   - a section ended by a jump that stays inside it: the callback's own
+ *     traced call reaches the callback (nested), and the read side is left
+ *     twice (urcu-bp's count underflows: a later grace period never ends).
+ * Phases, each with entry-only ops and with function_graph ops:
+ *   A. a worker loops over a traced call whose callback spins; its SIGUSR1
+ *      handler siglongjmp()s back to the top of the loop (the interpreter
+ *      timeout pattern); main sends the signals one at a time.  Again with
+ *      the handler on a sigaltstack.
+ *   B. the callback itself leaves by longjmp(), _longjmp() or siglongjmp()
+ *      (an error path of the tracer).
+ *   C. the callback sigsetjmp()s, raise()s SIGUSR2, and the handler jumps
+ *      back into the callback (a callback probing memory under a fault
+ *      handler); the callback then calls a traced function.
+ * Built three times: plain; with _FORTIFY_SOURCE, where the jumps are
+ * __longjmp_chk(); and with fast-ABI callbacks (x86-64: the lean
+ * trampolines; phase A only, whose callbacks call nothing).  A stage that
+ * does not finish within its budget is a failure (the SIGALRM watchdog):
+ * the hangs above are what this test is for.
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/check.h"
+#include "graph_funcs.h"
+#include "stitch/ftrace.h"
+
+#if defined(LONGJMP_FAST)
+#define NAME "test_ftrace_longjmp_fast"
+#define CB STITCH_FTRACE_PRESERVES_REGS
+#define FN(f) STITCH_FTRACE_FAST_FUNC(f)
+#define RFN(f) STITCH_FTRACE_FAST_RET_FUNC(f)
+#define OPS_FLAGS STITCH_FTRACE_F_PRESERVES_REGS
+#else
+#if defined(__USE_FORTIFY_LEVEL) && __USE_FORTIFY_LEVEL > 0
+#define NAME "test_ftrace_longjmp_chk"
+#else
+#define NAME "test_ftrace_longjmp"
+#endif
+#define CB
+#define FN(f) (f)
+#define RFN(f) (f)
+#define OPS_FLAGS 0u
+#endif
+
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define SIGNALS 300 /* native */
+#else
+#define SIGNALS 60 /* qemu, or ASan */
+#endif
+#define SPIN 3000
+#define STAGE_SECONDS 60
+
+static sigjmp_buf worker_env;
+static atomic_int stop;
+static atomic_long jumps, landed, cb_calls, entries, probes, nested, wrong;
+static _Atomic int phase_b_every; /* B: the callback jumps out every n-th call (0: never) */
+static __thread volatile int in_cb;
+
+/* ---- the watchdog ----------------------------------------------------------- */
+
+static const char *volatile stage = "start";
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	char msg[320];
+	/* snprintf is not async-signal-safe; the process ends here anyway */
+	int n = snprintf(msg, sizeof(msg), NAME ": stuck (a hang this test is for) in: %s (%ld callbacks, %ld jumps)\n",
+			 stage, atomic_load(&cb_calls), atomic_load(&jumps));
+	if (write(2, msg, (size_t)n) < 0)
+		_exit(2);
+	_exit(1);
+}
+
+static void begin(const char *what)
+{
+	stage = what;
+	alarm(STAGE_SECONDS);
+}
+
+/* ---- callbacks ---------------------------------------------------------------- */
+
+static CB void spin(void)
+{
+	in_cb = 1;
+	atomic_fetch_add_explicit(&cb_calls, 1, memory_order_relaxed);
+	for (volatile int i = 0; i < SPIN; i++)
+		;
+	in_cb = 0;
+}
+
+static CB void on_entry(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops, struct stitch_ftrace_regs *regs)
+{
+	(void)ip, (void)parent, (void)ops, (void)regs;
+	spin();
+}
+
+static CB void on_return(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops,
+			 struct stitch_ftrace_ret_regs *rregs)
+{
+	(void)ip, (void)parent, (void)ops;
+	if (rregs) /* not an abandoned call's report */
+		spin();
+}
+
+#ifndef LONGJMP_FAST
+static sigjmp_buf probe_env;
+static __thread int cb_depth;
+
+/* B: leave by each of the three names in turn */
+static void on_entry_jump(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops, struct stitch_ftrace_regs *regs)
+{
+	(void)ip, (void)parent, (void)ops, (void)regs;
+	atomic_fetch_add(&cb_calls, 1);
+	long n = atomic_fetch_add(&entries, 1) + 1; /* not cb_calls: graph's returns count there too */
+	int every = atomic_load(&phase_b_every);
+	if (every && n % every == 0) {
+		long j = atomic_fetch_add(&jumps, 1);
+		if (j % 3 == 0)
+			longjmp(worker_env, 2);
+		else if (j % 3 == 1)
+			_longjmp(worker_env, 2);
+		else
+			siglongjmp(worker_env, 2);
+	}
+}
+
+/* C: a jump back into the callback; the guard must still be set after it */
+static void on_entry_probe(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops,
+			   struct stitch_ftrace_regs *regs)
+{
+	(void)ip, (void)parent, (void)ops, (void)regs;
+	if (++cb_depth != 1)
+		atomic_fetch_add(&nested, 1);
+	atomic_fetch_add(&cb_calls, 1);
+	if (cb_depth == 1 && !sigsetjmp(probe_env, 1)) {
+		raise(SIGUSR2);
+		atomic_fetch_add(&wrong, 1); /* the handler did not jump */
+	} else if (cb_depth == 1) {
+		if (g_chain_c(5) != 8) /* traced: must not reach this callback */
+			atomic_fetch_add(&wrong, 1);
+		atomic_fetch_add(&probes, 1);
+	}
+	cb_depth--;
+}
+
+static void on_probe_signal(int sig)
+{
+	(void)sig;
+	siglongjmp(probe_env, 1);
+}
+#endif
+
+/* ---- the worker ------------------------------------------------------------------ */
+
+static void on_timeout_signal(int sig)
+{
+	(void)sig;
+	if (in_cb)
+		atomic_fetch_add(&landed, 1);
+	in_cb = 0;
+	atomic_fetch_add(&jumps, 1);
+	siglongjmp(worker_env, 1);
+}
+
+static void *worker(void *arg)
+{
+	stack_t *alt = arg;
+	if (alt && sigaltstack(alt, NULL) != 0)
+		atomic_fetch_add(&wrong, 1);
+	/* every jump lands here, and the loop goes on */
+	sigsetjmp(worker_env, 1);
+	while (!atomic_load(&stop))
+		if (g_chain_a(3) != 3 * 4 + 12)
+			atomic_fetch_add(&wrong, 1);
+	/* ours, not to be unmapped at exit (ASan's thread exit frees the
+	 * signal stack it finds as if it were its own) */
+	stack_t off = { .ss_flags = SS_DISABLE };
+	if (alt && sigaltstack(&off, NULL) != 0)
+		atomic_fetch_add(&wrong, 1);
+	return NULL;
+}
+
+static void reset(void)
+{
+	atomic_store(&stop, 0);
+	atomic_store(&jumps, 0);
+	atomic_store(&landed, 0);
+	atomic_store(&cb_calls, 0);
+	atomic_store(&entries, 0);
+	atomic_store(&probes, 0);
+	atomic_store(&nested, 0);
+	atomic_store(&wrong, 0);
+	atomic_store(&phase_b_every, 0);
+}
+
+static void wait_for(atomic_long *counter, long at_least, const char *what)
+{
+	begin(what);
+	while (atomic_load(counter) < at_least)
+		sched_yield();
+}
+
+/* The worker's calls reach the callback again, then unregister ends. */
+static void finish(pthread_t w, struct stitch_ftrace_ops *ops, const char *label)
+{
+	char what[160];
+	snprintf(what, sizeof(what), "%s: tracing did not resume after the jumps", label);
+	wait_for(&cb_calls, atomic_load(&cb_calls) + 50, what);
+	atomic_store(&stop, 1);
+	snprintf(what, sizeof(what), "%s: the worker did not stop", label);
+	begin(what);
+	pthread_join(w, NULL);
+	snprintf(what, sizeof(what), "%s: unregister did not return (a read section never left)", label);
+	begin(what);
+	CHECK(stitch_ftrace_unregister(ops) == 0, "%s: unregister: %s", label, stitch_last_error());
+	alarm(0);
+	CHECK(atomic_load(&wrong) == 0, "%s: %ld wrong results", label, atomic_load(&wrong));
+}
+
+static void install(int sig, void (*fn)(int), int flags)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = fn;
+	sa.sa_flags = flags;
+	sigemptyset(&sa.sa_mask);
+	CHECK(sigaction(sig, &sa, NULL) == 0, "sigaction");
+}
+
+static void phase_a(bool graph, bool onstack)
+{
+	char label[64];
+	snprintf(label, sizeof(label), "A (signal, %s%s)", graph ? "graph" : "entry", onstack ? ", sigaltstack" : "");
+	reset();
+	install(SIGUSR1, on_timeout_signal, onstack ? SA_ONSTACK : 0);
+	struct stitch_ftrace_ops ops = { .func = FN(on_entry), .ret_func = graph ? RFN(on_return) : NULL,
+					 .flags = OPS_FLAGS };
+	int err = stitch_ftrace_register(&ops, "g_chain_c");
+	CHECK(err == 0, "%s: register: %s", label, stitch_last_error());
+	if (err)
+		return;
+	static char altmem[1 << 16];
+	stack_t alt = { .ss_sp = altmem, .ss_size = sizeof(altmem) };
+	pthread_t w;
+	CHECK(pthread_create(&w, NULL, worker, onstack ? &alt : NULL) == 0, "pthread_create");
+	wait_for(&cb_calls, 1, "the worker's first traced call");
+	for (long i = 0; i < SIGNALS; i++) {
+		/* one signal at a time: each jumps before the next is sent */
+		long j = atomic_load(&jumps);
+		pthread_kill(w, SIGUSR1);
+		wait_for(&jumps, j + 1, "a signal handler's jump");
+		/* and the worker is back in its loop, traced, before the next */
+		wait_for(&cb_calls, atomic_load(&cb_calls) + 1, "tracing did not resume after a jump");
+	}
+	finish(w, &ops, label);
+	printf("%s: %s: %ld signals, %ld landed in a callback\n", NAME, label, (long)SIGNALS, atomic_load(&landed));
+	/* the case this is about, many times over (the callback is most of the loop) */
+	CHECK(atomic_load(&landed) >= SIGNALS / 4, "%s: only %ld of %d signals landed in a callback", label,
+	      atomic_load(&landed), SIGNALS);
+}
+
+#ifndef LONGJMP_FAST
+static void phase_b(bool graph)
+{
+	const char *label = graph ? "B (callback jumps, graph)" : "B (callback jumps, entry)";
+	reset();
+	struct stitch_ftrace_ops ops = { .func = on_entry_jump, .ret_func = graph ? on_return : NULL };
+	atomic_store(&phase_b_every, 4);
+	int err = stitch_ftrace_register(&ops, "g_chain_c");
+	CHECK(err == 0, "%s: register: %s", label, stitch_last_error());
+	if (err)
+		return;
+	pthread_t w;
+	CHECK(pthread_create(&w, NULL, worker, NULL) == 0, "pthread_create");
+	wait_for(&jumps, SIGNALS, "B: the callback's jumps (tracing did not resume after one)");
+	finish(w, &ops, label);
+	printf("%s: %s: %ld jumps out of the callback\n", NAME, label, atomic_load(&jumps));
+}
+
+static void phase_c(bool graph)
+{
+	const char *label = graph ? "C (jump back into the callback, graph)" : "C (jump back into the callback, entry)";
+	reset();
+	install(SIGUSR2, on_probe_signal, 0);
+	struct stitch_ftrace_ops ops = { .func = on_entry_probe, .ret_func = graph ? on_return : NULL };
+	/* g_chain_c is traced by the same ops: the callback's own call of it
+	 * must find the guard set */
+	int err = stitch_ftrace_register(&ops, "g_chain_c");
+	CHECK(err == 0, "%s: register: %s", label, stitch_last_error());
+	if (err)
+		return;
+	pthread_t w;
+	CHECK(pthread_create(&w, NULL, worker, NULL) == 0, "pthread_create");
+	wait_for(&probes, SIGNALS, "C: the callback's probes");
+	finish(w, &ops, label);
+	CHECK(atomic_load(&nested) == 0, "%s: the callback was reached from inside itself %ld times after a jump "
+	      "back into it (the section was ended)", label, atomic_load(&nested));
+	/* a read side left twice would show here: a grace period that never ends */
+	struct stitch_ftrace_ops again = { .func = on_entry };
+	begin("C: a register/unregister after the probes");
+	CHECK(stitch_ftrace_register(&again, "g_chain_c") == 0, "register: %s", stitch_last_error());
+	CHECK(g_chain_a(1) == 16, "a traced call");
+	CHECK(stitch_ftrace_unregister(&again) == 0, "unregister: %s", stitch_last_error());
+	alarm(0);
+}
+#endif
+
+int main(void)
+{
+	install(SIGALRM, on_alarm, 0);
+	for (int graph = 0; graph < 2; graph++) {
+		phase_a(graph, false);
+		phase_a(graph, true);
+#ifndef LONGJMP_FAST
+		phase_b(graph);
+		phase_c(graph);
+#endif
+	}
+	return check_summary(NAME);
+}
