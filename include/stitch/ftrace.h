@@ -219,19 +219,24 @@ STITCH_API uintptr_t stitch_ftrace_ret_value(const struct stitch_ftrace_ret_regs
 STITCH_API uintptr_t stitch_ftrace_regs_arg(const struct stitch_ftrace_regs *regs, unsigned n);
 
 /*
- * Filters: whitespace-separated fnmatch() globs on symbol names, each
- * optionally prefixed with '!' to exclude (a notrace list); a site is
- * selected if it matches some positive glob (or there is none, i.e. the
- * filter is only exclusions) and no exclusion.  NULL or "" or "*": every
- * site.  "0x..." entries select the site at that address (the function's
- * address, or the site's own).  A pattern with "::" or "(" is a C++ one,
- * matched against demangled names, and without "(" also against the name
- * before its parameter list: "ns::Widget::draw" selects every overload,
- * "ns::*" all of ns ('?' stands for a space: "ns::f(int)?const").  A
- * plain pattern matches a C++ function's demangled name before its
- * parameter list too ("handle" selects "handle(int)"; "draw" does not
- * select "ns::Widget::draw").  The demangler is libstdc++'s, loaded if the
- * program has not.  A filter that
+ * Filters: fnmatch() globs on symbol names, separated by whitespace or
+ * ',' (outside parentheses and angle brackets), each optionally prefixed
+ * with '!' to exclude (a notrace list); a site is selected if it matches
+ * some positive glob (or there is none, i.e. the filter is only
+ * exclusions) and no exclusion.  NULL or "" or "*": every site.  "0x..."
+ * entries select the site at that address (the function's address, or the
+ * site's own).  A pattern with "::" or "(" is a C++ one, matched against
+ * demangled names as they are, without a template instance's return type,
+ * and by the name before the parameter list, with or without its template
+ * arguments: "ns::Widget::draw" selects every overload, "ns::twice" every
+ * instance of that template, "ns::*" all of ns, "ns::f(int, char)" that
+ * overload (written as demangled, spaces included), and
+ * "(anonymous namespace)::f" and "ns::S::operator()" work.  A plain
+ * pattern matches a C++ function's name before its parameter list too
+ * ("handle" selects "handle(int)"; "draw" does not select
+ * "ns::Widget::draw").  A pattern that leaves a '(' or '<' open is refused
+ * (-STITCH_EINVAL).  The demangler is libstdc++'s, loaded if the program
+ * has not.  A filter that
  * selects nothing fails with -STITCH_ENOTFOUND naming it; one that names a
  * function that is not instrumented says which flags to build with.
  */

@@ -1396,25 +1396,96 @@ static bool module_has_mangled(struct ft_module *m)
 	return m->mangled > 0;
 }
 
-/* A demangled name's head: before its parameter list (all of it if none). */
-static bool cxx_head(const char *name, char *head, size_t size)
+/*
+ * The parts of a demangled name a pattern is matched against.  Its
+ * parameter list is the last parenthesised group outside any other
+ * (parentheses also open "(anonymous namespace)" and end "operator()");
+ * what comes before it is the head.  A function template instance's
+ * demangled name begins with its return type: the qualified name is the
+ * head after its last space outside brackets (none in "ns::S<unsigned
+ * int>::f"), looked for before an "operator" (whose name may have spaces:
+ * "operator new", "operator unsigned int").
+ */
+static const char *cxx_params(const char *name)
 {
-	const char *paren = strchr(name, '(');
-	size_t n = paren ? (size_t)(paren - name) : strlen(name);
-	if (n >= size)
+	const char *open = NULL;
+	int depth = 0;
+	for (const char *c = name; *c; c++) {
+		if (*c == '(' && depth++ == 0)
+			open = c;
+		else if (*c == ')' && depth > 0)
+			depth--;
+	}
+	return open;
+}
+
+static const char *cxx_unqualified_start(const char *name)
+{
+	const char *op = NULL;
+	for (const char *c = strstr(name, "operator"); c; c = strstr(c + 1, "operator"))
+		if (c == name || c[-1] == ':' || c[-1] == ' ') {
+			op = c;
+			break;
+		}
+	const char *start = name;
+	int depth = 0;
+	for (const char *c = name; *c && c != op; c++) {
+		if (*c == '(' || *c == '<' || *c == '[')
+			depth++;
+		else if ((*c == ')' || *c == '>' || *c == ']') && depth > 0)
+			depth--;
+		else if (*c == ' ' && depth == 0)
+			start = c + 1;
+	}
+	return start;
+}
+
+/* A template instance's name without its last template argument list
+ * ("tpl::twice<int>" -> "tpl::twice"), in place; not an operator's
+ * bracket ("operator>", "operator->"). */
+static void cxx_cut_template_args(char *name)
+{
+	size_t n = strlen(name);
+	if (n < 2 || name[n - 1] != '>' || name[n - 2] == '-' || strstr(name, "operator"))
+		return;
+	int depth = 0;
+	for (size_t i = n; i-- > 0;) {
+		if (name[i] == '>')
+			depth++;
+		else if (name[i] == '<' && --depth == 0) {
+			name[i] = '\0';
+			return;
+		}
+	}
+}
+
+/* The head (parts 0), the head without a return type (1), and that
+ * without its template arguments (2); false if too long. */
+static bool cxx_heads(const char *name, char heads[3][512])
+{
+	const char *params = cxx_params(name);
+	size_t n = params ? (size_t)(params - name) : strlen(name);
+	if (n >= sizeof(heads[0]))
 		return false;
-	memcpy(head, name, n);
-	head[n] = '\0';
+	memcpy(heads[0], name, n);
+	heads[0][n] = '\0';
+	const char *start = cxx_unqualified_start(heads[0]);
+	memmove(heads[1], start, (size_t)(heads[0] + n - start) + 1);
+	memcpy(heads[2], heads[1], strlen(heads[1]) + 1);
+	cxx_cut_template_args(heads[2]);
 	return true;
 }
 
 /* A plain pattern (no "::" or "("): a C++ function's demangled name before
  * its parameter list, as a C function's name ("handle" selects
- * "handle(Parser&, int)"; "Parser::parse" needs a C++ pattern). */
+ * "handle(Parser&, int)" and "int handle<int>(int)"; "Parser::parse"
+ * needs a C++ pattern). */
 static bool plain_matches_cxx(const struct pat *p, const char *demangled)
 {
-	char head[512];
-	return demangled && cxx_head(demangled, head, sizeof(head)) && fnmatch(p->s, head, 0) == 0;
+	char heads[3][512];
+	return demangled && cxx_heads(demangled, heads) &&
+	       (fnmatch(p->s, heads[0], 0) == 0 || fnmatch(p->s, heads[1], 0) == 0 ||
+		fnmatch(p->s, heads[2], 0) == 0);
 }
 
 static bool pat_is_plain(const struct pat *p)
@@ -1422,16 +1493,22 @@ static bool pat_is_plain(const struct pat *p)
 	return p->kind == PAT_EXACT || p->kind == PAT_PREFIX || p->kind == PAT_GLOB;
 }
 
+/* A C++ pattern: the whole demangled name, or it without its return type,
+ * or the head, with or without it, or without its template arguments too
+ * ("ns::*" and "ns::f" select "int ns::f<int>(int)", "ns::S::operator()"
+ * its overloads). */
 static bool cxx_matches(const struct pat *p, const char *name)
 {
 	if (!name)
 		return false;
 	if (fnmatch(p->s, name, 0) == 0)
 		return true;
-	char head[512];
-	if (!strchr(name, '(') || strchr(p->s, '(') || !cxx_head(name, head, sizeof(head)))
+	char heads[3][512];
+	if (!cxx_heads(name, heads))
 		return false;
-	return fnmatch(p->s, head, 0) == 0;
+	size_t ret = strlen(heads[0]) - strlen(heads[1]); /* the return type's length, with its space */
+	return (ret && fnmatch(p->s, name + ret, 0) == 0) || fnmatch(p->s, heads[0], 0) == 0 ||
+	       (ret && fnmatch(p->s, heads[1], 0) == 0) || fnmatch(p->s, heads[2], 0) == 0;
 }
 
 /* Whether p is matched against demangled names at all: C++ and plain patterns. */
@@ -1659,6 +1736,41 @@ static void pat_mark(const struct pat *p, const struct ft_module *m, uint64_t *b
 			bits[r / 64] |= (uint64_t)1 << (r % 64);
 }
 
+/*
+ * The next pattern of a filter, cut in place: patterns are separated by
+ * whitespace or ',' outside parentheses and angle brackets, so a C++
+ * parameter or template argument list is written as it is demangled,
+ * ", " included ("ns::f(int, char)", "ns::Map<int, int>::find").  The
+ * brackets of an operator's name ("operator<", "operator>>=",
+ * "operator->") are not brackets.  NULL at the end; *unclosed is set if
+ * the pattern returned leaves a bracket open.
+ */
+static char *next_pattern(char **cursor, bool *unclosed)
+{
+	char *c = *cursor;
+	while (*c && strchr(" \t\n,", *c))
+		c++;
+	if (!*c)
+		return NULL;
+	char *start = c;
+	int depth = 0;
+	for (; *c && (depth > 0 || !strchr(" \t\n,", *c)); c++) {
+		if ((*c == '<' || *c == '>') && c - start >= 8 &&
+		    (strncmp(c - 8, "operator", 8) == 0 || (c - start >= 9 && strncmp(c - 9, "operator", 8) == 0 &&
+							       strchr("<>-", c[-1]))))
+			continue; /* operator<, operator<<, operator>>, operator->, ... */
+		if (*c == '(' || *c == '<')
+			depth++;
+		else if ((*c == ')' || *c == '>') && depth > 0)
+			depth--;
+	}
+	*unclosed = depth > 0;
+	if (*c)
+		*c++ = '\0';
+	*cursor = c;
+	return start;
+}
+
 /* Select the sites of a filter string (see ftrace.h).  Sorted, no duplicates. */
 static int select_filter(const char *filter, struct sel_list *out)
 {
@@ -1671,8 +1783,14 @@ static int select_filter(const char *filter, struct sel_list *out)
 	char *tok[256];
 	struct pat pat[256];
 	size_t ntok = 0, npos = 0;
-	char *save = NULL;
-	for (char *t = strtok_r(copy, " \t\n,", &save); t; t = strtok_r(NULL, " \t\n,", &save)) {
+	char *cursor = copy;
+	bool unclosed = false;
+	for (char *t = next_pattern(&cursor, &unclosed); t; t = next_pattern(&cursor, &unclosed)) {
+		if (unclosed) {
+			int err = stitch_fail(STITCH_EINVAL, "filter pattern '%s' leaves a '(' or '<' open", t);
+			free(copy);
+			return err;
+		}
 		if (ntok == 256) {
 			free(copy);
 			return stitch_fail(STITCH_EINVAL, "filter has more than 256 patterns");

@@ -94,6 +94,7 @@ static void find_sp_guard(void)
 	jmp_buf env;
 	uintptr_t guard = 0;
 	for (unsigned i = 0; i < 3; i++) {
+		// cppcheck-suppress uninitvar ; sample()'s _setjmp() fills it
 		uintptr_t sp = sample(env, pads[i]);
 		uintptr_t g = rotate_right(jmpbuf_word(env, JB_SP_SLOT), JB_ROTATE) ^ sp;
 		if (i > 0 && g != guard)

@@ -41,6 +41,60 @@ NOIPA int free_fn(int x) { KEEP(); return x * 3; }
 extern "C" NOIPA int plain_c(int x) { KEEP(); return x - 1; }
 NOIPA int handle(int x) { KEEP(); return x + 5; } /* C++ linkage, no namespace: _Z6handlei */
 
+/* Names whose demangled form has more than "name(params)": a template
+ * instance ("int tpl::twice<int>(int)": the return type first), a call
+ * operator ("tpl::Adder::operator()(int) const"), an anonymous namespace
+ * ("(anonymous namespace)::hidden(int)"), two parameters ("tpl::pair(int,
+ * char)"), an operator with a bracket in its name ("tpl::operator<(...)"). */
+namespace tpl {
+template <typename T> NOIPA T twice(T x) { KEEP(); return x * 2; }
+template int twice<int>(int);
+struct Adder {
+	int v;
+	NOIPA int operator()(int x) const { KEEP(); return v + x; }
+};
+NOIPA int pair(int a, char b) { KEEP(); return a + b; }
+NOIPA bool operator<(const Adder &a, const Adder &b) { KEEP(); return a.v < b.v; }
+} // namespace tpl
+namespace {
+NOIPA int hidden(int x) { KEEP(); return x + 9; }
+}
+
+/* Which of those five are traced now (a bit each, as traced_set()). */
+static unsigned traced_more()
+{
+	unsigned set = 0;
+	long before = hits;
+	(void)tpl::twice<int>(2);
+	set |= hits != before ? 1u : 0u;
+	before = hits;
+	(void)tpl::Adder{ 1 }(2);
+	set |= hits != before ? 2u : 0u;
+	before = hits;
+	(void)hidden(1);
+	set |= hits != before ? 4u : 0u;
+	before = hits;
+	(void)tpl::pair(1, 'a');
+	set |= hits != before ? 8u : 0u;
+	before = hits;
+	(void)(tpl::Adder{ 1 } < tpl::Adder{ 2 });
+	set |= hits != before ? 16u : 0u;
+	return set;
+}
+
+enum { TWICE = 1, CALL_OP = 2, HIDDEN = 4, PAIR = 8, LESS = 16 };
+
+static void expect_more(const char *filter, unsigned want)
+{
+	int err = stitch_ftrace_register(&ops, filter);
+	CHECK(err == 0, "register \"%s\": %s", filter, stitch_last_error());
+	if (err)
+		return;
+	unsigned got = traced_more();
+	CHECK(got == want, "\"%s\": traced set %#x, expected %#x", filter, got, want);
+	CHECK_EQ(stitch_ftrace_unregister(&ops), 0);
+}
+
 /* Which of the seven functions are traced now: a bit each, by calling them. */
 static unsigned traced_set()
 {
@@ -117,6 +171,27 @@ int main()
 	CHECK_EQ(pattern_sites("*free_fn"), 2);
 	CHECK_EQ(pattern_sites("draw"), 0);
 	CHECK_EQ(pattern_sites("nope::*"), 0);
+	/* the names above: before 2026-11-28 "tpl::*" missed the template
+	 * instance (its name begins with "int "), and the call operator and the
+	 * anonymous namespace were cut at their first '(' */
+	expect_more("tpl::*", TWICE | CALL_OP | PAIR | LESS);
+	expect_more("tpl::twice", TWICE);
+	expect_more("tpl::twice<int>", TWICE);
+	expect_more("*twice", TWICE); /* plain: without its return type and template arguments */
+	expect_more("tpl::Adder::operator()", CALL_OP);
+	expect_more("(anonymous namespace)::hidden", HIDDEN);
+	expect_more("*::hidden", HIDDEN);
+	/* a parameter list as demangled, ", " included: one pattern, not two */
+	expect_more("tpl::pair(int, char)", PAIR);
+	expect_more("tpl::pair(int,?char)", PAIR);
+	expect_more("tpl::operator< tpl::twice", LESS | TWICE);
+	expect_more("tpl::operator<(tpl::Adder const&, tpl::Adder const&)", LESS);
+	CHECK_EQ(pattern_sites("tpl::pair(int, char)"), 1);
+	CHECK_EQ(pattern_sites("tpl::*"), 4);
+	/* an unclosed bracket is refused, naming the pattern */
+	err = stitch_ftrace_register(&ops, "tpl::pair(int");
+	CHECK(err == -STITCH_EINVAL, "unclosed: %d", err);
+	CHECK(strstr(stitch_last_error(), "tpl::pair(int") != nullptr, "message: %s", stitch_last_error());
 	CHECK_EQ(stitch_ftrace_pattern_matches("!plain_c", 0), -STITCH_EINVAL);
 	CHECK_EQ(stitch_ftrace_pattern_matches("plain_c", 1u << 30), -STITCH_ENOTFOUND);
 	return check_summary("test_ftrace_cxx_filter");
