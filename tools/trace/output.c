@@ -425,39 +425,9 @@ void out_chrome(FILE *out, const struct tr_trace *tr)
 
 /* ---- folded stacks ----------------------------------------------------- */
 
-/* Calls each node in pre-order with its stack of names. */
-typedef void (*stack_fn)(void *arg, const char *const *names, size_t depth, uint64_t value);
-
-static void walk_stacks(const struct tr_trace *tr, int by_time, stack_fn fn, void *arg)
-{
-	char nb[32];
-	for (size_t pi = 0; pi < tr->nproc; pi++) {
-		const struct tr_proc *p = &tr->proc[pi];
-		int graph = tr_has_exits(p);
-		for (size_t ti = 0; ti < p->nthr; ti++) {
-			const struct tr_thread *t = &p->thr[ti];
-			const char **names = xcalloc(t->nnode + 2, sizeof *names);
-			char **owned = xcalloc(t->nnode + 2, sizeof *owned);
-			for (size_t i = 0; i < t->nnode; i++) {
-				const struct tr_node *n = &t->node[i];
-				free(owned[n->depth]);
-				owned[n->depth] = strdup(tr_sym_name(p, n->ip, nb, sizeof nb));
-				names[n->depth] = owned[n->depth];
-				uint64_t dur = n->end - n->start;
-				uint64_t self = dur > n->children_ns ? dur - n->children_ns : 0;
-				fn(arg, names, n->depth + 1, by_time && graph ? self : 1);
-			}
-			for (size_t i = 0; i < t->nnode + 2; i++)
-				free(owned[i]);
-			free(owned);
-			free(names);
-		}
-	}
-}
-
 /*
- * A merged call tree for the folded stacks: one node per distinct stack
- * of names, found from its parent and its name by hash, so building it
+ * A merged call tree for the folded stacks and the flame graph: one node
+ * per distinct stack of names, found from its parent and its name by hash, so building it
  * takes time proportional to the calls and memory to the distinct stacks.
  * (A line per call, "a;b;c", then sorted, took calls x depth: 83 s and
  * 8.8 GB for a 1000-deep recursion recorded into 48 MB.)
@@ -748,40 +718,6 @@ void out_ftrace(FILE *out, const struct tr_trace *tr)
 
 /* ---- flame graph SVG -------------------------------------------------- */
 
-/* A merged call tree: children of a frame with the same name are one. */
-struct frame {
-	char *name;
-	uint64_t value;   /* inclusive */
-	struct frame *child, *next;
-};
-
-struct flame {
-	struct frame root;
-	int max_depth;
-};
-
-static void flame_add(void *arg, const char *const *names, size_t depth, uint64_t value)
-{
-	struct flame *fl = arg;
-	struct frame *f = &fl->root;
-	f->value += value;
-	for (size_t i = 0; i < depth; i++) {
-		struct frame *c = f->child;
-		while (c && strcmp(c->name, names[i]) != 0)
-			c = c->next;
-		if (!c) {
-			c = xcalloc(1, sizeof *c);
-			c->name = strdup(names[i]);
-			c->next = f->child;
-			f->child = c;
-		}
-		c->value += value;
-		f = c;
-	}
-	if ((int)depth > fl->max_depth)
-		fl->max_depth = (int)depth;
-}
-
 #define FLAME_WIDTH 1200.0
 #define FLAME_ROW 17
 #define FLAME_TOP 40
@@ -839,32 +775,29 @@ static void xml_text(FILE *out, const char *str)
 	}
 }
 
-static void flame_draw(FILE *out, const struct frame *f, double x, int depth, double scale, int height,
-		       uint64_t total, const char *unit)
+/* One frame: its box, and its name where it fits. */
+static void flame_box(FILE *out, const char *name, uint64_t value, double x, double w, int y, uint64_t total,
+		      const char *unit)
 {
-	double w = (double)f->value * scale;
-	if (w < 0.1)
-		return;
-	double y = height - (depth + 1) * FLAME_ROW - 10;
 	uint64_t h = 1469598103934665603u;
-	for (const char *s = f->name; *s; s++)
+	for (const char *s = name; *s; s++)
 		h = (h ^ (unsigned char)*s) * 1099511628211u;
 	int r = 205 + (int)(h % 50), g = 80 + (int)((h >> 8) % 130), b = (int)((h >> 16) % 55);
 	fprintf(out, "<g><title>");
-	xml_text(out, f->name);
-	fprintf(out, " (%" PRIu64 " %s, %.2f%%)</title><rect x=\"%.2f\" y=\"%.0f\" width=\"%.2f\" height=\"%d\" "
+	xml_text(out, name);
+	fprintf(out, " (%" PRIu64 " %s, %.2f%%)</title><rect x=\"%.2f\" y=\"%d\" width=\"%.2f\" height=\"%d\" "
 		     "fill=\"rgb(%d,%d,%d)\" rx=\"2\"/>",
-		f->value, unit, total ? 100.0 * (double)f->value / (double)total : 0.0, x + 10, y, w,
-		FLAME_ROW - 1, r, g, b);
+		value, unit, total ? 100.0 * (double)value / (double)total : 0.0, x + 10, y, w, FLAME_ROW - 1, r, g,
+		b);
 	/* w is at most the image's width, unless a damaged trace's times overflowed */
 	size_t fit = w / 7 < 4096 ? (size_t)(w / 7) : 4096;
 	if (fit >= 3) {
-		fprintf(out, "<text x=\"%.2f\" y=\"%.0f\">", x + 13, y + FLAME_ROW - 5);
-		size_t len = strlen(f->name);
+		fprintf(out, "<text x=\"%.2f\" y=\"%d\">", x + 13, y + FLAME_ROW - 5);
+		size_t len = strlen(name);
 		if (len <= fit) {
-			xml_text(out, f->name);
+			xml_text(out, name);
 		} else {
-			char *cut = strndup(f->name, fit - 2);
+			char *cut = strndup(name, fit - 2);
 			xml_text(out, cut);
 			fputs("..", out);
 			free(cut);
@@ -872,61 +805,41 @@ static void flame_draw(FILE *out, const struct frame *f, double x, int depth, do
 		fprintf(out, "</text>");
 	}
 	fprintf(out, "</g>\n");
-	double cx = x;
-	for (const struct frame *c = f->child; c; c = c->next) {
-		flame_draw(out, c, cx, depth + 1, scale, height, total, unit);
-		cx += (double)c->value * scale;
-	}
 }
 
-static void flame_free(struct frame *f)
-{
-	for (struct frame *c = f->child, *n; c; c = n) {
-		n = c->next;
-		flame_free(c);
-		free(c->name);
-		free(c);
-	}
-}
-
-/* Children sorted by name, as flame graphs do, so the picture is stable. */
-static void flame_sort(struct frame *f)
-{
-	size_t n = 0;
-	for (struct frame *c = f->child; c; c = c->next)
-		n++;
-	if (n > 1) {
-		struct frame **v = xcalloc(n, sizeof *v);
-		size_t i = 0;
-		for (struct frame *c = f->child; c; c = c->next)
-			v[i++] = c;
-		for (size_t a = 1; a < n; a++)
-			for (size_t b = a; b > 0 && strcmp(v[b - 1]->name, v[b]->name) > 0; b--) {
-				struct frame *t = v[b];
-				v[b] = v[b - 1];
-				v[b - 1] = t;
-			}
-		for (i = 0; i + 1 < n; i++)
-			v[i]->next = v[i + 1];
-		v[n - 1]->next = NULL;
-		f->child = v[0];
-		free(v);
-	}
-	for (struct frame *c = f->child; c; c = c->next)
-		flame_sort(c);
-}
-
+/*
+ * The flame graph of the merged tree (mt_build: children in name order,
+ * as flame graphs draw them, so the picture is stable).  A box's width is
+ * its node's inclusive value: its own plus its children's, summed from
+ * the last node to the first (a child is made after its parent).  Drawn
+ * depth first with an explicit stack, boxes narrower than 0.1 pixel (and
+ * what is above them) left out: time proportional to the boxes drawn.
+ * (Before 2026-11-28 every call added its value to each frame of its
+ * stack, found by a linear search of the siblings: calls x depth.)
+ */
 void out_flame(FILE *out, const struct tr_trace *tr, const char *title)
 {
-	struct flame fl = { .root = { .name = "all" } };
 	int graph = 1;
 	for (size_t i = 0; i < tr->nproc; i++)
 		graph &= tr_has_exits(&tr->proc[i]);
-	walk_stacks(tr, 1, flame_add, &fl);
-	flame_sort(&fl.root);
+	struct mtree m = { 0 };
+	mt_build(&m, tr, 1);
+	uint64_t *incl = xcalloc(m.nnode, sizeof *incl);
+	uint32_t *depth = xcalloc(m.nnode, sizeof *depth);
+	uint32_t max_depth = 0;
+	for (size_t i = 1; i < m.nnode; i++) {
+		depth[i] = depth[m.node[i].parent] + 1;
+		if (depth[i] > max_depth)
+			max_depth = depth[i];
+	}
+	for (size_t i = m.nnode; i-- > 1;) {
+		incl[i] += m.node[i].value;
+		incl[m.node[i].parent] += incl[i];
+	}
+	uint64_t total = incl[0];
 	const char *unit = graph ? "ns" : "calls";
-	int height = FLAME_TOP + (fl.max_depth + 1) * FLAME_ROW + 20;
-	double scale = fl.root.value ? FLAME_WIDTH / (double)fl.root.value : 0;
+	int height = FLAME_TOP + ((int)max_depth + 1) * FLAME_ROW + 20;
+	double scale = total ? FLAME_WIDTH / (double)total : 0;
 	fprintf(out, "<?xml version=\"1.0\" standalone=\"no\"?>\n"
 		     "<svg version=\"1.1\" width=\"%d\" height=\"%d\" xmlns=\"http://www.w3.org/2000/svg\" "
 		     "font-family=\"monospace\" font-size=\"12\">\n"
@@ -935,9 +848,33 @@ void out_flame(FILE *out, const struct tr_trace *tr, const char *title)
 		(int)FLAME_WIDTH + 20, height, (int)FLAME_WIDTH / 2 + 10);
 	xml_text(out, title);
 	fprintf(out, "</text>\n");
-	flame_draw(out, &fl.root, 0, 0, scale, height, fl.root.value, unit);
+	struct visit { uint32_t node; double x; } *st = xcalloc(m.nnode + 1, sizeof *st);
+	size_t sp = 0;
+	st[sp++] = (struct visit){ 0, 0 };
+	while (sp) {
+		struct visit v = st[--sp];
+		double w = (double)incl[v.node] * scale;
+		if (w < 0.1)
+			continue;
+		int y = height - ((int)depth[v.node] + 1) * FLAME_ROW - 10;
+		flame_box(out, v.node ? m.name[m.node[v.node].name] : "all", incl[v.node], v.x, w, y, total, unit);
+		/* the children, first on top; each node is pushed once */
+		size_t first = sp;
+		double cx = v.x;
+		for (uint32_t c = m.node[v.node].child; c; c = m.node[c - 1].sibling) {
+			st[sp++] = (struct visit){ c - 1, cx };
+			cx += (double)incl[c - 1] * scale;
+		}
+		for (size_t i = 0; i < (sp - first) / 2; i++) {
+			struct visit t = st[first + i];
+			st[first + i] = st[sp - 1 - i], st[sp - 1 - i] = t;
+		}
+	}
 	fprintf(out, "</svg>\n");
-	flame_free(&fl.root);
+	free(st);
+	free(depth);
+	free(incl);
+	mt_free(&m);
 }
 
 /* ---- raw events ------------------------------------------------------- */
