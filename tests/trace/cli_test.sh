@@ -81,6 +81,12 @@ rep_lost=$(run report "$work/ux" 2>/dev/null | sed -n 's/^# \([0-9]*\) events we
 [ -n "$rec_lost" ] && [ "$rec_lost" = "${rep_lost:-0}" ] && [ "$rec_lost" -gt 0 ] ||
 	fail "unclean exit: record says '$(grep ' lost' "$work/err")', report says ${rep_lost:-no} LOST"
 
+# A newline in the program's arguments stays inside the "# process" line,
+# shown as \n (it split the header in two).
+run record -o "$work/nl" -- "$prog" 10 "$(printf 'x\ny')" >/dev/null 2>"$work/err" || fail "record with a newline argument failed"
+run replay "$work/nl" >"$work/o" 2>&1 || fail "replay failed"
+grep -q '^# process [0-9]* (.* 10 x\\ny)$' "$work/o" || fail "newline argument: header $(head -2 "$work/o")"
+
 # flame: a title with control characters and bytes that are not UTF-8
 # still gives well-formed XML (an ESC in --title made the SVG unreadable).
 if command -v python3 >/dev/null; then

@@ -29,4 +29,11 @@ timeout 60 prlimit --as=536870912 "$cli" flame "$work/d" -o "$work/f.svg" 2>"$wo
 boxes=$(grep -c "^<g><title>" "$work/f.svg")
 [ "$boxes" -eq 1004 ] || fail "$boxes boxes in the flame graph, expected 1004"
 grep -q "<title>bottom (" "$work/f.svg" || fail "no box for bottom, 1002 calls deep"
-echo "ok: folded, flame"
+# report says how many calls were beyond the 1024-entry return stack
+# (replay flagged them; report was silent): 1100 deep, main and bottom
+"$cli" record --graph -o "$work/over" -- "$prog" 1100 1 >/dev/null 2>"$work/err" ||
+	fail "record 1100 deep failed: $(cat "$work/err")"
+"$cli" report "$work/over" >"$work/r" || fail "report failed"
+grep -q "^# $((1100 + 3 - 1024)) calls were deeper than the return stack" "$work/r" ||
+	fail "report does not count the calls beyond the return stack: $(tail -2 "$work/r")"
+echo "ok: folded, flame, report"

@@ -56,6 +56,26 @@ static const char *end_note(enum tr_end how)
 	}
 }
 
+/* Text from the traced program (its command line, thread and exec'ed file
+ * names) on one line of a header: control characters shown as C escapes
+ * (a newline in an argument split the "# process" line in two). */
+static void put_line_text(FILE *out, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '\n')
+			fputs("\\n", out);
+		else if (c == '\t')
+			fputs("\\t", out);
+		else if (c == '\\')
+			fputs("\\\\", out);
+		else if (c < 0x20 || c == 0x7f)
+			fprintf(out, "\\x%02x", c);
+		else
+			fputc(c, out);
+	}
+}
+
 static void thread_summary(FILE *out, const struct tr_thread *t)
 {
 	if (t->lost)
@@ -67,9 +87,12 @@ static void thread_summary(FILE *out, const struct tr_thread *t)
 
 static void proc_title(FILE *out, const struct tr_proc *p)
 {
-	fprintf(out, "# process %u (%s)%s%s%s\n", p->h.pid, p->cmdline,
-		(p->h.flags & ST_FLAG_FORKED) ? ", forked" : "", p->execed ? ", then exec'ed " : "",
-		p->execed ? p->exec_path : "");
+	fprintf(out, "# process %u (", p->h.pid);
+	put_line_text(out, p->cmdline);
+	fprintf(out, ")%s%s", (p->h.flags & ST_FLAG_FORKED) ? ", forked" : "", p->execed ? ", then exec'ed " : "");
+	if (p->execed)
+		put_line_text(out, p->exec_path);
+	fputc('\n', out);
 	if (!p->ended)
 		fprintf(out, "# process %u did not exit cleanly: its last events may be missing\n", p->h.pid);
 	if (p->end.lost)
@@ -92,7 +115,9 @@ void out_replay(FILE *out, const struct tr_trace *tr, int show_time)
 		int graph = tr_has_exits(p);
 		for (size_t ti = 0; ti < p->nthr; ti++) {
 			const struct tr_thread *t = &p->thr[ti];
-			fprintf(out, "# thread %u (%s)\n", t->tid, t->name);
+			fprintf(out, "# thread %u (", t->tid);
+			put_line_text(out, t->name);
+			fputs(")\n", out);
 			thread_summary(out, t);
 			if (show_time)
 				fprintf(out, "#%s %s  FUNCTION\n", graph ? "  DURATION  " : "  TIMESTAMP ", "   TID  ");
@@ -300,7 +325,7 @@ static struct fstat *fstat_of(struct fstat **tab, size_t *n, uint64_t ip, const 
 int out_report(FILE *out, const struct tr_trace *tr, int key)
 {
 	char d1[32], d2[32], nb[32];
-	uint64_t lost = 0, lost_exits = 0;
+	uint64_t lost = 0, lost_exits = 0, noret = 0;
 	for (size_t pi = 0; pi < tr->nproc; pi++) {
 		const struct tr_proc *p = &tr->proc[pi];
 		struct fstat *tab = NULL;
@@ -310,6 +335,7 @@ int out_report(FILE *out, const struct tr_trace *tr, int key)
 			const struct tr_thread *t = &p->thr[ti];
 			lost += t->lost;
 			lost_exits += t->lost_exits;
+			noret += t->noret;
 			/* open calls (indexes into tab, which may move), to count a
 			 * recursion's time once: for its outermost instance */
 			size_t *stack = xcalloc(t->nnode + 1, sizeof *stack);
@@ -363,6 +389,9 @@ int out_report(FILE *out, const struct tr_trace *tr, int key)
 		fprintf(out, "# %" PRIu64 " events were LOST (a thread's ring was full, or could not be mapped): counts are low\n", lost);
 	if (lost_exits)
 		fprintf(out, "# %" PRIu64 " calls had no exit recorded\n", lost_exits);
+	if (noret)
+		fprintf(out, "# %" PRIu64 " calls were deeper than the return stack: their exits were not recorded, "
+			"and the calls around them count their time as self time\n", noret);
 	return 0;
 }
 
