@@ -389,9 +389,11 @@ static inline void ft_read_unlock(struct ft_thread *t, unsigned long s)
  * Leaving ends what the section had begun: urcu-bp's read side if the
  * thread is inside it (the trampolines take it just after the guard and
  * leave it just before: a jump from between the two finds it not taken),
- * and the guard.  Not seen: a jump by setcontext(), or by a longjmp()
- * bound inside another library (libstitch loaded by dlopen(), not first
- * in the symbol lookup) - the section stays as before.  Runs on the
+ * and the guard.  Where libstitch was loaded by dlopen() the program's
+ * jumps are bound to libc's; the GOT slots they go through are redirected
+ * (stitch__ftrace_longjmp_prepare).  Not seen: a jump by setcontext(), or
+ * by a longjmp() bound to another interposer - the section stays as
+ * before.  Runs on the
  * thread itself, typically in a signal handler: stores to its own words
  * and urcu-bp's, which are async-signal-safe.
  */
@@ -1175,6 +1177,7 @@ static int rescan(void)
 		rescan_again = l.skipped;
 		scanned_once = true;
 		stitch__ftrace_unwind_modules_changed();
+		stitch__ftrace_longjmp_modules_changed();
 	}
 out:
 	for (size_t i = 0; i < l.n; i++)
@@ -2333,6 +2336,8 @@ static int ops_update(struct stitch_ftrace_ops *ops, const char *filter, const u
 		err = rescan();
 	if (!err && ops->ret_func)
 		(void)stitch__ftrace_unwind_prepare(); /* stitch_ftrace_unwind_ready() tells how it went */
+	if (!err)
+		stitch__ftrace_longjmp_prepare();
 	struct sel_list sel = { 0 };
 	if (!err)
 		err = ips ? select_ips(ips, nips, &sel) : select_filter(filter, &sel);

@@ -190,6 +190,11 @@ void stitch__ftrace_longjmp(uintptr_t target_sp);
  * take ftrace_longjmp.c, where nothing else names it): look up the
  * originals of the longjmp() family and measure glibc's pointer guard. */
 void stitch__ftrace_longjmp_init(void);
+/* Point the program's bound calls of the longjmp() family at ours where
+ * libstitch was loaded after libc (update lock held; once, and again
+ * after modules were loaded: stitch__ftrace_longjmp_modules_changed). */
+void stitch__ftrace_longjmp_prepare(void);
+void stitch__ftrace_longjmp_modules_changed(void);
 _Static_assert(offsetof(struct ft_thread, shadow) == 8, "the layout tools/gdb/stitch.py reads");
 
 /* pthread_exit() (ftrace_unwind.c): the thread's hooked frames are all

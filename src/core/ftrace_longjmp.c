@@ -59,7 +59,6 @@
 #ifdef JB_SP_SLOT
 typedef void (*jump_fn)(struct __jmp_buf_tag *, int);
 
-static jump_fn next_longjmp, next_siglongjmp, next_underscore_longjmp, next_longjmp_chk;
 static uintptr_t sp_guard;
 static bool sp_known; /* set once, at load, before any interposer can want it */
 
@@ -105,21 +104,12 @@ static void find_sp_guard(void)
 	sp_known = true;
 }
 
-static jump_fn find_next(const char *name)
+/* The next definition after libstitch's own (libc's, or a sanitizer's
+ * interceptor); if that is libstitch's (a copy loaded twice), none. */
+static void *find_next(const char *name, void *ours)
 {
 	void *f = dlsym(RTLD_NEXT, name);
-	jump_fn fn;
-	memcpy(&fn, &f, sizeof(fn));
-	return fn;
-}
-
-void stitch__ftrace_longjmp_init(void)
-{
-	next_longjmp = find_next("longjmp");
-	next_siglongjmp = find_next("siglongjmp");
-	next_underscore_longjmp = find_next("_longjmp");
-	next_longjmp_chk = find_next("__longjmp_chk");
-	find_sp_guard();
+	return f == ours ? NULL : f;
 }
 
 static void before_jump(struct __jmp_buf_tag *env)
@@ -128,41 +118,110 @@ static void before_jump(struct __jmp_buf_tag *env)
 		stitch__ftrace_longjmp(rotate_right(jmpbuf_word(env, JB_SP_SLOT), JB_ROTATE) ^ sp_guard);
 }
 
-static __attribute__((noreturn)) void jump(jump_fn *next, const char *name, struct __jmp_buf_tag *env, int val)
+static __attribute__((noreturn)) void jump(void *volatile *next, const char *name, struct __jmp_buf_tag *env,
+					   int val)
 {
 	before_jump(env);
-	jump_fn fn = __atomic_load_n(next, __ATOMIC_RELAXED);
-	if (!fn) /* a jump from a constructor that ran before the library's */
-		fn = find_next(name);
-	if (!fn)
+	void *f = __atomic_load_n(next, __ATOMIC_ACQUIRE);
+	if (!f) /* a jump from a constructor that ran before the library's */
+		f = dlsym(RTLD_NEXT, name);
+	if (!f)
 		stitch_die("ftrace: cannot find the longjmp() family in libc");
+	jump_fn fn;
+	memcpy(&fn, &f, sizeof(fn));
 	fn(env, val);
 	__builtin_unreachable();
 }
 
-__attribute__((visibility("default"), noreturn)) void longjmp(jmp_buf env, int val)
+static void *volatile next_longjmp, *volatile next_underscore_longjmp, *volatile next_siglongjmp,
+	*volatile next_longjmp_chk;
+
+/* Each interposer is a static function exported under the interposed name
+ * by an alias (as in ftrace_unwind.c): the static one's address is ours
+ * for sure, where the exported name's, in a dlopen()ed libstitch, is
+ * bound to libc's. */
+static __attribute__((noreturn)) void longjmp_hook(jmp_buf env, int val)
 {
 	jump(&next_longjmp, "longjmp", env, val);
 }
 
-__attribute__((visibility("default"), noreturn)) void _longjmp(jmp_buf env, int val)
+static __attribute__((noreturn)) void underscore_longjmp_hook(jmp_buf env, int val)
 {
 	jump(&next_underscore_longjmp, "_longjmp", env, val);
 }
 
-__attribute__((visibility("default"), noreturn)) void siglongjmp(sigjmp_buf env, int val)
+static __attribute__((noreturn)) void siglongjmp_hook(sigjmp_buf env, int val)
 {
 	jump(&next_siglongjmp, "siglongjmp", env, val);
 }
 
-void __longjmp_chk(sigjmp_buf env, int val) __attribute__((noreturn)); // NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
-// NOLINTNEXTLINE(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
-__attribute__((visibility("default"), noreturn)) void __longjmp_chk(sigjmp_buf env, int val)
+static __attribute__((noreturn)) void longjmp_chk_hook(sigjmp_buf env, int val)
 {
 	jump(&next_longjmp_chk, "__longjmp_chk", env, val);
 }
+
+#define EXPORT_AS(name, fn) extern __typeof(fn) name __attribute__((alias(#fn), visibility("default"))) // NOLINT(bugprone-macro-parentheses)
+EXPORT_AS(longjmp, longjmp_hook);
+EXPORT_AS(_longjmp, underscore_longjmp_hook); // NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
+EXPORT_AS(siglongjmp, siglongjmp_hook);
+void __longjmp_chk(sigjmp_buf env, int val) __attribute__((noreturn)); // NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
+EXPORT_AS(__longjmp_chk, longjmp_chk_hook); // NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
+
+static const struct {
+	const char *name;
+	void *ours;
+	void *volatile *next;
+} hooks[] = {
+	{ "longjmp", (void *)longjmp_hook, &next_longjmp },
+	{ "_longjmp", (void *)underscore_longjmp_hook, &next_underscore_longjmp },
+	{ "siglongjmp", (void *)siglongjmp_hook, &next_siglongjmp },
+	{ "__longjmp_chk", (void *)longjmp_chk_hook, &next_longjmp_chk },
+};
+#define NHOOKS (sizeof(hooks) / sizeof(hooks[0]))
+
+void stitch__ftrace_longjmp_init(void)
+{
+	for (size_t i = 0; i < NHOOKS; i++)
+		__atomic_store_n(hooks[i].next, find_next(hooks[i].name, hooks[i].ours), __ATOMIC_RELEASE);
+	find_sp_guard();
+}
+
+/*
+ * Loaded by dlopen() (stitch-trace attach), libstitch comes after libc in
+ * the lookup order and the program's jumps are bound to libc's: the words
+ * they go through are pointed here (imports.c, as ftrace_unwind.c does for
+ * the unwinder).  Linked in or preloaded, the walk finds them bound here
+ * already.  Update lock held; again whenever modules were loaded (their
+ * words were bound meanwhile).  Best effort: a word bound elsewhere (another
+ * interposer) is left alone, and such a jump out of a section leaves it as
+ * before.
+ */
+static bool redirected;
+
+void stitch__ftrace_longjmp_prepare(void)
+{
+	if (redirected || !sp_known)
+		return;
+	struct stitch_import_redirect r[NHOOKS];
+	for (size_t i = 0; i < NHOOKS; i++)
+		r[i] = (struct stitch_import_redirect){ .name = hooks[i].name, .to = hooks[i].ours, .real = hooks[i].next };
+	redirected = stitch_redirect_imports(r, NHOOKS, (const void *)before_jump) == 0;
+}
+
+void stitch__ftrace_longjmp_modules_changed(void)
+{
+	redirected = false;
+}
 #else
 void stitch__ftrace_longjmp_init(void)
+{
+}
+
+void stitch__ftrace_longjmp_prepare(void)
+{
+}
+
+void stitch__ftrace_longjmp_modules_changed(void)
 {
 }
 #endif

@@ -21,9 +21,12 @@
  *   C. the callback sigsetjmp()s, raise()s SIGUSR2, and the handler jumps
  *      back into the callback (a callback probing memory under a fault
  *      handler); the callback then calls a traced function.
- * Built three times: plain; with _FORTIFY_SOURCE, where the jumps are
- * __longjmp_chk(); and with fast-ABI callbacks (x86-64: the lean
- * trampolines; phase A only, whose callbacks call nothing).  A stage that
+ * Built four times: plain; with _FORTIFY_SOURCE, where the jumps are
+ * __longjmp_chk(); with fast-ABI callbacks (x86-64: the lean trampolines;
+ * phase A only, whose callbacks call nothing); and with libstitch loaded
+ * by dlopen() (test_ftrace_longjmp_dlopen PATH/libstitch.so, as
+ * stitch-trace attach loads it: the program's jumps are bound to libc's,
+ * and reach the library only by the redirect of their GOT slots).  A stage that
  * does not finish within its budget is a failure (the SIGALRM watchdog):
  * the hangs above are what this test is for.
  */
@@ -43,7 +46,21 @@
 #include "graph_funcs.h"
 #include "stitch/ftrace.h"
 
-#if defined(LONGJMP_FAST)
+#if defined(LONGJMP_DLOPEN)
+#include <dlfcn.h>
+#define NAME "test_ftrace_longjmp_dlopen"
+/* the library's functions, from the dlopen()ed copy */
+static int (*lib_register)(struct stitch_ftrace_ops *, const char *);
+static int (*lib_unregister)(struct stitch_ftrace_ops *);
+static const char *(*lib_last_error)(void);
+#define stitch_ftrace_register lib_register
+#define stitch_ftrace_unregister lib_unregister
+#define stitch_last_error lib_last_error
+#define CB
+#define FN(f) (f)
+#define RFN(f) (f)
+#define OPS_FLAGS 0u
+#elif defined(LONGJMP_FAST)
 #define NAME "test_ftrace_longjmp_fast"
 #define CB STITCH_FTRACE_PRESERVES_REGS
 #define FN(f) STITCH_FTRACE_FAST_FUNC(f)
@@ -325,8 +342,35 @@ static void phase_c(bool graph)
 }
 #endif
 
-int main(void)
+#ifdef LONGJMP_DLOPEN
+static void load_library(const char *path)
 {
+	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		fprintf(stderr, NAME ": dlopen %s: %s\n", path, dlerror());
+		exit(1);
+	}
+	*(void **)&lib_register = dlsym(h, "stitch_ftrace_register");
+	*(void **)&lib_unregister = dlsym(h, "stitch_ftrace_unregister");
+	*(void **)&lib_last_error = dlsym(h, "stitch_last_error");
+	if (!lib_register || !lib_unregister || !lib_last_error) {
+		fprintf(stderr, NAME ": %s lacks the ftrace API\n", path);
+		exit(1);
+	}
+}
+#endif
+
+int main(int argc, char **argv)
+{
+#ifdef LONGJMP_DLOPEN
+	if (argc != 2) {
+		fprintf(stderr, "usage: " NAME " PATH/libstitch.so\n");
+		return 2;
+	}
+	load_library(argv[1]);
+#else
+	(void)argc, (void)argv;
+#endif
 	install(SIGALRM, on_alarm, 0);
 	for (int graph = 0; graph < 2; graph++) {
 		phase_a(graph, false);
