@@ -37,6 +37,7 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <link.h>
 #include <pthread.h>
@@ -157,10 +158,23 @@ static inline void rcu_unlock(void)
 	urcu_bp_read_unlock();
 }
 
+/* Whether the thread is inside a read section, without registering it
+ * (urcu_bp_read_ongoing() would: a mutex and an mmap, in a signal handler
+ * here).  The reader's ctr is its first word (ftrace_asm.h checks). */
+#ifdef _LGPL_SOURCE
 static inline bool rcu_inside(void)
 {
-	return urcu_bp_read_ongoing() != 0;
+	const struct urcu_bp_reader *r = URCU_TLS(urcu_bp_reader);
+	return r && (r->ctr & URCU_BP_GP_CTR_NEST_MASK);
 }
+#else
+extern __thread unsigned long *urcu_bp_reader; /* liburcu-bp's, as the trampolines read it */
+static inline bool rcu_inside(void)
+{
+	const unsigned long *r = urcu_bp_reader;
+	return r && (*r & 0xffffffffUL);
+}
+#endif
 
 static void ft_synchronize(void)
 {
@@ -339,8 +353,9 @@ static void thread_key_init(void)
 /* The thread's first traced call.  Returns its (odd) seq. */
 static __attribute__((noinline)) unsigned long thread_register(struct ft_thread *t)
 {
-	/* even meanwhile: a signal handler's traced calls return at once */
-	__atomic_store_n(&t->seq, FT_SEQ_BUSY, __ATOMIC_RELAXED);
+	/* even meanwhile: a signal handler's traced calls return at once; a
+	 * longjmp() out starts it again (stitch__ftrace_longjmp) */
+	__atomic_store_n(&t->seq, ft_stack_pointer() | FT_SEQ_REGISTERING, __ATOMIC_RELAXED);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	pthread_once(&thread_once, thread_key_init);
 	pthread_setspecific(thread_key, (void *)1);
@@ -385,7 +400,11 @@ static inline void ft_read_unlock(struct ft_thread *t, unsigned long s)
  * probing memory under a SIGSEGV handler) keeps the section.  Two stacks:
  * a section on the signal stack is left by a jump off it; a section off
  * it is not left by a jump onto it (the target is a handler that runs
- * above the section's interruption); otherwise the addresses compare.
+ * above the section's interruption); otherwise the addresses compare, on
+ * one stack only - the target in the section's mapping: a jump to another
+ * stack (a coroutine switch, a user-level thread scheduler) may come back,
+ * and the section must hold until then (a section ended there would leave
+ * its read side twice, and its callback would run unprotected).
  * Leaving ends what the section had begun: urcu-bp's read side if the
  * thread is inside it (the trampolines take it just after the guard and
  * leave it just before: a jump from between the two finds it not taken),
@@ -397,6 +416,47 @@ static inline void ft_read_unlock(struct ft_thread *t, unsigned long s)
  * thread itself, typically in a signal handler: stores to its own words
  * and urcu-bp's, which are async-signal-safe.
  */
+/* Whether a and b lie in one mapping of /proc/self/maps (true if it
+ * cannot be read: the addresses alone decide then, as they did before
+ * this check): system calls and a buffer on the stack only, as a signal
+ * handler may ask. */
+static bool one_mapping(uintptr_t a, uintptr_t b)
+{
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return true;
+	char buf[2048];
+	size_t have = 0;
+	int found = -1; /* -1: a's mapping not seen yet */
+	while (found < 0) {
+		ssize_t n = read(fd, buf + have, sizeof(buf) - have);
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+		char *line = buf, *nl;
+		while (found < 0 && (nl = memchr(line, '\n', (size_t)(buf + have - line))) != NULL) {
+			*nl = '\0';
+			char *dash;
+			uintptr_t lo = (uintptr_t)strtoull(line, &dash, 16), hi = 0;
+			if (*dash == '-')
+				hi = (uintptr_t)strtoull(dash + 1, NULL, 16);
+			if (a >= lo && a < hi)
+				found = b >= lo && b < hi;
+			line = nl + 1;
+		}
+		/* the part line not complete yet to the front (a line is far
+		 * shorter than the buffer: a path is at most PATH_MAX, and a
+		 * longer one is cut, which only its tail would show) */
+		size_t rest = (size_t)(buf + have - line);
+		if (rest == sizeof(buf))
+			rest = 0;
+		memmove(buf, line, rest);
+		have = rest;
+	}
+	close(fd);
+	return found != 0; /* a's mapping not found: unknown, as unreadable */
+}
+
 static bool ft_jump_leaves(uintptr_t section_sp, uintptr_t target_sp)
 {
 	stack_t ss;
@@ -407,15 +467,24 @@ static bool ft_jump_leaves(uintptr_t section_sp, uintptr_t target_sp)
 		if (section_on != target_on)
 			return section_on;
 	}
-	return target_sp >= section_sp;
+	/* another stack (a coroutine's, a user-level thread's) says nothing:
+	 * the section may be resumed by a jump back, and ending it now would
+	 * leave its read side twice then */
+	return target_sp >= section_sp && one_mapping(section_sp, target_sp);
 }
 
 void stitch__ftrace_longjmp(uintptr_t target_sp)
 {
 	struct ft_thread *t = &stitch__ftrace_thread;
 	unsigned long s = __atomic_load_n(&t->seq, __ATOMIC_RELAXED);
-	if ((s & 1) || s <= FT_SEQ_BUSY || !ft_jump_leaves(s, target_sp))
+	if ((s & 1) || s <= FT_SEQ_BUSY || !ft_jump_leaves(s & ~FT_SEQ_REGISTERING, target_sp))
 		return;
+	if (s & FT_SEQ_REGISTERING) {
+		/* left thread_register() half done: it runs again (pthread_once
+		 * and pthread_setspecific do not mind) */
+		__atomic_store_n(&t->seq, 0, __ATOMIC_RELAXED);
+		return;
+	}
 	if (rcu_inside())
 		rcu_unlock();
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
@@ -1409,6 +1478,21 @@ static bool module_has_mangled(struct ft_module *m)
  * int>::f"), looked for before an "operator" (whose name may have spaces:
  * "operator new", "operator unsigned int").
  */
+static bool cxx_ident_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+/* The first "operator" of s that is a word of its own (not "cooperator",
+ * "operators", "binary_operator"), or NULL. */
+static const char *cxx_operator_word(const char *s)
+{
+	for (const char *c = strstr(s, "operator"); c; c = strstr(c + 1, "operator"))
+		if ((c == s || !cxx_ident_char(c[-1])) && !cxx_ident_char(c[8]))
+			return c;
+	return NULL;
+}
+
 static const char *cxx_params(const char *name)
 {
 	const char *open = NULL;
@@ -1424,12 +1508,7 @@ static const char *cxx_params(const char *name)
 
 static const char *cxx_unqualified_start(const char *name)
 {
-	const char *op = NULL;
-	for (const char *c = strstr(name, "operator"); c; c = strstr(c + 1, "operator"))
-		if (c == name || c[-1] == ':' || c[-1] == ' ') {
-			op = c;
-			break;
-		}
+	const char *op = cxx_operator_word(name);
 	const char *start = name;
 	int depth = 0;
 	for (const char *c = name; *c && c != op; c++) {
@@ -1449,7 +1528,7 @@ static const char *cxx_unqualified_start(const char *name)
 static void cxx_cut_template_args(char *name)
 {
 	size_t n = strlen(name);
-	if (n < 2 || name[n - 1] != '>' || name[n - 2] == '-' || strstr(name, "operator"))
+	if (n < 2 || name[n - 1] != '>' || name[n - 2] == '-' || cxx_operator_word(name))
 		return;
 	int depth = 0;
 	for (size_t i = n; i-- > 0;) {
@@ -1758,10 +1837,12 @@ static char *next_pattern(char **cursor, bool *unclosed)
 	char *start = c;
 	int depth = 0;
 	for (; *c && (depth > 0 || !strchr(" \t\n,", *c)); c++) {
-		if ((*c == '<' || *c == '>') && c - start >= 8 &&
-		    (strncmp(c - 8, "operator", 8) == 0 || (c - start >= 9 && strncmp(c - 9, "operator", 8) == 0 &&
-							       strchr("<>-", c[-1]))))
-			continue; /* operator<, operator<<, operator>>, operator->, ... */
+		/* operator<, operator<<, operator>>, operator->, ... ("operator"
+		 * a word of its own: not binary_operator<int>) */
+		size_t pos = (size_t)(c - start), back = 8 + (pos >= 9 && strchr("<>-", c[-1]) ? 1 : 0);
+		if ((*c == '<' || *c == '>') && pos >= back && strncmp(c - back, "operator", 8) == 0 &&
+		    (pos == back || !cxx_ident_char(c[-(ptrdiff_t)back - 1])))
+			continue;
 		if (*c == '(' || *c == '<')
 			depth++;
 		else if ((*c == ')' || *c == '>') && depth > 0)

@@ -165,6 +165,9 @@ extern __thread struct ft_thread stitch__ftrace_thread __attribute__((tls_model(
  * a callback, seq is the stack pointer of the code that set the guard) */
 #define FT_SEQ_OUT 1UL
 #define FT_SEQ_BUSY 2UL
+/* or'ed into the stack pointer (8-aligned) in seq while thread_register()
+ * runs */
+#define FT_SEQ_REGISTERING 4UL
 
 /* The stack pointer, for seq (ftrace.c, "per-thread state"). */
 static inline __attribute__((always_inline)) uintptr_t ft_stack_pointer(void)

@@ -118,13 +118,13 @@ static void before_jump(struct __jmp_buf_tag *env)
 		stitch__ftrace_longjmp(rotate_right(jmpbuf_word(env, JB_SP_SLOT), JB_ROTATE) ^ sp_guard);
 }
 
-static __attribute__((noreturn)) void jump(void *volatile *next, const char *name, struct __jmp_buf_tag *env,
-					   int val)
+static __attribute__((noreturn)) void jump(void *volatile *next, const char *name, void *ours,
+					   struct __jmp_buf_tag *env, int val)
 {
 	before_jump(env);
 	void *f = __atomic_load_n(next, __ATOMIC_ACQUIRE);
 	if (!f) /* a jump from a constructor that ran before the library's */
-		f = dlsym(RTLD_NEXT, name);
+		f = find_next(name, ours);
 	if (!f)
 		stitch_die("ftrace: cannot find the longjmp() family in libc");
 	jump_fn fn;
@@ -142,22 +142,22 @@ static void *volatile next_longjmp, *volatile next_underscore_longjmp, *volatile
  * bound to libc's. */
 static __attribute__((noreturn)) void longjmp_hook(jmp_buf env, int val)
 {
-	jump(&next_longjmp, "longjmp", env, val);
+	jump(&next_longjmp, "longjmp", (void *)longjmp_hook, env, val);
 }
 
 static __attribute__((noreturn)) void underscore_longjmp_hook(jmp_buf env, int val)
 {
-	jump(&next_underscore_longjmp, "_longjmp", env, val);
+	jump(&next_underscore_longjmp, "_longjmp", (void *)underscore_longjmp_hook, env, val);
 }
 
 static __attribute__((noreturn)) void siglongjmp_hook(sigjmp_buf env, int val)
 {
-	jump(&next_siglongjmp, "siglongjmp", env, val);
+	jump(&next_siglongjmp, "siglongjmp", (void *)siglongjmp_hook, env, val);
 }
 
 static __attribute__((noreturn)) void longjmp_chk_hook(sigjmp_buf env, int val)
 {
-	jump(&next_longjmp_chk, "__longjmp_chk", env, val);
+	jump(&next_longjmp_chk, "__longjmp_chk", (void *)longjmp_chk_hook, env, val);
 }
 
 #define EXPORT_AS(name, fn) extern __typeof(fn) name __attribute__((alias(#fn), visibility("default"))) // NOLINT(bugprone-macro-parentheses)
@@ -196,10 +196,11 @@ void stitch__ftrace_longjmp_init(void)
  * interposer) is left alone, and such a jump out of a section leaves it as
  * before.
  */
-static bool redirected;
+static bool redirected, wanted;
 
 void stitch__ftrace_longjmp_prepare(void)
 {
+	wanted = true;
 	if (redirected || !sp_known)
 		return;
 	struct stitch_import_redirect r[NHOOKS];
@@ -208,9 +209,13 @@ void stitch__ftrace_longjmp_prepare(void)
 	redirected = stitch_redirect_imports(r, NHOOKS, (const void *)before_jump) == 0;
 }
 
+/* Update lock held (rescan()): the new modules' words, at once - not at
+ * the next registration, which may never come. */
 void stitch__ftrace_longjmp_modules_changed(void)
 {
 	redirected = false;
+	if (wanted)
+		stitch__ftrace_longjmp_prepare();
 }
 #else
 void stitch__ftrace_longjmp_init(void)

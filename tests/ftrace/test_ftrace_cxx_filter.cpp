@@ -59,6 +59,22 @@ NOIPA bool operator<(const Adder &a, const Adder &b) { KEEP(); return a.v < b.v;
 namespace {
 NOIPA int hidden(int x) { KEEP(); return x + 9; }
 }
+/* "operator" inside other words is no operator: a template argument list
+ * after binary_operator is one, cooperator's template instance loses its
+ * arguments and make's return type (opw::operators::Kind) its place */
+namespace opw {
+template <typename A, typename B> struct binary_operator {
+	NOIPA static int run(int x) { KEEP(); return x + (int)sizeof(A) + (int)sizeof(B); }
+};
+struct cooperator {
+	template <typename T> NOIPA static T run(T x) { KEEP(); return x + 1; }
+};
+namespace operators {
+enum Kind { K0, K1 };
+}
+template <typename T> NOIPA operators::Kind make(T x) { KEEP(); return x ? operators::K1 : operators::K0; }
+template operators::Kind make<int>(int);
+} // namespace opw
 
 /* Which of those five are traced now (a bit each, as traced_set()). */
 static unsigned traced_more()
@@ -79,10 +95,19 @@ static unsigned traced_more()
 	before = hits;
 	(void)(tpl::Adder{ 1 } < tpl::Adder{ 2 });
 	set |= hits != before ? 16u : 0u;
+	before = hits;
+	(void)opw::binary_operator<int, char>::run(1);
+	set |= hits != before ? 32u : 0u;
+	before = hits;
+	(void)opw::cooperator::run<int>(1);
+	set |= hits != before ? 64u : 0u;
+	before = hits;
+	(void)opw::make<int>(1);
+	set |= hits != before ? 128u : 0u;
 	return set;
 }
 
-enum { TWICE = 1, CALL_OP = 2, HIDDEN = 4, PAIR = 8, LESS = 16 };
+enum { TWICE = 1, CALL_OP = 2, HIDDEN = 4, PAIR = 8, LESS = 16, BINOP = 32, COOP = 64, OPW_MAKE = 128 };
 
 static void expect_more(const char *filter, unsigned want)
 {
@@ -186,6 +211,10 @@ int main()
 	expect_more("tpl::pair(int,?char)", PAIR);
 	expect_more("tpl::operator< tpl::twice", LESS | TWICE);
 	expect_more("tpl::operator<(tpl::Adder const&, tpl::Adder const&)", LESS);
+	expect_more("opw::binary_operator<int, char>::run", BINOP);
+	expect_more("opw::cooperator::run", COOP);
+	expect_more("opw::make", OPW_MAKE);
+	expect_more("opw::*", BINOP | COOP | OPW_MAKE);
 	CHECK_EQ(pattern_sites("tpl::pair(int, char)"), 1);
 	CHECK_EQ(pattern_sites("tpl::*"), 4);
 	/* an unclosed bracket is refused, naming the pattern */

@@ -21,6 +21,13 @@
  *   C. the callback sigsetjmp()s, raise()s SIGUSR2, and the handler jumps
  *      back into the callback (a callback probing memory under a fault
  *      handler); the callback then calls a traced function.
+ *   D. the callback longjmp()s to a coroutine on a stack of its own,
+ *      mapped above the worker's, which calls a traced function and jumps
+ *      back (user-level threads that switch by longjmp): the section is
+ *      suspended, not left - ended there, the coroutine's call would reach
+ *      the callback, and the callback's return would leave the read side a
+ *      second time.  Not with _FORTIFY_SOURCE, whose __longjmp_chk refuses
+ *      a jump down to another stack, nor under ASan.
  * Built four times: plain; with _FORTIFY_SOURCE, where the jumps are
  * __longjmp_chk(); with fast-ABI callbacks (x86-64: the lean trampolines;
  * phase A only, whose callbacks call nothing); and with libstitch loaded
@@ -185,6 +192,47 @@ static void on_probe_signal(int sig)
 	(void)sig;
 	siglongjmp(probe_env, 1);
 }
+
+/* D: not under ASan either, which takes a switch of stacks by longjmp()
+ * for a stack overflow */
+#if !(defined(__USE_FORTIFY_LEVEL) && __USE_FORTIFY_LEVEL > 0) && !defined(__SANITIZE_ADDRESS__)
+#define PHASE_D 1
+#include <sys/mman.h>
+#include <ucontext.h>
+#define CORO_STACK (256 * 1024)
+static jmp_buf coro_env, back_env;
+static ucontext_t coro_uc, setup_uc;
+static uintptr_t coro_sp, section_sp;
+
+/* The coroutine: its jmp_buf is made once, on its own stack; each jump to
+ * it makes a traced call and jumps back into the callback. */
+static void coroutine(void)
+{
+	volatile char here;
+	coro_sp = (uintptr_t)&here;
+	if (setjmp(coro_env) == 0)
+		swapcontext(&coro_uc, &setup_uc); /* made: back to the set-up, once */
+	if (g_chain_c(5) != 8) /* traced, inside the suspended section: no callback */
+		atomic_fetch_add(&wrong, 1);
+	longjmp(back_env, 1);
+}
+
+static void on_entry_switch(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops,
+			    struct stitch_ftrace_regs *regs)
+{
+	(void)ip, (void)parent, (void)ops, (void)regs;
+	volatile char here;
+	section_sp = (uintptr_t)&here;
+	if (++cb_depth != 1)
+		atomic_fetch_add(&nested, 1);
+	atomic_fetch_add(&cb_calls, 1);
+	if (cb_depth == 1 && setjmp(back_env) == 0)
+		longjmp(coro_env, 1);
+	else if (cb_depth == 1)
+		atomic_fetch_add(&probes, 1);
+	cb_depth--;
+}
+#endif
 #endif
 
 /* ---- the worker ------------------------------------------------------------------ */
@@ -360,6 +408,59 @@ static void load_library(const char *path)
 }
 #endif
 
+#if !defined(LONGJMP_FAST) && defined(PHASE_D)
+static void phase_d(bool graph)
+{
+	const char *label = graph ? "D (coroutine switch inside the callback, graph)"
+				  : "D (coroutine switch inside the callback, entry)";
+	reset();
+	/* two stacks, each with a guard page below it as thread and coroutine
+	 * stacks have (which keeps them separate mappings): the higher the
+	 * coroutine's, the lower the worker thread's */
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	char *a = mmap(NULL, page + CORO_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	char *b = mmap(NULL, page + CORO_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	CHECK(a != MAP_FAILED && b != MAP_FAILED, "mmap");
+	if (a == MAP_FAILED || b == MAP_FAILED)
+		return;
+	CHECK(mprotect(a, page, PROT_NONE) == 0 && mprotect(b, page, PROT_NONE) == 0, "guard pages");
+	char *stack = ((uintptr_t)a > (uintptr_t)b ? a : b) + page, *worker_stack = (stack == a + page ? b : a) + page;
+	getcontext(&coro_uc);
+	coro_uc.uc_stack.ss_sp = stack;
+	coro_uc.uc_stack.ss_size = CORO_STACK;
+	coro_uc.uc_link = NULL;
+	makecontext(&coro_uc, coroutine, 0);
+	swapcontext(&setup_uc, &coro_uc); /* the coroutine makes its jmp_buf */
+	struct stitch_ftrace_ops ops = { .func = on_entry_switch, .ret_func = graph ? on_return : NULL };
+	int err = stitch_ftrace_register(&ops, "g_chain_c");
+	CHECK(err == 0, "%s: register: %s", label, stitch_last_error());
+	if (err)
+		return;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	CHECK(pthread_attr_setstack(&attr, worker_stack, CORO_STACK) == 0, "pthread_attr_setstack");
+	pthread_t w;
+	CHECK(pthread_create(&w, &attr, worker, NULL) == 0, "pthread_create");
+	pthread_attr_destroy(&attr);
+	wait_for(&probes, SIGNALS, "D: the callback's switches");
+	finish(w, &ops, label);
+	printf("%s: %s: coroutine stack %s the section's (%#lx, %#lx)\n", NAME, label,
+	       coro_sp > section_sp ? "above" : "below", (unsigned long)coro_sp, (unsigned long)section_sp);
+	CHECK(atomic_load(&nested) == 0, "%s: the callback was reached %ld times from the coroutine (the "
+	      "section was ended by the switch)", label, atomic_load(&nested));
+	/* the case that matters: the coroutine's stack above the section's */
+	CHECK(coro_sp > section_sp, "%s: the coroutine stack is not above the section: the test shows nothing", label);
+	begin("D: a register/unregister after the switches");
+	struct stitch_ftrace_ops again = { .func = on_entry };
+	CHECK(stitch_ftrace_register(&again, "g_chain_c") == 0, "register: %s", stitch_last_error());
+	CHECK(g_chain_a(1) == 16, "a traced call");
+	CHECK(stitch_ftrace_unregister(&again) == 0, "unregister: %s", stitch_last_error());
+	alarm(0);
+	munmap(a, page + CORO_STACK);
+	munmap(b, page + CORO_STACK);
+}
+#endif
+
 int main(int argc, char **argv)
 {
 #ifdef LONGJMP_DLOPEN
@@ -378,6 +479,9 @@ int main(int argc, char **argv)
 #ifndef LONGJMP_FAST
 		phase_b(graph);
 		phase_c(graph);
+#ifdef PHASE_D
+		phase_d(graph);
+#endif
 #endif
 	}
 	return check_summary(NAME);

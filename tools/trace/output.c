@@ -709,6 +709,12 @@ void out_ftrace(FILE *out, const struct tr_trace *tr)
 		fprintf(out, "# tracer: %s\n#\n", graph ? "function_graph" : "function");
 		for (size_t ti = 0; ti < p->nthr; ti++) {
 			const struct tr_thread *t = &p->thr[ti];
+			/* the thread's name on one line: control characters as '?' */
+			char comm[64];
+			snprintf(comm, sizeof comm, "%s", t->name);
+			for (char *c = comm; *c; c++)
+				if ((unsigned char)*c < 0x20 || *c == 0x7f)
+					*c = '?';
 			size_t *stack = xcalloc(t->nnode + 1, sizeof *stack), sp = 0;
 			for (size_t i = 0; i <= t->nnode; i++) {
 				uint32_t depth = i < t->nnode ? t->node[i].depth : 0;
@@ -726,7 +732,7 @@ void out_ftrace(FILE *out, const struct tr_trace *tr)
 				const char *name = tr_sym_name(p, n->ip, nb, sizeof nb);
 				if (!graph) {
 					double ts = (double)n->start / 1e9;
-					fprintf(out, "%16.16s-%-6u [---] %13.6f: %s\n", t->name, t->tid, ts, name);
+					fprintf(out, "%16.16s-%-6u [---] %13.6f: %s\n", comm, t->tid, ts, name);
 					continue;
 				}
 				(void)pb;
