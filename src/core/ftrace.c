@@ -76,7 +76,8 @@
  * signal handler that interrupts one) finds seq even and calls nothing.
  * No other thread reads it: it is not a grace-period mechanism.  While
  * the guard is set seq holds the stack pointer of the code that set it
- * (FT_SEQ_BUSY, 2, during the thread's set-up and exit): every frame of
+ * (with FT_SEQ_REGISTERING or'ed in during the thread's set-up;
+ * FT_SEQ_BUSY, 2, during its exit): every frame of
  * that section - the trampoline's or the C function's that set it, the
  * callbacks' - lies below it, every frame it will return to at or above
  * it, which is what tells a longjmp() out of a section from one inside it

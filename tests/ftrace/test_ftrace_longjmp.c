@@ -28,6 +28,10 @@
  *      the callback, and the callback's return would leave the read side a
  *      second time.  Not with _FORTIFY_SOURCE, whose __longjmp_chk refuses
  *      a jump down to another stack, nor under ASan.
+ *   E. a jump out of a thread's first traced call while the thread sets
+ *      itself up (this program's pthread_setspecific(), which the library
+ *      calls then, jumps): the thread must be traced afterwards and may
+ *      change tracing (it was left "inside a callback" for good).
  * Built four times: plain; with _FORTIFY_SOURCE, where the jumps are
  * __longjmp_chk(); with fast-ABI callbacks (x86-64: the lean trampolines;
  * phase A only, whose callbacks call nothing); and with libstitch loaded
@@ -233,6 +237,26 @@ static void on_entry_switch(uintptr_t ip, uintptr_t parent, struct stitch_ftrace
 	cb_depth--;
 }
 #endif
+#endif
+
+#ifndef LONGJMP_FAST
+/* E: the library's pthread_setspecific() call in a thread's set-up comes
+ * here (this program's definition comes first in the lookup) */
+#include <dlfcn.h>
+static __thread int jump_in_setspecific;
+static sigjmp_buf setup_env;
+
+int pthread_setspecific(pthread_key_t key, const void *value)
+{
+	static int (*real)(pthread_key_t, const void *);
+	if (!real)
+		*(void **)&real = dlsym(RTLD_NEXT, "pthread_setspecific");
+	if (jump_in_setspecific) {
+		jump_in_setspecific = 0;
+		siglongjmp(setup_env, 1);
+	}
+	return real(key, value);
+}
 #endif
 
 /* ---- the worker ------------------------------------------------------------------ */
@@ -461,6 +485,58 @@ static void phase_d(bool graph)
 }
 #endif
 
+#ifndef LONGJMP_FAST
+static atomic_int setup_jumped, setup_untraced, setup_refused;
+
+static void *worker_setup(void *arg)
+{
+	(void)arg;
+	jump_in_setspecific = 1;
+	if (sigsetjmp(setup_env, 1) == 0) {
+		(void)g_chain_c(1); /* the thread's first traced call: its set-up jumps out */
+		atomic_fetch_add(&wrong, 1);
+		return NULL;
+	}
+	atomic_store(&setup_jumped, 1);
+	long before = atomic_load(&cb_calls);
+	if (g_chain_c(1) != 4)
+		atomic_fetch_add(&wrong, 1);
+	if (atomic_load(&cb_calls) == before)
+		atomic_store(&setup_untraced, 1);
+	struct stitch_ftrace_ops mine = { .func = on_entry };
+	if (stitch_ftrace_register(&mine, "g_chain_b") != 0)
+		atomic_store(&setup_refused, 1);
+	else if (stitch_ftrace_unregister(&mine) != 0)
+		atomic_store(&setup_refused, 1);
+	return NULL;
+}
+
+static void phase_e(void)
+{
+	const char *label = "E (jump out of a thread's set-up)";
+	reset();
+	struct stitch_ftrace_ops ops = { .func = on_entry };
+	int err = stitch_ftrace_register(&ops, "g_chain_c");
+	CHECK(err == 0, "%s: register: %s", label, stitch_last_error());
+	if (err)
+		return;
+	pthread_t w;
+	begin("E: the worker");
+	CHECK(pthread_create(&w, NULL, worker_setup, NULL) == 0, "pthread_create");
+	pthread_join(w, NULL);
+	begin("E: unregister");
+	CHECK(stitch_ftrace_unregister(&ops) == 0, "%s: unregister: %s", label, stitch_last_error());
+	alarm(0);
+	CHECK(atomic_load(&setup_jumped) == 1, "%s: the set-up did not jump (the library does not call "
+	      "pthread_setspecific there any more?): the test shows nothing", label);
+	CHECK(atomic_load(&setup_untraced) == 0, "%s: the thread's calls are not traced after the jump", label);
+	CHECK(atomic_load(&setup_refused) == 0, "%s: the thread may not change tracing after the jump: %s", label,
+	      stitch_last_error());
+	CHECK(atomic_load(&wrong) == 0, "%s: %ld wrong results", label, atomic_load(&wrong));
+	printf("%s: %s: done\n", NAME, label);
+}
+#endif
+
 int main(int argc, char **argv)
 {
 #ifdef LONGJMP_DLOPEN
@@ -484,5 +560,8 @@ int main(int argc, char **argv)
 #endif
 #endif
 	}
+#ifndef LONGJMP_FAST
+	phase_e();
+#endif
 	return check_summary(NAME);
 }
