@@ -51,8 +51,8 @@
  * there), and must not fork() (the fork waits for the update lock, which
  * an update holds while it waits for the callback).  A longjmp() out of a
  * callback, or out of a signal handler that interrupted one, ends the
- * section (the library interposes the longjmp() family, also when loaded
- * by dlopen(); not setcontext(): docs/ftrace.md).  x86-64: callbacks may use
+ * section (the library interposes the longjmp() family and setcontext(),
+ * also when loaded by dlopen(): docs/ftrace.md).  x86-64: callbacks may use
  * general and SSE registers (xmm0-7 are saved), not AVX upper halves of
  * argument registers - unless the ops chooses the fast ABI below
  * (STITCH_FTRACE_F_PRESERVES_REGS).

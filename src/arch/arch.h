@@ -64,6 +64,8 @@ bool arch_batch_skip_nops(uintptr_t *pc, void *span);
 /* Read and write the interrupted PC of a signal context. */
 uintptr_t arch_ucontext_pc(const ucontext_t *uc);
 void arch_ucontext_set_pc(ucontext_t *uc, uintptr_t pc);
+/* Its stack pointer (also of a getcontext() one: where setcontext() goes). */
+uintptr_t arch_ucontext_sp(const ucontext_t *uc);
 
 /* The backend self-test's probe: a function returning 1 whose result can be
  * changed to 2 by writing `probe_new` over `probe_old` at `probe_addr`. */

@@ -411,9 +411,9 @@ static inline void ft_read_unlock(struct ft_thread *t, unsigned long s)
  * leave it just before: a jump from between the two finds it not taken),
  * and the guard.  Where libstitch was loaded by dlopen() the program's
  * jumps are bound to libc's; the GOT slots they go through are redirected
- * (stitch__ftrace_longjmp_prepare).  Not seen: a jump by setcontext(), or
- * by a longjmp() bound to another interposer - the section stays as
- * before.  Runs on the
+ * (stitch__ftrace_longjmp_prepare).  setcontext() is interposed too (its
+ * context holds the target's stack pointer).  Not seen: a jump bound to
+ * another interposer - the section stays as before.  Runs on the
  * thread itself, typically in a signal handler: stores to its own words
  * and urcu-bp's, which are async-signal-safe.
  */

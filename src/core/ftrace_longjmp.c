@@ -20,11 +20,13 @@
  * it as before (docs/ftrace.md says so).
  *
  * Interposed: longjmp, _longjmp, siglongjmp (one function in glibc under
- * three names) and __longjmp_chk (what they become under _FORTIFY_SOURCE).
- * Each calls the next definition in the lookup order (glibc's, or a
- * sanitizer's interceptor), found at load (stitch__ftrace_longjmp_init).  The interposers run in signal
- * handlers: they only read the jmp_buf, call sigaltstack() and store to the
- * thread's own words (stitch__ftrace_longjmp).
+ * three names), __longjmp_chk (what they become under _FORTIFY_SOURCE),
+ * and setcontext (whose context holds the stack pointer plain).  Each
+ * calls the next definition in the lookup order (glibc's, or a sanitizer's
+ * interceptor), found at load (stitch__ftrace_longjmp_init).  The
+ * interposers run in signal handlers: they read the jmp_buf or context,
+ * and stitch__ftrace_longjmp() makes system calls (sigaltstack, reading
+ * /proc/self/maps) and stores to the thread's own words.
  */
 #undef _FORTIFY_SOURCE /* setjmp.h would rename longjmp to __longjmp_chk */
 #include <dlfcn.h>
@@ -32,7 +34,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <ucontext.h>
 
+#include "arch/arch.h"
 #include "core/ftrace_internal.h"
 #include "core/internal.h"
 
@@ -160,12 +164,36 @@ static __attribute__((noreturn)) void longjmp_chk_hook(sigjmp_buf env, int val)
 	jump(&next_longjmp_chk, "__longjmp_chk", (void *)longjmp_chk_hook, env, val);
 }
 
+/* setcontext(): where a signal handler goes back to a context saved by
+ * getcontext() instead of a jmp_buf.  The target's stack pointer is in the
+ * context, plain.  (swapcontext() is not interposed: it saves the context
+ * it leaves, which a later switch resumes - a coroutine switch, not a
+ * jump out.)  If setcontext() then fails (a context it cannot load), the
+ * section was ended all the same: nothing returns into it but the caller,
+ * which only a malformed context can make happen. */
+static void *volatile next_setcontext;
+
+static int setcontext_hook(const ucontext_t *ucp)
+{
+	if (ucp)
+		stitch__ftrace_longjmp(arch_ucontext_sp(ucp));
+	void *f = __atomic_load_n(&next_setcontext, __ATOMIC_ACQUIRE);
+	if (!f)
+		f = find_next("setcontext", (void *)setcontext_hook);
+	if (!f)
+		stitch_die("ftrace: cannot find libc's setcontext");
+	int (*fn)(const ucontext_t *);
+	memcpy(&fn, &f, sizeof(fn));
+	return fn(ucp);
+}
+
 #define EXPORT_AS(name, fn) extern __typeof(fn) name __attribute__((alias(#fn), visibility("default"))) // NOLINT(bugprone-macro-parentheses)
 EXPORT_AS(longjmp, longjmp_hook);
 EXPORT_AS(_longjmp, underscore_longjmp_hook); // NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
 EXPORT_AS(siglongjmp, siglongjmp_hook);
 void __longjmp_chk(sigjmp_buf env, int val) __attribute__((noreturn)); // NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
 EXPORT_AS(__longjmp_chk, longjmp_chk_hook); // NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
+EXPORT_AS(setcontext, setcontext_hook);
 
 static const struct {
 	const char *name;
@@ -176,6 +204,7 @@ static const struct {
 	{ "_longjmp", (void *)underscore_longjmp_hook, &next_underscore_longjmp },
 	{ "siglongjmp", (void *)siglongjmp_hook, &next_siglongjmp },
 	{ "__longjmp_chk", (void *)longjmp_chk_hook, &next_longjmp_chk },
+	{ "setcontext", (void *)setcontext_hook, &next_setcontext },
 };
 #define NHOOKS (sizeof(hooks) / sizeof(hooks[0]))
 
@@ -201,7 +230,7 @@ static bool redirected, wanted;
 void stitch__ftrace_longjmp_prepare(void)
 {
 	wanted = true;
-	if (redirected || !sp_known)
+	if (redirected)
 		return;
 	struct stitch_import_redirect r[NHOOKS];
 	for (size_t i = 0; i < NHOOKS; i++)

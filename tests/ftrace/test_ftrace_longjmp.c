@@ -28,6 +28,8 @@
  *      the callback, and the callback's return would leave the read side a
  *      second time.  Not with _FORTIFY_SOURCE, whose __longjmp_chk refuses
  *      a jump down to another stack, nor under ASan.
+ *   F. as A, with the handler leaving by setcontext() to a context the
+ *      worker saved with getcontext() (not under ASan).
  *   E. a jump out of a thread's first traced call while the thread sets
  *      itself up (this program's pthread_setspecific(), which the library
  *      calls then, jumps): the thread must be traced afterwards and may
@@ -51,6 +53,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "common/check.h"
@@ -336,12 +339,14 @@ static void install(int sig, void (*fn)(int), int flags)
 	CHECK(sigaction(sig, &sa, NULL) == 0, "sigaction");
 }
 
-static void phase_a(bool graph, bool onstack)
+/* A, and F: the same with setcontext() for the handler's jump */
+static void phase_signals(const char *phase, bool graph, bool onstack, void (*handler)(int),
+			  void *(*worker_fn)(void *))
 {
 	char label[64];
-	snprintf(label, sizeof(label), "A (signal, %s%s)", graph ? "graph" : "entry", onstack ? ", sigaltstack" : "");
+	snprintf(label, sizeof(label), "%s, %s%s)", phase, graph ? "graph" : "entry", onstack ? ", sigaltstack" : "");
 	reset();
-	install(SIGUSR1, on_timeout_signal, onstack ? SA_ONSTACK : 0);
+	install(SIGUSR1, handler, onstack ? SA_ONSTACK : 0);
 	struct stitch_ftrace_ops ops = { .func = FN(on_entry), .ret_func = graph ? RFN(on_return) : NULL,
 					 .flags = OPS_FLAGS };
 	int err = stitch_ftrace_register(&ops, "g_chain_c");
@@ -351,7 +356,7 @@ static void phase_a(bool graph, bool onstack)
 	static char altmem[1 << 16];
 	stack_t alt = { .ss_sp = altmem, .ss_size = sizeof(altmem) };
 	pthread_t w;
-	CHECK(pthread_create(&w, NULL, worker, onstack ? &alt : NULL) == 0, "pthread_create");
+	CHECK(pthread_create(&w, NULL, worker_fn, onstack ? &alt : NULL) == 0, "pthread_create");
 	wait_for(&cb_calls, 1, "the worker's first traced call");
 	for (long i = 0; i < SIGNALS; i++) {
 		/* one signal at a time: each jumps before the next is sent */
@@ -367,6 +372,37 @@ static void phase_a(bool graph, bool onstack)
 	CHECK(atomic_load(&landed) >= SIGNALS / 4, "%s: only %ld of %d signals landed in a callback", label,
 	      atomic_load(&landed), SIGNALS);
 }
+
+static void phase_a(bool graph, bool onstack)
+{
+	phase_signals("A (signal", graph, onstack, on_timeout_signal, worker);
+}
+
+/* F: not under ASan, which does not see a setcontext() leave frames */
+#ifndef __SANITIZE_ADDRESS__
+#define PHASE_F 1
+static ucontext_t loop_uc;
+
+static void on_timeout_setcontext(int sig)
+{
+	(void)sig;
+	if (in_cb)
+		atomic_fetch_add(&landed, 1);
+	in_cb = 0;
+	atomic_fetch_add(&jumps, 1);
+	setcontext(&loop_uc);
+}
+
+static void *worker_setcontext(void *arg)
+{
+	(void)arg;
+	getcontext(&loop_uc); /* every setcontext() lands here */
+	while (!atomic_load(&stop))
+		if (g_chain_a(3) != 3 * 4 + 12)
+			atomic_fetch_add(&wrong, 1);
+	return NULL;
+}
+#endif
 
 #ifndef LONGJMP_FAST
 static void phase_b(bool graph)
@@ -560,6 +596,10 @@ int main(int argc, char **argv)
 #endif
 #endif
 	}
+#ifdef PHASE_F
+	for (int graph = 0; graph < 2; graph++)
+		phase_signals("F (setcontext", graph, false, on_timeout_setcontext, worker_setcontext);
+#endif
 #ifndef LONGJMP_FAST
 	phase_e();
 #endif

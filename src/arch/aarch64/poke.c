@@ -38,6 +38,11 @@ uintptr_t arch_ucontext_pc(const ucontext_t *uc)
 	return (uintptr_t)uc->uc_mcontext.pc;
 }
 
+uintptr_t arch_ucontext_sp(const ucontext_t *uc)
+{
+	return (uintptr_t)uc->uc_mcontext.sp;
+}
+
 void arch_ucontext_set_pc(ucontext_t *uc, uintptr_t pc)
 {
 	uc->uc_mcontext.pc = pc;

@@ -120,6 +120,11 @@ uintptr_t arch_ucontext_pc(const ucontext_t *uc)
 	return (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
 }
 
+uintptr_t arch_ucontext_sp(const ucontext_t *uc)
+{
+	return (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+}
+
 void arch_ucontext_set_pc(ucontext_t *uc, uintptr_t pc)
 {
 	uc->uc_mcontext.gregs[REG_RIP] = (greg_t)pc;
