@@ -339,6 +339,26 @@ static void install(int sig, void (*fn)(int), int flags)
 	CHECK(sigaction(sig, &sa, NULL) == 0, "sigaction");
 }
 
+/* Register ops on g_chain_c, the leaf of the worker's calls. */
+static bool register_on_chain(struct stitch_ftrace_ops *ops, const char *label)
+{
+	int err = stitch_ftrace_register(ops, "g_chain_c");
+	CHECK(err == 0, "%s: register: %s", label, stitch_last_error());
+	return err == 0;
+}
+
+/* After a phase: grace periods still end, and tracing still works (a read
+ * side left twice would hang here). */
+static void check_tracing_still_works(const char *what)
+{
+	begin(what);
+	struct stitch_ftrace_ops again = { .func = FN(on_entry), .flags = OPS_FLAGS };
+	CHECK(stitch_ftrace_register(&again, "g_chain_c") == 0, "register: %s", stitch_last_error());
+	CHECK(g_chain_a(1) == 16, "a traced call");
+	CHECK(stitch_ftrace_unregister(&again) == 0, "unregister: %s", stitch_last_error());
+	alarm(0);
+}
+
 /* A, and F: the same with setcontext() for the handler's jump */
 static void phase_signals(const char *phase, bool graph, bool onstack, void (*handler)(int),
 			  void *(*worker_fn)(void *))
@@ -349,9 +369,7 @@ static void phase_signals(const char *phase, bool graph, bool onstack, void (*ha
 	install(SIGUSR1, handler, onstack ? SA_ONSTACK : 0);
 	struct stitch_ftrace_ops ops = { .func = FN(on_entry), .ret_func = graph ? RFN(on_return) : NULL,
 					 .flags = OPS_FLAGS };
-	int err = stitch_ftrace_register(&ops, "g_chain_c");
-	CHECK(err == 0, "%s: register: %s", label, stitch_last_error());
-	if (err)
+	if (!register_on_chain(&ops, label))
 		return;
 	static char altmem[1 << 16];
 	stack_t alt = { .ss_sp = altmem, .ss_size = sizeof(altmem) };
@@ -411,9 +429,7 @@ static void phase_b(bool graph)
 	reset();
 	struct stitch_ftrace_ops ops = { .func = on_entry_jump, .ret_func = graph ? on_return : NULL };
 	atomic_store(&phase_b_every, 4);
-	int err = stitch_ftrace_register(&ops, "g_chain_c");
-	CHECK(err == 0, "%s: register: %s", label, stitch_last_error());
-	if (err)
+	if (!register_on_chain(&ops, label))
 		return;
 	pthread_t w;
 	CHECK(pthread_create(&w, NULL, worker, NULL) == 0, "pthread_create");
@@ -430,9 +446,7 @@ static void phase_c(bool graph)
 	struct stitch_ftrace_ops ops = { .func = on_entry_probe, .ret_func = graph ? on_return : NULL };
 	/* g_chain_c is traced by the same ops: the callback's own call of it
 	 * must find the guard set */
-	int err = stitch_ftrace_register(&ops, "g_chain_c");
-	CHECK(err == 0, "%s: register: %s", label, stitch_last_error());
-	if (err)
+	if (!register_on_chain(&ops, label))
 		return;
 	pthread_t w;
 	CHECK(pthread_create(&w, NULL, worker, NULL) == 0, "pthread_create");
@@ -440,13 +454,7 @@ static void phase_c(bool graph)
 	finish(w, &ops, label);
 	CHECK(atomic_load(&nested) == 0, "%s: the callback was reached from inside itself %ld times after a jump "
 	      "back into it (the section was ended)", label, atomic_load(&nested));
-	/* a read side left twice would show here: a grace period that never ends */
-	struct stitch_ftrace_ops again = { .func = on_entry };
-	begin("C: a register/unregister after the probes");
-	CHECK(stitch_ftrace_register(&again, "g_chain_c") == 0, "register: %s", stitch_last_error());
-	CHECK(g_chain_a(1) == 16, "a traced call");
-	CHECK(stitch_ftrace_unregister(&again) == 0, "unregister: %s", stitch_last_error());
-	alarm(0);
+	check_tracing_still_works("C: a register/unregister after the probes");
 }
 #endif
 
@@ -492,9 +500,7 @@ static void phase_d(bool graph)
 	makecontext(&coro_uc, coroutine, 0);
 	swapcontext(&setup_uc, &coro_uc); /* the coroutine makes its jmp_buf */
 	struct stitch_ftrace_ops ops = { .func = on_entry_switch, .ret_func = graph ? on_return : NULL };
-	int err = stitch_ftrace_register(&ops, "g_chain_c");
-	CHECK(err == 0, "%s: register: %s", label, stitch_last_error());
-	if (err)
+	if (!register_on_chain(&ops, label))
 		return;
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
@@ -510,12 +516,7 @@ static void phase_d(bool graph)
 	      "section was ended by the switch)", label, atomic_load(&nested));
 	/* the case that matters: the coroutine's stack above the section's */
 	CHECK(coro_sp > section_sp, "%s: the coroutine stack is not above the section: the test shows nothing", label);
-	begin("D: a register/unregister after the switches");
-	struct stitch_ftrace_ops again = { .func = on_entry };
-	CHECK(stitch_ftrace_register(&again, "g_chain_c") == 0, "register: %s", stitch_last_error());
-	CHECK(g_chain_a(1) == 16, "a traced call");
-	CHECK(stitch_ftrace_unregister(&again) == 0, "unregister: %s", stitch_last_error());
-	alarm(0);
+	check_tracing_still_works("D: a register/unregister after the switches");
 	munmap(a, page + CORO_STACK);
 	munmap(b, page + CORO_STACK);
 }
@@ -552,9 +553,7 @@ static void phase_e(void)
 	const char *label = "E (jump out of a thread's set-up)";
 	reset();
 	struct stitch_ftrace_ops ops = { .func = on_entry };
-	int err = stitch_ftrace_register(&ops, "g_chain_c");
-	CHECK(err == 0, "%s: register: %s", label, stitch_last_error());
-	if (err)
+	if (!register_on_chain(&ops, label))
 		return;
 	pthread_t w;
 	begin("E: the worker");
@@ -603,5 +602,6 @@ int main(int argc, char **argv)
 #ifndef LONGJMP_FAST
 	phase_e();
 #endif
+	check_tracing_still_works("a register/unregister after every phase");
 	return check_summary(NAME);
 }
