@@ -96,6 +96,10 @@ def start_recording(d, *options):
 
 def main():
     work = tempfile.mkdtemp(prefix="stitch-live.")
+    # Sockets of its own: the agent of any recording sweeps the sockets of
+    # dead processes, so another test recording meanwhile (ctest -j) could
+    # remove the killed program's below before this test looks at it.
+    os.environ["XDG_RUNTIME_DIR"] = work
     d = os.path.join(work, "d")
     initial = "+alpha_*"
     started = start_recording(d, "--graph", "-F", "alpha_*")
