@@ -121,7 +121,9 @@ calls=3000000
 run record --buffer 16 -o "$work/same" -- "$prog" $calls >/dev/null 2>&1 &
 first=$!
 i=0
-while ! ls "$work/same"/trace-*.dat >/dev/null 2>&1 && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+# polls for the first's file (a bound, not a wait standing in for it: if it
+# never comes, the second takes the directory and the first is refused)
+while ! ls "$work/same"/trace-*.dat >/dev/null 2>&1 && [ $i -lt 1200 ]; do sleep 0.05; i=$((i + 1)); done
 run record -o "$work/same" -- "$prog" 10 >/dev/null 2>"$work/err2"
 rc=$?
 if kill -0 $first 2>/dev/null; then
@@ -130,6 +132,18 @@ if kill -0 $first 2>/dev/null; then
 fi
 wait $first || fail "the first record into $work/same failed"
 run report "$work/same" >/dev/null 2>&1 || fail "the first recording in $work/same is not readable"
+# The directory belongs to its record until that has read it back, not
+# only while the program runs (a second record deleted the finished file
+# in between): a directory locked by another stitch-trace is refused, its
+# files untouched.  flock(1) holds the lock here as a record would.
+if command -v flock >/dev/null; then
+	before=$(ls "$work/same")
+	flock "$work/same" $emu "$cli" record -o "$work/same" -- "$prog" 10 >/dev/null 2>"$work/err2"
+	rc=$?
+	[ $rc -eq 1 ] && grep -q "being recorded into by another stitch-trace" "$work/err2" ||
+		fail "a record into a locked directory: rc $rc, $(cat "$work/err2")"
+	[ "$(ls "$work/same")" = "$before" ] || fail "a refused record changed $work/same"
+fi
 
 # Damaged files (the reader, tools/trace/reader.c): rejected with a message
 # and exit 1 when not readable at all; read up to the damage, with a

@@ -10,12 +10,14 @@
 #include <dirent.h>
 #include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -173,12 +175,39 @@ static int process_has_agent(long pid)
 }
 
 /* An empty DIR, or one holding only an earlier recording (whose trace
- * files are removed): never delete anything else.  *created: DIR is new. */
+ * files are removed): never delete anything else.  *created: DIR is new.
+ *
+ * DIR stays locked (flock on the directory, exclusive) until this
+ * stitch-trace exits: a recording belongs to its record command until that
+ * has read it back and printed the totals, not only while the program runs.
+ * Checking for a live agent alone left a window: between the program's exit
+ * and the first record's read-back, a second record found no agent,
+ * deleted the finished file, and the first failed on an empty directory
+ * (CI, aarch64 under load).  The agent check stays for what has no
+ * stitch-trace waiting on it: a program attached to, or one whose record
+ * was killed. */
 static int prepare_dir(const char *dir, int *created)
 {
 	*created = mkdir(dir, 0755) == 0;
 	if (!*created && errno != EEXIST) {
 		fprintf(stderr, "stitch-trace record: cannot create %s: %s\n", dir, strerror(errno));
+		return -1;
+	}
+	static int lock_fd = -1; /* kept open until exit: it holds the lock */
+	lock_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (lock_fd < 0) {
+		fprintf(stderr, "stitch-trace record: %s: %s\n", dir, strerror(errno));
+		return -1;
+	}
+	if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		if (errno == EWOULDBLOCK)
+			fprintf(stderr, "stitch-trace: %s is being recorded into by another stitch-trace, still running; "
+					"choose another directory\n",
+				dir);
+		else
+			fprintf(stderr, "stitch-trace record: cannot lock %s: %s\n", dir, strerror(errno));
+		close(lock_fd);
+		lock_fd = -1;
 		return -1;
 	}
 	DIR *d = opendir(dir);
