@@ -365,19 +365,18 @@ static __attribute__((noinline)) unsigned long thread_register(struct ft_thread 
 	return FT_SEQ_OUT;
 }
 
-/* Enter a read section; s is the thread's current (odd) seq: the guard
- * first, then RCU (a signal handler in between calls nothing).  Inlined,
- * so the stack pointer is the calling function's: its callbacks' frames
- * are below it, the trampoline that called it above. */
-static inline __attribute__((always_inline)) void ft_read_lock(struct ft_thread *t, unsigned long s)
+/* Enter a read section (the thread is outside one): the guard first,
+ * then RCU (a signal handler in between calls nothing).  Inlined, so the
+ * stack pointer is the calling function's: its callbacks' frames are below
+ * it, the trampoline that called it above. */
+static inline __attribute__((always_inline)) void ft_read_lock(struct ft_thread *t)
 {
-	(void)s;
 	__atomic_store_n(&t->seq, ft_stack_pointer(), __ATOMIC_RELAXED);
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	rcu_lock();
 }
 
-/* Leave the read section entered with seq s. */
+/* Leave the read section; s: the thread's seq before it was entered. */
 static inline void ft_read_unlock(struct ft_thread *t, unsigned long s)
 {
 	rcu_unlock();
@@ -399,9 +398,12 @@ static inline void ft_read_unlock(struct ft_thread *t, unsigned long s)
  * section is below it, a setjmp() inside a callback included, so a
  * handler's jump back into the callback that it interrupted (a callback
  * probing memory under a SIGSEGV handler) keeps the section.  Two stacks:
- * a section on the signal stack is left by a jump off it; a section off
- * it is not left by a jump onto it (the target is a handler that runs
- * above the section's interruption); otherwise the addresses compare, on
+ * a section on the signal stack is left by a jump off it (one armed with
+ * SS_AUTODISARM, which the kernel reports disabled while a handler runs on
+ * it, is known from the program's sigaltstack() calls: ftrace_longjmp.c);
+ * a section off it is not left by a jump onto it (the target is a
+ * handler that runs above the section's interruption); otherwise the
+ * addresses compare, on
  * one stack only - the target in the section's mapping: a jump to another
  * stack (a coroutine switch, a user-level thread scheduler) may come back,
  * and the section must hold until then (a section ended there would leave
@@ -461,8 +463,15 @@ static bool one_mapping(uintptr_t a, uintptr_t b)
 static bool ft_jump_leaves(uintptr_t section_sp, uintptr_t target_sp)
 {
 	stack_t ss;
+	uintptr_t lo = 0, hi = 0;
 	if (sigaltstack(NULL, &ss) == 0 && !(ss.ss_flags & SS_DISABLE)) {
-		uintptr_t lo = (uintptr_t)ss.ss_sp, hi = lo + ss.ss_size;
+		lo = (uintptr_t)ss.ss_sp;
+		hi = lo + ss.ss_size;
+	} else {
+		/* disarmed by the kernel while its handler runs (SS_AUTODISARM) */
+		(void)stitch__ftrace_armed_signal_stack(&lo, &hi);
+	}
+	if (lo != hi) {
 		bool section_on = section_sp >= lo && section_sp < hi;
 		bool target_on = target_sp >= lo && target_sp < hi;
 		if (section_on != target_on)
@@ -740,7 +749,7 @@ static __attribute__((noinline)) uintptr_t graph_return_slow(uintptr_t key, stru
 	unsigned long s = __atomic_load_n(&t->seq, __ATOMIC_RELAXED);
 	bool outer = s & 1;
 	if (outer)
-		ft_read_lock(t, s);
+		ft_read_lock(t);
 	if (__builtin_expect(i < st->depth, 0))
 		graph_abandon(st, i);
 	const struct ft_shadow *e = &st->e[--st->depth];
@@ -757,7 +766,7 @@ void stitch__ftrace_graph_unwound_below(uintptr_t sp)
 	unsigned long s = __atomic_load_n(&t->seq, __ATOMIC_RELAXED);
 	if (!(s & 1) || !t->shadow || !t->shadow->depth)
 		return;
-	ft_read_lock(t, s);
+	ft_read_lock(t);
 	struct ft_shadow_stack *st = t->shadow;
 	size_t keep = st->depth;
 	/* as graph_prune: within the window below sp (not another stack's) */
@@ -773,7 +782,7 @@ void stitch__ftrace_graph_abandon_all(void)
 	unsigned long s = __atomic_load_n(&t->seq, __ATOMIC_RELAXED);
 	if (!(s & 1) || !t->shadow || !t->shadow->depth)
 		return;
-	ft_read_lock(t, s);
+	ft_read_lock(t);
 	graph_abandon(t->shadow, 0);
 	ft_read_unlock(t, s);
 }
@@ -787,7 +796,7 @@ uintptr_t stitch__ftrace_graph_return(uintptr_t key, struct stitch_ftrace_ret_re
 	/* the common case: the top entry, not a tail call's (its key would be
 	 * tagged), one graph ops, outside callbacks */
 	if (__builtin_expect(d && st->e[d - 1].key == key && st->e[d - 1].ops && (s & 1), 1)) {
-		ft_read_lock(t, s);
+		ft_read_lock(t);
 		const struct ft_shadow *e = &st->e[--st->depth];
 		uintptr_t orig = e->orig;
 		struct stitch_ftrace_ops *ops = e->ops;
@@ -836,7 +845,7 @@ bool stitch__ftrace_dispatch(uintptr_t cookie, uintptr_t parent_ip, struct stitc
 			return false; /* a callback called traced code */
 		seq = thread_register(t);
 	}
-	ft_read_lock(t, seq);
+	ft_read_lock(t);
 	struct ft_rec *r = (struct ft_rec *)cookie;
 	struct ft_set *s = atomic_load_explicit(&r->set, memory_order_consume);
 	if (__builtin_expect(parent_ip == RETURN_TRAMP, 0) && t->shadow) /* a tail call of a hooked function */

@@ -21,7 +21,8 @@
  *
  * Interposed: longjmp, _longjmp, siglongjmp (one function in glibc under
  * three names), __longjmp_chk (what they become under _FORTIFY_SOURCE),
- * and setcontext (whose context holds the stack pointer plain).  Each
+ * and setcontext (whose context holds the stack pointer plain); and
+ * sigaltstack, to know a signal stack the kernel disarmed.  Each
  * calls the next definition in the lookup order (glibc's, or a sanitizer's
  * interceptor), found at load (stitch__ftrace_longjmp_init).  The
  * interposers run in signal handlers: they read the jmp_buf or context,
@@ -33,6 +34,7 @@
 #include <setjmp.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <signal.h>
 #include <string.h>
 #include <ucontext.h>
 
@@ -141,9 +143,7 @@ static void *volatile next_longjmp, *volatile next_underscore_longjmp, *volatile
 	*volatile next_longjmp_chk;
 
 /* Each interposer is a static function exported under the interposed name
- * by an alias (as in ftrace_unwind.c): the static one's address is ours
- * for sure, where the exported name's, in a dlopen()ed libstitch, is
- * bound to libc's. */
+ * (STITCH_EXPORT_AS, internal.h says why). */
 static __attribute__((noreturn)) void longjmp_hook(jmp_buf env, int val)
 {
 	jump(&next_longjmp, "longjmp", (void *)longjmp_hook, env, val);
@@ -187,24 +187,62 @@ static int setcontext_hook(const ucontext_t *ucp)
 	return fn(ucp);
 }
 
-#define EXPORT_AS(name, fn) extern __typeof(fn) name __attribute__((alias(#fn), visibility("default"))) // NOLINT(bugprone-macro-parentheses)
-EXPORT_AS(longjmp, longjmp_hook);
-EXPORT_AS(_longjmp, underscore_longjmp_hook); // NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
-EXPORT_AS(siglongjmp, siglongjmp_hook);
-void __longjmp_chk(sigjmp_buf env, int val) __attribute__((noreturn)); // NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
-EXPORT_AS(__longjmp_chk, longjmp_chk_hook); // NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
-EXPORT_AS(setcontext, setcontext_hook);
+/*
+ * sigaltstack(): the signal stack the thread armed last, for
+ * stitch__ftrace_longjmp().  A stack armed with SS_AUTODISARM is disarmed
+ * by the kernel while a handler runs on it (and stays so after a jump out
+ * of that handler, until the program arms it again): sigaltstack(NULL)
+ * then says "disabled", and a section on that stack would look like one on
+ * no signal stack at all - a jump from it back to the thread's stack
+ * compares addresses across two mappings and would keep the section.  The
+ * program's own calls are what says where the stack is; a disarm by the
+ * kernel does not go through them.
+ */
+static void *volatile next_sigaltstack;
+static __thread struct {
+	uintptr_t lo, hi; /* [lo, hi): armed; lo == hi: none */
+} armed __attribute__((tls_model("initial-exec")));
 
-static const struct {
-	const char *name;
-	void *ours;
-	void *volatile *next;
-} hooks[] = {
+static int sigaltstack_hook(const stack_t *ss, stack_t *old)
+{
+	void *f = __atomic_load_n(&next_sigaltstack, __ATOMIC_ACQUIRE);
+	if (!f)
+		f = find_next("sigaltstack", (void *)sigaltstack_hook);
+	if (!f)
+		stitch_die("ftrace: cannot find libc's sigaltstack");
+	int (*fn)(const stack_t *, stack_t *);
+	memcpy(&fn, &f, sizeof(fn));
+	int r = fn(ss, old);
+	if (r == 0 && ss) {
+		bool on = !(ss->ss_flags & SS_DISABLE);
+		armed.lo = on ? (uintptr_t)ss->ss_sp : 0;
+		armed.hi = on ? (uintptr_t)ss->ss_sp + ss->ss_size : 0;
+	}
+	return r;
+}
+
+bool stitch__ftrace_armed_signal_stack(uintptr_t *lo, uintptr_t *hi)
+{
+	*lo = armed.lo;
+	*hi = armed.hi;
+	return armed.lo != armed.hi;
+}
+
+STITCH_EXPORT_AS(longjmp, longjmp_hook);
+STITCH_EXPORT_AS(_longjmp, underscore_longjmp_hook); // NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
+STITCH_EXPORT_AS(siglongjmp, siglongjmp_hook);
+void __longjmp_chk(sigjmp_buf env, int val) __attribute__((noreturn)); // NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
+STITCH_EXPORT_AS(__longjmp_chk, longjmp_chk_hook); // NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
+STITCH_EXPORT_AS(setcontext, setcontext_hook);
+STITCH_EXPORT_AS(sigaltstack, sigaltstack_hook);
+
+static const struct stitch_interposer hooks[] = {
 	{ "longjmp", (void *)longjmp_hook, &next_longjmp },
 	{ "_longjmp", (void *)underscore_longjmp_hook, &next_underscore_longjmp },
 	{ "siglongjmp", (void *)siglongjmp_hook, &next_siglongjmp },
 	{ "__longjmp_chk", (void *)longjmp_chk_hook, &next_longjmp_chk },
 	{ "setcontext", (void *)setcontext_hook, &next_setcontext },
+	{ "sigaltstack", (void *)sigaltstack_hook, &next_sigaltstack },
 };
 #define NHOOKS (sizeof(hooks) / sizeof(hooks[0]))
 
@@ -233,9 +271,7 @@ void stitch__ftrace_longjmp_prepare(void)
 	if (redirected)
 		return;
 	struct stitch_import_redirect r[NHOOKS];
-	for (size_t i = 0; i < NHOOKS; i++)
-		r[i] = (struct stitch_import_redirect){ .name = hooks[i].name, .to = hooks[i].ours, .real = hooks[i].next };
-	redirected = stitch_redirect_imports(r, NHOOKS, (const void *)before_jump) == 0;
+	redirected = stitch_redirect_interposers(hooks, r, NHOOKS, NULL, (const void *)before_jump) == 0;
 }
 
 /* Update lock held (rescan()): the new modules' words, at once - not at
@@ -249,6 +285,12 @@ void stitch__ftrace_longjmp_modules_changed(void)
 #else
 void stitch__ftrace_longjmp_init(void)
 {
+}
+
+bool stitch__ftrace_armed_signal_stack(uintptr_t *lo, uintptr_t *hi)
+{
+	*lo = *hi = 0;
+	return false;
 }
 
 void stitch__ftrace_longjmp_prepare(void)

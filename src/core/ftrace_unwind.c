@@ -313,15 +313,8 @@ static void fix_frames(bool rehook)
 
 typedef _Unwind_Reason_Code (*raise_fn)(struct _Unwind_Exception *);
 
-/*
- * Each interposer is a static function exported under the interposed name
- * by an alias: the address of the static one is ours for sure, where the
- * exported name's may be bound to the original (in a dlopen()ed libstitch,
- * its own references to the name resolve in the global scope first).
- */
-/* name is the declarator: it cannot be parenthesised */
-#define EXPORT_AS(name, fn) extern __typeof(fn) name __attribute__((alias(#fn), visibility("default"))) // NOLINT(bugprone-macro-parentheses)
-
+/* Each interposer is a static function exported under the interposed name
+ * (STITCH_EXPORT_AS, internal.h says why). */
 static _Unwind_Reason_Code raise_hook(struct _Unwind_Exception *e)
 {
 	fix_frames(false);
@@ -329,7 +322,7 @@ static _Unwind_Reason_Code raise_hook(struct _Unwind_Exception *e)
 	fix_frames(true); /* no handler: every frame is still there */
 	return r;
 }
-EXPORT_AS(_Unwind_RaiseException, raise_hook);
+STITCH_EXPORT_AS(_Unwind_RaiseException, raise_hook);
 
 static _Unwind_Reason_Code rethrow_hook(struct _Unwind_Exception *e)
 {
@@ -338,7 +331,7 @@ static _Unwind_Reason_Code rethrow_hook(struct _Unwind_Exception *e)
 	fix_frames(true);
 	return r;
 }
-EXPORT_AS(_Unwind_Resume_or_Rethrow, rethrow_hook);
+STITCH_EXPORT_AS(_Unwind_Resume_or_Rethrow, rethrow_hook);
 
 static void *begin_catch_hook(void *exception)
 {
@@ -350,7 +343,7 @@ static void *begin_catch_hook(void *exception)
 	return r;
 }
 /* The C++ ABI's name (libstdc++ has it; no C header declares it). */
-EXPORT_AS(__cxa_begin_catch, begin_catch_hook); // NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
+STITCH_EXPORT_AS(__cxa_begin_catch, begin_catch_hook); // NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
 
 static __attribute__((noreturn)) void pthread_exit_hook(void *retval)
 {
@@ -360,7 +353,7 @@ static __attribute__((noreturn)) void pthread_exit_hook(void *retval)
 	NEXT(pthread_exit, void (*)(void *))(retval);
 	abort(); /* not reached */
 }
-EXPORT_AS(pthread_exit, pthread_exit_hook);
+STITCH_EXPORT_AS(pthread_exit, pthread_exit_hook);
 
 /* Stack walks (glibc's backtrace() calls libgcc_s through its own pointer,
  * so both): the real return addresses while they walk, the trampoline
@@ -372,7 +365,7 @@ static int backtrace_hook(void **buffer, int size)
 	fix_frames(true);
 	return n;
 }
-EXPORT_AS(backtrace, backtrace_hook);
+STITCH_EXPORT_AS(backtrace, backtrace_hook);
 
 static _Unwind_Reason_Code unwind_backtrace_hook(_Unwind_Trace_Fn fn, void *arg)
 {
@@ -381,7 +374,7 @@ static _Unwind_Reason_Code unwind_backtrace_hook(_Unwind_Trace_Fn fn, void *arg)
 	fix_frames(true);
 	return r;
 }
-EXPORT_AS(_Unwind_Backtrace, unwind_backtrace_hook);
+STITCH_EXPORT_AS(_Unwind_Backtrace, unwind_backtrace_hook);
 
 /* ---- walking through the return trampoline --------------------------------
  *
@@ -647,7 +640,7 @@ static const void *find_fde_hook(void *pc, struct dwarf_eh_bases *bases)
 	return NEXT(_Unwind_Find_FDE, find_fde_fn)(pc, bases);
 }
 /* libgcc's name (no header declares it) */
-EXPORT_AS(_Unwind_Find_FDE, find_fde_hook); // NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
+STITCH_EXPORT_AS(_Unwind_Find_FDE, find_fde_hook); // NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
 
 /* ---- loaded after the unwinder --------------------------------------------
  *
@@ -682,13 +675,7 @@ EXPORT_AS(_Unwind_Find_FDE, find_fde_hook); // NOLINT(bugprone-reserved-identifi
  * go unreported, as after a longjmp) and the unwound ones are reported at
  * the next hooked call.
  */
-struct interposer {
-	const char *name;
-	void *ours;
-	void *volatile *next;
-};
-
-static const struct interposer interposers[] = {
+static const struct stitch_interposer interposers[] = {
 	{ "_Unwind_RaiseException", (void *)raise_hook, &next__Unwind_RaiseException },
 	{ "_Unwind_Resume_or_Rethrow", (void *)rethrow_hook, &next__Unwind_Resume_or_Rethrow },
 	{ "__cxa_begin_catch", (void *)begin_catch_hook, &next___cxa_begin_catch },
@@ -710,7 +697,7 @@ static char unwind_error[512];
  * dependencies, libgcc_s and libc, otherwise); else the global scope's
  * (libstdc++ of a C++ program).  NULL if only ours is loaded.
  */
-static void *original(const struct interposer *ip)
+static void *original(const struct stitch_interposer *ip)
 {
 	void *f = __atomic_load_n(ip->next, __ATOMIC_ACQUIRE);
 	if (!f)
@@ -757,10 +744,7 @@ static int redirect_to_ours(void)
 	void *throw_fn = __atomic_load_n(&thrower, __ATOMIC_ACQUIRE);
 	if (throw_fn && !stitch_in_main_program(throw_fn))
 		throw_fn = NULL;
-	for (size_t i = 0; i < NINTERPOSERS; i++)
-		r[i] = (struct stitch_import_redirect){ .name = interposers[i].name, .to = interposers[i].ours,
-							.real = interposers[i].next, .probe = throw_fn };
-	int err = stitch_redirect_imports(r, NINTERPOSERS, (const void *)fix_frames);
+	int err = stitch_redirect_interposers(interposers, r, NINTERPOSERS, throw_fn, (const void *)fix_frames);
 	if (err)
 		return err;
 	for (size_t i = 0; i < 2; i++) /* the throws: _Unwind_RaiseException, _Unwind_Resume_or_Rethrow */

@@ -195,3 +195,12 @@ bool stitch_in_main_program(const void *addr)
 	dl_iterate_phdr(first_module, &m);
 	return m.inside;
 }
+
+int stitch_redirect_interposers(const struct stitch_interposer *ip, struct stitch_import_redirect *r, size_t n,
+				const void *probe, const void *self)
+{
+	for (size_t i = 0; i < n; i++)
+		r[i] = (struct stitch_import_redirect){ .name = ip[i].name, .to = ip[i].ours, .real = ip[i].next,
+							.probe = probe };
+	return stitch_redirect_imports(r, n, self);
+}

@@ -140,6 +140,25 @@ struct stitch_import_redirect {
 	int bound, missed, bound_in_probe; /* out */
 };
 int stitch_redirect_imports(struct stitch_import_redirect *r, size_t n, const void *self);
+/*
+ * A function libstitch interposes (defines under a name that libc or
+ * libgcc defines too) and the word holding the definition it calls on to.
+ * `ours` is a static function exported under `name` by STITCH_EXPORT_AS:
+ * the static's address is ours for sure, where the exported name's may be
+ * bound to the original (in a dlopen()ed libstitch, its own references to
+ * the name resolve in the global scope first).
+ */
+struct stitch_interposer {
+	const char *name;
+	void *ours;
+	void *volatile *next;
+};
+/* name is the declarator: it cannot be parenthesised */
+#define STITCH_EXPORT_AS(name, fn) extern __typeof(fn) name __attribute__((alias(#fn), visibility("default"))) // NOLINT(bugprone-macro-parentheses)
+/* stitch_redirect_imports() of n interposers: each from *next to ours;
+ * r has n entries, filled here (probe: see above, may be NULL). */
+int stitch_redirect_interposers(const struct stitch_interposer *ip, struct stitch_import_redirect *r, size_t n,
+				const void *probe, const void *self);
 /* Whether addr is in the main program's image. */
 bool stitch_in_main_program(const void *addr);
 /*

@@ -30,6 +30,12 @@
  *      a jump down to another stack, nor under ASan.
  *   F. as A, with the handler leaving by setcontext() to a context the
  *      worker saved with getcontext() (not under ASan).
+ *   G. a section on the signal stack: the worker's SIGUSR1 handler runs on
+ *      a sigaltstack and makes a traced call, whose callback siglongjmp()s
+ *      back to the worker's loop on the thread's stack; with the stack
+ *      armed plainly and with SS_AUTODISARM (the kernel reports it disabled
+ *      while the handler runs: without the library's own record of it the
+ *      section was kept, and the worker was never traced again).
  *   E. a jump out of a thread's first traced call while the thread sets
  *      itself up (this program's pthread_setspecific(), which the library
  *      calls then, jumps): the thread must be traced afterwards and may
@@ -43,6 +49,7 @@
  * does not finish within its budget is a failure (the SIGALRM watchdog):
  * the hangs above are what this test is for.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
@@ -458,6 +465,107 @@ static void phase_c(bool graph)
 }
 #endif
 
+#ifndef LONGJMP_FAST
+#ifndef SS_AUTODISARM
+#define SS_AUTODISARM (1U << 31) /* <linux/signal.h>, which clashes with <signal.h> */
+#endif
+static __thread volatile int in_handler;
+
+/* G: a traced call from a handler on the signal stack reaches this, which
+ * jumps back to the worker's loop; the worker's own calls are counted. */
+static void on_entry_from_handler(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops,
+				  struct stitch_ftrace_regs *regs)
+{
+	(void)ip, (void)parent, (void)ops, (void)regs;
+	if (!in_handler) {
+		atomic_fetch_add(&cb_calls, 1);
+		return;
+	}
+	in_handler = 0;
+	atomic_fetch_add(&landed, 1);
+	atomic_fetch_add(&jumps, 1);
+	siglongjmp(worker_env, 3);
+}
+
+/* G's return callback: short, so that the signals land outside sections */
+static void on_return_quick(uintptr_t ip, uintptr_t parent, struct stitch_ftrace_ops *ops,
+			    struct stitch_ftrace_ret_regs *rregs)
+{
+	(void)ip, (void)parent, (void)ops, (void)rregs;
+}
+
+static void on_signal_traced_call(int sig)
+{
+	(void)sig;
+	in_handler = 1;
+	if (g_chain_a(3) != 3 * 4 + 12) /* traced: its callback jumps */
+		atomic_fetch_add(&wrong, 1);
+	/* not traced: the signal interrupted a section of the worker's (the
+	 * guard is set); leave as A does */
+	in_handler = 0;
+	atomic_fetch_add(&jumps, 1);
+	siglongjmp(worker_env, 1);
+}
+
+static stack_t g_alt;
+
+static void *worker_g(void *arg)
+{
+	(void)arg;
+	sigsetjmp(worker_env, 1);
+	/* (re-)armed after every jump: one out of a handler leaves a stack
+	 * armed with SS_AUTODISARM disarmed (only sigreturn re-arms it) */
+	if (sigaltstack(&g_alt, NULL) != 0)
+		atomic_fetch_add(&wrong, 1);
+	while (!atomic_load(&stop)) {
+		if (g_chain_a(3) != 3 * 4 + 12)
+			atomic_fetch_add(&wrong, 1);
+		for (volatile int i = 0; i < SPIN; i++) /* most signals land here, outside a section */
+			;
+	}
+	stack_t off = { .ss_flags = SS_DISABLE };
+	if (sigaltstack(&off, NULL) != 0)
+		atomic_fetch_add(&wrong, 1);
+	return NULL;
+}
+
+static void phase_g(bool graph, bool autodisarm)
+{
+	char label[96];
+	snprintf(label, sizeof(label), "G (section on the signal stack, %s%s)", graph ? "graph" : "entry",
+		 autodisarm ? ", SS_AUTODISARM" : "");
+	reset();
+	install(SIGUSR1, on_signal_traced_call, SA_ONSTACK);
+	static char altmem[1 << 16];
+	g_alt = (stack_t){ .ss_sp = altmem, .ss_size = sizeof(altmem), .ss_flags = autodisarm ? (int)SS_AUTODISARM : 0 };
+	/* qemu-user (7.2) refuses SS_AUTODISARM: said, not run */
+	stack_t off = { .ss_flags = SS_DISABLE };
+	if (sigaltstack(&g_alt, NULL) != 0) {
+		CHECK(autodisarm, "%s: sigaltstack: %s", label, strerror(errno));
+		printf("%s: %s: not run: sigaltstack() refuses SS_AUTODISARM here (%s)\n", NAME, label, strerror(errno));
+		return;
+	}
+	CHECK(sigaltstack(&off, NULL) == 0, "%s: sigaltstack(SS_DISABLE)", label);
+	struct stitch_ftrace_ops ops = { .func = on_entry_from_handler, .ret_func = graph ? on_return_quick : NULL };
+	if (!register_on_chain(&ops, label))
+		return;
+	pthread_t w;
+	CHECK(pthread_create(&w, NULL, worker_g, NULL) == 0, "pthread_create");
+	wait_for(&cb_calls, 1, "G: the worker's first traced call");
+	for (long i = 0; i < SIGNALS; i++) {
+		long j = atomic_load(&jumps);
+		pthread_kill(w, SIGUSR1);
+		wait_for(&jumps, j + 1, "G: a signal handler's jump");
+		wait_for(&cb_calls, atomic_load(&cb_calls) + 1, "G: tracing did not resume after a jump");
+	}
+	finish(w, &ops, label);
+	printf("%s: %s: %ld signals, %ld jumps from a callback on the signal stack\n", NAME, label, (long)SIGNALS,
+	       atomic_load(&landed));
+	CHECK(atomic_load(&landed) >= SIGNALS / 4, "%s: only %ld of %d handlers' calls were traced", label,
+	      atomic_load(&landed), SIGNALS);
+}
+#endif
+
 #ifdef LONGJMP_DLOPEN
 static void load_library(const char *path)
 {
@@ -592,6 +700,12 @@ int main(int argc, char **argv)
 		phase_c(graph);
 #ifdef PHASE_D
 		phase_d(graph);
+#endif
+		phase_g(graph, false);
+#ifndef __SANITIZE_ADDRESS__
+		/* ASan loses track of a stack the kernel disarmed: its
+		 * handling of the jump's no-return poisons the signal stack */
+		phase_g(graph, true);
 #endif
 #endif
 	}
