@@ -80,11 +80,19 @@ enumerate)
 		fail "--enumerate --json"
 	;;
 budget)
-	# every shipped model checks in under one second
+	# Every shipped model stays within a budget of explored states: issue
+	# 5's "under one second each", as a count that does not depend on the
+	# machine or its load (a time limit here failed under a loaded CI).
+	# The largest model explores ~67 000 states; the checker goes through
+	# ~400 000 a second on this machine (bench/run prints both), so
+	# 300 000 states is well under a second.  A model above it needs a
+	# reduction, or the budget a measured reason to grow.
+	budget=300000
 	for m in "$models"/*.model; do
 		"$sc" --json "$m" >"$tmp/j"
-		s=$(sed -n 's/.*"seconds":\([0-9.]*\).*/\1/p' "$tmp/j")
-		awk -v s="$s" 'BEGIN { exit !(s < 1.0) }' || fail "$m took $s s"
+		st=$(sed -n 's/.*"states":\([0-9]*\).*/\1/p' "$tmp/j")
+		[ -n "$st" ] || fail "$m: no state count in the JSON"
+		[ "${st:-0}" -le $budget ] || fail "$m explores $st states, over the budget of $budget"
 	done
 	;;
 spin)
