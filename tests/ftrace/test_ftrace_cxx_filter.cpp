@@ -76,71 +76,61 @@ template <typename T> NOIPA operators::Kind make(T x) { KEEP(); return x ? opera
 template operators::Kind make<int>(int);
 } // namespace opw
 
-/* Which of those five are traced now (a bit each, as traced_set()). */
-static unsigned traced_more()
+/* Which of calls[] reach the callback now: a bit each, by calling them. */
+using call_fn = int (*)();
+static unsigned traced_bits(const call_fn *calls, size_t n)
 {
 	unsigned set = 0;
-	long before = hits;
-	(void)tpl::twice<int>(2);
-	set |= hits != before ? 1u : 0u;
-	before = hits;
-	(void)tpl::Adder{ 1 }(2);
-	set |= hits != before ? 2u : 0u;
-	before = hits;
-	(void)hidden(1);
-	set |= hits != before ? 4u : 0u;
-	before = hits;
-	(void)tpl::pair(1, 'a');
-	set |= hits != before ? 8u : 0u;
-	before = hits;
-	(void)(tpl::Adder{ 1 } < tpl::Adder{ 2 });
-	set |= hits != before ? 16u : 0u;
-	before = hits;
-	(void)opw::binary_operator<int, char>::run(1);
-	set |= hits != before ? 32u : 0u;
-	before = hits;
-	(void)opw::cooperator::run<int>(1);
-	set |= hits != before ? 64u : 0u;
-	before = hits;
-	(void)opw::make<int>(1);
-	set |= hits != before ? 128u : 0u;
-	return set;
-}
-
-enum { TWICE = 1, CALL_OP = 2, HIDDEN = 4, PAIR = 8, LESS = 16, BINOP = 32, COOP = 64, OPW_MAKE = 128 };
-
-static void expect_more(const char *filter, unsigned want)
-{
-	int err = stitch_ftrace_register(&ops, filter);
-	CHECK(err == 0, "register \"%s\": %s", filter, stitch_last_error());
-	if (err)
-		return;
-	unsigned got = traced_more();
-	CHECK(got == want, "\"%s\": traced set %#x, expected %#x", filter, got, want);
-	CHECK_EQ(stitch_ftrace_unregister(&ops), 0);
-}
-
-/* Which of the seven functions are traced now: a bit each, by calling them. */
-static unsigned traced_set()
-{
-	ns::Widget w{ 1 };
-	unsigned set = 0;
-	int (*calls[])(ns::Widget &) = {
-		[](ns::Widget &o) { return o.draw(1); },       [](ns::Widget &o) { return o.draw(1.0); },
-		[](ns::Widget &) { return ns::Widget::make(); }, [](ns::Widget &) { return ns::free_fn(1); },
-		[](ns::Widget &) { return other::free_fn(1); },  [](ns::Widget &) { return plain_c(1); },
-		[](ns::Widget &) { return handle(1); },
-	};
-	for (unsigned i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
+	for (size_t i = 0; i < n; i++) {
 		long before = hits;
-		(void)calls[i](w);
+		(void)calls[i]();
 		if (hits != before)
 			set |= 1u << i;
 	}
 	return set;
 }
 
+/* The first seven functions, in the order of their bits. */
+static const ns::Widget widget{ 1 };
+static const call_fn first_calls[] = {
+	[] { return widget.draw(1); },	      [] { return widget.draw(1.0); }, [] { return ns::Widget::make(); },
+	[] { return ns::free_fn(1); },	      [] { return other::free_fn(1); }, [] { return plain_c(1); },
+	[] { return handle(1); },
+};
 enum { DRAW_INT = 1, DRAW_DOUBLE = 2, MAKE = 4, NS_FREE = 8, OTHER_FREE = 16, PLAIN = 32, HANDLE = 64 };
+
+/* The names with more than "name(params)", in the order of their bits. */
+static const call_fn more_calls[] = {
+	[] { return tpl::twice<int>(2); },
+	[] { return tpl::Adder{ 1 }(2); },
+	[] { return hidden(1); },
+	[] { return tpl::pair(1, 'a'); },
+	[] { return (int)(tpl::Adder{ 1 } < tpl::Adder{ 2 }); },
+	[] { return opw::binary_operator<int, char>::run(1); },
+	[] { return opw::cooperator::run<int>(1); },
+	[] { return (int)opw::make<int>(1); },
+};
+enum { TWICE = 1, CALL_OP = 2, HIDDEN = 4, PAIR = 8, LESS = 16, BINOP = 32, COOP = 64, OPW_MAKE = 128 };
+
+#define NCALLS(a) (sizeof(a) / sizeof((a)[0]))
+static unsigned traced_set() { return traced_bits(first_calls, NCALLS(first_calls)); }
+
+/* Register filter, and see which of calls[] it traces. */
+static void expect_calls(const char *filter, const call_fn *calls, size_t n, unsigned want)
+{
+	int err = stitch_ftrace_register(&ops, filter);
+	CHECK(err == 0, "register \"%s\": %s", filter, stitch_last_error());
+	if (err)
+		return;
+	unsigned got = traced_bits(calls, n);
+	CHECK(got == want, "\"%s\": traced set %#x, expected %#x", filter, got, want);
+	CHECK_EQ(stitch_ftrace_unregister(&ops), 0);
+}
+static void expect(const char *filter, unsigned want) { expect_calls(filter, first_calls, NCALLS(first_calls), want); }
+static void expect_more(const char *filter, unsigned want)
+{
+	expect_calls(filter, more_calls, NCALLS(more_calls), want);
+}
 
 /* Sites stitch_ftrace_pattern_matches() says one pattern selects. */
 static int pattern_sites(const char *pattern)
@@ -152,17 +142,6 @@ static int pattern_sites(const char *pattern)
 		k += r == 1;
 	}
 	return k;
-}
-
-static void expect(const char *filter, unsigned want)
-{
-	int err = stitch_ftrace_register(&ops, filter);
-	CHECK(err == 0, "register \"%s\": %s", filter, stitch_last_error());
-	if (err)
-		return;
-	unsigned got = traced_set();
-	CHECK(got == want, "\"%s\": traced set %#x, expected %#x", filter, got, want);
-	CHECK_EQ(stitch_ftrace_unregister(&ops), 0);
 }
 
 int main()
