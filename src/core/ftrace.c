@@ -419,6 +419,28 @@ static inline void ft_read_unlock(struct ft_thread *t, unsigned long s)
  * thread itself, typically in a signal handler: stores to its own words
  * and urcu-bp's, which are async-signal-safe.
  */
+/* The thread's signal stack [lo, hi) and whether the thread runs on it
+ * now; false if it has none.  One armed with SS_AUTODISARM is reported
+ * disabled by the kernel while a handler runs on it, and after a jump out
+ * of that handler: known from the program's sigaltstack() calls then
+ * (ftrace_longjmp.c).  System calls and the thread's words only: signal
+ * handlers ask. */
+static bool signal_stack(uintptr_t *lo, uintptr_t *hi, bool *on)
+{
+	stack_t ss;
+	if (sigaltstack(NULL, &ss) == 0 && !(ss.ss_flags & SS_DISABLE)) {
+		*lo = (uintptr_t)ss.ss_sp;
+		*hi = *lo + ss.ss_size;
+		*on = (ss.ss_flags & SS_ONSTACK) != 0;
+		return true;
+	}
+	if (!stitch__ftrace_autodisarm_stack(lo, hi))
+		return false;
+	uintptr_t sp = ft_stack_pointer();
+	*on = sp >= *lo && sp < *hi;
+	return true;
+}
+
 /* Whether a and b lie in one mapping of /proc/self/maps (true if it
  * cannot be read: the addresses alone decide then, as they did before
  * this check): system calls and a buffer on the stack only, as a signal
@@ -462,16 +484,9 @@ static bool one_mapping(uintptr_t a, uintptr_t b)
 
 static bool ft_jump_leaves(uintptr_t section_sp, uintptr_t target_sp)
 {
-	stack_t ss;
-	uintptr_t lo = 0, hi = 0;
-	if (sigaltstack(NULL, &ss) == 0 && !(ss.ss_flags & SS_DISABLE)) {
-		lo = (uintptr_t)ss.ss_sp;
-		hi = lo + ss.ss_size;
-	} else {
-		/* disarmed by the kernel while its handler runs (SS_AUTODISARM) */
-		(void)stitch__ftrace_armed_signal_stack(&lo, &hi);
-	}
-	if (lo != hi) {
+	uintptr_t lo, hi;
+	bool on;
+	if (signal_stack(&lo, &hi, &on)) {
 		bool section_on = section_sp >= lo && section_sp < hi;
 		bool target_on = target_sp >= lo && target_sp < hi;
 		if (section_on != target_on)
@@ -681,7 +696,7 @@ static __attribute__((noinline)) struct ft_shadow_stack *graph_prune(struct ft_t
 	 * tail call chains to (same key, returning into the trampoline). */
 	bool tail = *slot == RETURN_TRAMP;
 	size_t keep = st->depth;
-	stack_t alt = { .ss_size = 0 };
+	uintptr_t alt_lo = 0, alt_hi = 0;
 	bool alt_read = false;
 	while (keep) {
 		uintptr_t e = E_KEY(&st->e[keep - 1]);
@@ -694,10 +709,11 @@ static __attribute__((noinline)) struct ft_shadow_stack *graph_prune(struct ft_t
 			 * its entries, and the ones under them, for ever). */
 			if (!alt_read) {
 				alt_read = true;
-				if (sigaltstack(NULL, &alt) != 0 || (alt.ss_flags & (SS_ONSTACK | SS_DISABLE)))
-					alt.ss_size = 0;
+				bool on;
+				if (!signal_stack(&alt_lo, &alt_hi, &on) || on)
+					alt_lo = alt_hi = 0;
 			}
-			if (!(alt.ss_size && e - (uintptr_t)alt.ss_sp < alt.ss_size))
+			if (!(e >= alt_lo && e < alt_hi))
 				break;
 		}
 		keep--;

@@ -193,9 +193,9 @@ void stitch__ftrace_longjmp(uintptr_t target_sp);
  * take ftrace_longjmp.c, where nothing else names it): look up the
  * originals of the longjmp() family and measure glibc's pointer guard. */
 void stitch__ftrace_longjmp_init(void);
-/* The signal stack the thread armed last by sigaltstack(), SS_AUTODISARM
- * included (false: none, or not known in this build). */
-bool stitch__ftrace_armed_signal_stack(uintptr_t *lo, uintptr_t *hi);
+/* The signal stack the thread armed last by sigaltstack() with
+ * SS_AUTODISARM (false: none, or not known in this build). */
+bool stitch__ftrace_autodisarm_stack(uintptr_t *lo, uintptr_t *hi);
 /* Point the program's bound calls of the longjmp() family at ours where
  * libstitch was loaded after libc (update lock held; once, and again
  * after modules were loaded: stitch__ftrace_longjmp_modules_changed). */

@@ -38,6 +38,10 @@
 #include <string.h>
 #include <ucontext.h>
 
+#ifndef SS_AUTODISARM
+#define SS_AUTODISARM (1U << 31) /* <linux/signal.h>, which clashes with <signal.h> */
+#endif
+
 #include "arch/arch.h"
 #include "core/ftrace_internal.h"
 #include "core/internal.h"
@@ -188,19 +192,25 @@ static int setcontext_hook(const ucontext_t *ucp)
 }
 
 /*
- * sigaltstack(): the signal stack the thread armed last, for
- * stitch__ftrace_longjmp().  A stack armed with SS_AUTODISARM is disarmed
- * by the kernel while a handler runs on it (and stays so after a jump out
- * of that handler, until the program arms it again): sigaltstack(NULL)
- * then says "disabled", and a section on that stack would look like one on
- * no signal stack at all - a jump from it back to the thread's stack
- * compares addresses across two mappings and would keep the section.  The
+ * sigaltstack(): the signal stack the thread armed last with SS_AUTODISARM,
+ * for stitch__ftrace_longjmp().  The kernel disarms such a stack while a
+ * handler runs on it (and it stays so after a jump out of that handler,
+ * until the program arms it again): sigaltstack(NULL) then says
+ * "disabled", and a section on that stack would look like one on no
+ * signal stack at all - a jump from it back to the thread's stack compares
+ * addresses across two mappings and would keep the section.  The
  * program's own calls are what says where the stack is; a disarm by the
- * kernel does not go through them.
+ * kernel does not go through them.  Only such a stack is recorded: a
+ * stack disabled by any other way (the raw system call) may have been
+ * freed and reused since, and must not be taken for the signal stack.
+ * Not seen: a stack armed before the calls reached this hook (libstitch
+ * loaded by dlopen(), or preloaded by stitch-trace's agent, which hides
+ * its interposers: the calls come here once their GOT slots are
+ * redirected, at the first registration).
  */
 static void *volatile next_sigaltstack;
 static __thread struct {
-	uintptr_t lo, hi; /* [lo, hi): armed; lo == hi: none */
+	uintptr_t lo, hi; /* [lo, hi): armed with SS_AUTODISARM; hi == 0: none */
 } armed __attribute__((tls_model("initial-exec")));
 
 static int sigaltstack_hook(const stack_t *ss, stack_t *old)
@@ -212,20 +222,29 @@ static int sigaltstack_hook(const stack_t *ss, stack_t *old)
 		stitch_die("ftrace: cannot find libc's sigaltstack");
 	int (*fn)(const stack_t *, stack_t *);
 	memcpy(&fn, &f, sizeof(fn));
+	stack_t want = { .ss_flags = SS_DISABLE };
+	if (ss)
+		want = *ss; /* before the call: old may be ss */
 	int r = fn(ss, old);
 	if (r == 0 && ss) {
-		bool on = !(ss->ss_flags & SS_DISABLE);
-		armed.lo = on ? (uintptr_t)ss->ss_sp : 0;
-		armed.hi = on ? (uintptr_t)ss->ss_sp + ss->ss_size : 0;
+		bool autodisarm = !(want.ss_flags & SS_DISABLE) && (want.ss_flags & (int)SS_AUTODISARM);
+		/* a signal handler of this thread may read it between the stores:
+		 * none first, then the bounds */
+		armed.hi = 0;
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
+		armed.lo = autodisarm ? (uintptr_t)want.ss_sp : 0;
+		__atomic_signal_fence(__ATOMIC_SEQ_CST);
+		armed.hi = autodisarm ? (uintptr_t)want.ss_sp + want.ss_size : 0;
 	}
 	return r;
 }
 
-bool stitch__ftrace_armed_signal_stack(uintptr_t *lo, uintptr_t *hi)
+bool stitch__ftrace_autodisarm_stack(uintptr_t *lo, uintptr_t *hi)
 {
-	*lo = armed.lo;
 	*hi = armed.hi;
-	return armed.lo != armed.hi;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	*lo = armed.lo;
+	return *hi != 0 && *lo < *hi;
 }
 
 STITCH_EXPORT_AS(longjmp, longjmp_hook);
@@ -287,7 +306,7 @@ void stitch__ftrace_longjmp_init(void)
 {
 }
 
-bool stitch__ftrace_armed_signal_stack(uintptr_t *lo, uintptr_t *hi)
+bool stitch__ftrace_autodisarm_stack(uintptr_t *lo, uintptr_t *hi)
 {
 	*lo = *hi = 0;
 	return false;

@@ -133,17 +133,29 @@ fi
 wait $first || fail "the first record into $work/same failed"
 run report "$work/same" >/dev/null 2>&1 || fail "the first recording in $work/same is not readable"
 # The directory belongs to its record until that has read it back, not
-# only while the program runs (a second record deleted the finished file
-# in between): a directory locked by another stitch-trace is refused, its
-# files untouched.  flock(1) holds the lock here as a record would.
-if command -v flock >/dev/null; then
-	before=$(ls "$work/same")
-	flock "$work/same" $emu "$cli" record -o "$work/same" -- "$prog" 10 >/dev/null 2>"$work/err2"
-	rc=$?
-	[ $rc -eq 1 ] && grep -q "being recorded into by another stitch-trace" "$work/err2" ||
-		fail "a record into a locked directory: rc $rc, $(cat "$work/err2")"
-	[ "$(ls "$work/same")" = "$before" ] || fail "a refused record changed $work/same"
-fi
+# only while the program runs: in between, a second record found no live
+# agent and deleted the finished file (aarch64 CI).  That window, made
+# every time: the program runs through a wrapper (the emulator hook, with
+# the real emulator inside it, if any) that, once the program has exited
+# and before the first record reads back, runs a second record into the
+# same directory.  It must be refused and change nothing.
+cat >"$work/then-second.sh" <<EOF
+#!/bin/sh
+[ "\$1" = -E ] && { e=\$2; shift 2; }
+if [ -n "$emu" ]; then $emu -E "\$e" "\$@"; else env "\$e" "\$@"; fi
+rc=\$?
+STITCH_TRACE_EMULATOR="$emu" $emu "$cli" record -o "$work/win" -- "$prog" 10 >/dev/null 2>"$work/win-err2"
+echo \$? >"$work/win-rc2"
+exit \$rc
+EOF
+chmod +x "$work/then-second.sh"
+STITCH_TRACE_EMULATOR="$work/then-second.sh" run record -o "$work/win" -- "$prog" 100 >/dev/null 2>"$work/win-err1" ||
+	fail "a record whose directory another record tried meanwhile failed: $(cat "$work/win-err1")"
+[ "$(cat "$work/win-rc2" 2>/dev/null)" = 1 ] && grep -q "being recorded into by another stitch-trace" "$work/win-err2" ||
+	fail "a second record between the program's exit and its record's read-back: rc $(cat "$work/win-rc2" 2>/dev/null), $(cat "$work/win-err2" 2>/dev/null)"
+run dump "$work/win" --events >"$work/winev" 2>/dev/null || fail "the first recording in $work/win is not readable"
+leaf=$(awk '$1 == "E" && $4 == "entry" && $7 == "leaf"' "$work/winev" | wc -l)
+[ "$leaf" -eq 100 ] || fail "the first recording in $work/win: $leaf entries of leaf, expected 100"
 
 # Damaged files (the reader, tools/trace/reader.c): rejected with a message
 # and exit 1 when not readable at all; read up to the damage, with a

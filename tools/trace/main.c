@@ -186,17 +186,17 @@ static int process_has_agent(long pid)
  * (CI, aarch64 under load).  The agent check stays for what has no
  * stitch-trace waiting on it: a program attached to, or one whose record
  * was killed. */
-static int prepare_dir(const char *dir, int *created)
+static int prepare_dir(const char *cmd, const char *dir, int *created)
 {
 	*created = mkdir(dir, 0755) == 0;
 	if (!*created && errno != EEXIST) {
-		fprintf(stderr, "stitch-trace record: cannot create %s: %s\n", dir, strerror(errno));
+		fprintf(stderr, "stitch-trace %s: cannot create %s: %s\n", cmd, dir, strerror(errno));
 		return -1;
 	}
 	static int lock_fd = -1; /* kept open until exit: it holds the lock */
 	lock_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (lock_fd < 0) {
-		fprintf(stderr, "stitch-trace record: %s: %s\n", dir, strerror(errno));
+		fprintf(stderr, "stitch-trace %s: %s: %s\n", cmd, dir, strerror(errno));
 		return -1;
 	}
 	if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
@@ -205,14 +205,14 @@ static int prepare_dir(const char *dir, int *created)
 					"choose another directory\n",
 				dir);
 		else
-			fprintf(stderr, "stitch-trace record: cannot lock %s: %s\n", dir, strerror(errno));
+			fprintf(stderr, "stitch-trace %s: cannot lock %s: %s\n", cmd, dir, strerror(errno));
 		close(lock_fd);
 		lock_fd = -1;
 		return -1;
 	}
 	DIR *d = opendir(dir);
 	if (!d) {
-		fprintf(stderr, "stitch-trace record: %s: %s\n", dir, strerror(errno));
+		fprintf(stderr, "stitch-trace %s: %s: %s\n", cmd, dir, strerror(errno));
 		return -1;
 	}
 	struct dirent *de;
@@ -348,7 +348,7 @@ static int cmd_record(int argc, char **argv)
 	}
 	char absdir[PATH_MAX];
 	int created_dir;
-	if (prepare_dir(sel.dir, &created_dir) != 0)
+	if (prepare_dir("record", sel.dir, &created_dir) != 0)
 		return 1;
 	if (!realpath(sel.dir, absdir)) {
 		fprintf(stderr, "stitch-trace record: %s: %s\n", sel.dir, strerror(errno));
@@ -943,7 +943,7 @@ static int cmd_attach(int argc, char **argv)
 		return 1;
 	}
 	int created_dir;
-	if (prepare_dir(sel.dir, &created_dir) != 0) /* it says why */
+	if (prepare_dir("attach", sel.dir, &created_dir) != 0) /* it says why */
 		return 1;
 	if (!realpath(sel.dir, absdir)) {
 		fprintf(stderr, "stitch-trace attach: %s: %s\n", sel.dir, strerror(errno));
