@@ -115,6 +115,9 @@ struct stitch_static_call;
  * it.  Writes nothing.  -STITCH_EUNKNOWN (with the bytes) otherwise.
  */
 int arch_static_call_register(struct stitch_static_call *sc);
+/* The bytes of sc's trampoline (its layout's): none of them is a target
+ * (a call would loop, or run the middle of an instruction). */
+size_t arch_static_call_tramp_size(const struct stitch_static_call *sc);
 /* -STITCH_EALIGN, naming `what`, if `target` cannot be the target of a
  * branch here (a static call's target, a direct-call trampoline). */
 int arch_check_branch_target(uintptr_t target, const char *what);

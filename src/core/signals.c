@@ -69,6 +69,19 @@ static void find_real_sigaction(void)
 	real_sigaction_fn = (sigaction_fn)dlsym(RTLD_NEXT, "sigaction");
 }
 
+/*
+ * At load, not at the first use: dlsym() takes the loader's lock, and the
+ * first use may come from stitch_init() in one thread while another
+ * thread's dlopen() holds that lock and runs a constructor that waits for
+ * stitch (its update lock, or the init once) - a deadlock (a probe on
+ * 2026-11-28: a key's first update racing a dlopen() hung 3 runs in 3).
+ * A constructor runs with the loader's lock held by its own thread.
+ */
+__attribute__((constructor)) static void find_real_sigaction_at_load(void)
+{
+	pthread_once(&real_once, find_real_sigaction);
+}
+
 int stitch_sigaction_raw(int sig, const struct sigaction *sa, struct sigaction *old)
 {
 	pthread_once(&real_once, find_real_sigaction);

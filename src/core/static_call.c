@@ -65,9 +65,14 @@ static int check_target(const struct stitch_static_call *sc, void *func)
 {
 	if (!func)
 		return 0;
-	if (func == sc->tramp)
+	uintptr_t f = (uintptr_t)func, t = (uintptr_t)sc->tramp;
+	if (f == t)
 		return stitch_fail(STITCH_EINVAL, "static call %s: its own trampoline as the target would make every "
 				   "call loop forever", sc->name);
+	if (f > t && f - t < arch_static_call_tramp_size(sc))
+		return stitch_fail(STITCH_EINVAL, "static call %s: target %p is inside its own trampoline (%p, %zu "
+				   "bytes): a call would loop or run the middle of an instruction",
+				   sc->name, func, sc->tramp, arch_static_call_tramp_size(sc));
 	int err = arch_check_branch_target((uintptr_t)func, "static call target");
 	if (err)
 		return err;

@@ -44,6 +44,7 @@ static enum stitch_backend_kind backend = STITCH_BACKEND_NONE;
 static int procmem_fd = -1;
 static dev_t procmem_dev; /* what procmem_fd was when we opened it */
 static ino_t procmem_ino;
+static pid_t procmem_pid; /* the process whose memory it is */
 
 /*
  * Our /proc/self/mem descriptor is a number in the program's table: a
@@ -72,6 +73,7 @@ static int procmem_open(void)
 	}
 	procmem_dev = st.st_dev;
 	procmem_ino = st.st_ino;
+	procmem_pid = getpid();
 	return fd;
 }
 
@@ -82,11 +84,23 @@ static bool procmem_fd_is_ours(void)
 	       st.st_ino == procmem_ino;
 }
 
-/* Before a batch's writes (see procmem_open). */
+/* Before a batch's writes (see procmem_open).  Also: a child made without
+ * the fork handlers (_Fork(), clone(), syscall(SYS_fork)) holds the
+ * parent's descriptor, which writes the parent's memory - its updates
+ * rewrote the parent's code (a probe on 2026-11-28): the child opens its
+ * own, as a fork() child does in its handler. */
 static int procmem_check(void)
 {
-	if (procmem_fd_is_ours())
+	bool ours = procmem_fd_is_ours();
+	if (ours && procmem_pid == getpid())
 		return 0;
+	if (ours) {
+		stitch_text_after_fork_child();
+		if (procmem_fd < 0)
+			return stitch_fail_errno(STITCH_EBACKEND, "cannot open /proc/self/mem in a child made "
+								  "without fork()'s handlers");
+		return 0;
+	}
 	procmem_fd = procmem_open();
 	if (procmem_fd < 0)
 		return stitch_fail_errno(STITCH_EBACKEND, "cannot open /proc/self/mem again (the program closed "
@@ -844,7 +858,8 @@ int stitch_text_store_patches(const struct stitch_patch *p, size_t n, const stru
 		if (!part_range(&p[i], part, &a, &len))
 			continue;
 		part_bytes(&p[i], part, len, bytes);
-		if (memcmp((const void *)a, bytes, len) != 0) /* what memory holds already: no store */
+		/* what memory holds already: no store (no library call per site) */
+		if (!stitch_same_bytes((const uint8_t *)a, bytes, len))
 			err = stitch_text_store(a, bytes, len);
 	}
 	return err;

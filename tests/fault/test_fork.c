@@ -24,6 +24,10 @@
  *     unregister - each waits for a grace period, which must not wait for
  *     the parent's threads, absent from the child - and callbacks must
  *     follow its changes exactly; the parent then does the same.
+ *  5. no handlers: a child made by _Fork(), which runs no fork handlers,
+ *     enables a key: the child's code changes, the parent's does not (the
+ *     child kept the parent's /proc/self/mem descriptor, and its update
+ *     rewrote the parent's code, until 2026-11-28).
  * Usage: test_fork [--emulated | --exec-child]
  *   --emulated: under qemu-user, whose 7.2 aborts when the child of a
  *   multi-threaded guest creates a thread (its per-vCPU plugin table still
@@ -57,6 +61,8 @@ STITCH_DEFINE_STATIC_KEY_FALSE(k_before);
 STITCH_DEFINE_STATIC_KEY_FALSE(k_many);
 
 static NOINLINE int before_site(void) { return stitch_static_branch_unlikely(&k_before) ? 7 : 3; }
+STITCH_DEFINE_STATIC_KEY_FALSE(k_nohandlers);
+static NOINLINE int nohandlers_site(void) { return stitch_static_branch_unlikely(&k_nohandlers) ? 1 : 0; }
 
 #define MANY_SITE(x, i) static NOINLINE int many_##i(void) { return stitch_static_branch_unlikely(&x) ? 1 : 0; }
 REPEAT_64(MANY_SITE, k_many, 0)
@@ -617,6 +623,27 @@ static void test_tracing(void)
 }
 #endif
 
+static void test_no_handlers(void)
+{
+	/* the backend used once in this process first, as a program would have */
+	CHECK_EQ(stitch_static_key_enable(&k_nohandlers), 0);
+	CHECK_EQ(stitch_static_key_disable(&k_nohandlers), 0);
+	pid_t pid = _Fork();
+	if (pid == 0) {
+		check_failed = 0;
+		CHECK_EQ(stitch_static_key_enable(&k_nohandlers), 0);
+		CHECK(nohandlers_site() == 1, "_Fork() child: its own site did not change");
+		_exit(check_failed ? 1 : 0);
+	}
+	CHECK(pid > 0, "_Fork: %s", strerror(errno));
+	int status = 0;
+	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	      "the _Fork() child's update failed (status %#x)", status);
+	CHECK(nohandlers_site() == 0, "the _Fork() child's update changed the parent's code");
+	CHECK(!stitch_static_key_enabled(&k_nohandlers), "the parent's key changed");
+	printf("no handlers: done\n");
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1 && !strcmp(argv[1], "--exec-child"))
@@ -632,5 +659,6 @@ int main(int argc, char **argv)
 #ifdef STITCH_TEST_FTRACE
 	test_tracing();
 #endif
+	test_no_handlers();
 	return check_summary("test_fork");
 }

@@ -436,6 +436,17 @@ static void test_errors(void)
 	/* its own trampoline: every call would loop */
 	CHECK_EQ(stitch_static_call_update_desc(sc, sc->tramp), -STITCH_EINVAL);
 	CHECK(stitch_static_call_query(op) == f_a, "target unchanged");
+	/* and any byte inside it (accepted before 2026-11-28: +8 looped on
+	 * x86-64, +1 ran the middle of an instruction) */
+	size_t tsize = arch_static_call_tramp_size(sc);
+	CHECK(tsize >= 16 && tsize < SNAP, "trampoline size %zu", tsize);
+	for (size_t off = 1; off < tsize; off++) {
+		err = stitch_static_call_update_desc(sc, (char *)sc->tramp + off);
+		CHECK(err == -STITCH_EINVAL || err == -STITCH_EALIGN, "target tramp+%zu: %d", off, err);
+	}
+	printf("inside its trampoline: %s\n", stitch_last_error());
+	CHECK(memcmp(before, sc->tramp, SNAP) == 0, "trampoline unchanged after targets inside it");
+	CHECK(stitch_static_call_query(op) == f_a, "target unchanged");
 	/* the last byte of the address space: its range must not wrap to 0 */
 	err = stitch_static_call_update_desc(sc, (void *)UINTPTR_MAX);
 	CHECK(err == -STITCH_EINVAL || err == -STITCH_EALIGN, "target ~0: %d (%s)", err, stitch_last_error());
@@ -472,6 +483,73 @@ static void test_errors(void)
 	CHECK_EQ(stitch_static_call(op)(1), 3);
 }
 
+/* Not under TSan, where the library cannot see a thread that blocks
+ * SIGTRAP (batch.c) and the int3 protocol would run beside this one. */
+#if defined(__SANITIZE_THREAD__)
+#define TSAN_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TSAN_BUILD 1
+#endif
+#endif
+#if defined(__x86_64__) && !defined(TSAN_BUILD)
+#define TEST_REFUSED 1
+#endif
+
+#ifdef TEST_REFUSED
+/*
+ * A refused update sends no call anywhere new.  From a far target (calls go
+ * through the literal) to a near one, with a thread that blocks every
+ * signal and keeps calling: the int3 protocol cannot run beside it (it
+ * blocks SIGTRAP) nor can the world be stopped (it blocks the quiescence
+ * signal too), so the update is refused - and until 2026-11-28 the literal,
+ * stored before the batch was refused, had sent nearly every call made
+ * meanwhile to the refused target.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+static atomic_int caller_stop, caller_started;
+static atomic_long calls_total, calls_refused;
+
+static void *blocking_caller(void *arg)
+{
+	(void)arg;
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	atomic_store(&caller_started, 1);
+	while (!atomic_load(&caller_stop)) {
+		int r = stitch_static_call(op)(1);
+		atomic_fetch_add_explicit(&calls_total, 1, memory_order_relaxed);
+		if (r == f_b(1))
+			atomic_fetch_add_explicit(&calls_refused, 1, memory_order_relaxed);
+	}
+	return NULL;
+}
+
+static void test_refused_update_diverts_nothing(void)
+{
+	CHECK_EQ(stitch_static_call_update(op, (int (*)(int))far_op), 0);
+	CHECK_EQ(stitch_static_call(op)(1), 10);
+	pthread_t t;
+	CHECK_EQ(pthread_create(&t, NULL, blocking_caller, NULL), 0);
+	while (!atomic_load(&caller_started))
+		;
+	int err = stitch_static_call_update(op, f_b);
+	long during = atomic_load(&calls_total);
+	atomic_store(&caller_stop, 1);
+	pthread_join(t, NULL);
+	printf("refused update beside a thread blocking every signal: %d (%s); %ld calls meanwhile, %ld to the "
+	       "refused target\n", err, stitch_last_error(), during, atomic_load(&calls_refused));
+	CHECK_EQ(err, -STITCH_EQUIESCE);
+	CHECK(stitch_static_call_query(op) == (void *)far_op, "target unchanged after the refusal");
+	CHECK(atomic_load(&calls_refused) == 0, "%ld calls reached the refused target", atomic_load(&calls_refused));
+	CHECK_EQ(stitch_static_call(op)(1), 10);
+	CHECK_EQ(stitch_static_call_update(op, f_a), 0);
+}
+#endif
+
 int main(void)
 {
 	if (stitch_init() != 0) {
@@ -486,6 +564,9 @@ int main(void)
 	test_sequences(seq_a, "(A)");
 	test_sequences(seq_b, "(B)");
 	test_errors();
+#ifdef TEST_REFUSED
+	test_refused_update_diverts_nothing();
+#endif
 	test_inline();
 	struct stitch_stats st;
 	stitch_get_stats(&st);

@@ -367,6 +367,15 @@ static unsigned slot_form_for(const struct stitch_static_call *sc, unsigned slot
 
 /* ======================= hooks ========================================== */
 
+size_t arch_static_call_tramp_size(const struct stitch_static_call *sc)
+{
+	switch (sc->layout) {
+	case STITCH_SC_A64_LITERAL: return 5 * 4;
+	case STITCH_SC_A64_SEED: return SEED_WORDS * 4;
+	default: return SLOT_WORDS * 4;
+	}
+}
+
 int arch_static_call_register(struct stitch_static_call *sc)
 {
 	uint32_t w[MAXW], w0;

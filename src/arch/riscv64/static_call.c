@@ -25,8 +25,10 @@
  * path: two instructions instead of four.
  *
  * An update to target T (lit := T, or the RET at 0x10 for NULL):
- *   step 1  lit := T (seq_cst store)
+ *   step 1  to a far T: lit := T (seq_cst store)
  *   step 2  word 0 := nop | jal T | j 0x10, one aligned store (poke.c), sync
+ *   step 3  to a near or NULL T: lit := T (a refused step 2 must leave
+ *           the calls where they went; x86-64's static_call.c says more)
  * A thread stopped at 0x04..0x0c took the literal path when word 0 was a
  * nop (FAR); it loads the old or the new literal, both current at some
  * moment of the update; one at 0x10 returns, which it was doing already.
@@ -36,6 +38,7 @@
  * Model: models/static-call-riscv.model (+ mutant static-call-riscv-null-
  * literal: NULL as a literal of 0 sends a thread on the literal path to 0).
  */
+#include <stdbool.h>
 #include <string.h>
 
 #include "arch/arch.h"
@@ -81,6 +84,12 @@ static int check_image(const struct stitch_static_call *sc, const uint8_t want[T
 			   "static call %s: trampoline %p %s: expected %s, found %s", sc->name, sc->tramp,
 			   what ? what : "was changed behind stitch's back", stitch_hex(a, want, TRAMP_LEN),
 			   stitch_hex(b, (const uint8_t *)sc->tramp, TRAMP_LEN));
+}
+
+size_t arch_static_call_tramp_size(const struct stitch_static_call *sc)
+{
+	(void)sc;
+	return TRAMP_LEN;
 }
 
 int arch_static_call_register(struct stitch_static_call *sc)
@@ -223,19 +232,26 @@ static int tramp_update(struct stitch_static_call *sc, void *func)
 		state = ST_NEAR;
 	if (image(sc, state, target, next) != 0)
 		return stitch_fail(STITCH_EUNKNOWN, "static call %s: cannot encode the trampoline", sc->name);
-	/* step 1 */
+	/* step 1, for a far target only (as on x86-64, static_call.c there
+	 * says why): a refused step 2 must not have sent calls anywhere new */
 	void *old_lit = __atomic_load_n(&sc->lit, __ATOMIC_RELAXED);
-	__atomic_store_n(&sc->lit, func ? func : (void *)(t + 0x10), __ATOMIC_SEQ_CST);
+	void *new_lit = func ? func : (void *)(t + 0x10);
+	bool lit_first = state == ST_FAR;
+	if (lit_first)
+		__atomic_store_n(&sc->lit, new_lit, __ATOMIC_SEQ_CST);
 	/* step 2 */
 	if (memcmp(cur, next, 4) != 0) {
 		struct stitch_patch p;
 		stitch_patch_init(&p, t, cur, next, 4);
 		err = stitch_apply_patches_locked(&p, 1, "static_call update");
 		if (err) {
-			__atomic_store_n(&sc->lit, old_lit, __ATOMIC_SEQ_CST);
+			if (lit_first)
+				__atomic_store_n(&sc->lit, old_lit, __ATOMIC_SEQ_CST);
 			return err;
 		}
 	}
+	if (!lit_first) /* step 3 */
+		__atomic_store_n(&sc->lit, new_lit, __ATOMIC_SEQ_CST);
 	sc->state = state;
 	sc->priv[0] = state == ST_NEAR ? target : 0;
 	return 0;
