@@ -30,6 +30,19 @@ for args in "" "bogus" "record" "record --depth 3 -- true" "record --buffer 1000
 	[ $rc -eq 2 ] || fail "'$args' exited $rc, expected 2"
 	[ -s "$work/err" ] || fail "'$args' printed no error"
 done
+# globs beyond the agent's limits: a usage error before the program runs
+# (the agent refused them and the program ran untraced, "nothing was recorded")
+long=$(printf '%0257d' 0)
+run record -F "$long" -o "$work/lim" -- "$prog" 1 >/dev/null 2>"$work/err"
+rc=$?
+[ $rc -eq 2 ] && grep -q "longer than 256" "$work/err" || fail "a 257-character glob: rc $rc, $(cat "$work/err")"
+many=
+for i in $(seq 65); do many="$many -F g$i"; done
+# shellcheck disable=SC2086
+run record $many -o "$work/lim" -- "$prog" 1 >/dev/null 2>"$work/err"
+rc=$?
+[ $rc -eq 2 ] && grep -q "more than 64" "$work/err" || fail "65 globs: rc $rc, $(cat "$work/err")"
+[ ! -e "$work/lim" ] || fail "a refused record made its directory"
 # a bad option is said once, in our words (getopt's own line came first)
 for args in "record -o" "record --output" "record -gx -- true" "record --bogus -- true" "report -s" \
 	"attach --depth" "dump --nope"; do

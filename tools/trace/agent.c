@@ -97,7 +97,7 @@ static pthread_cond_t writer_cond;
 static int writer_stop; /* writer_lock */
 
 /* What is traced (ctl_lock): see rules_text(). */
-#define MAX_RULES 64
+#define MAX_RULES CTL_MAX_RULES
 static struct rule {
 	char glob[CTL_MAX_ARG + 1];
 	int enable;

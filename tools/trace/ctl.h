@@ -18,6 +18,7 @@
 
 #define CTL_VERSION 1
 #define CTL_MAX_ARG 256
+#define CTL_MAX_RULES 64 /* globs an agent keeps (-F/-N at start, enable/disable after) */
 #define CTL_HEADER 8 /* length prefix + version, command, argument length */
 #define CTL_MAX_REQUEST (CTL_HEADER + CTL_MAX_ARG)
 #define CTL_MAX_REPLY 4096

@@ -65,6 +65,9 @@ static void usage_main(FILE *out)
 		STITCH_TRACE_CFLAGS);
 }
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 static int usage_error(const char *cmd, const char *fmt, const char *arg)
 {
 	fprintf(stderr, "%s %s: ", prog_name, cmd);
@@ -258,6 +261,7 @@ struct select_opts {
 	char depth[32];    /* empty: no limit */
 	const char *dir;
 	int graph;
+	int nrules;
 };
 
 /* Handles option c of cmd if it is one of struct select_opts': 0 when
@@ -270,6 +274,13 @@ static int select_opt(const char *cmd, int c, struct select_opts *o)
 	case 'N':
 		if (!*optarg || strpbrk(optarg, " \t\n") || optarg[0] == '!')
 			return usage_error(cmd, "bad glob '%s' (no spaces; use -N to exclude)", optarg);
+		/* the agent's limits, said here: it would refuse them and
+		 * leave the program running untraced */
+		if (strlen(optarg) > CTL_MAX_ARG)
+			return usage_error(cmd, "a glob longer than " STR(CTL_MAX_ARG) " characters: '%.40s...'",
+					   optarg);
+		if (++o->nrules > CTL_MAX_RULES)
+			return usage_error(cmd, "%s", "more than " STR(CTL_MAX_RULES) " -F/-N globs");
 		if (append(o->filter, sizeof o->filter, optarg, c == 'N') != 0)
 			return usage_error(cmd, "%s", "too many globs");
 		return 0;
