@@ -366,6 +366,24 @@ static void check_tracing_still_works(const char *what)
 	alarm(0);
 }
 
+/* SIGNALS SIGUSR1s to worker w, one at a time: each handler jumps before
+ * the next is sent, and the worker is back in its loop, traced, in
+ * between (the watchdog names the stage that does not come). */
+static void signal_one_at_a_time(pthread_t w, const char *label)
+{
+	static char first[160], jump[160], resume[160]; /* the watchdog reads them */
+	snprintf(first, sizeof(first), "%s: the worker's first traced call", label);
+	snprintf(jump, sizeof(jump), "%s: a signal handler's jump", label);
+	snprintf(resume, sizeof(resume), "%s: tracing did not resume after a jump", label);
+	wait_for(&cb_calls, 1, first);
+	for (long i = 0; i < SIGNALS; i++) {
+		long j = atomic_load(&jumps);
+		pthread_kill(w, SIGUSR1);
+		wait_for(&jumps, j + 1, jump);
+		wait_for(&cb_calls, atomic_load(&cb_calls) + 1, resume);
+	}
+}
+
 /* A, and F: the same with setcontext() for the handler's jump */
 static void phase_signals(const char *phase, bool graph, bool onstack, void (*handler)(int),
 			  void *(*worker_fn)(void *))
@@ -382,15 +400,7 @@ static void phase_signals(const char *phase, bool graph, bool onstack, void (*ha
 	stack_t alt = { .ss_sp = altmem, .ss_size = sizeof(altmem) };
 	pthread_t w;
 	CHECK(pthread_create(&w, NULL, worker_fn, onstack ? &alt : NULL) == 0, "pthread_create");
-	wait_for(&cb_calls, 1, "the worker's first traced call");
-	for (long i = 0; i < SIGNALS; i++) {
-		/* one signal at a time: each jumps before the next is sent */
-		long j = atomic_load(&jumps);
-		pthread_kill(w, SIGUSR1);
-		wait_for(&jumps, j + 1, "a signal handler's jump");
-		/* and the worker is back in its loop, traced, before the next */
-		wait_for(&cb_calls, atomic_load(&cb_calls) + 1, "tracing did not resume after a jump");
-	}
+	signal_one_at_a_time(w, label);
 	finish(w, &ops, label);
 	printf("%s: %s: %ld signals, %ld landed in a callback\n", NAME, label, (long)SIGNALS, atomic_load(&landed));
 	/* the case this is about, many times over (the callback is most of the loop) */
@@ -551,13 +561,7 @@ static void phase_g(bool graph, bool autodisarm)
 		return;
 	pthread_t w;
 	CHECK(pthread_create(&w, NULL, worker_g, NULL) == 0, "pthread_create");
-	wait_for(&cb_calls, 1, "G: the worker's first traced call");
-	for (long i = 0; i < SIGNALS; i++) {
-		long j = atomic_load(&jumps);
-		pthread_kill(w, SIGUSR1);
-		wait_for(&jumps, j + 1, "G: a signal handler's jump");
-		wait_for(&cb_calls, atomic_load(&cb_calls) + 1, "G: tracing did not resume after a jump");
-	}
+	signal_one_at_a_time(w, label);
 	finish(w, &ops, label);
 	printf("%s: %s: %ld signals, %ld jumps from a callback on the signal stack\n", NAME, label, (long)SIGNALS,
 	       atomic_load(&landed));
