@@ -208,6 +208,13 @@ static int setcontext_hook(const ucontext_t *ucp)
  * its interposers: the calls come here once their GOT slots are
  * redirected, at the first registration).
  */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+/* gcc's sanitizers intercept sigaltstack() themselves (and ASan loses a
+ * stack the kernel disarmed anyway): not interposed there */
+#define STITCH_NO_SIGALTSTACK_INTERPOSE 1
+#endif
+
+#ifndef STITCH_NO_SIGALTSTACK_INTERPOSE
 static void *volatile next_sigaltstack;
 static __thread struct {
 	uintptr_t lo, hi; /* [lo, hi): armed with SS_AUTODISARM; hi == 0: none */
@@ -246,6 +253,13 @@ bool stitch__ftrace_autodisarm_stack(uintptr_t *lo, uintptr_t *hi)
 	*lo = armed.lo;
 	return *hi != 0 && *lo < *hi;
 }
+#else
+bool stitch__ftrace_autodisarm_stack(uintptr_t *lo, uintptr_t *hi)
+{
+	*lo = *hi = 0;
+	return false;
+}
+#endif
 
 STITCH_EXPORT_AS(longjmp, longjmp_hook);
 STITCH_EXPORT_AS(_longjmp, underscore_longjmp_hook); // NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
@@ -253,7 +267,9 @@ STITCH_EXPORT_AS(siglongjmp, siglongjmp_hook);
 void __longjmp_chk(sigjmp_buf env, int val) __attribute__((noreturn)); // NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
 STITCH_EXPORT_AS(__longjmp_chk, longjmp_chk_hook); // NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp)
 STITCH_EXPORT_AS(setcontext, setcontext_hook);
+#ifndef STITCH_NO_SIGALTSTACK_INTERPOSE
 STITCH_EXPORT_AS(sigaltstack, sigaltstack_hook);
+#endif
 
 static const struct stitch_interposer hooks[] = {
 	{ "longjmp", (void *)longjmp_hook, &next_longjmp },
@@ -261,7 +277,9 @@ static const struct stitch_interposer hooks[] = {
 	{ "siglongjmp", (void *)siglongjmp_hook, &next_siglongjmp },
 	{ "__longjmp_chk", (void *)longjmp_chk_hook, &next_longjmp_chk },
 	{ "setcontext", (void *)setcontext_hook, &next_setcontext },
+#ifndef STITCH_NO_SIGALTSTACK_INTERPOSE
 	{ "sigaltstack", (void *)sigaltstack_hook, &next_sigaltstack },
+#endif
 };
 #define NHOOKS (sizeof(hooks) / sizeof(hooks[0]))
 
