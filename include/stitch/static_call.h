@@ -50,10 +50,12 @@
  *   -STITCH_EINVAL     the target is not in executable memory, or is the
  *                      static call's own trampoline (every call would loop)
  *   -STITCH_EALIGN     the target is misaligned for the architecture
+ *                      (AArch64, RISC-V; never on x86-64)
  *   -STITCH_ENOTFOUND  the static call is not registered (its module's
  *                      constructor has not run, or it was dlclose()d)
- *   -STITCH_EMISMATCH  the trampoline's bytes are not what the library
- *                      wrote last (changed behind its back)
+ *   -STITCH_EMISMATCH  the trampoline's or a call site's bytes are not
+ *                      what the library wrote last (changed behind its
+ *                      back; a call site stays a call, or a tail jump)
  *   -STITCH_EQUIESCE   threads could not be stopped / did not report
  *   and the engine's errors (-STITCH_EPROTECT, -STITCH_ENOSYNC, ...).
  *

@@ -131,6 +131,13 @@ int arch_check_branch_target(uintptr_t target, const char *what);
 struct stitch_sc_site {
 	uintptr_t addr;
 	uintptr_t target;
+	/*
+	 * What the site was when its module registered: x86-64 its opcode
+	 * (call or jmp), AArch64 and RISC-V its word (B or BL; JAL's link
+	 * register).  A site is rewritten as the same kind for good, so a call
+	 * turned into a tail jump behind our back is refused, not followed.
+	 */
+	uint32_t kind;
 };
 /*
  * Is a relocation of type `type` at address `where` (r_offset + load bias)
@@ -138,8 +145,9 @@ struct stitch_sc_site {
  * so set *site to the instruction's address.  Reads nothing.
  */
 bool arch_static_call_reloc_site(uint32_t type, int64_t addend, uintptr_t where, uintptr_t *site);
-/* Check that the bytes at `site` are a direct call/jump of sc's trampoline. */
-int arch_static_call_site_check(const struct stitch_static_call *sc, uintptr_t site);
+/* Check that the bytes at `site` are a direct call/jump of sc's trampoline;
+ * sets *kind (struct stitch_sc_site) if so. */
+int arch_static_call_site_check(const struct stitch_static_call *sc, uintptr_t site, uint32_t *kind);
 /*
  * Retarget the trampoline (and its inline sites, in the same batch) to
  * `func` (NULL: return without calling) with the architecture's protocol,

@@ -384,6 +384,13 @@ int stitch_apply_stopped(struct stitch_patch *p, size_t n, stitch_pc_fixup_fn fi
 struct stitch_jump_site {
 	uintptr_t code;   /* the patchable instruction */
 	uintptr_t target; /* where it jumps when it is a jump */
+	/*
+	 * The instruction's length when its module was registered (0 until
+	 * then).  On x86-64 a site is 5 or 2 bytes for good; decoding the
+	 * bytes alone would take a 5-byte site whose head was overwritten by
+	 * a 2-byte NOP (66 90 cc cc cc) for a 2-byte site.
+	 */
+	uint8_t len;
 };
 
 #endif /* STITCH_CORE_INTERNAL_H */

@@ -74,8 +74,12 @@ static const char *module_name(const void *dso)
 	return "(main program)";
 }
 
-/* Queue the changes that make every site of `sites` match `enabled`. */
-static int queue_sites(struct stitch_batch *b, const struct jl_site *sites, size_t n, bool enabled_for_all,
+/*
+ * Queue the changes that make every site of `sites` match `enabled`.  The
+ * first time a site is seen (its module's registration) its length is
+ * recorded; every later update must find that length again.
+ */
+static int queue_sites(struct stitch_batch *b, struct jl_site *sites, size_t n, bool enabled_for_all,
 		       bool use_key_value)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -86,6 +90,8 @@ static int queue_sites(struct stitch_batch *b, const struct jl_site *sites, size
 			err = stitch_batch_add(b, p.addr, p.old, p.new_bytes, p.len);
 		if (err)
 			return err;
+		if (!sites[i].where.len)
+			sites[i].where.len = p.len;
 	}
 	return 0;
 }

@@ -132,7 +132,7 @@ static bool in_text(const struct obj_find *f, uintptr_t a, size_t len)
 	return false;
 }
 
-static int add_site(struct sc_sites *s, uintptr_t addr, uintptr_t target)
+static int add_site(struct sc_sites *s, uintptr_t addr, uintptr_t target, uint32_t kind)
 {
 	for (size_t i = 0; i < s->n; i++)
 		if (s->v[i].addr == addr)
@@ -145,7 +145,7 @@ static int add_site(struct sc_sites *s, uintptr_t addr, uintptr_t target)
 		s->v = v;
 		s->cap = cap;
 	}
-	s->v[s->n++] = (struct stitch_sc_site){ addr, target };
+	s->v[s->n++] = (struct stitch_sc_site){ addr, target, kind };
 	return 0;
 }
 
@@ -230,8 +230,9 @@ static int scan_sites(struct stitch_static_call **start, size_t n, struct sc_sit
 			    !in_text(&f, site, STITCH_MAX_INSN))
 				continue;
 			struct stitch_static_call *sc = start[symmap[sym]];
-			if (arch_static_call_site_check(sc, site) == 0)
-				err = add_site(&sites[symmap[sym]], site, (uintptr_t)sc->tramp);
+			uint32_t kind;
+			if (arch_static_call_site_check(sc, site, &kind) == 0)
+				err = add_site(&sites[symmap[sym]], site, (uintptr_t)sc->tramp, kind);
 			else
 				stitch_clear_error(); /* not a call of the trampoline (e.g. its address taken) */
 		}

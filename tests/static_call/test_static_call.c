@@ -275,6 +275,11 @@ static void test_sequences(const struct seq_call *calls, const char *start)
 
 /* ---- inline sites (linked with -Wl,--emit-relocs) ------------------------- */
 
+#if defined(STITCH_TEST_INLINE)
+/* The call in call_probe(), once test_inline() has seen it call directly. */
+static uintptr_t inline_site;
+#endif
+
 #if defined(__aarch64__) && defined(STITCH_STATIC_CALL_A64_SLOTS) && defined(STITCH_TEST_INLINE)
 /*
  * SLOTS with sites: after every update the site word itself must be
@@ -317,6 +322,7 @@ static void test_inline_slots(void)
 			if (!site)
 				site = (uintptr_t)(ra - 4); /* the first target is near: called from the site */
 			CHECK((uintptr_t)(ra - 4) == site, "update %u (%s): called from the site", k, kind[kd]);
+			inline_site = site;
 		} else {
 			CHECK(probe_ra == NULL, "update %u: NULL: nothing called", k);
 		}
@@ -392,6 +398,12 @@ static void test_inline(void)
 		uintptr_t want = targets[i] == far_probe ? (uintptr_t)sc->tramp : (uintptr_t)targets[i];
 		CHECK(called == want, "target %d: the site calls %#lx, want %#lx (%s)", i, (unsigned long)called,
 		      (unsigned long)want, want == (uintptr_t)sc->tramp ? "far: through the trampoline" : "near: directly");
+		if (is_call && called == (uintptr_t)targets[i])
+#if defined(__x86_64__)
+			inline_site = (uintptr_t)(ra - 5);
+#else
+			inline_site = (uintptr_t)(ra - 4);
+#endif
 	}
 #else
 	CHECK_EQ(stitch_static_call_update(probe, probe_b), 0);
@@ -483,6 +495,48 @@ static void test_errors(void)
 	CHECK_EQ(stitch_static_call(op)(1), 3);
 }
 
+/*
+ * An inline site whose call became a tail jump to the same target behind
+ * our back (one bit: e8 -> e9, BL -> B, JAL ra -> JAL zero) is refused,
+ * and nothing is written.  Until 2026-11-28 the site's kind was read back
+ * from the code at every update, so the jump was accepted and rewritten
+ * as a jump to the new target: calls through it never returned to their
+ * caller.
+ */
+static void test_inline_tampered(void)
+{
+#if defined(STITCH_TEST_INLINE)
+	struct stitch_static_call *sc = stitch_static_call_desc(probe);
+	CHECK(inline_site != 0, "test_inline found the site");
+	if (!inline_site)
+		return;
+	CHECK_EQ(stitch_static_call_update_desc(sc, (void *)probe_a), 0);
+#if defined(__x86_64__)
+	unsigned off = 0, bit = 0x01, len = 5; /* call rel32 (e8) -> jmp rel32 (e9) */
+#elif defined(__aarch64__)
+	unsigned off = 3, bit = 0x80, len = 4; /* BL (100101) -> B (000101): bit 31 */
+#else
+	unsigned off = 0, bit = 0x80, len = 4; /* JAL ra -> JAL zero: rd's bit 0 */
+#endif
+	uint8_t saved = *(const uint8_t *)(inline_site + off);
+	tamper(inline_site + off, (uint8_t)(saved ^ bit));
+	uint8_t site_before[8], tramp_before[SNAP];
+	memcpy(site_before, (const void *)inline_site, sizeof(site_before));
+	memcpy(tramp_before, sc->tramp, SNAP);
+	int err = stitch_static_call_update_desc(sc, (void *)probe_b);
+	printf("call site made a tail jump behind our back: %d (%s)\n", err, stitch_last_error());
+	CHECK_EQ(err, -STITCH_EMISMATCH);
+	CHECK(memcmp(site_before, (const void *)inline_site, sizeof(site_before)) == 0, "site unchanged");
+	CHECK(memcmp(tramp_before, sc->tramp, SNAP) == 0, "trampoline unchanged");
+	CHECK(stitch_static_call_query(probe) == (void *)probe_a, "target unchanged");
+	tamper(inline_site + off, saved);
+	CHECK_EQ(stitch_static_call_update_desc(sc, (void *)probe_b), 0);
+	probe_ra = NULL;
+	call_probe();
+	CHECK((uintptr_t)probe_ra == inline_site + len, "probe_b called from the site again");
+#endif
+}
+
 /* Not under TSan, where the library cannot see a thread that blocks
  * SIGTRAP (batch.c) and the int3 protocol would run beside this one. */
 #if defined(__SANITIZE_THREAD__)
@@ -568,6 +622,7 @@ int main(void)
 	test_refused_update_diverts_nothing();
 #endif
 	test_inline();
+	test_inline_tampered();
 	struct stitch_stats st;
 	stitch_get_stats(&st);
 	printf("batches %lu, syncs %lu, quiesce rounds %lu\n", (unsigned long)st.batches, (unsigned long)st.syncs,

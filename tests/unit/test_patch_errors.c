@@ -114,6 +114,37 @@ int main(void)
 		CHECK(unchanged(&g), "enable+disable restores the exact bytes");
 	}
 
+#if defined(__x86_64__)
+	/* 2b. A 5-byte site whose head was overwritten by a 2-byte NOP: the
+	 * bytes are a well-formed 2-byte site, but this site is 5 bytes long
+	 * (until 2026-11-28 it was patched as a 2-byte one). */
+	{
+		static const uint8_t nop2_int3[SITE_LEN] = { 0x66, 0x90, 0xcc, 0xcc, 0xcc };
+		static const uint8_t nop5[SITE_LEN] = { 0x0f, 0x1f, 0x44, 0x00, 0x00 };
+		uint8_t saved[SITE_LEN];
+		size_t i = memcmp((const void *)g.sites[0].where.code, nop5, SITE_LEN) == 0 ? 0 : 1;
+		uintptr_t site = g.sites[i].where.code;
+		memcpy(saved, (const void *)site, SITE_LEN);
+		CHECK(memcmp(saved, nop5, SITE_LEN) == 0, "site_a1's site is a 5-byte NOP");
+		CHECK_EQ(g.sites[i].where.len, 5);
+		CHECK_EQ(poke(site, nop2_int3, SITE_LEN), 0);
+		take_snapshot(&g);
+		int err = stitch_static_key_enable(&key_a);
+		CHECK_EQ(err, -STITCH_EUNKNOWN);
+		printf("shortened site: %s\n", stitch_last_error());
+		CHECK(strstr(stitch_last_error(), "5-byte") != NULL, "message names the site's length: %s",
+		      stitch_last_error());
+		CHECK(unchanged(&g), "no site changed when one was shortened");
+		CHECK(!stitch_static_key_enabled(&key_a), "key value unchanged on error");
+		CHECK_EQ(poke(site, saved, SITE_LEN), 0);
+		take_snapshot(&g);
+		CHECK_EQ(stitch_static_key_enable(&key_a), 0);
+		CHECK_EQ(site_a1() + site_a2(), 2);
+		CHECK_EQ(stitch_static_key_disable(&key_a), 0);
+		CHECK(unchanged(&g), "enable+disable restores the exact bytes");
+	}
+#endif
+
 	/* 3. Misaligned site (or, on x86, a site in the middle of an instruction). */
 	{
 		struct stitch_jump_site bad = g.sites[0].where;

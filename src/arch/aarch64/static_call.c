@@ -475,20 +475,21 @@ bool arch_static_call_reloc_site(uint32_t type, int64_t addend, uintptr_t where,
 	return true;
 }
 
-int arch_static_call_site_check(const struct stitch_static_call *sc, uintptr_t site)
+int arch_static_call_site_check(const struct stitch_static_call *sc, uintptr_t site, uint32_t *kind)
 {
 	struct a64_insn i;
 	if (site % 4 != 0 || a64_decode(*(const uint32_t *)site, site, &i) != 0 ||
 	    (i.kind != A64_INSN_BL && i.kind != A64_INSN_B) || i.target != (uintptr_t)sc->tramp)
 		return stitch_fail(STITCH_EUNKNOWN, "static call %s: %#lx is not a B/BL of its trampoline (a veneer?)",
 				   sc->name, (unsigned long)site);
+	*kind = *(const uint32_t *)site;
 	return 0;
 }
 
-/* The site's B or BL (same kind as now) to `target`; -STITCH_ERANGE if out of reach. */
-static int site_word(uintptr_t site, uint32_t now, uintptr_t target, uint32_t *out)
+/* The site's B or BL (its kind: as registered) to `target`; -STITCH_ERANGE if out of reach. */
+static int site_word(uintptr_t site, uint32_t kind, uintptr_t target, uint32_t *out)
 {
-	bool bl = (now & 0xfc000000u) == 0x94000000u;
+	bool bl = (kind & 0xfc000000u) == 0x94000000u;
 	return bl ? a64_encode_bl(out, site, target) : a64_encode_b(out, site, target);
 }
 
@@ -497,7 +498,7 @@ static int sites_check(const struct stitch_static_call *sc, const struct stitch_
 {
 	for (size_t i = 0; i < n; i++) {
 		uint32_t now = *(const uint32_t *)sites[i].addr, want;
-		if (site_word(sites[i].addr, now, sites[i].target, &want) != 0 || want != now)
+		if (site_word(sites[i].addr, sites[i].kind, sites[i].target, &want) != 0 || want != now)
 			return stitch_fail(STITCH_EMISMATCH, "static call %s: site %#lx: expected %08x, found %08x",
 					   sc->name, (unsigned long)sites[i].addr, want, now);
 	}
@@ -505,10 +506,10 @@ static int sites_check(const struct stitch_static_call *sc, const struct stitch_
 }
 
 /* Where a site goes for `func`: func itself if its B/BL reaches it, else `via`. */
-static uintptr_t site_dest(uintptr_t site, void *func, uintptr_t via)
+static uintptr_t site_dest(const struct stitch_sc_site *site, void *func, uintptr_t via)
 {
 	uint32_t w;
-	return func && site_word(site, *(const uint32_t *)site, (uintptr_t)func, &w) == 0 ? (uintptr_t)func : via;
+	return func && site_word(site->addr, site->kind, (uintptr_t)func, &w) == 0 ? (uintptr_t)func : via;
 }
 
 /*
@@ -521,7 +522,7 @@ static int sites_queue(const struct stitch_static_call *sc, struct stitch_batch 
 {
 	for (size_t i = 0; i < n; i++) {
 		uint32_t now = *(const uint32_t *)sites[i].addr, w;
-		if (site_word(sites[i].addr, now, dest[i], &w) != 0)
+		if (site_word(sites[i].addr, sites[i].kind, dest[i], &w) != 0)
 			return stitch_fail(STITCH_ERANGE, "static call %s: site %#lx cannot reach %#lx", sc->name,
 					   (unsigned long)sites[i].addr, (unsigned long)dest[i]);
 		if (w != now) {
@@ -604,7 +605,7 @@ static int slots_update(struct stitch_static_call *sc, void *func, struct stitch
 	uintptr_t *off_idle = dest + (n ? n : 1);
 	bool reach_idle = false, changed;
 	for (size_t i = 0; i < n; i++) {
-		dest[i] = site_dest(sites[i].addr, func, via);
+		dest[i] = site_dest(&sites[i], func, via);
 		off_idle[i] = sites[i].target == a_idle ? a_act : sites[i].target;
 		reach_idle |= sites[i].target == a_idle;
 	}
@@ -699,7 +700,7 @@ static int sites_apply(struct stitch_static_call *sc, void *func, struct stitch_
 	if (!dest)
 		return stitch_fail(STITCH_ENOMEM, "out of memory");
 	for (size_t i = 0; i < n; i++)
-		dest[i] = site_dest(sites[i].addr, func, (uintptr_t)sc->tramp);
+		dest[i] = site_dest(&sites[i], func, (uintptr_t)sc->tramp);
 	bool changed;
 	int err = sites_move(sc, sites, n, dest, "static_call sites", &changed);
 	free(dest);

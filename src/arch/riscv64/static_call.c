@@ -140,19 +140,21 @@ bool arch_static_call_reloc_site(uint32_t type, int64_t addend, uintptr_t where,
 	return true;
 }
 
-int arch_static_call_site_check(const struct stitch_static_call *sc, uintptr_t site)
+int arch_static_call_site_check(const struct stitch_static_call *sc, uintptr_t site, uint32_t *kind)
 {
 	struct rv_insn i;
 	if (site % 4 != 0 || rv_decode((const uint8_t *)site, 4, site, &i) != 0 || i.kind != RV_INSN_JAL ||
 	    (i.rd != RV_REG_RA && i.rd != RV_REG_ZERO) || i.target != (uintptr_t)sc->tramp)
 		return stitch_fail(STITCH_EUNKNOWN, "static call %s: %#lx is not an aligned jal of its trampoline",
 				   sc->name, (unsigned long)site);
+	memcpy(kind, (const void *)site, 4);
 	return 0;
 }
 
-static int site_word(uintptr_t site, uint32_t now, uintptr_t target, uint32_t *out)
+/* The site's JAL (its link register: as registered) to `target`. */
+static int site_word(uintptr_t site, uint32_t kind, uintptr_t target, uint32_t *out)
 {
-	return rv_encode_jal(out, (now >> 7) & 31, site, target);
+	return rv_encode_jal(out, (kind >> 7) & 31, site, target);
 }
 
 static int sites_check(const struct stitch_static_call *sc, const struct stitch_sc_site *sites, size_t n)
@@ -160,7 +162,7 @@ static int sites_check(const struct stitch_static_call *sc, const struct stitch_
 	for (size_t i = 0; i < n; i++) {
 		uint32_t now, want;
 		memcpy(&now, (const void *)sites[i].addr, 4);
-		if (site_word(sites[i].addr, now, sites[i].target, &want) != 0 || want != now)
+		if (site_word(sites[i].addr, sites[i].kind, sites[i].target, &want) != 0 || want != now)
 			return stitch_fail(STITCH_EMISMATCH, "static call %s: site %#lx: expected %08x, found %08x",
 					   sc->name, (unsigned long)sites[i].addr, want, now);
 	}
@@ -176,9 +178,10 @@ static int sites_apply(struct stitch_static_call *sc, void *func, struct stitch_
 	for (size_t i = 0; i < n && !err; i++) {
 		uint32_t now, w;
 		memcpy(&now, (const void *)sites[i].addr, 4);
-		uintptr_t next = func && site_word(sites[i].addr, now, (uintptr_t)func, &w) == 0 ? (uintptr_t)func
-											 : (uintptr_t)sc->tramp;
-		err = site_word(sites[i].addr, now, next, &w);
+		uintptr_t next = func && site_word(sites[i].addr, sites[i].kind, (uintptr_t)func, &w) == 0
+					 ? (uintptr_t)func
+					 : (uintptr_t)sc->tramp;
+		err = site_word(sites[i].addr, sites[i].kind, next, &w);
 		if (!err && w != now)
 			err = stitch_batch_add(&b, sites[i].addr, (const uint8_t *)&now, (const uint8_t *)&w, 4);
 	}

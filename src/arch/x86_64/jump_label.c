@@ -7,7 +7,11 @@
  *
  * The NOP form of a site the compiler emitted as a NOP is always 5 bytes;
  * a site emitted as a jump is whatever the assembler chose, and keeps that
- * length.  Both directions are multi-byte changes: poke.c's int3 protocol.
+ * length: the length found when the module registered is kept in the site
+ * (core/jump_label.c), and a later update finding another one is refused.
+ * The bytes alone cannot tell: 66 90 written over the head of a 5-byte
+ * site is a well-formed 2-byte site.  Both directions are multi-byte
+ * changes: poke.c's int3 protocol.
  */
 #include <string.h>
 
@@ -26,6 +30,11 @@ int arch_jump_label_patch(const struct stitch_jump_site *site, bool jump, struct
 		return stitch_fail(STITCH_EUNKNOWN,
 				   "static-key site %#lx: expected a 2- or 5-byte NOP or a jmp, found %s",
 				   (unsigned long)site->code, stitch_hex(found, code, 5));
+	if (site->len && insn.len != site->len)
+		return stitch_fail(STITCH_EUNKNOWN,
+				   "static-key site %#lx: expected a %u-byte NOP or jmp, found a %u-byte %s (%s)",
+				   (unsigned long)site->code, site->len, insn.len, is_nop ? "NOP" : "jmp",
+				   stitch_hex(found, code, 5));
 	if (is_jmp && insn.target != site->target)
 		return stitch_fail(STITCH_EMISMATCH, "static-key site %#lx: jmp goes to %#lx, the table says %#lx",
 				   (unsigned long)site->code, (unsigned long)insn.target, (unsigned long)site->target);

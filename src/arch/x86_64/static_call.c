@@ -142,7 +142,7 @@ bool arch_static_call_reloc_site(uint32_t type, int64_t addend, uintptr_t where,
 	return true;
 }
 
-int arch_static_call_site_check(const struct stitch_static_call *sc, uintptr_t site)
+int arch_static_call_site_check(const struct stitch_static_call *sc, uintptr_t site, uint32_t *kind)
 {
 	struct x86_insn i;
 	const uint8_t *p = (const uint8_t *)site;
@@ -150,6 +150,7 @@ int arch_static_call_site_check(const struct stitch_static_call *sc, uintptr_t s
 	    i.target != (uintptr_t)sc->tramp)
 		return stitch_fail(STITCH_EUNKNOWN, "static call %s: %#lx is not a call or jmp of its trampoline",
 				   sc->name, (unsigned long)site);
+	*kind = p[0];
 	return 0;
 }
 
@@ -184,7 +185,7 @@ int arch_static_call_update(struct stitch_static_call *sc, void *func, struct st
 	/* Inline sites: call the target directly when it is in rel32 range,
 	 * the trampoline otherwise (far and NULL). */
 	for (size_t i = 0; i < nsites && !err; i++) {
-		uint8_t op = *(const uint8_t *)sites[i].addr, o[5], n[5];
+		uint8_t op = (uint8_t)sites[i].kind, o[5], n[5];
 		uintptr_t want = func && site_bytes(sites[i].addr, op, target, n) == 0 ? target : t;
 		if (site_bytes(sites[i].addr, op, sites[i].target, o) != 0 || site_bytes(sites[i].addr, op, want, n) != 0)
 			err = stitch_fail(STITCH_EUNKNOWN, "static call %s: bad site %#lx", sc->name,
@@ -213,7 +214,7 @@ int arch_static_call_update(struct stitch_static_call *sc, void *func, struct st
 		__atomic_store_n(&sc->lit, new_lit, __ATOMIC_SEQ_CST);
 	for (size_t i = 0; i < nsites; i++) {
 		uint8_t n[5];
-		sites[i].target = func && site_bytes(sites[i].addr, *(const uint8_t *)sites[i].addr, target, n) == 0
+		sites[i].target = func && site_bytes(sites[i].addr, (uint8_t)sites[i].kind, target, n) == 0
 					  ? target
 					  : t;
 	}
