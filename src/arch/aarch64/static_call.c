@@ -38,7 +38,11 @@
  * stitch_stop_world() (no thread runs; ADRP/ADD/BR/RET are outside the
  * CMODX list), followed by a sync, then the world resumes; 0x04 changes
  * only between NOP and B (both on the CMODX list) as one single-word swap
- * through poke.c (store, sync).  The literal is stored first.
+ * through poke.c (store, sync).  The literal is stored where the new state
+ * reads it (E with 0x04 a NOP) before anything leads there (inside the
+ * stopped world when the tail changes, else before the 0x04 swap), and
+ * last otherwise: a transition refused part-way then sent no call of (E)
+ * to the refused target (seed_update).
  * Resume points (threads parked by the stop, or preempted earlier, resume
  * in the new code):
  *   0x08  a RET here was patched in for (B)/(D): NULL is a valid target;
@@ -78,7 +82,10 @@
  *   step 2  write the unused slot with plain stores (no thread is in it
  *           and nothing leads to it, so the CMODX list does not matter),
  *           sync.  Failure: the words are put back.
- *   step 3  literal := target (threads in a literal slot see old or new)
+ *   step 3  literal := target, if the new slot is a literal one (the
+ *           active one is not then: see below); otherwise the literal is
+ *           stored after step 4, so that a step 4 refused sent no call
+ *           through an active literal slot to the refused target
  *   step 4  ONE batch of single-word CMODX swaps, one sync: 0x04 := NOP |
  *           B 0x18 (the flip), and every site := BL fn | BL new slot
  *           (B/BL <-> B/BL).  Failure before any store: the literal is put
@@ -90,9 +97,10 @@
  *           synchronize_rcu_tasks(); afterwards it is free for step 2.  If
  *           this fails the update still happened; SLOT_GRACE makes the
  *           next update repeat the wait at its step 1.
- * An active literal slot that stays one (target beyond ADRP range): step 3
- * alone, plus one batch for the sites that must move (to `BL fn` or
- * `BL active slot`); no slot is written, so nothing needs a wait.
+ * An active literal slot that stays one (target beyond ADRP range): one
+ * batch for the sites that must move (to `BL fn` or `BL active slot`),
+ * then the literal (a site moved to the slot calls the old target until
+ * then); no slot is written, so nothing needs a wait.
  * Why a thread stopped at any instruction boundary stays correct.  Write
  * N for the slot written in step 2, O for the other one (the active one
  * before the update); calls through O or a site's old word run the old
@@ -139,9 +147,13 @@
  * written, so a site changed behind our back fails with nothing written.
  * LITERAL and SEED: a site becomes `BL target` while the target is within
  * 128 MiB, `BL tramp` otherwise.  B/BL <-> B/BL is on the CMODX list: one
- * batch of single-word swaps and one sync, done after the trampoline
- * reached its new state (a call through the old site reaches the old
- * target or the trampoline, both current until the sites' sync).
+ * batch of single-word swaps and one sync.  LITERAL does it before the
+ * literal store, SEED after the trampoline reached its new state; either
+ * way a call through an old site word reaches the old target or the
+ * trampoline, and one through a new word the new target or the
+ * trampoline, all current at some moment of the update.  A site batch
+ * that fails leaves the trampoline on the current target: LITERAL has not
+ * stored the literal yet, SEED takes the trampoline back.
  * SLOTS: `BL target` or `BL active slot`, switched together with the flip
  * (step 4 above).
  */
@@ -417,6 +429,23 @@ int arch_check_branch_target(uintptr_t target, const char *what)
 	return 0;
 }
 
+/* Do fresh calls through a trampoline in state `s` load the literal?  Only
+ * (E) with a NOP at 0x04: 0x10's NOP falls into the literal path. */
+static bool seed_reads_literal(uint32_t s)
+{
+	return SEED_TAIL(s) == TAIL_E && !(s & SEED_W4_B);
+}
+
+/*
+ * When the literal is stored: only where the new state reads it, and then
+ * before any code leads there - inside the stopped world when the tail
+ * changes, before the 0x04 swap otherwise.  Anywhere else it goes last: a
+ * transition refused part-way (a thread that cannot be stopped:
+ * -STITCH_EQUIESCE) must not have sent the calls of a state that reads the
+ * literal, (E), to the refused target meanwhile (the same defect x86-64's
+ * static_call.c describes).  Threads parked on the literal path load the
+ * old or the new literal whichever order is used.
+ */
 static int seed_update(struct stitch_static_call *sc, void *func)
 {
 	uint32_t cur[SEED_WORDS], next[SEED_WORDS];
@@ -427,12 +456,17 @@ static int seed_update(struct stitch_static_call *sc, void *func)
 		return err;
 	uint32_t ns = seed_next(sc, sc->state, (uintptr_t)func, &near, &far);
 	seed_image(sc, ns, near, far, next);
-	void *old_lit = set_lit(sc, func, 0x20);
+	bool lit_early = seed_reads_literal(ns), lit_stored = false;
+	void *old_lit = __atomic_load_n(&sc->lit, __ATOMIC_RELAXED);
 	bool tail_changes = memcmp(&cur[2], &next[2], 4 * (SEED_WORDS - 2)) != 0;
 	if (tail_changes) {
 		/* Non-branch words: only with every other thread parked. */
 		err = stitch_stop_world(NULL, NULL);
 		if (!err) {
+			if (lit_early) {
+				set_lit(sc, func, 0x20);
+				lit_stored = true;
+			}
 			err = write_words(sc, cur, next, 2, SEED_WORDS); /* puts the old words back on failure */
 			if (!err) {
 				/* A thread that blocks the quiescence signal woke up during
@@ -442,22 +476,30 @@ static int seed_update(struct stitch_static_call *sc, void *func)
 				if (err && write_words(sc, next, cur, 2, SEED_WORDS) != 0)
 					stitch_die("static_call seed: cannot put the old tail back");
 			}
+			if (err && lit_stored)
+				__atomic_store_n(&sc->lit, old_lit, __ATOMIC_SEQ_CST);
 			stitch_resume_world();
 		}
-		if (err) {
-			__atomic_store_n(&sc->lit, old_lit, __ATOMIC_SEQ_CST);
+		if (err)
 			return err;
-		}
 		/* Tail is in: record the intermediate state (0x04 unchanged). */
 		sc->state = (ns & ~SEED_W4_B) | (sc->state & SEED_W4_B);
 		sc->priv[1] = far;
 	}
+	if (lit_early && !lit_stored) {
+		set_lit(sc, func, 0x20);
+		lit_stored = true;
+	}
 	err = swap_word(sc, 4, cur[1], next[1], "static_call seed 0x04");
 	if (err) {
-		if (!tail_changes)
+		/* With the tail in, the literal stays with it: the recorded
+		 * intermediate state reads it exactly when (E) was written. */
+		if (lit_stored && !tail_changes)
 			__atomic_store_n(&sc->lit, old_lit, __ATOMIC_SEQ_CST);
 		return err;
 	}
+	if (!lit_stored)
+		set_lit(sc, func, 0x20);
 	sc->state = ns;
 	sc->priv[0] = near;
 	sc->priv[1] = far;
@@ -619,10 +661,12 @@ static int slots_update(struct stitch_static_call *sc, void *func, struct stitch
 		goto out;
 
 	if (keep_literal) {
-		void *old_lit = set_lit(sc, func, 0x28);
+		/* The sites first: one that moves to the active slot loads the
+		 * old literal until the store, the old target; a refused batch
+		 * then changed no call's target. */
 		err = sites_move(sc, sites, n, dest, "static_call sites", &changed);
-		if (err && !changed)
-			__atomic_store_n(&sc->lit, old_lit, __ATOMIC_SEQ_CST);
+		if (!err)
+			set_lit(sc, func, 0x28);
 		goto out;
 	}
 	/* step 1: the idle slot must be unreachable and empty before step 2 */
@@ -653,8 +697,11 @@ static int slots_update(struct stitch_static_call *sc, void *func, struct stitch
 	sc->state = ns;
 	sc->priv[0] = targets[0];
 	sc->priv[1] = targets[1];
-	/* step 3 */
-	void *old_lit = set_lit(sc, func, 0x28);
+	/* step 3, if the new slot reads the literal (the active one then does
+	 * not: keep_literal above); otherwise after step 4, so that a refused
+	 * step 4 sent no call through an active literal slot to the target. */
+	bool lit_early = form == SLOT_LIT;
+	void *old_lit = lit_early ? set_lit(sc, func, 0x28) : NULL;
 	/* step 4: the flip and every site, one batch of CMODX swaps, one sync */
 	uint32_t flipped = ns ^ (1u << 7);
 	slots_image(sc, flipped, targets, next);
@@ -671,7 +718,8 @@ static int slots_update(struct stitch_static_call *sc, void *func, struct stitch
 		bool sites_changed = sites_reread(sites, n);
 		if (w4 == cur[1] && !sites_changed) {
 			/* nothing reachable changed: the new slot is recorded, unused */
-			__atomic_store_n(&sc->lit, old_lit, __ATOMIC_SEQ_CST);
+			if (lit_early)
+				__atomic_store_n(&sc->lit, old_lit, __ATOMIC_SEQ_CST);
 		} else {
 			/* Part of the batch was stored (and synced): record it.  Both
 			 * slots may be reachable, so the next update quiesces (and moves
@@ -681,6 +729,8 @@ static int slots_update(struct stitch_static_call *sc, void *func, struct stitch
 		goto out;
 	}
 	sc->state = flipped;
+	if (!lit_early)
+		set_lit(sc, func, 0x28);
 	for (size_t i = 0; i < n; i++)
 		sites[i].target = dest[i];
 	/* step 5: nothing reaches the old slot any more; wait until nobody is in it */
@@ -707,8 +757,6 @@ static int sites_apply(struct stitch_static_call *sc, void *func, struct stitch_
 	return err;
 }
 
-static int tramp_update(struct stitch_static_call *sc, void *func);
-
 int arch_static_call_update(struct stitch_static_call *sc, void *func, struct stitch_sc_site *sites, size_t nsites)
 {
 	int err = sites_check(sc, sites, nsites); /* before anything is written */
@@ -716,25 +764,33 @@ int arch_static_call_update(struct stitch_static_call *sc, void *func, struct st
 		return err;
 	if (sc->layout == STITCH_SC_A64_SLOTS)
 		return slots_update(sc, func, sites, nsites);
-	err = tramp_update(sc, func);
-	if (!err && nsites)
-		err = sites_apply(sc, func, sites, nsites);
-	return err;
-}
-
-static int tramp_update(struct stitch_static_call *sc, void *func)
-{
-	switch (sc->layout) {
-	case STITCH_SC_A64_LITERAL: {
+	if (sc->layout == STITCH_SC_A64_LITERAL) {
+		/* The sites first, the literal last: a site batch that fails
+		 * leaves the trampoline calling the current target (until
+		 * 2026-11-28 the literal was already the new one, and stayed). */
 		uint32_t w[5];
 		literal_image(sc, w);
-		int err = check_image(sc, w, 5, NULL);
+		err = check_image(sc, w, 5, NULL);
+		if (!err && nsites)
+			err = sites_apply(sc, func, sites, nsites);
 		if (!err)
 			set_lit(sc, func, 0x10);
 		return err;
 	}
-	case STITCH_SC_A64_SEED: return seed_update(sc, func);
-	case STITCH_SC_A64_SLOTS: break; /* slots_update(), with the sites */
+	if (sc->layout != STITCH_SC_A64_SEED)
+		return stitch_fail(STITCH_EUNKNOWN, "static call %s: layout %u is not an AArch64 one", sc->name,
+				   sc->layout);
+	err = seed_update(sc, func);
+	if (!err && nsites) {
+		err = sites_apply(sc, func, sites, nsites);
+		if (err) {
+			/* The sites could not follow: take the trampoline back to the
+			 * current target (sc->func is not updated yet), so that a
+			 * failed update changed no target. */
+			int rerr = seed_update(sc, __atomic_load_n(&sc->func, __ATOMIC_ACQUIRE));
+			if (rerr)
+				err = rerr;
+		}
 	}
-	return stitch_fail(STITCH_EUNKNOWN, "static call %s: layout %u is not an AArch64 one", sc->name, sc->layout);
+	return err;
 }
