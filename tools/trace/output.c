@@ -52,6 +52,9 @@ static const char *end_note(enum tr_end how)
 	case TR_END_UNWIND: return " (unwound)";
 	case TR_END_MISSING: return " (no exit recorded)";
 	case TR_END_RUNNING: return " (still running)";
+	/* the reader ended these at the last moment it knew them running */
+	case TR_END_GAP: return " (no exit recorded: events lost)";
+	case TR_END_SWITCH: return " (no exit recorded: switched off live)";
 	default: return "";
 	}
 }

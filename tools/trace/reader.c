@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,18 +80,27 @@ static char *demangled(const char *name)
 	return out;
 }
 
-const char *tr_sym_name(const struct tr_proc *p, uint64_t ip, char *buf, size_t size)
+/* The symbol at ip (the SYM records, sorted), or NULL. */
+static const struct tr_sym *sym_at(const struct tr_proc *p, uint64_t ip)
 {
 	size_t lo = 0, hi = p->nsym;
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
 		if (p->sym[mid].addr == ip)
-			return p->sym[mid].name;
+			return &p->sym[mid];
 		if (p->sym[mid].addr < ip)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
+	return NULL;
+}
+
+const char *tr_sym_name(const struct tr_proc *p, uint64_t ip, char *buf, size_t size)
+{
+	const struct tr_sym *s = sym_at(p, ip);
+	if (s)
+		return s->name;
 	snprintf(buf, size, "0x%" PRIx64, ip);
 	return buf;
 }
@@ -135,43 +145,172 @@ static void convert_times(struct tr_proc *p)
  * Whether an entry made under filter generation `gen` had its return
  * hooked: the mode in force then - the file header's, then each applied
  * mark's from its gen_after on (graph switched on or off live).  An odd
- * generation (a switch under way) may be either; it is taken as not
- * hooked, so that an entry whose exit never comes cannot nest the rest of
- * the thread under it (an exit that does come is counted as an orphan).
- * Without this, a recording whose graph mode was switched off pushed every
- * later entry, millions deep, and the tree's readers crashed or hung.
+ * generation (a switch under way) is hooked if the mode was graph on both
+ * sides of the switch (the agent registers only its graph ops then, and
+ * pause, resume and filter changes are such switches: their entries'
+ * exits come, and taken as unhooked they paired with older calls instead).
+ * Else it may be either, and is taken as not hooked, so that an entry
+ * whose exit never comes cannot nest the rest of the thread under it (an
+ * exit that does come is counted as an orphan).  Without this, a
+ * recording whose graph mode was switched off pushed every later entry,
+ * millions deep, and the tree's readers crashed or hung.
  */
 static int gen_hooked(const struct tr_proc *p, uint32_t gen)
 {
-	if (gen & 1)
-		return 0;
+	uint32_t even = gen & ~1u;
 	int graph = (p->h.flags & ST_FLAG_GRAPH) != 0;
 	for (size_t i = 0; i < p->nmark; i++)
-		if (p->mark[i].m.ok && p->mark[i].m.gen_after <= gen)
+		if (p->mark[i].m.ok && p->mark[i].m.gen_after <= even)
 			graph = p->mark[i].m.graph != 0;
-	return graph;
+	if (!(gen & 1) || !graph)
+		return graph;
+	for (size_t i = 0; i < p->nmark; i++)
+		if (p->mark[i].m.gen_before == even)
+			return !p->mark[i].m.ok || p->mark[i].m.graph != 0;
+	return 0;
 }
 
-/* Turn a thread's events into its call tree (pre-order nodes). */
-static void build_tree(struct tr_proc *p, struct tr_thread *t)
+/* Does one glob of the rules select the function s: 1, 0, or -1 when the
+ * reader cannot tell.  The library's matching (stitch_ftrace_pattern_matches):
+ * an address selects the function or its site; a C++ pattern ("::" or "(")
+ * never selects a name that is not mangled; a plain glob is fnmatch() on the
+ * recorded name - and on a C++ name's demangled forms, which this leaves
+ * undecided rather than copy the library's rules for them. */
+static int glob_selects(const char *glob, const struct tr_sym *s)
+{
+	const char *raw = s->raw ? s->raw : s->name;
+	int cxx_name = strncmp(raw, "_Z", 2) == 0;
+	if (strncmp(glob, "0x", 2) == 0) {
+		const char *digits = glob + 2;
+		if (!*digits || strspn(digits, "0123456789abcdefABCDEF") != strlen(digits) || strlen(digits) > 16)
+			return 0; /* the library's bad address: selects nothing */
+		uint64_t a = strtoull(digits, NULL, 16);
+		if (a == s->addr)
+			return 1;
+		return a > s->addr && a - s->addr < 16 ? -1 : 0; /* its site's own address? */
+	}
+	if (strstr(glob, "::") || strchr(glob, '('))
+		return cxx_name ? -1 : 0;
+	if (fnmatch(glob, raw, 0) == 0)
+		return 1;
+	return cxx_name ? -1 : 0;
+}
+
+/*
+ * Whether a MARK's rules text selects the function at ip: 1, 0, or -1 when
+ * the reader cannot tell (an unknown function, a rule glob_selects leaves
+ * undecided, a text it cannot read).  The text is the agent's rule list,
+ * "+glob -glob ..." (globs have no spaces: the agent splits on them), the
+ * last rule matching a function deciding and none meaning not traced; ""
+ * while paused.
+ */
+static int rules_select(const struct tr_proc *p, const char *rules, uint64_t ip)
+{
+	const struct tr_sym *s = sym_at(p, ip);
+	if (!s)
+		return -1;
+	int verdict = 0;
+	char glob[512];
+	for (const char *r = rules;;) {
+		r += strspn(r, " ");
+		size_t n = strcspn(r, " ");
+		if (!n)
+			break;
+		if ((r[0] != '+' && r[0] != '-') || n - 1 >= sizeof glob)
+			return -1;
+		memcpy(glob, r + 1, n - 1);
+		glob[n - 1] = '\0';
+		int m = glob_selects(glob, s);
+		if (m == 1)
+			verdict = r[0] == '+';
+		else if (m < 0)
+			verdict = -1; /* unless a later rule decides */
+		r += n;
+	}
+	return verdict;
+}
+
+/*
+ * A live switch (MARK m) reached by a thread whose open calls are
+ * stack[0..sp): a call whose function it may have switched off can return
+ * unseen - the library calls ret_func only for a site still selected when
+ * the function returns - unless its exit is in the file after all
+ * (exited[], from a first pairing: selected again before it returned).
+ * Such calls are marked TR_END_SWITCH, ended at last_ts (the thread's last
+ * event before the switch) unless something later shows them running.
+ * They stay on the stack, so that an exit of theirs still pairs with them,
+ * and build_calls drops them when an entry finds one on top, not knowing
+ * whether it is that entry's caller.  Without this an entry whose exit
+ * never came stayed open, and every later call of the thread nested under
+ * it (a pause/resume made alpha_two call alpha_one call alpha_two...).
+ * A refused switch changed nothing.
+ */
+static void switch_off(const struct tr_proc *p, struct tr_thread *t, const struct tr_mark *m, const size_t *stack,
+		       size_t sp, const unsigned char *exited, uint64_t last_ts)
+{
+	if (!m->m.ok)
+		return;
+	for (size_t k = 0; k < sp; k++) {
+		struct tr_node *n = &t->node[stack[k]];
+		if (n->how != TR_END_RUNNING || exited[stack[k]])
+			continue;
+		/* graph off: ret_func is no longer registered anywhere; a
+		 * function the reader cannot place is taken as switched off
+		 * (ending a call early hides a nesting, keeping it can invent one) */
+		if (!m->m.graph || rules_select(p, m->filter, n->ip) != 1) {
+			n->how = TR_END_SWITCH;
+			n->end = last_ts;
+		}
+	}
+}
+
+/* Pair a thread's entries and exits into its call nodes (pre-order), with
+ * the live switches (marks) when exited[] says which calls get an exit. */
+static void build_calls(struct tr_proc *p, struct tr_thread *t, const unsigned char *exited)
 {
 	int graph = tr_has_exits(p);
 	uint32_t cached_gen = 1;
 	int cached_hooked = 0; /* gen_hooked(p, cached_gen): odd, not hooked */
 	size_t *stack = NULL, sp = 0, cap = 0;
-	t->node = xrealloc(NULL, (t->nev + 1) * sizeof *t->node);
+	size_t next_mark = 0; /* the first mark this thread's events have not passed */
 	t->nnode = 0;
+	t->lost = t->lost_exits = t->orphan_exits = t->noret = 0;
 	uint64_t last_ts = 0;
 	for (size_t i = 0; i < t->nev; i++) {
 		const struct st_event *e = &t->ev[i];
-		if (e->kind != ST_EV_LOST)
-			last_ts = e->ts_ns;
+		/* A later generation than a mark's gen_before: the switch began
+		 * before this event read its site's ops (a loss marker carries
+		 * the next event's generation, or 0 at the end: not used). */
+		if (exited && e->kind != ST_EV_LOST)
+			for (; next_mark < p->nmark && e->gen > p->mark[next_mark].m.gen_before; next_mark++)
+				switch_off(p, t, &p->mark[next_mark], stack, sp, exited, last_ts);
 		switch (e->kind) {
 		case ST_EV_LOST:
+			/* After a gap the stack is unknown: the lost events may hold
+			 * the open calls' exits and entries of others.  Keeping the
+			 * calls open nested every later call under an entry whose
+			 * exit was lost (89 levels of g in g), and charged them the
+			 * time to the thread's end; they end here, at the thread's
+			 * last event before the gap, and what follows starts at the
+			 * top.  An exit of theirs after the gap is an orphan. */
 			t->lost += e->ip;
+			while (sp > 0) {
+				struct tr_node *n = &t->node[stack[--sp]];
+				if (n->how != TR_END_SWITCH) {
+					n->how = TR_END_GAP;
+					n->end = last_ts;
+				}
+				t->lost_exits++;
+			}
 			break;
 		case ST_EV_ENTRY:
 		case ST_EV_NORET: {
+			/* a call a switch left without its exit is not taken as
+			 * this one's caller (switch_off) */
+			while (sp > 0 && t->node[stack[sp - 1]].how == TR_END_SWITCH) {
+				sp--;
+				t->lost_exits++;
+			}
 			if (graph && e->gen != cached_gen) {
 				cached_gen = e->gen;
 				cached_hooked = gen_hooked(p, cached_gen);
@@ -210,24 +349,60 @@ static void build_tree(struct tr_proc *p, struct tr_thread *t)
 			/* frames above the match never reported an exit */
 			while (sp > k) {
 				struct tr_node *n = &t->node[stack[--sp]];
-				n->how = TR_END_MISSING;
-				n->end = e->ts_ns;
+				if (n->how != TR_END_SWITCH) { /* else: ended when last known running */
+					n->how = TR_END_MISSING;
+					n->end = e->ts_ns;
+				}
 				t->lost_exits++;
 			}
 			struct tr_node *n = &t->node[stack[--sp]];
 			n->how = e->kind == ST_EV_EXIT ? TR_END_EXIT : TR_END_UNWIND;
 			n->end = e->ts_ns;
+			/* its caller, left without an exit by a switch, ran until now */
+			if (sp > 0 && t->node[stack[sp - 1]].how == TR_END_SWITCH)
+				t->node[stack[sp - 1]].end = e->ts_ns;
 			break;
 		}
 		default:
 			break;
 		}
+		if (e->kind != ST_EV_LOST)
+			last_ts = e->ts_ns;
 	}
+	/* Calls still open: running if the process may still be (or died
+	 * without a word); a process that wrote its END (or EXEC) record is
+	 * gone, and they never returned. */
 	while (sp > 0) {
 		struct tr_node *n = &t->node[stack[--sp]];
+		if (n->how == TR_END_SWITCH) {
+			t->lost_exits++;
+			continue;
+		}
 		n->end = last_ts;
+		if (p->ended) {
+			n->how = TR_END_MISSING;
+			t->lost_exits++;
+		}
 	}
 	free(stack);
+}
+
+/* Turn a thread's events into its call tree (pre-order nodes). */
+static void build_tree(struct tr_proc *p, struct tr_thread *t)
+{
+	t->node = xrealloc(NULL, (t->nev + 1) * sizeof *t->node);
+	build_calls(p, t, NULL);
+	if (p->nmark && tr_has_exits(p)) {
+		/* Live switches: which calls get their exit, from a pairing that
+		 * ignores the switches, then the pairing again with them.  The
+		 * nodes are the same (one per entry, in order); the first pass
+		 * only keeps more calls open, which pair with no exit. */
+		unsigned char *exited = xrealloc(NULL, t->nnode + 1);
+		for (size_t i = 0; i < t->nnode; i++)
+			exited[i] = t->node[i].how == TR_END_EXIT || t->node[i].how == TR_END_UNWIND;
+		build_calls(p, t, exited);
+		free(exited);
+	}
 	/* subtree sizes and child time, children before parents (reverse pre-order) */
 	for (size_t i = t->nnode; i-- > 0;) {
 		struct tr_node *n = &t->node[i];
@@ -326,15 +501,15 @@ int tr_parse(const void *data, size_t size, const char *name, struct tr_proc *p,
 			const char *sname = buf + sizeof s;
 			size_t ln = strnlen(sname, s.size);
 			const char *mod = ln < s.size ? sname + ln + 1 : "";
-			char *sym_name = xstrndup(sname, ln);
+			char *sym_name = xstrndup(sname, ln), *raw = NULL;
 			char *pretty = demangled(sym_name);
 			if (pretty) {
-				free(sym_name);
+				raw = sym_name; /* kept for the filter rules (sym_selected) */
 				sym_name = pretty;
 			}
 			p->sym = xrealloc(p->sym, (p->nsym + 1) * sizeof *p->sym);
 			p->sym[p->nsym++] = (struct tr_sym){ s.addr, sym_name,
-							     xstrndup(mod, strnlen(mod, s.size - ln - (ln < s.size))) };
+							     xstrndup(mod, strnlen(mod, s.size - ln - (ln < s.size))), raw };
 			break;
 		}
 		case ST_REC_EVENTS: {
@@ -440,6 +615,7 @@ int tr_parse(const void *data, size_t size, const char *name, struct tr_proc *p,
 				w--;
 				free(p->sym[w].name);
 				free(p->sym[w].module);
+				free(p->sym[w].raw);
 			}
 			p->sym[w++] = p->sym[i];
 		}
@@ -466,6 +642,7 @@ void tr_proc_free(struct tr_proc *p)
 	for (size_t i = 0; i < p->nsym; i++) {
 		free(p->sym[i].name);
 		free(p->sym[i].module);
+		free(p->sym[i].raw);
 	}
 	for (size_t i = 0; i < p->nmark; i++)
 		free(p->mark[i].filter);

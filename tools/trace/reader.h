@@ -12,9 +12,14 @@
 enum tr_end {
 	TR_END_EXIT,     /* it returned */
 	TR_END_UNWIND,   /* its frame was abandoned (longjmp, exception) */
-	TR_END_MISSING,  /* no exit recorded: lost, or a return the library could not hook */
-	TR_END_RUNNING,  /* still running when the trace ended */
+	TR_END_MISSING,  /* no exit recorded: lost, a return the library could not hook, or
+			  * open when its process exited (or exec'ed) */
+	TR_END_RUNNING,  /* still running when the trace ended (its process wrote no END) */
 	TR_END_NONE,     /* an entry-only trace: no exits recorded at all */
+	TR_END_GAP,      /* open where its thread lost events: ended at its last event
+			  * before the gap, the stack after a gap being unknown */
+	TR_END_SWITCH,   /* its function left the filter live (pause, disable, graph off)
+			  * while it ran, and no exit came: ended when last known running */
 };
 
 /* One call, in pre-order; children follow their parent directly. */
@@ -37,7 +42,7 @@ struct tr_thread {
 	struct tr_node *node;  /* the call tree (tr_build) */
 	size_t nnode;
 	uint64_t lost;         /* events lost (ST_EV_LOST) */
-	uint64_t lost_exits;   /* entries whose exit never came */
+	uint64_t lost_exits;   /* entries whose exit never came (every end but EXIT, UNWIND, RUNNING, NONE) */
 	uint64_t orphan_exits; /* exits of calls whose entry was not recorded */
 	uint64_t noret;
 };
@@ -45,6 +50,7 @@ struct tr_thread {
 struct tr_sym {
 	uint64_t addr;
 	char *name, *module;
+	char *raw;  /* the name as recorded, when name is its demangled form; else NULL */
 };
 
 struct tr_mark {
