@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The reader and the outputs on hand-made recordings (format.h): what
- * they must make of lost events, live switches and a process's end -
- * cases a recorded program produces only by chance (a full ring, a
- * switch landing mid-call), made exact here.
+ * they must make of lost events, live switches, a process's end, and
+ * names with separators in them - cases a recorded program produces
+ * only by chance (a full ring, a switch landing mid-call), made exact.
  */
 #include <stdarg.h>
 #include <string.h>
@@ -120,6 +120,11 @@ static void tree(FILE *out, const struct tr_trace *tr)
 	out_tree(out, tr, 0);
 }
 
+static void folded_calls(FILE *out, const struct tr_trace *tr)
+{
+	out_folded(out, tr, 0);
+}
+
 static void check_output(const struct file *f, void (*print)(FILE *, const struct tr_trace *), const char *want,
 			 const char *what)
 {
@@ -227,6 +232,15 @@ int main(void)
 	end(&f);
 	check_output(&f, tree, "process t\nthread\n  main (no exit recorded)\n    alpha_one (no exit recorded)\n",
 		     "an END record");
+
+	/* Names with the folded format's separators, and a newline: one
+	 * frame, one line (';' as ':', control characters as '?'); the tree
+	 * and the other line outputs show them escaped. */
+	begin(&f, "x;y\nz");
+	events(&f, 0, E(MAIN, 10), E(ODD, 20), X(ODD, 30), X(MAIN, 40), END_EV);
+	end(&f);
+	check_output(&f, folded_calls, "main 1\nmain;x:y?z 1\n", "folded stacks");
+	check_output(&f, tree, "process t\nthread\n  main\n    x;y\\nz\n", "tree");
 
 	return check_summary("test_trace_reader");
 }

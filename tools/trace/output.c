@@ -59,24 +59,53 @@ static const char *end_note(enum tr_end how)
 	}
 }
 
-/* Text from the traced program (its command line, thread and exec'ed file
- * names) on one line of a header: control characters shown as C escapes
- * (a newline in an argument split the "# process" line in two). */
+/*
+ * Text from the traced program (its command line, thread and exec'ed file
+ * names, function names) on one line of text output: control characters
+ * shown as C escapes, and a backslash doubled so that they are not
+ * ambiguous (a newline in an argument split the "# process" line in two;
+ * one in a symbol name could end a call line and fake another).  s itself
+ * when it needs no escape, else the escaped text in *buf (grown as needed;
+ * the caller frees it).
+ */
+static const char *line_text(const char *s, char **buf, size_t *cap)
+{
+	size_t n = 0;
+	int plain = 1;
+	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+		size_t k = *c == '\\' || *c == '\n' || *c == '\t' ? 2 : *c < 0x20 || *c == 0x7f ? 4 : 1;
+		n += k;
+		plain &= k == 1;
+	}
+	if (plain)
+		return s;
+	if (n + 1 > *cap) {
+		*cap = n + 1;
+		*buf = xrealloc(*buf, *cap);
+	}
+	char *o = *buf;
+	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+		if (*c == '\n')
+			o += sprintf(o, "\\n");
+		else if (*c == '\t')
+			o += sprintf(o, "\\t");
+		else if (*c == '\\')
+			o += sprintf(o, "\\\\");
+		else if (*c < 0x20 || *c == 0x7f)
+			o += sprintf(o, "\\x%02x", *c);
+		else
+			*o++ = (char)*c;
+	}
+	*o = '\0';
+	return *buf;
+}
+
 static void put_line_text(FILE *out, const char *s)
 {
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '\n')
-			fputs("\\n", out);
-		else if (c == '\t')
-			fputs("\\t", out);
-		else if (c == '\\')
-			fputs("\\\\", out);
-		else if (c < 0x20 || c == 0x7f)
-			fprintf(out, "\\x%02x", c);
-		else
-			fputc(c, out);
-	}
+	char *buf = NULL;
+	size_t cap = 0;
+	fputs(line_text(s, &buf, &cap), out);
+	free(buf);
 }
 
 static void thread_summary(FILE *out, const struct tr_thread *t)
@@ -111,7 +140,8 @@ static const char *call_parens(const char *name)
 
 void out_replay(FILE *out, const struct tr_trace *tr, int show_time)
 {
-	char nb[32], d[32];
+	char nb[32], d[32], *eb = NULL;
+	size_t ecap = 0;
 	for (size_t pi = 0; pi < tr->nproc; pi++) {
 		const struct tr_proc *p = &tr->proc[pi];
 		proc_title(out, p);
@@ -134,12 +164,12 @@ void out_replay(FILE *out, const struct tr_trace *tr, int show_time)
 					if (show_time)
 						fprintf(out, "%s [%6u] | ", d, t->tid);
 					fprintf(out, "%*s} /* %s%s */\n", 2 * (int)n->depth, "",
-						tr_sym_name(p, n->ip, nb, sizeof nb), end_note(n->how));
+						line_text(tr_sym_name(p, n->ip, nb, sizeof nb), &eb, &ecap), end_note(n->how));
 				}
 				if (i == t->nnode)
 					break;
 				const struct tr_node *n = &t->node[i];
-				const char *name = tr_sym_name(p, n->ip, nb, sizeof nb);
+				const char *name = line_text(tr_sym_name(p, n->ip, nb, sizeof nb), &eb, &ecap);
 				if (!graph) {
 					if (show_time)
 						fprintf(out, "%12.6f [%6u] | ", (double)(n->start - tr->t0) / 1e9, t->tid);
@@ -160,6 +190,7 @@ void out_replay(FILE *out, const struct tr_trace *tr, int show_time)
 			free(stack);
 		}
 	}
+	free(eb);
 }
 
 /* ---- tree dump: the canonical form the tests compare ----------------- */
@@ -211,9 +242,12 @@ static int same_subtree(const struct tr_thread *t, size_t i, size_t j)
 static size_t tree_node(struct strbuf *b, const struct tr_proc *p, const struct tr_thread *t, size_t i,
 			int indent, int collapse, uint32_t repeat)
 {
-	char nb[32];
+	char nb[32], *eb = NULL;
+	size_t ecap = 0;
 	const struct tr_node *n = &t->node[i];
-	sb_add(b, "%*s%s%s", 2 * indent, "", tr_sym_name(p, n->ip, nb, sizeof nb), end_note(n->how));
+	sb_add(b, "%*s%s%s", 2 * indent, "", line_text(tr_sym_name(p, n->ip, nb, sizeof nb), &eb, &ecap),
+	       end_note(n->how));
+	free(eb);
 	if (repeat > 1)
 		sb_add(b, " *%u", repeat);
 	sb_add(b, "\n");
@@ -348,7 +382,10 @@ int out_report(FILE *out, const struct tr_trace *tr, int key)
 				const struct tr_node *nd = &t->node[i];
 				while (sp && depth[sp - 1] >= nd->depth)
 					tab[stack[--sp]].active--;
-				char *name = strdup(tr_sym_name(p, nd->ip, nb, sizeof nb));
+				char *eb = NULL;
+				size_t ecap = 0;
+				const char *shown = line_text(tr_sym_name(p, nd->ip, nb, sizeof nb), &eb, &ecap);
+				char *name = eb ? eb : strdup(shown);
 				struct fstat *f = fstat_of(&tab, &n, nd->ip, name);
 				if (f->name != name)
 					free(name);
@@ -651,6 +688,21 @@ static void mt_free(struct mtree *m)
 	free(m->node_slot);
 }
 
+/* A name as a frame of a folded stack: ';' separates frames and a line is
+ * one stack, so a ';' in a name becomes ':' (as the flame graph scripts'
+ * stackcollapse-perf does) and a control character '?' (a newline split a
+ * stack in two).  Names with these are rare: renamed symbols, assembler. */
+static void sb_folded_name(struct strbuf *b, const char *name)
+{
+	size_t at = b->n;
+	sb_add(b, "%s", name);
+	for (char *c = b->s + at; *c; c++)
+		if (*c == ';')
+			*c = ':';
+		else if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
+}
+
 /* "a;b;c VALUE" per distinct stack, frame by frame in name order; VALUE
  * is self time in ns (calls for an entry-only trace, or with by_time 0).
  * A depth-first walk with one path buffer: time proportional to the
@@ -679,7 +731,9 @@ void out_folded(FILE *out, const struct tr_trace *tr, int by_time)
 	while (sp) {
 		struct visit v = st[--sp];
 		path.n = v.len;
-		sb_add(&path, "%s%s", v.len ? ";" : "", m.name[m.node[v.node].name]);
+		if (v.len)
+			sb_add(&path, ";");
+		sb_folded_name(&path, m.name[m.node[v.node].name]);
 		fprintf(out, "%s %" PRIu64 "\n", path.s, m.node[v.node].value);
 		size_t first = sp;
 		for (uint32_t c = m.node[v.node].child; c; c = m.node[c - 1].sibling) {
@@ -705,7 +759,8 @@ void out_folded(FILE *out, const struct tr_trace *tr, int by_time)
  * entry-only trace, function_graph lines otherwise; per thread. */
 void out_ftrace(FILE *out, const struct tr_trace *tr)
 {
-	char nb[32], pb[32], d[32];
+	char nb[32], pb[32], d[32], *eb = NULL;
+	size_t ecap = 0;
 	for (size_t pi = 0; pi < tr->nproc; pi++) {
 		const struct tr_proc *p = &tr->proc[pi];
 		int graph = tr_has_exits(p);
@@ -732,7 +787,7 @@ void out_ftrace(FILE *out, const struct tr_trace *tr)
 				if (i == t->nnode)
 					break;
 				const struct tr_node *n = &t->node[i];
-				const char *name = tr_sym_name(p, n->ip, nb, sizeof nb);
+				const char *name = line_text(tr_sym_name(p, n->ip, nb, sizeof nb), &eb, &ecap);
 				if (!graph) {
 					double ts = (double)n->start / 1e9;
 					fprintf(out, "%16.16s-%-6u [---] %13.6f: %s\n", comm, t->tid, ts, name);
@@ -752,6 +807,7 @@ void out_ftrace(FILE *out, const struct tr_trace *tr)
 			free(stack);
 		}
 	}
+	free(eb);
 }
 
 /* ---- flame graph SVG -------------------------------------------------- */
@@ -926,7 +982,8 @@ void out_events(FILE *out, const struct tr_trace *tr)
 {
 	static const char *const kinds[] = { [ST_EV_ENTRY] = "entry", [ST_EV_EXIT] = "exit",
 		[ST_EV_UNWIND] = "unwind", [ST_EV_LOST] = "lost", [ST_EV_NORET] = "noret" };
-	char nb[32];
+	char nb[32], *eb = NULL;
+	size_t ecap = 0;
 	for (size_t pi = 0; pi < tr->nproc; pi++) {
 		const struct tr_proc *p = &tr->proc[pi];
 		for (size_t m = 0; m < p->nmark; m++)
@@ -941,8 +998,9 @@ void out_events(FILE *out, const struct tr_trace *tr)
 				if (e->kind == ST_EV_LOST)
 					snprintf(nb, sizeof nb, "%" PRIu64, e->ip); /* how many */
 				fprintf(out, "E %u %u %s %u %" PRIu64 " %s\n", p->h.pid, t->tid, k, e->gen, e->ts_ns,
-					e->kind == ST_EV_LOST ? nb : tr_sym_name(p, e->ip, nb, sizeof nb));
+					e->kind == ST_EV_LOST ? nb : line_text(tr_sym_name(p, e->ip, nb, sizeof nb), &eb, &ecap));
 			}
 		}
 	}
+	free(eb);
 }
