@@ -113,14 +113,36 @@ static void on_entry(uintptr_t ip, uintptr_t parent_ip, struct stitch_ftrace_ops
 #define HOOKS_RETURNS 1
 static void on_return(uintptr_t ip, uintptr_t parent_ip, struct stitch_ftrace_ops *o,
 		      struct stitch_ftrace_ret_regs *rregs);
-static struct stitch_ftrace_ops ops_graph = { .func = on_entry, .ret_func = on_return };
 #else
 #define HOOKS_RETURNS 0
-static struct stitch_ftrace_ops ops_graph = { .func = on_entry };
 #endif
+/*
+ * Graph mode registers a fresh ops every time (graph_ops_new()), never one
+ * registered before.  The library calls an ops' ret_func for a hooked call
+ * only if that ops is on the site when the call returns: after an
+ * unregister (graph off, pause, detach) the calls in flight return without
+ * it, or - were the same ops registered again - with it, if they return
+ * after that.  A thread's depth count (ring.h) could not tell which.  With
+ * one ops per registration the rule is simple: the calls hooked under an
+ * ops that was unregistered never come back, so a thread's count restarts
+ * at the first callback of a new ops.  The old ops are never freed: the
+ * library's shadow stacks still name them (compared by pointer), and a new
+ * ops at a reused address would receive those returns.
+ */
 static struct stitch_ftrace_ops ops_flat = { .func = on_entry };
 static struct stitch_ftrace_ops *cur_ops = &ops_flat; /* registered if ag.registered */
 
+static struct stitch_ftrace_ops *graph_ops_new(void)
+{
+	struct stitch_ftrace_ops *o = calloc(1, sizeof *o);
+	if (o) {
+		o->func = on_entry;
+#ifdef STITCH_TRACE_HAVE_GRAPH
+		o->ret_func = on_return;
+#endif
+	}
+	return o;
+}
 void agent_say(const char *fmt, ...)
 {
 	char buf[1024];
@@ -245,7 +267,13 @@ static void on_entry(uintptr_t ip, uintptr_t parent_ip, struct stitch_ftrace_ops
 	uint32_t kind = ST_EV_ENTRY;
 	/* the ops tells whether this call's return is hooked, not ag.graph:
 	 * that changes under a live "graph on|off" while callbacks run */
-	if (HOOKS_RETURNS && o == &ops_graph) {
+	if (HOOKS_RETURNS && o != &ops_flat) {
+		if (r->depth_ops != o) {
+			/* the first call under a new registration: none of the
+			 * calls counted so far will call on_return (graph_ops_new) */
+			r->depth_ops = o;
+			r->depth = 0;
+		}
 		uint32_t d = r->depth;
 		if (d >= SHADOW_STACK_MAX) {
 			/* the library will not hook this return: say so, keep depth */
@@ -269,14 +297,17 @@ static void on_entry(uintptr_t ip, uintptr_t parent_ip, struct stitch_ftrace_ops
 #ifdef STITCH_TRACE_HAVE_GRAPH
 static void on_return(uintptr_t ip, uintptr_t parent_ip, struct stitch_ftrace_ops *o, struct stitch_ftrace_ret_regs *rregs)
 {
-	(void)parent_ip, (void)o;
+	(void)parent_ip;
 	uint32_t gen = atomic_load_explicit(&filter_gen, memory_order_relaxed);
 	struct ring *r = this_ring();
 	if (!r)
 		return;
-	if (r->depth)
+	/* A return of o's comes after an entry of o's on this thread, which
+	 * set depth_ops (o was registered after the ops before it was gone);
+	 * the test only keeps a count of another ops from being touched. */
+	if (r->depth_ops == o && r->depth)
 		r->depth--;
-	if (r->depth >= ag.depth_limit)
+	if (r->depth_ops == o && r->depth >= ag.depth_limit)
 		return;
 	if (atomic_load_explicit(&recording, memory_order_relaxed)) {
 		if (block_when_full)
@@ -888,11 +919,18 @@ static int apply_registration(int want_graph)
 		int old_graph = ag.graph;
 		ag.graph = want_graph;
 		/*
-		 * One ops per mode, never a ret_func changed under an ops: returns
-		 * hooked under an earlier registration may come back after it was
-		 * registered again, and are handed to the ops' ret_func then.
+		 * Never a ret_func changed under an ops: a fresh graph ops for
+		 * each registration (graph_ops_new says why), ops_flat otherwise.
 		 */
-		struct stitch_ftrace_ops *next = want_graph ? &ops_graph : &ops_flat;
+		struct stitch_ftrace_ops *next = &ops_flat;
+		if (want && want_graph) {
+			next = graph_ops_new();
+			if (!next) {
+				ag.graph = old_graph;
+				free(filter.s);
+				return -STITCH_ENOMEM;
+			}
+		}
 		if (want) {
 			err = stitch_ftrace_register(next, filter.s);
 			if (err == 0) {
@@ -900,6 +938,8 @@ static int apply_registration(int want_graph)
 				cur_ops = next;
 			} else {
 				ag.graph = old_graph;
+				if (next != &ops_flat)
+					free(next); /* never registered: no shadow entry names it */
 			}
 		}
 	}

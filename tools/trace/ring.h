@@ -32,7 +32,8 @@ struct ring {
 	/* producer-private */
 	uint64_t tail_seen;    /* tail as last read: the consumer's line is read only when it says full */
 	uint64_t lost_pending;
-	uint32_t depth;        /* calls entered whose return is hooked and pending */
+	uint32_t depth;        /* calls entered under depth_ops whose on_return is pending */
+	const void *depth_ops; /* the graph ops depth counts for (agent.c, graph_ops_new) */
 	/* read by the consumer too */
 	_Atomic uint64_t lost_total;
 	_Atomic uint64_t noret_total;
