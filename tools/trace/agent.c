@@ -15,6 +15,8 @@
  *   STITCH_TRACE_BLOCK    1: a full ring waits for the writer (no loss)
  *   STITCH_TRACE_CLOCK    "monotonic": clock_gettime() in the callbacks
  *   STITCH_TRACE_CONTROL  1: open the control socket (agent_ctl.c)
+ *   STITCH_TRACE_TICK_MS  the writer's tick (default 10; for tests: a tick
+ *                         of an hour proves --block wakes the writer)
  *
  * Threads.  Each traced thread writes its events into its own ring
  * (ring.h); the writer thread drains every ring each tick into the file.
@@ -42,6 +44,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <linux/futex.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -90,11 +93,18 @@ static pthread_mutex_t file_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t ctl_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_t writer_thread;
 static int writer_running;
-/* The writer's tick and stop request: a condition variable, not a pipe,
- * so that there is no descriptor for the program to close or reuse. */
-static pthread_mutex_t writer_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t writer_cond;
-static int writer_stop; /* writer_lock */
+/*
+ * The writer's tick, its stop request and the wake-ups from threads
+ * blocked on a full ring (--block): a futex word, bumped by whoever wants
+ * the writer to drain now, which the writer waits on with the tick as
+ * timeout.  Not a pipe (no descriptor for the program to close or reuse),
+ * and not a condition variable: the wake comes from callbacks, which may
+ * run inside signal handlers, where only an atomic add and a system call
+ * are safe (pthread_cond_signal is not async-signal-safe).
+ */
+static _Atomic uint32_t writer_wake;
+static _Atomic int writer_stop;
+static long writer_tick_ms = WRITER_TICK_MS;
 
 /* What is traced (ctl_lock): see rules_text(). */
 #define MAX_RULES CTL_MAX_RULES
@@ -202,8 +212,22 @@ static inline uint64_t counter_now(void)
  */
 static int block_when_full;
 
+/* Have the writer drain now (from callbacks too: async-signal-safe). */
+static void wake_writer(void)
+{
+	int saved = errno; /* the traced code's, maybe a handler's caller's */
+	atomic_fetch_add_explicit(&writer_wake, 1, memory_order_seq_cst);
+	syscall(SYS_futex, &writer_wake, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	errno = saved;
+}
+
 static inline void wait_for_room(struct ring *r)
 {
+	if (ring_has_room(r))
+		return;
+	/* Without this the writer would notice the full ring only at its next
+	 * tick: a ring of 16 events then cost 10 ms every 16 events. */
+	wake_writer();
 	while (!ring_has_room(r))
 		sched_yield();
 }
@@ -654,25 +678,24 @@ static void *writer_main(void *arg)
 {
 	(void)arg;
 	agent_block_signals();
-	int busy = 0, stop = 0;
-	while (!stop) {
+	for (;;) {
 		/* A periodic drain, not a synchronisation: rings are lock-free and
 		 * the tick only bounds how full they get.  No pause while the
-		 * rings fill faster than a tick drains them. */
-		pthread_mutex_lock(&writer_lock);
-		if (!busy && !writer_stop) {
-			struct timespec until;
-			clock_gettime(CLOCK_MONOTONIC, &until);
-			until.tv_nsec += WRITER_TICK_MS * 1000000L;
-			if (until.tv_nsec >= 1000000000L)
-				until.tv_sec++, until.tv_nsec -= 1000000000L;
-			pthread_cond_timedwait(&writer_cond, &writer_lock, &until);
-		}
-		stop = writer_stop; /* asked to stop: this is the last drain */
-		pthread_mutex_unlock(&writer_lock);
+		 * rings fill faster than a tick drains them.
+		 * The wake word is read before the drain: a bump before this read
+		 * was made after its ring filled (or stop was set), so the drain
+		 * below sees that; a bump after it makes the wait return at once. */
+		uint32_t woken = atomic_load_explicit(&writer_wake, memory_order_seq_cst);
+		int stop = atomic_load(&writer_stop); /* asked to stop: this is the last drain */
 		pthread_mutex_lock(&file_lock);
-		busy = drain_all(1);
+		int busy = drain_all(1);
 		pthread_mutex_unlock(&file_lock);
+		if (stop)
+			break;
+		if (!busy) {
+			struct timespec tick = { writer_tick_ms / 1000, writer_tick_ms % 1000 * 1000000L };
+			syscall(SYS_futex, &writer_wake, FUTEX_WAIT_PRIVATE, woken, &tick, NULL, 0);
+		}
 	}
 	return NULL;
 }
@@ -729,16 +752,7 @@ static void write_header(uint32_t ppid)
 
 static int start_writer(void)
 {
-	/* The condition's clock is the one writer_main's deadlines use.
-	 * (Re)initialised here: a fork child starts its own writer, and the
-	 * parent's writer may have held writer_lock at the fork. */
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&writer_cond, &ca);
-	pthread_condattr_destroy(&ca);
-	pthread_mutex_init(&writer_lock, NULL);
-	writer_stop = 0;
+	atomic_store(&writer_stop, 0); /* a fork child starts its own writer */
 	/* Create the thread with every signal blocked so none lands on it
 	 * before it blocks them itself. */
 	sigset_t all, old;
@@ -758,10 +772,8 @@ static void stop_writer(void)
 {
 	if (!writer_running)
 		return;
-	pthread_mutex_lock(&writer_lock);
-	writer_stop = 1;
-	pthread_cond_signal(&writer_cond);
-	pthread_mutex_unlock(&writer_lock);
+	atomic_store(&writer_stop, 1);
+	wake_writer();
 	pthread_join(writer_thread, NULL);
 	writer_running = 0;
 }
@@ -1483,6 +1495,8 @@ __attribute__((constructor)) static void agent_start(void)
 	ag.fork_follow = !(fork_mode && strcmp(fork_mode, "stop") == 0);
 	ag.control = env_u64("STITCH_TRACE_CONTROL", 0) != 0;
 	block_when_full = env_u64("STITCH_TRACE_BLOCK", 0) != 0;
+	uint64_t tick = env_u64("STITCH_TRACE_TICK_MS", WRITER_TICK_MS);
+	writer_tick_ms = tick >= 1 && tick <= 24 * 3600 * 1000u ? (long)tick : WRITER_TICK_MS;
 	ag.ring_events = env_u64("STITCH_TRACE_BUFFER", DEFAULT_RING_EVENTS);
 	if (ag.ring_events < 16 || (ag.ring_events & (ag.ring_events - 1)) || ag.ring_events > (1u << 26)) {
 		agent_say("STITCH_TRACE_BUFFER must be a power of two in [16, 2^26]; using %u", DEFAULT_RING_EVENTS);
