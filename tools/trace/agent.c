@@ -365,6 +365,36 @@ static int write_all(int fd, const void *buf, size_t n)
  */
 static int file_dead;
 static uint64_t lost_unwritten; /* file_lock */
+/* Bytes of whole records in the file: a failed write is cut back to this,
+ * so that what was written before stays readable.  file_lock. */
+static off_t file_good;
+static int write_failed; /* file_dead by a failed write: the END record is still tried */
+
+/*
+ * A write error, for `stitch-trace record` to print after the program
+ * exited (it cannot be put in the file, and the agent's stderr is the
+ * program's): <ctl dir>/werr-<record's pid>-<pid>, the strerror text
+ * (STITCH_TRACE_RECORD: record's pid; unset under attach, which does not
+ * wait for the program).  The control directory is private to the user
+ * and usually on another file system (XDG_RUNTIME_DIR or /tmp).  Best
+ * effort.
+ */
+static void report_write_error(int err)
+{
+	char dir[200], path[256];
+	const char *why, *rec = getenv("STITCH_TRACE_RECORD");
+	if (!rec || !*rec || strspn(rec, "0123456789") != strlen(rec) ||
+	    stitch_trace_ctl_dir(dir, sizeof dir, 1, &why) != 0)
+		return;
+	snprintf(path, sizeof path, "%s/werr-%s-%d", dir, rec, (int)getpid());
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	const char *msg = strerror(err);
+	ssize_t w = write(fd, msg, strlen(msg));
+	(void)w;
+	close(fd);
+}
 
 int agent_fd_keep(struct agent_fd *a, int fd)
 {
@@ -440,7 +470,12 @@ static int file_usable(void)
 static int put_record(uint32_t type, const void *a, size_t na, const void *b, size_t nb)
 {
 	static const char zeros[8];
-	if (file_usable() != 0)
+	/* After a failed write, the END record is still tried (once the part
+	 * of the failed record is cut off, a full disk has room for it): the
+	 * file then ends cleanly, with the events it could not take counted
+	 * as lost. */
+	int last_try = write_failed && (type == ST_REC_END || type == ST_REC_EXEC) && agent_fd_ours(&ag.file);
+	if (!last_try && file_usable() != 0)
 		return -1;
 	size_t size = (na + nb + 7) & ~(size_t)7;
 	struct st_rec_header h = { .type = type, .size = (uint32_t)size };
@@ -453,12 +488,22 @@ static int put_record(uint32_t type, const void *a, size_t na, const void *b, si
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
+			int err = w < 0 ? errno : ENOSPC;
+			/* a record cut short would make the rest of the file unreadable */
+			if (ftruncate(ag.file.fd, file_good) != 0 ||
+			    lseek(ag.file.fd, file_good, SEEK_SET) < 0) { /* not O_APPEND, unless reopened */
+				/* then readers stop at the cut record */
+			}
+			if (last_try)
+				return -1;
 			/* once: every later record fails the same way (a full disk
 			 * printed this some 40 times); what is drained from now on
 			 * is counted as lost (drain_ring) */
 			agent_say("writing %s: %s; recording stops, events from now on are counted as lost", ag.path,
-				  strerror(errno));
+				  strerror(err));
+			report_write_error(err);
 			file_dead = 1;
+			write_failed = 1;
 			return -1;
 		}
 		total -= (size_t)w;
@@ -469,6 +514,7 @@ static int put_record(uint32_t type, const void *a, size_t na, const void *b, si
 			iov[i].iov_len -= (size_t)w;
 		}
 	}
+	file_good += (off_t)(sizeof h + size);
 	return 0;
 }
 
@@ -711,12 +757,16 @@ static int open_trace_file(void)
 		if (fd >= 0) {
 			ag.exec_seq = seq;
 			file_dead = 0;
+			write_failed = 0;
+			file_good = 0;
 			return agent_fd_keep(&ag.file, fd);
 		}
 		if (errno != EEXIST)
 			break;
 	}
-	agent_say("cannot create a trace file in %s: %s", ag.dir, strerror(errno));
+	int err = errno;
+	agent_say("cannot create a trace file in %s: %s", ag.dir, strerror(err));
+	report_write_error(err);
 	return -1;
 }
 
@@ -737,8 +787,13 @@ static void write_header(uint32_t ppid)
 		.exec_seq = ag.exec_seq,
 	};
 	memcpy(h.magic, ST_MAGIC, 8);
-	if (write_all(ag.file.fd, &h, sizeof h) != 0)
-		agent_say("writing %s: %s", ag.path, strerror(errno));
+	if (write_all(ag.file.fd, &h, sizeof h) != 0) {
+		int err = errno;
+		agent_say("writing %s: %s", ag.path, strerror(err));
+		report_write_error(err);
+	} else {
+		file_good = sizeof h;
+	}
 	write_clock();
 	char cmd[4096];
 	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);

@@ -245,7 +245,65 @@ static int prepare_dir(const char *cmd, const char *dir, int *created)
 		}
 	}
 	closedir(d);
+	/* Can the agent write here?  A read-only or full file system otherwise
+	 * showed only after the program had run, as "nothing was recorded (is
+	 * PROG dynamically linked?)".  A real file and a page of data: a full
+	 * disk may still take an empty file. */
+	char probe[PATH_MAX];
+	snprintf(probe, sizeof probe, "%s/.stitch-trace-probe-%d", dir, (int)getpid());
+	int fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	int err = fd < 0 ? errno : 0;
+	if (fd >= 0) {
+		static char page[4096];
+		ssize_t w = write(fd, page, sizeof page);
+		err = w < 0 ? errno : (size_t)w < sizeof page ? ENOSPC : 0;
+		if (close(fd) != 0 && !err)
+			err = errno;
+		unlink(probe);
+	}
+	if (err) {
+		fprintf(stderr, "stitch-trace %s: cannot write in %s: %s\n", cmd, dir, strerror(err));
+		return -1;
+	}
 	return 0;
+}
+
+/*
+ * Write errors the agents of this record's processes left in the control
+ * directory (agent.c, report_write_error): printed, and removed.  Returns
+ * how many there were.
+ */
+static int report_write_errors(void)
+{
+	char dir[200], prefix[64];
+	const char *why;
+	if (stitch_trace_ctl_dir(dir, sizeof dir, 0, &why) != 0)
+		return 0;
+	snprintf(prefix, sizeof prefix, "werr-%d-", (int)getpid());
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
+			continue;
+		char path[PATH_MAX], msg[256] = "";
+		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+		int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd >= 0) {
+			ssize_t k = read(fd, msg, sizeof msg - 1);
+			msg[k > 0 ? k : 0] = '\0';
+			close(fd);
+		}
+		unlink(path);
+		fprintf(stderr, "stitch-trace record: output of process %s could not be written: %s%s\n",
+			de->d_name + strlen(prefix), msg[0] ? msg : "(error unknown)",
+			"; what was written before is kept, the events after it are counted as lost");
+		n++;
+	}
+	closedir(d);
+	return n;
 }
 
 static int append(char *buf, size_t size, const char *glob, int negate)
@@ -371,6 +429,9 @@ static int cmd_record(int argc, char **argv)
 	setenv("STITCH_TRACE_FORK", fork_mode, 1);
 	setenv("STITCH_TRACE_CONTROL", control ? "1" : "0", 1);
 	setenv("STITCH_TRACE_BLOCK", block ? "1" : "0", 1);
+	char self[32];
+	snprintf(self, sizeof self, "%d", (int)getpid());
+	setenv("STITCH_TRACE_RECORD", self, 1); /* report_write_errors() */
 	if (sel.depth[0])
 		setenv("STITCH_TRACE_DEPTH", sel.depth, 1);
 	else
@@ -426,12 +487,15 @@ static int cmd_record(int argc, char **argv)
 			return 1;
 		}
 	int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	int write_errors = report_write_errors();
 	struct tr_trace t;
 	if (tr_load_opt(absdir, &t, TR_SKIP_EVENTS | TR_QUIET_EMPTY) != 0) {
 		if (created_dir)
 			rmdir(absdir); /* made for nothing: leave no empty directory behind (fails if not empty) */
 		if (rc == 127)
 			return rc; /* the program could not be started; the child said why */
+		if (write_errors)
+			return rc ? rc : 1; /* said why above: not a guess */
 		fprintf(stderr, "stitch-trace record: nothing was recorded in %s (is %s dynamically linked?)\n", absdir,
 			argv[optind]);
 		return rc ? rc : 1;
