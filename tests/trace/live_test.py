@@ -169,6 +169,18 @@ def main():
     if strip(after) != strip(before):
         fail(f"malformed requests changed the state: {before!r} -> {after!r}")
 
+    # A stopped process: refused at once, saying why (it used to wait 60 s
+    # for an answer that could come only after a SIGCONT).
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        while open(f"/proc/{pid}/stat").read().rpartition(")")[2].split()[0] not in ("T", "t"):
+            os.sched_yield()
+        r = cli("live", str(pid), "status", check=False)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    if r.returncode != 1 or "the process is stopped (state T)" not in r.stderr:
+        fail(f"live to a stopped process: {r.returncode} {r.stderr!r}")
+
     # Switches, through the recording's directory (every live process).
     script = [("enable", "beta_*"), ("disable", "alpha_*"), ("enable", "gamma_*"), ("disable", "beta_*"),
               ("enable", "alpha_one"), ("pause",), ("resume",), ("graph", "off"), ("graph", "on"),

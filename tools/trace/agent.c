@@ -1005,8 +1005,8 @@ static int apply_registration(int want_graph)
 				cur_ops = next;
 			} else {
 				ag.graph = old_graph;
-				if (next != &ops_flat)
-					free(next); /* never registered: no shadow entry names it */
+				/* next is not freed: a registration refused part-way ran
+				 * its sites for a moment, so a shadow entry may name it */
 			}
 		}
 	}

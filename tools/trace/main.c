@@ -655,6 +655,21 @@ static const char live_help[] =
 	"  detach          stop tracing for good: original code back, file closed\n"
 	"Exit status: 0 all done, 1 refused or unreachable, 2 usage error.\n";
 
+/* The state letter of /proc/PID/stat ('?' if unreadable). */
+static char proc_state(long pid)
+{
+	char path[64], stat_line[1024] = "";
+	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+	FILE *f = fopen(path, "r");
+	size_t n = f ? fread(stat_line, 1, sizeof stat_line - 1, f) : 0;
+	if (f)
+		fclose(f);
+	stat_line[n] = '\0';
+	/* the state follows the last ')': the command name may hold any byte */
+	char *paren = strrchr(stat_line, ')');
+	return paren && paren[1] == ' ' ? paren[2] : '?';
+}
+
 /* Send one request to pid; print the answer.  0 done, 1 refused/failed. */
 #define LIVE_TIMEOUT_S 60
 
@@ -686,8 +701,17 @@ static int live_send(pid_t pid, const uint8_t *req, size_t len)
 			close(fd);
 		return 1;
 	}
-	/* A process that does not answer (stopped, or busy in a long switch)
-	 * is given LIVE_TIMEOUT_S, not forever. */
+	/* A stopped process would answer only once continued: say so now
+	 * rather than after LIVE_TIMEOUT_S. */
+	char state = proc_state(pid);
+	if (state == 'T' || state == 't') {
+		fprintf(stderr, "stitch-trace live: %d: the process is stopped (state %c): continue it first (kill -CONT %d)\n",
+			(int)pid, state, (int)pid);
+		close(fd);
+		return 1;
+	}
+	/* A process that does not answer (stopped since, or busy in a long
+	 * switch) is given LIVE_TIMEOUT_S, not forever. */
 	struct timeval tv = { LIVE_TIMEOUT_S, 0 };
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
@@ -883,16 +907,7 @@ static int attach_target_check(long pid)
 			pid, euid != (long)getuid() ? euid : ruid, (long)getuid(), euid != (long)getuid() ? euid : ruid);
 		return 1;
 	}
-	/* the state follows the last ')': the command name may hold any byte */
-	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-	f = fopen(path, "r");
-	char stat_line[1024] = "";
-	size_t n = f ? fread(stat_line, 1, sizeof stat_line - 1, f) : 0;
-	if (f)
-		fclose(f);
-	stat_line[n] = '\0';
-	char *paren = strrchr(stat_line, ')');
-	char state = paren && paren[1] == ' ' ? paren[2] : '?';
+	char state = proc_state(pid);
 	if (state == 'T' || state == 't') {
 		fprintf(stderr,
 			"stitch-trace attach: process %ld is stopped (state %c): continue it first (kill -CONT %ld), "
