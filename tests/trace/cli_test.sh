@@ -1,9 +1,9 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # The CLI's conventions and the never-silent loss accounting.
-#   cli_test.sh CLI CALLS_PROG      (env STITCH_TEST_EMULATOR for qemu-user)
+#   cli_test.sh CLI CALLS_PROG FORK_PROG   (env STITCH_TEST_EMULATOR for qemu-user)
 set -u
-cli=$1 prog=$2
+cli=$1 prog=$2 forker=$3
 emu=${STITCH_TEST_EMULATOR:-}
 export STITCH_TRACE_EMULATOR="$emu"
 work=$(mktemp -d "${TMPDIR:-/tmp}/stitch-trace-cli.XXXXXX") || exit 1
@@ -203,6 +203,21 @@ damaged "a record size not a multiple of 8" 0 "damaged record at offset 64"
 head -c $(($(wc -c <"$f") - 5)) "$f" >"$bad"
 damaged "a file cut short" 0 "truncated record"
 grep -q "^# process" "$work/out" || fail "a file cut short: nothing read before the cut"
+
+# A fork child still running when record returns (record waits for the
+# program only) is "still running", not "did not exit cleanly".  The child
+# reads its stdin, a fifo this shell keeps open for writing, until EOF.
+mkfifo "$work/hold" || fail "mkfifo"
+exec 3<>"$work/hold"
+# shellcheck disable=SC2086
+child=$(run record -o "$work/outlive" -- "$forker" outlive <"$work/hold" 3>&- 2>"$work/outlive.err" | sed -n 's/^child //p')
+grep -q "1 process (forked by the program) still running" "$work/outlive.err" ||
+	fail "a running fork child: $(cat "$work/outlive.err")"
+grep -q "did not exit cleanly" "$work/outlive.err" && fail "a running fork child reported as not exited cleanly"
+exec 3>&-
+# the child sees EOF and exits; wait for it before the directory goes
+[ -n "$child" ] || fail "forker outlive printed no child pid"
+while [ -n "$child" ] && kill -0 "$child" 2>/dev/null; do :; done
 
 [ $failed -eq 0 ] && echo "ok: cli"
 exit $failed

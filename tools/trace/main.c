@@ -509,19 +509,32 @@ static int cmd_record(int argc, char **argv)
 		return rc ? rc : 1;
 	}
 	uint64_t events = 0, lost = 0;
-	size_t unclean = 0;
+	size_t unclean = 0, running = 0;
 	for (size_t i = 0; i < t.nproc; i++) {
 		/* a process that did not exit cleanly has no totals: count what
 		 * its file holds (a killed program's 10 million events were "0") */
 		events += t.proc[i].ended ? t.proc[i].end.events : t.proc[i].events_in_file;
 		/* and its losses from the loss markers, as report counts them */
 		lost += t.proc[i].ended ? t.proc[i].end.lost : t.proc[i].lost_in_file;
-		unclean += !t.proc[i].ended;
+		if (t.proc[i].ended)
+			continue;
+		/* A fork child that outlived the program is still recording, not
+		 * dead: record waits for the program only.  (Its pid was in use a
+		 * moment ago, so reuse is not a concern here.) */
+		if (kill((pid_t)t.proc[i].h.pid, 0) == 0 || errno == EPERM)
+			running++;
+		else
+			unclean++;
 	}
 	/* without an END record, losses not yet marked in the file are unknown */
 	fprintf(stderr, "stitch-trace: %zu process%s, %llu events, %s%llu lost, in %s\n", t.nproc,
-		t.nproc == 1 ? "" : "es", (unsigned long long)events, unclean ? "at least " : "",
+		t.nproc == 1 ? "" : "es", (unsigned long long)events, unclean || running ? "at least " : "",
 		(unsigned long long)lost, sel.dir);
+	if (running)
+		fprintf(stderr, "stitch-trace: %zu process%s (forked by the program) still running: %s recording "
+				"goes on until %s\n",
+			running, running == 1 ? "" : "es", running == 1 ? "its" : "their",
+			running == 1 ? "it exits" : "they exit");
 	if (unclean)
 		fprintf(stderr, "stitch-trace: %zu process%s did not exit cleanly (events counted from the file; losses and the last events may be missing)\n",
 			unclean, unclean == 1 ? "" : "es");

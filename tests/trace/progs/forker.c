@@ -2,6 +2,7 @@
 /* fork: the child records into its own file (--fork follow). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -41,8 +42,28 @@ int do_fork(void)
 	return parent_work();
 }
 
-int main(void)
+/* outlive: the child outlives its parent, reading stdin until EOF. */
+static int outlive(void)
 {
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid < 0)
+		return 1;
+	if (pid == 0) {
+		char buf[64];
+		close(1); /* whoever reads the parent's output must not wait for us */
+		while (read(0, buf, sizeof buf) > 0)
+			child_work();
+		exit(0);
+	}
+	printf("child %d\n", (int)pid);
+	return parent_work() == 3 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "outlive") == 0)
+		return outlive();
 	int r = do_fork();
 	printf("fork %d\n", r);
 	return r == 3 ? 0 : 1;
