@@ -253,12 +253,6 @@ bool stitch__ftrace_autodisarm_stack(uintptr_t *lo, uintptr_t *hi)
 	*lo = armed.lo;
 	return *hi != 0 && *lo < *hi;
 }
-#else
-bool stitch__ftrace_autodisarm_stack(uintptr_t *lo, uintptr_t *hi)
-{
-	*lo = *hi = 0;
-	return false;
-}
 #endif
 
 STITCH_EXPORT_AS(longjmp, longjmp_hook);
@@ -324,11 +318,6 @@ void stitch__ftrace_longjmp_init(void)
 {
 }
 
-bool stitch__ftrace_autodisarm_stack(uintptr_t *lo, uintptr_t *hi)
-{
-	*lo = *hi = 0;
-	return false;
-}
 
 void stitch__ftrace_longjmp_prepare(void)
 {
@@ -336,5 +325,14 @@ void stitch__ftrace_longjmp_prepare(void)
 
 void stitch__ftrace_longjmp_modules_changed(void)
 {
+}
+#endif
+
+#if !defined(JB_SP_SLOT) || defined(STITCH_NO_SIGALTSTACK_INTERPOSE)
+/* No jump is followed, or no SS_AUTODISARM stack is known. */
+bool stitch__ftrace_autodisarm_stack(uintptr_t *lo, uintptr_t *hi)
+{
+	*lo = *hi = 0;
+	return false;
 }
 #endif

@@ -265,6 +265,36 @@ def main():
     for args in (("dump", d, "--tree"), ("replay", d)):
         cli(*args)
 
+    # At most 64 rules; a `*` rule replaces all those before it, which is
+    # how a full list starts over (it could not be emptied before).
+    started = start_recording(os.path.join(work, "rules"))
+    if not started:
+        return 1
+    rp, rpid = started
+    rsock = sock_path(rpid)[1]
+    def request(cmd, glob):
+        arg = glob.encode()
+        return raw_request(rsock, struct.pack("<IBBH", 4 + len(arg), 1, cmd, len(arg)) + arg)
+    ENABLE, DISABLE, STATUS = 2, 3, 1
+    # after record's "+*", 63 distinct globs that all select alpha_one
+    for k in range(63):
+        status, text = request(ENABLE, "alpha_one" + "*" * k)
+        if status != 0:
+            fail(f"rule {k + 2} of 64 refused: {text!r}")
+            break
+    status, text = request(DISABLE, "alpha_two")
+    if status != 1 or "too many rules" not in text:
+        fail(f"a 65th rule: {status} {text!r}")
+    status, text = request(DISABLE, "*")
+    if status != 0:
+        fail(f"disable '*' with 64 rules: {status} {text!r}")
+    status, text = request(ENABLE, "alpha_two")
+    if status != 0 or 'rules "-* +alpha_two"' not in text:
+        fail(f"after disable '*', enable alpha_two: {status} {text!r}")
+    rp.stdin.close()
+    if rp.wait(timeout=120) != 0:
+        fail("the rules recording's program failed")
+
     # A program killed by a signal cannot remove its socket: `live` says the
     # process is gone and removes it, and a new recording's agent sweeps
     # those of dead processes (they stayed for good).

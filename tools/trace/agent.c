@@ -1014,11 +1014,17 @@ static int apply_registration(int want_graph)
 	return err;
 }
 
+/*
+ * Append a rule.  Rules earlier with the same glob, and every earlier rule
+ * if the glob is "*", are dropped: last match wins, and any name they
+ * match the new one matches too, so they would decide nothing any more.
+ * That is also how a user whose 64 rules are used up starts over.
+ */
 static int add_rule(const char *glob, int enable)
 {
 	size_t w = 0;
 	for (size_t i = 0; i < nrules; i++)
-		if (strcmp(rules[i].glob, glob) != 0)
+		if (strcmp(rules[i].glob, glob) != 0 && strcmp(glob, "*") != 0)
 			rules[w++] = rules[i];
 	nrules = w;
 	if (nrules == MAX_RULES || strlen(glob) > CTL_MAX_ARG)
@@ -1129,7 +1135,7 @@ int agent_control(const struct ctl_request *req, char *reply, size_t size)
 		if (add_rule(req->arg, req->cmd == CTL_ENABLE) != 0) {
 			memcpy(rules, saved, nsaved * sizeof *rules);
 			nrules = nsaved;
-			snprintf(reply, size, "refused: too many rules (at most %d)", MAX_RULES);
+			snprintf(reply, size, "refused: too many rules (at most %d; a '*' rule replaces all of them)", MAX_RULES);
 			pthread_mutex_unlock(&ctl_lock);
 			return -1;
 		}
