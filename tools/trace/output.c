@@ -362,7 +362,7 @@ static struct fstat *fstat_of(struct fstat **tab, size_t *n, uint64_t ip, const 
 int out_report(FILE *out, const struct tr_trace *tr, int key)
 {
 	char d1[32], d2[32], nb[32];
-	uint64_t lost = 0, lost_exits = 0, noret = 0;
+	uint64_t lost = 0, lost_exits = 0, noret = 0, orphans = 0;
 	for (size_t pi = 0; pi < tr->nproc; pi++) {
 		const struct tr_proc *p = &tr->proc[pi];
 		struct fstat *tab = NULL;
@@ -372,6 +372,7 @@ int out_report(FILE *out, const struct tr_trace *tr, int key)
 			const struct tr_thread *t = &p->thr[ti];
 			lost += t->lost;
 			lost_exits += t->lost_exits;
+			orphans += t->orphan_exits;
 			noret += t->noret;
 			/* open calls (indexes into tab, which may move), to count a
 			 * recursion's time once: for its outermost instance */
@@ -429,6 +430,9 @@ int out_report(FILE *out, const struct tr_trace *tr, int key)
 		fprintf(out, "# %" PRIu64 " events were LOST (a thread's ring was full, or could not be mapped): counts are low\n", lost);
 	if (lost_exits)
 		fprintf(out, "# %" PRIu64 " calls had no exit recorded\n", lost_exits);
+	if (orphans)
+		fprintf(out, "# %" PRIu64 " exits had no entry recorded (calls entered before tracing, graph mode or a "
+			"gap began): not counted\n", orphans);
 	if (noret)
 		fprintf(out, "# %" PRIu64 " calls were deeper than the return stack: their exits were not recorded, "
 			"and the calls around them count their time as self time\n", noret);
