@@ -29,6 +29,10 @@
  *                            <quiescence rounds> <stopped worlds> <TLB shootdowns,
  *                            all CPUs, the machine's whole (-1: unknown)>
  *                      and stall lines for "idle" (0.3 s) and "first-enable"
+ *   --switch-all REPS  only: enable and disable all sites REPS times (glob, or
+ *                      XRay's __xray_patch), then the two patch lines; for a
+ *                      profiler (perf record), whose samples would otherwise
+ *                      be spread over the smaller sizes and the set-up
  *   --disturb SECONDS  one worker thread per CPU calls 16 of the functions per
  *                      iteration and records each iteration's duration; first
  *                      with nothing patching, then while the main thread
@@ -244,6 +248,28 @@ static void bench_patch(int quick)
 		}
 }
 
+/* --switch-all REPS: only enable and disable every site, REPS times (method
+ * 0); for a profiler, whose samples the other sizes would dilute. */
+static void bench_switch_all(int reps)
+{
+	static double en_us[MAX_REPS], dis_us[MAX_REPS];
+	if (reps > MAX_REPS)
+		reps = MAX_REPS;
+	for (int r = 0; r < reps; r++) {
+		double t0 = bench_now_ns();
+		enable(0, bt_nfuncs);
+		double t1 = bench_now_ns();
+		disable(0, bt_nfuncs);
+		double t2 = bench_now_ns();
+		en_us[r] = (t1 - t0) / 1e3;
+		dis_us[r] = (t2 - t1) / 1e3;
+	}
+	if (reps > 0) {
+		print_op(methods[0], bt_nfuncs, "enable", en_us, reps, 0);
+		print_op(methods[0], bt_nfuncs, "disable", dis_us, reps, 0);
+	}
+}
+
 /* ---- --disturb -------------------------------------------------------------- */
 
 #define WORKER_CALLS 16
@@ -440,7 +466,7 @@ static void bench_first(int stopped)
 
 int main(int argc, char **argv)
 {
-	int quick = 0, patch = 0, first = 0, stopped = 0;
+	int quick = 0, patch = 0, first = 0, stopped = 0, switch_all = -1;
 	double disturb = 0;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--quick"))
@@ -455,8 +481,11 @@ int main(int argc, char **argv)
 #endif
 		else if (!strcmp(argv[i], "--disturb") && i + 1 < argc)
 			disturb = atof(argv[++i]);
+		else if (!strcmp(argv[i], "--switch-all") && i + 1 < argc)
+			switch_all = atoi(argv[++i]);
 		else
-			fail("usage", "bench_trace_patch [--quick] [--patch] [--first [--stopped]] [--disturb SECONDS]");
+			fail("usage", "bench_trace_patch [--quick] [--patch] [--first [--stopped]] [--disturb SECONDS] "
+				      "[--switch-all REPS]");
 	}
 	backend_init();
 	printf("functions\t%lu\ncompiler\t%s\n", bt_nfuncs, BENCH_COMPILER);
@@ -466,6 +495,10 @@ int main(int argc, char **argv)
 #else
 	(void)first, (void)stopped;
 #endif
+	if (switch_all >= 0) {
+		bench_switch_all(switch_all);
+		return 0;
+	}
 	if (patch)
 		bench_patch(quick);
 	if (disturb > 0)
