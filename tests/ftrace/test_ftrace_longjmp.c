@@ -440,6 +440,17 @@ static void *worker_setcontext(void *arg)
 #endif
 
 #ifndef LONGJMP_FAST
+/* B, C and D: a worker (on the stack `attr` gives, if any) runs the chain
+ * until `counter` reaches SIGNALS; then the phase ends. */
+static void run_worker_until(pthread_attr_t *attr, atomic_long *counter, const char *what,
+			     struct stitch_ftrace_ops *ops, const char *label)
+{
+	pthread_t w;
+	CHECK(pthread_create(&w, attr, worker, NULL) == 0, "pthread_create");
+	wait_for(counter, SIGNALS, what);
+	finish(w, ops, label);
+}
+
 static void phase_b(bool graph)
 {
 	const char *label = graph ? "B (callback jumps, graph)" : "B (callback jumps, entry)";
@@ -448,10 +459,7 @@ static void phase_b(bool graph)
 	atomic_store(&phase_b_every, 4);
 	if (!register_on_chain(&ops, label))
 		return;
-	pthread_t w;
-	CHECK(pthread_create(&w, NULL, worker, NULL) == 0, "pthread_create");
-	wait_for(&jumps, SIGNALS, "B: the callback's jumps (tracing did not resume after one)");
-	finish(w, &ops, label);
+	run_worker_until(NULL, &jumps, "B: the callback's jumps (tracing did not resume after one)", &ops, label);
 	printf("%s: %s: %ld jumps out of the callback\n", NAME, label, atomic_load(&jumps));
 }
 
@@ -465,10 +473,7 @@ static void phase_c(bool graph)
 	 * must find the guard set */
 	if (!register_on_chain(&ops, label))
 		return;
-	pthread_t w;
-	CHECK(pthread_create(&w, NULL, worker, NULL) == 0, "pthread_create");
-	wait_for(&probes, SIGNALS, "C: the callback's probes");
-	finish(w, &ops, label);
+	run_worker_until(NULL, &probes, "C: the callback's probes", &ops, label);
 	CHECK(atomic_load(&nested) == 0, "%s: the callback was reached from inside itself %ld times after a jump "
 	      "back into it (the section was ended)", label, atomic_load(&nested));
 	check_tracing_still_works("C: a register/unregister after the probes");
@@ -617,11 +622,8 @@ static void phase_d(bool graph)
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
 	CHECK(pthread_attr_setstack(&attr, worker_stack, CORO_STACK) == 0, "pthread_attr_setstack");
-	pthread_t w;
-	CHECK(pthread_create(&w, &attr, worker, NULL) == 0, "pthread_create");
+	run_worker_until(&attr, &probes, "D: the callback's switches", &ops, label);
 	pthread_attr_destroy(&attr);
-	wait_for(&probes, SIGNALS, "D: the callback's switches");
-	finish(w, &ops, label);
 	printf("%s: %s: coroutine stack %s the section's (%#lx, %#lx)\n", NAME, label,
 	       coro_sp > section_sp ? "above" : "below", (unsigned long)coro_sp, (unsigned long)section_sp);
 	CHECK(atomic_load(&nested) == 0, "%s: the callback was reached %ld times from the coroutine (the "
