@@ -224,6 +224,41 @@ int main(void)
 		     "  alpha_one\n",
 		     "graph off");
 
+	/* Two calls switched off around a callee that stays traced: they ran
+	 * at least until it returned (alpha_one ended at its last event
+	 * before the switch, 40, before its own callee's 500). */
+	begin(&f, "odd");
+	events(&f, 0, E(MAIN, 10), E(ONE, 20), E(TWO, 30), E(ODD, 40), END_EV);
+	mark(&f, 0, 1, "+main +odd");
+	events(&f, 2, X(ODD, 500), X(MAIN, 600), END_EV);
+	end(&f);
+	check_output(&f, tree,
+		     "process t\nthread\n"
+		     "  main\n"
+		     "    alpha_one (no exit recorded: switched off live)\n"
+		     "      alpha_two (no exit recorded: switched off live)\n"
+		     "        odd\n",
+		     "switched off around a traced callee");
+	{
+		struct tr_proc p;
+		free(output(&f, &p, tree));
+		const struct tr_thread *t = &p.thr[0];
+		CHECK_EQ(t->nnode, 4);
+		CHECK_EQ(t->node[3].end, 500);
+		CHECK_EQ(t->node[2].end, 500);
+		CHECK_EQ(t->node[1].end, 500);
+		tr_proc_free(&p);
+	}
+
+	/* A switch after the thread's last event (main waiting in a join
+	 * across a pause): it applies to the thread's open calls too. */
+	begin(&f, "odd");
+	events(&f, 0, E(MAIN, 10), END_EV);
+	mark(&f, 0, 1, "");
+	end(&f);
+	check_output(&f, tree, "process t\nthread\n  main (no exit recorded: switched off live)\n",
+		     "a switch after the last event");
+
 	/* Calls open at the end: still running if the process wrote no END
 	 * record, else they never returned. */
 	begin(&f, "odd");

@@ -668,11 +668,10 @@ static const char live_help[] =
 	"  detach          stop tracing for good: original code back, file closed\n"
 	"Exit status: 0 all done, 1 refused or unreachable, 2 usage error.\n";
 
-/* The state letter of /proc/PID/stat ('?' if unreadable). */
-static char proc_state(long pid)
+/* The state letter of a stat file of /proc ('?' if unreadable). */
+static char stat_state(const char *path)
 {
-	char path[64], stat_line[1024] = "";
-	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+	char stat_line[1024] = "";
 	FILE *f = fopen(path, "r");
 	size_t n = f ? fread(stat_line, 1, sizeof stat_line - 1, f) : 0;
 	if (f)
@@ -681,6 +680,42 @@ static char proc_state(long pid)
 	/* the state follows the last ')': the command name may hold any byte */
 	char *paren = strrchr(stat_line, ')');
 	return paren && paren[1] == ' ' ? paren[2] : '?';
+}
+
+/* The state letter of /proc/PID/stat: its main thread's ('?' if unreadable). */
+static char proc_state(long pid)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+	return stat_state(path);
+}
+
+/* The state of a stopped process (T or t), else 0.  A process whose main
+ * thread has exited shows that thread's Z: its other threads say. */
+static char proc_stopped(long pid)
+{
+	char state = proc_state(pid);
+	if (state == 'T' || state == 't')
+		return state;
+	if (state != 'Z')
+		return 0;
+	char dir[64];
+	snprintf(dir, sizeof dir, "/proc/%ld/task", pid);
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	char found = 0;
+	for (struct dirent *de; !found && (de = readdir(d));) {
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		char path[PATH_MAX];
+		snprintf(path, sizeof path, "%s/%s/stat", dir, de->d_name);
+		char s = stat_state(path);
+		if (s == 'T' || s == 't')
+			found = s;
+	}
+	closedir(d);
+	return found;
 }
 
 /* Send one request to pid; print the answer.  0 done, 1 refused/failed. */
@@ -716,8 +751,8 @@ static int live_send(pid_t pid, const uint8_t *req, size_t len)
 	}
 	/* A stopped process would answer only once continued: say so now
 	 * rather than after LIVE_TIMEOUT_S. */
-	char state = proc_state(pid);
-	if (state == 'T' || state == 't') {
+	char state = proc_stopped(pid);
+	if (state) {
 		fprintf(stderr, "stitch-trace live: %d: the process is stopped (state %c): continue it first (kill -CONT %d)\n",
 			(int)pid, state, (int)pid);
 		close(fd);

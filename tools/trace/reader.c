@@ -369,6 +369,12 @@ static void build_calls(struct tr_proc *p, struct tr_thread *t, const unsigned c
 		if (e->kind != ST_EV_LOST)
 			last_ts = e->ts_ns;
 	}
+	/* Switches after the thread's last event apply to its open calls too
+	 * (a main() waiting in pthread_join() across a pause was "no exit
+	 * recorded", 0 ns long, instead of switched off live). */
+	if (exited)
+		for (; next_mark < p->nmark; next_mark++)
+			switch_off(p, t, &p->mark[next_mark], stack, sp, exited, last_ts);
 	/* Calls still open: running if the process may still be (or died
 	 * without a word); a process that wrote its END (or EXEC) record is
 	 * gone, and they never returned. */
@@ -403,11 +409,19 @@ static void build_tree(struct tr_proc *p, struct tr_thread *t)
 		build_calls(p, t, exited);
 		free(exited);
 	}
-	/* subtree sizes and child time, children before parents (reverse pre-order) */
+	/* subtree sizes and child time, children before parents (reverse
+	 * pre-order).  A call without a recorded exit ran at least until its
+	 * last callee ended: its end, a guess (the last moment it was known
+	 * running), is moved there (a call switched off live ended before its
+	 * own callees, 0.7 s long around a 1.7 s one, and a flame graph of a
+	 * 1.7 s run added up to 2.7 s). */
 	for (size_t i = t->nnode; i-- > 0;) {
 		struct tr_node *n = &t->node[i];
+		int guessed = n->how != TR_END_EXIT && n->how != TR_END_UNWIND;
 		size_t j = i + 1;
 		for (uint32_t c = 0; c < n->nchildren; c++) {
+			if (guessed && t->node[j].end > n->end)
+				n->end = t->node[j].end;
 			n->subtree += t->node[j].subtree;
 			n->children_ns += t->node[j].end - t->node[j].start;
 			j += t->node[j].subtree;
