@@ -69,6 +69,33 @@ static int apply_one(uintptr_t addr, const uint8_t *old, const uint8_t *new_byte
 	return err;
 }
 
+/*
+ * Plant `bytes` at one site of key_a: enabling the key is refused with
+ * -STITCH_EUNKNOWN (a message holding `in_message`), no site changes, the
+ * key stays off; with the site put back, enable and disable work again.
+ */
+static void refused_with(struct test_key_group *g, uintptr_t site, const uint8_t *bytes, size_t len, const char *what,
+			 const char *in_message)
+{
+	uint8_t saved[SITE_LEN];
+	memcpy(saved, (const void *)site, SITE_LEN);
+	CHECK_EQ(poke(site, bytes, len), 0);
+	take_snapshot(g);
+	int err = stitch_static_key_enable(&key_a);
+	CHECK_EQ(err, -STITCH_EUNKNOWN);
+	printf("%s: %s\n", what, stitch_last_error());
+	CHECK(strstr(stitch_last_error(), in_message) != NULL, "%s: the message says '%s': %s", what, in_message,
+	      stitch_last_error());
+	CHECK(unchanged(g), "%s: no site changed", what);
+	CHECK(!stitch_static_key_enabled(&key_a), "%s: key value unchanged on error", what);
+	CHECK_EQ(poke(site, saved, SITE_LEN), 0);
+	take_snapshot(g);
+	CHECK_EQ(stitch_static_key_enable(&key_a), 0);
+	CHECK_EQ(site_a1() + site_a2(), 2);
+	CHECK_EQ(stitch_static_key_disable(&key_a), 0);
+	CHECK(unchanged(g), "%s: enable+disable restores the exact bytes", what);
+}
+
 int main(void)
 {
 	CHECK(stitch_init() == 0, "init: %s", stitch_last_error());
@@ -93,26 +120,7 @@ int main(void)
 
 	/* 2. Unknown instruction at one site of the key: the update is refused
 	 * as a whole, the other site is not touched either. */
-	{
-		uint8_t saved[SITE_LEN];
-		uintptr_t site = g.sites[1].where.code;
-		memcpy(saved, (const void *)site, SITE_LEN);
-		CHECK_EQ(poke(site, foreign_insn, sizeof(foreign_insn)), 0);
-		take_snapshot(&g);
-		int err = stitch_static_key_enable(&key_a);
-		CHECK_EQ(err, -STITCH_EUNKNOWN);
-		printf("unknown instruction: %s\n", stitch_last_error());
-		CHECK(strstr(stitch_last_error(), "expected") != NULL, "message names what was expected: %s",
-		      stitch_last_error());
-		CHECK(unchanged(&g), "no site changed when one site is foreign");
-		CHECK(!stitch_static_key_enabled(&key_a), "key value unchanged on error");
-		CHECK_EQ(poke(site, saved, SITE_LEN), 0);
-		take_snapshot(&g);
-		CHECK_EQ(stitch_static_key_enable(&key_a), 0);
-		CHECK_EQ(site_a1() + site_a2(), 2);
-		CHECK_EQ(stitch_static_key_disable(&key_a), 0);
-		CHECK(unchanged(&g), "enable+disable restores the exact bytes");
-	}
+	refused_with(&g, g.sites[1].where.code, foreign_insn, sizeof(foreign_insn), "unknown instruction", "expected");
 
 #if defined(__x86_64__)
 	/* 2b. A 5-byte site whose head was overwritten by a 2-byte NOP: the
@@ -121,27 +129,10 @@ int main(void)
 	{
 		static const uint8_t nop2_int3[SITE_LEN] = { 0x66, 0x90, 0xcc, 0xcc, 0xcc };
 		static const uint8_t nop5[SITE_LEN] = { 0x0f, 0x1f, 0x44, 0x00, 0x00 };
-		uint8_t saved[SITE_LEN];
 		size_t i = memcmp((const void *)g.sites[0].where.code, nop5, SITE_LEN) == 0 ? 0 : 1;
-		uintptr_t site = g.sites[i].where.code;
-		memcpy(saved, (const void *)site, SITE_LEN);
-		CHECK(memcmp(saved, nop5, SITE_LEN) == 0, "site_a1's site is a 5-byte NOP");
+		CHECK(memcmp((const void *)g.sites[i].where.code, nop5, SITE_LEN) == 0, "site_a1's site is a 5-byte NOP");
 		CHECK_EQ(g.sites[i].where.len, 5);
-		CHECK_EQ(poke(site, nop2_int3, SITE_LEN), 0);
-		take_snapshot(&g);
-		int err = stitch_static_key_enable(&key_a);
-		CHECK_EQ(err, -STITCH_EUNKNOWN);
-		printf("shortened site: %s\n", stitch_last_error());
-		CHECK(strstr(stitch_last_error(), "5-byte") != NULL, "message names the site's length: %s",
-		      stitch_last_error());
-		CHECK(unchanged(&g), "no site changed when one was shortened");
-		CHECK(!stitch_static_key_enabled(&key_a), "key value unchanged on error");
-		CHECK_EQ(poke(site, saved, SITE_LEN), 0);
-		take_snapshot(&g);
-		CHECK_EQ(stitch_static_key_enable(&key_a), 0);
-		CHECK_EQ(site_a1() + site_a2(), 2);
-		CHECK_EQ(stitch_static_key_disable(&key_a), 0);
-		CHECK(unchanged(&g), "enable+disable restores the exact bytes");
+		refused_with(&g, g.sites[i].where.code, nop2_int3, SITE_LEN, "shortened site", "5-byte");
 	}
 #endif
 
