@@ -632,6 +632,25 @@ static void write_clock(void)
 	put_record(ST_REC_CLOCK, &c, sizeof c, NULL, 0);
 }
 
+/*
+ * Losses not yet followed by an event that fit are only in the producer's
+ * lost_pending: put them in the ring as an ST_EV_LOST event, when no
+ * callback can write to it any more (after unregister, or its thread is
+ * gone) and there is room (after a drain).  Returns whether it did.
+ * file_lock.
+ */
+static int put_lost_marker(struct ring *r)
+{
+	if (!r->lost_pending)
+		return 0;
+	uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+	r->ev[head & r->mask] = (struct st_event){ .ts_ns = use_counter ? counter_now() : now_ns(),
+						   .ip = r->lost_pending, .kind = ST_EV_LOST };
+	r->lost_pending = 0;
+	atomic_store_explicit(&r->head, head + 1, memory_order_release);
+	return 1;
+}
+
 static int thread_gone(uint32_t tid)
 {
 	return syscall(SYS_tgkill, getpid(), tid, 0) != 0 && errno == ESRCH;
@@ -656,6 +675,13 @@ static int drain_all(int reap)
 		busy |= pending > (r->mask + 1) / 4;
 		drain_ring(r);
 		if (gone) {
+			/* The thread's last losses, if no event fit after them, are
+			 * only in its lost_pending: nothing else will put them in the
+			 * stream (final_lost_markers skips dead rings, whose buffer
+			 * is unmapped below), so the marker goes in now.  The thread
+			 * is gone, so lost_pending is final. */
+			if (put_lost_marker(r))
+				drain_ring(r);
 			atomic_store_explicit(&r->dead, 1, memory_order_relaxed);
 			/* The list keeps its node (no unlink races with a concurrent
 			 * push); only the event buffer's pages are given back. */
@@ -667,22 +693,14 @@ static int drain_all(int reap)
 	return busy;
 }
 
-/*
- * Losses not yet followed by an event that fit are only in the producer's
- * lost_pending: once no callback can run (after unregister), put them in
- * the stream too.  file_lock, after a drain (so there is room).
- */
+/* Once no callback can run (after unregister): the pending losses of every
+ * ring (dead rings had theirs put in when they died, drain_all).
+ * file_lock, after a drain. */
 static void final_lost_markers(void)
 {
-	for (struct ring *r = atomic_load_explicit(&all_rings, memory_order_acquire); r; r = r->next) {
-		if (atomic_load_explicit(&r->dead, memory_order_relaxed) || !r->lost_pending)
-			continue;
-		uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
-		r->ev[head & r->mask] = (struct st_event){ .ts_ns = use_counter ? counter_now() : now_ns(),
-							   .ip = r->lost_pending, .kind = ST_EV_LOST };
-		r->lost_pending = 0;
-		atomic_store_explicit(&r->head, head + 1, memory_order_release);
-	}
+	for (struct ring *r = atomic_load_explicit(&all_rings, memory_order_acquire); r; r = r->next)
+		if (!atomic_load_explicit(&r->dead, memory_order_relaxed))
+			put_lost_marker(r);
 }
 
 static void totals(struct st_end *e)
