@@ -221,9 +221,18 @@ static void wake_writer(void)
 	errno = saved;
 }
 
+/* Set while this thread holds file_lock across an exec (flush_before_exec). */
+static AGENT_TLS int in_exec;
+
 static inline void wait_for_room(struct ring *r)
 {
 	if (ring_has_room(r))
+		return;
+	/* A traced signal handler between flush_before_exec() and the exec
+	 * system call: the writer waits for the file_lock this thread holds,
+	 * so waiting for it would never end.  The event is dropped (counted
+	 * lost) instead. */
+	if (in_exec)
 		return;
 	/* Without this the writer would notice the full ring only at its next
 	 * tick: a ring of 16 events then cost 10 ms every 16 events. */
@@ -1307,19 +1316,54 @@ void agent_poll_modules(void)
 	pthread_mutex_unlock(&ctl_lock);
 }
 
-/* Everything recorded so far reaches the file before the image goes. */
-static void flush_before_exec(const char *path)
+/* Where the EXEC record of an exec under way begins (file_lock). */
+static off_t exec_record_at;
+
+/*
+ * Everything recorded so far reaches the file before the image goes, and
+ * the EXEC record last.  An exec can fail (no such file, not executable,
+ * E2BIG): the process then goes on in this image, and an EXEC record left
+ * in the file would make readers take it as ended (its later events and
+ * END misread).  So file_lock is held until the exec is over: nothing is
+ * written after the EXEC record meanwhile (the writer waits), and
+ * exec_failed() can cut the file back to where the record began.  Returns
+ * whether it took file_lock: then exec_failed() must follow a failed exec.
+ */
+static int flush_before_exec(const char *path)
 {
 	/* A vfork child shares our memory and file but is another process:
 	 * the file's process is not the one exec'ing. */
 	if (!ag.active || getpid() != ag.pid)
-		return;
+		return 0;
 	pthread_mutex_lock(&file_lock);
 	drain_all(0);
 	struct st_end e;
 	totals(&e);
+	exec_record_at = file_good;
 	put_record(ST_REC_EXEC, &e, sizeof e, path, strlen(path) + 1);
+	in_exec = 1;
+	return 1;
+}
+
+/* The exec returned, so it failed: take the EXEC record back and let the
+ * writer go on.  The caller's errno is kept (the exec's error). */
+static void exec_failed(int held)
+{
+	if (!held)
+		return;
+	int saved = errno;
+	in_exec = 0;
+	if (file_good != exec_record_at && agent_fd_ours(&ag.file)) {
+		/* lseek too: the descriptor is not O_APPEND (unless reopened) */
+		if (ftruncate(ag.file.fd, exec_record_at) == 0 && lseek(ag.file.fd, exec_record_at, SEEK_SET) >= 0)
+			file_good = exec_record_at;
+		else
+			agent_say("exec failed, and its EXEC record could not be taken back from %s: %s; "
+				  "readers will take this process as exec'ed",
+				  ag.path, strerror(errno));
+	}
 	pthread_mutex_unlock(&file_lock);
+	errno = saved;
 }
 
 typedef int (*execve_fn)(const char *, char *const[], char *const[]);
@@ -1329,29 +1373,37 @@ typedef int (*execvpe_fn)(const char *, char *const[], char *const[]);
 AGENT_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
 	execve_fn real = (execve_fn)dlsym(RTLD_NEXT, "execve");
-	flush_before_exec(path);
-	return real(path, argv, envp);
+	int held = flush_before_exec(path);
+	int ret = real(path, argv, envp);
+	exec_failed(held);
+	return ret;
 }
 
 AGENT_EXPORT int execv(const char *path, char *const argv[])
 {
 	execvp_fn real = (execvp_fn)dlsym(RTLD_NEXT, "execv");
-	flush_before_exec(path);
-	return real(path, argv);
+	int held = flush_before_exec(path);
+	int ret = real(path, argv);
+	exec_failed(held);
+	return ret;
 }
 
 AGENT_EXPORT int execvp(const char *file, char *const argv[])
 {
 	execvp_fn real = (execvp_fn)dlsym(RTLD_NEXT, "execvp");
-	flush_before_exec(file);
-	return real(file, argv);
+	int held = flush_before_exec(file);
+	int ret = real(file, argv);
+	exec_failed(held);
+	return ret;
 }
 
 AGENT_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 {
 	execvpe_fn real = (execvpe_fn)dlsym(RTLD_NEXT, "execvpe");
-	flush_before_exec(file);
-	return real(file, argv, envp);
+	int held = flush_before_exec(file);
+	int ret = real(file, argv, envp);
+	exec_failed(held);
+	return ret;
 }
 
 /* The execl family: the arguments gathered into an array (they end with
