@@ -747,10 +747,109 @@ void agent_block_signals(void)
 	pthread_sigmask(SIG_SETMASK, &set, NULL);
 }
 
+/*
+ * The agent's own threads (writer, control) running: the low 32 bits count
+ * them, the high 32 bits count starts and ends, so that a reader can tell
+ * whether the count held still while it read the kernel's
+ * (program_threads_gone).
+ */
+static _Atomic uint64_t agent_threads;
+
+void agent_thread_enter(void)
+{
+	atomic_fetch_add(&agent_threads, ((uint64_t)1 << 32) + 1);
+}
+
+void agent_thread_leave(void)
+{
+	atomic_fetch_add(&agent_threads, ((uint64_t)1 << 32) - 1);
+}
+
+/* From /proc/self/stat: the state letter of the process's leader (its
+ * main thread) and num_threads, the kernel's count of its threads.
+ * Returns 0, or -1 if they cannot be read. */
+static int read_self_stat(char *state, long *threads)
+{
+	char buf[1024];
+	int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	char *p = strrchr(buf, ')'); /* field 2, the name, may hold ") " itself */
+	if (!p || p[1] != ' ' || !p[2])
+		return -1;
+	*state = p[2]; /* field 3 */
+	p += 2;
+	for (int field = 3; field < 20; field++) {
+		p = strchr(p, ' ');
+		if (!p)
+			return -1;
+		p++;
+	}
+	char *end;
+	*threads = strtol(p, &end, 10);
+	return end == p ? -1 : 0;
+}
+
+/*
+ * Has every thread of the program exited?  glibc ends a process whose
+ * last thread calls pthread_exit() (exit(0) on that thread), but it counts
+ * threads itself, ours too: under the agent a main() ending with
+ * pthread_exit() never ended (and our threads block SIGTERM).  So the
+ * kernel's view: the leader in state Z has exited, and then a thread count
+ * of the leader and our own threads only means no program thread is left.
+ * num_threads counts a thread from its clone until it is reaped, so a
+ * thread being created is counted before its creator can exit, and one
+ * that never made a traced call is counted too (the rings would miss it).
+ * The count is read after the leader was seen gone, which is for good, so
+ * the leader cannot create a thread after it either; a program thread, once
+ * none is left, can never come back.  Ours are counted only if no agent
+ * thread started or ended while the count was read (the sequence in
+ * agent_threads): one in the middle of that might not be in the kernel's
+ * count, and counting it anyway would take a program thread for ours.
+ * Never true under qemu-user, whose /proc/self/stat is made up (state and
+ * count 0): there such a process keeps running (docs/stitch-trace.md).
+ */
+static int program_threads_gone(void)
+{
+	char state;
+	long threads;
+	if (read_self_stat(&state, &threads) != 0 || state != 'Z')
+		return 0;
+	uint64_t before = atomic_load(&agent_threads);
+	if (read_self_stat(&state, &threads) != 0)
+		return 0;
+	uint64_t after = atomic_load(&agent_threads);
+	return before == after && threads == 1 + (long)(uint32_t)before;
+}
+
+/* The signal mask of the thread that loaded the agent: the exiter's. */
+static sigset_t program_sigmask;
+
+/*
+ * Ends the process as glibc would have when the last program thread
+ * exited: exit(0), so atexit handlers and destructors run (ours writes the
+ * END record).  Not on the writer itself: the destructor stops and joins
+ * the writer, and handlers that make traced calls with --block wait for it.
+ */
+static void *exiter_main(void *arg)
+{
+	(void)arg;
+	pthread_sigmask(SIG_SETMASK, &program_sigmask, NULL);
+	exit(0);
+}
+
 static void *writer_main(void *arg)
 {
 	(void)arg;
+	agent_thread_enter();
 	agent_block_signals();
+	int exiting = 0;
+	uint64_t next_check = 0;
 	for (;;) {
 		/* A periodic drain, not a synchronisation: rings are lock-free and
 		 * the tick only bounds how full they get.  No pause while the
@@ -765,11 +864,23 @@ static void *writer_main(void *arg)
 		pthread_mutex_unlock(&file_lock);
 		if (stop)
 			break;
+		if (!busy && !exiting && now_ns() >= next_check) {
+			/* once a tick: two reads of /proc/self/stat, one while the
+			 * main thread runs */
+			next_check = now_ns() + (uint64_t)writer_tick_ms * 1000000u;
+			pthread_t t;
+			if (program_threads_gone() && pthread_create(&t, NULL, exiter_main, NULL) == 0) {
+				pthread_detach(t);
+				/* the exiter counts as the program's: no more checks */
+				exiting = 1;
+			}
+		}
 		if (!busy) {
 			struct timespec tick = { writer_tick_ms / 1000, writer_tick_ms % 1000 * 1000000L };
 			syscall(SYS_futex, &writer_wake, FUTEX_WAIT_PRIVATE, woken, &tick, NULL, 0);
 		}
 	}
+	agent_thread_leave();
 	return NULL;
 }
 
@@ -1482,6 +1593,7 @@ static void after_fork_child(void)
 	pthread_mutex_unlock(&ctl_lock);
 	/* The parent's writer and control threads do not exist here. */
 	writer_running = 0;
+	atomic_store(&agent_threads, 0);
 	agent_ctl_forget();
 	agent_fd_close(&ag.file); /* the parent's, unless the program reused the number */
 	/* Events in the rings were recorded by the parent, which writes them. */
@@ -1613,6 +1725,7 @@ __attribute__((constructor)) static void agent_start(void)
 		return;
 	}
 	strcpy(ag.dir, dir);
+	pthread_sigmask(SIG_BLOCK, NULL, &program_sigmask);
 	ag.graph = env_u64("STITCH_TRACE_GRAPH", 0) != 0;
 #ifndef STITCH_TRACE_HAVE_GRAPH
 	if (ag.graph) {

@@ -30,6 +30,12 @@ void agent_poll_modules(void);
  * filter change would time out). */
 void agent_block_signals(void);
 
+/* Every agent thread calls agent_thread_enter() first thing and
+ * agent_thread_leave() last: the writer tells the program's threads from
+ * ours by the count (agent.c, program_threads_gone). */
+void agent_thread_enter(void);
+void agent_thread_leave(void);
+
 /*
  * The agent's own descriptors.  A program may close every descriptor above
  * 2 (close_range, a daemon's loop over fds) or dup2 over them and then open

@@ -235,10 +235,8 @@ static void close_fds(void)
 	pthread_mutex_unlock(&stop_lock);
 }
 
-static void *ctl_main(void *arg)
+static void ctl_loop(void)
 {
-	(void)arg;
-	agent_block_signals();
 	long long next_module_poll = now_ms() + AGENT_MODULE_POLL_MS;
 	while (!atomic_load(&ctl_stop)) {
 		if (check_fds() != 0)
@@ -296,9 +294,19 @@ static void *ctl_main(void *arg)
 			pthread_detach(pthread_self());
 			close_fds();
 			atomic_store(&ctl_running, 0);
-			return NULL;
+			return;
 		}
 	}
+}
+
+static void *ctl_main(void *arg)
+{
+	(void)arg;
+	agent_thread_enter();
+	agent_block_signals();
+	ctl_loop();
+	/* every way out of the loop: the thread is not the program's */
+	agent_thread_leave();
 	return NULL;
 }
 
