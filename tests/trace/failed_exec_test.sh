@@ -15,6 +15,7 @@ export STITCH_TRACE_EMULATOR="$emu"
 work=$(mktemp -d "${TMPDIR:-/tmp}/stitch-failed-exec.XXXXXX") || exit 1
 trap 'rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# shellcheck disable=SC2086 # $emu is a command line
 timeout 100 $emu "$CLI" record --graph -o "$work/d" -- "$PROG" >"$work/out" 2>"$work/err"
 rc=$?
 cat "$work/err" >&2
@@ -27,10 +28,10 @@ if grep -q "exec'ed\|did not exit cleanly" "$work/replay"; then
 	fail "replay shows an exec, or no clean end"
 fi
 $emu "$CLI" dump "$work/d" --tree --collapse >"$work/tree" || fail "dump --tree failed"
-grep -q "after" "$work/tree" && grep -q "leaf" "$work/tree" || {
+if ! grep -q "after" "$work/tree" || ! grep -q "leaf" "$work/tree"; then
 	cat "$work/tree" >&2
 	fail "the calls after the failed exec are not in the tree"
-}
+fi
 set -- "$work"/d/trace-*.dat
 [ $# -eq 1 ] || fail "$# trace files, expected 1: $*"
 echo "ok: the failed exec left no EXEC record; 16 events, a clean end"

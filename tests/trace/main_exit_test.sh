@@ -43,8 +43,8 @@ grep -q "^quiet thread done$" "$work/out" || fail "the thread without traced cal
 grep -q "did not exit cleanly" "$work/report" && fail "the process did not end with an END record"
 leaf=$(awk '$NF == "leaf" { print $(NF - 1) }' "$work/report")
 work_calls=$(awk '$NF == "work" { print $(NF - 1) }' "$work/report")
-[ "$leaf" = 1000 ] && [ "$work_calls" = 1 ] || {
+if [ "$leaf" != 1000 ] || [ "$work_calls" != 1 ]; then
 	cat "$work/report" >&2
 	fail "expected work 1 and leaf 1000 calls, got '$work_calls' and '$leaf'"
-}
+fi
 echo "ok: record returned 0 once the last thread exited, the worker's 1000 calls recorded"

@@ -17,6 +17,7 @@ export STITCH_TRACE_EMULATOR="$emu"
 work=$(mktemp -d "${TMPDIR:-/tmp}/stitch-thread-lost.XXXXXX") || exit 1
 trap 'rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# shellcheck disable=SC2086 # $emu is a command line
 STITCH_TRACE_TICK_MS=3600000 timeout 100 $emu "$CLI" record --graph --buffer 16 \
 	-o "$work/d" -- "$PROG" 5000 >"$work/out" 2>"$work/err"
 rc=$?
@@ -25,7 +26,7 @@ cat "$work/err" >&2
 $emu "$CLI" report "$work/d" >"$work/report" || fail "report failed"
 # the END record's total
 end_lost=$(sed -n 's/^# process [0-9]*: \([0-9]*\) events LOST in total$/\1/p' "$work/report")
-[ -n "$end_lost" ] && [ "$end_lost" -gt 0 ] || fail "no losses in the END record (with a 16-event ring and no drain)"
+[ "${end_lost:-0}" -gt 0 ] || fail "no losses in the END record (with a 16-event ring and no drain)"
 $emu "$CLI" dump "$work/d" --events >"$work/events" || fail "dump --events failed"
 marked=$(awk '$4 == "lost" { n += $7 } END { print n + 0 }' "$work/events")
 [ "$marked" -eq "$end_lost" ] ||
