@@ -10,6 +10,7 @@
 #     part written before stays readable (the failed record is cut off and
 #     the END record written), and the totals count the unwritten events as
 #     lost instead of "0 events, at least 0 lost ... did not exit cleanly".
+#  3. Writes failing partway keep what fits (records of 4096 events).
 #   write_error_test.sh CLI PROG   (PROG: bench_calls)
 set -u
 CLI=$1 PROG=$2
@@ -42,5 +43,17 @@ grep -q "did not exit cleanly" "$work/err2" && fail "record says the process did
 grep -Eq "events, [1-9][0-9]* lost" "$work/err2" || fail "record's totals count no loss"
 [ $fails -eq 0 ] || cat "$work/err2" >&2
 "$CLI" report "$work/d" >"$work/report" 2>&1 || { fail "report of what was written failed:"; cat "$work/report" >&2; }
-[ $fails -eq 0 ] && echo ok
+
+# 3. What fits is kept: with 512 KiB allowed and one drain at the end (a
+# writer tick of an hour), the events go out in records of 4096 (96 KiB),
+# and those that fit stay (in one record of 65 536 events, 1.5 MiB, until
+# 2026-11-28: nothing did).
+( ulimit -f 1024 && trap '' XFSZ && STITCH_TRACE_TICK_MS=3600000 exec "$CLI" record --graph -o "$work/d3" -- \
+	"$PROG" 100000 ) >/dev/null 2>"$work/err3"
+kept=$(sed -n 's/^stitch-trace: 1 process, \([0-9]*\) events.*/\1/p' "$work/err3")
+if [ -z "$kept" ] || [ "$kept" -lt 4096 ]; then
+	fail "with 512 KiB allowed, ${kept:-no} events were kept (at least one record of 4096 fits):"
+	cat "$work/err3" >&2
+fi
+[ $fails -eq 0 ] && echo "ok ($kept events kept in 512 KiB)"
 [ $fails -eq 0 ]

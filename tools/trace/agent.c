@@ -613,8 +613,11 @@ static void drain_ring(struct ring *r)
 		uint64_t n = head - tail;
 		if (n > cap - start)
 			n = cap - start; /* up to the end of the buffer; the rest next round */
-		if (n > 0x10000)
-			n = 0x10000;
+		/* 4096 events (96 KiB) per record: a write that fails (a full
+		 * disk) loses its record whole, and with 65 536 (1.5 MiB) a
+		 * disk with a megabyte left kept nothing of it */
+		if (n > 0x1000)
+			n = 0x1000;
 		struct st_events e = { .tid = r->tid, .count = (uint32_t)n };
 		int ok = put_record(ST_REC_EVENTS, &e, sizeof e, &r->ev[start], n * sizeof(struct st_event)) == 0;
 		/* a loss marker is not an event: the totals say events + lost;
