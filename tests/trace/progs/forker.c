@@ -42,9 +42,14 @@ int do_fork(void)
 	return parent_work();
 }
 
-/* outlive: the child outlives its parent, reading stdin until EOF. */
+/* outlive: the child outlives its parent, reading stdin until EOF.  The
+ * parent returns once the child runs: fork() has returned in the child, so
+ * its trace file exists (the agent's fork handler opens it). */
 static int outlive(void)
 {
+	int ready[2];
+	if (pipe(ready) != 0)
+		return 1;
 	fflush(stdout);
 	pid_t pid = fork();
 	if (pid < 0)
@@ -52,10 +57,18 @@ static int outlive(void)
 	if (pid == 0) {
 		char buf[64];
 		close(1); /* whoever reads the parent's output must not wait for us */
+		close(ready[0]);
+		if (write(ready[1], "r", 1) != 1)
+			_exit(1);
+		close(ready[1]);
 		while (read(0, buf, sizeof buf) > 0)
 			child_work();
 		exit(0);
 	}
+	close(ready[1]);
+	char c;
+	if (read(ready[0], &c, 1) != 1)
+		return 1;
 	printf("child %d\n", (int)pid);
 	return parent_work() == 3 ? 0 : 1;
 }
