@@ -207,17 +207,24 @@ grep -q "^# process" "$work/out" || fail "a file cut short: nothing read before 
 # A fork child still running when record returns (record waits for the
 # program only) is "still running", not "did not exit cleanly".  The child
 # reads its stdin, a fifo this shell keeps open for writing, until EOF.
-mkfifo "$work/hold" || fail "mkfifo"
-exec 3<>"$work/hold"
-# shellcheck disable=SC2086
-child=$(run record -o "$work/outlive" -- "$forker" outlive <"$work/hold" 3>&- 2>"$work/outlive.err" | sed -n 's/^child //p')
-grep -q "1 process (forked by the program) still running" "$work/outlive.err" ||
-	fail "a running fork child: $(cat "$work/outlive.err")"
-grep -q "did not exit cleanly" "$work/outlive.err" && fail "a running fork child reported as not exited cleanly"
-exec 3>&-
-# the child sees EOF and exits; wait for it before the directory goes
-[ -n "$child" ] || fail "forker outlive printed no child pid"
-while [ -n "$child" ] && kill -0 "$child" 2>/dev/null; do :; done
+# Not under qemu-user: 7.2 aborts in a fork child of a multi-threaded guest
+# that creates a thread, and the child's agent starts its writer thread
+# (docs/stitch-trace.md, Tests: fork with follow is native only).
+if [ -n "$emu" ]; then
+	echo "not run under $emu: a fork child that outlives record (qemu-user aborts in the child)"
+else
+	mkfifo "$work/hold" || fail "mkfifo"
+	exec 3<>"$work/hold"
+	# shellcheck disable=SC2086
+	child=$(run record -o "$work/outlive" -- "$forker" outlive <"$work/hold" 3>&- 2>"$work/outlive.err" | sed -n 's/^child //p')
+	grep -q "1 process (forked by the program) still running" "$work/outlive.err" ||
+		fail "a running fork child: $(cat "$work/outlive.err")"
+	grep -q "did not exit cleanly" "$work/outlive.err" && fail "a running fork child reported as not exited cleanly"
+	exec 3>&-
+	# the child sees EOF and exits; wait for it before the directory goes
+	[ -n "$child" ] || fail "forker outlive printed no child pid"
+	while [ -n "$child" ] && kill -0 "$child" 2>/dev/null; do :; done
+fi
 
 [ $failed -eq 0 ] && echo "ok: cli"
 exit $failed
