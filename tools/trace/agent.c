@@ -379,6 +379,17 @@ static uint64_t lost_unwritten; /* file_lock */
 static off_t file_good;
 static int write_failed; /* file_dead by a failed write: the END record is still tried */
 
+/* Cut the file back to `at`, the end of a whole record, and go on writing
+ * there (lseek too: the descriptor is not O_APPEND, unless reopened).
+ * 0, or -1 with errno. */
+static int cut_file_back(off_t at)
+{
+	if (ftruncate(ag.file.fd, at) != 0 || lseek(ag.file.fd, at, SEEK_SET) < 0)
+		return -1;
+	file_good = at;
+	return 0;
+}
+
 /*
  * A write error, for `stitch-trace record` to print after the program
  * exited (it cannot be put in the file, and the agent's stderr is the
@@ -498,11 +509,9 @@ static int put_record(uint32_t type, const void *a, size_t na, const void *b, si
 			continue;
 		if (w <= 0) {
 			int err = w < 0 ? errno : ENOSPC;
-			/* a record cut short would make the rest of the file unreadable */
-			if (ftruncate(ag.file.fd, file_good) != 0 ||
-			    lseek(ag.file.fd, file_good, SEEK_SET) < 0) { /* not O_APPEND, unless reopened */
-				/* then readers stop at the cut record */
-			}
+			/* a record cut short would make the rest of the file
+			 * unreadable; if it cannot be cut, readers stop there */
+			(void)cut_file_back(file_good);
 			if (last_try)
 				return -1;
 			/* once: every later record fails the same way (a full disk
@@ -1468,10 +1477,7 @@ static void exec_failed(int held)
 	int saved = errno;
 	in_exec = 0;
 	if (file_good != exec_record_at && agent_fd_ours(&ag.file)) {
-		/* lseek too: the descriptor is not O_APPEND (unless reopened) */
-		if (ftruncate(ag.file.fd, exec_record_at) == 0 && lseek(ag.file.fd, exec_record_at, SEEK_SET) >= 0)
-			file_good = exec_record_at;
-		else
+		if (cut_file_back(exec_record_at) != 0)
 			agent_say("exec failed, and its EXEC record could not be taken back from %s: %s; "
 				  "readers will take this process as exec'ed",
 				  ag.path, strerror(errno));
