@@ -183,18 +183,29 @@ static int apply_without_traps(struct stitch_patch *p, size_t n, pid_t tid)
 
 int stitch_batch_apply_locked(struct stitch_batch *b)
 {
-	/* Drop no-op patches; sort so that overlaps are adjacent and pages group. */
+	/* One pass (100 000 patches to switch as many trace sites): lengths
+	 * checked, no-op patches dropped, whether they are sorted. */
 	size_t n = 0;
-	for (size_t i = 0; i < b->count; i++)
-		if (!stitch_same_bytes(b->patches[i].old, b->patches[i].new_bytes, b->patches[i].len)) {
-			if (n != i)
-				b->patches[n] = b->patches[i];
-			n++;
-		}
+	bool sorted = true;
+	uintptr_t last = 0;
+	for (size_t i = 0; i < b->count; i++) {
+		const struct stitch_patch *p = &b->patches[i];
+		if (p->len == 0 || p->len > STITCH_MAX_INSN)
+			return stitch_fail(STITCH_EINVAL, "patch of %u bytes at %#lx: length must be 1..%d", p->len,
+					   (unsigned long)p->addr, STITCH_MAX_INSN);
+		if (stitch_same_bytes(p->old, p->new_bytes, p->len))
+			continue;
+		sorted &= !n || last <= p->addr;
+		last = p->addr;
+		if (n != i)
+			b->patches[n] = *p;
+		n++;
+	}
 	b->count = n;
 	if (n == 0)
 		return 0;
-	sort_patches(b->patches, n);
+	if (!sorted) /* so that overlaps are adjacent and pages group */
+		qsort(b->patches, n, sizeof(b->patches[0]), cmp_patch);
 	int err = stitch_text_check(b->patches, n);
 	if (err)
 		return err;
@@ -239,12 +250,8 @@ int stitch_apply_patches_locked(const struct stitch_patch *p, size_t n, const ch
 	stitch_batch_init(&b);
 	b.operation = operation;
 	int err = 0;
-	for (size_t i = 0; i < n && !err; i++)
-		if (p[i].len == 0 || p[i].len > STITCH_MAX_INSN)
-			err = stitch_fail(STITCH_EINVAL, "patch of %u bytes at %#lx: length must be 1..%d", p[i].len,
-					  (unsigned long)p[i].addr, STITCH_MAX_INSN);
-	/* one copy, in scratch memory (the batch filters and sorts in place) */
-	if (!err && n && !(b.patches = stitch_scratch(STITCH_SCRATCH_BATCH, n * sizeof(*p))))
+	/* one copy, in scratch memory (the batch checks, filters and sorts in place) */
+	if (n && !(b.patches = stitch_scratch(STITCH_SCRATCH_BATCH, n * sizeof(*p))))
 		err = -STITCH_ENOMEM;
 	if (!err && n) {
 		memcpy(b.patches, p, n * sizeof(*p));
@@ -260,11 +267,7 @@ int stitch_apply_patches_inplace_locked(struct stitch_patch *p, size_t n, const 
 	struct stitch_batch b;
 	stitch_batch_init(&b);
 	b.operation = operation;
-	for (size_t i = 0; i < n; i++)
-		if (p[i].len == 0 || p[i].len > STITCH_MAX_INSN)
-			return stitch_fail(STITCH_EINVAL, "patch of %u bytes at %#lx: length must be 1..%d", p[i].len,
-					   (unsigned long)p[i].addr, STITCH_MAX_INSN);
-	b.patches = p;
+	b.patches = p; /* lengths checked there */
 	b.count = b.capacity = n;
 	return stitch_batch_apply_locked(&b); /* nothing to free: the patches are the caller's */
 }

@@ -963,7 +963,7 @@ static int module_init_sites(struct ft_module *m)
 	return err;
 }
 
-static void rec_publish_words(struct ft_rec *r, const struct ft_words *w);
+static inline void rec_publish_words(struct ft_rec *r, const struct ft_words *w);
 
 /* A record's direct word, and its copy beside the fields a switch reads
  * (arch_ftrace_site.direct: whether the word is set). */
@@ -2107,7 +2107,7 @@ static int set_with(const struct ft_set *cur, struct stitch_ftrace_ops *ops, boo
 
 /* Publish r's words for a set whose words are w; its `direct` word is
  * published by the caller. */
-static void rec_publish_words(struct ft_rec *r, const struct ft_words *w)
+static inline void rec_publish_words(struct ft_rec *r, const struct ft_words *w)
 {
 	atomic_store_explicit(&r->lean, w->lean, memory_order_release);
 	atomic_store_explicit(&r->lean_ret, w->lean_ret, memory_order_release);

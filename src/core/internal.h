@@ -22,7 +22,9 @@
 
 #include "stitch/stitch.h"
 
-#define STITCH_MAX_INSN 16 /* longest byte sequence one patch may replace */
+#define STITCH_MAX_INSN 8 /* longest byte sequence one patch may replace (an AArch64 or RISC-V
+			    * literal; x86-64 sites are at most 5): 32-byte patches, and a
+			    * switch of 100 000 sites streams its patch list ~10 times */
 
 /* ---- errors (error.c) ---------------------------------------------------- */
 
@@ -281,7 +283,6 @@ enum stitch_scratch_slot {
 	STITCH_SCRATCH_FTRACE,   /* core/ftrace.c commit() */
 	STITCH_SCRATCH_ARCH,     /* arch_ftrace_apply(): the patch list */
 	STITCH_SCRATCH_BATCH,    /* stitch_apply_patches_locked()'s copy */
-	STITCH_SCRATCH_TRAPS,    /* the x86 int3 trap table (unused once unpublished) */
 	STITCH_SCRATCH_NOP_RUNS, /* x86 int3 batch: which sites' old bytes are several NOPs */
 	STITCH_SCRATCH_QRANGES,  /* x86 int3 batch: the ranges its quiescence waits for */
 	STITCH_SCRATCH_RUN,      /* text.c: a page run being written */

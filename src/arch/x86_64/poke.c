@@ -51,7 +51,8 @@
  * (tests/ftrace), and models/patchlog-x86-five-nops-quiesce*.model keeps
  * one (SAFE, and UNSAFE without the quiescence).
  *
- * The trap: our SIGTRAP handler finds the site in the published table and
+ * The trap: our SIGTRAP handler finds the site in the published table (the
+ * batch's own sorted patches) and
  * emulates the *new* instruction (either is correct while the update is in
  * flight): nop -> skip, jmp -> go to target, call -> push and go.  A NOP
  * may be any of x86_decode_site()'s forms, e.g. clang's patchable entry
@@ -85,7 +86,7 @@
  *                                             cc -> load table again, retry if
  *                                             it changed, else not ours)
  *   unpublish table; wait traps_running==0   traps_running--
- *   free table
+ *   the patches may be reused
  * Models: models/x86-static-key-jmp32.model, x86-static-key-jmp8.model and
  * x86-int3-call.model (SAFE); x86-int3-call-nosync{1,2,3}.model (each sync dropped
  * in turn: UNSAFE); x86-static-key-plain-store.model (no int3: UNSAFE).
@@ -101,14 +102,12 @@
 #include "arch/arch.h"
 #include "arch/x86_64/insn.h"
 
-struct trap_site {
-	uintptr_t addr;
-	struct x86_insn insn; /* the new instruction, emulated on a trap */
-};
-
+/* The batch's own patches, sorted by address (batch.c): a trapped thread
+ * looks its site up there and decodes the new bytes itself, so a switch of
+ * 100 000 sites builds no table of its own (3 MB, written then read). */
 struct trap_table {
 	size_t count;
-	struct trap_site sites[];
+	const struct stitch_patch *patches;
 };
 
 static _Atomic(struct trap_table *) trap_table;
@@ -130,14 +129,15 @@ void arch_ucontext_set_pc(ucontext_t *uc, uintptr_t pc)
 	uc->uc_mcontext.gregs[REG_RIP] = (greg_t)pc;
 }
 
-static const struct trap_site *find_trap_site(const struct trap_table *t, uintptr_t addr)
+/* The patch at addr in t, or NULL.  Async-signal-safe. */
+static const struct stitch_patch *find_trap_site(const struct trap_table *t, uintptr_t addr)
 {
 	size_t lo = 0, hi = t->count;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		if (t->sites[mid].addr == addr)
-			return &t->sites[mid];
-		if (t->sites[mid].addr < addr)
+		if (t->patches[mid].addr == addr)
+			return &t->patches[mid];
+		if (t->patches[mid].addr < addr)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -145,22 +145,27 @@ static const struct trap_site *find_trap_site(const struct trap_table *t, uintpt
 	return NULL;
 }
 
-static void emulate(ucontext_t *uc, const struct trap_site *s)
+/* Run the new instruction of p (arch_batch_apply checked that it decodes
+ * as one, of p's length, not int3). */
+static void emulate(ucontext_t *uc, const struct stitch_patch *p)
 {
 	greg_t *regs = uc->uc_mcontext.gregs;
-	switch (s->insn.kind) {
+	struct x86_insn insn;
+	if (x86_decode_site(p->new_bytes, p->len, p->addr, &insn) != 0)
+		stitch_die("x86 int3 protocol: a published site does not decode"); /* checked before publishing */
+	switch (insn.kind) {
 	case X86_INSN_NOP:
 		/* NOLINTNEXTLINE(bugprone-misplaced-widening-cast): greg_t and uintptr_t are both 64-bit here */
-		regs[REG_RIP] = (greg_t)(s->addr + s->insn.len);
+		regs[REG_RIP] = (greg_t)(p->addr + insn.len);
 		break;
 	case X86_INSN_JMP_REL8:
 	case X86_INSN_JMP_REL32:
-		regs[REG_RIP] = (greg_t)s->insn.target;
+		regs[REG_RIP] = (greg_t)insn.target;
 		break;
 	case X86_INSN_CALL_REL32:
 		regs[REG_RSP] -= 8;
-		*(uint64_t *)regs[REG_RSP] = s->addr + s->insn.len;
-		regs[REG_RIP] = (greg_t)s->insn.target;
+		*(uint64_t *)regs[REG_RSP] = p->addr + insn.len;
+		regs[REG_RIP] = (greg_t)insn.target;
 		break;
 	case X86_INSN_RET:
 		regs[REG_RIP] = (greg_t) * (uint64_t *)regs[REG_RSP];
@@ -217,7 +222,7 @@ bool arch_sigtrap_claim(siginfo_t *info, void *context)
 	const struct trap_table *t = atomic_load(&trap_table);
 	bool ours = true;
 	for (;;) {
-		const struct trap_site *s = t ? find_trap_site(t, site) : NULL;
+		const struct stitch_patch *s = t ? find_trap_site(t, site) : NULL;
 		if (s) {
 			emulate(uc, s);
 			break;
@@ -281,12 +286,12 @@ int arch_poke_init(void)
 	return ensure_sigtrap_handler();
 }
 
-static void unpublish_trap_table(struct trap_table *t)
+/* No handler reads the table (nor the batch's patches) after this. */
+static void unpublish_trap_table(void)
 {
 	atomic_store(&trap_table, NULL);
 	while (atomic_load(&traps_running) != 0)
 		sched_yield();
-	(void)t; /* scratch memory: no handler reads it any more, the next batch may reuse it */
 }
 
 /* The three steps' stores, each over every site (text.c merges page runs). */
@@ -378,6 +383,14 @@ bool arch_batch_skip_nops(uintptr_t *pc, void *arg)
 	return true;
 }
 
+/* A jump or call rel32 filling a 5-byte site: one instruction whatever its
+ * displacement (what switching 100 000 trace sites writes and undoes: no
+ * decoding of each). */
+static inline bool is_rel32(const uint8_t *b, size_t len)
+{
+	return len == 5 && (b[0] == X86_JMP_REL32 || b[0] == X86_CALL_REL32);
+}
+
 /* Step 1b (above): no thread between the NOPs of a site whose old bytes
  * are several; `nruns` of the n patches are such sites. */
 static int quiesce_nop_runs(const struct stitch_patch *p, size_t n, const bool *run, size_t nruns)
@@ -406,40 +419,41 @@ int arch_batch_apply(const struct stitch_patch *p, size_t n)
 	int err = ensure_sigtrap_handler();
 	if (err)
 		return err;
-	/* scratch (batch.c): reused by the next batch, after unpublish_trap_table() */
-	struct trap_table *t = stitch_scratch(STITCH_SCRATCH_TRAPS, sizeof(*t) + n * sizeof(t->sites[0]));
 	bool *run = stitch_scratch(STITCH_SCRATCH_NOP_RUNS, n * sizeof(*run));
-	if (!t || !run)
+	if (!run)
 		return -STITCH_ENOMEM;
-	t->count = n;
 	size_t nruns = 0;
 	for (size_t i = 0; i < n; i++) {
-		struct x86_insn old_insn;
-		t->sites[i].addr = p[i].addr;
 		/* The new bytes must be exactly one instruction filling the site:
 		 * the trap emulates it.  The old, one instruction too (a thread can
-		 * only be at its byte 0) or several NOPs (step 1b).  Sites with the
-		 * same bytes as the one before (NOPs, by the thousand) reuse its
-		 * decoding, unless it branches (pc-relative). */
-		bool same_old = i && p[i].len == p[i - 1].len && stitch_same_bytes(p[i].old, p[i - 1].old, p[i].len);
-		bool same_new = i && p[i].len == p[i - 1].len &&
-				stitch_same_bytes(p[i].new_bytes, p[i - 1].new_bytes, p[i].len) &&
-				(t->sites[i - 1].insn.kind == X86_INSN_NOP || t->sites[i - 1].insn.kind == X86_INSN_RET);
-		if (same_new)
-			t->sites[i].insn = t->sites[i - 1].insn;
-		bool old_ok = true;
-		if (same_old) {
+		 * only be at its byte 0) or several NOPs (step 1b).  What bytes
+		 * decode to, and so whether they pass, does not depend on where
+		 * they are: bytes the same as the site before's passed (NOPs, by
+		 * the thousand), and a jump or call rel32 (what switching trace
+		 * sites writes and undoes) is one 5-byte instruction whatever its
+		 * displacement.  Nothing is kept: a trap decodes its site again. */
+		bool same_len = i && p[i].len == p[i - 1].len;
+		bool old_ok = true, new_ok = true;
+		if (same_len && stitch_same_bytes(p[i].old, p[i - 1].old, p[i].len)) {
 			run[i] = run[i - 1];
+		} else if (is_rel32(p[i].old, p[i].len)) {
+			run[i] = false;
 		} else {
-			/* one instruction (the usual case: decoded once), or a run */
+			/* one instruction, or a run of NOPs */
+			struct x86_insn old_insn;
 			bool one = x86_decode_site(p[i].old, p[i].len, p[i].addr, &old_insn) == 0 &&
 				   old_insn.len == p[i].len;
 			run[i] = !one && nop_run(p[i].old, p[i].len, p[i].addr);
 			old_ok = one || run[i];
 		}
 		nruns += run[i];
-		if (!old_ok || (!same_new && x86_decode_site(p[i].new_bytes, p[i].len, p[i].addr, &t->sites[i].insn) != 0) ||
-		    t->sites[i].insn.len != p[i].len || t->sites[i].insn.kind == X86_INSN_INT3) {
+		if (!(same_len && stitch_same_bytes(p[i].new_bytes, p[i - 1].new_bytes, p[i].len)) &&
+		    !is_rel32(p[i].new_bytes, p[i].len)) {
+			struct x86_insn new_insn;
+			new_ok = x86_decode_site(p[i].new_bytes, p[i].len, p[i].addr, &new_insn) == 0 &&
+				 new_insn.len == p[i].len && new_insn.kind != X86_INSN_INT3;
+		}
+		if (!old_ok || !new_ok) {
 			char a[3 * STITCH_MAX_INSN + 1], b[3 * STITCH_MAX_INSN + 1];
 			return stitch_fail(STITCH_EUNKNOWN,
 					   "site %#lx: %s -> %s is not one known instruction (or a run of NOPs) "
@@ -451,7 +465,8 @@ int arch_batch_apply(const struct stitch_patch *p, size_t n)
 	err = stitch_text_open_checked(p, n); /* batch.c checked these very patches */
 	if (err)
 		return err;
-	atomic_store(&trap_table, t); /* patches are sorted by address (batch.c) */
+	struct trap_table table = { n, p }; /* patches are sorted by address (batch.c) */
+	atomic_store(&trap_table, &table);
 
 	/* step 1: int3 over byte 0 of every site longer than one byte */
 	bool any_long = false, tails_stored = false;
@@ -483,7 +498,7 @@ int arch_batch_apply(const struct stitch_patch *p, size_t n)
 		err = saved;
 	}
 	int cerr = stitch_text_close();
-	unpublish_trap_table(t);
+	unpublish_trap_table();
 	return err ? err : cerr;
 }
 
