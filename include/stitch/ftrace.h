@@ -62,6 +62,7 @@
 #ifndef STITCH_FTRACE_H
 #define STITCH_FTRACE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stitch/stitch.h>
@@ -143,6 +144,24 @@ struct stitch_ftrace_ops {
 #define STITCH_FTRACE_GRAPH_DEPTH 1024
 
 /*
+ * For the entry callback (func) of an ops with a ret_func: whether the
+ * return of the call being entered is hooked, i.e. whether ret_func will
+ * be called for it (true), or the thread's shadow stack is full - or
+ * could not be mapped - so that it never will (false; the call counts in
+ * stitch_stats.graph_overflows).  The stack is the thread's, shared by
+ * every graph ops: entries of calls hooked under an ops since unregistered
+ * keep their places until those calls return, so a count of one's own
+ * entries cannot tell (stitch-trace's agent asks this to mark NORET).
+ * Exact on every entry path (the assembly fast paths and the C
+ * dispatcher).  Outside an entry callback it returns false; in the func
+ * of an ops without a ret_func, on a site that no graph ops traces, its
+ * answer means nothing.  Costs the traced calls nothing; may be called
+ * from fast-ABI callbacks (STITCH_FTRACE_F_PRESERVES_REGS, below).
+ * Async-signal-safe.
+ */
+STITCH_API bool stitch_ftrace_return_hooked(void);
+
+/*
  * 1 if C++ exceptions and pthread_exit() through hooked frames are handled
  * in this process: libstitch is linked into the program or preloaded, so
  * its interposers come first; or it was loaded by dlopen() after the
@@ -192,7 +211,7 @@ STITCH_API int stitch_ftrace_unwind_ready(void);
  * read from C) and valid when the full trampoline ran them; in ret_func,
  * `rregs` holds the integer return registers (stitch_ftrace_ret_value()
  * works; on the fast path not the SSE ones).  stitch_ftrace_ret_value()
- * and stitch_ftrace_regs_arg() may be called from these callbacks.  The stack is 16-byte aligned for the
+ * and stitch_ftrace_regs_arg() (and stitch_ftrace_return_hooked()) may be called from these callbacks.  The stack is 16-byte aligned for the
  * callbacks when the traced function was called with an aligned stack.
  * Everything else holds as for other ops: recursion guard, unregister's
  * guarantee, function_graph's shadow stack (docs/ftrace.md, "Fast ABI").

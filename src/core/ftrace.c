@@ -512,6 +512,7 @@ void stitch__ftrace_longjmp(uintptr_t target_sp)
 	}
 	if (rcu_inside())
 		rcu_unlock();
+	t->unhooked_section = 0; /* the dispatcher's callback left: its mark goes with it */
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	__atomic_store_n(&t->seq, FT_SEQ_OUT, __ATOMIC_RELAXED);
 }
@@ -739,6 +740,45 @@ static inline bool graph_push(struct ft_shadow_stack *st, struct ft_rec *r, stru
 	return true;
 }
 
+/*
+ * stitch_ftrace_return_hooked(): whether the call whose entry callbacks
+ * run now will have its return hooked.  Where the shadow entry is pushed
+ * differs by path: the C dispatcher pushes it after the callbacks (above
+ * and in dispatch_set), every assembly fast path (x86-64 full and lean,
+ * AArch64, RISC-V) before them - and those run only when the stack has
+ * room (else they hand the call to the dispatcher, having changed
+ * nothing), and then always push.  So while an entry callback runs, depth
+ * below STITCH_FTRACE_GRAPH_DEPTH means hooked on either path (pushed
+ * already, or room for the push to come), and only depth exactly at the
+ * limit is ambiguous: the fast path's push of the last free entry, or the
+ * dispatcher about to refuse.  The dispatcher tells the second apart by
+ * marking the section (its seq, unique among the thread's sections, which
+ * never nest) while the callbacks run; the fast paths are not touched:
+ * no instruction is added to any trampoline.  Cleared after the
+ * callbacks, and by a longjmp() that leaves the section.
+ */
+static inline bool graph_mark_unhooked(struct ft_thread *t, const struct ft_shadow_stack *st)
+{
+	if (__builtin_expect(st && st->depth < STITCH_FTRACE_GRAPH_DEPTH, 1))
+		return false;
+	t->unhooked_section = __atomic_load_n(&t->seq, __ATOMIC_RELAXED);
+	return true;
+}
+
+/* general-regs-only: callable from fast-ABI callbacks (stitch/ftrace.h) */
+#if defined(__x86_64__)
+__attribute__((target("general-regs-only")))
+#endif
+bool stitch_ftrace_return_hooked(void)
+{
+	const struct ft_thread *t = &stitch__ftrace_thread;
+	unsigned long s = __atomic_load_n(&t->seq, __ATOMIC_RELAXED);
+	const struct ft_shadow_stack *st = t->shadow;
+	if ((s & 1) || !st) /* not in a callback; or no stack: nothing hooked */
+		return false;
+	return st->depth < STITCH_FTRACE_GRAPH_DEPTH || t->unhooked_section != s;
+}
+
 static __attribute__((noreturn, noinline)) void graph_lost(void)
 {
 	/* Nowhere correct to go: say so rather than jump anywhere. */
@@ -842,12 +882,15 @@ static __attribute__((noinline)) bool dispatch_set(struct ft_thread *t, struct f
 		slot = arch_ftrace_parent_slot(regs, &key);
 		st = graph_prune(t, slot, key);
 	}
+	bool unhooked = s->ngraph && graph_mark_unhooked(t, st);
 	for (size_t i = 0; i < s->n; i++) {
 		if (s->ops[i]->func) /* not a direct call caught in its switch */
 			s->ops[i]->func(ip, parent_ip, s->ops[i], regs);
 		if (s->ops[i]->ret_func)
 			graph_ops = s->ops[i];
 	}
+	if (unhooked)
+		t->unhooked_section = 0;
 	return s->ngraph && graph_push(st, r, s->ngraph == 1 ? graph_ops : NULL, slot, key);
 }
 
@@ -876,8 +919,12 @@ bool stitch__ftrace_dispatch(uintptr_t cookie, uintptr_t parent_ip, struct stitc
 			struct ft_shadow_stack *st = t->shadow;
 			if (__builtin_expect(!st || !graph_no_prune(st, slot, key), 0))
 				st = graph_prune(t, slot, key);
-			if (ops->func)
+			if (ops->func) {
+				bool unhooked = graph_mark_unhooked(t, st);
 				ops->func(r->a.func, parent_ip, ops, regs);
+				if (unhooked)
+					t->unhooked_section = 0;
+			}
 			hooked = graph_push(st, r, ops, slot, key);
 		}
 	} else if (s) {

@@ -159,6 +159,10 @@ static inline uintptr_t ft_entry_key(const struct ft_shadow *e)
 struct ft_thread {
 	unsigned long seq;
 	struct ft_shadow_stack *shadow;
+	/* While the C dispatcher runs the entry callbacks of a call whose
+	 * return it will not hook (shadow stack full or not mapped): that
+	 * section's seq; else 0 (stitch_ftrace_return_hooked()). */
+	unsigned long unhooked_section;
 };
 extern __thread struct ft_thread stitch__ftrace_thread __attribute__((tls_model("initial-exec")));
 /* seq outside callbacks; while the thread sets itself up or exits (inside

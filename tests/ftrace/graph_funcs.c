@@ -101,3 +101,15 @@ NOINLINE int g_wait(int *flag)
 		sched_yield();
 	return 7;
 }
+
+NOINLINE int g_deep_then(int n, void (*bottom)(void))
+{
+	if (n == 0) {
+		if (bottom)
+			bottom();
+		return 0;
+	}
+	int r = g_deep_then(n - 1, bottom);
+	g_sink = r;
+	return r + 1;
+}

@@ -30,5 +30,6 @@ int g_thread_exit(int n);          /* n hooked frames deep, then pthread_exit(42
 int g_nested_target(int v);        /* v * 5 + 1 (test_ftrace_nested) */
 int g_wait(int *flag);              /* returns 7 once *flag is set */
 int g_cancel_at(int n);             /* n + 1 hooked frames deep, then waits for cancellation */
+int g_deep_then(int n, void (*bottom)(void)); /* n + 1 calls deep, the innermost calls bottom() if set; returns n */
 
 #endif
