@@ -60,9 +60,6 @@
 #define AGENT_EXPORT __attribute__((visibility("default")))
 #define AGENT_TLS __thread __attribute__((tls_model("initial-exec")))
 
-/* The library hooks at most this many nested returns per thread (its
- * shadow stack); deeper calls get no ret_func, so the agent marks them. */
-#define SHADOW_STACK_MAX 1024
 #define WRITER_TICK_MS 10
 #define DEFAULT_RING_EVENTS (1u << 18)
 
@@ -123,8 +120,10 @@ static void on_entry(uintptr_t ip, uintptr_t parent_ip, struct stitch_ftrace_ops
 #define HOOKS_RETURNS 1
 static void on_return(uintptr_t ip, uintptr_t parent_ip, struct stitch_ftrace_ops *o,
 		      struct stitch_ftrace_ret_regs *rregs);
+#define RETURN_HOOKED() stitch_ftrace_return_hooked()
 #else
 #define HOOKS_RETURNS 0
+#define RETURN_HOOKED() false
 #endif
 /*
  * Graph mode registers a fresh ops every time (graph_ops_new()), never one
@@ -308,8 +307,14 @@ static void on_entry(uintptr_t ip, uintptr_t parent_ip, struct stitch_ftrace_ops
 			r->depth = 0;
 		}
 		uint32_t d = r->depth;
-		if (d >= SHADOW_STACK_MAX) {
-			/* the library will not hook this return: say so, keep depth */
+		/* The library says whether it hooks this return: its return
+		 * stack (STITCH_FTRACE_GRAPH_DEPTH entries) is the thread's, and
+		 * still holds the calls in flight that were hooked under an
+		 * earlier ops, which r->depth, restarted above, does not count
+		 * (a pause at the bottom of a 1 500-deep recursion then showed
+		 * every later call nested in the one before). */
+		if (!RETURN_HOOKED()) {
+			/* no ret_func will come: say so, keep depth */
 			kind = ST_EV_NORET;
 			atomic_store_explicit(&r->noret_total,
 					      atomic_load_explicit(&r->noret_total, memory_order_relaxed) + 1,
