@@ -211,7 +211,8 @@ STITCH_API int stitch_ftrace_unwind_ready(void);
  * read from C) and valid when the full trampoline ran them; in ret_func,
  * `rregs` holds the integer return registers (stitch_ftrace_ret_value()
  * works; on the fast path not the SSE ones).  stitch_ftrace_ret_value()
- * and stitch_ftrace_regs_arg() (and stitch_ftrace_return_hooked()) may be called from these callbacks.  The stack is 16-byte aligned for the
+ * and stitch_ftrace_regs_arg() (and stitch_ftrace_return_hooked()) may
+ * be called from these callbacks.  The stack is 16-byte aligned for the
  * callbacks when the traced function was called with an aligned stack.
  * Everything else holds as for other ops: recursion guard, unregister's
  * guarantee, function_graph's shadow stack (docs/ftrace.md, "Fast ABI").
