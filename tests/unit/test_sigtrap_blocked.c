@@ -75,6 +75,26 @@ static void *sleeper(void *arg)
 	return NULL;
 }
 
+/*
+ * Case 1's toggle.  The runner does not block the quiescence signal, so
+ * the stopped world parks it - once it is scheduled.  The test runs with
+ * a 300 ms timeout (case 3 needs a short one), which a machine loaded
+ * with other jobs can exceed (seen once under a parallel build): that
+ * refusal is the library working as documented, and must change nothing,
+ * so the toggle is checked unchanged and made again (20 times at most:
+ * a thread that never parks still fails the test).
+ */
+static int toggle_parking(bool on, int *retries)
+{
+	for (int attempt = 0;; attempt++) {
+		int err = on ? stitch_static_key_enable(&key) : stitch_static_key_disable(&key);
+		if (err != -STITCH_EQUIESCE || !strstr(stitch_last_error(), "did not answer") || attempt == 20)
+			return err;
+		CHECK(stitch_static_key_enabled(&key) != on && branch() != on, "a refused toggle changed the key");
+		(*retries)++;
+	}
+}
+
 static void start(pthread_t *th, void *block_all)
 {
 	atomic_store(&stop, 0);
@@ -99,17 +119,17 @@ int main(void)
 	start(&th, NULL);
 	struct stitch_stats a, b;
 	stitch_get_stats(&a);
-	int toggles = 0;
+	int toggles = 0, retries = 0;
 	for (int i = 0; i < 100; i++) {
 		unsigned long on = atomic_load(&seen_on), off;
-		int err = stitch_static_key_enable(&key);
+		int err = toggle_parking(true, &retries);
 		CHECK(err == 0, "enable beside a thread blocking SIGTRAP: %s", stitch_last_error());
 		if (err)
 			break;
 		while (atomic_load(&seen_on) == on)
 			; /* the runner took the new branch */
 		off = atomic_load(&seen_off);
-		err = stitch_static_key_disable(&key);
+		err = toggle_parking(false, &retries);
 		CHECK(err == 0, "disable beside a thread blocking SIGTRAP: %s", stitch_last_error());
 		if (err)
 			break;
@@ -121,10 +141,11 @@ int main(void)
 	finish(th);
 	CHECK_EQ(toggles, 200);
 	CHECK_EQ(b.trap_hits - a.trap_hits, 0);
-	CHECK(b.world_stops - a.world_stops == 200, "%llu stops for 200 toggles",
-	      (unsigned long long)(b.world_stops - a.world_stops));
-	printf("200 toggles beside a thread blocking SIGTRAP: %llu stopped worlds, %llu syncs, 0 int3 hits\n",
-	       (unsigned long long)(b.world_stops - a.world_stops), (unsigned long long)(b.syncs - a.syncs));
+	CHECK(b.world_stops - a.world_stops == (unsigned long long)(200 + retries), "%llu stops for 200 toggles and %d "
+	      "retries", (unsigned long long)(b.world_stops - a.world_stops), retries);
+	printf("200 toggles beside a thread blocking SIGTRAP: %llu stopped worlds (%d toggles again after the runner "
+	       "was not scheduled in time), %llu syncs, 0 int3 hits\n",
+	       (unsigned long long)(b.world_stops - a.world_stops), retries, (unsigned long long)(b.syncs - a.syncs));
 
 	/* the same thread gone: the int3 protocol again, no stop */
 	stitch_get_stats(&a);
