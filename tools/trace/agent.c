@@ -460,6 +460,17 @@ void agent_fd_close(struct agent_fd *a)
  * by its path (only if it is still the same file: never append to another
  * one put there), and say so once.  Returns 0 if the file can be written.
  * file_lock.
+ *
+ * The program may be taking descriptors while we reopen (a dup2 loop over
+ * 3..1023 runs for a millisecond or so): the number open() gives us, or
+ * the one we move it to, can be replaced before we look at it.  So what
+ * decides that another file is there is the path (stat), not the
+ * descriptor: while the path is still our file, a descriptor that turned
+ * out not to be ours is dropped (only if it is still what we saw) and the
+ * open tried again.  Before 2026-11-28 the first such race ended the
+ * recording ("another file is there now"), and the failure path closed
+ * the number open() had returned a second time - by then possibly the
+ * program's (trace_fd, 1 run in ~40).
  */
 static int file_usable(void)
 {
@@ -469,22 +480,47 @@ static int file_usable(void)
 		return 0;
 	static int said;
 	struct agent_fd old = ag.file;
-	int fd = open(ag.path, O_WRONLY | O_APPEND | O_CLOEXEC);
-	struct agent_fd fresh = AGENT_FD_NONE;
-	if (fd >= 0 && agent_fd_keep(&fresh, fd) >= 0 && fresh.dev == old.dev && fresh.ino == old.ino) {
-		ag.file = fresh;
-		if (!said)
-			agent_say("the program closed or reused descriptor %d (the trace file); reopened %s", old.fd,
-				  ag.path);
-		said = 1;
-		return 0;
+	const char *why = NULL;
+	int err = 0;
+	for (int attempt = 0; attempt < 100; attempt++) {
+		int fd = open(ag.path, O_WRONLY | O_APPEND | O_CLOEXEC);
+		if (fd < 0) {
+			err = errno;
+			break;
+		}
+		struct agent_fd fresh = AGENT_FD_NONE;
+		(void)agent_fd_keep(&fresh, fd); /* owns fd from here (moved up, or left if fstat failed) */
+		if (fresh.fd >= 0 && fresh.dev == old.dev && fresh.ino == old.ino) {
+			ag.file = fresh;
+			if (!said)
+				agent_say("the program closed or reused descriptor %d (the trace file); reopened %s",
+					  old.fd, ag.path);
+			said = 1;
+			return 0;
+		}
+		agent_fd_close(&fresh); /* only if it still is what agent_fd_keep() saw */
+		struct stat st;
+		if (stat(ag.path, &st) != 0) {
+			err = errno;
+			break;
+		}
+		if (st.st_dev != old.dev || st.st_ino != old.ino) {
+			why = " (another file is there now)";
+			break;
+		}
+		sched_yield(); /* the program is still taking descriptors: let it finish */
 	}
-	agent_fd_close(&fresh); /* ours: just opened */
-	if (fd >= 0 && fresh.fd < 0)
-		close(fd);
+	if (!why && !err) {
+		/* the path is still ours: try again at the next record */
+		static int said_busy;
+		if (!said_busy)
+			agent_say("the program keeps taking the descriptors the trace file is reopened at; trying again");
+		said_busy = 1;
+		return -1;
+	}
 	agent_say("the program closed or reused descriptor %d (the trace file) and %s cannot be reopened%s%s; "
 		  "recording stops, events from now on are counted as lost",
-		  old.fd, ag.path, fd < 0 ? ": " : " (another file is there now)", fd < 0 ? strerror(errno) : "");
+		  old.fd, ag.path, why ? why : ": ", why ? "" : strerror(err));
 	ag.file.fd = -1; /* not ours: never closed */
 	file_dead = 1;
 	return -1;
