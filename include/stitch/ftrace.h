@@ -45,7 +45,12 @@
  * Callbacks run on the traced thread, with the traced function's argument
  * registers saved (read them with stitch_ftrace_regs_arg()).  A callback
  * that calls traced code does not recurse into callbacks: tracing is off
- * for the thread while it runs one.  Callbacks run inside an RCU read-side
+ * for the thread while it runs one, and so for a signal handler that
+ * interrupts one.  Such calls run untraced, and each is counted in
+ * stitch_stats.ftrace_guard_skips (stitch_get_stats(), stitch/stitch.h;
+ * process-wide, every ops' sites: also a handler that lands while a thread
+ * sets up its tracing state at its first traced call, or at its exit),
+ * so that a tracer can say how many calls its record lacks.  Callbacks run inside an RCU read-side
  * section (liburcu urcu-bp where available, see docs/ftrace.md): they
  * must not call the update functions below (these return -STITCH_EINVAL
  * there), and must not fork() (the fork waits for the update lock, which

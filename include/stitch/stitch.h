@@ -85,6 +85,10 @@ struct stitch_stats {
 	uint64_t quiesce_fixups; /* thread PCs rewritten by a quiescence fixup */
 	uint64_t graph_overflows; /* traced calls whose return was not hooked: shadow stack full */
 	uint64_t world_stops;    /* times every other thread was parked (stop the world) */
+	/* traced calls that ran untraced because their thread was already in
+	 * the tracing code: a callback's own calls, a signal handler's that
+	 * interrupted one (the recursion guard, stitch/ftrace.h) */
+	uint64_t ftrace_guard_skips;
 };
 
 /* A snapshot of the library's counters since start-up. */

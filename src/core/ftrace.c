@@ -86,6 +86,18 @@
  * FT_SEQ_OUT back before it returns, and the thread then stores its own
  * value - the parity, all that is tested, stays right.
  *
+ * Every call the guard skips is counted (stitch_stats.ftrace_guard_skips):
+ * a callback's own traced calls, a signal handler's that landed inside a
+ * section, and the rare handler's that landed while the thread set itself
+ * up or exited (seq even there too: those calls run untraced just the
+ * same).  The thread's first traced call, which finds seq 0, is traced,
+ * not skipped, and not counted.  Every trampoline's fast path hands a
+ * call that finds seq even to the dispatcher without touching anything
+ * (src/arch/<arch>/ftrace.c), so the count is in one place, on the path
+ * that skips: a traced call outside callbacks runs no extra instruction.
+ * A tracer reads it to say how many calls its recording lacks (stitch-trace
+ * does).
+ *
  * The RCU read side is liburcu's (urcu-bp) where the build found it,
  * else the small fallback below; ft_read_lock() sets the guard first and
  * then enters the RCU section, ft_read_unlock() leaves in reverse order,
@@ -900,8 +912,14 @@ bool stitch__ftrace_dispatch(uintptr_t cookie, uintptr_t parent_ip, struct stitc
 	bool hooked = false;
 	unsigned long seq = __atomic_load_n(&t->seq, __ATOMIC_RELAXED);
 	if (__builtin_expect(!(seq & 1), 0)) {
-		if (seq)
-			return false; /* a callback called traced code */
+		if (seq) {
+			/* A callback called traced code, or a signal handler
+			 * interrupted the tracing code (or the thread's set-up or
+			 * exit): the call runs untraced, and is counted so that it
+			 * is not silently missing ("the recursion guard" above). */
+			stitch_count(ftrace_guard_skips, 1);
+			return false;
+		}
 		seq = thread_register(t);
 	}
 	ft_read_lock(t);

@@ -134,4 +134,5 @@ void stitch_get_stats(struct stitch_stats *out)
 	out->quiesce_fixups = atomic_load(&stitch_counters.quiesce_fixups);
 	out->graph_overflows = atomic_load(&stitch_counters.graph_overflows);
 	out->world_stops = atomic_load(&stitch_counters.world_stops);
+	out->ftrace_guard_skips = atomic_load(&stitch_counters.ftrace_guard_skips);
 }

@@ -53,6 +53,7 @@ __attribute__((noreturn)) void stitch_die_at(const char *file, int line, const c
 struct stitch_counters {
 	atomic_uint_fast64_t batches, sites_written, syncs, protect_calls;
 	atomic_uint_fast64_t trap_hits, quiesce_rounds, quiesce_fixups, graph_overflows, world_stops;
+	atomic_uint_fast64_t ftrace_guard_skips;
 };
 extern struct stitch_counters stitch_counters;
 #define stitch_count(field, n) atomic_fetch_add_explicit(&stitch_counters.field, (n), memory_order_relaxed)
