@@ -121,6 +121,16 @@ static void tree(FILE *out, const struct tr_trace *tr)
 	out_tree(out, tr, 0);
 }
 
+static void report(FILE *out, const struct tr_trace *tr)
+{
+	out_report(out, tr, SORT_CALLS);
+}
+
+static void replay(FILE *out, const struct tr_trace *tr)
+{
+	out_replay(out, tr, 0);
+}
+
 static void folded_calls(FILE *out, const struct tr_trace *tr)
 {
 	out_folded(out, tr, 0);
@@ -277,6 +287,58 @@ int main(void)
 	end(&f);
 	check_output(&f, folded_calls, "main 1\nmain;x:y?z 1\n", "folded stacks");
 	check_output(&f, tree, "process t\nthread\n  main\n    x;y\\nz\n", "tree");
+
+	/* Calls made inside callbacks (ST_REC_GUARD): a running count, the last
+	 * record the total; summaries say it next to the losses.  A file
+	 * without the record (from before it) says nothing; a short one is
+	 * damaged. */
+	begin(&f, "odd");
+	events(&f, 0, E(MAIN, 10), X(MAIN, 20), END_EV);
+	end(&f);
+	check_output(&f, out_events, "E 10 1 entry 0 10 main\nE 10 1 exit 0 20 main\n", "no guard record");
+	{
+		struct tr_proc p;
+		char *got = output(&f, &p, report);
+		CHECK(strstr(got, "inside callbacks") == NULL, "a file without a guard record:\n%s", got);
+		free(got);
+		tr_proc_free(&p);
+	}
+	begin(&f, "odd");
+	struct st_guard g = { 2 };
+	record(&f, ST_REC_GUARD, &g, sizeof g, NULL, 0);
+	events(&f, 0, E(MAIN, 10), X(MAIN, 20), END_EV);
+	g.skipped = 7;
+	record(&f, ST_REC_GUARD, &g, sizeof g, NULL, 0);
+	end(&f);
+	check_output(&f, out_events, "G 10 7\nE 10 1 entry 0 10 main\nE 10 1 exit 0 20 main\n", "guard: dump --events");
+	{
+		struct tr_proc p;
+		char *got = output(&f, &p, report);
+		CHECK(strstr(got, "# process 10: 7 calls made inside callbacks (signal handlers interrupting tracing) "
+				  "were not recorded\n") != NULL &&
+			      strstr(got, "# 7 calls made inside callbacks (signal handlers interrupting tracing) were not "
+					  "recorded: counts are low\n") != NULL,
+		      "report of 7 calls inside callbacks:\n%s", got);
+		free(got);
+		tr_proc_free(&p);
+		got = output(&f, &p, replay);
+		CHECK(strstr(got, "# process 10: 7 calls made inside callbacks") != NULL, "replay:\n%s", got);
+		free(got);
+		tr_proc_free(&p);
+	}
+	/* too short for its count: damaged, the reading stops there (the END
+	 * after it is not seen) */
+	begin(&f, "odd");
+	events(&f, 0, E(MAIN, 10), END_EV);
+	record(&f, ST_REC_GUARD, NULL, 0, NULL, 0);
+	end(&f);
+	{
+		struct tr_proc p;
+		CHECK_EQ(tr_parse(f.buf, f.n, "test", &p, 0), 0);
+		CHECK_EQ(p.guard_skipped, 0);
+		CHECK_EQ(p.ended, 0);
+		tr_proc_free(&p);
+	}
 
 	return check_summary("test_trace_reader");
 }

@@ -51,6 +51,7 @@
 #include <unistd.h>
 
 #include <stitch/ftrace.h>
+#include <stitch/stitch.h>
 
 #include "agent.h"
 #include "ctlpath.h"
@@ -651,6 +652,38 @@ static void write_thread_name(struct ring *r)
 	r->named = 1;
 }
 
+/*
+ * Calls the library's recursion guard skipped since this file began
+ * (format.h, ST_REC_GUARD): this agent's copy of the library traces for
+ * this agent only, so its count is of calls to functions we trace.  It
+ * starts at 0 with the process (an exec starts a new one); a fork child
+ * inherits the parent's count, and takes it as its base.  file_lock.
+ */
+static uint64_t guard_skips_base, guard_skips_written;
+
+static uint64_t guard_skips_now(void)
+{
+	struct stitch_stats st;
+	stitch_get_stats(&st);
+	return st.ftrace_guard_skips;
+}
+
+static void guard_skips_restart(void)
+{
+	guard_skips_base = guard_skips_now();
+	guard_skips_written = 0;
+}
+
+/* The count, if it changed since it was last written.  file_lock. */
+static void write_guard_skips(void)
+{
+	struct st_guard g = { .skipped = guard_skips_now() - guard_skips_base };
+	if (g.skipped == guard_skips_written)
+		return;
+	if (put_record(ST_REC_GUARD, &g, sizeof g, NULL, 0) == 0)
+		guard_skips_written = g.skipped;
+}
+
 /* Copy a ring's new events into the file.  file_lock. */
 static void drain_ring(struct ring *r)
 {
@@ -727,6 +760,7 @@ static int drain_all(int reap)
 	 * took is reopened (or given up) at once, and said */
 	file_usable();
 	write_clock();
+	write_guard_skips();
 	for (struct ring *r = atomic_load_explicit(&all_rings, memory_order_acquire); r; r = r->next) {
 		if (atomic_load_explicit(&r->dead, memory_order_relaxed))
 			continue;
@@ -1305,6 +1339,7 @@ int agent_control(const struct ctl_request *req, char *reply, size_t size)
 		drain_all(0);
 		final_lost_markers();
 		drain_all(0);
+		write_guard_skips();
 		struct st_end e;
 		totals(&e);
 		put_record(ST_REC_END, &e, sizeof e, NULL, 0);
@@ -1501,6 +1536,7 @@ static int flush_before_exec(const char *path)
 		return 0;
 	pthread_mutex_lock(&file_lock);
 	drain_all(0);
+	write_guard_skips();
 	struct st_end e;
 	totals(&e);
 	exec_record_at = file_good;
@@ -1671,6 +1707,7 @@ static void after_fork_child(void)
 	}
 	atomic_store(&lost_no_ring, 0);
 	events_written = 0;
+	guard_skips_restart(); /* the parent's are in its file */
 	nseen = 0;
 	if (!ag.fork_follow) {
 		/* Unregistering here would wait for a grace period that includes
@@ -1866,6 +1903,7 @@ __attribute__((destructor)) static void agent_stop(void)
 		final_lost_markers();
 		drain_all(0);
 	}
+	write_guard_skips();
 	struct st_end e;
 	totals(&e);
 	put_record(ST_REC_END, &e, sizeof e, NULL, 0);

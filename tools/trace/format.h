@@ -45,7 +45,21 @@ enum st_rec_type {
 	ST_REC_END = 5,    /* struct st_end: the process exited cleanly */
 	ST_REC_EXEC = 6,   /* struct st_end, then the path '\0': the image exec'ed */
 	ST_REC_CMDLINE = 7, /* the command line, arguments separated by '\0' */
-	ST_REC_CLOCK = 8   /* struct st_clock: a counter value and the monotonic ns at that moment */
+	ST_REC_CLOCK = 8,  /* struct st_clock: a counter value and the monotonic ns at that moment */
+	ST_REC_GUARD = 9   /* struct st_guard: calls made inside callbacks, not recorded (the last one counts) */
+};
+
+/* Calls of traced functions made while their thread was inside a callback
+ * - the agent's own code, or a signal handler that interrupted it (with
+ * --block, one waiting for room in its ring) - ran untraced: the library's
+ * recursion guard skipped them (stitch_stats.ftrace_guard_skips).  Their
+ * number since this file began; written when it changed (at a drain) and
+ * before END and EXEC.  Added after the first files were written: readers
+ * skip record types they do not know, so ST_VERSION stayed 1; a file
+ * without this record says nothing about such calls (a writer from before
+ * it, or none happened). */
+struct st_guard {
+	uint64_t skipped;
 };
 
 /* With ST_FLAG_COUNTER, readers map counter values to ns with the least-

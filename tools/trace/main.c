@@ -508,9 +508,10 @@ static int cmd_record(int argc, char **argv)
 			argv[optind], STITCH_TRACE_CFLAGS);
 		return rc ? rc : 1;
 	}
-	uint64_t events = 0, lost = 0;
+	uint64_t events = 0, lost = 0, guard_skipped = 0;
 	size_t unclean = 0, running = 0;
 	for (size_t i = 0; i < t.nproc; i++) {
+		guard_skipped += t.proc[i].guard_skipped;
 		/* a process that did not exit cleanly has no totals: count what
 		 * its file holds (a killed program's 10 million events were "0") */
 		events += t.proc[i].ended ? t.proc[i].end.events : t.proc[i].events_in_file;
@@ -530,6 +531,8 @@ static int cmd_record(int argc, char **argv)
 	fprintf(stderr, "stitch-trace: %zu process%s, %llu events, %s%llu lost, in %s\n", t.nproc,
 		t.nproc == 1 ? "" : "es", (unsigned long long)events, unclean || running ? "at least " : "",
 		(unsigned long long)lost, sel.dir);
+	if (guard_skipped)
+		fprintf(stderr, "stitch-trace: %s\n", out_guard_text(guard_skipped));
 	if (running)
 		fprintf(stderr, "stitch-trace: %zu process%s (forked by the program) still running: %s recording "
 				"goes on until %s\n",

@@ -108,6 +108,15 @@ static void put_line_text(FILE *out, const char *s)
 	free(buf);
 }
 
+const char *out_guard_text(uint64_t n)
+{
+	static char text[160];
+	snprintf(text, sizeof text,
+		 "%" PRIu64 " call%s made inside callbacks (signal handlers interrupting tracing) %s not recorded", n,
+		 n == 1 ? "" : "s", n == 1 ? "was" : "were");
+	return text;
+}
+
 static void thread_summary(FILE *out, const struct tr_thread *t)
 {
 	if (t->lost)
@@ -129,6 +138,8 @@ static void proc_title(FILE *out, const struct tr_proc *p)
 		fprintf(out, "# process %u did not exit cleanly: its last events may be missing\n", p->h.pid);
 	if (p->end.lost)
 		fprintf(out, "# process %u: %" PRIu64 " events LOST in total\n", p->h.pid, p->end.lost);
+	if (p->guard_skipped)
+		fprintf(out, "# process %u: %s\n", p->h.pid, out_guard_text(p->guard_skipped));
 }
 
 /* What follows a name in a call line: "()", unless the name has its
@@ -362,9 +373,10 @@ static struct fstat *fstat_of(struct fstat **tab, size_t *n, uint64_t ip, const 
 int out_report(FILE *out, const struct tr_trace *tr, int key)
 {
 	char d1[32], d2[32], nb[32];
-	uint64_t lost = 0, lost_exits = 0, noret = 0, orphans = 0;
+	uint64_t lost = 0, lost_exits = 0, noret = 0, orphans = 0, guard_skipped = 0;
 	for (size_t pi = 0; pi < tr->nproc; pi++) {
 		const struct tr_proc *p = &tr->proc[pi];
+		guard_skipped += p->guard_skipped;
 		struct fstat *tab = NULL;
 		size_t n = 0;
 		int graph = tr_has_exits(p);
@@ -428,6 +440,8 @@ int out_report(FILE *out, const struct tr_trace *tr, int key)
 	}
 	if (lost)
 		fprintf(out, "# %" PRIu64 " events were LOST (a thread's ring was full, or could not be mapped): counts are low\n", lost);
+	if (guard_skipped)
+		fprintf(out, "# %s: counts are low\n", out_guard_text(guard_skipped));
 	if (lost_exits)
 		fprintf(out, "# %" PRIu64 " calls had no exit recorded\n", lost_exits);
 	if (orphans)
@@ -981,6 +995,8 @@ void out_flame(FILE *out, const struct tr_trace *tr, const char *title)
  *   E pid tid kind gen ts_ns name     kind: entry exit unwind noret lost
  *                                     (lost: name is the number of events lost)
  *   M pid gen_before gen_after ok ts_begin ts_end filter...
+ *   G pid N                           N calls made inside callbacks were not
+ *                                     recorded (ST_REC_GUARD; only if N > 0)
  * (what tests/trace/live_test.py reads). */
 void out_events(FILE *out, const struct tr_trace *tr)
 {
@@ -990,6 +1006,8 @@ void out_events(FILE *out, const struct tr_trace *tr)
 	size_t ecap = 0;
 	for (size_t pi = 0; pi < tr->nproc; pi++) {
 		const struct tr_proc *p = &tr->proc[pi];
+		if (p->guard_skipped)
+			fprintf(out, "G %u %" PRIu64 "\n", p->h.pid, p->guard_skipped);
 		for (size_t m = 0; m < p->nmark; m++)
 			fprintf(out, "M %u %u %u %u %" PRIu64 " %" PRIu64 " %s\n", p->h.pid, p->mark[m].m.gen_before,
 				p->mark[m].m.gen_after, p->mark[m].m.ok, p->mark[m].m.ts_begin, p->mark[m].m.ts_end,

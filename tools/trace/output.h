@@ -2,6 +2,7 @@
 #ifndef STITCH_TRACE_OUTPUT_H
 #define STITCH_TRACE_OUTPUT_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "reader.h"
@@ -16,5 +17,8 @@ void out_folded(FILE *out, const struct tr_trace *tr, int by_time);
 void out_ftrace(FILE *out, const struct tr_trace *tr);
 void out_events(FILE *out, const struct tr_trace *tr);
 void out_flame(FILE *out, const struct tr_trace *tr, const char *title);
+/* "N calls made inside callbacks ... were not recorded" (ST_REC_GUARD), for
+ * the summaries; a static buffer. */
+const char *out_guard_text(uint64_t n);
 
 #endif

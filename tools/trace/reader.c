@@ -592,6 +592,16 @@ int tr_parse(const void *data, size_t size, const char *name, struct tr_proc *p,
 			p->clk = xrealloc(p->clk, (p->nclk + 1) * sizeof *p->clk);
 			memcpy(&p->clk[p->nclk++], buf, sizeof *p->clk);
 			break;
+		case ST_REC_GUARD: {
+			struct st_guard g;
+			if (rh.size < sizeof g) {
+				bad = "guard record too short";
+				break;
+			}
+			memcpy(&g, buf, sizeof g);
+			p->guard_skipped = g.skipped; /* a running count: the last one is the total */
+			break;
+		}
 		case ST_REC_CMDLINE: {
 			size_t n = rh.size;
 			while (n && buf[n - 1] == '\0')

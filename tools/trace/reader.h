@@ -78,6 +78,9 @@ struct tr_proc {
 	struct st_end end;
 	uint64_t events_in_file; /* skip_events: events in the EVENTS records (loss markers not counted) */
 	uint64_t lost_in_file;   /* skip_events: events lost, by the loss markers */
+	/* calls made inside callbacks, not recorded (ST_REC_GUARD, the last
+	 * one); 0 if the file has none */
+	uint64_t guard_skipped;
 };
 
 struct tr_trace {
