@@ -205,7 +205,7 @@ int stitch_batch_apply_locked(struct stitch_batch *b)
 	if (n == 0)
 		return 0;
 	if (!sorted) /* so that overlaps are adjacent and pages group */
-		qsort(b->patches, n, sizeof(b->patches[0]), cmp_patch);
+		sort_patches(b->patches, n);
 	int err = stitch_text_check(b->patches, n);
 	if (err)
 		return err;

@@ -20,14 +20,20 @@ int final_down(int n);
 int probe_down(int n, int leaves);
 void leaf(void);
 
+/* Say "bottom" and wait for the test's line (the handshake, no sleeps). */
+static void wait_at_bottom(void)
+{
+	char line[64];
+	printf("bottom\n");
+	fflush(stdout);
+	if (!fgets(line, sizeof line, stdin))
+		exit(1);
+}
+
 int down(int n)
 {
 	if (n == 0) {
-		char line[64];
-		printf("bottom\n");
-		fflush(stdout);
-		if (!fgets(line, sizeof line, stdin))
-			exit(1);
+		wait_at_bottom();
 		return 0;
 	}
 	return down(n - 1) + 1;
@@ -48,11 +54,7 @@ void leaf(void)
 int probe_down(int n, int leaves)
 {
 	if (n == 0) {
-		char line[64];
-		printf("bottom\n");
-		fflush(stdout);
-		if (!fgets(line, sizeof line, stdin))
-			exit(1);
+		wait_at_bottom();
 		for (int i = 0; i < leaves; i++)
 			leaf();
 		return 0;
